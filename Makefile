@@ -1,0 +1,66 @@
+# explab: every target creates .venv on first use and reinstalls only when pyproject.toml or the lock change.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+LOCK   := requirements/lock.txt
+# This machine keeps the CPU build of torch on disk; elsewhere pip takes it from the index.
+PIP_FLAGS := --constraint $(LOCK) $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
+MLRUNS := $(CURDIR)/mlruns
+HOST   ?= 127.0.0.1
+PORT   ?= 5000
+PYTEST_ARGS ?=
+ARGS   ?=
+
+.PHONY: help install dev train test lint format ui bench lock clean
+
+help:
+	@echo "make train   set up .venv and train the default experiment (ARGS='experiment=... key=value')"
+	@echo "make test    set up .venv with dev extras and run the whole test suite"
+	@echo "make ui      MLflow UI over ./mlruns on http://$(HOST):$(PORT)"
+	@echo "make lint    ruff check"
+	@echo "make bench   side-by-side benchmarks"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/pip install --quiet $(PIP_FLAGS) -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/pip install --quiet $(PIP_FLAGS) -e '.[dev]'
+	@touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+dev: $(VENV)/.installed-dev
+
+train: install
+	$(BIN)/explab-train $(ARGS)
+
+test: dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: dev
+	$(BIN)/ruff check src tests bench
+
+format: dev
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+ui: install
+	@mkdir -p $(MLRUNS)/artifacts
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(MLRUNS)/mlflow.db \
+	    --default-artifact-root $(MLRUNS)/artifacts --host $(HOST) --port $(PORT) --workers 1
+
+bench: install
+	$(BIN)/python bench/run_all.py
+
+# Rewrite the lock from the current .venv (after a deliberate upgrade).
+lock: dev
+	$(BIN)/pip freeze --exclude-editable | sed -e 's/+cpu$$//' > $(LOCK).new
+	@mv $(LOCK).new $(LOCK)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

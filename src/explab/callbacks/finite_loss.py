@@ -1,0 +1,45 @@
+"""Stop a diverged run loudly instead of training on NaN for hours."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class NonFiniteLossGuard(L.Callback):
+    """Checks the training loss every ``check_every_n_steps`` steps and at each epoch end.
+
+    Checking every step would force a host sync per step; every N steps costs nothing measurable and still
+    stops a diverged run within N steps.
+    """
+
+    def __init__(self, check_every_n_steps: int = 20) -> None:
+        self.check_every_n_steps = max(1, check_every_n_steps)
+
+    def _fail(self, trainer: L.Trainer, value: float) -> None:
+        raise NonFiniteLossError(
+            f"training loss became {value} at epoch {trainer.current_epoch}, step {trainer.global_step}. "
+            "Lower the learning rate (e.g. optimizer.lr=1e-4), clip gradients "
+            "(trainer.gradient_clip_val=1.0), or check the inputs for NaN."
+        )
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if batch_idx % self.check_every_n_steps:
+            return
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss).all()):
+            self._fail(trainer, float(loss.detach().float().mean()))
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get("train/loss")
+        if value is not None and not math.isfinite(float(value)):
+            self._fail(trainer, float(value))

@@ -1,0 +1,40 @@
+"""Read explab checkpoints safely: tensors and plain data only, with errors that say what to do."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from explab.callbacks.record import CHECKPOINT_KEY
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, corrupt, tampered with, or not written by explab."""
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``torch.load(weights_only=True)``: a checkpoint that smuggles in objects is refused, not executed."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; give an existing .ckpt file or a run_id")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as err:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be loaded safely (corrupt, truncated or holding arbitrary objects): "
+            f"{str(err).splitlines()[0]}. Use a checkpoint written by explab-train, or re-train."
+        ) from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"checkpoint {path} has no state_dict: it is not a Lightning checkpoint")
+    return checkpoint
+
+
+def recorded_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    record = checkpoint.get(CHECKPOINT_KEY)
+    if not isinstance(record, dict) or "config" not in record:
+        raise CheckpointError(f"checkpoint {path} carries no explab config: it was not written by explab-train")
+    return record

@@ -1,0 +1,51 @@
+"""Where the configs live, and the OmegaConf resolvers they use.
+
+A source checkout (the usual, editable install) reads ``conf/`` at the project root; a wheel carries a copy
+inside the package. ``EXPLAB_CONFIG_DIR`` points elsewhere when a lab keeps its own config tree.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_CHECKOUT_ROOT = _PACKAGE_DIR.parents[1]
+
+
+def config_dir() -> Path:
+    """The directory holding ``train.yaml`` and the config groups."""
+    override = os.environ.get("EXPLAB_CONFIG_DIR")
+    if override:
+        return Path(override).resolve()
+    checkout = _CHECKOUT_ROOT / "conf"
+    if (checkout / "train.yaml").is_file():
+        return checkout
+    return _PACKAGE_DIR / "conf"
+
+
+def project_root() -> Path:
+    """The folder that holds ``conf/``, ``mlruns/`` and ``data/``; the working directory for a wheel install."""
+    conf = config_dir()
+    return conf.parent if conf.parent != _PACKAGE_DIR else Path.cwd()
+
+
+def tracking_uri(mlruns_dir: str) -> str:
+    """MLflow tracking URI: ``MLFLOW_TRACKING_URI`` if set, else the project's SQLite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(mlruns_dir).resolve()}/mlflow.db"
+
+
+def register_resolvers() -> None:
+    """Idempotently register the ``explab.*`` resolvers used in ``conf/``."""
+    resolvers = {
+        "explab.project_root": lambda: str(project_root()),
+        "explab.tracking_uri": tracking_uri,
+    }
+    for name, fn in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn, use_cache=False)
+
+
+register_resolvers()

@@ -1,0 +1,75 @@
+"""``explab-eval``: test a trained model from a checkpoint or an MLflow run; log ``test/...`` to that run."""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from explab.build import build_datamodule, build_model
+from explab.checkpoints import CheckpointError, load_checkpoint, recorded_config
+from explab.config import config_dir
+from explab.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def _fetch_best_checkpoint(tracking_uri: str, run_id: str, folder: str) -> str:
+    import mlflow.artifacts
+    from mlflow.tracking import MlflowClient
+
+    run = MlflowClient(tracking_uri).get_run(run_id)
+    artifact = run.data.tags.get("explab.best_checkpoint")
+    if not artifact:
+        raise CheckpointError(f"run {run_id} has no logged checkpoint (tag explab.best_checkpoint is missing)")
+    return mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=artifact, dst_path=folder, tracking_uri=tracking_uri
+    )
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Test the checkpoint named by ``cfg`` and return its ``test/...`` metrics."""
+    from explab.tracking import TrackedRun
+
+    if not cfg.get("run_id") and not cfg.get("ckpt_path"):
+        raise ValueError("explab-eval needs run_id=<MLflow run id> or ckpt_path=<path to a .ckpt file>")
+    L.seed_everything(cfg.seed, workers=True)
+    with tempfile.TemporaryDirectory(prefix="explab-eval-") as folder:
+        path = cfg.ckpt_path or _fetch_best_checkpoint(cfg.tracking_uri, cfg.run_id, folder)
+        checkpoint = load_checkpoint(path)
+    record = recorded_config(checkpoint, path)
+    config = OmegaConf.merge(OmegaConf.create(record["config"]), OmegaConf.from_dotlist(list(cfg.config_overrides)))
+    run_id = cfg.get("run_id") or record.get("mlflow_run_id")
+
+    datamodule = build_datamodule(config)
+    model = build_model(config)
+    model.load_state_dict(checkpoint["state_dict"])
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
+    results: list[dict[str, Any]] = trainer.test(model, datamodule=datamodule)
+    metrics = {key: float(value) for key, value in results[0].items()}
+    if run_id:
+        run = TrackedRun(cfg.tracking_uri, run_id)
+        run.log_metrics(metrics, step=int(checkpoint.get("global_step", 0)))
+        run.set_tags({"explab.eval.checkpoint": str(cfg.ckpt_path or "best")})
+        log.info("logged %s to MLflow run %s", ", ".join(sorted(metrics)), run_id)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")
+def _hydra_main(cfg: DictConfig) -> dict[str, float]:
+    return evaluate(cfg)
+
+
+def main() -> None:
+    """Console script ``explab-eval``."""
+    from explab.cli import run_hydra_app
+
+    run_hydra_app(_hydra_main, config_name="eval")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,6 @@
+"""Plain ``nn.Module`` backbones; a task module wraps any of them."""
+
+from explab.models.backbones.cnn import ConvNet
+from explab.models.backbones.mlp import MLP
+
+__all__ = ["MLP", "ConvNet"]

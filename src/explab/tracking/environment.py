@@ -1,0 +1,72 @@
+"""What a run needs recorded to be reproduced: git state, library versions, a safe slice of the environment."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+TRACKED_PACKAGES = ("torch", "lightning", "hydra-core", "mlflow", "optuna", "torchmetrics", "numpy")
+
+# Only these environment variables are ever recorded: they shape a run and carry no secrets.
+ENV_ALLOW_LIST = (
+    "CUDA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "PYTHONHASHSEED",
+    "SLURM_JOB_ID",
+    "SLURM_JOB_NAME",
+    "SLURM_NNODES",
+    "SLURM_NTASKS",
+    "WORLD_SIZE",
+)
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def git_state(root: Path) -> dict[str, str]:
+    """Commit, branch and dirty flag as MLflow tags; empty outside a git checkout."""
+    commit = _git(root, "rev-parse", "HEAD")
+    if commit is None:
+        return {}
+    status = _git(root, "status", "--porcelain", "--untracked-files=no") or ""
+    return {
+        "mlflow.source.git.commit": commit,
+        "git.commit": commit,
+        "git.branch": _git(root, "rev-parse", "--abbrev-ref", "HEAD") or "",
+        "git.dirty": str(bool(status)).lower(),
+    }
+
+
+def git_diff(root: Path) -> str:
+    """The uncommitted change against HEAD (tracked files), so a dirty run can still be reproduced."""
+    return _git(root, "diff", "HEAD") or ""
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def host_tags() -> dict[str, str]:
+    return {"hostname": socket.gethostname(), "platform": platform.platform(), "command": " ".join(sys.argv)}
+
+
+def allowed_environment() -> dict[str, str]:
+    return {name: os.environ[name] for name in ENV_ALLOW_LIST if name in os.environ}

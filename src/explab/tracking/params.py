@@ -1,0 +1,32 @@
+"""Turn a nested config into MLflow params without ever tripping MLflow's size limits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+# MLflow's limits (mlflow.utils.validation): a param key up to 250 chars, a value up to 6000.
+MAX_KEY_LENGTH = 250
+MAX_VALUE_LENGTH = 6000
+TRUNCATION_MARK = "...[truncated; see config.yaml]"
+
+
+def _walk(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(node, Mapping) and node:
+        for key, value in node.items():
+            yield from _walk(value, f"{prefix}.{key}" if prefix else str(key))
+    else:
+        yield prefix, node
+
+
+def flatten_params(config: Mapping[str, Any], skip: tuple[str, ...] = ("hydra",)) -> dict[str, str]:
+    """``{"model.backbone.depth": "2", ...}``; lists stay whole, over-long values are truncated and marked."""
+    params: dict[str, str] = {}
+    for key, value in _walk(config, ""):
+        if not key or key.split(".")[0] in skip:
+            continue
+        text = "None" if value is None else str(value)
+        if len(text) > MAX_VALUE_LENGTH:
+            text = text[: MAX_VALUE_LENGTH - len(TRUNCATION_MARK)] + TRUNCATION_MARK
+        params[key[:MAX_KEY_LENGTH]] = text
+    return params

@@ -1,0 +1,129 @@
+"""One MLflow run's lifecycle, owned in one place: created before training, always ended with a status.
+
+Lightning's ``MLFlowLogger`` writes metrics into this run (given its id) but never ends it; ``TrackedRun``
+does, so a run is FINISHED, FAILED or KILLED and never left RUNNING by an exception or an interrupt.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from explab.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+PARAMS_PER_CALL = 100  # MLflow's log_batch limit for params
+
+
+def run_status_for(error: BaseException | None) -> str:
+    """FINISHED on success, KILLED on an interrupt or termination, FAILED on any other error."""
+    if error is None:
+        return "FINISHED"
+    if isinstance(error, KeyboardInterrupt):
+        return "KILLED"
+    if isinstance(error, SystemExit):
+        return "FINISHED" if error.code in (0, None) else "KILLED"
+    if type(error).__name__ == "SIGTERMException":  # Lightning's, raised on SIGTERM
+        return "KILLED"
+    return "FAILED"
+
+
+class TrackedRun:
+    """A handle on one run in an MLflow store."""
+
+    def __init__(self, tracking_uri: str, run_id: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.run_id = run_id
+        self.client = MlflowClient(tracking_uri)
+
+    @classmethod
+    def create(
+        cls,
+        tracking_uri: str,
+        experiment_name: str,
+        artifact_location: str | None = None,
+        run_name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> TrackedRun:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri)
+        experiment = client.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            location = None
+            if artifact_location:
+                location = (
+                    Path(artifact_location).resolve().as_uri() if "://" not in artifact_location else artifact_location
+                )
+            experiment_id = client.create_experiment(experiment_name, artifact_location=location)
+        else:
+            experiment_id = experiment.experiment_id
+        run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
+        return cls(tracking_uri, run.info.run_id)
+
+    @property
+    def experiment_id(self) -> str:
+        return self.client.get_run(self.run_id).info.experiment_id
+
+    def log_params(self, params: Mapping[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(key, value) for key, value in params.items()]
+        for start in range(0, len(items), PARAMS_PER_CALL):
+            self.client.log_batch(self.run_id, params=items[start : start + PARAMS_PER_CALL])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        if tags:
+            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        if items:
+            self.client.log_batch(self.run_id, metrics=items)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_file(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def finish(self, status: str) -> None:
+        self.client.set_terminated(self.run_id, status)
+
+    def status(self) -> str:
+        return self.client.get_run(self.run_id).info.status
+
+    def ui_hint(self) -> str:
+        return f"#/experiments/{self.experiment_id}/runs/{self.run_id}"
+
+    @contextmanager
+    def lifecycle(self) -> Iterator[TrackedRun]:
+        """End the run with the status its outcome deserves; record the error of a failed run."""
+        try:
+            yield self
+        except BaseException as error:
+            status = run_status_for(error)
+            try:
+                self.set_tags({"explab.status_reason": f"{type(error).__name__}: {error}"[:5000]})
+                self.log_text("".join(traceback.format_exception(error)), "error.txt")
+            except Exception as logging_error:  # the store itself may be the problem; the status still matters
+                log.warning("could not record the error in MLflow: %s", logging_error)
+            self.finish(status)
+            log.error("MLflow run %s ended %s: %s", self.run_id, status, error)
+            raise
+        else:
+            self.finish("FINISHED")
+

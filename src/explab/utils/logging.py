@@ -1,0 +1,33 @@
+"""Rank-zero-aware logging: under DDP only the main process talks, unless asked otherwise."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from lightning.pytorch.utilities import rank_zero_only
+
+
+class RankZeroLogger(logging.LoggerAdapter):
+    """A logger that emits on global rank 0 only; ``rank_zero_only=False`` lets every rank speak."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(logging.getLogger(name), {})
+
+    def log(self, level: int, msg: object, *args: Any, rank_zero_only_: bool = True, **kwargs: Any) -> None:
+        rank = getattr(rank_zero_only, "rank", 0)
+        if rank_zero_only_ and rank != 0:
+            return
+        if self.isEnabledFor(level):
+            msg, kwargs = self.process(msg, kwargs)
+            if rank != 0:
+                msg = f"[rank {rank}] {msg}"
+            self.logger.log(level, msg, *args, **kwargs)
+
+    def process(self, msg: Any, kwargs: Mapping[str, Any]) -> tuple[Any, Any]:
+        return msg, dict(kwargs)
+
+
+def get_logger(name: str) -> RankZeroLogger:
+    return RankZeroLogger(name)

@@ -1,0 +1,89 @@
+"""Shared fixtures: real Hydra composition, a real SQLite MLflow store under tmp_path, no mocks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from explab.config import config_dir
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never write to the developer's store or a server named in the environment."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "false")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    mlruns = tmp_path / "mlruns"
+    mlruns.mkdir()
+    return mlruns
+
+
+def tracking_uri_for(mlruns: Path) -> str:
+    return f"sqlite:///{mlruns}/mlflow.db"
+
+
+@pytest.fixture
+def compose_cfg(tmp_path: Path, store: Path) -> Callable[..., DictConfig]:
+    """Compose a root config as Hydra would, with every output under tmp_path."""
+
+    def _compose(*overrides: str, config_name: str = "train") -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            cfg = compose(
+                config_name,
+                overrides=[f"paths.mlruns_dir={store}", f"paths.log_dir={tmp_path}/logs", *overrides],
+                return_hydra_config=True,
+            )
+        output_dir = tmp_path / "out"
+        output_dir.mkdir(exist_ok=True)
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(output_dir)
+            cfg.hydra.job.num = 0
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+        return cfg
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run a console script of this environment as a user would."""
+    full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [str(BIN / args[0]), *args[1:]],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def runs_in(mlruns: Path, experiment: str) -> list:
+    """Every run of ``experiment`` in the store under ``mlruns`` (empty when there is none)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri_for(mlruns))
+    found = client.get_experiment_by_name(experiment)
+    return [] if found is None else client.search_runs([found.experiment_id], max_results=1000)

@@ -1,0 +1,47 @@
+"""The console scripts as a user runs them: exit codes, messages, and the store they leave behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .conftest import run_cli, runs_in
+
+
+def common(tmp_path: Path) -> list[str]:
+    return [f"paths.mlruns_dir={tmp_path}/mlruns", f"paths.log_dir={tmp_path}/logs"]
+
+
+def test_bad_key_names_it_and_suggests_the_right_one(tmp_path: Path) -> None:
+    done = run_cli("explab-train", "trainer.max_epoch=3", *common(tmp_path), cwd=tmp_path)
+    assert done.returncode != 0
+    assert "trainer.max_epoch" in done.stderr
+    assert "Did you mean: trainer.max_epochs" in done.stderr
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists(), "no run for a config that does not compose"
+
+
+def test_unknown_group_option_lists_the_choices(tmp_path: Path) -> None:
+    done = run_cli("explab-train", "optimizer=adamm", *common(tmp_path), cwd=tmp_path)
+    assert done.returncode != 0
+    assert "Could not find 'optimizer/adamm'" in done.stderr
+    assert "adamw" in done.stderr and "rmsprop" in done.stderr
+
+
+def test_missing_mandatory_value_fails_the_run(tmp_path: Path) -> None:
+    done = run_cli("explab-train", "data.batch_size=???", *common(tmp_path), cwd=tmp_path)
+    assert done.returncode != 0
+    assert "Missing mandatory value: data.batch_size" in done.stderr
+    runs = runs_in(tmp_path / "mlruns", "digits_cnn")
+    assert [r.info.status for r in runs] == ["FAILED"]
+
+
+@pytest.mark.slow
+def test_default_experiment_reaches_97_percent(tmp_path: Path) -> None:
+    """What `make train` runs, in a subprocess with the default config."""
+    done = run_cli("explab-train", "trainer.enable_progress_bar=false", *common(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "FINISHED" in done.stderr + done.stdout
+    runs = runs_in(tmp_path / "mlruns", "digits_cnn")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert runs[0].data.metrics["test/acc"] >= 0.97

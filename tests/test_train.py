@@ -1,0 +1,107 @@
+"""train(cfg) end to end against a real SQLite MLflow store: what a run records, and how runs end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from explab.callbacks import NonFiniteLossError
+from explab.eval import evaluate
+from explab.train import train
+
+from .conftest import runs_in, tracking_uri_for
+
+
+def only_run(store: Path, experiment: str = "digits_cnn"):
+    runs = runs_in(store, experiment)
+    assert len(runs) == 1, f"expected one run, found {len(runs)}"
+    return runs[0]
+
+
+def test_fast_dev_run_of_default_experiment(compose_cfg, store: Path) -> None:
+    metrics = train(compose_cfg("trainer=fast_dev_run"))
+    assert {"train/loss", "val/loss", "test/acc", "test/f1"} <= metrics.keys()
+    assert only_run(store).info.status == "FINISHED"
+
+
+def test_one_epoch_run_is_fully_recorded(compose_cfg, store: Path) -> None:
+    metrics = train(compose_cfg("trainer.max_epochs=2", "trainer.enable_progress_bar=false", "seed=7"))
+    run = only_run(store)
+    client = MlflowClient(tracking_uri_for(store))
+
+    assert run.info.status == "FINISHED"
+    # params: the flattened, resolved config
+    assert run.data.params["optimizer.lr"] == "0.003"
+    assert run.data.params["model.backbone.depth"] == "2"
+    assert run.data.params["seed"] == "7"
+    assert "hydra.run.dir" not in run.data.params
+    # metrics per epoch, named by split, and the test metrics of the best checkpoint
+    for key in (
+        "train/loss",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "val/f1",
+        "val/acc_best",
+        "test/acc",
+        "test/precision",
+        "test/recall",
+        "test/f1",
+    ):
+        assert key in run.data.metrics, key
+    assert len(client.get_metric_history(run.info.run_id, "val/acc")) == 2
+    assert run.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])
+    assert metrics["test/acc"] > 0.5
+    # tags
+    tags = run.data.tags
+    assert tags["experiment"] == "digits_cnn"
+    assert tags["seed"] == "7"
+    assert tags["hostname"]
+    assert len(tags["data.fingerprint"]) == 16
+    assert tags["version.torch"]
+    if "git.commit" in tags:
+        assert len(tags["git.commit"]) == 40
+    # artifacts: config, overrides, the best checkpoint
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "config")}
+    assert {"config/config.yaml", "config/overrides.yaml", "config/environment.yaml"} <= artifacts
+    checkpoint = tags["explab.best_checkpoint"]
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")] == [checkpoint]
+    overrides = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config/overrides.yaml")
+    assert "seed=7" in overrides
+
+
+def test_eval_logs_into_the_same_run(compose_cfg, store: Path) -> None:
+    trained = train(compose_cfg("trainer.max_epochs=1", "trainer.enable_progress_bar=false"))
+    run_id = only_run(store).info.run_id
+    cfg = compose_cfg(f"run_id={run_id}", config_name="eval")
+    evaluated = evaluate(cfg)
+    assert evaluated["test/acc"] == pytest.approx(trained["test/acc"])
+    client = MlflowClient(tracking_uri_for(store))
+    history = client.get_metric_history(run_id, "test/acc")
+    assert len(history) == 2, "eval adds a test/acc point to the training run"
+    assert only_run(store).info.status == "FINISHED"
+
+
+def test_diverging_run_is_failed_with_a_clear_error(compose_cfg, store: Path) -> None:
+    cfg = compose_cfg("optimizer=sgd", "optimizer.lr=1e12", "trainer.max_epochs=2", "trainer.enable_progress_bar=false")
+    with pytest.raises(NonFiniteLossError, match="Lower the learning rate"):
+        train(cfg)
+    run = only_run(store)
+    assert run.info.status == "FAILED"
+    assert "NonFiniteLossError" in run.data.tags["explab.status_reason"]
+
+
+def test_error_while_building_marks_the_run_failed(compose_cfg, store: Path) -> None:
+    cfg = compose_cfg("model.backbone.depth=0")
+    with pytest.raises(Exception, match="depth >= 1"):
+        train(cfg)
+    assert only_run(store).info.status == "FAILED"
+
+
+def test_logger_none_writes_no_store(compose_cfg, store: Path) -> None:
+    metrics = train(compose_cfg("logger=none", "trainer=fast_dev_run"))
+    assert "test/acc" in metrics
+    assert not (store / "mlflow.db").exists()

@@ -1,0 +1,84 @@
+"""Small pieces with sharp edges: batching and sharding, param flattening, backbones, schedulers."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from explab.data.tensor_batches import TensorBatches
+from explab.models import MLP, ConvNet
+from explab.models.tasks import build_scheduler
+from explab.tracking.params import MAX_VALUE_LENGTH, TRUNCATION_MARK, flatten_params
+from explab.tracking.run import run_status_for
+
+
+def test_eval_shards_are_disjoint_and_cover_the_split() -> None:
+    x = torch.arange(103)
+    seen = []
+    for rank in range(2):
+        batches = TensorBatches((x, x), batch_size=10, shuffle=False, rank=rank, world_size=2)
+        seen += [int(v) for b in batches for v in b[0]]
+    assert sorted(seen) == list(range(103))
+
+
+def test_train_shards_have_equal_length_and_reshuffle_each_epoch() -> None:
+    x = torch.arange(103)
+    shards = [TensorBatches((x, x), batch_size=8, shuffle=True, seed=3, rank=r, world_size=2) for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 7
+    first = [torch.cat([b[0] for b in s]) for s in shards]
+    assert set(first[0].tolist()) | set(first[1].tolist()) == set(range(103))
+    again = torch.cat([b[0] for b in shards[0]])
+    assert not torch.equal(first[0], again), "a new permutation every epoch"
+
+
+def test_same_seed_same_batches() -> None:
+    x = torch.randn(50, 3)
+    a = [b[0] for b in TensorBatches((x,), batch_size=7, shuffle=True, seed=1)]
+    b = [b[0] for b in TensorBatches((x,), batch_size=7, shuffle=True, seed=1)]
+    assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+
+
+def test_flatten_params_truncates_long_values_and_skips_hydra() -> None:
+    params = flatten_params({"a": {"b": 1, "c": [1, 2]}, "long": "x" * 10_000, "hydra": {"run": 1}})
+    assert params["a.b"] == "1" and params["a.c"] == "[1, 2]"
+    assert len(params["long"]) == MAX_VALUE_LENGTH and params["long"].endswith(TRUNCATION_MARK)
+    assert not any(k.startswith("hydra") for k in params)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 5])
+def test_convnet_depth_is_configurable(depth: int) -> None:
+    net = ConvNet([1, 8, 8], 10, channels=[16, 32], pool=[True, True], depth=depth, hidden=[32])
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == depth
+    assert net(torch.zeros(4, 1, 8, 8)).shape == (4, 10)
+
+
+def test_convnet_refuses_a_depth_that_shrinks_the_image_away() -> None:
+    with pytest.raises(ValueError, match="shrinks an input"):
+        ConvNet([1, 8, 8], 10, channels=[8] * 5, pool=True, padding=0)
+
+
+def test_mlp_depth() -> None:
+    net = MLP(64, 10, depth=3, width=16)
+    assert sum(isinstance(m, torch.nn.Linear) for m in net.modules()) == 4
+
+
+def test_schedulers_get_their_length_from_the_trainer() -> None:
+    from functools import partial
+
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    optimizer = torch.optim.SGD(params, lr=0.1)
+    trainer = SimpleNamespace(estimated_stepping_batches=40, max_epochs=4)
+    onecycle = build_scheduler(partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.1), optimizer, trainer)
+    assert onecycle["interval"] == "step" and onecycle["scheduler"].total_steps == 40
+    cosine = build_scheduler(partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=None), optimizer, trainer)
+    assert cosine["interval"] == "epoch" and cosine["scheduler"].T_max == 4
+
+
+def test_run_status_mapping() -> None:
+    assert run_status_for(None) == "FINISHED"
+    assert run_status_for(KeyboardInterrupt()) == "KILLED"
+    assert run_status_for(SystemExit(1)) == "KILLED"
+    assert run_status_for(ValueError()) == "FAILED"
