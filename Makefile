@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 LOCK   := requirements/lock.txt
+LINT   := $(wildcard src tests bench)
 # This machine keeps the CPU build of torch on disk; elsewhere pip takes it from the index.
 PIP_FLAGS := --constraint $(LOCK) $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 MLRUNS := $(CURDIR)/mlruns
@@ -39,15 +40,15 @@ train: install
 	$(BIN)/explab-train $(ARGS)
 
 test: dev
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check $(LINT)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: dev
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check $(LINT)
 
 format: dev
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format $(LINT)
+	$(BIN)/ruff check --fix $(LINT)
 
 ui: install
 	@mkdir -p $(MLRUNS)/artifacts
