@@ -7,6 +7,8 @@ from types import SimpleNamespace
 
 import lightning as L
 import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from explab.build import build_callbacks, build_datamodule, build_loggers, build_model, build_trainer
 from explab.config import config_dir
@@ -70,11 +72,14 @@ def test_every_object_node_has_a_target() -> None:
     import yaml
 
     for path in sorted(CONF.rglob("*.yaml")):
-        if path.parent.name in ("hydra", "paths", "hparams_search", "local") or path.parent == CONF:
+        parts = path.relative_to(CONF).parts
+        if parts[0] in ("paths", "hparams_search", "local") or parts[:2] == ("hydra", "default.yaml"):
+            continue
+        if len(parts) == 1:
             continue
         text = path.read_text()
         data = yaml.safe_load(text) or {}
-        if "# @package _global_" in text:
+        if "# @package " in text:  # sets a value elsewhere (scheduler: null, pruner: null)
             continue
         body = {k: v for k, v in data.items() if k != "defaults"}
         if not body:
@@ -83,3 +88,42 @@ def test_every_object_node_has_a_target() -> None:
             assert all(isinstance(v, dict) and "_target_" in v for v in body.values()), path
         else:
             assert "_target_" in body or "defaults" in data, path
+
+
+@pytest.mark.parametrize("sampler", sorted(p.stem for p in (CONF / "hydra/sweeper/sampler").glob("*.yaml")))
+@pytest.mark.parametrize("search", options("hparams_search"))
+def test_search_configs_build_their_sampler(search: str, sampler: str, compose_cfg) -> None:
+    from hydra.utils import get_method
+
+    from explab.sweep.space import grid_of, parse_search_space
+
+    cfg = compose_cfg(f"hparams_search={search}", f"hydra/sweeper/sampler={sampler}")
+    sweeper = cfg.hydra.sweeper
+    space, _ = parse_search_space(OmegaConf.to_container(sweeper.params), [])
+    assert space, "every search config defines a search space"
+    import optuna
+
+    from explab.sweep.space import SearchSpaceError
+
+    extra = {}
+    if sampler == "grid":
+        try:
+            extra = {"search_space": grid_of(space)}
+        except SearchSpaceError as err:  # continuous ranges have no grid: said plainly, before any trial
+            assert "a grid needs discrete values" in str(err)
+            return
+
+    assert isinstance(instantiate(sweeper.sampler, **extra), optuna.samplers.BaseSampler)
+    get_method(sweeper.check.replace(":", "."))(cfg, sweeper.metric)
+
+
+@pytest.mark.parametrize("pruner", sorted(p.stem for p in (CONF / "hydra/sweeper/pruner").glob("*.yaml")))
+def test_pruner_options_instantiate(pruner: str, compose_cfg) -> None:
+    import optuna
+
+    cfg = compose_cfg("hparams_search=digits_optuna", f"hydra/sweeper/pruner={pruner}")
+    node = cfg.hydra.sweeper.pruner
+    assert (node is None) == (pruner == "none")
+    if node is not None:
+        overrides = {"lower": 0.5} if pruner == "threshold" else {}
+        assert isinstance(instantiate(node, **overrides), optuna.pruners.BasePruner)

@@ -15,7 +15,7 @@ def _override_advice(config_name: str, overrides: list[str]) -> str | None:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    sweep_free = [o for o in overrides if not o.startswith(("hydra.", "hydra/", "-"))]
+    sweep_free = [o for o in overrides if not o.startswith(("hydra.", "hydra/", "-")) and not _is_sweep(o)]
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
@@ -42,6 +42,15 @@ def _override_advice(config_name: str, overrides: list[str]) -> str | None:
         f"Bad override '{override}'.{hint}\nValid keys under '{parent or '<root>'}': {', '.join(valid)}\n"
         f"To add a new key on purpose, write +{key}=..."
     )
+
+
+def _is_sweep(override: str) -> bool:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_override(override).is_sweep_override()
+    except Exception:
+        return False
 
 
 def _composes(config_name: str, overrides: list[str]) -> bool:

@@ -6,11 +6,11 @@
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from omegaconf import DictConfig
 
 from explab.build import (
@@ -37,21 +37,23 @@ def _as_floats(metrics: dict[str, Any]) -> dict[str, float]:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model described by ``cfg``, test its best checkpoint, and return every final metric."""
+    from explab.sweep.trial import TrialJob
     from explab.tracking.record import record_config, start_run
 
-    L.seed_everything(cfg.seed, workers=True)
+    trial = TrialJob(cfg)
     logger_cfg = mlflow_logger_node(cfg)
-    run = start_run(logger_cfg, cfg) if logger_cfg is not None else None
-    with run.lifecycle() if run is not None else contextlib.nullcontext():
+    run = start_run(logger_cfg, cfg, trial.tags(), trial.run_name()) if logger_cfg is not None else None
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg.torch_threads))
+    L.seed_everything(cfg.seed, workers=True)
+    run_id = run.run_id if run else None
+    with run.lifecycle() if run is not None else contextlib.nullcontext(), trial.record_state(run):
         datamodule = build_datamodule(cfg)
         model = build_model(cfg)
         if run is not None:
             record_config(run, cfg)
-        trainer = build_trainer(
-            cfg,
-            callbacks=build_callbacks(cfg, run.run_id if run else None, has_logger=logger_cfg is not None),
-            loggers=build_loggers(cfg, run.run_id if run else None),
-        )
+        callbacks = build_callbacks(cfg, run_id, has_logger=logger_cfg is not None) + trial.callbacks()
+        trainer = build_trainer(cfg, callbacks=callbacks, loggers=build_loggers(cfg, run_id))
         if run is not None:
             datamodule.prepare()
             run.set_tags(
@@ -62,10 +64,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
             )
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics = _as_floats(trainer.callback_metrics)
+        trial.raise_if_pruned()
         if cfg.get("test", True):
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             metrics.update(_as_floats(trainer.callback_metrics))
+        trial.check_objective(metrics)
         if run is not None:
             _log_best_checkpoint(run, trainer)
     if run is not None:
@@ -86,13 +90,6 @@ def _log_best_checkpoint(run, trainer: L.Trainer) -> None:
     if path:
         run.log_file(path, "checkpoints")
         run.set_tags({"explab.best_checkpoint": f"checkpoints/{path.rsplit('/', 1)[-1]}"})
-
-
-def objective_value(metrics: dict[str, float], name: str) -> float:
-    """The metric a sweep optimises; a clear error when it is missing, NaN when the run diverged."""
-    if name not in metrics:
-        raise KeyError(f"metric '{name}' was not produced; available: {sorted(metrics)}")
-    return metrics[name] if math.isfinite(metrics[name]) else math.nan
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")

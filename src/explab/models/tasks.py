@@ -46,6 +46,14 @@ class TaskModule(L.LightningModule):
     """
 
     best_metric_name: str = "val/loss_best"
+    metric_keys: tuple[str, ...] = ()
+    splits: tuple[str, ...] = ("train", "val", "test")
+
+    @classmethod
+    def metric_names(cls) -> set[str]:
+        """Every metric name this task logs, known before anything is built (sweeps check against it)."""
+        names = {f"{split}/{key}" for split in cls.splits for key in ("loss", *cls.metric_keys)}
+        return names | {cls.best_metric_name}
 
     def __init__(
         self,
@@ -156,6 +164,7 @@ class ClassificationTask(TaskModule):
     """Multiclass classification: cross-entropy; accuracy and macro precision, recall and F1 per split."""
 
     best_metric_name = "val/acc_best"
+    metric_keys = ("acc", "precision", "recall", "f1")
 
     def __init__(
         self,
@@ -199,6 +208,7 @@ class RegressionTask(TaskModule):
     """Scalar regression: MSE loss; MSE, MAE and R2 per split; best-so-far is the lowest val MSE."""
 
     best_metric_name = "val/mse_best"
+    metric_keys = ("mse", "mae", "r2")
 
     def default_loss(self) -> nn.Module:
         return nn.MSELoss()

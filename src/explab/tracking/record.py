@@ -35,15 +35,21 @@ def run_tags(cfg: DictConfig, extra: dict[str, Any] | None = None) -> dict[str, 
     return {key: str(value) for key, value in tags.items() if value is not None}
 
 
-def start_run(logger_cfg: DictConfig, cfg: DictConfig, extra_tags: dict[str, Any] | None = None) -> TrackedRun | None:
-    """Create the job's MLflow run on global rank 0; other ranks never touch the store."""
+def start_run(
+    logger_cfg: DictConfig, cfg: DictConfig, extra_tags: dict[str, Any] | None = None, default_name: str | None = None
+) -> TrackedRun | None:
+    """Create the job's MLflow run on global rank 0; other ranks never touch the store.
+
+    Called before seeding: MLflow draws its random run names from Python's ``random``, which a fixed seed
+    would make the same for every run.
+    """
     if rank_zero_only.rank != 0:
         return None
     return TrackedRun.create(
         tracking_uri=logger_cfg.tracking_uri,
         experiment_name=logger_cfg.experiment_name,
         artifact_location=logger_cfg.get("artifact_location"),
-        run_name=logger_cfg.get("run_name"),
+        run_name=logger_cfg.get("run_name") or default_name,
         tags=run_tags(cfg, extra_tags),
     )
 

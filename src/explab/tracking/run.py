@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from explab.tracking.store import open_client
 from explab.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -27,7 +28,7 @@ def run_status_for(error: BaseException | None) -> str:
         return "KILLED"
     if isinstance(error, SystemExit):
         return "FINISHED" if error.code in (0, None) else "KILLED"
-    if type(error).__name__ == "SIGTERMException":  # Lightning's, raised on SIGTERM
+    if type(error).__name__ in ("SIGTERMException", "TrialPruned"):  # stopped on purpose, not broken
         return "KILLED"
     return "FAILED"
 
@@ -36,11 +37,9 @@ class TrackedRun:
     """A handle on one run in an MLflow store."""
 
     def __init__(self, tracking_uri: str, run_id: str) -> None:
-        from mlflow.tracking import MlflowClient
-
         self.tracking_uri = tracking_uri
         self.run_id = run_id
-        self.client = MlflowClient(tracking_uri)
+        self.client = open_client(tracking_uri)
 
     @classmethod
     def create(
@@ -51,9 +50,7 @@ class TrackedRun:
         run_name: str | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> TrackedRun:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri)
+        client = open_client(tracking_uri)
         experiment = client.get_experiment_by_name(experiment_name)
         if experiment is None:
             location = None
@@ -126,4 +123,3 @@ class TrackedRun:
             raise
         else:
             self.finish("FINISHED")
-

@@ -1,0 +1,64 @@
+"""Open Optuna storages by URL, and find a job's trial from the hand-off its sweeper put in the config.
+
+URLs: ``journal:///relative.log`` or ``journal:////absolute/path.log`` (a journal file: many processes on
+one host), any SQLAlchemy URL (``sqlite:///...``, ``postgresql://...``: many hosts), or none (in memory).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+
+JOURNAL_PREFIX = "journal:///"
+
+# Studies opened by a sweeper in this process: in-process jobs report to the very same object.
+_LIVE_STUDIES: dict[tuple[str, str | None], optuna.Study] = {}
+
+
+@functools.cache
+def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
+    """One storage object per URL and process."""
+    import optuna
+
+    if not url:
+        return None
+    if url.startswith(JOURNAL_PREFIX) or url.endswith((".journal", ".log")):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(url.removeprefix(JOURNAL_PREFIX))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.RDBStorage(url)
+
+
+def remember_study(study: optuna.Study, url: str | None) -> None:
+    _LIVE_STUDIES[(study.study_name, url)] = study
+
+
+def load_study(study_name: str, url: str | None) -> optuna.Study:
+    import optuna
+
+    live = _LIVE_STUDIES.get((study_name, url))
+    if live is not None:
+        return live
+    if not url:
+        raise ValueError(
+            f"study '{study_name}' lives in memory in another process; give the sweep a storage "
+            "(hydra.sweeper.storage=journal:///optuna.log) so its jobs can report to it"
+        )
+    return optuna.load_study(study_name=study_name, storage=open_storage(url))
+
+
+def trial_from_handoff(handoff: Any) -> optuna.Trial:
+    """The ``optuna.Trial`` a job belongs to, from ``cfg.optuna_trial`` (study_name, storage, number)."""
+    import optuna
+
+    study = load_study(handoff.study_name, handoff.get("storage"))
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, int(handoff.number))
+    return optuna.Trial(study, trial_id)

@@ -1,0 +1,36 @@
+"""Open an MLflow tracking store once per process, safely when several processes start on a new store."""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+SQLITE_PREFIX = "sqlite:///"
+
+
+@functools.cache
+def open_client(tracking_uri: str) -> MlflowClient:
+    """An ``MlflowClient`` whose store exists and is migrated.
+
+    Two sweep workers that start on a fresh SQLite store would both run MLflow's schema migrations and one
+    would crash; an exclusive lock beside the database lets the first create it and the second find it.
+    """
+    from mlflow.tracking import MlflowClient
+
+    if not tracking_uri.startswith(SQLITE_PREFIX):
+        return MlflowClient(tracking_uri)
+    database = Path(tracking_uri.removeprefix(SQLITE_PREFIX))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.parent / f".{database.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            client = MlflowClient(tracking_uri)
+            client.search_experiments(max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return client

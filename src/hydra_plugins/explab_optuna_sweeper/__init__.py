@@ -1,0 +1,1 @@
+"""explab's Optuna sweeper for Hydra: ask/tell, pruning, resume, parallel workers, MLflow parent runs."""

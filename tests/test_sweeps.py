@@ -1,0 +1,217 @@
+"""Optuna sweeps through real `-m` subprocesses, with real journal storages and MLflow stores in tmp_path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from explab.sweep.storage import open_storage
+
+from .conftest import BIN, run_cli, runs_in
+
+APP = Path(__file__).parent / "apps" / "quadratic.py"
+
+
+def sweep_plain_app(tmp_path: Path, *args: str, study: str = "plain") -> subprocess.CompletedProcess[str]:
+    storage = f"journal:///{tmp_path}/optuna.journal"
+    cmd = [
+        sys.executable,
+        str(APP),
+        "-m",
+        "hydra/sweeper=explab_optuna",
+        f"hydra.sweeper.storage={storage}",
+        f"hydra.sweeper.study_name={study}",
+        "hydra.sweeper.direction=minimize",
+        f"hydra.sweep.dir={tmp_path}/multirun",
+        "x=interval(-4.0, 4.0)",
+        *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False)
+
+
+def load(tmp_path: Path, study: str) -> optuna.Study:
+    open_storage.cache_clear()
+    return optuna.load_study(study_name=study, storage=open_storage(f"journal:///{tmp_path}/optuna.journal"))
+
+
+def states(study: optuna.Study) -> list[str]:
+    return [t.state.name for t in study.trials]
+
+
+def test_plain_hydra_app_is_swept_and_a_raising_trial_does_not_stop_it(tmp_path: Path) -> None:
+    done = sweep_plain_app(
+        tmp_path, "hydra.sweeper.n_trials=4", "fail_on_trial=1", "y=range(0, 3)", "hydra.sweeper.sampler.seed=3"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = load(tmp_path, "plain")
+    assert states(study).count("COMPLETE") == 4
+    assert states(study)[1] == "FAIL"
+    assert "fails on purpose" in study.trials[1].user_attrs["explab.error"]
+    assert {t.params["y"] for t in study.trials} <= {0, 1, 2}, "range(0, 3) excludes 3, as in Python"
+    best = study.best_trial
+    assert best.value == pytest.approx((best.params["x"] - 2) ** 2 + best.params["y"])
+
+
+def test_rerun_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
+    assert sweep_plain_app(tmp_path, "hydra.sweeper.n_trials=3").returncode == 0
+    assert sweep_plain_app(tmp_path, "hydra.sweeper.n_trials=5").returncode == 0
+    again = sweep_plain_app(tmp_path, "hydra.sweeper.n_trials=5")
+    assert again.returncode == 0
+    study = load(tmp_path, "plain")
+    assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]
+    assert states(study) == ["COMPLETE"] * 5
+    assert "5/5 trials finished" in again.stderr + again.stdout
+
+
+def test_two_workers_share_one_study_without_duplicates(tmp_path: Path) -> None:
+    storage = f"journal:///{tmp_path}/optuna.journal"
+    cmd = [
+        sys.executable,
+        str(APP),
+        "-m",
+        "hydra/sweeper=explab_optuna",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=shared",
+        "hydra.sweeper.n_trials=8",
+        "sleep=0.3",
+        "x=interval(-4.0, 4.0)",
+    ]
+    workers = [
+        subprocess.Popen(
+            [*cmd, f"hydra.sweep.dir={tmp_path}/w{i}"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    study = load(tmp_path, "shared")
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 8
+    assert len({t.number for t in complete}) == 8
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    workers_seen = {t.user_attrs["explab.worker"] for t in complete}
+    assert len(workers_seen) == 2, "both workers ran trials"
+
+
+def explab_sweep(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(
+        "explab-train",
+        "-m",
+        "hparams_search=digits_optuna",
+        f"paths.mlruns_dir={tmp_path}/mlruns",
+        f"paths.log_dir={tmp_path}/logs",
+        *args,
+        cwd=tmp_path,
+    )
+
+
+def test_wrong_metric_fails_before_any_trial(tmp_path: Path) -> None:
+    done = explab_sweep(tmp_path, "optimized_metric=val/accuracy")
+    assert done.returncode != 0
+    assert "never logs" in done.stderr and "val/acc_best" in done.stderr
+    assert runs_in(tmp_path / "mlruns", "digits_cnn") == []
+
+
+@pytest.mark.slow
+def test_explab_sweep_records_parent_and_children_and_prunes(tmp_path: Path) -> None:
+    done = explab_sweep(
+        tmp_path,
+        "hydra.sweeper.n_trials=3",
+        "trainer.max_epochs=3",
+        "hydra.sweeper.params=null",
+        "optimizer.lr=choice(3e-3,1e-7)",
+        "model.backbone.depth=range(1,3)",
+        "hydra/sweeper/sampler=grid",
+        "hydra/sweeper/pruner=threshold",
+        "hydra.sweeper.pruner.lower=0.5",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = runs_in(tmp_path / "mlruns", "digits_cnn")
+    parents = [r for r in runs if r.data.tags.get("explab.sweep") == "parent"]
+    assert len(parents) == 1
+    parent = parents[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    # the grid has 4 points and n_trials=3: at least one of the three runs has lr=1e-7
+    assert len(children) == 3
+    by_state = {r.data.tags["optuna.trial_state"]: r for r in children}
+    assert "PRUNED" in by_state, "lr=1e-7 stays under 50% accuracy and the threshold pruner stops it"
+    pruned = [r for r in children if r.data.tags["optuna.trial_state"] == "PRUNED"]
+    assert all(r.info.status == "KILLED" and r.data.params["optimizer.lr"] == "1e-07" for r in pruned)
+    complete = [r for r in children if r.data.tags["optuna.trial_state"] == "COMPLETE"]
+    assert complete and all(r.info.status == "FINISHED" for r in complete)
+    assert sorted(r.data.tags["optuna.trial_number"] for r in children) == ["0", "1", "2"]
+    assert {r.info.run_name for r in children} == {"trial-0", "trial-1", "trial-2"}
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["optuna.sampler"] == "GridSampler"
+    assert parent.data.metrics["best_value"] == max(r.data.metrics["val/acc_best"] for r in complete)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
+    assert {"sweep/best_params.yaml", "sweep/trials.csv", "sweep/plots"} <= artifacts
+    plots = {a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(parent.info.run_id, "sweep/plots")}
+    assert "optimization_history.png" in plots
+
+
+@pytest.mark.slow
+def test_diverging_trial_is_fail_in_optuna_and_failed_in_mlflow(tmp_path: Path) -> None:
+    done = explab_sweep(
+        tmp_path,
+        "hydra.sweeper.n_trials=2",
+        "trainer.max_epochs=1",
+        "hydra.sweeper.params=null",
+        "optimizer=sgd",
+        "optimizer.lr=choice(1e12,3e-3)",
+        "hydra/sweeper/pruner=none",
+        "hydra/sweeper/sampler=grid",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    open_storage.cache_clear()
+    study = optuna.load_study(
+        study_name="digits_cnn_optuna", storage=open_storage(f"journal:///{tmp_path}/mlruns/optuna/digits_cnn.journal")
+    )
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "FAIL"], "the grid's two points, once each"
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed[0].params["optimizer.lr"] == 1e12
+    assert "training loss became" in failed[0].user_attrs["explab.error"]
+    runs = [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if "optuna.trial_number" in r.data.tags]
+    statuses = {r.data.tags["optuna.trial_number"]: r.info.status for r in runs}
+    for trial in failed:
+        assert statuses[str(trial.number)] == "FAILED"
+
+
+@pytest.mark.slow
+def test_two_explab_workers_give_n_trials_child_runs(tmp_path: Path) -> None:
+    args = [
+        str(BIN / "explab-train"),
+        "-m",
+        "hparams_search=digits_optuna",
+        f"paths.mlruns_dir={tmp_path}/mlruns",
+        f"paths.log_dir={tmp_path}/logs",
+        "hydra.sweeper.n_trials=4",
+        "trainer.max_epochs=1",
+        "hydra.sweeper.sampler.seed=null",
+        "torch_threads=1",
+    ]
+    workers = [
+        subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    assert all(w.returncode == 0 for w in workers), [o[1][-2000:] for o in outputs]
+    runs = runs_in(tmp_path / "mlruns", "digits_cnn")
+    children = [r for r in runs if "optuna.trial_number" in r.data.tags]
+    complete = [r for r in children if r.data.tags.get("optuna.trial_state") == "COMPLETE"]
+    assert len(complete) == 4
+    assert len({r.data.tags["optuna.trial_number"] for r in complete}) == 4
+    parents = {r.data.tags.get("mlflow.parentRunId") for r in children}
+    assert len(parents) == 1
