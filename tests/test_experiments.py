@@ -1,0 +1,65 @@
+"""Every reference experiment trains end to end, for a few batches, on files in its real format."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from explab.train import train
+
+from .conftest import runs_in
+from .formats import write_aclimdb, write_cifar, write_mnist, write_snippets
+
+
+def _mnist(tmp: Path) -> list[str]:
+    return [f"data.data_dir={write_mnist(tmp / 'mnist')}", "data.val_size=40"]
+
+
+def _cifar(tmp: Path) -> list[str]:
+    return [f"data.data_dir={write_cifar(tmp / 'cifar-10-batches-py')}"]
+
+
+def _imdb(tmp: Path) -> list[str]:
+    return [f"data.data_dir={write_aclimdb(tmp / 'aclImdb')}", "data.min_freq=1"]
+
+
+def _snippets(tmp: Path) -> list[str]:
+    return [f"data.path={write_snippets(tmp / 'snippets.csv.gz')}", "data.min_freq=1"]
+
+
+DATA: dict[str, Callable[[Path], list[str]]] = {
+    "digits_cnn": lambda tmp: [],
+    "diabetes_mlp": lambda tmp: [],
+    "mnist_cnn": _mnist,
+    "fashion_mnist_cnn": _mnist,
+    "cifar10_cnn": _cifar,
+    "cifar10_lenet": _cifar,
+    "cifar10_widecnn": _cifar,
+    "imdb_sentiment": _imdb,
+    "rotten_tomatoes_sentiment": _snippets,
+}
+
+
+def test_every_experiment_is_covered() -> None:
+    from explab.config import config_dir
+
+    assert {p.stem for p in (config_dir() / "experiment").glob("*.yaml")} <= set(DATA)
+
+
+@pytest.mark.parametrize("experiment", sorted(DATA))
+def test_experiment_trains_end_to_end(experiment: str, compose_cfg, store: Path, tmp_path: Path) -> None:
+    cfg = compose_cfg(
+        f"experiment={experiment}",
+        "trainer=limit_batches",
+        "trainer.max_epochs=2",
+        "trainer.enable_progress_bar=false",
+        *DATA[experiment](tmp_path),
+    )
+    metrics = train(cfg)
+    assert "test/loss" in metrics
+    [run] = runs_in(store, cfg.experiment_name)
+    assert run.info.status == "FINISHED"
+    assert len(run.data.tags["data.fingerprint"]) == 16
+    assert cfg.optimized_metric in run.data.metrics
