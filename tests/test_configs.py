@@ -24,7 +24,7 @@ def options(group: str) -> list[str]:
 
 EXPERIMENTS = options("experiment")
 # groups whose options are swapped in on top of the default experiment
-GROUPS = ["optimizer", "scheduler", "trainer", "callbacks", "logger", "model"]
+GROUPS = ["optimizer", "scheduler", "trainer", "precision", "callbacks", "logger", "model"]
 # models that need their own data (a vocabulary size, say) are checked inside their experiment
 MODEL_EXPERIMENT = {"text_rnn": "rotten_tomatoes_sentiment", "mlp_regressor": "diabetes_mlp"}
 
@@ -59,9 +59,12 @@ def test_group_option_instantiates(group: str, option: str, compose_cfg) -> None
             assert cfg[group]._partial_ is True
     elif group == "trainer":
         if cfg.trainer.accelerator == "gpu":
-            assert cfg.trainer.devices >= 1  # composes; a GPU is not needed to check the config
+            assert cfg.trainer.devices == -1 or cfg.trainer.devices >= 1  # composes; no GPU needed to check it
         else:
             assert isinstance(build_trainer(cfg, callbacks=[], loggers=[]), L.Trainer)
+    elif group == "precision":
+        trainer = build_trainer(cfg, callbacks=[], loggers=[])
+        assert trainer.precision in (option, "bf16-mixed")  # 16-mixed on a CPU runs as bf16-mixed
     elif group == "callbacks":
         callbacks = build_callbacks(cfg, run_id=None, has_logger=True)
         assert all(isinstance(c, L.Callback) for c in callbacks)
@@ -130,3 +133,13 @@ def test_pruner_options_instantiate(pruner: str, compose_cfg) -> None:
     if node is not None:
         overrides = {"lower": 0.5} if pruner == "threshold" else {}
         assert isinstance(instantiate(node, **overrides), optuna.pruners.BasePruner)
+
+
+def test_slurm_launcher_composes(compose_cfg) -> None:
+    cfg = compose_cfg(
+        "hydra/launcher=slurm", "trainer=multinode", "hydra.launcher.nodes=2", "hydra.launcher.gpus_per_node=4"
+    )
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.nodes, launcher.gpus_per_node, launcher.tasks_per_node) == (2, 4, 4)
+    assert (cfg.trainer.num_nodes, cfg.trainer.strategy) == (2, "ddp")

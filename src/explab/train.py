@@ -10,7 +10,6 @@ from typing import Any
 
 import hydra
 import lightning as L
-import torch
 from omegaconf import DictConfig
 
 from explab.build import (
@@ -22,6 +21,7 @@ from explab.build import (
     mlflow_logger_node,
 )
 from explab.config import config_dir
+from explab.utils.distributed import configure_threads, ranks_rerun_this_job
 from explab.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -43,23 +43,26 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trial = TrialJob(cfg)
     logger_cfg = mlflow_logger_node(cfg)
     run = start_run(logger_cfg, cfg, trial.tags(), trial.run_name()) if logger_cfg is not None else None
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(int(cfg.torch_threads))
+    configure_threads(cfg)
     L.seed_everything(cfg.seed, workers=True)
     run_id = run.run_id if run else None
-    with run.lifecycle() if run is not None else contextlib.nullcontext(), trial.record_state(run):
+    lifecycle = run.lifecycle() if run is not None else contextlib.nullcontext()
+    with lifecycle, trial.record_state(run), ranks_rerun_this_job():
         datamodule = build_datamodule(cfg)
         model = build_model(cfg)
         if run is not None:
             record_config(run, cfg)
         callbacks = build_callbacks(cfg, run_id, has_logger=logger_cfg is not None) + trial.callbacks()
         trainer = build_trainer(cfg, callbacks=callbacks, loggers=build_loggers(cfg, run_id))
+        _warn_if_precision_changed(cfg, trainer)
         if run is not None:
             datamodule.prepare()
             run.set_tags(
                 {
                     "data.fingerprint": datamodule.fingerprint,
                     **{f"data.{k}": v for k, v in datamodule.summary().items()},
+                    "trainer.precision_effective": trainer.precision,
+                    "trainer.world_size": trainer.world_size,
                 }
             )
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -82,6 +85,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
             run.ui_hint(),
         )
     return metrics
+
+
+def _warn_if_precision_changed(cfg: DictConfig, trainer: L.Trainer) -> None:
+    asked = str(cfg.trainer.get("precision", "32-true"))
+    if trainer.precision != asked:
+        log.warning(
+            "trainer.precision=%s runs as %s on this %s (fp16 autocast needs a GPU); ask for "
+            "trainer.precision=%s to make this explicit",
+            asked,
+            trainer.precision,
+            type(trainer.accelerator).__name__,
+            trainer.precision,
+        )
 
 
 def _log_best_checkpoint(run, trainer: L.Trainer) -> None:

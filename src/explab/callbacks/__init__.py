@@ -2,5 +2,6 @@
 
 from explab.callbacks.finite_loss import NonFiniteLossError, NonFiniteLossGuard
 from explab.callbacks.record import RecordInCheckpoint
+from explab.callbacks.timing import EpochTimer
 
-__all__ = ["NonFiniteLossError", "NonFiniteLossGuard", "RecordInCheckpoint"]
+__all__ = ["EpochTimer", "NonFiniteLossError", "NonFiniteLossGuard", "RecordInCheckpoint"]

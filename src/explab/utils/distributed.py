@@ -1,0 +1,82 @@
+"""What a job must arrange so Lightning's DDP works the same in a single run and inside a sweep."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from omegaconf import DictConfig, read_write
+
+from explab.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+# set in this process by Lightning's launcher when it starts the other ranks
+LAUNCHER_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+def processes_per_node(trainer_cfg: DictConfig) -> int:
+    """How many training processes share this machine's cores (1 unless CPU DDP)."""
+    devices = trainer_cfg.get("devices", 1)
+    if trainer_cfg.get("accelerator") != "cpu" or not isinstance(devices, int) or devices < 1:
+        return 1
+    return devices
+
+
+def configure_threads(cfg: DictConfig) -> None:
+    """``torch_threads`` if set; else split the cores between the CPU processes of this node."""
+    threads = cfg.get("torch_threads")
+    if not threads:
+        procs = processes_per_node(cfg.trainer)
+        if procs == 1:
+            return
+        threads = max(1, (os.cpu_count() or 1) // procs)
+    torch.set_num_threads(int(threads))
+
+
+@contextmanager
+def ranks_rerun_this_job() -> Iterator[None]:
+    """Lightning's DDP launcher starts ranks 1..N by re-running ``sys.argv`` with ``hydra.run.dir``.
+
+    Inside a multirun, ``sys.argv`` is the whole sweep (``-m``, sampling overrides): each rank would run the
+    sweep again and draw its own hyperparameters. For the time of the job, ``sys.argv`` becomes this job's
+    concrete overrides and ``hydra.run.dir`` its output folder, so every rank trains the same trial and
+    writes to one place. Afterwards the process group is torn down and the launcher's environment
+    variables removed, so the next trial starts its own ranks on a fresh port.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    if not in_sweep:
+        try:
+            yield
+        finally:
+            _destroy_process_group()
+        return
+    hydra_cfg = HydraConfig.get()
+    saved_argv, saved_dir = sys.argv[:], hydra_cfg.run.dir
+    saved_env = {key: os.environ.get(key) for key in LAUNCHER_ENV}
+    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
+    with read_write(hydra_cfg):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+    try:
+        yield
+    finally:
+        sys.argv = saved_argv
+        with read_write(hydra_cfg):
+            hydra_cfg.run.dir = saved_dir
+        _destroy_process_group()
+        for key, value in saved_env.items():  # else the next trial finds LOCAL_RANK and starts no ranks
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _destroy_process_group() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
