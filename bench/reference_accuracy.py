@@ -22,25 +22,41 @@ TARGETS = {"mnist_cnn": 0.992, "fashion_mnist_cnn": 0.91}
 
 def run(experiment: str) -> dict[str, float]:
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={experiment}", "logger=none",
-                                          "trainer.enable_progress_bar=false", "paths.output_dir=/tmp/explab-bench",
-                                          "callbacks.model_checkpoint.dirpath=/tmp/explab-bench/ckpt"])
+        cfg = compose(
+            "train",
+            overrides=[
+                f"experiment={experiment}",
+                "logger=none",
+                "trainer.enable_progress_bar=false",
+                "paths.output_dir=/tmp/explab-bench",
+                "callbacks.model_checkpoint.dirpath=/tmp/explab-bench/ckpt",
+            ],
+        )
     start = time.perf_counter()
     metrics = train(cfg)
     total = time.perf_counter() - start
     key = "test/acc" if "test/acc" in metrics else "test/r2"
-    return {"metric": key, "value": metrics[key], "epochs": cfg.trainer.max_epochs,
-            "s_per_epoch": metrics["perf/mean_epoch_seconds"], "total_s": total}
+    return {
+        "metric": key,
+        "value": metrics[key],
+        "epochs": cfg.trainer.max_epochs,
+        "s_per_epoch": metrics["perf/mean_epoch_seconds"],
+        "total_s": total,
+    }
 
 
 def main(experiments: list[str]) -> None:
     for experiment in experiments or DEFAULT:
         result = run(experiment)
         target = TARGETS.get(experiment)
-        verdict = "" if target is None else ("  (target met)" if result["value"] >= target else
-                                             f"  (BELOW target {target})")
-        print(f"{experiment}: {result['metric']} = {result['value']:.4f} after up to {result['epochs']} epochs, "
-              f"{result['s_per_epoch']:.1f} s/epoch, {result['total_s']:.0f} s total{verdict}", flush=True)
+        verdict = (
+            "" if target is None else ("  (target met)" if result["value"] >= target else f"  (BELOW target {target})")
+        )
+        print(
+            f"{experiment}: {result['metric']} = {result['value']:.4f} after up to {result['epochs']} epochs, "
+            f"{result['s_per_epoch']:.1f} s/epoch, {result['total_s']:.0f} s total{verdict}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -82,8 +82,8 @@ def run_cli(
 
 def runs_in(mlruns: Path, experiment: str) -> list:
     """Every run of ``experiment`` in the store under ``mlruns`` (empty when there is none)."""
-    from mlflow.tracking import MlflowClient
+    from explab.tracking.store import open_client
 
-    client = MlflowClient(tracking_uri_for(mlruns))
+    client = open_client(tracking_uri_for(mlruns))  # waits while a training process creates the store
     found = client.get_experiment_by_name(experiment)
     return [] if found is None else client.search_runs([found.experiment_id], max_results=1000)

@@ -37,12 +37,13 @@ def _as_floats(metrics: dict[str, Any]) -> dict[str, float]:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model described by ``cfg``, test its best checkpoint, and return every final metric."""
+    from explab.reproduce import check_fingerprint
     from explab.sweep.trial import TrialJob
-    from explab.tracking.record import record_config, start_run
+    from explab.tracking.record import record_config
 
     trial = TrialJob(cfg)
     logger_cfg = mlflow_logger_node(cfg)
-    run = start_run(logger_cfg, cfg, trial.tags(), trial.run_name()) if logger_cfg is not None else None
+    run = _open_run(cfg, logger_cfg, trial) if logger_cfg is not None else None
     configure_threads(cfg)
     L.seed_everything(cfg.seed, workers=True)
     run_id = run.run_id if run else None
@@ -50,7 +51,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     with lifecycle, trial.record_state(run), ranks_rerun_this_job():
         datamodule = build_datamodule(cfg)
         model = build_model(cfg)
-        if run is not None:
+        if run is not None and not cfg.get("resume"):
             record_config(run, cfg)
         callbacks = build_callbacks(cfg, run_id, has_logger=logger_cfg is not None) + trial.callbacks()
         trainer = build_trainer(cfg, callbacks=callbacks, loggers=build_loggers(cfg, run_id))
@@ -65,7 +66,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
                     "trainer.world_size": trainer.world_size,
                 }
             )
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            if cfg.get("reproduce"):
+                check_fingerprint(str(cfg.reproduce), datamodule.fingerprint, run.client)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         metrics = _as_floats(trainer.callback_metrics)
         trial.raise_if_pruned()
         if cfg.get("test", True):
@@ -85,6 +88,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
             run.ui_hint(),
         )
     return metrics
+
+
+def _open_run(cfg: DictConfig, logger_cfg: DictConfig, trial: Any) -> Any:
+    """A new run, or with ``resume=RUN_ID`` the same run again (rank 0 only; None on other ranks)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from explab.tracking import TrackedRun
+    from explab.tracking.record import start_run
+
+    if rank_zero_only.rank != 0:
+        return None
+    if cfg.get("resume"):
+        run = TrackedRun.reopen(logger_cfg.tracking_uri, str(cfg.resume))
+        run.set_tags({"explab.resumed_from_checkpoint": cfg.ckpt_path})
+        return run
+    extra = {**trial.tags(), **({"explab.reproduced_from": cfg.reproduce} if cfg.get("reproduce") else {})}
+    return start_run(logger_cfg, cfg, extra, trial.run_name())
 
 
 def _warn_if_precision_changed(cfg: DictConfig, trainer: L.Trainer) -> None:
@@ -110,7 +130,9 @@ def _log_best_checkpoint(run, trainer: L.Trainer) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def _hydra_main(cfg: DictConfig) -> dict[str, float]:
-    return train(cfg)
+    from explab.reproduce import rebuild
+
+    return train(rebuild(cfg))
 
 
 def main() -> None:

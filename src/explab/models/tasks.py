@@ -74,6 +74,7 @@ class TaskModule(L.LightningModule):
         self.val_metrics = self.make_metrics("val/")
         self.test_metrics = self.make_metrics("test/")
         self.val_best = self.make_best_tracker()
+        self.val_best.persistent(True)  # a resumed run keeps its best-so-far value
         self._compiled = False
 
     # --- what a task defines -------------------------------------------------------------------------
@@ -135,14 +136,10 @@ class TaskModule(L.LightningModule):
         self._step(batch, self.val_metrics, "val")
 
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
+        if self.trainer.sanity_checking:  # sanity-check batches never count towards the best-so-far value
             return
         self.val_best.update(self.best_source())
         self.log(self.best_metric_name, self.val_best.compute(), prog_bar=True)
-
-    def on_train_start(self) -> None:
-        # sanity-check batches must not count towards the best-so-far value
-        self.val_best.reset()
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, self.test_metrics, "test")

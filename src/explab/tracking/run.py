@@ -6,12 +6,16 @@ does, so a run is FINISHED, FAILED or KILLED and never left RUNNING by an except
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from explab.tracking.orphans import PID_TAG, close_orphaned_runs
 from explab.tracking.store import open_client
 from explab.utils.logging import get_logger
 
@@ -61,8 +65,22 @@ class TrackedRun:
             experiment_id = client.create_experiment(experiment_name, artifact_location=location)
         else:
             experiment_id = experiment.experiment_id
-        run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
+            close_orphaned_runs(client, experiment_id)
+        run = client.create_run(experiment_id, run_name=run_name, tags={**(tags or {}), PID_TAG: str(os.getpid())})
         return cls(tracking_uri, run.info.run_id)
+
+    @classmethod
+    def reopen(cls, tracking_uri: str, run_id: str) -> TrackedRun:
+        """Continue an existing run (resume): back to RUNNING, owned by this process."""
+        run = cls(tracking_uri, run_id)
+        info = run.client.get_run(run_id).info
+        if info.status == "RUNNING":
+            close_orphaned_runs(run.client, info.experiment_id)
+            if run.client.get_run(run_id).info.status == "RUNNING":
+                raise RuntimeError(f"run {run_id} is RUNNING in a live process; stop that process before resuming")
+        run.client.update_run(run_id, status="RUNNING")
+        run.set_tags({PID_TAG: os.getpid()})
+        return run
 
     @property
     def experiment_id(self) -> str:
@@ -108,7 +126,12 @@ class TrackedRun:
 
     @contextmanager
     def lifecycle(self) -> Iterator[TrackedRun]:
-        """End the run with the status its outcome deserves; record the error of a failed run."""
+        """End the run with the status its outcome deserves; record the error of a failed run.
+
+        SIGTERM (a scheduler's stop, ``kill``) becomes an exception here, so the run ends KILLED instead of the
+        process dying with its run still RUNNING; during ``fit`` Lightning adds its own graceful handling.
+        """
+        previous = _raise_on_sigterm()
         try:
             yield self
         except BaseException as error:
@@ -123,3 +146,20 @@ class TrackedRun:
             raise
         else:
             self.finish("FINISHED")
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(SystemExit):
+    """SIGTERM arrived: leave the way Ctrl-C does, with the shell's 128 + 15 exit code."""
+
+
+def _raise_on_sigterm() -> Any:
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(128 + signum)
+
+    return signal.signal(signal.SIGTERM, handler)

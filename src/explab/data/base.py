@@ -1,0 +1,123 @@
+"""The shared shape of every explab data module: arrays in, tensors in memory, batches out."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+from torch import Tensor
+
+from explab.data.tensor_batches import TensorBatches
+
+
+@dataclass
+class Split:
+    x: Tensor
+    y: Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def fingerprint_arrays(*arrays: np.ndarray) -> str:
+    """A short, stable hash of array contents, dtypes and shapes: what the model actually saw."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def stratified_split(
+    labels: np.ndarray, fractions: tuple[float, float], seed: int, stratify: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices for train / val / test, with ``fractions`` = (val, test) of the whole set."""
+    from sklearn.model_selection import train_test_split
+
+    val_fraction, test_fraction = fractions
+    indices = np.arange(len(labels))
+    strat = labels if stratify else None
+    rest, test = train_test_split(indices, test_size=test_fraction, random_state=seed, stratify=strat)
+    if val_fraction <= 0:
+        return rest, np.array([], dtype=int), test
+    rest_strat = labels[rest] if stratify else None
+    train, val = train_test_split(
+        rest, test_size=val_fraction / (1 - test_fraction), random_state=seed, stratify=rest_strat
+    )
+    return train, val, test
+
+
+class TensorDataModule(L.LightningDataModule):
+    """Subclasses fill ``self.splits`` (train/val/test) and ``self.fingerprint`` in ``setup``.
+
+    The splits live in memory as tensors; ``TensorBatches`` cuts batches by index and shards them over DDP
+    ranks using the trainer's rank and world size.
+    """
+
+    def __init__(self, batch_size: int = 64, eval_batch_size: int | None = None, seed: int = 0) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or max(batch_size, 256)
+        self.seed = seed
+        self.splits: dict[str, Split] = {}
+        self.fingerprint: str = ""
+
+    # subclasses implement this
+    def load_splits(self) -> dict[str, Split]:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Load once; Lightning may call ``setup`` for several stages."""
+        if not self.splits:
+            self.splits = self.load_splits()
+            for name, split in self.splits.items():
+                if len(split) == 0 and name == "train":
+                    raise ValueError("the training split is empty: check the split fractions and the data")
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare()
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
+    def _batches(self, name: str, train: bool) -> TensorBatches:
+        self.prepare()
+        if name not in self.splits:
+            raise KeyError(f"this data module has no '{name}' split; it has {sorted(self.splits)}")
+        split = self.splits[name]
+        rank, world = self._rank_world()
+        return TensorBatches(
+            (split.x, split.y),
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+        )
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches("train", train=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._batches("val", train=False)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches("test", train=False)
+
+    def predict_dataloader(self) -> TensorBatches:
+        return self._batches("test", train=False)
+
+    @property
+    def input_example(self) -> Tensor:
+        """A small batch of inputs, for model signatures and shape checks."""
+        self.prepare()
+        return self.splits["train"].x[:2]
+
+    def summary(self) -> dict[str, int]:
+        return {f"n_{name}": len(split) for name, split in self.splits.items()}

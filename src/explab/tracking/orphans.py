@@ -1,0 +1,48 @@
+"""Runs left RUNNING by a process that was SIGKILLed (or lost its machine) are closed, not left to lie."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from explab.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+PID_TAG = "explab.pid"
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_orphaned_runs(client: Any, experiment_id: str) -> list[str]:
+    """Mark KILLED every RUNNING run of this host whose process is gone; return their ids.
+
+    Runs of other hosts are left alone: from here nobody can tell whether their process still lives.
+    """
+    host = socket.gethostname()
+    closed = []
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.hostname = '{host}'", max_results=500
+    )
+    for run in runs:
+        pid = run.data.tags.get(PID_TAG, "")
+        if not pid.isdigit() or process_alive(int(pid)):
+            continue
+        client.set_tag(
+            run.info.run_id,
+            "explab.status_reason",
+            f"process {pid} on {host} ended without closing the run (SIGKILL, OOM or a lost machine)",
+        )
+        client.set_terminated(run.info.run_id, "KILLED")
+        closed.append(run.info.run_id)
+        log.warning("MLflow run %s was left RUNNING by process %s, which is gone: marked KILLED", run.info.run_id, pid)
+    return closed
