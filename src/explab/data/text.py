@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from explab.data.base import Split, TensorDataModule, fingerprint_arrays, stratified_split
+from explab.data.base import Split, TensorDataModule, fingerprint_arrays, holdout, stratified_split
 from explab.data.errors import DataError
-from explab.data.idx import holdout
 
 PAD, UNK = 0, 1
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[!?]")

@@ -215,10 +215,12 @@ class ExplabOptunaSweeper(Sweeper):
         """Trials left RUNNING by a killed worker of this host would block the study forever."""
         from optuna.trial import TrialState
 
+        from explab.tracking.orphans import process_alive
+
         host = socket.gethostname()
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             worker_host, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
-            if worker_host != host or not pid.isdigit() or _alive(int(pid)):
+            if worker_host != host or not pid.isdigit() or process_alive(int(pid)):
                 continue
             study.tell(trial.number, state=TrialState.FAIL)
             log.warning("trial %d was left RUNNING by a dead worker (pid %s): marked FAIL", trial.number, pid)
@@ -352,13 +354,3 @@ class ExplabOptunaSweeper(Sweeper):
             log.warning("no trial completed")
             return
         log.info("Best trial %d: %s = %.6g with %s", best.number, self.metric or "value", best.value, best.params)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
