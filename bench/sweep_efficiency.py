@@ -69,7 +69,7 @@ def main() -> None:
             "hydra/sweeper/sampler=tpe",
             "hydra.sweeper.sampler.seed=0",
             "hydra/sweeper/pruner=hyperband",
-            "hydra.sweeper.n_trials=12",
+            "hydra.sweeper.n_trials=10",
         )
     for label, (best, epochs, trials, seconds) in (("grid", grid), ("tpe+hyperband", tpe)):
         print(f"{label}: best val/acc_best {best:.4f}, {epochs} epochs in {trials} trials, {seconds:.0f} s")

@@ -9,7 +9,7 @@ import pytest
 
 from explab.train import train
 
-from .conftest import runs_in
+from .conftest import runs_in, tracking_uri_for
 from .formats import write_aclimdb, write_cifar, write_mnist, write_snippets
 
 
@@ -63,3 +63,9 @@ def test_experiment_trains_end_to_end(experiment: str, compose_cfg, store: Path,
     assert run.info.status == "FINISHED"
     assert len(run.data.tags["data.fingerprint"]) == 16
     assert cfg.optimized_metric in run.data.metrics
+    from explab.tracking.store import open_client
+
+    client = open_client(tracking_uri_for(store))
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    figure = "plots/predicted_vs_true.png" if experiment == "diabetes_mlp" else "plots/confusion_matrix.png"
+    assert {"plots/learning_curves.png", figure} <= plots

@@ -69,6 +69,8 @@ def test_one_epoch_run_is_fully_recorded(compose_cfg, store: Path) -> None:
     assert {"config/config.yaml", "config/overrides.yaml", "config/environment.yaml"} <= artifacts
     checkpoint = tags["explab.best_checkpoint"]
     assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")] == [checkpoint]
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert plots == {"plots/learning_curves.png", "plots/confusion_matrix.png"}
     overrides = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config/overrides.yaml")
     assert "seed=7" in overrides
 

@@ -78,6 +78,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trial.check_objective(metrics)
         if run is not None:
             _log_best_checkpoint(run, trainer)
+            from explab.tracking.plots import log_run_plots
+
+            log_run_plots(run, model)
     if run is not None:
         summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k.startswith("test/"))
         log.info(

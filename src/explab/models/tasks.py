@@ -9,9 +9,18 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torchmetrics import MaxMetric, MeanAbsoluteError, MeanSquaredError, MetricCollection, MinMetric, R2Score
+from torchmetrics import (
+    MaxMetric,
+    MeanAbsoluteError,
+    MeanSquaredError,
+    Metric,
+    MetricCollection,
+    MinMetric,
+    R2Score,
+)
 from torchmetrics.classification import (
     MulticlassAccuracy,
+    MulticlassConfusionMatrix,
     MulticlassF1Score,
     MulticlassPrecision,
     MulticlassRecall,
@@ -75,6 +84,8 @@ class TaskModule(L.LightningModule):
         self.test_metrics = self.make_metrics("test/")
         self.val_best = self.make_best_tracker()
         self.val_best.persistent(True)  # a resumed run keeps its best-so-far value
+        self.test_plot_state = self.make_test_plot_state()
+        self.test_plot_data: Any = None
         self._compiled = False
 
     # --- what a task defines -------------------------------------------------------------------------
@@ -87,12 +98,20 @@ class TaskModule(L.LightningModule):
     def make_best_tracker(self) -> MaxMetric | MinMetric:
         raise NotImplementedError
 
+    def make_test_plot_state(self) -> Metric:
+        """What the test figures are drawn from; a torchmetrics Metric, so DDP ranks are gathered."""
+        raise NotImplementedError
+
     def best_source(self) -> Tensor:
         """The validation value the best-so-far tracker follows."""
         raise NotImplementedError
 
     def to_metric_inputs(self, outputs: Tensor) -> Tensor:
         return outputs
+
+    def test_figures(self) -> dict[str, Any]:
+        """Figures drawn from the test split after ``trainer.test``; name -> matplotlib figure."""
+        return {}
 
     def prepare_target(self, y: Tensor, outputs: Tensor) -> Tensor:
         return y
@@ -113,6 +132,7 @@ class TaskModule(L.LightningModule):
         return self.backbone(x)
 
     def _step(self, batch: tuple[Tensor, Tensor], metrics: MetricCollection, split: str) -> Tensor:
+        """Loss and metrics of one batch; returns the loss in training and the outputs otherwise."""
         x, y = batch
         outputs = self(x)
         loss = self.loss_fn(outputs, self.prepare_target(y, outputs))
@@ -127,7 +147,7 @@ class TaskModule(L.LightningModule):
             batch_size=len(y),
         )
         self.log_dict(metrics, on_step=False, on_epoch=True)
-        return loss
+        return loss if split == "train" else outputs
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, self.train_metrics, "train")
@@ -142,7 +162,13 @@ class TaskModule(L.LightningModule):
         self.log(self.best_metric_name, self.val_best.compute(), prog_bar=True)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._step(batch, self.test_metrics, "test")
+        outputs = self._step(batch, self.test_metrics, "test")
+        self.test_plot_state.update(self.to_metric_inputs(outputs.detach()), batch[1])
+
+    def on_test_epoch_end(self) -> None:
+        # every rank takes part in the gather; the figures are drawn later, on rank 0 only
+        self.test_plot_data = self.test_plot_state.compute()
+        self.test_plot_state.reset()
 
     def predict_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         return self.to_metric_inputs(self(batch[0]))
@@ -194,6 +220,17 @@ class ClassificationTask(TaskModule):
     def make_best_tracker(self) -> MaxMetric:
         return MaxMetric()
 
+    def make_test_plot_state(self) -> Metric:
+        return MulticlassConfusionMatrix(self.num_classes)
+
+    def test_figures(self) -> dict[str, Any]:
+        from explab.tracking.plots import confusion_matrix_figure
+
+        if self.test_plot_data is None:
+            return {}
+        matrix = self.test_plot_data.cpu().numpy()
+        return {"confusion_matrix.png": confusion_matrix_figure(matrix)} if matrix.sum() else {}
+
     def best_source(self) -> Tensor:
         return self.val_metrics["acc"].compute()
 
@@ -216,6 +253,17 @@ class RegressionTask(TaskModule):
     def make_best_tracker(self) -> MinMetric:
         return MinMetric()
 
+    def make_test_plot_state(self) -> Metric:
+        return PairsOfValues()
+
+    def test_figures(self) -> dict[str, Any]:
+        from explab.tracking.plots import predicted_vs_true_figure
+
+        if self.test_plot_data is None or not len(self.test_plot_data[1]):
+            return {}
+        predicted, true = self.test_plot_data
+        return {"predicted_vs_true.png": predicted_vs_true_figure(predicted.cpu().numpy(), true.cpu().numpy())}
+
     def best_source(self) -> Tensor:
         return self.val_metrics["mse"].compute()
 
@@ -224,3 +272,23 @@ class RegressionTask(TaskModule):
 
     def prepare_target(self, y: Tensor, outputs: Tensor) -> Tensor:
         return y.view_as(outputs)
+
+
+class PairsOfValues(Metric):
+    """Every (prediction, target) pair of a split, gathered from all DDP ranks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("predicted", default=[], dist_reduce_fx="cat")
+        self.add_state("true", default=[], dist_reduce_fx="cat")
+
+    def update(self, predicted: Tensor, true: Tensor) -> None:
+        self.predicted.append(predicted.float().flatten())
+        self.true.append(true.float().flatten())
+
+    def compute(self) -> tuple[Tensor, Tensor]:
+        from torchmetrics.utilities import dim_zero_cat
+
+        if not self.true:
+            return torch.zeros(0), torch.zeros(0)
+        return dim_zero_cat(self.predicted), dim_zero_cat(self.true)
