@@ -37,6 +37,11 @@ def tracking_uri_for(mlruns: Path) -> str:
     return f"sqlite:///{mlruns}/mlflow.db"
 
 
+def _defaults(config_name: str) -> list[str]:
+    # logging the model costs about a second a run; the tests of model logging turn it back on
+    return ["log_model=false"] if config_name == "train" else []
+
+
 @pytest.fixture
 def compose_cfg(tmp_path: Path, store: Path) -> Callable[..., DictConfig]:
     """Compose a root config as Hydra would, with every output under tmp_path."""
@@ -46,7 +51,12 @@ def compose_cfg(tmp_path: Path, store: Path) -> Callable[..., DictConfig]:
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
             cfg = compose(
                 config_name,
-                overrides=[f"paths.mlruns_dir={store}", f"paths.log_dir={tmp_path}/logs", *overrides],
+                overrides=[
+                    f"paths.mlruns_dir={store}",
+                    f"paths.log_dir={tmp_path}/logs",
+                    *_defaults(config_name),
+                    *overrides,
+                ],
                 return_hydra_config=True,
             )
         output_dir = tmp_path / "out"

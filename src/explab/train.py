@@ -81,6 +81,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
             from explab.tracking.plots import log_run_plots
 
             log_run_plots(run, model)
+            if cfg.get("log_model", True):
+                from explab.tracking.model import log_model
+
+                log_model(run, model, datamodule.input_example, cfg.get("registered_model_name"))
     if run is not None:
         summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k.startswith("test/"))
         log.info(

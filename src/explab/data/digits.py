@@ -16,6 +16,8 @@ class DigitsDataModule(TensorDataModule):
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         flatten: bool = False,
+        mean: float = 0.5,
+        std: float = 0.5,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         seed: int = 0,
@@ -29,12 +31,13 @@ class DigitsDataModule(TensorDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.flatten = flatten
+        self.mean, self.std = mean, std
 
     def load_splits(self) -> dict[str, Split]:
         from sklearn.datasets import load_digits
 
         bunch = load_digits()
-        images = (bunch.images.astype(np.float32) / 16.0 - 0.5) / 0.5
+        images = (bunch.images.astype(np.float32) / 16.0 - self.mean) / self.std
         labels = bunch.target.astype(np.int64)
         self.fingerprint = fingerprint_arrays(bunch.images, labels)
         x = torch.from_numpy(images.reshape(len(images), -1) if self.flatten else images[:, None])

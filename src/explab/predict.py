@@ -1,0 +1,120 @@
+"""``explab-predict model_uri=runs:/ID/model input=PATH``: predictions with class probabilities as CSV.
+
+Inputs: a ``.npy`` array or a numeric ``.csv`` already shaped like the training inputs, or a folder of
+images, which are converted, resized and normalised the way the source run's data module did.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig
+
+from explab.config import config_dir
+from explab.utils.logging import get_logger
+
+log = get_logger(__name__)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm"}
+
+
+def _input_shape(model: Any) -> list[int]:
+    schema = model.metadata.get_input_schema()
+    return list(schema.inputs[0].shape)[1:] if schema is not None else []
+
+
+def _run_config(model_uri: str, tracking_uri: str) -> dict[str, Any]:
+    """The data config of the run the model came from (for image normalisation); empty if unknown."""
+    if not model_uri.startswith("runs:/"):
+        return {}
+    import mlflow.artifacts
+    import yaml
+
+    run_id = model_uri.removeprefix("runs:/").split("/", 1)[0]
+    from explab.tracking.store import open_client
+
+    artifact_uri = open_client(tracking_uri).get_run(run_id).info.artifact_uri
+    return yaml.safe_load(mlflow.artifacts.load_text(f"{artifact_uri}/config/config.yaml")).get("data", {})
+
+
+def read_images(folder: Path, shape: list[int], data_cfg: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
+    from PIL import Image
+
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    if len(shape) != 3:
+        raise ValueError(f"this model takes inputs of shape {shape}, not images")
+    channels, height, width = shape
+    mode = "L" if channels == 1 else "RGB"
+    arrays = [np.asarray(Image.open(p).convert(mode).resize((width, height)), dtype=np.float32) / 255.0 for p in files]
+    x = np.stack(arrays).reshape(len(files), height, width, channels).transpose(0, 3, 1, 2)
+    mean = np.asarray(data_cfg.get("mean", 0.0), dtype=np.float32).reshape(-1, 1, 1)
+    std = np.asarray(data_cfg.get("std", 1.0), dtype=np.float32).reshape(-1, 1, 1)
+    return ((x - mean) / std).astype(np.float32), [p.name for p in files]
+
+
+def read_inputs(path: Path, shape: list[int], data_cfg: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
+    if path.is_dir():
+        return read_images(path, shape, data_cfg)
+    if path.suffix == ".npy":
+        x = np.load(path, allow_pickle=False).astype(np.float32)
+    elif path.suffix == ".csv":
+        x = np.genfromtxt(path, delimiter=",", dtype=np.float32, skip_header=1 if _has_header(path) else 0)
+        x = x.reshape(len(x), *shape) if shape else x
+    else:
+        raise ValueError(
+            f"{path}: give a .npy array, a numeric .csv or a folder of images (text models take token ids as .npy)"
+        )
+    return x, [str(i) for i in range(len(x))]
+
+
+def _has_header(path: Path) -> bool:
+    first = path.open().readline().split(",")
+    try:
+        [float(v) for v in first]
+    except ValueError:
+        return True
+    return False
+
+
+def predict(cfg: DictConfig) -> Path:
+    import mlflow.pyfunc
+
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    model = mlflow.pyfunc.load_model(cfg.model_uri)
+    x, names = read_inputs(Path(cfg.input), _input_shape(model), _run_config(cfg.model_uri, cfg.tracking_uri))
+    outputs = np.asarray(model.predict(x))
+    output = Path(cfg.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        if outputs.ndim == 2 and outputs.shape[1] > 1:
+            writer.writerow(["input", "prediction", *[f"prob_{k}" for k in range(outputs.shape[1])]])
+            for name, row in zip(names, outputs, strict=True):
+                writer.writerow([name, int(row.argmax()), *[f"{p:.6f}" for p in row]])
+        else:
+            writer.writerow(["input", "prediction"])
+            for name, value in zip(names, outputs.reshape(len(names)), strict=True):
+                writer.writerow([name, f"{float(value):.6f}"])
+    log.info("%d predictions written to %s", len(names), output.resolve())
+    return output
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="predict")
+def _hydra_main(cfg: DictConfig) -> None:
+    predict(cfg)
+
+
+def main() -> None:
+    """Console script ``explab-predict``."""
+    from explab.cli import run_hydra_app
+
+    run_hydra_app(_hydra_main, config_name="predict")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""``explab-report experiment=NAME``: mean +- std over seeds of every configuration an experiment ran.
+
+Runs are grouped by their params minus the seed (and minus what only says where a run wrote); each group
+gets n, mean and standard deviation of the chosen metrics. Written as Markdown and CSV, printed, and logged
+on a ``report`` run of the experiment. The documented way to report a result:
+
+    explab-train -m experiment=digits_cnn seed=1,2,3 && explab-report experiment=digits_cnn
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from explab.config import config_dir
+from explab.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+# params that differ between repeats of one configuration without changing it
+IGNORED = ("seed", "data.seed", "run_name", "ckpt_path", "resume", "reproduce", "test")
+IGNORED_PREFIXES = (
+    "paths.",
+    "optuna_trial.",
+    "callbacks.model_checkpoint.dirpath",
+    "trainer.default_root_dir",
+    "logger.",
+)
+
+
+def _configuration(params: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in params.items() if k not in IGNORED and not k.startswith(IGNORED_PREFIXES)))
+
+
+def aggregate(runs: Sequence[Any], metrics: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per configuration: what sets it apart, n, and mean/std of each metric."""
+    groups: dict[tuple, list[Any]] = defaultdict(list)
+    for run in runs:
+        groups[_configuration(run.data.params)].append(run)
+    keys = [dict(k) for k in groups]
+    varying = sorted({name for config in keys for name in config if len({c.get(name) for c in keys}) > 1})
+    rows = []
+    for config, members in groups.items():
+        settings = dict(config)
+        row: dict[str, Any] = {
+            "configuration": ", ".join(f"{k}={settings.get(k)}" for k in varying) or "all",
+            "n": len(members),
+            "seeds": " ".join(sorted(r.data.params.get("seed", "?") for r in members)),
+        }
+        for metric in metrics:
+            values = [r.data.metrics[metric] for r in members if metric in r.data.metrics]
+            row[f"{metric} mean"] = statistics.fmean(values) if values else math.nan
+            row[f"{metric} std"] = statistics.stdev(values) if len(values) > 1 else math.nan
+        rows.append(row)
+    return sorted(rows, key=lambda r: r["configuration"])
+
+
+def to_markdown(rows: list[dict[str, Any]], metrics: Sequence[str]) -> str:
+    header = ["configuration", "n", *metrics]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["configuration"], str(row["n"])]
+        for metric in metrics:
+            mean, std = row[f"{metric} mean"], row[f"{metric} std"]
+            cells.append("n/a" if math.isnan(mean) else f"{mean:.4f}" + ("" if math.isnan(std) else f" ± {std:.4f}"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    import csv
+
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def report(cfg: DictConfig) -> str:
+    from explab.tracking import TrackedRun
+    from explab.tracking.store import open_client
+
+    client = open_client(cfg.tracking_uri)
+    experiment = client.get_experiment_by_name(cfg.experiment_name)
+    if experiment is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise ValueError(f"no experiment '{cfg.experiment_name}' in {cfg.tracking_uri}; there are: {names}")
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string="attributes.status = 'FINISHED'", max_results=5000
+    )
+    runs = [r for r in runs if "explab.sweep" not in r.data.tags and "explab.report" not in r.data.tags]
+    if not runs:
+        raise ValueError(f"experiment '{cfg.experiment_name}' has no FINISHED training runs to report")
+    metrics = list(cfg.metrics)
+    rows = aggregate(runs, metrics)
+    markdown = f"# {cfg.experiment_name}: mean ± std over seeds\n\n" + to_markdown(rows, metrics)
+    print(markdown)
+    run = TrackedRun.create(
+        cfg.tracking_uri,
+        cfg.experiment_name,
+        run_name="report",
+        tags={"explab.report": "true", "explab.report.runs": str(len(runs))},
+    )
+    with run.lifecycle(), tempfile.TemporaryDirectory(prefix="explab-report-") as folder:
+        (Path(folder) / "report.md").write_text(markdown)
+        to_csv(rows, Path(folder) / "report.csv")
+        run.log_file(Path(folder) / "report.md", "report")
+        run.log_file(Path(folder) / "report.csv", "report")
+    log.info("report logged on MLflow run %s", run.run_id)
+    return markdown
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="report")
+def _hydra_main(cfg: DictConfig) -> str:
+    return report(cfg)
+
+
+def main() -> None:
+    """Console script ``explab-report``."""
+    from explab.cli import run_hydra_app
+
+    run_hydra_app(_hydra_main, config_name="report")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""The trained model in MLflow's model format, so ``mlflow.pyfunc.load_model("runs:/ID/model")`` predicts."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+MODEL_NAME = "model"
+
+
+def inference_module(model: Any) -> nn.Module:
+    """A CPU copy of the backbone that returns class probabilities (classification) or values (regression)."""
+    backbone = getattr(model.backbone, "_orig_mod", model.backbone)  # unwrap torch.compile
+    net = copy.deepcopy(backbone).float().cpu().eval()
+    if model.best_metric_name == "val/acc_best":
+        net = nn.Sequential(net, nn.Softmax(dim=-1))
+    return net.eval()
+
+
+def log_model(run: Any, model: Any, example: torch.Tensor, registered_model_name: str | None = None) -> str:
+    """Log the inference module with an input example and signature; returns the model URI of the run."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    net = inference_module(model)
+    x = example[:4].detach().cpu()
+    with torch.no_grad():
+        y = net(x).numpy()
+    mlflow.set_tracking_uri(run.tracking_uri)
+    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+    with mlflow.start_run(run_id=run.run_id, nested=mlflow.active_run() is not None):
+        mlflow.pytorch.log_model(
+            net,
+            name=MODEL_NAME,
+            input_example=x.numpy(),
+            signature=infer_signature(x.numpy(), y),
+            pip_requirements=requirements,
+            registered_model_name=registered_model_name,
+        )
+    return f"runs:/{run.run_id}/{MODEL_NAME}"

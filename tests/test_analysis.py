@@ -1,0 +1,87 @@
+"""What researchers do after training: seed reports, the logged model, predictions from files."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from PIL import Image
+
+from explab.data import DigitsDataModule
+from explab.report import report
+from explab.train import train
+
+from .conftest import run_cli, runs_in, tracking_uri_for
+
+
+def test_report_groups_runs_by_config_minus_seed(compose_cfg, store: Path) -> None:
+    results = {}
+    for lr in ("0.003", "0.0003"):
+        for seed in (1, 2):
+            metrics = train(
+                compose_cfg(
+                    f"optimizer.lr={lr}", f"seed={seed}", "trainer.max_epochs=1", "trainer.enable_progress_bar=false"
+                )
+            )
+            results.setdefault(lr, []).append(metrics["test/acc"])
+    markdown = report(compose_cfg("experiment_name=digits_cnn", "metrics=[test/acc]", config_name="report"))
+    for lr, values in results.items():
+        expected = f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}"
+        line = next(line for line in markdown.splitlines() if f"optimizer.lr={lr} " in line + " ")
+        assert f"| 2 | {expected} |" in line, line
+    [report_run] = [r for r in runs_in(store, "digits_cnn") if r.data.tags.get("explab.report") == "true"]
+    client = mlflow.tracking.MlflowClient(tracking_uri_for(store))
+    assert {a.path for a in client.list_artifacts(report_run.info.run_id, "report")} == {
+        "report/report.md",
+        "report/report.csv",
+    }
+
+
+def test_report_of_unknown_experiment_names_the_known_ones(compose_cfg, store: Path) -> None:
+    train(compose_cfg("trainer=fast_dev_run"))
+    with pytest.raises(ValueError, match=r"no experiment 'nope'.*digits_cnn"):
+        report(compose_cfg("experiment_name=nope", config_name="report"))
+
+
+@pytest.fixture
+def logged_run(compose_cfg, store: Path) -> str:
+    train(compose_cfg("log_model=true", "trainer.max_epochs=3", "trainer.enable_progress_bar=false"))
+    [run] = runs_in(store, "digits_cnn")
+    return run.info.run_id
+
+
+def test_logged_model_predicts_through_pyfunc(logged_run: str, store: Path) -> None:
+    mlflow.set_tracking_uri(tracking_uri_for(store))
+    model = mlflow.pyfunc.load_model(f"runs:/{logged_run}/model")
+    data = DigitsDataModule(seed=42)
+    data.setup()
+    probabilities = np.asarray(model.predict(data.splits["test"].x.numpy()))
+    assert probabilities.shape == (len(data.splits["test"]), 10)
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    accuracy = (probabilities.argmax(1) == data.splits["test"].y.numpy()).mean()
+    assert accuracy > 0.5
+
+
+def test_predict_cli_reads_arrays_and_image_folders(logged_run: str, store: Path, tmp_path: Path) -> None:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    (tmp_path / "images").mkdir()
+    for i in range(6):
+        Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)).save(tmp_path / "images" / f"d{i}.png")
+    np.save(tmp_path / "x.npy", ((digits.images[:6] / 16 - 0.5) / 0.5).astype(np.float32)[:, None])
+    common = [f"model_uri=runs:/{logged_run}/model", f"paths.mlruns_dir={store}", f"paths.log_dir={tmp_path}/logs"]
+    for source, output in (("x.npy", "from_array.csv"), ("images", "from_images.csv")):
+        done = run_cli(
+            "explab-predict", f"input={tmp_path / source}", f"output={tmp_path / output}", *common, cwd=tmp_path
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    rows = [(tmp_path / name).read_text().splitlines() for name in ("from_array.csv", "from_images.csv")]
+    assert rows[0][0].startswith("input,prediction,prob_0") and len(rows[0]) == 7
+    array_predictions = [line.split(",")[1] for line in rows[0][1:]]
+    image_predictions = [line.split(",")[1] for line in rows[1][1:]]
+    assert array_predictions == image_predictions, "an image folder is normalised like the training data"
+    assert sum(p == str(t) for p, t in zip(array_predictions, digits.target[:6], strict=True)) >= 3

@@ -1,0 +1,69 @@
+"""The analysis notebooks run top to bottom against a small real sweep; any cell error fails the test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell
+
+from .conftest import run_cli, runs_in, tracking_uri_for
+
+NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("sweep")
+    done = run_cli(
+        "explab-train",
+        "-m",
+        "hparams_search=digits_optuna",
+        "hydra.sweeper.n_trials=4",
+        "trainer.max_epochs=3",
+        f"paths.mlruns_dir={folder}/mlruns",
+        f"paths.log_dir={folder}/logs",
+        "log_model=false",
+        cwd=folder,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder
+
+
+def execute(name: str, parameters: str, cwd: Path) -> nbformat.NotebookNode:
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), (
+        f"{name} is committed with outputs: strip them"
+    )
+    index = next(i for i, c in enumerate(notebook.cells) if "parameters" in c.metadata.get("tags", []))
+    notebook.cells.insert(index + 1, new_code_cell(parameters))
+    NotebookClient(notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    return notebook
+
+
+def outputs_text(notebook: nbformat.NotebookNode) -> str:
+    return "\n".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+
+
+@pytest.mark.slow
+def test_compare_runs_notebook(swept: Path) -> None:
+    uri = tracking_uri_for(swept / "mlruns")
+    notebook = execute("compare_runs.ipynb", f'TRACKING_URI = "{uri}"\nEXPERIMENT = "digits_cnn"', swept)
+    finished = [
+        r
+        for r in runs_in(swept / "mlruns", "digits_cnn")
+        if r.info.status == "FINISHED" and "explab.sweep" not in r.data.tags
+    ]
+    assert finished, "the sweep left finished trials"
+    assert f"{len(finished)} finished training runs in 'digits_cnn'" in outputs_text(notebook)
+    images = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 2, "learning curves and parallel coordinates are drawn"
+
+
+@pytest.mark.slow
+def test_sweep_analysis_notebook(swept: Path) -> None:
+    storage = f"journal:///{swept}/mlruns/optuna/digits_cnn.journal"
+    notebook = execute("sweep_analysis.ipynb", f'STORAGE = "{storage}"\nSTUDY = "digits_cnn_optuna"', swept)
+    assert "4 trials in 'digits_cnn_optuna'" in outputs_text(notebook)
