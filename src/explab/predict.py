@@ -1,7 +1,8 @@
 """``explab-predict model_uri=runs:/ID/model input=PATH``: predictions with class probabilities as CSV.
 
-Inputs: a ``.npy`` array or a numeric ``.csv`` already shaped like the training inputs, or a folder of
-images, which are converted, resized and normalised the way the source run's data module did.
+Inputs: a ``.npy`` array or a numeric ``.csv`` already shaped like the training inputs; a folder of
+images, converted, resized and normalised the way the source run's data module did; or a ``.txt`` file of
+texts, one per line, encoded with the vocabulary the source run logged.
 """
 
 from __future__ import annotations
@@ -26,18 +27,46 @@ def _input_shape(model: Any) -> list[int]:
     return list(schema.inputs[0].shape)[1:] if schema is not None else []
 
 
-def _run_config(model_uri: str, tracking_uri: str) -> dict[str, Any]:
-    """The data config of the run the model came from (for image normalisation); empty if unknown."""
+def _source_artifact(model_uri: str, tracking_uri: str, path: str) -> str | None:
+    """A text artifact of the run the model came from (``runs:/ID/...`` URIs); None when there is none."""
     if not model_uri.startswith("runs:/"):
-        return {}
+        return None
     import mlflow.artifacts
-    import yaml
 
-    run_id = model_uri.removeprefix("runs:/").split("/", 1)[0]
     from explab.tracking.store import open_client
 
+    run_id = model_uri.removeprefix("runs:/").split("/", 1)[0]
     artifact_uri = open_client(tracking_uri).get_run(run_id).info.artifact_uri
-    return yaml.safe_load(mlflow.artifacts.load_text(f"{artifact_uri}/config/config.yaml")).get("data", {})
+    try:
+        return mlflow.artifacts.load_text(f"{artifact_uri}/{path}")
+    except Exception:
+        return None
+
+
+def _run_config(model_uri: str, tracking_uri: str) -> dict[str, Any]:
+    """The data config of the run the model came from (for image normalisation); empty if unknown."""
+    import yaml
+
+    text = _source_artifact(model_uri, tracking_uri, "config/config.yaml")
+    return (yaml.safe_load(text) or {}).get("data", {}) if text else {}
+
+
+def read_texts(path: Path, model_uri: str, tracking_uri: str) -> tuple[np.ndarray, list[str]]:
+    """One text per line, tokenised and encoded with the vocabulary the source run logged."""
+    import json
+
+    from explab.data.text import Vocabulary, tokenize
+
+    record = _source_artifact(model_uri, tracking_uri, "preprocessing/vocabulary.json")
+    if record is None:
+        raise ValueError(
+            f"{path}: text input needs the vocabulary of the training run; give a runs:/ID/model "
+            "URI of an explab text model"
+        )
+    vocabulary = json.loads(record)
+    texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    ids = Vocabulary.from_dict(vocabulary).encode([tokenize(t) for t in texts], vocabulary["max_len"])
+    return ids, [t[:60] for t in texts]
 
 
 def read_images(folder: Path, shape: list[int], data_cfg: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
@@ -86,7 +115,11 @@ def predict(cfg: DictConfig) -> Path:
 
     mlflow.set_tracking_uri(cfg.tracking_uri)
     model = mlflow.pyfunc.load_model(cfg.model_uri)
-    x, names = read_inputs(Path(cfg.input), _input_shape(model), _run_config(cfg.model_uri, cfg.tracking_uri))
+    source = Path(cfg.input)
+    if source.suffix == ".txt":
+        x, names = read_texts(source, cfg.model_uri, cfg.tracking_uri)
+    else:
+        x, names = read_inputs(source, _input_shape(model), _run_config(cfg.model_uri, cfg.tracking_uri))
     outputs = np.asarray(model.predict(x))
     output = Path(cfg.output)
     output.parent.mkdir(parents=True, exist_ok=True)

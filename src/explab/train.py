@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import Any
 
 import hydra
@@ -66,6 +67,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
                     "trainer.world_size": trainer.world_size,
                 }
             )
+            for name, record in datamodule.preprocessing().items():
+                run.log_text(json.dumps(record), f"preprocessing/{name}")
             if cfg.get("reproduce"):
                 check_fingerprint(str(cfg.reproduce), datamodule.fingerprint, run.client)
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)

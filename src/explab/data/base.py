@@ -138,5 +138,9 @@ class TensorDataModule(L.LightningDataModule):
         self.prepare()
         return self.splits["train"].x[:2]
 
+    def preprocessing(self) -> dict[str, dict]:
+        """Files (name -> JSON data) a prediction needs beside the model; none for array inputs."""
+        return {}
+
     def summary(self) -> dict[str, int]:
         return {f"n_{name}": len(split) for name, split in self.splits.items()}

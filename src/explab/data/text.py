@@ -40,6 +40,16 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.index) + 2
 
+    def to_dict(self, max_len: int) -> dict:
+        """What a prediction needs to turn raw text into the ids this model was trained on."""
+        return {"index": self.index, "max_len": max_len, "pad": PAD, "unk": UNK}
+
+    @classmethod
+    def from_dict(cls, record: dict) -> Vocabulary:
+        vocabulary = cls([], max_size=0, min_freq=1)
+        vocabulary.index = dict(record["index"])
+        return vocabulary
+
     def encode(self, texts: Sequence[list[str]], max_len: int) -> np.ndarray:
         ids = np.full((len(texts), max_len), PAD, dtype=np.int64)
         for row, tokens in enumerate(texts):
@@ -78,6 +88,12 @@ class TextDataModule(TensorDataModule):
             splits[name] = Split(torch.from_numpy(ids), torch.from_numpy(labels.astype(np.int64)))
         self.fingerprint = fingerprint_arrays(*arrays)
         return splits
+
+    def preprocessing(self) -> dict[str, dict]:
+        """Files a prediction needs beside the model, logged with the run: the vocabulary."""
+        self.prepare()
+        assert self.vocabulary is not None
+        return {"vocabulary.json": self.vocabulary.to_dict(self.max_len)}
 
 
 def _read_reviews(folder: Path) -> tuple[list[str], np.ndarray]:
