@@ -127,7 +127,8 @@ def test_server_receives_concurrent_training_and_sweep(server: dict[str, str], t
         for c in commands
     ]
     outputs = [p.communicate(timeout=600) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outputs]
+    failed = [o[1] for p, o in zip(procs, outputs, strict=True) if p.returncode != 0]
+    assert not failed, "\n".join(line for err in failed for line in err.splitlines() if "Error" in line)
 
     experiment = get_json(f"{server['uri']}/api/2.0/mlflow/experiments/get-by-name?experiment_name=digits_cnn")
     found = get_json(

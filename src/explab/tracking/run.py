@@ -63,7 +63,7 @@ class TrackedRun:
                 location = (
                     Path(artifact_location).resolve().as_uri() if "://" not in artifact_location else artifact_location
                 )
-            experiment_id = client.create_experiment(experiment_name, artifact_location=location)
+            experiment_id = _create_experiment(client, experiment_name, location)
         else:
             experiment_id = experiment.experiment_id
             close_orphaned_runs(client, experiment_id)
@@ -150,6 +150,20 @@ class TrackedRun:
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+
+
+def _create_experiment(client: Any, name: str, artifact_location: str | None) -> str:
+    """Create an experiment, or take the one another process created a moment ago under the same name."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except MlflowException as err:
+        existing = client.get_experiment_by_name(name)
+        if existing is None:
+            raise
+        log.debug("experiment %s was created concurrently (%s)", name, err)
+        return existing.experiment_id
 
 
 class Terminated(SystemExit):
