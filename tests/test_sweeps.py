@@ -207,3 +207,34 @@ def test_two_explab_workers_give_n_trials_child_runs(tmp_path: Path) -> None:
     assert len({r.data.tags["optuna.trial_number"] for r in complete}) == 4
     parents = {r.data.tags.get("mlflow.parentRunId") for r in children}
     assert len(parents) == 1
+
+
+def test_ctrl_c_leaves_no_trial_running(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    worker = subprocess.Popen(
+        plain_app_command(
+            tmp_path, "interrupted", "hydra.sweeper.n_trials=5", "sleep=3", f"hydra.sweep.dir={tmp_path}/multirun"
+        ),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if (tmp_path / "optuna.journal").exists():
+            try:
+                if any(t.state == TrialState.RUNNING for t in load(tmp_path, "interrupted").trials):
+                    break
+            except KeyError:  # the study is not written yet
+                pass
+        time.sleep(0.2)
+    worker.send_signal(signal.SIGINT)
+    worker.communicate(timeout=60)
+    assert worker.returncode != 0
+    study = load(tmp_path, "interrupted")
+    assert study.trials, "the sweep had started a trial"
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert study.trials[-1].state == TrialState.FAIL

@@ -132,6 +132,7 @@ class ExplabOptunaSweeper(Sweeper):
         returns: list[Any] = []
         failures = 0
         max_failures = self.max_failures or n_trials
+        trial = None
         try:
             while True:
                 finished, running = self._progress(study)
@@ -144,6 +145,7 @@ class ExplabOptunaSweeper(Sweeper):
                     log.info("trial %d not run: another worker filled the study first", trial.number)
                     break
                 state, result = self._run_trial(study, trial, fixed, parent)
+                trial = None
                 returns.append(result)
                 failures = failures + 1 if state == optuna.trial.TrialState.FAIL else 0
                 if failures >= max_failures:
@@ -152,6 +154,8 @@ class ExplabOptunaSweeper(Sweeper):
                         "Fix the search space or the code, then run the same command to resume."
                     )
         except BaseException as error:
+            if trial is not None:  # interrupted between asking and telling: never leave it RUNNING
+                self._fail_if_running(study, trial)
             if parent is not None:
                 self._end_parent(study, parent, error, n_trials)
             raise
@@ -199,6 +203,13 @@ class ExplabOptunaSweeper(Sweeper):
         states = [t.state for t in study.get_trials(deepcopy=False)]
         finished = sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
         return finished, sum(s in (TrialState.RUNNING, TrialState.WAITING) for s in states)
+
+    @staticmethod
+    def _fail_if_running(study: Any, trial: Any) -> None:
+        from optuna.trial import TrialState
+
+        if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+            study.tell(trial, state=TrialState.FAIL)
 
     @staticmethod
     def _grid_exhausted(sampler: Any, study: Any) -> bool:
