@@ -61,6 +61,7 @@ server: install
 	HOST=$(HOST) PORT=$(PORT) BIN=$(CURDIR)/$(BIN) scripts/team_server.sh
 
 bench: data
+	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/sweep_efficiency.py
 	$(BIN)/python bench/reference_accuracy.py
 
