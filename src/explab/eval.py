@@ -20,9 +20,10 @@ log = get_logger(__name__)
 
 def _fetch_best_checkpoint(tracking_uri: str, run_id: str, folder: str) -> str:
     import mlflow.artifacts
-    from mlflow.tracking import MlflowClient
 
-    run = MlflowClient(tracking_uri).get_run(run_id)
+    from explab.tracking.store import open_client
+
+    run = open_client(tracking_uri).get_run(run_id)
     artifact = run.data.tags.get("explab.best_checkpoint")
     if not artifact:
         raise CheckpointError(f"run {run_id} has no logged checkpoint (tag explab.best_checkpoint is missing)")

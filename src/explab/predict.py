@@ -31,14 +31,11 @@ def _source_artifact(model_uri: str, tracking_uri: str, path: str) -> str | None
     """A text artifact of the run the model came from (``runs:/ID/...`` URIs); None when there is none."""
     if not model_uri.startswith("runs:/"):
         return None
-    import mlflow.artifacts
-
-    from explab.tracking.store import open_client
+    from explab.tracking import TrackedRun
 
     run_id = model_uri.removeprefix("runs:/").split("/", 1)[0]
-    artifact_uri = open_client(tracking_uri).get_run(run_id).info.artifact_uri
     try:
-        return mlflow.artifacts.load_text(f"{artifact_uri}/{path}")
+        return TrackedRun(tracking_uri, run_id).load_text(path)
     except Exception:
         return None
 

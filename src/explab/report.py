@@ -21,23 +21,24 @@ import hydra
 from omegaconf import DictConfig
 
 from explab.config import config_dir
+from explab.tracking.params import describes_training
 from explab.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-# params that differ between repeats of one configuration without changing it
-IGNORED = ("seed", "data.seed", "run_name", "ckpt_path", "resume", "reproduce", "test")
-IGNORED_PREFIXES = (
-    "paths.",
-    "optuna_trial.",
-    "callbacks.model_checkpoint.dirpath",
-    "trainer.default_root_dir",
-    "logger.",
-)
+# besides where a run wrote: params that differ between repeats of one configuration without changing it
+REPEAT_KEYS = ("seed", "data.seed", "run_name", "test")
+REPEAT_PREFIXES = ("optuna_trial.", "logger.")
 
 
 def _configuration(params: dict[str, str]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((k, v) for k, v in params.items() if k not in IGNORED and not k.startswith(IGNORED_PREFIXES)))
+    return tuple(
+        sorted(
+            (k, v)
+            for k, v in params.items()
+            if describes_training(k) and k not in REPEAT_KEYS and not k.startswith(REPEAT_PREFIXES)
+        )
+    )
 
 
 def aggregate(runs: Sequence[Any], metrics: Sequence[str]) -> list[dict[str, Any]]:

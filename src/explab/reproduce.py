@@ -14,6 +14,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from explab.tracking.environment import git_state, versions
+from explab.tracking.record import hydra_overrides
 from explab.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -23,30 +24,18 @@ DROPPED_PREFIXES = ("++optuna_trial.", "+optuna_trial.", "optuna_trial.", "resum
 
 
 def _recorded(cfg: DictConfig, run_id: str) -> tuple[Any, list[str]]:
-    import mlflow.artifacts
+    from explab.build import mlflow_logger_node
+    from explab.config import tracking_uri
+    from explab.tracking import TrackedRun
 
-    from explab.tracking.store import open_client
-
-    uri = cfg.logger.mlflow.tracking_uri if cfg.get("logger") and cfg.logger.get("mlflow") else None
-    if uri is None:
-        from explab.config import tracking_uri
-
-        uri = tracking_uri(cfg.paths.mlruns_dir)
-    client = open_client(uri)
+    logger_cfg = mlflow_logger_node(cfg)
+    uri = logger_cfg.tracking_uri if logger_cfg is not None else tracking_uri(cfg.paths.mlruns_dir)
+    source = TrackedRun(uri, run_id)
     try:
-        run = client.get_run(run_id)
+        run = source.client.get_run(run_id)
     except Exception as err:
         raise ValueError(f"no MLflow run {run_id} in {uri}: {str(err).splitlines()[0]}") from err
-    text = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config/overrides.yaml")
-    return run, list(yaml.safe_load(text) or [])
-
-
-def _current_overrides() -> list[str]:
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return []
-    return [o for o in HydraConfig.get().overrides.task if not o.startswith(DROPPED_PREFIXES)]
+    return run, list(yaml.safe_load(source.load_text("config/overrides.yaml")) or [])
 
 
 def rebuild(cfg: DictConfig) -> DictConfig:
@@ -58,7 +47,7 @@ def rebuild(cfg: DictConfig) -> DictConfig:
         return cfg
     run_id = str(cfg[mode])
     run, recorded = _recorded(cfg, run_id)
-    overrides = [o for o in recorded if not o.startswith(DROPPED_PREFIXES)] + _current_overrides()
+    overrides = [o for o in [*recorded, *hydra_overrides()] if not o.startswith(DROPPED_PREFIXES)]
     rebuilt = compose(config_name="train", overrides=[*overrides, f"{mode}={run_id}"])
     with open_dict(rebuilt):
         rebuilt.paths.output_dir = cfg.paths.output_dir
@@ -86,19 +75,10 @@ def _warn_about_drift(run: Any, rebuilt: DictConfig) -> None:
         if key in tags and tags[key] != now[key]:
             log.warning("%s differs from the source run: %s then, %s now", key, tags[key], now[key])
     params = run.data.params
-    from explab.tracking.params import flatten_params
+    from explab.tracking.params import describes_training, flatten_params
 
     for key, value in flatten_params(OmegaConf.to_container(rebuilt, resolve=True)).items():
-        if key.startswith(
-            (
-                "paths.",
-                "callbacks.model_checkpoint.dirpath",
-                "trainer.default_root_dir",
-                "ckpt_path",
-                "resume",
-                "reproduce",
-            )
-        ):
+        if not describes_training(key):
             continue
         if key in params and params[key] != value:
             log.warning("config %s differs from the source run: %s then, %s now", key, params[key], value)

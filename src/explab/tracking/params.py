@@ -11,6 +11,16 @@ MAX_VALUE_LENGTH = 6000
 TRUNCATION_MARK = "...[truncated; see config.yaml]"
 
 
+# params that only say where a job wrote or how it was started, not what it trained
+LOCATION_PREFIXES = ("paths.", "callbacks.model_checkpoint.dirpath", "trainer.default_root_dir")
+START_KEYS = ("ckpt_path", "resume", "reproduce")
+
+
+def describes_training(key: str) -> bool:
+    """False for params that differ between two runs of the very same training (output folders, resume)."""
+    return key not in START_KEYS and not key.startswith(LOCATION_PREFIXES)
+
+
 def _walk(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
     if isinstance(node, Mapping) and node:
         for key, value in node.items():

@@ -119,8 +119,11 @@ class TrackedRun:
     def finish(self, status: str) -> None:
         self.client.set_terminated(self.run_id, status)
 
-    def status(self) -> str:
-        return self.client.get_run(self.run_id).info.status
+    def load_text(self, artifact_file: str) -> str:
+        """A text artifact of this run (config, overrides, vocabulary)."""
+        import mlflow.artifacts
+
+        return mlflow.artifacts.load_text(f"{self.client.get_run(self.run_id).info.artifact_uri}/{artifact_file}")
 
     def ui_hint(self) -> str:
         return f"#/experiments/{self.experiment_id}/runs/{self.run_id}"

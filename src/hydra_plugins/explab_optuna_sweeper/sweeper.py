@@ -101,8 +101,11 @@ class ExplabOptunaSweeper(Sweeper):
         n_trials = self.n_trials
         storage = open_storage(self.storage_url)
         sampler_kwargs: dict[str, Any] = {}
-        sampler_target = str(OmegaConf.select(OmegaConf.create(_plain(self.sampler_cfg)), "_target_") or "")
-        if sampler_target.endswith("GridSampler"):
+        sampler_cfg = dict(_plain(self.sampler_cfg) or {})
+        is_grid = str(sampler_cfg.get("_target_", "")).endswith("GridSampler")
+        # a grid picks its point inside ask(); any other seeded sampler is seeded per trial (see _ask)
+        reseed = sampler_cfg.get("seed") is not None and not is_grid
+        if is_grid:
             grid = grid_of(space)
             sampler_kwargs["search_space"] = grid
             n_trials = min(n_trials, math.prod(len(v) for v in grid.values()))
@@ -138,7 +141,7 @@ class ExplabOptunaSweeper(Sweeper):
                 finished, running = self._progress(study)
                 if finished + running >= n_trials or self._grid_exhausted(sampler, study):
                     break
-                trial = self._ask(study, space, sampler_kwargs)
+                trial = self._ask(study, space, reseed)
                 trial.set_user_attr(WORKER_ATTR, self.worker)
                 if self._is_surplus(study, trial.number, n_trials):
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -172,19 +175,18 @@ class ExplabOptunaSweeper(Sweeper):
             config["seed"] = int(config["seed"]) + trial_number
         return instantiate(config, **kwargs)
 
-    def _ask(self, study: Any, space: Mapping[str, Any], sampler_kwargs: dict[str, Any]) -> Any:
+    def _ask(self, study: Any, space: Mapping[str, Any], reseed: bool) -> Any:
         """A new trial, sampled with a seed of its own number when a seed is set.
 
         The number is handed out atomically by the storage before anything is sampled, so workers that ask
         in the same instant still draw different values, and a resumed study does not replay its first
-        draws, while one worker with a fixed seed stays reproducible. A grid picks its point inside ``ask``
-        and is left alone.
+        draws, while one worker with a fixed seed stays reproducible.
         """
         from explab.sweep.space import suggest
 
         trial = study.ask()
-        if (_plain(self.sampler_cfg) or {}).get("seed") is not None and "search_space" not in sampler_kwargs:
-            study.sampler = self._sampler(trial.number, **sampler_kwargs)
+        if reseed:
+            study.sampler = self._sampler(trial.number)
         for name, distribution in space.items():
             suggest(trial, name, distribution)
         return trial
