@@ -60,8 +60,12 @@ ui: install
 server: install
 	HOST=$(HOST) PORT=$(PORT) BIN=$(CURDIR)/$(BIN) scripts/team_server.sh
 
+# about 25 minutes on 2 cores; each script also runs alone (see its docstring)
 bench: data
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/sweeps.py
+	$(BIN)/python bench/precision.py
+	$(BIN)/python bench/time_to_accuracy.py
 	$(BIN)/python bench/sweep_efficiency.py
 	$(BIN)/python bench/reference_accuracy.py
 

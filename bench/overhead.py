@@ -1,121 +1,163 @@
 """Framework overhead, logging cost and start-up, each measured side by side in this one run.
 
-    .venv/bin/python bench/overhead.py
+    make data && .venv/bin/python bench/overhead.py        # part of `make bench`
 
-Interleaved repetitions, median of each, printed as ratios (``framework overhead (digits): 1.08x``):
+Interleaved repetitions, median of each side, printed as ratios (``framework overhead (digits): 1.08x``):
 - framework overhead: explab's ``train(cfg)`` (MLflow on, checkpointing on, progress bar off) against a
-  hand-written loop with the same model, tensors, batch size, optimiser and seed, both validating every
-  epoch; seconds per epoch;
-- logging cost: the same run with ``logger=mlflow`` against ``logger=none``;
-- start-up: ``explab-train trainer=fast_dev_run`` (start, one train/val/test step, exit) against
-  ``python -c "import lightning"``.
+  hand-written loop with the same model, tensors, batch size, optimiser, schedule and seed, both validating
+  every epoch; seconds per epoch of the whole fit (explab's ``perf/fit_seconds`` / epochs: sanity check,
+  checkpoints and logging included). With determinism on, both final validation losses must agree to 1e-5.
+  On the default digits experiment (tiny steps: per-step and per-epoch fixed costs show) and on mnist_cnn
+  (real MNIST, skipped with a message when ``make data`` has not been run);
+- logging cost: the same explab fits with ``logger=mlflow`` against ``logger=none`` (a third side of the
+  same interleaved rounds);
+- start-up: an ``explab-train`` process from its start to its first training step (default experiment,
+  MLflow on) against ``python -c "import lightning"``.
 """
 
 from __future__ import annotations
 
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
 from explab.build import build_datamodule, build_model
-from explab.config import config_dir
 from explab.train import train
+from harness import BIN, QUICK, config, interleaved, mnist_available, ratio_line, wall
 
-REPEATS = 5
-EPOCHS = 6
-
-
-def config(tmp: Path, *overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[
-                f"paths.mlruns_dir={tmp}/mlruns",
-                f"paths.output_dir={tmp}/out",
-                "trainer.enable_progress_bar=false",
-                f"trainer.max_epochs={EPOCHS}",
-                "callbacks.early_stopping.patience=1000",
-                "scheduler=none",
-                "log_model=false",
-                *overrides,
-            ],
-        )
+DIGITS = ("trainer.deterministic=true", "callbacks.early_stopping.patience=1000", "test=false")
+if QUICK:
+    DIGITS += ("trainer.max_epochs=3",)
+MNIST = ("experiment=mnist_cnn", "trainer.max_epochs=1", *DIGITS[:3])
+if QUICK:
+    MNIST += ("++trainer.limit_train_batches=20", "++trainer.limit_val_batches=2")
+AGREE = 1e-5
 
 
-def explab_epoch_seconds(tmp: Path, *overrides: str) -> float:
-    metrics = train(config(tmp, *overrides))
-    return metrics["perf/mean_epoch_seconds"]
+def explab_fit(tmp: Path, *overrides: str) -> tuple[float, float]:
+    """Seconds per epoch of explab's whole fit, and the final validation loss."""
+    cfg = config(tmp, *overrides)
+    metrics = train(cfg)
+    return metrics["perf/fit_seconds"] / cfg.trainer.max_epochs, metrics["val/loss"]
 
 
-def hand_written_epoch_seconds(tmp: Path) -> float:
-    cfg = config(tmp)
-    torch.manual_seed(cfg.seed)
+def hand_written_fit(cfg: DictConfig) -> tuple[float, float]:
+    """The loop a researcher would write: index batches from the same tensors, same seeding order as train()."""
+    L.seed_everything(cfg.seed, verbose=False)
     data = build_datamodule(cfg)
     data.setup()
     model = build_model(cfg).backbone
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optimizer.lr)
+    optimizer = instantiate(cfg.optimizer)(params=model.parameters())
+    scheduler = instantiate(cfg.scheduler)(optimizer, T_max=cfg.trainer.max_epochs) if cfg.scheduler else None
     loss_fn = torch.nn.CrossEntropyLoss()
     train_x, train_y = data.splits["train"].x, data.splits["train"].y
     val_x, val_y = data.splits["val"].x, data.splits["val"].y
-    batch = cfg.data.batch_size
-    seconds = []
-    for epoch in range(EPOCHS):
-        start = time.perf_counter()
+    batch, eval_batch, epochs = cfg.data.batch_size, cfg.data.eval_batch_size, cfg.trainer.max_epochs
+    limit, val_limit = cfg.trainer.get("limit_train_batches"), cfg.trainer.get("limit_val_batches")
+    val_n = min(len(val_y), val_limit * eval_batch) if val_limit else len(val_y)
+    start = time.perf_counter()
+    for epoch in range(epochs):
         model.train()
-        order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(cfg.seed + epoch))
-        for i in range(0, len(order), batch):
+        train_loss = torch.zeros(())  # what a researcher prints per epoch: train loss, val loss and accuracy
+        order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(cfg.data.seed + epoch))
+        for step, i in enumerate(range(0, len(order), batch)):
+            if limit and step >= limit:
+                break
             idx = order[i : i + batch]
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(train_x[idx]), train_y[idx])
             loss.backward()
             optimizer.step()
+            train_loss += loss.detach() * len(idx)
+        if scheduler is not None:
+            scheduler.step()
         model.eval()
+        val_loss, correct = torch.zeros(()), torch.zeros(())
         with torch.no_grad():
-            (model(val_x).argmax(-1) == val_y).float().mean().item()
-        seconds.append(time.perf_counter() - start)
-    return statistics.fmean(seconds)
+            for i in range(0, val_n, eval_batch):
+                outputs = model(val_x[i : i + eval_batch])
+                val_loss += loss_fn(outputs, val_y[i : i + eval_batch]) * len(outputs)
+                correct += (outputs.argmax(-1) == val_y[i : i + eval_batch]).sum()
+        history = (float(train_loss) / len(train_y), float(val_loss) / val_n, float(correct) / val_n)
+    return (time.perf_counter() - start) / epochs, history[1]
 
 
-def wall(command: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
-    return time.perf_counter() - start
+def framework_and_logging(tmp: Path, label: str, target: str, overrides: tuple[str, ...]) -> None:
+    """Three sides, interleaved: the hand-written loop, explab, and explab with ``logger=none``."""
+    cfg = config(tmp, *overrides)
+    final: dict[str, float] = {}
+
+    def side(name: str, run: Callable[[], tuple[float, float]]) -> Callable[[], float]:
+        def case() -> float:
+            seconds, final[name] = run()
+            return seconds
+
+        return case
+
+    median = interleaved(
+        {
+            "hand": side("hand", lambda: hand_written_fit(cfg)),
+            "explab": side("explab", lambda: explab_fit(tmp, *overrides)),
+            "nolog": side("nolog", lambda: explab_fit(tmp, *overrides, "logger=none")),
+        }
+    )
+    gap = abs(final["explab"] - final["hand"])
+    ratio_line(
+        f"framework overhead ({label})",
+        median["explab"],
+        median["hand"],
+        target,
+        f"{median['explab']:.3f} vs {median['hand']:.3f} s/epoch; final val loss {final['explab']:.6f} vs "
+        f"{final['hand']:.6f}, |diff| {gap:.1e} ({'agree' if gap <= AGREE else 'DISAGREE'} to {AGREE:g})",
+    )
+    ratio_line(
+        f"logging cost ({label})",
+        median["explab"],
+        median["nolog"],
+        "<= 1.02x",
+        f"{median['explab']:.4f} vs {median['nolog']:.4f} s/epoch, logger=mlflow vs logger=none",
+    )
+
+
+def start_up(tmp: Path) -> None:
+    probe = [
+        str(BIN / "explab-train"),
+        "+callbacks.probe._target_=probe.ExitAtFirstStep",
+        f"paths.mlruns_dir={tmp}/mlruns-startup",
+        f"paths.log_dir={tmp}/logs",
+    ]
+    bench_dir = str(Path(__file__).parent)
+    median = interleaved(
+        {
+            "explab": lambda: wall(probe, env={"PYTHONPATH": bench_dir}),
+            "import": lambda: wall([str(BIN / "python"), "-c", "import lightning"]),
+        }
+    )
+    ratio_line(
+        "start-up",
+        median["explab"],
+        median["import"],
+        "<= 1.5x",
+        f"{median['explab']:.2f} s from process start to the first training step, "
+        f"{median['import']:.2f} s to import lightning",
+    )
 
 
 def main() -> None:
-    bin_dir = Path(sys.executable).parent
-    samples: dict[str, list[float]] = {k: [] for k in ("hand", "explab", "nolog", "startup", "import")}
     with tempfile.TemporaryDirectory(prefix="explab-bench-") as folder:
         tmp = Path(folder)
-        for _ in range(REPEATS):
-            samples["hand"].append(hand_written_epoch_seconds(tmp))
-            samples["explab"].append(explab_epoch_seconds(tmp))
-            samples["nolog"].append(explab_epoch_seconds(tmp, "logger=none"))
-            samples["startup"].append(
-                wall(
-                    [str(bin_dir / "explab-train"), "trainer=fast_dev_run", "logger=none", f"paths.log_dir={tmp}/logs"]
-                )
-            )
-            samples["import"].append(wall([sys.executable, "-c", "import lightning"]))
-    median = {k: statistics.median(v) for k, v in samples.items()}
-    print(
-        f"seconds per epoch (digits, median of {REPEATS}): hand-written {median['hand']:.3f}, "
-        f"explab {median['explab']:.3f}, explab without MLflow {median['nolog']:.3f}"
-    )
-    print(f"framework overhead (digits): {median['explab'] / median['hand']:.2f}x")
-    print(f"logging cost: {median['explab'] / median['nolog']:.2f}x")
-    print(
-        f"start-up: {median['startup'] / median['import']:.2f}x "
-        f"({median['startup']:.1f} s to a finished fast_dev_run, {median['import']:.1f} s to import lightning)"
-    )
+        framework_and_logging(tmp, "digits", "<= 1.25x", DIGITS)
+        if mnist_available():
+            framework_and_logging(tmp, "mnist_cnn", "<= 1.03x", MNIST)
+        else:
+            print("framework overhead and logging cost (mnist_cnn): skipped, real MNIST not found (`make data`)")
+        start_up(tmp)
 
 
 if __name__ == "__main__":

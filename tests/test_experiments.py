@@ -33,6 +33,7 @@ DATA: dict[str, Callable[[Path], list[str]]] = {
     "digits_cnn": lambda tmp: [],
     "diabetes_mlp": lambda tmp: [],
     "mnist_cnn": _mnist,
+    "mnist_fast": _mnist,
     "fashion_mnist_cnn": _mnist,
     "cifar10_cnn": _cifar,
     "cifar10_lenet": _cifar,

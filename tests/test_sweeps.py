@@ -148,6 +148,9 @@ def test_explab_sweep_records_parent_and_children_and_prunes(tmp_path: Path) -> 
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    # trials keep their checkpoint but skip the figures and the MLflow model (sweep overhead, issue 8)
+    trial_artifacts = {a.path for a in client.list_artifacts(complete[0].info.run_id)}
+    assert "checkpoints" in trial_artifacts and not {"plots", "model"} & trial_artifacts
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
     assert {"sweep/best_params.yaml", "sweep/trials.csv", "sweep/plots"} <= artifacts
     plots = {a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(parent.info.run_id, "sweep/plots")}

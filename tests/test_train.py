@@ -50,8 +50,12 @@ def test_one_epoch_run_is_fully_recorded(compose_cfg, store: Path) -> None:
         "test/precision",
         "test/recall",
         "test/f1",
+        "perf/fit_seconds",
+        "perf/epoch_seconds",
     ):
         assert key in run.data.metrics, key
+    # training tracks loss and accuracy only: every metric update is paid on every step (issue 8)
+    assert "train/f1" not in run.data.metrics
     assert len(client.get_metric_history(run.info.run_id, "val/acc")) == 2
     assert run.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])
     assert metrics["test/acc"] > 0.5
@@ -94,6 +98,40 @@ def test_diverging_run_is_failed_with_a_clear_error(compose_cfg, store: Path) ->
     run = only_run(store)
     assert run.info.status == "FAILED"
     assert "NonFiniteLossError" in run.data.tags["explab.status_reason"]
+
+
+def test_metrics_are_written_in_batches_and_none_is_lost(compose_cfg, store: Path) -> None:
+    """Every epoch's values arrive, in one write per epoch (after its checkpoint), not one per hand-over."""
+    cfg = compose_cfg("trainer.max_epochs=3", "trainer.enable_progress_bar=false", "logger.mlflow.flush_seconds=3600")
+    train(cfg)
+    client = MlflowClient(tracking_uri_for(store))
+    run_id = only_run(store).info.run_id
+    fit_keys = ("train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "lr-Adam", "perf/epoch_seconds")
+    histories = {key: client.get_metric_history(run_id, key) for key in fit_keys}
+    for key, history in histories.items():
+        assert len(history) == 3, key
+    assert [m.step for m in histories["val/acc"]] == sorted(m.step for m in histories["val/acc"])
+    writes = {m.timestamp for history in histories.values() for m in history}
+    assert len(writes) <= 3, "one write per epoch, not one per hand-over (learning rate, validation, training)"
+
+
+def test_metrics_held_back_are_written_when_the_run_fails(compose_cfg, store: Path) -> None:
+    cfg = compose_cfg(
+        "trainer.max_epochs=4",
+        "trainer.enable_progress_bar=false",
+        "logger.mlflow.flush_seconds=3600",
+        "~callbacks.model_checkpoint",  # no checkpoints: nothing is written before the run ends
+        "~callbacks.last_checkpoint",
+        "+trainer.enable_checkpointing=false",
+        "+callbacks.fail._target_=tests.callbacks.FailAtEpoch",
+        "+callbacks.fail.epoch=2",
+    )
+    with pytest.raises(RuntimeError, match="on purpose"):
+        train(cfg)
+    run = only_run(store)
+    assert run.info.status == "FAILED"
+    history = MlflowClient(tracking_uri_for(store)).get_metric_history(run.info.run_id, "val/acc")
+    assert len(history) == 2, "the values held back are written when Lightning finalizes the failed fit"
 
 
 def test_error_while_building_marks_the_run_failed(compose_cfg, store: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from typing import Any
 
 import hydra
@@ -71,8 +72,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 run.log_text(json.dumps(record), f"preprocessing/{name}")
             if cfg.get("reproduce"):
                 check_fingerprint(str(cfg.reproduce), datamodule.fingerprint, run.client)
+        start = time.perf_counter()
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
-        metrics = _as_floats(trainer.callback_metrics)
+        # wall time of the whole fit (sanity check, epochs, validation, checkpoints, logging): sweeps and
+        # benchmarks compare it with the job's total time
+        metrics = {**_as_floats(trainer.callback_metrics), "perf/fit_seconds": time.perf_counter() - start}
+        if run is not None:
+            run.log_metrics({"perf/fit_seconds": metrics["perf/fit_seconds"]}, step=trainer.global_step)
         trial.raise_if_pruned()
         if cfg.get("test", True):
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -81,9 +87,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trial.check_objective(metrics)
         if run is not None:
             _log_best_checkpoint(run, trainer)
-            from explab.tracking.plots import log_run_plots
+            if cfg.get("log_plots", True):
+                from explab.tracking.plots import log_run_plots
 
-            log_run_plots(run, model)
+                log_run_plots(run, model)
             if cfg.get("log_model", True):
                 from explab.tracking.model import log_model
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning as L
@@ -14,7 +13,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class NonFiniteLossGuard(L.Callback):
-    """Checks the training loss every ``check_every_n_steps`` steps and at each epoch end.
+    """Checks the training loss every ``check_every_n_steps`` steps and on the last step of each epoch.
 
     Checking every step would force a host sync per step; every N steps costs nothing measurable and still
     stops a diverged run within N steps.
@@ -33,13 +32,9 @@ class NonFiniteLossGuard(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if batch_idx % self.check_every_n_steps:
+        last = batch_idx + 1 >= trainer.num_training_batches
+        if batch_idx % self.check_every_n_steps and not last:
             return
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss).all()):
             self._fail(trainer, float(loss.detach().float().mean()))
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        value = trainer.callback_metrics.get("train/loss")
-        if value is not None and not math.isfinite(float(value)):
-            self._fail(trainer, float(value))

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torchmetrics import (
     MaxMetric,
     MeanAbsoluteError,
+    MeanMetric,
     MeanSquaredError,
     Metric,
     MetricCollection,
@@ -55,13 +56,21 @@ class TaskModule(L.LightningModule):
     """
 
     best_metric_name: str = "val/loss_best"
+    best_source_name: str = "val/loss"  # the validation value the best-so-far tracker follows
     metric_keys: tuple[str, ...] = ()
+    # what training tracks besides its loss: every metric update is paid on every step, and on small models
+    # the full set costs as much as the step itself; validation and test get every metric
+    train_metric_keys: tuple[str, ...] = ()
     splits: tuple[str, ...] = ("train", "val", "test")
+
+    @classmethod
+    def split_metric_keys(cls, split: str) -> tuple[str, ...]:
+        return cls.train_metric_keys if split == "train" else cls.metric_keys
 
     @classmethod
     def metric_names(cls) -> set[str]:
         """Every metric name this task logs, known before anything is built (sweeps check against it)."""
-        names = {f"{split}/{key}" for split in cls.splits for key in ("loss", *cls.metric_keys)}
+        names = {f"{split}/{key}" for split in cls.splits for key in ("loss", *cls.split_metric_keys(split))}
         return names | {cls.best_metric_name}
 
     def __init__(
@@ -79,9 +88,12 @@ class TaskModule(L.LightningModule):
         self.loss_fn = loss if loss is not None else self.default_loss()
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.train_metrics = self.make_metrics("train/")
-        self.val_metrics = self.make_metrics("val/")
-        self.test_metrics = self.make_metrics("test/")
+        for split in self.splits:  # train_metrics, val_metrics, ...: what each epoch accumulates per split
+            metrics = self.make_metrics(f"{split}/")
+            keep = {f"{split}/{key}" for key in self.split_metric_keys(split)}
+            setattr(self, f"{split}_metrics", MetricCollection({k: m for k, m in metrics.items() if k in keep}))
+            # a NaN loss stays NaN in the mean (no per-step NaN check: that is a host sync per step)
+            setattr(self, f"{split}_loss", MeanMetric(nan_strategy="disable"))
         self.val_best = self.make_best_tracker()
         self.val_best.persistent(True)  # a resumed run keeps its best-so-far value
         self.test_plot_state = self.make_test_plot_state()
@@ -102,12 +114,12 @@ class TaskModule(L.LightningModule):
         """What the test figures are drawn from; a torchmetrics Metric, so DDP ranks are gathered."""
         raise NotImplementedError
 
-    def best_source(self) -> Tensor:
-        """The validation value the best-so-far tracker follows."""
-        raise NotImplementedError
-
     def to_metric_inputs(self, outputs: Tensor) -> Tensor:
         return outputs
+
+    def to_predictions(self, outputs: Tensor) -> Tensor:
+        """What ``predict`` returns for a batch of model outputs."""
+        return self.to_metric_inputs(outputs)
 
     def test_figures(self) -> dict[str, Any]:
         """Figures drawn from the test split after ``trainer.test``; name -> matplotlib figure."""
@@ -131,47 +143,57 @@ class TaskModule(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.backbone(x)
 
-    def _step(self, batch: tuple[Tensor, Tensor], metrics: MetricCollection, split: str) -> Tensor:
-        """Loss and metrics of one batch; returns the loss in training and the outputs otherwise."""
+    def _step(self, batch: tuple[Tensor, Tensor], split: str) -> tuple[Tensor, Tensor]:
+        """Loss and outputs of one batch; the split's running loss and metrics are updated on the device.
+
+        Nothing is logged per step: ``self.log`` costs about half a millisecond a call, which on small models
+        is as much as the step itself. The epoch's values are computed and logged once, at its end.
+        """
         x, y = batch
         outputs = self(x)
         loss = self.loss_fn(outputs, self.prepare_target(y, outputs))
-        metrics.update(self.to_metric_inputs(outputs.detach()), y)
-        self.log(
-            f"{split}/loss",
-            loss.detach(),
-            on_step=False,
-            on_epoch=True,
-            prog_bar=split != "test",
-            sync_dist=split != "train",
-            batch_size=len(y),
-        )
-        self.log_dict(metrics, on_step=False, on_epoch=True)
-        return loss if split == "train" else outputs
+        getattr(self, f"{split}_loss").update(loss.detach(), weight=len(y))
+        getattr(self, f"{split}_metrics").update(self.to_metric_inputs(outputs.detach()), y)
+        return loss, outputs
+
+    def _log_epoch(self, split: str) -> dict[str, Tensor]:
+        """Compute (synced over DDP ranks by torchmetrics), log and reset the split's epoch values."""
+        loss_state, metric_state = getattr(self, f"{split}_loss"), getattr(self, f"{split}_metrics")
+        loss, metrics = {f"{split}/loss": loss_state.compute()}, metric_state.compute()
+        loss_state.reset()
+        metric_state.reset()
+        self.log_dict(loss, prog_bar=split != "test")
+        self.log_dict(metrics)
+        return {**loss, **metrics}
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, self.train_metrics, "train")
+        return self._step(batch, "train")[0]
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._step(batch, self.val_metrics, "val")
+        self._step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
+        values = self._log_epoch("val")
         if self.trainer.sanity_checking:  # sanity-check batches never count towards the best-so-far value
             return
-        self.val_best.update(self.best_source())
+        self.val_best.update(values[self.best_source_name])
         self.log(self.best_metric_name, self.val_best.compute(), prog_bar=True)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        outputs = self._step(batch, self.test_metrics, "test")
+        outputs = self._step(batch, "test")[1]
         self.test_plot_state.update(self.to_metric_inputs(outputs.detach()), batch[1])
 
     def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
         # every rank takes part in the gather; the figures are drawn later, on rank 0 only
         self.test_plot_data = self.test_plot_state.compute()
         self.test_plot_state.reset()
 
     def predict_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
-        return self.to_metric_inputs(self(batch[0]))
+        return self.to_predictions(self(batch[0]))
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(params=self.parameters())
@@ -187,7 +209,9 @@ class ClassificationTask(TaskModule):
     """Multiclass classification: cross-entropy; accuracy and macro precision, recall and F1 per split."""
 
     best_metric_name = "val/acc_best"
+    best_source_name = "val/acc"
     metric_keys = ("acc", "precision", "recall", "f1")
+    train_metric_keys = ("acc",)
 
     def __init__(
         self,
@@ -209,10 +233,10 @@ class ClassificationTask(TaskModule):
         n = self.num_classes
         return MetricCollection(
             {
-                "acc": MulticlassAccuracy(n, average="micro"),
-                "precision": MulticlassPrecision(n, average="macro"),
-                "recall": MulticlassRecall(n, average="macro"),
-                "f1": MulticlassF1Score(n, average="macro"),
+                "acc": MulticlassAccuracy(n, average="micro", validate_args=False),
+                "precision": MulticlassPrecision(n, average="macro", validate_args=False),
+                "recall": MulticlassRecall(n, average="macro", validate_args=False),
+                "f1": MulticlassF1Score(n, average="macro", validate_args=False),
             },
             prefix=prefix,
         )
@@ -221,7 +245,7 @@ class ClassificationTask(TaskModule):
         return MaxMetric()
 
     def make_test_plot_state(self) -> Metric:
-        return MulticlassConfusionMatrix(self.num_classes)
+        return MulticlassConfusionMatrix(self.num_classes, validate_args=False)
 
     def test_figures(self) -> dict[str, Any]:
         from explab.tracking.plots import confusion_matrix_figure
@@ -231,10 +255,8 @@ class ClassificationTask(TaskModule):
         matrix = self.test_plot_data.cpu().numpy()
         return {"confusion_matrix.png": confusion_matrix_figure(matrix)} if matrix.sum() else {}
 
-    def best_source(self) -> Tensor:
-        return self.val_metrics["acc"].compute()
-
-    def to_metric_inputs(self, outputs: Tensor) -> Tensor:
+    # metrics take the logits as they are (torchmetrics picks the argmax); predictions are probabilities
+    def to_predictions(self, outputs: Tensor) -> Tensor:
         return outputs.softmax(dim=-1)
 
 
@@ -242,7 +264,9 @@ class RegressionTask(TaskModule):
     """Scalar regression: MSE loss; MSE, MAE and R2 per split; best-so-far is the lowest val MSE."""
 
     best_metric_name = "val/mse_best"
+    best_source_name = "val/mse"
     metric_keys = ("mse", "mae", "r2")
+    train_metric_keys = ("r2",)  # train/loss is the MSE already
 
     def default_loss(self) -> nn.Module:
         return nn.MSELoss()
@@ -263,9 +287,6 @@ class RegressionTask(TaskModule):
             return {}
         predicted, true = self.test_plot_data
         return {"predicted_vs_true.png": predicted_vs_true_figure(predicted.cpu().numpy(), true.cpu().numpy())}
-
-    def best_source(self) -> Tensor:
-        return self.val_metrics["mse"].compute()
 
     def to_metric_inputs(self, outputs: Tensor) -> Tensor:
         return outputs.squeeze(-1)

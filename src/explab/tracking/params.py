@@ -12,17 +12,18 @@ TRUNCATION_MARK = "...[truncated; see config.yaml]"
 
 
 # params that only say where a job wrote or how it was started, not what it trained
-LOCATION_PREFIXES = ("paths.", "callbacks.model_checkpoint.dirpath", "trainer.default_root_dir")
+LOCATION_PREFIXES = ("paths.", "trainer.default_root_dir")
+LOCATION_SUFFIXES = (".dirpath",)  # any checkpoint callback's folder
 START_KEYS = ("ckpt_path", "resume", "reproduce")
 
 
 def describes_training(key: str) -> bool:
     """False for params that differ between two runs of the very same training (output folders, resume)."""
-    return key not in START_KEYS and not key.startswith(LOCATION_PREFIXES)
+    return key not in START_KEYS and not key.startswith(LOCATION_PREFIXES) and not key.endswith(LOCATION_SUFFIXES)
 
 
 def _walk(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
-    if isinstance(node, Mapping) and node:
+    if isinstance(node, dict) and node:  # plain containers (to_container); an ABC check is 10x slower
         for key, value in node.items():
             yield from _walk(value, f"{prefix}.{key}" if prefix else str(key))
     else:

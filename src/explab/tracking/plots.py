@@ -87,7 +87,7 @@ def predicted_vs_true_figure(predicted: np.ndarray, true: np.ndarray) -> Any:
 def log_run_plots(run: Any, model: Any) -> None:
     """Every figure the task can draw, as PNGs under ``plots/`` of the run; a failure only warns."""
     plt = _pyplot()
-    keys = [f"{split}/{name}" for split in ("train", "val") for name in ("loss", *model.metric_keys)]
+    keys = [f"{split}/{name}" for split in ("train", "val") for name in ("loss", *model.split_metric_keys(split))]
     history = {
         key: [m.value for m in sorted(run.client.get_metric_history(run.run_id, key), key=lambda m: m.step)]
         for key in keys

@@ -1,0 +1,73 @@
+"""What every benchmark here shares: composing explab's config, interleaved repetitions, ratio lines.
+
+Benchmarks never judge absolute seconds: they run A and B alternately in one process run, take the median
+of each, and print ``name: 1.02x``. Machine noise hits both sides alike.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+from explab.config import config_dir, project_root
+
+BIN = Path(sys.executable).parent
+QUICK = os.environ.get("EXPLAB_BENCH_QUICK") == "1"  # a smoke run: tiny sizes, figures meaningless
+REPEATS = int(os.environ.get("EXPLAB_BENCH_REPEATS", 2 if QUICK else 5))
+
+
+def config(tmp: Path, *overrides: str) -> DictConfig:
+    """explab's own composition, writing into ``tmp``; progress bar off, as a benchmark run would have it."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        return compose(
+            "train",
+            overrides=[
+                f"paths.mlruns_dir={tmp}/mlruns",
+                f"paths.output_dir={tmp}/out",
+                f"paths.log_dir={tmp}/logs",
+                "trainer.enable_progress_bar=false",
+                "log_model=false",
+                *overrides,
+            ],
+        )
+
+
+def interleaved(cases: dict[str, Callable[[], float]], repeats: int = REPEATS) -> dict[str, float]:
+    """Run every case once per round, ``repeats`` rounds; the median of each case's samples."""
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, case in cases.items():
+            samples[name].append(case())
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def ratio_line(name: str, numerator: float, denominator: float, target: str, detail: str = "") -> str:
+    line = f"{name}: {numerator / denominator:.2f}x (target {target})"
+    print(f"{line}  [{detail}]" if detail else line, flush=True)
+    return line
+
+
+def wall(command: list[str], env: dict[str, str] | None = None) -> float:
+    """Seconds a subprocess takes from start to exit; its output is kept only when it fails."""
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def mnist_available() -> bool:
+    """Real MNIST linked under data/ by ``make data``."""
+    folder = project_root() / "data" / "mnist"
+    return folder.is_dir() and any(folder.iterdir())

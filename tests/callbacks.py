@@ -1,0 +1,16 @@
+"""Callbacks the tests put into real runs through the config (``+callbacks.NAME._target_=tests.callbacks...``)."""
+
+from __future__ import annotations
+
+import lightning as L
+
+
+class FailAtEpoch(L.Callback):
+    """Raises when epoch ``epoch`` starts: a run that fails after some epochs were logged."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError(f"failing on purpose at epoch {self.epoch}")
