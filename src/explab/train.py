@@ -58,8 +58,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         callbacks = build_callbacks(cfg, run_id, has_logger=logger_cfg is not None) + trial.callbacks()
         trainer = build_trainer(cfg, callbacks=callbacks, loggers=build_loggers(cfg, run_id))
         _warn_if_precision_changed(cfg, trainer)
+        datamodule.prepare()  # data loads before the fit's clock starts, logged or not
         if run is not None:
-            datamodule.prepare()
             run.set_tags(
                 {
                     "data.fingerprint": datamodule.fingerprint,

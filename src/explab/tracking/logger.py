@@ -34,7 +34,6 @@ class RunLogger(MLFlowLogger):
         self._pending: dict[tuple[str, int], float] = {}
         self._last_flush = time.monotonic()
         self._checkpoint_saved = False
-        self._writes: list[Any] = []  # MLflow's handles of writes still in flight
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -59,12 +58,8 @@ class RunLogger(MLFlowLogger):
         now = int(time.time() * 1000)
         batch = [Metric(key, float(value), now, step) for (key, step), value in pending.items()]
         for start in range(0, len(batch), MLFLOW_BATCH_LIMIT):
-            chunk = batch[start : start + MLFLOW_BATCH_LIMIT]
-            self._writes.append(self.experiment.log_batch(self.run_id, metrics=chunk, synchronous=False))
+            self.experiment.log_batch(self.run_id, metrics=batch[start : start + MLFLOW_BATCH_LIMIT])
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
         self.flush()
-        writes, self._writes = self._writes, []
-        for write in writes:
-            write.wait()
