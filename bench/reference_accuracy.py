@@ -9,32 +9,23 @@ numbers are the model's, not the store's). Targets: mnist_cnn >= 99.2 %, fashion
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
-from explab.config import config_dir
 from explab.train import train
+from harness import config
 
 DEFAULT = ("mnist_cnn", "fashion_mnist_cnn", "rotten_tomatoes_sentiment", "digits_cnn", "diabetes_mlp")
 TARGETS = {"mnist_cnn": 0.992, "fashion_mnist_cnn": 0.91}
 
 
 def run(experiment: str) -> dict[str, float]:
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                f"experiment={experiment}",
-                "logger=none",
-                "trainer.enable_progress_bar=false",
-                "paths.output_dir=/tmp/explab-bench",
-                "callbacks.model_checkpoint.dirpath=/tmp/explab-bench/ckpt",
-            ],
-        )
-    start = time.perf_counter()
-    metrics = train(cfg)
-    total = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="explab-reference-") as folder:
+        cfg = config(Path(folder), f"experiment={experiment}", "logger=none")
+        start = time.perf_counter()
+        metrics = train(cfg)
+        total = time.perf_counter() - start
     key = "test/acc" if "test/acc" in metrics else "test/r2"
     return {
         "metric": key,

@@ -10,7 +10,6 @@ each trial reported to Optuna (one per validation epoch), so pruned trials count
 from __future__ import annotations
 
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import optuna
 
 from explab.sweep.storage import open_storage
+from harness import BIN
 
 SPACE = [
     "optimizer.lr=choice(3e-4,1e-3,3e-3,1e-2)",
@@ -31,7 +31,7 @@ EPOCHS = 10
 def sweep(folder: Path, name: str, *args: str) -> tuple[float, int, int, float]:
     storage = f"journal:///{folder}/{name}.journal"
     command = [
-        str(Path(sys.executable).parent / "explab-train"),
+        str(BIN / "explab-train"),
         "-m",
         "hparams_search=digits_optuna",
         "logger=none",

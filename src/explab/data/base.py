@@ -31,6 +31,14 @@ def fingerprint_arrays(*arrays: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
+def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Refuse, before anything loads, fractions that ``stratified_split`` cannot honour."""
+    if not (0 <= val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(
+            f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in [0, 1) and sum to less than 1"
+        )
+
+
 def stratified_split(
     labels: np.ndarray, fractions: tuple[float, float], seed: int, stratify: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

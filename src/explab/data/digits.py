@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from explab.data.base import Split, TensorDataModule, fingerprint_arrays, stratified_split
+from explab.data.base import (
+    Split,
+    TensorDataModule,
+    check_split_fractions,
+    fingerprint_arrays,
+    stratified_split,
+)
 
 
 class DigitsDataModule(TensorDataModule):
@@ -23,11 +29,7 @@ class DigitsDataModule(TensorDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed)
-        if not (0 <= val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
-            raise ValueError(
-                f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in [0, 1) and sum "
-                "to less than 1"
-            )
+        check_split_fractions(val_fraction, test_fraction)
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.flatten = flatten

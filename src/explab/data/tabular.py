@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from explab.data.base import Split, TensorDataModule, fingerprint_arrays, stratified_split
+from explab.data.base import (
+    Split,
+    TensorDataModule,
+    check_split_fractions,
+    fingerprint_arrays,
+    stratified_split,
+)
 
 
 class DiabetesDataModule(TensorDataModule):
@@ -21,6 +27,7 @@ class DiabetesDataModule(TensorDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed)
+        check_split_fractions(val_fraction, test_fraction)
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.standardize_target = standardize_target
         self.target_mean, self.target_std = 0.0, 1.0

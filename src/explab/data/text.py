@@ -17,7 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from explab.data.base import Split, TensorDataModule, fingerprint_arrays, holdout, stratified_split
+from explab.data.base import (
+    Split,
+    TensorDataModule,
+    check_split_fractions,
+    fingerprint_arrays,
+    holdout,
+    stratified_split,
+)
 from explab.data.errors import DataError
 
 PAD, UNK = 0, 1
@@ -150,6 +157,7 @@ class MovieSnippetsDataModule(TextDataModule):
 
     def __init__(self, path: str, val_fraction: float = 0.1, test_fraction: float = 0.2, **kwargs) -> None:
         super().__init__(**kwargs)
+        check_split_fractions(val_fraction, test_fraction)
         self.path = Path(path)
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
 
