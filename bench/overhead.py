@@ -8,7 +8,8 @@ Interleaved repetitions, median of each side, printed as ratios (``framework ove
   every epoch; seconds per epoch of the whole fit (explab's ``perf/fit_seconds`` / epochs: sanity check,
   checkpoints and logging included). With determinism on, both final validation losses must agree to 1e-5.
   On the default digits experiment (tiny steps: per-step and per-epoch fixed costs show) and on mnist_cnn
-  (real MNIST, skipped with a message when ``make data`` has not been run);
+  (real MNIST, skipped with a message when ``make data`` has not been run). Where a GPU is visible both sides
+  train on it, copying each batch from the in-memory tensors as Lightning does;
 - logging cost: the same explab fits with ``logger=mlflow`` against ``logger=none`` (a third side of the
   same interleaved rounds);
 - start-up: an ``explab-train`` process from its start to its first training step (default experiment,
@@ -47,12 +48,19 @@ def explab_fit(tmp: Path, *overrides: str) -> tuple[float, float]:
     return metrics["perf/fit_seconds"] / cfg.trainer.max_epochs, metrics["val/loss"]
 
 
+def hand_device(cfg: DictConfig) -> torch.device:
+    """Where Lightning would train with this config: a GPU when one is visible and the accelerator allows it."""
+    gpu = torch.cuda.is_available() and cfg.trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda")
+    return torch.device("cuda" if gpu else "cpu")
+
+
 def hand_written_fit(cfg: DictConfig) -> tuple[float, float]:
     """The loop a researcher would write: index batches from the same tensors, same seeding order as train()."""
     L.seed_everything(cfg.seed, verbose=False)
     data = build_datamodule(cfg)
     data.setup()
-    model = build_model(cfg).backbone
+    device = hand_device(cfg)
+    model = build_model(cfg).backbone.to(device)
     optimizer = instantiate(cfg.optimizer)(params=model.parameters())
     scheduler = instantiate(cfg.scheduler)(optimizer, T_max=cfg.trainer.max_epochs) if cfg.scheduler else None
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -64,26 +72,29 @@ def hand_written_fit(cfg: DictConfig) -> tuple[float, float]:
     start = time.perf_counter()
     for epoch in range(epochs):
         model.train()
-        train_loss = torch.zeros(())  # what a researcher prints per epoch: train loss, val loss and accuracy
+        # what a researcher prints per epoch: train loss, validation loss and accuracy (summed on the device)
+        train_loss = torch.zeros((), device=device)
         order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(cfg.data.seed + epoch))
         for step, i in enumerate(range(0, len(order), batch)):
             if limit and step >= limit:
                 break
             idx = order[i : i + batch]
+            x, y = train_x[idx].to(device, non_blocking=True), train_y[idx].to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(train_x[idx]), train_y[idx])
+            loss = loss_fn(model(x), y)
             loss.backward()
             optimizer.step()
             train_loss += loss.detach() * len(idx)
         if scheduler is not None:
             scheduler.step()
         model.eval()
-        val_loss, correct = torch.zeros(()), torch.zeros(())
+        val_loss, correct = torch.zeros((), device=device), torch.zeros((), device=device)
         with torch.no_grad():
             for i in range(0, val_n, eval_batch):
-                outputs = model(val_x[i : i + eval_batch])
-                val_loss += loss_fn(outputs, val_y[i : i + eval_batch]) * len(outputs)
-                correct += (outputs.argmax(-1) == val_y[i : i + eval_batch]).sum()
+                x, y = val_x[i : i + eval_batch].to(device), val_y[i : i + eval_batch].to(device)
+                outputs = model(x)
+                val_loss += loss_fn(outputs, y) * len(outputs)
+                correct += (outputs.argmax(-1) == y).sum()
         history = (float(train_loss) / len(train_y), float(val_loss) / val_n, float(correct) / val_n)
     return (time.perf_counter() - start) / epochs, history[1]
 
@@ -113,8 +124,9 @@ def framework_and_logging(tmp: Path, label: str, target: str, overrides: tuple[s
         median["explab"],
         median["hand"],
         target,
-        f"{median['explab']:.3f} vs {median['hand']:.3f} s/epoch; final val loss {final['explab']:.6f} vs "
-        f"{final['hand']:.6f}, |diff| {gap:.1e} ({'agree' if gap <= AGREE else 'DISAGREE'} to {AGREE:g})",
+        f"{median['explab']:.3f} vs {median['hand']:.3f} s/epoch on {hand_device(cfg).type}; "
+        f"final val loss {final['explab']:.6f} vs {final['hand']:.6f}, "
+        f"|diff| {gap:.1e} ({'agree' if gap <= AGREE else 'DISAGREE'} to {AGREE:g})",
     )
     ratio_line(
         f"logging cost ({label})",

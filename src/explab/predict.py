@@ -108,10 +108,12 @@ def _has_header(path: Path) -> bool:
 
 
 def predict(cfg: DictConfig) -> Path:
-    import mlflow.pyfunc
+    import mlflow
+
+    from explab.tracking.model import load_model
 
     mlflow.set_tracking_uri(cfg.tracking_uri)
-    model = mlflow.pyfunc.load_model(cfg.model_uri)
+    model = load_model(cfg.model_uri)
     source = Path(cfg.input)
     if source.suffix == ".txt":
         x, names = read_texts(source, cfg.model_uri, cfg.tracking_uri)

@@ -27,6 +27,8 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from explab.models.epoch_sums import EpochSums
+
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 
@@ -58,8 +60,8 @@ class TaskModule(L.LightningModule):
     best_metric_name: str = "val/loss_best"
     best_source_name: str = "val/loss"  # the validation value the best-so-far tracker follows
     metric_keys: tuple[str, ...] = ()
-    # what training tracks besides its loss: every metric update is paid on every step, and on small models
-    # the full set costs as much as the step itself; validation and test get every metric
+    # what the training curve shows besides its loss, from sums added up on the device (``batch_sums``,
+    # ``epoch_values``; see EpochSums); validation and test get every metric in metric_keys
     train_metric_keys: tuple[str, ...] = ()
     splits: tuple[str, ...] = ("train", "val", "test")
 
@@ -88,10 +90,9 @@ class TaskModule(L.LightningModule):
         self.loss_fn = loss if loss is not None else self.default_loss()
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        for split in self.splits:  # train_metrics, val_metrics, ...: what each epoch accumulates per split
-            metrics = self.make_metrics(f"{split}/")
-            keep = {f"{split}/{key}" for key in self.split_metric_keys(split)}
-            setattr(self, f"{split}_metrics", MetricCollection({k: m for k, m in metrics.items() if k in keep}))
+        self.train_sums = EpochSums()
+        for split in ("val", "test"):  # val_metrics, val_loss, ...: what each evaluation epoch accumulates
+            setattr(self, f"{split}_metrics", self.make_metrics(f"{split}/"))
             # a NaN loss stays NaN in the mean (no per-step NaN check: that is a host sync per step)
             setattr(self, f"{split}_loss", MeanMetric(nan_strategy="disable"))
         self.val_best = self.make_best_tracker()
@@ -128,6 +129,14 @@ class TaskModule(L.LightningModule):
     def prepare_target(self, y: Tensor, outputs: Tensor) -> Tensor:
         return y
 
+    def batch_sums(self, outputs: Tensor, y: Tensor) -> list[Tensor]:
+        """What a training batch adds towards ``train_metric_keys`` (0-dim tensors, summed over the batch)."""
+        return []
+
+    def epoch_values(self, sums: list[Tensor], samples: Tensor) -> dict[str, Tensor]:
+        """``train_metric_keys`` from an epoch's ``batch_sums`` summed over every step and rank."""
+        return {}
+
     # --- Lightning hooks ------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         if self.hparams.compile and not self._compiled and stage == "fit":
@@ -144,7 +153,7 @@ class TaskModule(L.LightningModule):
         return self.backbone(x)
 
     def _step(self, batch: tuple[Tensor, Tensor], split: str) -> tuple[Tensor, Tensor]:
-        """Loss and outputs of one batch; the split's running loss and metrics are updated on the device.
+        """Loss and outputs of one batch; the split's running sums or metrics are updated on the device.
 
         Nothing is logged per step: ``self.log`` costs about half a millisecond a call, which on small models
         is as much as the step itself. The epoch's values are computed and logged once, at its end.
@@ -152,12 +161,15 @@ class TaskModule(L.LightningModule):
         x, y = batch
         outputs = self(x)
         loss = self.loss_fn(outputs, self.prepare_target(y, outputs))
-        getattr(self, f"{split}_loss").update(loss.detach(), weight=len(y))
-        getattr(self, f"{split}_metrics").update(self.to_metric_inputs(outputs.detach()), y)
+        if split == "train":
+            self.train_sums.add(loss, len(y), self.batch_sums(outputs.detach(), y))
+        else:
+            getattr(self, f"{split}_loss").update(loss.detach(), weight=len(y))
+            getattr(self, f"{split}_metrics").update(self.to_metric_inputs(outputs.detach()), y)
         return loss, outputs
 
     def _log_epoch(self, split: str) -> dict[str, Tensor]:
-        """Compute (synced over DDP ranks by torchmetrics), log and reset the split's epoch values."""
+        """Compute (synced over DDP ranks by torchmetrics), log and reset an evaluation split's epoch values."""
         loss_state, metric_state = getattr(self, f"{split}_loss"), getattr(self, f"{split}_metrics")
         loss, metrics = {f"{split}/loss": loss_state.compute()}, metric_state.compute()
         loss_state.reset()
@@ -170,7 +182,12 @@ class TaskModule(L.LightningModule):
         return self._step(batch, "train")[0]
 
     def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")
+        summed = self.train_sums.pop(self.trainer.strategy)
+        if summed is None:
+            return
+        loss, samples, sums = summed
+        self.log("train/loss", loss, prog_bar=True)
+        self.log_dict({f"train/{key}": value for key, value in self.epoch_values(sums, samples).items()})
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
@@ -244,6 +261,12 @@ class ClassificationTask(TaskModule):
     def make_best_tracker(self) -> MaxMetric:
         return MaxMetric()
 
+    def batch_sums(self, outputs: Tensor, y: Tensor) -> list[Tensor]:
+        return [(outputs.argmax(dim=-1) == y).sum()]
+
+    def epoch_values(self, sums: list[Tensor], samples: Tensor) -> dict[str, Tensor]:
+        return {"acc": sums[0] / samples}
+
     def make_test_plot_state(self) -> Metric:
         return MulticlassConfusionMatrix(self.num_classes, validate_args=False)
 
@@ -276,6 +299,14 @@ class RegressionTask(TaskModule):
 
     def make_best_tracker(self) -> MinMetric:
         return MinMetric()
+
+    def batch_sums(self, outputs: Tensor, y: Tensor) -> list[Tensor]:
+        predicted, true = self.to_metric_inputs(outputs).float(), y.float()
+        return [((predicted - true) ** 2).sum(), true.sum(), (true * true).sum()]
+
+    def epoch_values(self, sums: list[Tensor], samples: Tensor) -> dict[str, Tensor]:
+        squared_error, total, total_of_squares = sums  # R2 = 1 - SSE / SST, as torchmetrics' R2Score
+        return {"r2": 1 - squared_error / (total_of_squares - total * total / samples)}
 
     def make_test_plot_state(self) -> Metric:
         return PairsOfValues()

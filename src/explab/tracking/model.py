@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
 MODEL_NAME = "model"
+# MLflow loads a pytorch model onto CUDA whenever a GPU is visible, and a program exported on the CPU (its
+# default "pt2" format) then fails to load; explab's logged models are CPU programs, loaded on the CPU
+DEVICE_VARIABLE = "MLFLOW_DEFAULT_PREDICTION_DEVICE"
+
+
+def load_model(model_uri: str) -> Any:
+    """``mlflow.pyfunc.load_model`` on the CPU, which works on GPU machines too (see ``DEVICE_VARIABLE``)."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(model_uri, model_config={"device": "cpu"})
+
+
+@contextlib.contextmanager
+def _predicting_on_cpu() -> Iterator[None]:
+    """MLflow checks the input example by loading the model it just wrote: on the CPU, as users will."""
+    before = os.environ.get(DEVICE_VARIABLE)
+    os.environ[DEVICE_VARIABLE] = "cpu"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(DEVICE_VARIABLE, None)
+        else:
+            os.environ[DEVICE_VARIABLE] = before
 
 
 def inference_module(model: Any) -> nn.Module:
@@ -31,7 +58,7 @@ def log_model(run: Any, model: Any, example: torch.Tensor, registered_model_name
         y = net(x).numpy()
     mlflow.set_tracking_uri(run.tracking_uri)
     requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
-    with mlflow.start_run(run_id=run.run_id, nested=mlflow.active_run() is not None):
+    with mlflow.start_run(run_id=run.run_id, nested=mlflow.active_run() is not None), _predicting_on_cpu():
         mlflow.pytorch.log_model(
             net,
             name=MODEL_NAME,
