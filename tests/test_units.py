@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from functools import partial
 from types import SimpleNamespace
 
 import pytest
+import sqlalchemy
 import torch
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch import nn
@@ -17,6 +20,7 @@ from explab.models import MLP, ConvNet
 from explab.models.tasks import ClassificationTask, RegressionTask, build_scheduler
 from explab.tracking.params import MAX_VALUE_LENGTH, TRUNCATION_MARK, flatten_params
 from explab.tracking.run import run_status_for
+from explab.tracking.store import open_client
 
 
 def test_eval_shards_are_disjoint_and_cover_the_split() -> None:
@@ -71,8 +75,6 @@ def test_mlp_depth() -> None:
 
 
 def test_schedulers_get_their_length_from_the_trainer() -> None:
-    from functools import partial
-
     params = [torch.nn.Parameter(torch.zeros(1))]
     optimizer = torch.optim.SGD(params, lr=0.1)
     trainer = SimpleNamespace(estimated_stepping_batches=40, max_epochs=4)
@@ -118,3 +120,17 @@ def test_training_sums_give_what_torchmetrics_gives(kind: str) -> None:
     for key, value in values.items():
         assert value.item() == pytest.approx(reference[key].compute().item(), rel=1e-5), key
     assert task.train_sums.pop(strategy) is None, "emptied for the next epoch"
+
+
+def test_store_connections_use_wal_and_commit_without_waiting_for_the_disk(tmp_path) -> None:
+    client = open_client(f"sqlite:///{tmp_path}/mlflow.db")
+    client.create_experiment("any")
+    with client._tracking_client.store.engine.connect() as connection:  # MLflow's own pooled connection
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1, "NORMAL"
+    with contextlib.closing(sqlite3.connect(tmp_path / "mlflow.db")) as plain:
+        assert plain.execute("PRAGMA journal_mode").fetchone() == ("wal",), "kept in the file"
+    other = sqlalchemy.create_engine(f"sqlite:///{tmp_path}/other.db")
+    with other.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2, "other files keep FULL"
+    other.dispose()
