@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from explab.utils.environment import variables_restored
+
 MODEL_NAME = "model"
 # MLflow loads a pytorch model onto CUDA whenever a GPU is visible, and a program exported on the CPU (its
 # default "pt2" format) then fails to load; explab's logged models are CPU programs, loaded on the CPU
@@ -27,15 +29,9 @@ def load_model(model_uri: str) -> Any:
 @contextlib.contextmanager
 def _predicting_on_cpu() -> Iterator[None]:
     """MLflow checks the input example by loading the model it just wrote: on the CPU, as users will."""
-    before = os.environ.get(DEVICE_VARIABLE)
-    os.environ[DEVICE_VARIABLE] = "cpu"
-    try:
+    with variables_restored(DEVICE_VARIABLE):
+        os.environ[DEVICE_VARIABLE] = "cpu"
         yield
-    finally:
-        if before is None:
-            os.environ.pop(DEVICE_VARIABLE, None)
-        else:
-            os.environ[DEVICE_VARIABLE] = before
 
 
 def inference_module(model: Any) -> nn.Module:

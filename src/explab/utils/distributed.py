@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import torch
 from omegaconf import DictConfig, read_write
 
+from explab.utils.environment import variables_restored
 from explab.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -59,22 +60,18 @@ def ranks_rerun_this_job() -> Iterator[None]:
         return
     hydra_cfg = HydraConfig.get()
     saved_argv, saved_dir = sys.argv[:], hydra_cfg.run.dir
-    saved_env = {key: os.environ.get(key) for key in LAUNCHER_ENV}
     sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
     with read_write(hydra_cfg):
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
-    try:
-        yield
-    finally:
-        sys.argv = saved_argv
-        with read_write(hydra_cfg):
-            hydra_cfg.run.dir = saved_dir
-        _destroy_process_group()
-        for key, value in saved_env.items():  # else the next trial finds LOCAL_RANK and starts no ranks
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    # the launcher's variables go too: else the next trial finds LOCAL_RANK and starts no ranks
+    with variables_restored(*LAUNCHER_ENV):
+        try:
+            yield
+        finally:
+            sys.argv = saved_argv
+            with read_write(hydra_cfg):
+                hydra_cfg.run.dir = saved_dir
+            _destroy_process_group()
 
 
 def _destroy_process_group() -> None:
