@@ -134,3 +134,19 @@ def test_store_connections_use_wal_and_commit_without_waiting_for_the_disk(tmp_p
     with other.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2, "other files keep FULL"
     other.dispose()
+
+
+def test_ctrl_c_inside_a_deferred_block_is_raised_after_the_block() -> None:
+    import os
+    import signal
+
+    from explab.utils.signals import interrupts_deferred
+
+    finished = []
+    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        finished.append("rest of the block")
+    assert finished == ["rest of the block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with interrupts_deferred():  # no signal: nothing raised
+        pass

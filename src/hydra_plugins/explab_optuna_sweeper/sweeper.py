@@ -132,6 +132,8 @@ class ExplabOptunaSweeper(Sweeper):
         )
         parent = self._parent_run(study, space, sampler, pruner)
 
+        from explab.utils.signals import interrupts_deferred
+
         returns: list[Any] = []
         failures = 0
         max_failures = self.max_failures or n_trials
@@ -141,8 +143,9 @@ class ExplabOptunaSweeper(Sweeper):
                 finished, running = self._progress(study)
                 if finished + running >= n_trials or self._grid_exhausted(sampler, study):
                     break
-                trial = self._ask(study, space, reseed)
-                trial.set_user_attr(WORKER_ATTR, self.worker)
+                with interrupts_deferred():  # a trial created but not yet held here could not be failed
+                    trial = self._ask(study, space, reseed)
+                    trial.set_user_attr(WORKER_ATTR, self.worker)
                 if self._is_surplus(study, trial.number, n_trials):
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     log.info("trial %d not run: another worker filled the study first", trial.number)
