@@ -73,7 +73,13 @@ def test_reproduce_gives_bit_identical_metrics(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_sigkilled_run_is_resumed_into_the_same_run(tmp_path: Path) -> None:
     epochs = 5
-    proc = start(tmp_path, f"trainer.max_epochs={epochs}", "data.batch_size=4")
+    # last.ckpt and the metrics written with it after every epoch, so the kill lands between two of them
+    proc = start(
+        tmp_path,
+        f"trainer.max_epochs={epochs}",
+        "data.batch_size=4",
+        "callbacks.last_checkpoint.min_interval_seconds=0",
+    )
     run_id = wait_for_points(tmp_path, "val/acc", 2)
     time.sleep(0.3)  # now somewhere inside a later epoch
     proc.send_signal(signal.SIGKILL)

@@ -15,6 +15,7 @@ from torch import nn
 from torchmetrics import MeanMetric, R2Score
 from torchmetrics.classification import MulticlassAccuracy
 
+from explab.callbacks import LastCheckpoint
 from explab.data.tensor_batches import TensorBatches
 from explab.models import MLP, ConvNet
 from explab.models.tasks import ClassificationTask, RegressionTask, build_scheduler
@@ -150,3 +151,44 @@ def test_ctrl_c_inside_a_deferred_block_is_raised_after_the_block() -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with interrupts_deferred():  # no signal: nothing raised
         pass
+
+
+class _RecordedLastCheckpoint(LastCheckpoint):
+    """LastCheckpoint that notes the epoch of every write."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.written: list[int] = []
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        self.written.append(trainer.current_epoch)
+        super()._save_checkpoint(trainer, filepath)
+
+
+@pytest.mark.parametrize(
+    ("interval", "stop_at", "written"),
+    [(0, None, [0, 1, 2, 3]), (3600, None, [3]), (3600, 1, [1])],
+    ids=["every-epoch", "final-epoch-only", "early-stop-is-final"],
+)
+def test_last_checkpoint_is_written_by_interval_and_after_the_final_epoch(tmp_path, interval, stop_at, written):
+    import lightning as L
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    class Stop(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            if trainer.current_epoch == stop_at:
+                trainer.should_stop = True
+
+    last = _RecordedLastCheckpoint(dirpath=tmp_path, filename="last", min_interval_seconds=interval)
+    trainer = L.Trainer(
+        max_epochs=4,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        callbacks=[Stop(), last],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(BoringModel())
+    assert last.written == written
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == written[-1]

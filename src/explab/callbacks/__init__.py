@@ -1,7 +1,8 @@
 """Callbacks explab always installs, beside the configurable ones in ``conf/callbacks``."""
 
 from explab.callbacks.finite_loss import NonFiniteLossError, NonFiniteLossGuard
+from explab.callbacks.last_checkpoint import LastCheckpoint
 from explab.callbacks.record import RecordInCheckpoint
 from explab.callbacks.timing import EpochTimer
 
-__all__ = ["EpochTimer", "NonFiniteLossError", "NonFiniteLossGuard", "RecordInCheckpoint"]
+__all__ = ["EpochTimer", "LastCheckpoint", "NonFiniteLossError", "NonFiniteLossGuard", "RecordInCheckpoint"]

@@ -21,10 +21,12 @@ class RunLogger(MLFlowLogger):
     Lightning hands over metrics several times per epoch (learning rate at its start, validation, then
     training values at its end), and the stock logger makes each hand-over a store transaction: on small
     models that is a tenth of the epoch. Here values are held and written as one ``log_batch``:
-    - right after the epoch that wrote a checkpoint has handed over its last values (Lightning logs the
-      training values just after the checkpoint), so whatever ``resume=`` continues from, the store already
-      has every value up to it: a SIGKILL loses nothing that resuming would not recompute;
-    - once ``flush_seconds`` have passed since the last write, for runs that checkpoint rarely;
+    - right after an epoch that wrote the last-state checkpoint (a ``ModelCheckpoint`` without a monitor,
+      e.g. ``LastCheckpoint``) has handed over its last values (Lightning logs the training values just after
+      the checkpoint), so whatever ``resume=`` continues from, the store has every value up to it and none
+      beyond: a SIGKILL loses nothing that resuming would not recompute, and resuming logs no step twice;
+    - once ``flush_seconds`` have passed since the last write, only while no last-state checkpoint has been
+      written (runs that keep none, and the time before the first one);
     - at the end of every fit and test, failed ones included (Lightning calls ``finalize`` then).
     """
 
@@ -34,17 +36,20 @@ class RunLogger(MLFlowLogger):
         self._pending: dict[tuple[str, int], float] = {}
         self._last_flush = time.monotonic()
         self._checkpoint_saved = False
+        self._follows_checkpoints = False
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         for key, value in metrics.items():
             self._pending[(key, step or 0)] = value  # a value logged twice at one step: the last one counts
-        if self._checkpoint_saved or time.monotonic() - self._last_flush >= self.flush_seconds:
+        timed_out = time.monotonic() - self._last_flush >= self.flush_seconds
+        if self._checkpoint_saved or (timed_out and not self._follows_checkpoints):
             self.flush()
 
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         super().after_save_checkpoint(checkpoint_callback)
-        self._checkpoint_saved = True
+        if getattr(checkpoint_callback, "monitor", None) is None:  # the state resume= continues from
+            self._checkpoint_saved = self._follows_checkpoints = True
 
     @rank_zero_only
     def flush(self) -> None:
