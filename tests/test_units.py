@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import sqlite3
 from functools import partial
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import sqlalchemy
 import torch
+from lightning.pytorch.demos.boring_classes import BoringModel
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch import nn
 from torchmetrics import MeanMetric, R2Score
@@ -22,6 +26,7 @@ from explab.models.tasks import ClassificationTask, RegressionTask, build_schedu
 from explab.tracking.params import MAX_VALUE_LENGTH, TRUNCATION_MARK, flatten_params
 from explab.tracking.run import run_status_for
 from explab.tracking.store import open_client
+from explab.utils.signals import interrupts_deferred
 
 
 def test_eval_shards_are_disjoint_and_cover_the_split() -> None:
@@ -138,11 +143,6 @@ def test_store_connections_use_wal_and_commit_without_waiting_for_the_disk(tmp_p
 
 
 def test_ctrl_c_inside_a_deferred_block_is_raised_after_the_block() -> None:
-    import os
-    import signal
-
-    from explab.utils.signals import interrupts_deferred
-
     finished = []
     with pytest.raises(KeyboardInterrupt), interrupts_deferred():
         os.kill(os.getpid(), signal.SIGINT)
@@ -171,9 +171,6 @@ class _RecordedLastCheckpoint(LastCheckpoint):
     ids=["every-epoch", "final-epoch-only", "early-stop-is-final"],
 )
 def test_last_checkpoint_is_written_by_interval_and_after_the_final_epoch(tmp_path, interval, stop_at, written):
-    import lightning as L
-    from lightning.pytorch.demos.boring_classes import BoringModel
-
     class Stop(L.Callback):
         def on_train_epoch_end(self, trainer, pl_module) -> None:
             if trainer.current_epoch == stop_at:

@@ -41,12 +41,14 @@ class LastCheckpoint(ModelCheckpoint):
         due = is_final_epoch(trainer) or time.monotonic() - self._last_write >= self.min_interval_seconds
         return bool(trainer.strategy.broadcast(due, src=0))
 
+    # Lightning saves in one of these two hooks (the same one on every rank); only that one asks ``_due``, so
+    # the clock is read and broadcast once per epoch
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._due(trainer):
+        if self._should_save_on_train_epoch_end(trainer) and self._due(trainer):
             super().on_train_epoch_end(trainer, pl_module)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._due(trainer):
+        if not self._should_save_on_train_epoch_end(trainer) and self._due(trainer):
             super().on_validation_end(trainer, pl_module)
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
