@@ -13,13 +13,15 @@ import lightning as L
 import pytest
 import sqlalchemy
 import torch
+from lightning.pytorch import callbacks as stock
 from lightning.pytorch.demos.boring_classes import BoringModel
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch import nn
 from torchmetrics import MeanMetric, R2Score
 from torchmetrics.classification import MulticlassAccuracy
 
-from explab.callbacks import LastCheckpoint
+from explab.callbacks import EarlyStopping, LastCheckpoint, ModelCheckpoint
+from explab.data import DigitsDataModule
 from explab.data.tensor_batches import TensorBatches
 from explab.models import MLP, ConvNet
 from explab.models.tasks import ClassificationTask, RegressionTask, build_scheduler
@@ -53,6 +55,42 @@ def test_same_seed_same_batches() -> None:
     a = [b[0] for b in TensorBatches((x,), batch_size=7, shuffle=True, seed=1)]
     b = [b[0] for b in TensorBatches((x,), batch_size=7, shuffle=True, seed=1)]
     assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+
+
+class _BatchSizesSeen(L.LightningModule):
+    """A linear classifier on flattened digits that notes (sanity checking?, batch size) of each validation step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(64, 10)
+        self.seen: list[tuple[bool, int]] = []
+
+    def training_step(self, batch, batch_idx):
+        return nn.functional.cross_entropy(self.layer(batch[0]), batch[1])
+
+    def validation_step(self, batch, batch_idx) -> None:
+        self.seen.append((self.trainer.sanity_checking, len(batch[0])))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.parametrize(("sanity_steps", "sanity_sizes"), [(2, [16, 16]), (-1, [200, 70])])
+def test_sanity_check_validates_training_sized_batches_unless_asked_for_the_whole_split(sanity_steps, sanity_sizes):
+    data = DigitsDataModule(flatten=True, batch_size=16, eval_batch_size=200, val_fraction=0.15)
+    model = _BatchSizesSeen()
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=2,
+        num_sanity_val_steps=sanity_steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=data)
+    assert [size for sanity, size in model.seen if sanity] == sanity_sizes
+    assert [size for sanity, size in model.seen if not sanity] == [200, 70]  # the whole split (270), full batches
 
 
 def test_flatten_params_truncates_long_values_and_skips_hydra() -> None:
@@ -189,3 +227,30 @@ def test_last_checkpoint_is_written_by_interval_and_after_the_final_epoch(tmp_pa
     trainer.fit(BoringModel())
     assert last.written == written
     assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == written[-1]
+
+
+def test_explab_checkpoint_and_early_stopping_keep_lightnings_state_keys():
+    """Checkpoints written with Lightning's own classes must resume into explab's: same keys, same state."""
+    settings = {"monitor": "val/acc", "mode": "max"}
+    assert ModelCheckpoint(**settings).state_key == stock.ModelCheckpoint(**settings).state_key
+    assert EarlyStopping(**settings).state_key == stock.EarlyStopping(**settings).state_key
+    assert ModelCheckpoint(every_n_train_steps=3).state_key == stock.ModelCheckpoint(every_n_train_steps=3).state_key
+
+
+@pytest.mark.parametrize(("every_n_train_steps", "saved"), [(None, ["step=4"]), (2, ["step=2", "step=4"])])
+def test_model_checkpoint_still_saves_by_steps_when_asked(tmp_path, every_n_train_steps, saved):
+    """The per-step hook is skipped only when nothing could be saved from it (saving at epoch ends only)."""
+    checkpoint = ModelCheckpoint(
+        dirpath=tmp_path, filename="{step}", save_top_k=-1, every_n_train_steps=every_n_train_steps
+    )
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=4,
+        limit_val_batches=1,
+        callbacks=[checkpoint],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(BoringModel())
+    assert sorted(p.stem for p in tmp_path.glob("*.ckpt")) == saved

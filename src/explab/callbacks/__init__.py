@@ -3,6 +3,15 @@
 from explab.callbacks.finite_loss import NonFiniteLossError, NonFiniteLossGuard
 from explab.callbacks.last_checkpoint import LastCheckpoint
 from explab.callbacks.record import RecordInCheckpoint
+from explab.callbacks.stock import EarlyStopping, ModelCheckpoint
 from explab.callbacks.timing import EpochTimer
 
-__all__ = ["EpochTimer", "LastCheckpoint", "NonFiniteLossError", "NonFiniteLossGuard", "RecordInCheckpoint"]
+__all__ = [
+    "EarlyStopping",
+    "EpochTimer",
+    "LastCheckpoint",
+    "ModelCheckpoint",
+    "NonFiniteLossError",
+    "NonFiniteLossGuard",
+    "RecordInCheckpoint",
+]

@@ -6,7 +6,8 @@ import time
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+
+from explab.callbacks.stock import ModelCheckpoint
 
 
 def is_final_epoch(trainer: L.Trainer) -> bool:
@@ -17,8 +18,8 @@ def is_final_epoch(trainer: L.Trainer) -> bool:
 
 
 class LastCheckpoint(ModelCheckpoint):
-    """A ``ModelCheckpoint`` (no monitor) written at an epoch's end once ``min_interval_seconds`` have passed
-    since the last write, and always after the final epoch.
+    """A ``ModelCheckpoint`` (explab's, without its per-step cost; no monitor) written at an epoch's end once
+    ``min_interval_seconds`` have passed since the last write, and always after the final epoch.
 
     Lightning's every-epoch write costs a few milliseconds, which on 0.1 s epochs is a tenth of the fit; an
     interval keeps what a SIGKILL can lose bounded by time instead. Epochs longer than the interval are

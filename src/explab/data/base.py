@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
 import lightning as L
@@ -113,6 +114,15 @@ class TensorDataModule(L.LightningDataModule):
             return 0, 1
         return trainer.global_rank, trainer.world_size
 
+    def _sanity_check_batch_size(self) -> int | None:
+        """Training-sized batches for Lightning's sanity check, which runs validation's code on a couple of
+        batches before training only to catch bugs early (its numbers are discarded): two evaluation-sized
+        batches of 1000 MNIST images took 0.3 s on a CPU, 3 % of a one-epoch fit, and prove no more."""
+        trainer = self.trainer
+        if trainer is None or not trainer.sanity_checking or not math.isfinite(trainer.num_sanity_val_steps):
+            return None  # num_sanity_val_steps=-1 asks for the whole split: it gets every evaluation batch
+        return min(self.batch_size, self.eval_batch_size)
+
     def _batches(self, name: str, train: bool) -> TensorBatches:
         self.prepare()
         if name not in self.splits:
@@ -126,6 +136,7 @@ class TensorDataModule(L.LightningDataModule):
             seed=self.seed,
             rank=rank,
             world_size=world,
+            pass_batch_size=None if train else self._sanity_check_batch_size,
         )
 
     def train_dataloader(self) -> TensorBatches:

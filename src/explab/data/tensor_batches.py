@@ -7,7 +7,7 @@ shuffling deterministic: every rank draws the same permutation from ``seed + epo
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -31,6 +31,7 @@ class TensorBatches:
         rank: int = 0,
         world_size: int = 1,
         pad_shards: bool | None = None,
+        pass_batch_size: Callable[[], int | None] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -45,6 +46,9 @@ class TensorBatches:
         self.rank = rank
         self.world_size = world_size
         self.pad_shards = shuffle if pad_shards is None else pad_shards
+        # asked at the start of each pass: a batch size for this pass only (None: batch_size); len() keeps
+        # counting batch_size batches, so a consumer's batch limits mean the same in every pass
+        self.pass_batch_size = pass_batch_size
         self.epoch = 0
 
     @property
@@ -79,11 +83,13 @@ class TensorBatches:
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         indices = self._indices()
         self.epoch += 1
+        size = (self.pass_batch_size() if self.pass_batch_size else None) or self.batch_size
+        end = len(self) * self.batch_size if self.drop_last else len(indices)
         if not self.shuffle and self.world_size == 1:
             # contiguous slices are views: no copy at all
-            for start in range(0, len(self) * self.batch_size, self.batch_size):
-                yield tuple(t[start : start + self.batch_size] for t in self.tensors)
+            for start in range(0, end, size):
+                yield tuple(t[start : start + size] for t in self.tensors)
             return
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            idx = indices[start : start + self.batch_size]
+        for start in range(0, end, size):
+            idx = indices[start : start + size]
             yield tuple(t[idx] for t in self.tensors)
