@@ -57,8 +57,8 @@ def interleaved(cases: dict[str, Callable[[], float]], repeats: int = REPEATS) -
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def ratio_line(name: str, numerator: float, denominator: float, target: str, detail: str = "") -> str:
-    line = f"{name}: {numerator / denominator:.2f}x (target {target})"
+def ratio_line(name: str, numerator: float, denominator: float, target: str | None, detail: str = "") -> str:
+    line = f"{name}: {numerator / denominator:.2f}x" + (f" (target {target})" if target else "")
     print(f"{line}  [{detail}]" if detail else line, flush=True)
     return line
 

@@ -10,6 +10,10 @@ Interleaved repetitions, median of each side, printed as ratios (``framework ove
   On the default digits experiment (tiny steps: per-step and per-epoch fixed costs show) and on mnist_cnn
   (real MNIST, skipped with a message when ``make data`` has not been run). Where a GPU is visible both sides
   train on it, copying each batch from the in-memory tensors as Lightning does;
+- Lightning's own loop: the least LightningModule for the same fit (the backbone, its loss, the optimiser and
+  schedule; validation sums loss and correct predictions as the hand-written loop does; no metrics objects,
+  logging, checkpoints or sanity check) against the hand-written loop, and explab against it: the first is
+  what any Lightning-based framework pays, the second what explab adds (a fourth side of the same rounds);
 - logging cost: the same explab fits with ``logger=mlflow`` against ``logger=none`` (a third side of the
   same interleaved rounds);
 - start-up: an ``explab-train`` process from its start to its first training step (default experiment,
@@ -99,8 +103,67 @@ def hand_written_fit(cfg: DictConfig) -> tuple[float, float]:
     return (time.perf_counter() - start) / epochs, history[1]
 
 
+class BareLightning(L.LightningModule):
+    """The hand-written loop's work as a LightningModule: no metrics objects, logging or checkpoints."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = build_model(cfg).backbone
+        self.loss_fn = torch.nn.CrossEntropyLoss()
+        self.train_loss = self.val_sums = None
+        self.final_val_loss = float("nan")
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = self.loss_fn(self.backbone(x), y)
+        summed = loss.detach() * len(y)
+        self.train_loss = summed if self.train_loss is None else self.train_loss + summed
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        outputs = self.backbone(x)
+        sums = torch.stack([self.loss_fn(outputs, y) * len(y), (outputs.argmax(-1) == y).sum(), y.new_tensor(len(y))])
+        self.val_sums = sums if self.val_sums is None else self.val_sums + sums
+
+    def on_validation_epoch_end(self) -> None:
+        loss_sum, _correct, count = self.val_sums.tolist()
+        self.final_val_loss, self.val_sums, self.train_loss = loss_sum / count, None, None
+
+    def configure_optimizers(self) -> dict:
+        optimizer = instantiate(self.cfg.optimizer)(params=self.parameters())
+        if not self.cfg.scheduler:
+            return {"optimizer": optimizer}
+        scheduler = instantiate(self.cfg.scheduler)(optimizer, T_max=self.cfg.trainer.max_epochs)
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def bare_lightning_fit(cfg: DictConfig) -> tuple[float, float]:
+    """Seconds per epoch of ``Trainer.fit`` on BareLightning, and its final validation loss."""
+    L.seed_everything(cfg.seed, verbose=False)
+    data = build_datamodule(cfg)
+    model = BareLightning(cfg)
+    limits = {key: cfg.trainer[key] for key in ("limit_train_batches", "limit_val_batches") if key in cfg.trainer}
+    trainer = L.Trainer(
+        accelerator="gpu" if hand_device(cfg).type == "cuda" else "cpu",
+        devices=1,
+        max_epochs=cfg.trainer.max_epochs,
+        deterministic=cfg.trainer.deterministic,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **limits,
+    )
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=data)
+    return (time.perf_counter() - start) / cfg.trainer.max_epochs, model.final_val_loss
+
+
 def framework_and_logging(tmp: Path, label: str, target: str, overrides: tuple[str, ...]) -> None:
-    """Three sides, interleaved: the hand-written loop, explab, and explab with ``logger=none``."""
+    """Four sides, interleaved: the hand-written loop, bare Lightning, explab, and explab with ``logger=none``."""
     cfg = config(tmp, *overrides)
     final: dict[str, float] = {}
 
@@ -114,6 +177,7 @@ def framework_and_logging(tmp: Path, label: str, target: str, overrides: tuple[s
     median = interleaved(
         {
             "hand": side("hand", lambda: hand_written_fit(cfg)),
+            "bare": side("bare", lambda: bare_lightning_fit(cfg)),
             "explab": side("explab", lambda: explab_fit(tmp, *overrides)),
             "nolog": side("nolog", lambda: explab_fit(tmp, *overrides, "logger=none")),
         }
@@ -128,6 +192,15 @@ def framework_and_logging(tmp: Path, label: str, target: str, overrides: tuple[s
         f"final val loss {final['explab']:.6f} vs {final['hand']:.6f}, "
         f"|diff| {gap:.1e} ({'agree' if gap <= AGREE else 'DISAGREE'} to {AGREE:g})",
     )
+    ratio_line(
+        f"  of it Lightning's own loop ({label})",
+        median["bare"],
+        median["hand"],
+        None,
+        f"a bare LightningModule, {median['bare']:.3f} s/epoch; final val loss {final['bare']:.6f} "
+        f"({'agrees' if abs(final['bare'] - final['hand']) <= AGREE else 'DISAGREES'} with the hand-written loop)",
+    )
+    ratio_line(f"  of it explab over bare Lightning ({label})", median["explab"], median["bare"], None)
     ratio_line(
         f"logging cost ({label})",
         median["explab"],
