@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from explab.callbacks import NonFiniteLossGuard, RecordInCheckpoint
 from explab.models import TaskModule
-from explab.utils.logging import get_logger
+from explab.utils.logging import drop_lightning_tips, get_logger
 
 log = get_logger(__name__)
 
@@ -68,4 +68,5 @@ def mlflow_logger_node(cfg: DictConfig) -> DictConfig | None:
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Logger]) -> L.Trainer:
+    drop_lightning_tips()
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

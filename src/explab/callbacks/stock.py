@@ -23,7 +23,7 @@ class StateKeyOnce:
 
     @cached_property
     def state_key(self) -> str:
-        return super().state_key  # type: ignore[misc]
+        return super().state_key
 
 
 class ModelCheckpoint(StateKeyOnce, _ModelCheckpoint):

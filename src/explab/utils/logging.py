@@ -31,3 +31,17 @@ class RankZeroLogger(logging.LoggerAdapter):
 
 def get_logger(name: str) -> RankZeroLogger:
     return RankZeroLogger(name)
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip:")
+
+
+_DROP_TIPS = _DropTips()
+
+
+def drop_lightning_tips() -> None:
+    """Lightning 2.6 prints two "💡 Tip: try installing litlogger / litmodels" lines for every Trainer:
+    advertising, not news about the run, repeated in every job of a sweep. Its other messages stay."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DROP_TIPS)  # adding twice is a no-op
