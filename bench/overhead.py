@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -58,6 +59,13 @@ def hand_device(cfg: DictConfig) -> torch.device:
     return torch.device("cuda" if gpu else "cpu")
 
 
+def optimizer_and_schedule(cfg: DictConfig, params: Iterable[torch.nn.Parameter]) -> tuple[Any, Any]:
+    """The recipe's optimiser and its per-epoch schedule (None without one), as the hand-written loop makes them."""
+    optimizer = instantiate(cfg.optimizer)(params=params)
+    scheduler = instantiate(cfg.scheduler)(optimizer, T_max=cfg.trainer.max_epochs) if cfg.scheduler else None
+    return optimizer, scheduler
+
+
 def hand_written_fit(cfg: DictConfig) -> tuple[float, float]:
     """The loop a researcher would write: index batches from the same tensors, same seeding order as train()."""
     L.seed_everything(cfg.seed, verbose=False)
@@ -65,8 +73,7 @@ def hand_written_fit(cfg: DictConfig) -> tuple[float, float]:
     data.setup()
     device = hand_device(cfg)
     model = build_model(cfg).backbone.to(device)
-    optimizer = instantiate(cfg.optimizer)(params=model.parameters())
-    scheduler = instantiate(cfg.scheduler)(optimizer, T_max=cfg.trainer.max_epochs) if cfg.scheduler else None
+    optimizer, scheduler = optimizer_and_schedule(cfg, model.parameters())
     loss_fn = torch.nn.CrossEntropyLoss()
     train_x, train_y = data.splits["train"].x, data.splits["train"].y
     val_x, val_y = data.splits["val"].x, data.splits["val"].y
@@ -132,11 +139,8 @@ class BareLightning(L.LightningModule):
         self.final_val_loss, self.val_sums, self.train_loss = loss_sum / count, None, None
 
     def configure_optimizers(self) -> dict:
-        optimizer = instantiate(self.cfg.optimizer)(params=self.parameters())
-        if not self.cfg.scheduler:
-            return {"optimizer": optimizer}
-        scheduler = instantiate(self.cfg.scheduler)(optimizer, T_max=self.cfg.trainer.max_epochs)
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        optimizer, scheduler = optimizer_and_schedule(self.cfg, self.parameters())
+        return {"optimizer": optimizer, **({"lr_scheduler": scheduler} if scheduler else {})}
 
 
 def bare_lightning_fit(cfg: DictConfig) -> tuple[float, float]:

@@ -7,10 +7,9 @@ from typing import Any
 
 import hydra
 import lightning as L
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from explab.build import build_datamodule, build_model
+from explab.build import build_datamodule, build_model, build_trainer
 from explab.checkpoints import CheckpointError, load_checkpoint, recorded_config
 from explab.config import config_dir
 from explab.utils.logging import get_logger
@@ -49,7 +48,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule = build_datamodule(config)
     model = build_model(config)
     model.load_state_dict(checkpoint["state_dict"])
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
+    trainer = build_trainer(cfg, callbacks=[], loggers=[])
     results: list[dict[str, Any]] = trainer.test(model, datamodule=datamodule)
     metrics = {key: float(value) for key, value in results[0].items()}
     if run_id:
