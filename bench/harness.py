@@ -43,8 +43,8 @@ def config(tmp: Path, *overrides: str) -> DictConfig:
         )
 
 
-def interleaved(cases: dict[str, Callable[[], float]], repeats: int = REPEATS) -> dict[str, float]:
-    """Run every case once per round, ``repeats`` rounds; the median of each case's samples.
+def interleaved_samples(cases: dict[str, Callable[[], float]], repeats: int = REPEATS) -> dict[str, list[float]]:
+    """Run every case once per round, ``repeats`` rounds; each case's samples in round order.
 
     The garbage one case leaves behind is collected before the next starts: otherwise the collector walks
     it during whichever case runs next, and the order of the cases alone moved a ratio by 0.15 (digits).
@@ -54,7 +54,22 @@ def interleaved(cases: dict[str, Callable[[], float]], repeats: int = REPEATS) -
         for name, case in cases.items():
             gc.collect()
             samples[name].append(case())
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
+
+
+def interleaved(cases: dict[str, Callable[[], float]], repeats: int = REPEATS) -> dict[str, float]:
+    """The median of each case's samples from ``interleaved_samples``."""
+    return {name: statistics.median(values) for name, values in interleaved_samples(cases, repeats).items()}
+
+
+def round_spread(numerators: list[float], denominators: list[float]) -> str:
+    """The middle half of the per-round ratios: each pair ran back to back, so the machine's slow drift
+    cancels within a round and what is left is how far one round's ratio can be trusted."""
+    ratios = sorted(a / b for a, b in zip(numerators, denominators, strict=True))
+    if len(ratios) < 4:
+        return f"per-round ratios {ratios[0]:.2f}-{ratios[-1]:.2f}"
+    low, _, high = statistics.quantiles(ratios, n=4)
+    return f"per-round ratios {low:.2f}-{high:.2f} (middle half of {len(ratios)} rounds)"
 
 
 def ratio_line(name: str, numerator: float, denominator: float, target: str | None, detail: str = "") -> str:

@@ -22,6 +22,7 @@ Interleaved repetitions, median of each side, printed as ratios (``framework ove
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -35,7 +36,18 @@ from omegaconf import DictConfig
 
 from explab.build import build_datamodule, build_model
 from explab.train import train
-from harness import BIN, QUICK, config, interleaved, mnist_available, ratio_line, wall
+from harness import (
+    BIN,
+    QUICK,
+    REPEATS,
+    config,
+    interleaved,
+    interleaved_samples,
+    mnist_available,
+    ratio_line,
+    round_spread,
+    wall,
+)
 
 DIGITS = ("trainer.deterministic=true", "callbacks.early_stopping.patience=1000", "test=false")
 if QUICK:
@@ -44,6 +56,8 @@ MNIST = ("experiment=mnist_cnn", "trainer.max_epochs=1", *DIGITS[:3])
 if QUICK:
     MNIST += ("++trainer.limit_train_batches=20", "++trainer.limit_val_batches=2")
 AGREE = 1e-5
+# a digits fit takes about a second a side, and its per-epoch ratio is the noisiest: three times the rounds
+DIGITS_REPEATS = REPEATS if QUICK else 3 * REPEATS
 
 
 def explab_fit(tmp: Path, *overrides: str) -> tuple[float, float]:
@@ -166,7 +180,9 @@ def bare_lightning_fit(cfg: DictConfig) -> tuple[float, float]:
     return (time.perf_counter() - start) / cfg.trainer.max_epochs, model.final_val_loss
 
 
-def framework_and_logging(tmp: Path, label: str, target: str, overrides: tuple[str, ...]) -> None:
+def framework_and_logging(
+    tmp: Path, label: str, target: str, overrides: tuple[str, ...], repeats: int = REPEATS
+) -> None:
     """Four sides, interleaved: the hand-written loop, bare Lightning, explab, and explab with ``logger=none``."""
     cfg = config(tmp, *overrides)
     final: dict[str, float] = {}
@@ -178,37 +194,44 @@ def framework_and_logging(tmp: Path, label: str, target: str, overrides: tuple[s
 
         return case
 
-    median = interleaved(
+    samples = interleaved_samples(
         {
             "hand": side("hand", lambda: hand_written_fit(cfg)),
             "bare": side("bare", lambda: bare_lightning_fit(cfg)),
             "explab": side("explab", lambda: explab_fit(tmp, *overrides)),
             "nolog": side("nolog", lambda: explab_fit(tmp, *overrides, "logger=none")),
-        }
+        },
+        repeats,
     )
+    median = {name: statistics.median(values) for name, values in samples.items()}
+
+    def line(name: str, a: str, b: str, target: str | None, detail: str = "") -> None:
+        spread = round_spread(samples[a], samples[b])
+        ratio_line(name, median[a], median[b], target, f"{detail}; {spread}" if detail else spread)
+
     gap = abs(final["explab"] - final["hand"])
-    ratio_line(
+    line(
         f"framework overhead ({label})",
-        median["explab"],
-        median["hand"],
+        "explab",
+        "hand",
         target,
         f"{median['explab']:.3f} vs {median['hand']:.3f} s/epoch on {hand_device(cfg).type}; "
         f"final val loss {final['explab']:.6f} vs {final['hand']:.6f}, "
         f"|diff| {gap:.1e} ({'agree' if gap <= AGREE else 'DISAGREE'} to {AGREE:g})",
     )
-    ratio_line(
+    line(
         f"  of it Lightning's own loop ({label})",
-        median["bare"],
-        median["hand"],
+        "bare",
+        "hand",
         None,
         f"a bare LightningModule, {median['bare']:.3f} s/epoch; final val loss {final['bare']:.6f} "
         f"({'agrees' if abs(final['bare'] - final['hand']) <= AGREE else 'DISAGREES'} with the hand-written loop)",
     )
-    ratio_line(f"  of it explab over bare Lightning ({label})", median["explab"], median["bare"], None)
-    ratio_line(
+    line(f"  of it explab over bare Lightning ({label})", "explab", "bare", None)
+    line(
         f"logging cost ({label})",
-        median["explab"],
-        median["nolog"],
+        "explab",
+        "nolog",
         "<= 1.02x",
         f"{median['explab']:.4f} vs {median['nolog']:.4f} s/epoch, logger=mlflow vs logger=none",
     )
@@ -241,7 +264,7 @@ def start_up(tmp: Path) -> None:
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="explab-bench-") as folder:
         tmp = Path(folder)
-        framework_and_logging(tmp, "digits", "<= 1.25x", DIGITS)
+        framework_and_logging(tmp, "digits", "<= 1.25x", DIGITS, DIGITS_REPEATS)
         if mnist_available():
             framework_and_logging(tmp, "mnist_cnn", "<= 1.03x", MNIST)
         else:

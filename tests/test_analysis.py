@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import tempfile
 from pathlib import Path
 
 import mlflow
@@ -77,9 +78,15 @@ def test_logged_model_loads_on_the_cpu_where_mlflow_would_pick_a_gpu(
     assert probabilities.shape == (len(data.splits["test"]), 10)
 
 
-def test_logged_model_predicts_through_pyfunc(logged_run: str, store: Path) -> None:
+def test_logged_model_predicts_through_pyfunc(
+    logged_run: str, store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mlflow.set_tracking_uri(tracking_uri_for(store))
+    downloads = tmp_path / "tmp"
+    downloads.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(downloads))  # where MLflow and explab make temporary folders
     model = load_model(f"runs:/{logged_run}/model")  # explab-predict's loader (on the CPU, GPU or not)
+    assert not list(downloads.iterdir()), "the model's downloaded files are removed once it is loaded"
     data = DigitsDataModule(seed=42)
     data.setup()
     probabilities = np.asarray(model.predict(data.splits["test"].x.numpy()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,10 +21,16 @@ DEVICE_VARIABLE = "MLFLOW_DEFAULT_PREDICTION_DEVICE"
 
 
 def load_model(model_uri: str) -> Any:
-    """``mlflow.pyfunc.load_model`` on the CPU, which works on GPU machines too (see ``DEVICE_VARIABLE``)."""
+    """``mlflow.pyfunc.load_model`` on the CPU, which works on GPU machines too (see ``DEVICE_VARIABLE``).
+
+    MLflow copies the model's files into a fresh temporary folder on every load and never removes it: a copy
+    of the model left in /tmp per prediction. Here they go into a folder that is removed once the model is in
+    memory (the pytorch flavour reads everything at load).
+    """
     import mlflow.pyfunc
 
-    return mlflow.pyfunc.load_model(model_uri, model_config={"device": "cpu"})
+    with tempfile.TemporaryDirectory(prefix="explab-model-") as folder:
+        return mlflow.pyfunc.load_model(model_uri, dst_path=folder, model_config={"device": "cpu"})
 
 
 @contextlib.contextmanager
