@@ -1,14 +1,18 @@
-"""A full grid against TPE + a pruner on the same digits search space, side by side in one run.
+"""A full grid against explab's own search recipe on the same digits space, side by side in one run.
 
     .venv/bin/python bench/sweep_efficiency.py
 
-Prints the best validation accuracy each search found and the epochs it spent; the target is TPE + pruner
-within 0.3 points of the grid's best with at most 35 % of its epochs. Epochs are counted from the values
-each trial reported to Optuna (one per validation epoch), so pruned trials count what they really ran.
+The search is ``hparams_search=digits_optuna`` as it ships (TPE, median pruner, 12 trials), run with several
+sampler seeds: one search is a draw, and on this space a single seed says little. The grid has one point on
+top, and one validation sample is 0.37 points of accuracy, so "within 0.3 points" means finding that point.
+Prints each search's best validation accuracy and the epochs it spent; the target is the grid's best within
+0.3 points with at most 35 % of its epochs. Epochs are counted from the values each trial reported to Optuna
+(one per validation epoch), so pruned trials count what they really ran.
 """
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import tempfile
 import time
@@ -17,7 +21,7 @@ from pathlib import Path
 import optuna
 
 from explab.sweep.storage import open_storage
-from harness import BIN
+from harness import BIN, QUICK
 
 SPACE = [
     "optimizer.lr=choice(3e-4,1e-3,3e-3,1e-2)",
@@ -26,6 +30,11 @@ SPACE = [
 ]
 GRID_SIZE = 4 * 3 * 2
 EPOCHS = 10
+SEARCH_TRIALS = 12  # digits_optuna's own n_trials
+SEEDS = range(4)
+if QUICK:  # a smoke run of the mechanics: a 2-point grid, one short search
+    SPACE = ["optimizer.lr=choice(1e-3,3e-3)", "model.backbone.depth=range(1,2)", "optimizer=choice(adam)"]
+    GRID_SIZE, EPOCHS, SEARCH_TRIALS, SEEDS = 2, 1, 2, range(1)
 
 
 def sweep(folder: Path, name: str, *args: str) -> tuple[float, int, int, float]:
@@ -63,18 +72,26 @@ def main() -> None:
             "hydra/sweeper/pruner=none",
             f"hydra.sweeper.n_trials={GRID_SIZE}",
         )
-        tpe = sweep(
-            folder,
-            "tpe",
-            "hydra/sweeper/sampler=tpe",
-            "hydra.sweeper.sampler.seed=0",
-            "hydra/sweeper/pruner=hyperband",
-            "hydra.sweeper.n_trials=10",
+        # the recipe's own sampler and pruner; only the seed changes
+        n_trials = f"hydra.sweeper.n_trials={SEARCH_TRIALS}"
+        searches = [sweep(folder, f"search{seed}", f"hydra.sweeper.sampler.seed={seed}", n_trials) for seed in SEEDS]
+    best, grid_epochs, trials, seconds = grid
+    print(f"grid: best val/acc_best {best:.4f}, {grid_epochs} epochs in {trials} trials, {seconds:.0f} s")
+    gaps, ratios = [], []
+    for seed, (found, epochs, trials, seconds) in zip(SEEDS, searches, strict=True):
+        gaps.append(100 * (best - found))
+        ratios.append(epochs / grid_epochs)
+        print(
+            f"digits_optuna (TPE + median pruner), sampler seed {seed}: best val/acc_best {found:.4f} "
+            f"({gaps[-1]:+.2f} points), {epochs} epochs ({ratios[-1]:.2f}x) in {trials} trials, {seconds:.0f} s"
         )
-    for label, (best, epochs, trials, seconds) in (("grid", grid), ("tpe+hyperband", tpe)):
-        print(f"{label}: best val/acc_best {best:.4f}, {epochs} epochs in {trials} trials, {seconds:.0f} s")
-    print(f"sweep best gap: {100 * (grid[0] - tpe[0]):+.2f} points (target <= 0.30)")
-    print(f"sweep epochs ratio: {tpe[1] / grid[1]:.2f}x (target <= 0.35x)")
+    within = sum(gap <= 0.3 for gap in gaps)
+    print(
+        f"sweep best gap: {statistics.median(gaps):+.2f} points (median of {len(gaps)} sampler seeds; "
+        f"{within} of {len(gaps)} within 0.30; target <= 0.30)"
+    )
+    median_ratio = statistics.median(ratios)
+    print(f"sweep epochs ratio: {median_ratio:.2f}x (median of {len(ratios)} sampler seeds; target <= 0.35x)")
 
 
 if __name__ == "__main__":

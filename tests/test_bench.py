@@ -44,3 +44,12 @@ def test_sweep_bench_prints_overhead_and_parallel_ratio() -> None:
     out = run_bench("sweeps.py")
     assert re.search(r"^sweep overhead: -?\d+\.\d+ s per trial", out, re.MULTILINE), out
     assert "parallel sweep" in {m["name"] for m in RATIO.finditer(out)}, out
+
+
+@pytest.mark.slow
+def test_sweep_efficiency_bench_compares_the_grid_with_the_search_recipe() -> None:
+    out = run_bench("sweep_efficiency.py")
+    assert re.search(r"^grid: best val/acc_best \d\.\d{4}, \d+ epochs in 2 trials", out, re.MULTILINE), out
+    assert re.search(r"^digits_optuna \(TPE \+ median pruner\), sampler seed 0: ", out, re.MULTILINE), out
+    assert re.search(r"^sweep best gap: [+-]\d+\.\d\d points", out, re.MULTILINE), out
+    assert "sweep epochs ratio" in {m["name"] for m in RATIO.finditer(out)}, out
