@@ -7,7 +7,8 @@ sampler seeds: one search is a draw, and on this space a single seed says little
 top, and one validation sample is 0.37 points of accuracy, so "within 0.3 points" means finding that point.
 Prints each search's best validation accuracy and the epochs it spent; the target is the grid's best within
 0.3 points with at most 35 % of its epochs. Epochs are counted from the values each trial reported to Optuna
-(one per validation epoch), so pruned trials count what they really ran.
+(one per validation epoch), so pruned trials count what they really ran, and proposals that repeat a
+finished trial (told its value, see ``hydra.sweeper.skip_repeats``) count none.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import optuna
 
+from explab.sweep import REPEATS_ATTR
 from explab.sweep.storage import open_storage
 from harness import BIN, QUICK
 
@@ -59,7 +61,8 @@ def sweep(folder: Path, name: str, *args: str) -> tuple[float, int, int, float]:
     seconds = time.perf_counter() - start
     study = optuna.load_study(study_name=name, storage=open_storage(storage))
     epochs = sum(len(t.intermediate_values) for t in study.trials)
-    return study.best_value, epochs, len(study.trials), seconds
+    trained = sum(REPEATS_ATTR not in t.user_attrs for t in study.trials)  # repeats were told a value instead
+    return study.best_value, epochs, trained, seconds
 
 
 def main() -> None:
@@ -83,7 +86,7 @@ def main() -> None:
         ratios.append(epochs / grid_epochs)
         print(
             f"digits_optuna (TPE + median pruner), sampler seed {seed}: best val/acc_best {found:.4f} "
-            f"({gaps[-1]:+.2f} points), {epochs} epochs ({ratios[-1]:.2f}x) in {trials} trials, {seconds:.0f} s"
+            f"({gaps[-1]:+.2f} points), {epochs} epochs ({ratios[-1]:.2f}x) in {trials} trained trials, {seconds:.0f} s"
         )
     within = sum(gap <= 0.3 for gap in gaps)
     print(

@@ -94,6 +94,43 @@ def test_two_workers_share_one_study_without_duplicates(tmp_path: Path) -> None:
     assert len(workers_seen) == 2, "both workers ran trials"
 
 
+@pytest.mark.parametrize("skip_repeats", [True, False])
+def test_a_repeated_point_is_told_its_value_without_running_again(tmp_path: Path, skip_repeats: bool) -> None:
+    """Two points, five trials asked for: each point runs once, and the rest repeat finished trials."""
+    cmd = [a for a in plain_app_command(tmp_path, "repeats") if not a.startswith("x=")]
+    done = subprocess.run(
+        [
+            *cmd,
+            "x=choice(1.0, 2.0)",
+            "hydra.sweeper.n_trials=5",
+            "hydra.sweeper.sampler.seed=1",
+            f"hydra.sweeper.skip_repeats={skip_repeats}",
+            f"hydra.sweep.dir={tmp_path}/multirun",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = load(tmp_path, "repeats")
+    ran = sorted(int(job.name) for job in (tmp_path / "multirun").iterdir() if job.name.isdigit())
+    repeats = [t for t in study.trials if "explab.repeats_trial" in t.user_attrs]
+    if not skip_repeats:
+        assert len(ran) == 5 and not repeats, "every proposal runs"
+        return
+    trained = [t for t in study.trials if t.number in ran]
+    assert sorted(t.params["x"] for t in trained) == [1.0, 2.0], "each point ran exactly once"
+    last_five = study.trials[-5:]
+    assert all("explab.repeats_trial" in t.user_attrs for t in last_five), "it stops after five repeats in a row"
+    assert "the search space looks exhausted" in done.stderr + done.stdout
+    for trial in repeats:
+        twin = study.trials[trial.user_attrs["explab.repeats_trial"]]
+        assert trial.state == twin.state == TrialState.COMPLETE
+        assert (trial.params, trial.value) == (twin.params, twin.value)
+
+
 def explab_sweep(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run_cli(
         "explab-train",

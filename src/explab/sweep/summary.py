@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from explab.sweep import REPEATS_ATTR
 from explab.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ def summarise_study(study: optuna.Study, run: TrackedRun) -> None:
 
     states = [t.state for t in study.trials]
     counts = {state.name.lower(): states.count(state) for state in TrialState}
+    counts["repeated"] = sum(REPEATS_ATTR in t.user_attrs for t in study.trials)  # among the complete ones
     run.log_metrics({f"trials_{name}": n for name, n in counts.items()})
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     if complete:

@@ -37,6 +37,9 @@ class ExplabOptunaSweeperConf:
     check: Any = None
     # stop after this many failed trials in this process (None: n_trials)
     max_failures: Any = None
+    # a proposal equal to a COMPLETE trial's values is told that trial's value without training and does not
+    # count towards n_trials; false: train every proposal (a noisy objective that should be re-measured)
+    skip_repeats: bool = True
 
 
 ConfigStore.instance().store(
