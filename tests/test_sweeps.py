@@ -11,6 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from explab.sweep.storage import open_storage
+from explab.sweep.summary import best_trained_trial
 
 from .conftest import BIN, run_cli, runs_in
 
@@ -125,6 +126,9 @@ def test_a_repeated_point_is_told_its_value_without_running_again(tmp_path: Path
     last_five = study.trials[-5:]
     assert all("explab.repeats_trial" in t.user_attrs for t in last_five), "it stops after five repeats in a row"
     assert "the search space looks exhausted" in done.stderr + done.stdout
+    best = best_trained_trial(study)
+    assert best.number in ran and best.params == {"x": 2.0}, "the best trial named is one that ran"
+    assert f"Best trial {best.number}:" in done.stderr + done.stdout
     for trial in repeats:
         twin = study.trials[trial.user_attrs["explab.repeats_trial"]]
         assert trial.state == twin.state == TrialState.COMPLETE

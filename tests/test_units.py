@@ -10,6 +10,7 @@ from functools import partial
 from types import SimpleNamespace
 
 import lightning as L
+import optuna
 import pytest
 import sqlalchemy
 import torch
@@ -25,6 +26,8 @@ from explab.data import DigitsDataModule
 from explab.data.tensor_batches import TensorBatches
 from explab.models import MLP, ConvNet
 from explab.models.tasks import ClassificationTask, RegressionTask, build_scheduler
+from explab.sweep import REPEATS_ATTR
+from explab.sweep.summary import best_trained_trial
 from explab.tracking.params import MAX_VALUE_LENGTH, TRUNCATION_MARK, flatten_params
 from explab.tracking.run import run_status_for
 from explab.tracking.store import open_client
@@ -254,3 +257,19 @@ def test_model_checkpoint_still_saves_by_steps_when_asked(tmp_path, every_n_trai
     )
     trainer.fit(BoringModel())
     assert sorted(p.stem for p in tmp_path.glob("*.ckpt")) == saved
+
+
+def test_the_best_trial_named_is_one_that_ran_when_a_repeat_ties_with_it() -> None:
+    """Storages break ties by order; a repeat (told its twin's value, nothing trained) must not be named."""
+    study = optuna.create_study(direction="minimize")
+    distributions = {"x": optuna.distributions.CategoricalDistribution([1.0, 2.0])}
+
+    def add(value: float, x: float, **attrs: int) -> None:
+        trial = optuna.trial.create_trial(params={"x": x}, distributions=distributions, value=value, user_attrs=attrs)
+        study.add_trial(trial)
+
+    add(0.0, 2.0, **{REPEATS_ATTR: 1})  # first of the tied trials: what study.best_trial returns here
+    add(0.0, 2.0)
+    add(1.0, 1.0)
+    assert study.best_trial.number == 0
+    assert best_trained_trial(study).number == 1

@@ -44,6 +44,12 @@ def _save_plots(study: optuna.Study, folder: Path) -> list[Path]:
     return saved
 
 
+def best_trained_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """``study.best_trial``, or the trial that actually ran when the best is a repeat told its value."""
+    best = study.best_trial
+    return study.trials[best.user_attrs[REPEATS_ATTR]] if REPEATS_ATTR in best.user_attrs else best
+
+
 def summarise_study(study: optuna.Study, run: TrackedRun) -> None:
     """Best value and params, a CSV of every trial and the plots, on the sweep's parent run."""
     from optuna.trial import TrialState
@@ -54,7 +60,7 @@ def summarise_study(study: optuna.Study, run: TrackedRun) -> None:
     run.log_metrics({f"trials_{name}": n for name, n in counts.items()})
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     if complete:
-        best = study.best_trial
+        best = best_trained_trial(study)
         run.log_metrics({"best_value": float(best.value)})
         run.set_tags({"optuna.best_trial": best.number})
         run.log_text(

@@ -422,8 +422,10 @@ class ExplabOptunaSweeper(Sweeper):
         log.info("MLflow parent run %s: %d/%d trials finished", parent.run_id, finished, n_trials)
 
     def _log_best(self, study: Any) -> None:
+        from explab.sweep.summary import best_trained_trial
+
         try:
-            best = study.best_trial
+            best = best_trained_trial(study)
         except ValueError:
             log.warning("no trial completed")
             return
