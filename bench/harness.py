@@ -57,9 +57,13 @@ def interleaved_samples(cases: dict[str, Callable[[], float]], repeats: int = RE
     return samples
 
 
+def medians(samples: dict[str, list[float]]) -> dict[str, float]:
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 def interleaved(cases: dict[str, Callable[[], float]], repeats: int = REPEATS) -> dict[str, float]:
     """The median of each case's samples from ``interleaved_samples``."""
-    return {name: statistics.median(values) for name, values in interleaved_samples(cases, repeats).items()}
+    return medians(interleaved_samples(cases, repeats))
 
 
 def round_spread(numerators: list[float], denominators: list[float]) -> str:

@@ -22,7 +22,6 @@ Interleaved repetitions, median of each side, printed as ratios (``framework ove
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -43,6 +42,7 @@ from harness import (
     config,
     interleaved,
     interleaved_samples,
+    medians,
     mnist_available,
     ratio_line,
     round_spread,
@@ -203,7 +203,7 @@ def framework_and_logging(
         },
         repeats,
     )
-    median = {name: statistics.median(values) for name, values in samples.items()}
+    median = medians(samples)
 
     def line(name: str, a: str, b: str, target: str | None, detail: str = "") -> None:
         spread = round_spread(samples[a], samples[b])

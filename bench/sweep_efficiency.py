@@ -21,7 +21,7 @@ from pathlib import Path
 
 import optuna
 
-from explab.sweep import REPEATS_ATTR
+from explab.sweep import is_repeat
 from explab.sweep.storage import open_storage
 from harness import BIN, QUICK
 
@@ -61,7 +61,7 @@ def sweep(folder: Path, name: str, *args: str) -> tuple[float, int, int, float]:
     seconds = time.perf_counter() - start
     study = optuna.load_study(study_name=name, storage=open_storage(storage))
     epochs = sum(len(t.intermediate_values) for t in study.trials)
-    trained = sum(REPEATS_ATTR not in t.user_attrs for t in study.trials)  # repeats were told a value instead
+    trained = sum(not is_repeat(t) for t in study.trials)  # repeats were told a value instead
     return study.best_value, epochs, trained, seconds
 
 

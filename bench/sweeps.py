@@ -24,7 +24,7 @@ from pathlib import Path
 
 import optuna
 
-from explab.sweep import REPEATS_ATTR
+from explab.sweep import is_repeat
 from explab.sweep.storage import open_storage
 from explab.tracking.store import open_client
 from harness import BIN, QUICK, interleaved, ratio_line
@@ -92,7 +92,7 @@ def sweep_overhead(folder: Path) -> None:
 def trials_per_hour(storage_url: str, name: str) -> float:
     trials = optuna.load_study(study_name=name, storage=open_storage(storage_url)).trials
     # a proposal that repeats a finished trial is told its value in milliseconds: not a trial run
-    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and REPEATS_ATTR not in t.user_attrs]
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and not is_repeat(t)]
     span = max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)
     return len(done) * 3600 / span.total_seconds()
 

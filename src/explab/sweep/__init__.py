@@ -1,4 +1,11 @@
 """What sweeps need: opening Optuna storages and studies, search spaces, pruning, the sweep's summary."""
 
+from typing import Any
+
 # a trial whose sampled values repeat a COMPLETE trial's: told that trial's value (its number here), not trained
 REPEATS_ATTR = "explab.repeats_trial"
+
+
+def is_repeat(trial: Any) -> bool:
+    """Whether an Optuna trial is a repeat (its value copied from an earlier trial): it trained nothing."""
+    return REPEATS_ATTR in trial.user_attrs

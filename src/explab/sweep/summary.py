@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from explab.sweep import REPEATS_ATTR
+from explab.sweep import REPEATS_ATTR, is_repeat
 from explab.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def _save_plots(study: optuna.Study, folder: Path) -> list[Path]:
 def best_trained_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     """``study.best_trial``, or the trial that actually ran when the best is a repeat told its value."""
     best = study.best_trial
-    return study.trials[best.user_attrs[REPEATS_ATTR]] if REPEATS_ATTR in best.user_attrs else best
+    return study.trials[best.user_attrs[REPEATS_ATTR]] if is_repeat(best) else best
 
 
 def summarise_study(study: optuna.Study, run: TrackedRun) -> None:
@@ -56,7 +56,7 @@ def summarise_study(study: optuna.Study, run: TrackedRun) -> None:
 
     states = [t.state for t in study.trials]
     counts = {state.name.lower(): states.count(state) for state in TrialState}
-    counts["repeated"] = sum(REPEATS_ATTR in t.user_attrs for t in study.trials)  # among the complete ones
+    counts["repeated"] = sum(map(is_repeat, study.trials))  # among the complete ones
     run.log_metrics({f"trials_{name}": n for name, n in counts.items()})
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     if complete:

@@ -26,7 +26,7 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from explab.sweep import REPEATS_ATTR
+from explab.sweep import REPEATS_ATTR, is_repeat
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,11 @@ def _plain(value: Any) -> Any:
 
 def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _trained_trials(study: Any, states: tuple[Any, ...] | None = None) -> list[Any]:
+    """The study's trials (in ``states``), repeats left out: they were told a value and trained nothing."""
+    return [t for t in study.get_trials(deepcopy=False, states=states) if not is_repeat(t)]
 
 
 def _tell_once(study: Any, trial: Any, value: float | None, state: Any) -> None:
@@ -236,7 +241,7 @@ class ExplabOptunaSweeper(Sweeper):
         """(finished, running) trials of the study; repeats of finished trials count as neither."""
         from optuna.trial import TrialState
 
-        trials = [t for t in study.get_trials(deepcopy=False) if REPEATS_ATTR not in t.user_attrs]
+        trials = _trained_trials(study)
         finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
         return finished, sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
 
@@ -245,8 +250,7 @@ class ExplabOptunaSweeper(Sweeper):
         """The earliest COMPLETE trial that ran exactly these values, or None."""
         from optuna.trial import TrialState
 
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        return next((t for t in complete if t.params == trial.params and REPEATS_ATTR not in t.user_attrs), None)
+        return next((t for t in _trained_trials(study, (TrialState.COMPLETE,)) if t.params == trial.params), None)
 
     @staticmethod
     def _tell_repeat(study: Any, trial: Any, twin: Any) -> None:
@@ -282,11 +286,7 @@ class ExplabOptunaSweeper(Sweeper):
         from optuna.trial import TrialState
 
         taken = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-        earlier = [
-            t
-            for t in study.get_trials(deepcopy=False)
-            if t.number < number and t.state in taken and REPEATS_ATTR not in t.user_attrs
-        ]
+        earlier = [t for t in _trained_trials(study, taken) if t.number < number]
         return len(earlier) >= n_trials
 
     def _fail_orphans(self, study: Any) -> None:
