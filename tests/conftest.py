@@ -97,3 +97,13 @@ def runs_in(mlruns: Path, experiment: str) -> list:
     client = open_client(tracking_uri_for(mlruns))  # waits while a training process creates the store
     found = client.get_experiment_by_name(experiment)
     return [] if found is None else client.search_runs([found.experiment_id], max_results=1000)
+
+
+@pytest.fixture
+def logged_run(compose_cfg, store: Path) -> str:
+    """A short digits run with its MLflow model logged; returns its run id."""
+    from explab.train import train
+
+    train(compose_cfg("log_model=true", "trainer.max_epochs=3", "trainer.enable_progress_bar=false"))
+    [run] = runs_in(store, "digits_cnn")
+    return run.info.run_id

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import run_cli, runs_in
+from tests.conftest import run_cli, runs_in
 
 
 def common(tmp_path: Path) -> list[str]:

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from explab.train import train
-
-from .conftest import runs_in, tracking_uri_for
-from .formats import write_aclimdb, write_cifar, write_mnist, write_snippets
+from tests.conftest import runs_in, tracking_uri_for
+from tests.support.formats import write_aclimdb, write_cifar, write_mnist, write_snippets
 
 
 def _mnist(tmp: Path) -> list[str]:

@@ -15,8 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from explab.checkpoints import CheckpointError, load_checkpoint
 from explab.tracking.store import open_client
-
-from .conftest import BIN, run_cli, runs_in, tracking_uri_for
+from tests.conftest import BIN, run_cli, runs_in, tracking_uri_for
 
 
 def common(tmp_path: Path) -> list[str]:

@@ -11,8 +11,7 @@ from mlflow.tracking import MlflowClient
 from explab.callbacks import NonFiniteLossError
 from explab.eval import evaluate
 from explab.train import train
-
-from .conftest import runs_in, tracking_uri_for
+from tests.conftest import runs_in, tracking_uri_for
 
 
 def only_run(store: Path, experiment: str = "digits_cnn"):
@@ -54,7 +53,7 @@ def test_one_epoch_run_is_fully_recorded(compose_cfg, store: Path) -> None:
         "perf/epoch_seconds",
     ):
         assert key in run.data.metrics, key
-    # training tracks loss and accuracy only: every metric update is paid on every step (issue 8)
+    # training tracks loss and accuracy only: every metric update would be paid on every step
     assert "train/f1" not in run.data.metrics
     assert len(client.get_metric_history(run.info.run_id, "val/acc")) == 2
     assert run.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])
@@ -130,7 +129,7 @@ def test_metrics_held_back_are_written_when_the_run_fails(compose_cfg, store: Pa
         "~callbacks.model_checkpoint",  # no checkpoints: nothing is written before the run ends
         "~callbacks.last_checkpoint",
         "+trainer.enable_checkpointing=false",
-        "+callbacks.fail._target_=tests.callbacks.FailAtEpoch",
+        "+callbacks.fail._target_=tests.support.callbacks.FailAtEpoch",
         "+callbacks.fail.epoch=2",
     )
     with pytest.raises(RuntimeError, match="on purpose"):

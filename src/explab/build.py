@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import lightning as L
 from hydra.utils import get_class, instantiate
@@ -11,13 +12,41 @@ from lightning.pytorch.loggers import Logger, MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
 from explab.callbacks import NonFiniteLossGuard, RecordInCheckpoint
+from explab.data.base import TensorDataModule
 from explab.models import TaskModule
+from explab.utils.distributed import configure_threads
 from explab.utils.logging import drop_lightning_tips, get_logger
+
+if TYPE_CHECKING:
+    from explab.sweep.trial import TrialJob
 
 log = get_logger(__name__)
 
 
-def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
+@dataclass
+class Job:
+    """One training job, built from its config: what ``fit_and_test`` runs and the record describes."""
+
+    cfg: DictConfig
+    datamodule: TensorDataModule
+    model: TaskModule
+    trainer: L.Trainer
+
+
+def build_job(cfg: DictConfig, run_id: str | None, trial: TrialJob) -> Job:
+    """Threads and seeds first, then data, model, every callback and the trainer; the data is loaded here,
+    before the fit's clock starts."""
+    configure_threads(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = build_datamodule(cfg)
+    model = build_model(cfg)
+    callbacks = build_callbacks(cfg, run_id, has_logger=mlflow_logger_node(cfg) is not None, trial=trial)
+    trainer = build_trainer(cfg, callbacks=callbacks, loggers=build_loggers(cfg, run_id))
+    datamodule.ensure_loaded()
+    return Job(cfg, datamodule, model, trainer)
+
+
+def build_datamodule(cfg: DictConfig) -> TensorDataModule:
     return instantiate(cfg.data, _convert_="partial")
 
 
@@ -27,7 +56,10 @@ def build_model(cfg: DictConfig) -> TaskModule:
     return instantiate(cfg.model, optimizer=optimizer, scheduler=scheduler, _convert_="partial")
 
 
-def build_callbacks(cfg: DictConfig, run_id: str | None, has_logger: bool) -> list[L.Callback]:
+def build_callbacks(
+    cfg: DictConfig, run_id: str | None, has_logger: bool, trial: TrialJob | None = None
+) -> list[L.Callback]:
+    """Every callback a job gets: the configured ones, explab's own guards and record, and the trial's."""
     callbacks: list[L.Callback] = []
     progress_bar_on = cfg.trainer.get("enable_progress_bar", True)
     for name, node in (cfg.get("callbacks") or {}).items():
@@ -41,7 +73,10 @@ def build_callbacks(cfg: DictConfig, run_id: str | None, has_logger: bool) -> li
             continue
         callbacks.append(callback)
     callbacks.append(NonFiniteLossGuard())
-    callbacks.append(RecordInCheckpoint(OmegaConf.to_container(cfg, resolve=True), run_id))
+    resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+    callbacks.append(RecordInCheckpoint(resolved, run_id))
+    if trial is not None:
+        callbacks.extend(trial.callbacks())
     return callbacks
 
 
@@ -69,4 +104,19 @@ def mlflow_logger_node(cfg: DictConfig) -> DictConfig | None:
 
 def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Logger]) -> L.Trainer:
     drop_lightning_tips()
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    _warn_if_precision_changed(cfg, trainer)
+    return trainer
+
+
+def _warn_if_precision_changed(cfg: DictConfig, trainer: L.Trainer) -> None:
+    asked = str(cfg.trainer.get("precision", "32-true"))
+    if trainer.precision != asked:
+        log.warning(
+            "trainer.precision=%s runs as %s on this %s (fp16 autocast needs a GPU); ask for "
+            "trainer.precision=%s to make this explicit",
+            asked,
+            trainer.precision,
+            type(trainer.accelerator).__name__,
+            trainer.precision,
+        )

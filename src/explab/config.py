@@ -7,6 +7,7 @@ inside the package. ``EXPLAB_CONFIG_DIR`` points elsewhere when a lab keeps its 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -39,7 +40,7 @@ def tracking_uri(mlruns_dir: str) -> str:
 
 def register_resolvers() -> None:
     """Idempotently register the ``explab.*`` resolvers used in ``conf/``."""
-    resolvers = {
+    resolvers: dict[str, Callable[..., str]] = {
         "explab.project_root": lambda: str(project_root()),
         "explab.tracking_uri": tracking_uri,
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from typing import Any
+from typing import cast
 
 import hydra
 import lightning as L
@@ -42,14 +42,17 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         path = cfg.ckpt_path or _fetch_best_checkpoint(cfg.tracking_uri, cfg.run_id, folder)
         checkpoint = load_checkpoint(path)
     record = recorded_config(checkpoint, path)
-    config = OmegaConf.merge(OmegaConf.create(record["config"]), OmegaConf.from_dotlist(list(cfg.config_overrides)))
+    config = cast(
+        DictConfig,
+        OmegaConf.merge(OmegaConf.create(record["config"]), OmegaConf.from_dotlist(list(cfg.config_overrides))),
+    )
     run_id = cfg.get("run_id") or record.get("mlflow_run_id")
 
     datamodule = build_datamodule(config)
     model = build_model(config)
     model.load_state_dict(checkpoint["state_dict"])
     trainer = build_trainer(cfg, callbacks=[], loggers=[])
-    results: list[dict[str, Any]] = trainer.test(model, datamodule=datamodule)
+    results = trainer.test(model, datamodule=datamodule)
     metrics = {key: float(value) for key, value in results[0].items()}
     if run_id:
         run = TrackedRun(cfg.tracking_uri, run_id)

@@ -94,10 +94,10 @@ def report(cfg: DictConfig) -> str:
     if experiment is None:
         names = sorted(e.name for e in client.search_experiments())
         raise ValueError(f"no experiment '{cfg.experiment_name}' in {cfg.tracking_uri}; there are: {names}")
-    runs = client.search_runs(
+    found = client.search_runs(
         [experiment.experiment_id], filter_string="attributes.status = 'FINISHED'", max_results=5000
     )
-    runs = [r for r in runs if "explab.sweep" not in r.data.tags and "explab.report" not in r.data.tags]
+    runs = [r for r in found if "explab.sweep" not in r.data.tags and "explab.report" not in r.data.tags]
     if not runs:
         raise ValueError(f"experiment '{cfg.experiment_name}' has no FINISHED training runs to report")
     metrics = list(cfg.metrics)
@@ -125,9 +125,17 @@ def _hydra_main(cfg: DictConfig) -> str:
 
 
 def main() -> None:
-    """Console script ``explab-report``."""
+    """Console script ``explab-report``; ``experiment=NAME`` means ``experiment_name=NAME``.
+
+    explab-train chooses an experiment with ``experiment=NAME`` and tracks it under that name; here
+    ``experiment`` would be taken for the config group of that name, so the words a user already knows are
+    turned into the key this config has.
+    """
+    import sys
+
     from explab.cli import run_hydra_app
 
+    sys.argv = [f"experiment_name={a.split('=', 1)[1]}" if a.startswith("experiment=") else a for a in sys.argv]
     run_hydra_app(_hydra_main, config_name="report")
 
 

@@ -8,7 +8,7 @@ same run from its last checkpoint.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -16,6 +16,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from explab.tracking.environment import git_state, versions
 from explab.tracking.record import hydra_overrides
 from explab.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
 
 log = get_logger(__name__)
 
@@ -38,7 +42,7 @@ def _recorded(cfg: DictConfig, run_id: str) -> tuple[Any, list[str]]:
     return run, list(yaml.safe_load(source.load_text("config/overrides.yaml")) or [])
 
 
-def rebuild(cfg: DictConfig) -> DictConfig:
+def config_from_recorded_run(cfg: DictConfig) -> DictConfig:
     """The config a ``resume=`` or ``reproduce=`` job runs; ``cfg`` itself when it is neither."""
     from hydra import compose
 
@@ -66,7 +70,7 @@ def rebuild(cfg: DictConfig) -> DictConfig:
     return rebuilt
 
 
-def _warn_about_drift(run: Any, rebuilt: DictConfig) -> None:
+def _warn_about_drift(run: Run, rebuilt: DictConfig) -> None:
     tags = run.data.tags
     from explab.config import project_root
 
@@ -77,14 +81,14 @@ def _warn_about_drift(run: Any, rebuilt: DictConfig) -> None:
     params = run.data.params
     from explab.tracking.params import describes_training, flatten_params
 
-    for key, value in flatten_params(OmegaConf.to_container(rebuilt, resolve=True)).items():
+    for key, value in flatten_params(cast(dict[str, Any], OmegaConf.to_container(rebuilt, resolve=True))).items():
         if not describes_training(key):
             continue
         if key in params and params[key] != value:
             log.warning("config %s differs from the source run: %s then, %s now", key, params[key], value)
 
 
-def check_fingerprint(source_run_id: str, fingerprint: str, client: Any) -> None:
+def check_fingerprint(source_run_id: str, fingerprint: str, client: MlflowClient) -> None:
     then = client.get_run(source_run_id).data.tags.get("data.fingerprint")
     if then and then != fingerprint:
         log.warning(

@@ -21,10 +21,10 @@ class LastCheckpoint(ModelCheckpoint):
     """A ``ModelCheckpoint`` (explab's, without its per-step cost; no monitor) written at an epoch's end once
     ``min_interval_seconds`` have passed since the last write, and always after the final epoch.
 
-    Lightning's every-epoch write costs a few milliseconds, which on 0.1 s epochs is a tenth of the fit; an
-    interval keeps what a SIGKILL can lose bounded by time instead. Epochs longer than the interval are
-    saved every epoch, as before. MLflow metrics are written together with this checkpoint (``RunLogger``),
-    so the store and the state that ``resume=`` continues from always agree. Rank 0 decides for every rank.
+    A write every epoch would dominate short epochs (``bench/overhead.py``); an interval bounds what a
+    SIGKILL can lose by time instead. Epochs longer than the interval are saved every epoch. MLflow metrics
+    are written together with this checkpoint (``RunLogger``), so the store and the state that ``resume=``
+    continues from always agree. Rank 0 decides for every rank.
     """
 
     def __init__(self, *args: Any, min_interval_seconds: float = 10.0, **kwargs: Any) -> None:

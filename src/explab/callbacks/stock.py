@@ -1,11 +1,10 @@
 """Lightning's ModelCheckpoint and EarlyStopping, the same in behaviour and saved state, minus their per-step cost.
 
 Lightning calls six hooks of every callback on every training step, and for each call formats the callback's
-``state_key`` for its profiler, even when no profiler is on: for these two a ``repr`` of their settings, 3-7 µs
-each time. ModelCheckpoint also spends about 30 µs a step deciding not to save when it saves only at epoch
-ends. Together that was about 0.1 ms a step (measured on mnist_cnn): 3-4 % of a digits step. The classes keep
-Lightning's names, so the keys their state is saved under in a checkpoint are unchanged and older checkpoints
-resume as before.
+``state_key`` for its profiler, even when no profiler is on: for these two a ``repr`` of their settings.
+ModelCheckpoint also decides on every step not to save when it saves only at epoch ends. Both are per-step
+costs that ``bench/overhead.py`` measures. The classes keep Lightning's names, so the keys their state is
+saved under in a checkpoint are unchanged and Lightning's own checkpoints resume.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from lightning.pytorch.callbacks import EarlyStopping as _EarlyStopping
 from lightning.pytorch.callbacks import ModelCheckpoint as _ModelCheckpoint
 
 
-class StateKeyOnce:
+class StateKeyOnce(L.Callback):
     """Formats ``state_key`` once: it depends only on settings fixed when the callback is made."""
 
     @cached_property

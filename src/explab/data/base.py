@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import lightning as L
 import numpy as np
@@ -78,11 +79,20 @@ def train_val_test(train: Split, test: Split, val_size: int | float, seed: int) 
     }
 
 
-class TensorDataModule(L.LightningDataModule):
-    """Subclasses fill ``self.splits`` (train/val/test) and ``self.fingerprint`` in ``setup``.
+class LoadedData(NamedTuple):
+    """What ``TensorDataModule.load_splits`` returns."""
 
-    The splits live in memory as tensors; ``TensorBatches`` cuts batches by index and shards them over DDP
-    ranks using the trainer's rank and world size.
+    splits: dict[str, Split]  # "train", "val" (may be empty), "test"
+    fingerprint: str  # ``fingerprint_arrays`` of the raw data the splits were cut from
+
+
+class TensorDataModule(L.LightningDataModule):
+    """A data module whose splits live in memory as tensors; subclasses implement ``load_splits``.
+
+    ``load_splits`` runs once (``ensure_loaded``), whichever of Lightning's stages asks first.
+    ``TensorBatches`` cuts batches by index and shards them over DDP ranks using the trainer's rank and
+    world size. Subclasses may also override ``preprocessing`` (files a prediction needs, such as a
+    vocabulary) and ``summary``.
     """
 
     def __init__(self, batch_size: int = 64, eval_batch_size: int | None = None, seed: int = 0) -> None:
@@ -93,20 +103,27 @@ class TensorDataModule(L.LightningDataModule):
         self.splits: dict[str, Split] = {}
         self.fingerprint: str = ""
 
-    # subclasses implement this
-    def load_splits(self) -> dict[str, Split]:
+    def load_splits(self) -> LoadedData:
+        """Read the data and cut it into splits.
+
+        Returns:
+            The train / val / test splits as tensors, and the fingerprint of the data they came from
+            (``fingerprint_arrays``), which the run is tagged with.
+
+        Raises:
+            DataError: a file is missing or not in the expected format; the message says how to fix it.
+        """
         raise NotImplementedError
 
-    def prepare(self) -> None:
+    def ensure_loaded(self) -> None:
         """Load once; Lightning may call ``setup`` for several stages."""
         if not self.splits:
-            self.splits = self.load_splits()
-            for name, split in self.splits.items():
-                if len(split) == 0 and name == "train":
-                    raise ValueError("the training split is empty: check the split fractions and the data")
+            self.splits, self.fingerprint = self.load_splits()
+            if "train" in self.splits and len(self.splits["train"]) == 0:
+                raise ValueError("the training split is empty: check the split fractions and the data")
 
     def setup(self, stage: str | None = None) -> None:
-        self.prepare()
+        self.ensure_loaded()
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -116,15 +133,15 @@ class TensorDataModule(L.LightningDataModule):
 
     def _sanity_check_batch_size(self) -> int | None:
         """Training-sized batches for Lightning's sanity check, which runs validation's code on a couple of
-        batches before training only to catch bugs early (its numbers are discarded): two evaluation-sized
-        batches of 1000 MNIST images took 0.3 s on a CPU, 3 % of a one-epoch fit, and prove no more."""
+        batches before training only to catch bugs early (its numbers are discarded); evaluation-sized ones
+        would cost more and prove no more (``bench/overhead.py`` measures the fit)."""
         trainer = self.trainer
         if trainer is None or not trainer.sanity_checking or not math.isfinite(trainer.num_sanity_val_steps):
             return None  # num_sanity_val_steps=-1 asks for the whole split: it gets every evaluation batch
         return min(self.batch_size, self.eval_batch_size)
 
     def _batches(self, name: str, train: bool) -> TensorBatches:
-        self.prepare()
+        self.ensure_loaded()
         if name not in self.splits:
             raise KeyError(f"this data module has no '{name}' split; it has {sorted(self.splits)}")
         split = self.splits[name]
@@ -136,7 +153,7 @@ class TensorDataModule(L.LightningDataModule):
             seed=self.seed,
             rank=rank,
             world_size=world,
-            pass_batch_size=None if train else self._sanity_check_batch_size,
+            batch_size_for_pass=None if train else self._sanity_check_batch_size,
         )
 
     def train_dataloader(self) -> TensorBatches:
@@ -154,12 +171,17 @@ class TensorDataModule(L.LightningDataModule):
     @property
     def input_example(self) -> Tensor:
         """A small batch of inputs, for model signatures and shape checks."""
-        self.prepare()
+        self.ensure_loaded()
         return self.splits["train"].x[:2]
 
     def preprocessing(self) -> dict[str, dict]:
-        """Files (name -> JSON data) a prediction needs beside the model; none for array inputs."""
+        """Files a prediction needs beside the model, logged with the run.
+
+        Returns:
+            File name -> JSON-serialisable content; empty for array inputs (the default).
+        """
         return {}
 
     def summary(self) -> dict[str, int]:
+        """Split sizes (``n_train``, ...), tagged on the run as ``data.n_train``, ..."""
         return {f"n_{name}": len(split) for name, split in self.splits.items()}

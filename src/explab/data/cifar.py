@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from explab.data.base import Split, TensorDataModule, fingerprint_arrays, train_val_test
+from explab.data.base import LoadedData, Split, TensorDataModule, fingerprint_arrays, train_val_test
 from explab.data.errors import DataError
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -118,18 +118,18 @@ class CIFAR10DataModule(TensorDataModule):
     def _tensor(self, images: np.ndarray) -> torch.Tensor:
         return (torch.from_numpy(images).float() / 255.0 - self.mean) / self.std
 
-    def load_splits(self) -> dict[str, Split]:
+    def load_splits(self) -> LoadedData:
         parts = [read_batch(self._batch_path(name)) for name in TRAIN_BATCHES]
         train_images = np.concatenate([p[0] for p in parts])
         train_labels = np.concatenate([p[1] for p in parts])
         test_images, test_labels = read_batch(self._batch_path(TEST_BATCH))
-        self.fingerprint = fingerprint_arrays(train_images, train_labels, test_images, test_labels)
-        return train_val_test(
+        splits = train_val_test(
             Split(self._tensor(train_images), torch.from_numpy(train_labels)),
             Split(self._tensor(test_images), torch.from_numpy(test_labels)),
             self.val_size,
             self.seed,
         )
+        return LoadedData(splits, fingerprint_arrays(train_images, train_labels, test_images, test_labels))
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if self.augment and self.trainer is not None and self.trainer.training:

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from explab.data.base import (
+    LoadedData,
     Split,
     TensorDataModule,
     check_split_fractions,
@@ -35,14 +36,14 @@ class DigitsDataModule(TensorDataModule):
         self.flatten = flatten
         self.mean, self.std = mean, std
 
-    def load_splits(self) -> dict[str, Split]:
+    def load_splits(self) -> LoadedData:
         from sklearn.datasets import load_digits
 
         bunch = load_digits()
         images = (bunch.images.astype(np.float32) / 16.0 - self.mean) / self.std
         labels = bunch.target.astype(np.int64)
-        self.fingerprint = fingerprint_arrays(bunch.images, labels)
         x = torch.from_numpy(images.reshape(len(images), -1) if self.flatten else images[:, None])
         y = torch.from_numpy(labels)
         train, val, test = stratified_split(labels, (self.val_fraction, self.test_fraction), self.seed)
-        return {name: Split(x[idx], y[idx]) for name, idx in (("train", train), ("val", val), ("test", test))}
+        splits = {name: Split(x[idx], y[idx]) for name, idx in (("train", train), ("val", val), ("test", test))}
+        return LoadedData(splits, fingerprint_arrays(bunch.images, labels))

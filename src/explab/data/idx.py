@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from explab.data.base import Split, TensorDataModule, fingerprint_arrays, train_val_test
+from explab.data.base import LoadedData, Split, TensorDataModule, fingerprint_arrays, train_val_test
 from explab.data.errors import DataError
 from explab.data.files import download, find_file
 
@@ -99,13 +99,13 @@ class IDXDataModule(TensorDataModule):
         x = (torch.from_numpy(images.astype(np.float32)) / 255.0 - self.mean) / self.std
         return x.reshape(len(x), -1) if self.flatten else x.unsqueeze(1)
 
-    def load_splits(self) -> dict[str, Split]:
+    def load_splits(self) -> LoadedData:
         train_images, train_labels = self._read("train")
         test_images, test_labels = self._read("test")
-        self.fingerprint = fingerprint_arrays(train_images, train_labels, test_images, test_labels)
-        return train_val_test(
+        splits = train_val_test(
             Split(self._tensor(train_images), torch.from_numpy(train_labels.astype(np.int64))),
             Split(self._tensor(test_images), torch.from_numpy(test_labels.astype(np.int64))),
             self.val_size,
             self.seed,
         )
+        return LoadedData(splits, fingerprint_arrays(train_images, train_labels, test_images, test_labels))

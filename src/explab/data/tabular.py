@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from explab.data.base import (
+    LoadedData,
     Split,
     TensorDataModule,
     check_split_fractions,
@@ -32,11 +33,10 @@ class DiabetesDataModule(TensorDataModule):
         self.standardize_target = standardize_target
         self.target_mean, self.target_std = 0.0, 1.0
 
-    def load_splits(self) -> dict[str, Split]:
+    def load_splits(self) -> LoadedData:
         from sklearn.datasets import load_diabetes
 
         x, y = load_diabetes(return_X_y=True, scaled=False)
-        self.fingerprint = fingerprint_arrays(x, y)
         train, val, test = stratified_split(y, (self.val_fraction, self.test_fraction), self.seed, stratify=False)
         mean, std = x[train].mean(axis=0), x[train].std(axis=0) + 1e-8
         if self.standardize_target:
@@ -47,4 +47,4 @@ class DiabetesDataModule(TensorDataModule):
             target = torch.from_numpy(((y[idx] - self.target_mean) / self.target_std).astype(np.float32))
             return Split(features, target)
 
-        return {"train": split(train), "val": split(val), "test": split(test)}
+        return LoadedData({"train": split(train), "val": split(val), "test": split(test)}, fingerprint_arrays(x, y))

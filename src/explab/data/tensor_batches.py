@@ -31,7 +31,7 @@ class TensorBatches:
         rank: int = 0,
         world_size: int = 1,
         pad_shards: bool | None = None,
-        pass_batch_size: Callable[[], int | None] | None = None,
+        batch_size_for_pass: Callable[[], int | None] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -48,7 +48,7 @@ class TensorBatches:
         self.pad_shards = shuffle if pad_shards is None else pad_shards
         # asked at the start of each pass: a batch size for this pass only (None: batch_size); len() keeps
         # counting batch_size batches, so a consumer's batch limits mean the same in every pass
-        self.pass_batch_size = pass_batch_size
+        self.batch_size_for_pass = batch_size_for_pass
         self.epoch = 0
 
     @property
@@ -83,7 +83,7 @@ class TensorBatches:
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         indices = self._indices()
         self.epoch += 1
-        size = (self.pass_batch_size() if self.pass_batch_size else None) or self.batch_size
+        size = (self.batch_size_for_pass() if self.batch_size_for_pass else None) or self.batch_size
         end = len(self) * self.batch_size if self.drop_last else len(indices)
         if not self.shuffle and self.world_size == 1:
             # contiguous slices are views: no copy at all

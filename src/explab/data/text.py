@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from explab.data.base import (
+    LoadedData,
     Split,
     TensorDataModule,
     check_split_fractions,
@@ -84,7 +85,7 @@ class TextDataModule(TensorDataModule):
     def read_texts(self) -> dict[str, tuple[list[str], np.ndarray]]:
         raise NotImplementedError
 
-    def load_splits(self) -> dict[str, Split]:
+    def load_splits(self) -> LoadedData:
         raw = self.read_texts()
         tokens = {name: [tokenize(t) for t in texts] for name, (texts, _) in raw.items()}
         self.vocabulary = Vocabulary(tokens["train"], self.vocab_size, self.min_freq)
@@ -93,12 +94,11 @@ class TextDataModule(TensorDataModule):
             ids = self.vocabulary.encode(tokens[name], self.max_len)
             arrays += [ids, labels]
             splits[name] = Split(torch.from_numpy(ids), torch.from_numpy(labels.astype(np.int64)))
-        self.fingerprint = fingerprint_arrays(*arrays)
-        return splits
+        return LoadedData(splits, fingerprint_arrays(*arrays))
 
     def preprocessing(self) -> dict[str, dict]:
         """Files a prediction needs beside the model, logged with the run: the vocabulary."""
-        self.prepare()
+        self.ensure_loaded()
         assert self.vocabulary is not None
         return {"vocabulary.json": self.vocabulary.to_dict(self.max_len)}
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Any
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -59,21 +60,6 @@ class TaskModule(L.LightningModule):
 
     best_metric_name: str = "val/loss_best"
     best_source_name: str = "val/loss"  # the validation value the best-so-far tracker follows
-    metric_keys: tuple[str, ...] = ()
-    # what the training curve shows besides its loss, from sums added up on the device (``batch_sums``,
-    # ``epoch_values``; see EpochSums); validation and test get every metric in metric_keys
-    train_metric_keys: tuple[str, ...] = ()
-    splits: tuple[str, ...] = ("train", "val", "test")
-
-    @classmethod
-    def split_metric_keys(cls, split: str) -> tuple[str, ...]:
-        return cls.train_metric_keys if split == "train" else cls.metric_keys
-
-    @classmethod
-    def metric_names(cls) -> set[str]:
-        """Every metric name this task logs, known before anything is built (sweeps check against it)."""
-        names = {f"{split}/{key}" for split in cls.splits for key in ("loss", *cls.split_metric_keys(split))}
-        return names | {cls.best_metric_name}
 
     def __init__(
         self,
@@ -87,76 +73,120 @@ class TaskModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler", "loss"], logger=False)
         self.backbone = backbone
+        self.channels_last = channels_last
+        self.compile_backbone = compile
         self.loss_fn = loss if loss is not None else self.default_loss()
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.train_sums = EpochSums()
-        for split in ("val", "test"):  # val_metrics, val_loss, ...: what each evaluation epoch accumulates
-            setattr(self, f"{split}_metrics", self.make_metrics(f"{split}/"))
-            # a NaN loss stays NaN in the mean (no per-step NaN check: that is a host sync per step)
-            setattr(self, f"{split}_loss", MeanMetric(nan_strategy="disable"))
+        # a NaN loss stays NaN in the mean (no per-step NaN check: that is a host sync per step)
+        self.val_loss = MeanMetric(nan_strategy="disable")
+        self.val_metrics = MetricCollection(self.make_metrics(), prefix="val/")
+        self.test_loss = MeanMetric(nan_strategy="disable")
+        self.test_metrics = MetricCollection(self.make_metrics(), prefix="test/")
         self.val_best = self.make_best_tracker()
         self.val_best.persistent(True)  # a resumed run keeps its best-so-far value
         self.test_plot_state = self.make_test_plot_state()
         self.test_plot_data: Any = None
         self._compiled = False
 
+    def metric_names(self) -> set[str]:
+        """Every metric name this task logs: ``{train,val,test}/loss``, the evaluation metrics of
+        ``make_metrics`` under ``val/`` and ``test/``, the training curve of ``epoch_values`` under
+        ``train/``, and the best-so-far value. Sweeps check their objective against it before any trial."""
+        evaluation = {str(key) for key in (*self.val_metrics.keys(), *self.test_metrics.keys())}
+        # any tensor arithmetic works on ones, so the training curve's names come from the task's own code
+        probe: defaultdict[str, Tensor] = defaultdict(lambda: torch.ones(()))
+        training = {f"train/{key}" for key in self.epoch_values(probe, torch.tensor(2.0))}
+        return {"train/loss", "val/loss", "test/loss", self.best_metric_name, *evaluation, *training}
+
     # --- what a task defines -------------------------------------------------------------------------
     def default_loss(self) -> nn.Module:
+        """The loss used when the config gives none."""
         raise NotImplementedError
 
-    def make_metrics(self, prefix: str) -> MetricCollection:
+    def make_metrics(self) -> dict[str, Metric | MetricCollection]:
+        """The metrics of an evaluation split, built once for validation and once for test.
+
+        Returns:
+            Metric name (logged as ``val/<name>`` and ``test/<name>``) -> a fresh torchmetrics ``Metric``
+            that takes ``to_metric_inputs(outputs)`` and the targets.
+        """
         raise NotImplementedError
 
     def make_best_tracker(self) -> MaxMetric | MinMetric:
+        """``MaxMetric`` or ``MinMetric``: the best ``best_source_name`` so far, logged as ``best_metric_name``."""
         raise NotImplementedError
 
     def make_test_plot_state(self) -> Metric:
-        """What the test figures are drawn from; a torchmetrics Metric, so DDP ranks are gathered."""
+        """What the test figures are drawn from; a torchmetrics ``Metric``, so DDP ranks are gathered."""
         raise NotImplementedError
 
     def to_metric_inputs(self, outputs: Tensor) -> Tensor:
+        """Model outputs as the metrics take them (default: unchanged)."""
         return outputs
 
     def to_predictions(self, outputs: Tensor) -> Tensor:
-        """What ``predict`` returns for a batch of model outputs."""
+        """What ``predict`` and the logged model return for a batch of model outputs."""
         return self.to_metric_inputs(outputs)
 
     def test_figures(self) -> dict[str, Any]:
-        """Figures drawn from the test split after ``trainer.test``; name -> matplotlib figure."""
+        """Figures drawn from the test split after ``trainer.test``.
+
+        Returns:
+            File name (``confusion_matrix.png``) -> matplotlib figure; empty when there is nothing to draw.
+        """
         return {}
 
     def prepare_target(self, y: Tensor, outputs: Tensor) -> Tensor:
+        """Targets in the shape the loss expects (default: unchanged)."""
         return y
 
-    def batch_sums(self, outputs: Tensor, y: Tensor) -> list[Tensor]:
-        """What a training batch adds towards ``train_metric_keys`` (0-dim tensors, summed over the batch)."""
-        return []
+    def batch_sums(self, outputs: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """What one training batch adds towards the epoch's training curve.
 
-    def epoch_values(self, sums: list[Tensor], samples: Tensor) -> dict[str, Tensor]:
-        """``train_metric_keys`` from an epoch's ``batch_sums`` summed over every step and rank."""
+        Args:
+            outputs: the batch's model outputs, detached.
+            y: the batch's targets.
+
+        Returns:
+            Name -> 0-dim tensor summed over the batch (for example ``{"correct": ...}``); the same names
+            every batch. Added up on the device over the epoch and all ranks, then given to ``epoch_values``.
+        """
+        return {}
+
+    def epoch_values(self, sums: Mapping[str, Tensor], samples: Tensor) -> dict[str, Tensor]:
+        """The training curve of one epoch, beside ``train/loss``.
+
+        Args:
+            sums: the epoch's ``batch_sums``, by name, summed over every step and rank.
+            samples: how many samples the epoch trained on (all ranks).
+
+        Returns:
+            Metric name (logged as ``train/<name>``) -> value.
+        """
         return {}
 
     # --- Lightning hooks ------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        if self.hparams.compile and not self._compiled and stage == "fit":
-            self.backbone = torch.compile(self.backbone)
+        if self.compile_backbone and not self._compiled and stage == "fit":
+            self.backbone = cast(nn.Module, torch.compile(self.backbone))
             self._compiled = True
 
     def on_fit_start(self) -> None:
-        if self.hparams.channels_last:
+        if self.channels_last:
             self.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.hparams.channels_last and x.dim() == 4:
+        if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.backbone(x)
 
     def _step(self, batch: tuple[Tensor, Tensor], split: str) -> tuple[Tensor, Tensor]:
         """Loss and outputs of one batch; the split's running sums or metrics are updated on the device.
 
-        Nothing is logged per step: ``self.log`` costs about half a millisecond a call, which on small models
-        is as much as the step itself. The epoch's values are computed and logged once, at its end.
+        Nothing is logged per step: a ``self.log`` call walks Lightning's result objects, which on small models
+        costs as much as the step itself (``bench/overhead.py``). The epoch's values are logged once, at its end.
         """
         x, y = batch
         outputs = self(x)
@@ -164,19 +194,23 @@ class TaskModule(L.LightningModule):
         if split == "train":
             self.train_sums.add(loss, len(y), self.batch_sums(outputs.detach(), y))
         else:
-            getattr(self, f"{split}_loss").update(loss.detach(), weight=len(y))
-            getattr(self, f"{split}_metrics").update(self.to_metric_inputs(outputs.detach()), y)
+            loss_state, metrics = self._evaluation_states(split)
+            loss_state.update(loss.detach(), weight=len(y))
+            metrics.update(self.to_metric_inputs(outputs.detach()), y)
         return loss, outputs
 
     def _log_epoch(self, split: str) -> dict[str, Tensor]:
         """Compute (synced over DDP ranks by torchmetrics), log and reset an evaluation split's epoch values."""
-        loss_state, metric_state = getattr(self, f"{split}_loss"), getattr(self, f"{split}_metrics")
+        loss_state, metric_state = self._evaluation_states(split)
         loss, metrics = {f"{split}/loss": loss_state.compute()}, metric_state.compute()
         loss_state.reset()
         metric_state.reset()
         self.log_dict(loss, prog_bar=split != "test")
         self.log_dict(metrics)
         return {**loss, **metrics}
+
+    def _evaluation_states(self, split: str) -> tuple[MeanMetric, MetricCollection]:
+        return (self.val_loss, self.val_metrics) if split == "val" else (self.test_loss, self.test_metrics)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "train")[0]
@@ -227,8 +261,6 @@ class ClassificationTask(TaskModule):
 
     best_metric_name = "val/acc_best"
     best_source_name = "val/acc"
-    metric_keys = ("acc", "precision", "recall", "f1")
-    train_metric_keys = ("acc",)
 
     def __init__(
         self,
@@ -246,26 +278,23 @@ class ClassificationTask(TaskModule):
     def default_loss(self) -> nn.Module:
         return nn.CrossEntropyLoss()
 
-    def make_metrics(self, prefix: str) -> MetricCollection:
+    def make_metrics(self) -> dict[str, Metric | MetricCollection]:
         n = self.num_classes
-        return MetricCollection(
-            {
-                "acc": MulticlassAccuracy(n, average="micro", validate_args=False),
-                "precision": MulticlassPrecision(n, average="macro", validate_args=False),
-                "recall": MulticlassRecall(n, average="macro", validate_args=False),
-                "f1": MulticlassF1Score(n, average="macro", validate_args=False),
-            },
-            prefix=prefix,
-        )
+        return {
+            "acc": MulticlassAccuracy(n, average="micro", validate_args=False),
+            "precision": MulticlassPrecision(n, average="macro", validate_args=False),
+            "recall": MulticlassRecall(n, average="macro", validate_args=False),
+            "f1": MulticlassF1Score(n, average="macro", validate_args=False),
+        }
 
     def make_best_tracker(self) -> MaxMetric:
         return MaxMetric()
 
-    def batch_sums(self, outputs: Tensor, y: Tensor) -> list[Tensor]:
-        return [(outputs.argmax(dim=-1) == y).sum()]
+    def batch_sums(self, outputs: Tensor, y: Tensor) -> dict[str, Tensor]:
+        return {"correct": (outputs.argmax(dim=-1) == y).sum()}
 
-    def epoch_values(self, sums: list[Tensor], samples: Tensor) -> dict[str, Tensor]:
-        return {"acc": sums[0] / samples}
+    def epoch_values(self, sums: Mapping[str, Tensor], samples: Tensor) -> dict[str, Tensor]:
+        return {"acc": sums["correct"] / samples}
 
     def make_test_plot_state(self) -> Metric:
         return MulticlassConfusionMatrix(self.num_classes, validate_args=False)
@@ -288,25 +317,28 @@ class RegressionTask(TaskModule):
 
     best_metric_name = "val/mse_best"
     best_source_name = "val/mse"
-    metric_keys = ("mse", "mae", "r2")
-    train_metric_keys = ("r2",)  # train/loss is the MSE already
 
     def default_loss(self) -> nn.Module:
         return nn.MSELoss()
 
-    def make_metrics(self, prefix: str) -> MetricCollection:
-        return MetricCollection({"mse": MeanSquaredError(), "mae": MeanAbsoluteError(), "r2": R2Score()}, prefix=prefix)
+    def make_metrics(self) -> dict[str, Metric | MetricCollection]:
+        return {"mse": MeanSquaredError(), "mae": MeanAbsoluteError(), "r2": R2Score()}
 
     def make_best_tracker(self) -> MinMetric:
         return MinMetric()
 
-    def batch_sums(self, outputs: Tensor, y: Tensor) -> list[Tensor]:
+    def batch_sums(self, outputs: Tensor, y: Tensor) -> dict[str, Tensor]:
         predicted, true = self.to_metric_inputs(outputs).float(), y.float()
-        return [((predicted - true) ** 2).sum(), true.sum(), (true * true).sum()]
+        return {
+            "squared_error": ((predicted - true) ** 2).sum(),
+            "target": true.sum(),
+            "target_squared": (true * true).sum(),
+        }
 
-    def epoch_values(self, sums: list[Tensor], samples: Tensor) -> dict[str, Tensor]:
-        squared_error, total, total_of_squares = sums  # R2 = 1 - SSE / SST, as torchmetrics' R2Score
-        return {"r2": 1 - squared_error / (total_of_squares - total * total / samples)}
+    def epoch_values(self, sums: Mapping[str, Tensor], samples: Tensor) -> dict[str, Tensor]:
+        # train/loss is the MSE already; R2 = 1 - SSE / SST, as torchmetrics' R2Score
+        total = sums["target"]
+        return {"r2": 1 - sums["squared_error"] / (sums["target_squared"] - total * total / samples)}
 
     def make_test_plot_state(self) -> Metric:
         return PairsOfValues()
@@ -328,6 +360,9 @@ class RegressionTask(TaskModule):
 
 class PairsOfValues(Metric):
     """Every (prediction, target) pair of a split, gathered from all DDP ranks."""
+
+    predicted: list[Tensor]
+    true: list[Tensor]
 
     def __init__(self) -> None:
         super().__init__()

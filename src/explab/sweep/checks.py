@@ -7,14 +7,18 @@ from omegaconf import DictConfig
 
 
 def check_objective(config: DictConfig, metric: str) -> None:
-    """explab's train returns every metric its task module logs; is ``metric`` one of them?"""
+    """explab's train returns every metric its task module logs; is ``metric`` one of them?
+
+    The task module is built from the job's config (no data is read), so the names are those it will log.
+    """
+    from explab.build import build_model
     from explab.models import TaskModule
 
     target = config.get("model", {}).get("_target_")
     task = get_class(target) if target else None
     if task is None or not issubclass(task, TaskModule):
         return
-    names = task.metric_names()
+    names = build_model(config).metric_names()
     if metric not in names:
         raise ValueError(
             f"the sweep optimises '{metric}', which {task.__name__} never logs. "

@@ -3,28 +3,36 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import lightning as L
+from omegaconf import DictConfig
+
+if TYPE_CHECKING:
+    import optuna
 
 
 class OptunaPruning(L.Callback):
     """Rank 0 reports and asks the pruner; the decision is broadcast so every DDP rank stops together.
 
     Only rank 0 touches the storage, so any storage works under DDP (a journal file included).
+
+    Args:
+        optuna_trial: the job's ``cfg.optuna_trial`` node (study_name, storage, number).
+        monitor: the metric reported after each validation epoch.
     """
 
-    def __init__(self, handoff: Any, monitor: str) -> None:
-        self.handoff = handoff
+    def __init__(self, optuna_trial: DictConfig, monitor: str) -> None:
+        self.optuna_trial = optuna_trial
         self.monitor = monitor
-        self._trial = None
+        self._trial: optuna.Trial | None = None
         self.pruned_at: int | None = None
 
-    def _trial_handle(self):
+    def _trial_handle(self) -> optuna.Trial:
         if self._trial is None:
-            from explab.sweep.storage import trial_from_handoff
+            from explab.sweep.storage import trial_from_config
 
-            self._trial = trial_from_handoff(self.handoff)
+            self._trial = trial_from_config(self.optuna_trial)
         return self._trial
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -38,10 +46,9 @@ class OptunaPruning(L.Callback):
                     f"pruning follows '{self.monitor}', which this model does not log; "
                     f"logged: {sorted(trainer.callback_metrics)}"
                 )
-            value = float(value)
             trial = self._trial_handle()
-            if math.isfinite(value):
-                trial.report(value, step=trainer.current_epoch)
+            if math.isfinite(float(value)):
+                trial.report(float(value), step=trainer.current_epoch)
                 prune = trial.should_prune()
         prune = bool(trainer.strategy.broadcast(prune, src=0))
         if prune:

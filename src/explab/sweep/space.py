@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optuna.distributions import (
     BaseDistribution,
@@ -12,6 +12,9 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+
+if TYPE_CHECKING:
+    from optuna.trial import Trial
 
 
 class SearchSpaceError(ValueError):
@@ -84,7 +87,7 @@ def parse_search_space(
             space[key] = _from_override(override)
         else:
             space.pop(key, None)
-            fixed.append(override.input_line)
+            fixed.append(str(override.input_line))
     return space, fixed
 
 
@@ -104,7 +107,7 @@ def grid_of(space: Mapping[str, BaseDistribution]) -> dict[str, list[Any]]:
     return grid
 
 
-def suggest(trial: Any, name: str, distribution: BaseDistribution) -> Any:
+def suggest(trial: Trial, name: str, distribution: BaseDistribution) -> Any:
     """Sample ``name`` from ``distribution`` through the trial's public suggest API."""
     if isinstance(distribution, CategoricalDistribution):
         return trial.suggest_categorical(name, list(distribution.choices))
@@ -112,7 +115,11 @@ def suggest(trial: Any, name: str, distribution: BaseDistribution) -> Any:
         return trial.suggest_int(
             name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
         )
-    return trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+    if isinstance(distribution, FloatDistribution):
+        return trial.suggest_float(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    raise SearchSpaceError(f"'{name}': {type(distribution).__name__} is not a distribution explab samples")
 
 
 def as_override(key: str, value: Any) -> str:

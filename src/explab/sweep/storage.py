@@ -1,4 +1,4 @@
-"""Open Optuna storages by URL, and find a job's trial from the hand-off its sweeper put in the config.
+"""Open Optuna storages by URL, and find a job's trial from the ``optuna_trial`` node its sweeper set.
 
 URLs: ``journal:///relative.log`` or ``journal:////absolute/path.log`` (a journal file: many processes on
 one host), any SQLAlchemy URL (``sqlite:///...``, ``postgresql://...``: many hosts), or none (in memory).
@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import optuna
+    from omegaconf import DictConfig
 
 JOURNAL_PREFIX = "journal:///"
 
@@ -70,13 +71,19 @@ def load_study(study_name: str, url: str | None) -> optuna.Study:
             f"study '{study_name}' lives in memory in another process; give the sweep a storage "
             "(hydra.sweeper.storage=journal:///optuna.log) so its jobs can report to it"
         )
-    return optuna.load_study(study_name=study_name, storage=open_storage(url))
+    storage = open_storage(url)
+    assert storage is not None  # a URL was given
+    return optuna.load_study(study_name=study_name, storage=storage)
 
 
-def trial_from_handoff(handoff: Any) -> optuna.Trial:
-    """The ``optuna.Trial`` a job belongs to, from ``cfg.optuna_trial`` (study_name, storage, number)."""
+def trial_from_config(optuna_trial: DictConfig) -> optuna.Trial:
+    """The ``optuna.Trial`` a job belongs to, from ``cfg.optuna_trial`` (study_name, storage, number).
+
+    Optuna has no public call that reopens a RUNNING trial by its number, so the trial id comes from the
+    storage: the same lookup Optuna's own ``study.tell(number)`` makes.
+    """
     import optuna
 
-    study = load_study(handoff.study_name, handoff.get("storage"))
-    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, int(handoff.number))
+    study = load_study(optuna_trial.study_name, optuna_trial.get("storage"))
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, int(optuna_trial.number))
     return optuna.Trial(study, trial_id)

@@ -61,6 +61,7 @@ def summarise_study(study: optuna.Study, run: TrackedRun) -> None:
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     if complete:
         best = best_trained_trial(study)
+        assert best.value is not None  # a COMPLETE trial has its value
         run.log_metrics({"best_value": float(best.value)})
         run.set_tags({"optuna.best_trial": best.number})
         run.log_text(

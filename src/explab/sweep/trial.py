@@ -5,36 +5,46 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import lightning as L
 from omegaconf import DictConfig
 
 from explab.sweep.pruning import OptunaPruning
+from explab.tracking.run import is_trial_pruned
+
+if TYPE_CHECKING:
+    from explab.tracking import TrackedRun
 
 
 class TrialJob:
-    """Built from ``cfg.optuna_trial``, which the sweeper sets on each job it launches."""
+    """What a job launched by the sweeper needs from its trial; empty (falsy) for a job outside a sweep.
+
+    Built from ``cfg.optuna_trial`` (study_name, number, storage, parent_run_id), which the sweeper sets on
+    each job it launches, and ``cfg.optimized_metric``, the metric the pruner follows.
+    """
 
     def __init__(self, cfg: DictConfig) -> None:
-        self.handoff = cfg.get("optuna_trial")
-        self.monitor = cfg.get("optimized_metric")
-        self.pruning = OptunaPruning(self.handoff, self.monitor) if self.handoff and self.monitor else None
+        self.optuna_trial: DictConfig | None = cfg.get("optuna_trial")
+        self.monitor: str | None = cfg.get("optimized_metric")
+        self.pruning = OptunaPruning(self.optuna_trial, self.monitor) if self.optuna_trial and self.monitor else None
 
     def __bool__(self) -> bool:
-        return bool(self.handoff)
+        return bool(self.optuna_trial)
 
     def tags(self) -> dict[str, Any]:
-        if not self.handoff:
+        """The child run's link to its study, trial and parent run."""
+        if not self.optuna_trial:
             return {}
-        tags = {"optuna.study_name": self.handoff.study_name, "optuna.trial_number": self.handoff.number}
-        if self.handoff.get("parent_run_id"):
-            tags["mlflow.parentRunId"] = self.handoff.parent_run_id
+        tags = {"optuna.study_name": self.optuna_trial.study_name, "optuna.trial_number": self.optuna_trial.number}
+        if self.optuna_trial.get("parent_run_id"):
+            tags["mlflow.parentRunId"] = self.optuna_trial.parent_run_id
         return tags
 
     def run_name(self) -> str | None:
-        return f"trial-{self.handoff.number}" if self.handoff else None
+        return f"trial-{self.optuna_trial.number}" if self.optuna_trial else None
 
-    def callbacks(self) -> list:
+    def callbacks(self) -> list[L.Callback]:
         return [self.pruning] if self.pruning else []
 
     def raise_if_pruned(self) -> None:
@@ -45,18 +55,18 @@ class TrialJob:
 
     def check_objective(self, metrics: dict[str, float]) -> None:
         """A diverged trial must fail in MLflow too, not only in Optuna."""
-        if self.handoff and self.monitor in metrics and not math.isfinite(metrics[self.monitor]):
+        if self.optuna_trial and self.monitor in metrics and not math.isfinite(metrics[self.monitor]):
             raise FloatingPointError(f"objective {self.monitor} is {metrics[self.monitor]}")
 
     @contextmanager
-    def record_state(self, run: Any) -> Iterator[None]:
+    def record_state(self, run: TrackedRun | None) -> Iterator[None]:
         """Tag the MLflow run with the Optuna state this job ends in."""
-        if not self.handoff or run is None:
+        if not self.optuna_trial or run is None:
             yield
             return
         try:
             yield
         except BaseException as error:
-            run.set_tags({"optuna.trial_state": "PRUNED" if type(error).__name__ == "TrialPruned" else "FAIL"})
+            run.set_tags({"optuna.trial_state": "PRUNED" if is_trial_pruned(error) else "FAIL"})
             raise
         run.set_tags({"optuna.trial_state": "COMPLETE"})

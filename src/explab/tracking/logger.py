@@ -19,8 +19,9 @@ class RunLogger(MLFlowLogger):
     FAILED from inside Lightning; explab ends runs in one place instead.
 
     Lightning hands over metrics several times per epoch (learning rate at its start, validation, then
-    training values at its end), and the stock logger makes each hand-over a store transaction: on small
-    models that is a tenth of the epoch. Here values are held and written as one ``log_batch``:
+    training values at its end), and the stock logger makes each hand-over a store transaction, which short
+    epochs pay for (the logging-cost line of ``bench/overhead.py``). Here values are held and written as one
+    ``log_batch``:
     - right after an epoch that wrote the last-state checkpoint (a ``ModelCheckpoint`` without a monitor,
       e.g. ``LastCheckpoint``) has handed over its last values (Lightning logs the training values just after
       the checkpoint), so whatever ``resume=`` continues from, the store has every value up to it and none

@@ -7,12 +7,16 @@ import copy
 import os
 import tempfile
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from explab.utils.environment import variables_restored
+
+if TYPE_CHECKING:
+    from explab.models import TaskModule
+    from explab.tracking import TrackedRun
 
 MODEL_NAME = "model"
 # MLflow loads a pytorch model onto CUDA whenever a GPU is visible, and a program exported on the CPU (its
@@ -41,7 +45,7 @@ def _predicting_on_cpu() -> Iterator[None]:
         yield
 
 
-def inference_module(model: Any) -> nn.Module:
+def inference_module(model: TaskModule) -> nn.Module:
     """A CPU copy of the backbone that returns class probabilities (classification) or values (regression)."""
     backbone = getattr(model.backbone, "_orig_mod", model.backbone)  # unwrap torch.compile
     net = copy.deepcopy(backbone).float().cpu().eval()
@@ -50,7 +54,9 @@ def inference_module(model: Any) -> nn.Module:
     return net.eval()
 
 
-def log_model(run: Any, model: Any, example: torch.Tensor, registered_model_name: str | None = None) -> str:
+def log_model(
+    run: TrackedRun, model: TaskModule, example: torch.Tensor, registered_model_name: str | None = None
+) -> str:
     """Log the inference module with an input example and signature; returns the model URI of the run."""
     import mlflow
     from mlflow.models import infer_signature

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING
 
 from explab.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 log = get_logger(__name__)
 
@@ -23,7 +26,7 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def close_orphaned_runs(client: Any, experiment_id: str) -> list[str]:
+def close_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
     """Mark KILLED every RUNNING run of this host whose process is gone; return their ids.
 
     Runs of other hosts are left alone: from here nobody can tell whether their process still lives.

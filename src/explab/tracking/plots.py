@@ -8,11 +8,15 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from explab.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    from explab.models import TaskModule
+    from explab.tracking import TrackedRun
 
 log = get_logger(__name__)
 
@@ -84,11 +88,12 @@ def predicted_vs_true_figure(predicted: np.ndarray, true: np.ndarray) -> Any:
     return figure
 
 
-def log_run_plots(run: Any, model: Any) -> None:
+def log_run_plots(run: TrackedRun, model: TaskModule) -> None:
     """Every figure the task can draw, as PNGs under ``plots/`` of the run; a failure only warns."""
     plt = _pyplot()
-    keys = [f"{split}/{name}" for split in ("train", "val") for name in ("loss", *model.split_metric_keys(split))]
-    history = {
+    curves = (name for name in model.metric_names() if name.startswith(("train/", "val/")))
+    keys = sorted(name for name in curves if name != model.best_metric_name)
+    history: dict[str, Sequence[float]] = {
         key: [m.value for m in sorted(run.client.get_metric_history(run.run_id, key), key=lambda m: m.step)]
         for key in keys
     }

@@ -1,8 +1,9 @@
-"""Start a run for a training job and write its record: params, tags, config, environment."""
+"""A training job's record in MLflow: open its run, record how it starts, and what it leaves at its end."""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 from lightning.pytorch.utilities import rank_zero_only
@@ -12,6 +13,15 @@ from explab.config import project_root
 from explab.tracking import environment
 from explab.tracking.params import flatten_params
 from explab.tracking.run import TrackedRun
+from explab.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    import lightning as L
+
+    from explab.build import Job
+    from explab.sweep.trial import TrialJob
+
+log = get_logger(__name__)
 
 
 def hydra_overrides() -> list[str]:
@@ -35,28 +45,35 @@ def run_tags(cfg: DictConfig, extra: dict[str, Any] | None = None) -> dict[str, 
     return {key: str(value) for key, value in tags.items() if value is not None}
 
 
-def start_run(
-    logger_cfg: DictConfig, cfg: DictConfig, extra_tags: dict[str, Any] | None = None, default_name: str | None = None
-) -> TrackedRun | None:
-    """Create the job's MLflow run on global rank 0; other ranks never touch the store.
+def open_run(cfg: DictConfig, trial: TrialJob) -> TrackedRun | None:
+    """The job's MLflow run on global rank 0: a new one, or with ``resume=RUN_ID`` the same run again.
 
-    Called before seeding: MLflow draws its random run names from Python's ``random``, which a fixed seed
-    would make the same for every run.
+    None when tracking is off and on every other rank: they never touch the store. Called before seeding:
+    MLflow draws its random run names from Python's ``random``, which a fixed seed would make the same for
+    every run.
     """
-    if rank_zero_only.rank != 0:
+    from explab.build import mlflow_logger_node
+
+    logger_cfg = mlflow_logger_node(cfg)
+    if logger_cfg is None or getattr(rank_zero_only, "rank", 0) != 0:
         return None
+    if cfg.get("resume"):
+        run = TrackedRun.reopen(logger_cfg.tracking_uri, str(cfg.resume))
+        run.set_tags({"explab.resumed_from_checkpoint": cfg.ckpt_path})
+        return run
+    extra = {**trial.tags(), **({"explab.reproduced_from": cfg.reproduce} if cfg.get("reproduce") else {})}
     return TrackedRun.create(
         tracking_uri=logger_cfg.tracking_uri,
         experiment_name=logger_cfg.experiment_name,
         artifact_location=logger_cfg.get("artifact_location"),
-        run_name=logger_cfg.get("run_name") or default_name,
-        tags=run_tags(cfg, extra_tags),
+        run_name=logger_cfg.get("run_name") or trial.run_name(),
+        tags=run_tags(cfg, extra),
     )
 
 
 def record_config(run: TrackedRun, cfg: DictConfig) -> None:
     """Params from the flattened config; the resolved config, overrides and environment as artifacts."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     run.log_params(flatten_params(resolved))
     run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
     run.log_text(yaml.safe_dump(hydra_overrides(), sort_keys=False), "config/overrides.yaml")
@@ -65,3 +82,64 @@ def record_config(run: TrackedRun, cfg: DictConfig) -> None:
     diff = environment.git_diff(project_root())
     if diff:
         run.log_text(diff, "config/git_diff.patch")
+
+
+def record_start(run: TrackedRun | None, job: Job) -> None:
+    """What the run starts from: its config (a resumed run has it already), the data it sees, the device."""
+    if run is None:
+        return
+    cfg, datamodule, trainer = job.cfg, job.datamodule, job.trainer
+    if not cfg.get("resume"):
+        record_config(run, cfg)
+    run.set_tags(
+        {
+            "data.fingerprint": datamodule.fingerprint,
+            **{f"data.{k}": v for k, v in datamodule.summary().items()},
+            "trainer.precision_effective": trainer.precision,
+            "trainer.world_size": trainer.world_size,
+        }
+    )
+    for name, record in datamodule.preprocessing().items():
+        run.log_text(json.dumps(record), f"preprocessing/{name}")
+    if cfg.get("reproduce"):
+        from explab.reproduce import check_fingerprint
+
+        check_fingerprint(str(cfg.reproduce), datamodule.fingerprint, run.client)
+
+
+def record_end(run: TrackedRun | None, job: Job) -> None:
+    """What a finished fit leaves on its run: the best checkpoint, the figures and the MLflow model."""
+    if run is None:
+        return
+    cfg = job.cfg
+    _log_best_checkpoint(run, job.trainer)
+    if cfg.get("log_plots", True):
+        from explab.tracking.plots import log_run_plots
+
+        log_run_plots(run, job.model)
+    if cfg.get("log_model", True):
+        from explab.tracking.model import log_model
+
+        log_model(run, job.model, job.datamodule.input_example, cfg.get("registered_model_name"))
+
+
+def announce_finished(run: TrackedRun | None, metrics: dict[str, float]) -> None:
+    """One log line with the run's test metrics and where to find it in the UI."""
+    if run is None:
+        return
+    summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k.startswith("test/"))
+    log.info(
+        "MLflow run %s FINISHED (%s) in %s; UI: make ui, then http://127.0.0.1:5000/%s",
+        run.run_id,
+        summary,
+        run.tracking_uri,
+        run.ui_hint(),
+    )
+
+
+def _log_best_checkpoint(run: TrackedRun, trainer: L.Trainer) -> None:
+    callback = trainer.checkpoint_callback
+    path = getattr(callback, "best_model_path", "") or getattr(callback, "last_model_path", "")
+    if path:
+        run.log_file(path, "checkpoints")
+        run.set_tags({"explab.best_checkpoint": f"checkpoints/{path.rsplit('/', 1)[-1]}"})

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from explab.tracking.orphans import PID_TAG, close_orphaned_runs
 from explab.tracking.store import open_client
 from explab.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 log = get_logger(__name__)
 
@@ -32,9 +36,21 @@ def run_status_for(error: BaseException | None) -> str:
         return "KILLED"
     if isinstance(error, SystemExit):
         return "FINISHED" if error.code in (0, None) else "KILLED"
-    if type(error).__name__ in ("SIGTERMException", "TrialPruned"):  # stopped on purpose, not broken
+    if is_trial_pruned(error) or _is_lightning_sigterm(error):  # stopped on purpose, not broken
         return "KILLED"
     return "FAILED"
+
+
+def is_trial_pruned(error: BaseException) -> bool:
+    """Whether ``error`` is Optuna's ``TrialPruned``; only a process that imported Optuna can raise it, so
+    plain runs never pay for the import."""
+    optuna = sys.modules.get("optuna")
+    return optuna is not None and isinstance(error, optuna.TrialPruned)
+
+
+def _is_lightning_sigterm(error: BaseException) -> bool:
+    exceptions = sys.modules.get("lightning.pytorch.utilities.exceptions")
+    return exceptions is not None and isinstance(error, exceptions.SIGTERMException)
 
 
 class TrackedRun:
@@ -155,7 +171,7 @@ class TrackedRun:
                 signal.signal(signal.SIGTERM, previous)
 
 
-def _create_experiment(client: Any, name: str, artifact_location: str | None) -> str:
+def _create_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
     """Create an experiment, or take the one another process created a moment ago under the same name."""
     from mlflow.exceptions import MlflowException
 

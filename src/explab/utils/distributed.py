@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import cast
 
 import torch
 from omegaconf import DictConfig, read_write
@@ -39,7 +40,7 @@ def configure_threads(cfg: DictConfig) -> None:
 
 
 @contextmanager
-def ranks_rerun_this_job() -> Iterator[None]:
+def ddp_launch_scoped_to_job() -> Iterator[None]:
     """Lightning's DDP launcher starts ranks 1..N by re-running ``sys.argv`` with ``hydra.run.dir``.
 
     Inside a multirun, ``sys.argv`` is the whole sweep (``-m``, sampling overrides): each rank would run the
@@ -58,7 +59,7 @@ def ranks_rerun_this_job() -> Iterator[None]:
         finally:
             _destroy_process_group()
         return
-    hydra_cfg = HydraConfig.get()
+    hydra_cfg = cast(DictConfig, HydraConfig.get())  # a DictConfig at run time, typed as its schema
     saved_argv, saved_dir = sys.argv[:], hydra_cfg.run.dir
     sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
     with read_write(hydra_cfg):

@@ -15,7 +15,9 @@ class RankZeroLogger(logging.LoggerAdapter):
     def __init__(self, name: str) -> None:
         super().__init__(logging.getLogger(name), {})
 
-    def log(self, level: int, msg: object, *args: Any, rank_zero_only_: bool = True, **kwargs: Any) -> None:
+    def log(  # type: ignore[override]  # one more keyword than LoggerAdapter.log: who may speak
+        self, level: int, msg: object, *args: Any, rank_zero_only_: bool = True, **kwargs: Any
+    ) -> None:
         rank = getattr(rank_zero_only, "rank", 0)
         if rank_zero_only_ and rank != 0:
             return

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 RATIO = re.compile(r"^ *(?P<name>[^:\[]+): (?P<value>\d+\.\d+)x\b", re.MULTILINE)
 
 

@@ -9,9 +9,9 @@ import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 
-from .conftest import run_cli, runs_in, tracking_uri_for
+from tests.conftest import run_cli, runs_in, tracking_uri_for
 
-NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
+NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
 
 
 @pytest.fixture(scope="module")

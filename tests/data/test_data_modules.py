@@ -21,8 +21,7 @@ from explab.data import (
 )
 from explab.data.cifar import random_crop_flip
 from explab.data.text import UNK, tokenize
-
-from .formats import cifar_batch, write_aclimdb, write_cifar, write_idx, write_mnist, write_snippets
+from tests.support.formats import cifar_batch, write_aclimdb, write_cifar, write_idx, write_mnist, write_snippets
 
 
 # --- IDX (MNIST, Fashion-MNIST) -----------------------------------------------------------------------

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import BIN
+from tests.conftest import BIN
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
 pytestmark = [
     pytest.mark.slow,

@@ -11,8 +11,7 @@ from mlflow.tracking import MlflowClient
 from explab.checkpoints import load_checkpoint
 from explab.data import DigitsDataModule
 from explab.train import train
-
-from .conftest import run_cli, runs_in, tracking_uri_for
+from tests.conftest import run_cli, runs_in, tracking_uri_for
 
 
 def common(tmp_path: Path) -> list[str]:

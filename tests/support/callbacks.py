@@ -1,4 +1,4 @@
-"""Callbacks the tests put into real runs through the config (``+callbacks.NAME._target_=tests.callbacks...``)."""
+"""Callbacks the tests put into real runs (``+callbacks.NAME._target_=tests.support.callbacks...``)."""
 
 from __future__ import annotations
 

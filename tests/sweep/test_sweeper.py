@@ -12,10 +12,9 @@ from optuna.trial import TrialState
 
 from explab.sweep.storage import open_storage
 from explab.sweep.summary import best_trained_trial
+from tests.conftest import BIN, run_cli, runs_in
 
-from .conftest import BIN, run_cli, runs_in
-
-APP = Path(__file__).parent / "apps" / "quadratic.py"
+APP = Path(__file__).parents[1] / "support" / "apps" / "quadratic.py"
 
 
 def plain_app_command(tmp_path: Path, study: str, *args: str) -> list[str]:
@@ -47,6 +46,7 @@ def states(study: optuna.Study) -> list[str]:
     return [t.state.name for t in study.trials]
 
 
+@pytest.mark.slow
 def test_plain_hydra_app_is_swept_and_a_raising_trial_does_not_stop_it(tmp_path: Path) -> None:
     done = sweep_plain_app(
         tmp_path, "hydra.sweeper.n_trials=4", "fail_on_trial=1", "y=range(0, 3)", "hydra.sweeper.sampler.seed=3"
@@ -61,6 +61,7 @@ def test_plain_hydra_app_is_swept_and_a_raising_trial_does_not_stop_it(tmp_path:
     assert best.value == pytest.approx((best.params["x"] - 2) ** 2 + best.params["y"])
 
 
+@pytest.mark.slow
 def test_rerun_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
     assert sweep_plain_app(tmp_path, "hydra.sweeper.n_trials=3").returncode == 0
     assert sweep_plain_app(tmp_path, "hydra.sweeper.n_trials=5").returncode == 0
@@ -72,6 +73,7 @@ def test_rerun_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
     assert "5/5 trials finished" in again.stderr + again.stdout
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study_without_duplicates(tmp_path: Path) -> None:
     cmd = plain_app_command(tmp_path, "shared", "hydra.sweeper.n_trials=8", "sleep=0.3")
     workers = [
@@ -95,6 +97,7 @@ def test_two_workers_share_one_study_without_duplicates(tmp_path: Path) -> None:
     assert len(workers_seen) == 2, "both workers ran trials"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("skip_repeats", [True, False])
 def test_a_repeated_point_is_told_its_value_without_running_again(tmp_path: Path, skip_repeats: bool) -> None:
     """Two points, five trials asked for: each point runs once, and the rest repeat finished trials."""
@@ -130,9 +133,9 @@ def test_a_repeated_point_is_told_its_value_without_running_again(tmp_path: Path
     assert best.number in ran and best.params == {"x": 2.0}, "the best trial named is one that ran"
     assert f"Best trial {best.number}:" in done.stderr + done.stdout
     for trial in repeats:
-        twin = study.trials[trial.user_attrs["explab.repeats_trial"]]
-        assert trial.state == twin.state == TrialState.COMPLETE
-        assert (trial.params, trial.value) == (twin.params, twin.value)
+        original = study.trials[trial.user_attrs["explab.repeats_trial"]]
+        assert trial.state == original.state == TrialState.COMPLETE
+        assert (trial.params, trial.value) == (original.params, original.value)
 
 
 def explab_sweep(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -189,7 +192,7 @@ def test_explab_sweep_records_parent_and_children_and_prunes(tmp_path: Path) -> 
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
-    # trials keep their checkpoint but skip the figures and the MLflow model (sweep overhead, issue 8)
+    # trials keep their checkpoint but skip the figures and the MLflow model (they cost time per trial)
     trial_artifacts = {a.path for a in client.list_artifacts(complete[0].info.run_id)}
     assert "checkpoints" in trial_artifacts and not {"plots", "model"} & trial_artifacts
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}

@@ -1,0 +1,52 @@
+"""The training phase of a job: fit, then test the best checkpoint, and collect every final metric."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from explab.build import Job
+
+if TYPE_CHECKING:
+    from explab.sweep.trial import TrialJob
+    from explab.tracking import TrackedRun
+
+FIT_SECONDS = "perf/fit_seconds"
+
+
+def fit_and_test(job: Job, trial: TrialJob, run: TrackedRun | None) -> dict[str, float]:
+    """Fit ``job.model``; unless ``test=false``, test its best checkpoint (the last when none is kept).
+
+    Returns:
+        Every metric Lightning holds at the end (``train/``, ``val/``, ``test/``) and ``perf/fit_seconds``.
+
+    Raises:
+        optuna.TrialPruned: the trial's pruner stopped the fit.
+        FloatingPointError: a sweep's objective is NaN or infinite.
+    """
+    cfg, trainer = job.cfg, job.trainer
+    start = time.perf_counter()
+    trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    # the whole fit (sanity check, epochs, validation, checkpoints, logging): sweeps and benchmarks compare it
+    # with the job's total time
+    metrics = {**as_floats(trainer.callback_metrics), FIT_SECONDS: time.perf_counter() - start}
+    if run is not None:
+        run.log_metrics({FIT_SECONDS: metrics[FIT_SECONDS]}, step=trainer.global_step)
+    trial.raise_if_pruned()
+    if cfg.get("test", True):
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+        trainer.test(job.model, datamodule=job.datamodule, ckpt_path=best or None, weights_only=True)
+        metrics.update(as_floats(trainer.callback_metrics))
+    trial.check_objective(metrics)
+    return metrics
+
+
+def as_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The values that are numbers (tensors included), as floats."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        with contextlib.suppress(TypeError, ValueError):
+            out[key] = float(value)
+    return out

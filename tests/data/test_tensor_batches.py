@@ -1,0 +1,73 @@
+"""Batches cut from in-memory tensors: DDP shards, shuffling, and the sanity check's batch size."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from explab.data import DigitsDataModule
+from explab.data.tensor_batches import TensorBatches
+
+
+def test_eval_shards_are_disjoint_and_cover_the_split() -> None:
+    x = torch.arange(103)
+    seen = []
+    for rank in range(2):
+        batches = TensorBatches((x, x), batch_size=10, shuffle=False, rank=rank, world_size=2)
+        seen += [int(v) for b in batches for v in b[0]]
+    assert sorted(seen) == list(range(103))
+
+
+def test_train_shards_have_equal_length_and_reshuffle_each_epoch() -> None:
+    x = torch.arange(103)
+    shards = [TensorBatches((x, x), batch_size=8, shuffle=True, seed=3, rank=r, world_size=2) for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 7
+    first = [torch.cat([b[0] for b in s]) for s in shards]
+    assert set(first[0].tolist()) | set(first[1].tolist()) == set(range(103))
+    again = torch.cat([b[0] for b in shards[0]])
+    assert not torch.equal(first[0], again), "a new permutation every epoch"
+
+
+def test_same_seed_same_batches() -> None:
+    x = torch.randn(50, 3)
+    a = [b[0] for b in TensorBatches((x,), batch_size=7, shuffle=True, seed=1)]
+    b = [b[0] for b in TensorBatches((x,), batch_size=7, shuffle=True, seed=1)]
+    assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+
+
+class _BatchSizesSeen(L.LightningModule):
+    """A linear classifier on flattened digits that notes (sanity checking?, batch size) of each validation step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(64, 10)
+        self.seen: list[tuple[bool, int]] = []
+
+    def training_step(self, batch, batch_idx):
+        return nn.functional.cross_entropy(self.layer(batch[0]), batch[1])
+
+    def validation_step(self, batch, batch_idx) -> None:
+        self.seen.append((self.trainer.sanity_checking, len(batch[0])))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.parametrize(("sanity_steps", "sanity_sizes"), [(2, [16, 16]), (-1, [200, 70])])
+def test_sanity_check_validates_training_sized_batches_unless_asked_for_the_whole_split(sanity_steps, sanity_sizes):
+    data = DigitsDataModule(flatten=True, batch_size=16, eval_batch_size=200, val_fraction=0.15)
+    model = _BatchSizesSeen()
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=2,
+        num_sanity_val_steps=sanity_steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=data)
+    assert [size for sanity, size in model.seen if sanity] == sanity_sizes
+    assert [size for sanity, size in model.seen if not sanity] == [200, 70]  # the whole split (270), full batches

@@ -1,0 +1,58 @@
+"""Task modules: scheduler lengths from the trainer, and the on-device training curve."""
+
+from __future__ import annotations
+
+from functools import partial
+from types import SimpleNamespace
+
+import pytest
+import torch
+from lightning.pytorch.strategies import SingleDeviceStrategy
+from torch import nn
+from torchmetrics import MeanMetric, R2Score
+from torchmetrics.classification import MulticlassAccuracy
+
+from explab.models.tasks import ClassificationTask, RegressionTask, build_scheduler
+
+
+def test_schedulers_get_their_length_from_the_trainer() -> None:
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    optimizer = torch.optim.SGD(params, lr=0.1)
+    trainer = SimpleNamespace(estimated_stepping_batches=40, max_epochs=4)
+    onecycle = build_scheduler(partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.1), optimizer, trainer)
+    assert onecycle["interval"] == "step" and onecycle["scheduler"].total_steps == 40
+    cosine = build_scheduler(partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=None), optimizer, trainer)
+    assert cosine["interval"] == "epoch" and cosine["scheduler"].T_max == 4
+
+
+@pytest.mark.parametrize("kind", ["classification", "regression"])
+def test_training_sums_give_what_torchmetrics_gives(kind: str) -> None:
+    """train/loss, train/acc and train/r2 come from sums added up on the device, not from torchmetrics."""
+    torch.manual_seed(0)
+    sgd = partial(torch.optim.SGD, lr=0.1)
+    if kind == "classification":
+        task = ClassificationTask(nn.Identity(), num_classes=5, optimizer=sgd)
+        batches = [(torch.randn(n, 5), torch.randint(0, 5, (n,))) for n in (7, 16, 3)]
+        reference = {"acc": MulticlassAccuracy(5, average="micro")}
+    else:
+        task = RegressionTask(nn.Identity(), optimizer=sgd)
+        batches = [(torch.randn(n, 1), torch.randn(n) + 3.0) for n in (7, 16, 3)]
+        reference = {"r2": R2Score()}
+    mean_loss = MeanMetric()
+    for outputs, y in batches:
+        loss = task.loss_fn(outputs, task.prepare_target(y, outputs))
+        task.train_sums.add(loss, len(y), task.batch_sums(outputs, y))
+        mean_loss.update(loss, weight=len(y))
+        for metric in reference.values():
+            metric.update(task.to_metric_inputs(outputs), y)
+    strategy = SingleDeviceStrategy(torch.device("cpu"))
+    loss, samples, sums = task.train_sums.pop(strategy)
+    assert samples.item() == 26
+    assert loss.item() == pytest.approx(mean_loss.compute().item(), rel=1e-6)
+    values = task.epoch_values(sums, samples)
+    curve = {name for name in task.metric_names() if name.startswith("train/")}
+    assert curve == {"train/loss", *(f"train/{key}" for key in values)}
+    assert set(values) == set(reference)
+    for key, value in values.items():
+        assert value.item() == pytest.approx(reference[key].compute().item(), rel=1e-5), key
+    assert task.train_sums.pop(strategy) is None, "emptied for the next epoch"

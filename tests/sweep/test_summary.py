@@ -1,0 +1,24 @@
+"""What a sweep's summary names as its best trial."""
+
+from __future__ import annotations
+
+import optuna
+
+from explab.sweep import REPEATS_ATTR
+from explab.sweep.summary import best_trained_trial
+
+
+def test_the_best_trial_named_is_one_that_ran_when_a_repeat_ties_with_it() -> None:
+    """Storages break ties by order; a repeat (told its original's value, nothing trained) must not be named."""
+    study = optuna.create_study(direction="minimize")
+    distributions = {"x": optuna.distributions.CategoricalDistribution([1.0, 2.0])}
+
+    def add(value: float, x: float, **attrs: int) -> None:
+        trial = optuna.trial.create_trial(params={"x": x}, distributions=distributions, value=value, user_attrs=attrs)
+        study.add_trial(trial)
+
+    add(0.0, 2.0, **{REPEATS_ATTR: 1})  # first of the tied trials: what study.best_trial returns here
+    add(0.0, 2.0)
+    add(1.0, 1.0)
+    assert study.best_trial.number == 0
+    assert best_trained_trial(study).number == 1

@@ -1,0 +1,68 @@
+"""explab-predict: predictions from arrays, image folders and texts, with the run's preprocessing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from explab.train import train
+from tests.conftest import run_cli, runs_in
+
+
+@pytest.mark.slow
+def test_predict_cli_reads_arrays_and_image_folders(logged_run: str, store: Path, tmp_path: Path) -> None:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    (tmp_path / "images").mkdir()
+    for i in range(6):
+        Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)).save(tmp_path / "images" / f"d{i}.png")
+    np.save(tmp_path / "x.npy", ((digits.images[:6] / 16 - 0.5) / 0.5).astype(np.float32)[:, None])
+    common = [f"model_uri=runs:/{logged_run}/model", f"paths.mlruns_dir={store}", f"paths.log_dir={tmp_path}/logs"]
+    for source, output in (("x.npy", "from_array.csv"), ("images", "from_images.csv")):
+        done = run_cli(
+            "explab-predict", f"input={tmp_path / source}", f"output={tmp_path / output}", *common, cwd=tmp_path
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    rows = [(tmp_path / name).read_text().splitlines() for name in ("from_array.csv", "from_images.csv")]
+    assert rows[0][0].startswith("input,prediction,prob_0") and len(rows[0]) == 7
+    array_predictions = [line.split(",")[1] for line in rows[0][1:]]
+    image_predictions = [line.split(",")[1] for line in rows[1][1:]]
+    assert array_predictions == image_predictions, "an image folder is normalised like the training data"
+    assert sum(p == str(t) for p, t in zip(array_predictions, digits.target[:6], strict=True)) >= 3
+
+
+@pytest.mark.slow
+def test_predict_cli_encodes_text_with_the_runs_vocabulary(compose_cfg, store: Path, tmp_path: Path) -> None:
+    from tests.support.formats import NEGATIVE, POSITIVE, write_snippets
+
+    snippets = write_snippets(tmp_path / "snippets.csv.gz", count=200)
+    train(
+        compose_cfg(
+            "experiment=rotten_tomatoes_sentiment",
+            f"data.path={snippets}",
+            "data.min_freq=1",
+            "log_model=true",
+            "trainer.max_epochs=6",
+            "trainer.enable_progress_bar=false",
+        )
+    )
+    [run] = runs_in(store, "rotten_tomatoes_sentiment")
+    texts = tmp_path / "reviews.txt"
+    texts.write_text("\n".join([POSITIVE[0], NEGATIVE[0], "a word never seen before"]) + "\n")
+    done = run_cli(
+        "explab-predict",
+        f"model_uri=runs:/{run.info.run_id}/model",
+        f"input={texts}",
+        f"output={tmp_path / 'out.csv'}",
+        f"paths.mlruns_dir={store}",
+        f"paths.log_dir={tmp_path}/logs",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert lines[0] == "input,prediction,prob_0,prob_1" and len(lines) == 4
+    assert [line.split(",")[-3] for line in lines[1:3]] == ["1", "0"], lines
