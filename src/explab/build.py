@@ -11,7 +11,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import Logger, MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
-from explab.callbacks import NonFiniteLossGuard, RecordInCheckpoint
+from explab.callbacks import NonFiniteLossGuard, RecordInCheckpoint, ResumedTraining
+from explab.checkpoint_io import AtomicCheckpointIO
 from explab.data.base import TensorDataModule
 from explab.models import TaskModule
 from explab.utils.distributed import configure_threads
@@ -19,6 +20,7 @@ from explab.utils.logging import drop_lightning_tips, get_logger
 
 if TYPE_CHECKING:
     from explab.sweep.trial import TrialJob
+    from explab.tracking import TrackedRun
 
 log = get_logger(__name__)
 
@@ -33,14 +35,16 @@ class Job:
     trainer: L.Trainer
 
 
-def build_job(cfg: DictConfig, run_id: str | None, trial: TrialJob) -> Job:
+def build_job(cfg: DictConfig, run: TrackedRun | None, trial: TrialJob) -> Job:
     """Threads and seeds first, then data, model, every callback and the trainer; the data is loaded here,
-    before the fit's clock starts."""
+    before the fit's clock starts. ``run`` is None when tracking is off and on ranks other than 0."""
     configure_threads(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     model = build_model(cfg)
-    callbacks = build_callbacks(cfg, run_id, has_logger=mlflow_logger_node(cfg) is not None, trial=trial)
+    run_id = run.run_id if run is not None else None
+    has_logger = mlflow_logger_node(cfg) is not None
+    callbacks = build_callbacks(cfg, run_id, has_logger, trial, resumed_run=run if cfg.get("resume") else None)
     trainer = build_trainer(cfg, callbacks=callbacks, loggers=build_loggers(cfg, run_id))
     datamodule.ensure_loaded()
     return Job(cfg, datamodule, model, trainer)
@@ -57,9 +61,14 @@ def build_model(cfg: DictConfig) -> TaskModule:
 
 
 def build_callbacks(
-    cfg: DictConfig, run_id: str | None, has_logger: bool, trial: TrialJob | None = None
+    cfg: DictConfig,
+    run_id: str | None,
+    has_logger: bool,
+    trial: TrialJob | None = None,
+    resumed_run: TrackedRun | None = None,
 ) -> list[L.Callback]:
-    """Every callback a job gets: the configured ones, explab's own guards and record, and the trial's."""
+    """Every callback a job gets: the configured ones, explab's own guards and record, the trial's, and on a
+    resume the one that tells the reopened run when training goes on."""
     callbacks: list[L.Callback] = []
     progress_bar_on = cfg.trainer.get("enable_progress_bar", True)
     for name, node in (cfg.get("callbacks") or {}).items():
@@ -77,6 +86,8 @@ def build_callbacks(
     callbacks.append(RecordInCheckpoint(resolved, run_id))
     if trial is not None:
         callbacks.extend(trial.callbacks())
+    if resumed_run is not None:
+        callbacks.append(ResumedTraining(resumed_run))
     return callbacks
 
 
@@ -104,7 +115,10 @@ def mlflow_logger_node(cfg: DictConfig) -> DictConfig | None:
 
 def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Logger]) -> L.Trainer:
     drop_lightning_tips()
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # checkpoints are written atomically in their own folder, whatever filesystem $TMPDIR is on
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
     _warn_if_precision_changed(cfg, trainer)
     return trainer
 

@@ -10,9 +10,10 @@ from typing import Any
 import torch
 
 from explab.callbacks.record import CHECKPOINT_KEY
+from explab.errors import ExplabError
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ExplabError, RuntimeError):
     """A checkpoint that is missing, corrupt, tampered with, or not written by explab."""
 
 
@@ -24,13 +25,26 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as err:
-        raise CheckpointError(
-            f"checkpoint {path} cannot be loaded safely (corrupt, truncated or holding arbitrary objects): "
-            f"{str(err).splitlines()[0]}. Use a checkpoint written by explab-train, or re-train."
-        ) from err
+        raise unreadable_checkpoint_error(path, err) from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"checkpoint {path} has no state_dict: it is not a Lightning checkpoint")
     return checkpoint
+
+
+def unreadable_checkpoint_error(path: Path, error: BaseException) -> CheckpointError:
+    """The error for a checkpoint ``torch.load`` could not read: truncated (an incomplete zip archive, or
+    empty), or refused because it holds arbitrary objects; named by its path either way."""
+    size = path.stat().st_size if path.is_file() else 0
+    first_line = (str(error).splitlines() or [type(error).__name__])[0]
+    if size == 0 or isinstance(error, EOFError) or "central directory" in first_line or "zip archive" in first_line:
+        return CheckpointError(
+            f"checkpoint {path} is truncated ({size} bytes): it was cut off while being written. "
+            f"Resume from another checkpoint in {path.parent}, or train again ({first_line})"
+        )
+    return CheckpointError(
+        f"checkpoint {path} cannot be loaded safely (corrupt, or holding arbitrary objects): {first_line}. "
+        "Use a checkpoint written by explab-train, or train again."
+    )
 
 
 def recorded_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:

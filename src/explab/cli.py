@@ -1,12 +1,59 @@
-"""Shared console-script plumbing: run a Hydra app, and turn a bad override into advice."""
+"""Shared console-script plumbing: run a Hydra app, turn a bad override into advice, and print a user's
+mistake as one message instead of a traceback."""
 
 from __future__ import annotations
 
 import difflib
+import functools
+import os
 import sys
 from collections.abc import Callable
+from typing import NoReturn, TypeVar
+
+from omegaconf import DictConfig
 
 from explab.config import config_dir
+from explab.errors import ExplabError
+
+Result = TypeVar("Result")
+
+
+class ReportedError(SystemExit):
+    """Exit after a user's mistake was printed: nothing is left to advise."""
+
+
+def report_user_errors(task: Callable[[DictConfig], Result]) -> Callable[[DictConfig], Result]:
+    """Wrap a Hydra task function: an ``ExplabError`` is printed as its message and exits with status 1.
+
+    ``HYDRA_FULL_ERROR=1`` keeps the traceback. Inside a multirun the error is raised as it is, so the
+    sweep records the job as failed and goes on; any other exception keeps its traceback.
+    """
+
+    @functools.wraps(task)
+    def run(cfg: DictConfig) -> Result:
+        try:
+            return task(cfg)
+        except ExplabError as error:
+            if _in_multirun():
+                raise
+            exit_with_message(error)
+
+    return run
+
+
+def exit_with_message(error: ExplabError) -> NoReturn:
+    """Print ``error`` as one line and exit with status 1; with ``HYDRA_FULL_ERROR=1``, raise it instead."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise error
+    print(f"Error: {error}", file=sys.stderr)
+    raise ReportedError(1) from None
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _override_advice(config_name: str, overrides: list[str]) -> str | None:
@@ -15,6 +62,13 @@ def _override_advice(config_name: str, overrides: list[str]) -> str | None:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
+    unparsable = next((o for o in overrides if _parse_error(o)), None)
+    if unparsable is not None:
+        return (
+            f"Bad value in '{unparsable}': {_parse_error(unparsable)}\n"
+            "The key is fine; write the value as Hydra's override grammar allows (quote it if it holds spaces, "
+            "commas or brackets), and sweeps such as interval(a, b) only with -m."
+        )
     sweep_free = [o for o in overrides if not o.startswith(("hydra.", "hydra/", "-")) and not _is_sweep(o)]
     GlobalHydra.instance().clear()
     try:
@@ -44,6 +98,17 @@ def _override_advice(config_name: str, overrides: list[str]) -> str | None:
     )
 
 
+def _parse_error(override: str) -> str | None:
+    """Why Hydra's grammar rejects ``override`` (the first line of its message); None when it parses."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        OverridesParser.create().parse_override(override)
+    except Exception as error:
+        return (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return None
+
+
 def _is_sweep(override: str) -> bool:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -67,6 +132,8 @@ def run_hydra_app(app: Callable[[], object], config_name: str) -> None:
     """Run a ``@hydra.main`` app; on a composition error, print which key is wrong and what is valid."""
     try:
         app()
+    except ReportedError:
+        raise
     except SystemExit as exit_:
         if exit_.code not in (0, None):
             advice = _override_advice(config_name, [a for a in sys.argv[1:] if "=" in a])

@@ -6,7 +6,9 @@ inside the package. ``EXPLAB_CONFIG_DIR`` points elsewhere when a lab keeps its 
 
 from __future__ import annotations
 
+import functools
 import os
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,11 +40,19 @@ def tracking_uri(mlruns_dir: str) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(mlruns_dir).resolve()}/mlflow.db"
 
 
+@functools.cache
+def process_token() -> str:
+    """Six random hex digits, the same for the whole process: two jobs started in the same second, on one
+    host or several sharing a folder, still get folders of their own."""
+    return secrets.token_hex(3)
+
+
 def register_resolvers() -> None:
     """Idempotently register the ``explab.*`` resolvers used in ``conf/``."""
     resolvers: dict[str, Callable[..., str]] = {
         "explab.project_root": lambda: str(project_root()),
         "explab.tracking_uri": tracking_uri,
+        "explab.process_token": process_token,
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):

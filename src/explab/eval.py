@@ -11,7 +11,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from explab.build import build_datamodule, build_model, build_trainer
 from explab.checkpoints import CheckpointError, load_checkpoint, recorded_config
+from explab.cli import report_user_errors
 from explab.config import config_dir
+from explab.errors import UsageError
 from explab.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -36,7 +38,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from explab.tracking import TrackedRun
 
     if not cfg.get("run_id") and not cfg.get("ckpt_path"):
-        raise ValueError("explab-eval needs run_id=<MLflow run id> or ckpt_path=<path to a .ckpt file>")
+        raise UsageError("explab-eval needs run_id=<MLflow run id> or ckpt_path=<path to a .ckpt file>")
     L.seed_everything(cfg.seed, workers=True)
     with tempfile.TemporaryDirectory(prefix="explab-eval-") as folder:
         path = cfg.ckpt_path or _fetch_best_checkpoint(cfg.tracking_uri, cfg.run_id, folder)
@@ -63,6 +65,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")
+@report_user_errors
 def _hydra_main(cfg: DictConfig) -> dict[str, float]:
     return evaluate(cfg)
 

@@ -8,6 +8,8 @@ texts, one per line, encoded with the vocabulary the source run logged.
 from __future__ import annotations
 
 import csv
+import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,9 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
+from explab.cli import report_user_errors
 from explab.config import config_dir
+from explab.errors import UsageError
 from explab.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -56,7 +60,7 @@ def read_texts(path: Path, model_uri: str, tracking_uri: str) -> tuple[np.ndarra
 
     record = _source_artifact(model_uri, tracking_uri, "preprocessing/vocabulary.json")
     if record is None:
-        raise ValueError(
+        raise UsageError(
             f"{path}: text input needs the vocabulary of the training run; give a runs:/ID/model "
             "URI of an explab text model"
         )
@@ -71,9 +75,9 @@ def read_images(folder: Path, shape: list[int], data_cfg: dict[str, Any]) -> tup
 
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise ValueError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise UsageError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     if len(shape) != 3:
-        raise ValueError(f"this model takes inputs of shape {shape}, not images")
+        raise UsageError(f"this model takes inputs of shape {shape}, not images")
     channels, height, width = shape
     mode = "L" if channels == 1 else "RGB"
     arrays = [np.asarray(Image.open(p).convert(mode).resize((width, height)), dtype=np.float32) / 255.0 for p in files]
@@ -86,25 +90,54 @@ def read_images(folder: Path, shape: list[int], data_cfg: dict[str, Any]) -> tup
 def read_inputs(path: Path, shape: list[int], data_cfg: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
     if path.is_dir():
         return read_images(path, shape, data_cfg)
+    if not path.is_file():
+        raise UsageError(f"input={path} does not exist; give a .npy array, a numeric .csv or a folder of images")
     if path.suffix == ".npy":
         x = np.load(path, allow_pickle=False).astype(np.float32)
     elif path.suffix == ".csv":
-        x = np.genfromtxt(path, delimiter=",", dtype=np.float32, skip_header=1 if _has_header(path) else 0)
-        x = x.reshape(len(x), *shape) if shape else x
+        # ndmin=2: a one-row file is one input, not a column of numbers; an empty file is refused below
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Empty input file.*")
+            x = np.genfromtxt(path, delimiter=",", dtype=np.float32, skip_header=int(_has_header(path)), ndmin=2)
     else:
-        raise ValueError(
-            f"{path}: give a .npy array, a numeric .csv or a folder of images (text models take token ids as .npy)"
+        raise UsageError(
+            f"{path}: give a .npy array, a numeric .csv or a folder of images (text models take a .txt file)"
         )
-    return x, [str(i) for i in range(len(x))]
+    return _as_model_inputs(path, x, shape), [str(i) for i in range(len(x))]
+
+
+def _as_model_inputs(path: Path, x: np.ndarray, shape: list[int]) -> np.ndarray:
+    """``x`` as a batch of the model's input shape; empty input, empty or non-numeric cells and a wrong
+    number of values per input are refused with the shape the model expects."""
+    expected = f"{math.prod(shape)} numbers per input (shape {shape})" if shape else "numbers"
+    if x.size == 0 or len(x) == 0:
+        raise UsageError(f"{path} holds no inputs: give one row per input, {expected}")
+    if np.isnan(x).any():
+        rows = sorted({int(i) + 1 for i in np.argwhere(np.isnan(x.reshape(len(x), -1)))[:, 0]})[:10]
+        raise UsageError(f"{path}: input(s) {rows} have empty or non-numeric values; every value must be a number")
+    if not shape or list(x.shape[1:]) == shape:
+        return x
+    if x[0].size != math.prod(shape):
+        raise UsageError(f"{path} gives {x[0].size} values per input; this model takes {expected}")
+    return x.reshape(len(x), *shape)
 
 
 def _has_header(path: Path) -> bool:
-    first = path.open().readline().split(",")
+    """A first row of names only (no cell is a number) is a header; a row with some numbers is data."""
+    with path.open() as handle:
+        first = handle.readline().strip()
+    if not first:
+        return False
+    cells = [cell.strip() for cell in first.split(",")]
+    return not any(_is_number(cell) for cell in cells)
+
+
+def _is_number(cell: str) -> bool:
     try:
-        [float(v) for v in first]
+        float(cell)
     except ValueError:
-        return True
-    return False
+        return False
+    return True
 
 
 def predict(cfg: DictConfig) -> Path:
@@ -137,6 +170,7 @@ def predict(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="predict")
+@report_user_errors
 def _hydra_main(cfg: DictConfig) -> None:
     predict(cfg)
 

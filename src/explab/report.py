@@ -20,7 +20,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from explab.cli import report_user_errors
 from explab.config import config_dir
+from explab.errors import UsageError
 from explab.tracking.params import describes_training
 from explab.utils.logging import get_logger
 
@@ -93,13 +95,13 @@ def report(cfg: DictConfig) -> str:
     experiment = client.get_experiment_by_name(cfg.experiment_name)
     if experiment is None:
         names = sorted(e.name for e in client.search_experiments())
-        raise ValueError(f"no experiment '{cfg.experiment_name}' in {cfg.tracking_uri}; there are: {names}")
+        raise UsageError(f"no experiment '{cfg.experiment_name}' in {cfg.tracking_uri}; there are: {names}")
     found = client.search_runs(
         [experiment.experiment_id], filter_string="attributes.status = 'FINISHED'", max_results=5000
     )
     runs = [r for r in found if "explab.sweep" not in r.data.tags and "explab.report" not in r.data.tags]
     if not runs:
-        raise ValueError(f"experiment '{cfg.experiment_name}' has no FINISHED training runs to report")
+        raise UsageError(f"experiment '{cfg.experiment_name}' has no FINISHED training runs to report")
     metrics = list(cfg.metrics)
     rows = aggregate(runs, metrics)
     markdown = f"# {cfg.experiment_name}: mean ± std over seeds\n\n" + to_markdown(rows, metrics)
@@ -120,6 +122,7 @@ def report(cfg: DictConfig) -> str:
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="report")
+@report_user_errors
 def _hydra_main(cfg: DictConfig) -> str:
     return report(cfg)
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, cast
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from explab.errors import UsageError
+from explab.resume_checks import check_resumable
 from explab.tracking.environment import git_state, versions
 from explab.tracking.record import hydra_overrides
 from explab.utils.logging import get_logger
@@ -38,7 +40,7 @@ def _recorded(cfg: DictConfig, run_id: str) -> tuple[Any, list[str]]:
     try:
         run = source.client.get_run(run_id)
     except Exception as err:
-        raise ValueError(f"no MLflow run {run_id} in {uri}: {str(err).splitlines()[0]}") from err
+        raise UsageError(f"no MLflow run {run_id} in {uri}: {str(err).splitlines()[0]}") from err
     return run, list(yaml.safe_load(source.load_text("config/overrides.yaml")) or [])
 
 
@@ -56,13 +58,9 @@ def config_from_recorded_run(cfg: DictConfig) -> DictConfig:
     with open_dict(rebuilt):
         rebuilt.paths.output_dir = cfg.paths.output_dir
         if mode == "resume":
-            output_dir = run.data.params.get("paths.output_dir")
-            checkpoint = Path(output_dir or "") / "checkpoints" / "last.ckpt"
-            if not output_dir or not checkpoint.is_file():
-                raise FileNotFoundError(
-                    f"run {run_id} has no last checkpoint at {checkpoint}: it cannot be resumed here "
-                    f"(use reproduce={run_id} to train it again from scratch)"
-                )
+            output_dir = run.data.params.get("paths.output_dir") or ""
+            checkpoint = Path(output_dir) / "checkpoints" / "last.ckpt"
+            check_resumable(run, rebuilt, checkpoint)
             rebuilt.paths.output_dir = output_dir
             rebuilt.ckpt_path = str(checkpoint)
     _warn_about_drift(run, rebuilt)

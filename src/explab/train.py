@@ -11,23 +11,26 @@ import hydra
 from omegaconf import DictConfig
 
 from explab.build import build_job
+from explab.cli import report_user_errors
 from explab.config import config_dir
 from explab.fit import fit_and_test
 from explab.sweep.trial import TrialJob
 from explab.tracking.record import announce_finished, open_run, record_end, record_start
 from explab.utils.distributed import ddp_launch_scoped_to_job
+from explab.validation import validate_config
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model described by ``cfg``, test its best checkpoint, and return every final metric.
 
-    The run exists before anything can fail, and its lifecycle ends it FINISHED, FAILED or KILLED.
+    Values are checked before the run exists; from then on its lifecycle ends it FINISHED, FAILED or KILLED.
     """
+    validate_config(cfg)
     trial = TrialJob(cfg)
     run = open_run(cfg, trial)
     lifecycle = run.lifecycle() if run is not None else contextlib.nullcontext()
     with lifecycle, trial.record_state(run), ddp_launch_scoped_to_job():
-        job = build_job(cfg, run.run_id if run else None, trial)
+        job = build_job(cfg, run, trial)
         record_start(run, job)
         metrics = fit_and_test(job, trial, run)
         record_end(run, job)
@@ -36,6 +39,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+@report_user_errors
 def _hydra_main(cfg: DictConfig) -> dict[str, float]:
     from explab.reproduce import config_from_recorded_run
 

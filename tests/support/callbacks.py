@@ -14,3 +14,10 @@ class FailAtEpoch(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch == self.epoch:
             raise RuntimeError(f"failing on purpose at epoch {self.epoch}")
+
+
+class FailOnFitStart(L.Callback):
+    """Raises as the fit starts, after the checkpoint is restored and before any training step."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        raise RuntimeError("failing on purpose before training")

@@ -3,6 +3,7 @@
 from explab.callbacks.finite_loss import NonFiniteLossError, NonFiniteLossGuard
 from explab.callbacks.last_checkpoint import LastCheckpoint
 from explab.callbacks.record import RecordInCheckpoint
+from explab.callbacks.resume import ResumedTraining
 from explab.callbacks.stock import EarlyStopping, ModelCheckpoint
 from explab.callbacks.timing import EpochTimer
 
@@ -14,4 +15,5 @@ __all__ = [
     "NonFiniteLossError",
     "NonFiniteLossGuard",
     "RecordInCheckpoint",
+    "ResumedTraining",
 ]

@@ -5,6 +5,16 @@ from __future__ import annotations
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
+from explab.errors import UsageError
+
+
+def check_job_config(config: DictConfig, metric: str) -> None:
+    """The sweeper's pre-flight check for explab's train: the job's values are valid and ``metric`` is logged."""
+    from explab.validation import validate_config
+
+    validate_config(config)
+    check_objective(config, metric)
+
 
 def check_objective(config: DictConfig, metric: str) -> None:
     """explab's train returns every metric its task module logs; is ``metric`` one of them?
@@ -19,13 +29,16 @@ def check_objective(config: DictConfig, metric: str) -> None:
     if task is None or not issubclass(task, TaskModule):
         return
     names = build_model(config).metric_names()
+    if not config.get("test", True):
+        names = {name for name in names if not name.startswith("test/")}
     if metric not in names:
-        raise ValueError(
-            f"the sweep optimises '{metric}', which {task.__name__} never logs. "
+        raise UsageError(
+            f"the sweep optimises '{metric}', which {task.__name__} never logs"
+            f"{' with test=false' if metric.startswith('test/') else ''}. "
             f"Choose one of: {', '.join(sorted(names))} (hydra.sweeper.metric / optimized_metric)"
         )
     monitor = config.get("optimized_metric")
     if monitor and monitor not in names:
-        raise ValueError(
+        raise UsageError(
             f"optimized_metric='{monitor}' is not logged by {task.__name__}; choose one of: {', '.join(sorted(names))}"
         )

@@ -13,11 +13,13 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from explab.errors import ExplabError
+
 if TYPE_CHECKING:
     from optuna.trial import Trial
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(ExplabError, ValueError):
     """A search-space entry that cannot become an Optuna distribution."""
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 from omegaconf import DictConfig
 
+from explab.errors import UsageError
 from explab.sweep.pruning import OptunaPruning
 from explab.tracking.run import is_trial_pruned
 
@@ -54,9 +55,19 @@ class TrialJob:
             raise optuna.TrialPruned(f"pruned after epoch {self.pruning.pruned_at} on {self.monitor}")
 
     def check_objective(self, metrics: dict[str, float]) -> None:
-        """A diverged trial must fail in MLflow too, not only in Optuna."""
-        if self.optuna_trial and self.monitor in metrics and not math.isfinite(metrics[self.monitor]):
-            raise FloatingPointError(f"objective {self.monitor} is {metrics[self.monitor]}")
+        """A trial the study cannot use (no objective, or a diverged one) must fail in MLflow too, not only in
+        Optuna: both stores then say the same."""
+        if not self.optuna_trial:
+            return
+        objective = self.optuna_trial.get("objective")
+        if objective and objective not in metrics:
+            raise UsageError(
+                f"the sweep optimises '{objective}', which this job did not return (it returned "
+                f"{', '.join(sorted(metrics))}); a test/ metric needs test=true"
+            )
+        for name in {objective, self.monitor} - {None}:
+            if name in metrics and not math.isfinite(metrics[name]):
+                raise FloatingPointError(f"objective {name} is {metrics[name]}")
 
     @contextmanager
     def record_state(self, run: TrackedRun | None) -> Iterator[None]:

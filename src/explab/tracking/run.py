@@ -7,9 +7,7 @@ does, so a run is FINISHED, FAILED or KILLED and never left RUNNING by an except
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
 import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -19,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from explab.tracking.orphans import PID_TAG, close_orphaned_runs
 from explab.tracking.store import open_client
 from explab.utils.logging import get_logger
+from explab.utils.signals import sigterm_raises_terminated
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -60,6 +59,9 @@ class TrackedRun:
         self.tracking_uri = tracking_uri
         self.run_id = run_id
         self.client = open_client(tracking_uri)
+        # set by ``reopen``: the status a failed resume puts back, until the resumed fit starts training
+        self.status_before_resume: str | None = None
+        self.resumed_training = False
 
     @classmethod
     def create(
@@ -93,8 +95,10 @@ class TrackedRun:
         info = run.client.get_run(run_id).info
         if info.status == "RUNNING":
             close_orphaned_runs(run.client, info.experiment_id)
-            if run.client.get_run(run_id).info.status == "RUNNING":
+            info = run.client.get_run(run_id).info
+            if info.status == "RUNNING":
                 raise RuntimeError(f"run {run_id} is RUNNING in a live process; stop that process before resuming")
+        run.status_before_resume = info.status
         run.client.update_run(run_id, status="RUNNING")
         run.set_tags({PID_TAG: os.getpid()})
         return run
@@ -151,24 +155,28 @@ class TrackedRun:
         SIGTERM (a scheduler's stop, ``kill``) becomes an exception here, so the run ends KILLED instead of the
         process dying with its run still RUNNING; during ``fit`` Lightning adds its own graceful handling.
         """
-        previous = _raise_on_sigterm()
-        try:
-            yield self
-        except BaseException as error:
-            status = run_status_for(error)
+        with sigterm_raises_terminated():
             try:
-                self.set_tags({"explab.status_reason": f"{type(error).__name__}: {error}"[:5000]})
-                self.log_text("".join(traceback.format_exception(error)), "error.txt")
-            except Exception as logging_error:  # the store itself may be the problem; the status still matters
-                log.warning("could not record the error in MLflow: %s", logging_error)
-            self.finish(status)
-            log.error("MLflow run %s ended %s: %s", self.run_id, status, error)
-            raise
-        else:
+                yield self
+            except BaseException as error:
+                self._end_with_error(error)
+                raise
             self.finish("FINISHED")
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+
+    def _end_with_error(self, error: BaseException) -> None:
+        status = run_status_for(error)
+        reason_tag = "explab.status_reason"
+        if self.status_before_resume is not None and not self.resumed_training:
+            # the resume failed before training on: the run is as it was, and keeps its status
+            status, reason_tag = self.status_before_resume, "explab.resume_failed"
+        try:
+            self.set_tags({reason_tag: f"{type(error).__name__}: {error}"[:5000]})
+            if reason_tag == "explab.status_reason":
+                self.log_text("".join(traceback.format_exception(error)), "error.txt")
+        except Exception as logging_error:  # the store itself may be the problem; the status still matters
+            log.warning("could not record the error in MLflow: %s", logging_error)
+        self.finish(status)
+        log.error("MLflow run %s ended %s: %s", self.run_id, status, error)
 
 
 def _create_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
@@ -183,17 +191,3 @@ def _create_experiment(client: MlflowClient, name: str, artifact_location: str |
             raise
         log.debug("experiment %s was created concurrently (%s)", name, err)
         return existing.experiment_id
-
-
-class Terminated(SystemExit):
-    """SIGTERM arrived: leave the way Ctrl-C does, with the shell's 128 + 15 exit code."""
-
-
-def _raise_on_sigterm() -> Any:
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated(128 + signum)
-
-    return signal.signal(signal.SIGTERM, handler)

@@ -8,10 +8,17 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from explab.errors import ExplabError
+
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 SQLITE_PREFIX = "sqlite:///"
+PROBE_SECONDS = 5
+
+
+class TrackingStoreError(ExplabError):
+    """The tracking URI names no MLflow store explab can use; the message says which URI and the fix."""
 
 
 _STORES: set[str] = set()  # the SQLite files open_client has opened (resolved paths)
@@ -28,6 +35,7 @@ def open_client(tracking_uri: str) -> MlflowClient:
     """
     from mlflow.tracking import MlflowClient
 
+    check_store(tracking_uri)
     if not tracking_uri.startswith(SQLITE_PREFIX):
         return MlflowClient(tracking_uri)
     database = Path(tracking_uri.removeprefix(SQLITE_PREFIX))
@@ -41,6 +49,58 @@ def open_client(tracking_uri: str) -> MlflowClient:
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return client
+
+
+def check_store(tracking_uri: str) -> None:
+    """Raise ``TrackingStoreError`` within seconds when ``tracking_uri`` cannot be an MLflow store.
+
+    MLflow itself retries an unreachable server for minutes and would turn any SQLite file, another
+    application's database included, into an MLflow store. A server must answer on its ``/health``; a
+    SQLite file must be empty, new, or already an MLflow store.
+    """
+    if tracking_uri.startswith(("http://", "https://")):
+        _probe_server(tracking_uri)
+    elif tracking_uri.startswith(SQLITE_PREFIX):
+        _check_sqlite_file(tracking_uri, Path(tracking_uri.removeprefix(SQLITE_PREFIX)))
+
+
+def _probe_server(tracking_uri: str) -> None:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=PROBE_SECONDS):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered: what it answers to MLflow's own calls is MLflow's to report
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise TrackingStoreError(
+            f"The MLflow tracking server {tracking_uri} does not answer ({reason}): start it (make server) or set "
+            "MLFLOW_TRACKING_URI to a server that is up (unset it to use the local store under mlruns/)."
+        ) from None
+
+
+def _check_sqlite_file(tracking_uri: str, database: Path) -> None:
+    if not database.is_file() or database.stat().st_size == 0:
+        return
+    with open(database, "rb") as handle:
+        if handle.read(16) != b"SQLite format 3\x00":
+            raise TrackingStoreError(
+                f"The MLflow tracking store {tracking_uri} is not a database: {database} holds something else. "
+                "Point MLFLOW_TRACKING_URI (or paths.mlruns_dir) at an MLflow store or a new file."
+            )
+    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        connection.close()
+    if tables and not {"experiments", "runs"} <= tables:
+        raise TrackingStoreError(
+            f"The MLflow tracking store {tracking_uri} is another application's database (tables: "
+            f"{', '.join(sorted(tables)[:6])}); explab leaves it untouched. Point MLFLOW_TRACKING_URI (or "
+            "paths.mlruns_dir) at an MLflow store or a new file."
+        )
 
 
 def _tune_connections_to(database: Path) -> None:

@@ -1,4 +1,5 @@
-"""Short critical sections that a Ctrl-C must not cut in half."""
+"""Signals as exceptions: SIGTERM ends a run or a sweep the way Ctrl-C does, and short critical sections
+that a Ctrl-C must not cut in half."""
 
 from __future__ import annotations
 
@@ -34,3 +35,26 @@ def interrupts_deferred() -> Iterator[None]:
         previous(signal.SIGINT, received[0])
     else:  # SIG_DFL: die of the signal as the process would have
         os.kill(os.getpid(), signal.SIGINT)
+
+
+class Terminated(SystemExit):
+    """SIGTERM arrived: leave the way Ctrl-C does, with the shell's 128 + 15 exit code."""
+
+
+@contextmanager
+def sigterm_raises_terminated() -> Iterator[None]:
+    """Within the block, SIGTERM (a scheduler's stop, ``kill``) raises ``Terminated``, so ``finally`` and
+    ``except`` clauses close what is open instead of the process dying with it; outside the main thread
+    signals cannot be caught, and the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -31,13 +31,15 @@ from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from explab.errors import ExplabError, UsageError
 from explab.sweep import REPEATS_ATTR, is_repeat
 from explab.sweep.space import as_override, grid_of, parse_search_space, suggest
 from explab.sweep.storage import open_storage, remember_study
 from explab.sweep.summary import best_trained_trial, summarise_study
 from explab.tracking import TrackedRun, run_status_for
-from explab.tracking.orphans import process_alive
-from explab.utils.signals import interrupts_deferred
+from explab.tracking.environment import host_tags
+from explab.tracking.orphans import PID_TAG, process_alive
+from explab.utils.signals import interrupts_deferred, sigterm_raises_terminated
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ ERROR_ATTR = "explab.error"
 SearchSpace = Mapping[str, BaseDistribution]
 
 
-class SweepAborted(RuntimeError):
+class SweepAborted(ExplabError, RuntimeError):
     """Too many trials failed in a row: the search space or the code is broken, not one trial."""
 
 
@@ -123,17 +125,21 @@ class ExplabOptunaSweeperImpl(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> list[Any]:
-        """Run trials until the study holds ``n_trials`` finished ones; return what each launched job returned."""
+        """Run trials until the study holds ``n_trials`` finished ones; return what each launched job returned.
+
+        SIGTERM anywhere in the sweep, like Ctrl-C, fails the trial in hand and ends the parent run KILLED.
+        """
         space, fixed = self._search_space(arguments)
         self._check_before_first_trial(fixed)
-        study, n_trials = self._open_study(space)
-        parent = self._open_parent_run(study, space)
-        try:
-            returns = self._run_trials(study, space, fixed, parent, n_trials)
-        except BaseException as error:
-            self._close_parent_run(study, parent, error, n_trials)
-            raise
-        self._close_parent_run(study, parent, None, n_trials)
+        with sigterm_raises_terminated():
+            study, n_trials = self._open_study(space)
+            parent = self._open_parent_run(study, space)
+            try:
+                returns = self._run_trials(study, space, fixed, parent, n_trials)
+            except BaseException as error:
+                self._close_parent_run(study, parent, error, n_trials)
+                raise
+            self._close_parent_run(study, parent, None, n_trials)
         self._log_best(study)
         return returns
 
@@ -142,7 +148,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
         """The distributions to sample, and the overrides every trial gets as they are."""
         space, fixed = parse_search_space(self.params, arguments)
         if not space:
-            raise ValueError(
+            raise UsageError(
                 "nothing to search: give hydra.sweeper.params or sweep overrides such as "
                 "'optimizer.lr=tag(log, interval(1e-4, 1e-1))'"
             )
@@ -237,6 +243,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
         if run_id:
             run = TrackedRun(uri, run_id)
             run.client.update_run(run_id, status="RUNNING")
+            run.set_tags({**host_tags(), PID_TAG: os.getpid()})  # this worker now answers for it
             return run
         run = TrackedRun.create(
             tracking_uri=uri,
@@ -244,6 +251,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
             artifact_location=self.mlflow_cfg.get("artifact_location"),
             run_name=f"sweep-{study.study_name}",
             tags={
+                **host_tags(),  # with the pid TrackedRun adds: what closes a parent whose worker was killed
                 "explab.sweep": "parent",
                 "optuna.study_name": study.study_name,
                 "optuna.sampler": type(study.sampler).__name__,
@@ -264,19 +272,34 @@ class ExplabOptunaSweeperImpl(Sweeper):
     def _close_parent_run(
         self, study: optuna.Study, parent: TrackedRun | None, error: BaseException | None, n_trials: int
     ) -> None:
-        """Summarise the study on the parent run and end it: by the error, or FINISHED once nothing runs."""
+        """End the parent run (by the error, or FINISHED once nothing runs), then summarise the study on it.
+
+        The status comes first, so an interrupt during the summary cannot leave the parent RUNNING. A parent
+        that other workers still use is handed to one of them, so orphan cleanup closes it only once they
+        are gone too.
+        """
         if parent is None:
             return
-        try:
-            summarise_study(study, parent)
-        except Exception as summary_error:
-            log.warning("could not summarise the sweep in MLflow: %s", summary_error)
         finished, running = self._progress(study)
         if error is not None:
             parent.finish(run_status_for(error))
         elif finished >= n_trials or running == 0:
             parent.finish("FINISHED")
+        else:
+            self._hand_parent_to_a_running_worker(study, parent)
         log.info("MLflow parent run %s: %d/%d trials finished", parent.run_id, finished, n_trials)
+        with interrupts_deferred():
+            try:
+                summarise_study(study, parent)
+            except Exception as summary_error:
+                log.warning("could not summarise the sweep in MLflow: %s", summary_error)
+
+    @staticmethod
+    def _hand_parent_to_a_running_worker(study: optuna.Study, parent: TrackedRun) -> None:
+        workers = [str(t.user_attrs.get(WORKER_ATTR, "")) for t in study.get_trials(states=(TrialState.RUNNING,))]
+        host, _, pid = next((w for w in workers if w), "").rpartition(":")
+        if pid.isdigit():
+            parent.set_tags({"hostname": host, PID_TAG: pid})
 
     def _log_best(self, study: optuna.Study) -> None:
         try:
@@ -315,8 +338,11 @@ class ExplabOptunaSweeperImpl(Sweeper):
         return trial
 
     def _trial_overrides(self, study: optuna.Study, trial_number: int, parent: TrackedRun | None) -> list[str]:
-        """``optuna_trial.*``: how the job finds its trial (to report for pruning) and its parent run."""
+        """``optuna_trial.*``: how the job finds its trial (to report for pruning), its parent run, and the
+        metric the study is told, which the job checks it returns before it counts as done."""
         overrides = [f"++optuna_trial.study_name={_quote(study.study_name)}", f"++optuna_trial.number={trial_number}"]
+        if self.metric:
+            overrides.append(f"++optuna_trial.objective={_quote(self.metric)}")
         if self.storage_url:
             overrides.append(f"++optuna_trial.storage={_quote(self.storage_url)}")
         if parent is not None:

@@ -26,4 +26,10 @@ class ExplabOptunaSweeper(Sweeper):
         self.sweeper.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> Any:
-        return self.sweeper.sweep(arguments)
+        from explab.cli import exit_with_message
+        from explab.errors import ExplabError
+
+        try:
+            return self.sweeper.sweep(arguments)
+        except ExplabError as error:  # a bad search space, metric or store: a message, not a traceback
+            exit_with_message(error)

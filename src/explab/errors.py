@@ -1,0 +1,26 @@
+"""The errors a user can fix: their message names the problem and the fix, and is all a user needs to see."""
+
+from __future__ import annotations
+
+
+class ExplabError(Exception):
+    """A mistake in a config, a file, a store or a command, as opposed to a bug.
+
+    The console scripts print its message without a traceback (``HYDRA_FULL_ERROR=1`` shows one) and exit
+    with status 1; inside a sweep it fails the trial like any other error.
+    """
+
+
+class UsageError(ExplabError, ValueError):
+    """A command asked for something it cannot do as given (a run that cannot be resumed, unreadable input)."""
+
+
+class ConfigError(ExplabError, ValueError):
+    """A config value of the wrong type or out of range, found before any run exists."""
+
+    def __init__(self, key: str, value: object, allowed: str) -> None:
+        super().__init__(
+            f"{key}={value!r} is not valid: {key} must be {allowed}. "
+            f"Change {key} on the command line or in the experiment's YAML."
+        )
+        self.key, self.value, self.allowed = key, value, allowed

@@ -1,0 +1,95 @@
+"""What ``resume=RUN_ID`` must find before it reopens a run: a readable checkpoint of that very run, the same
+model and data, MLflow on, and something left to train. Each refusal leaves the run exactly as it was."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from omegaconf import DictConfig, OmegaConf
+
+from explab.checkpoints import load_checkpoint, recorded_config
+from explab.errors import UsageError
+from explab.tracking.params import flatten_params
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+
+# model settings a resume may change: they do not change what the checkpoint's weights mean
+MODEL_KEYS_A_RESUME_MAY_CHANGE = ("model.channels_last", "model.compile")
+
+
+def check_resumable(run: Run, config: DictConfig, checkpoint_path: Path) -> None:
+    """Raise ``UsageError`` (or ``CheckpointError``) when resuming ``run`` with ``config`` would damage it."""
+    from explab.build import mlflow_logger_node
+
+    run_id = run.info.run_id
+    if mlflow_logger_node(config) is None:
+        raise UsageError(
+            f"resume={run_id} continues an MLflow run, but logger=none would train into its folder without "
+            f"recording the epochs. Resume with the MLflow logger on, or train a copy elsewhere with "
+            f"ckpt_path={checkpoint_path} hydra.run.dir=<a new folder> logger=none"
+        )
+    if not checkpoint_path.is_file():
+        raise UsageError(
+            f"run {run_id} has no last checkpoint at {checkpoint_path}: it cannot be resumed here "
+            f"(use reproduce={run_id} to train it again from scratch)"
+        )
+    checkpoint = load_checkpoint(checkpoint_path)  # refuses a truncated or tampered file, by name
+    record = recorded_config(checkpoint, checkpoint_path)
+    if record.get("mlflow_run_id") != run_id:
+        raise UsageError(
+            f"{checkpoint_path} belongs to MLflow run {record.get('mlflow_run_id')}, not to run {run_id}: the two "
+            "runs shared an output folder. Resume that run instead, or train this one again with "
+            f"reproduce={run_id}"
+        )
+    _check_same_model(run_id, record["config"], config)
+    if run.info.status == "FINISHED":
+        _check_something_left_to_train(run_id, checkpoint, config)
+
+
+def _check_same_model(run_id: str, recorded: dict[str, Any], config: DictConfig) -> None:
+    now = cast(dict[str, Any], OmegaConf.to_container(config, resolve=True))
+    then_params, now_params = flatten_params(recorded), flatten_params(now)
+    keys = sorted(
+        key
+        for key in {*then_params, *now_params}
+        if (key.startswith("model.") or key == "data._target_")
+        and key not in MODEL_KEYS_A_RESUME_MAY_CHANGE
+        and then_params.get(key) != now_params.get(key)
+    )
+    if keys:
+        changes = "; ".join(
+            f"{k}: {then_params.get(k, '(none)')} then, {now_params.get(k, '(none)')} now" for k in keys
+        )
+        raise UsageError(
+            f"resume={run_id} would continue a different model or data set than the checkpoint holds ({changes}). "
+            f"Drop those overrides to resume the run as it was, or train the new config as a new run with "
+            f"reproduce={run_id} and the overrides"
+        )
+
+
+def _check_something_left_to_train(run_id: str, checkpoint: dict[str, Any], config: DictConfig) -> None:
+    """A FINISHED run resumes only to train further: otherwise it would test and log its results twice."""
+    epochs_done = int(checkpoint.get("epoch", -1)) + 1
+    steps_done = int(checkpoint.get("global_step", 0))
+    max_epochs = config.trainer.get("max_epochs")
+    max_steps = config.trainer.get("max_steps", -1)
+    if max_steps not in (None, -1) and steps_done >= max_steps:
+        raise UsageError(
+            f"run {run_id} is FINISHED and already trained {steps_done} steps (trainer.max_steps={max_steps}): "
+            f"nothing is left to train. Raise trainer.max_steps to train it further"
+        )
+    if max_epochs not in (None, -1) and epochs_done >= max_epochs:
+        raise UsageError(
+            f"run {run_id} is FINISHED and already trained {epochs_done} epochs (trainer.max_epochs={max_epochs}): "
+            f"nothing is left to train. Give trainer.max_epochs={epochs_done + 1} or more to train it further"
+        )
+    patience = OmegaConf.select(config, "callbacks.early_stopping.patience")
+    for key, state in (checkpoint.get("callbacks") or {}).items():
+        if str(key).startswith("EarlyStopping") and patience is not None and state.get("wait_count", 0) >= patience:
+            raise UsageError(
+                f"run {run_id} is FINISHED: early stopping ended it after {state.get('wait_count')} epochs without "
+                f"improvement (callbacks.early_stopping.patience={patience}), and it would stop again at once. "
+                f"Raise callbacks.early_stopping.patience, or give callbacks.early_stopping=null, to train it further"
+            )

@@ -1,0 +1,94 @@
+"""Config values checked against the types and ranges explab knows, before any run exists.
+
+Hydra checks that keys exist and that values parse; it cannot know that ``optimizer.lr`` is a positive
+number or ``data.batch_size`` a positive integer, and a wrong value would otherwise surface deep inside a fit,
+after the run was created, without naming the key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from explab.errors import ConfigError
+
+MAX_SEED = 2**32 - 1  # numpy's seeds; Lightning seeds numpy with it
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a key takes: ``kind`` "int" or "float" (ints accepted), a range check, and whether null is valid."""
+
+    kind: str
+    allowed: str
+    in_range: Callable[[Any], bool] = lambda value: True
+    nullable: bool = False
+
+    def accepts(self, value: Any) -> bool:
+        if value is None:
+            return self.nullable
+        if isinstance(value, bool):
+            return False
+        if self.kind == "int" and not isinstance(value, int):
+            return False
+        if self.kind == "float" and (not isinstance(value, int | float) or not math.isfinite(value)):
+            return False
+        return self.in_range(value)
+
+
+def _positive_int(allowed: str = "an integer >= 1", nullable: bool = False) -> Rule:
+    return Rule("int", allowed, lambda v: v >= 1, nullable)
+
+
+def _fraction(allowed: str = "a number from 0 up to (not including) 1") -> Rule:
+    return Rule("float", allowed, lambda v: 0 <= v < 1)
+
+
+RULES: dict[str, Rule] = {
+    "seed": Rule("int", f"an integer from 0 to {MAX_SEED}", lambda v: 0 <= v <= MAX_SEED),
+    "torch_threads": _positive_int("null or an integer >= 1", nullable=True),
+    "optimizer.lr": Rule("float", "a number > 0", lambda v: v > 0),
+    "optimizer.weight_decay": Rule("float", "a number >= 0", lambda v: v >= 0),
+    "optimizer.momentum": _fraction(),
+    "trainer.max_epochs": Rule("int", "null, -1 (no limit) or an integer >= 1", lambda v: v == -1 or v >= 1, True),
+    "trainer.min_epochs": Rule("int", "null or an integer >= 0", lambda v: v >= 0, True),
+    "trainer.max_steps": Rule("int", "-1 (no limit) or an integer >= 1", lambda v: v == -1 or v >= 1),
+    "trainer.accumulate_grad_batches": _positive_int(),
+    "trainer.gradient_clip_val": Rule("float", "null or a number >= 0", lambda v: v >= 0, True),
+    "trainer.check_val_every_n_epoch": _positive_int("null or an integer >= 1", nullable=True),
+    "trainer.log_every_n_steps": _positive_int(),
+    "trainer.num_sanity_val_steps": Rule("int", "-1 (all batches) or an integer >= 0", lambda v: v >= -1),
+    "data.batch_size": _positive_int(),
+    "data.eval_batch_size": _positive_int("null or an integer >= 1", nullable=True),
+    "data.val_fraction": _fraction(),
+    "data.test_fraction": Rule("float", "a number between 0 and 1", lambda v: 0 < v < 1),
+    "data.val_size": Rule("float", "a count or a fraction >= 0", lambda v: v >= 0),
+    "model.num_classes": Rule("int", "an integer >= 2", lambda v: v >= 2),
+    "model.backbone.depth": Rule("int", "an integer >= 0", lambda v: v >= 0),
+    "model.backbone.width": _positive_int(),
+    "model.backbone.dropout": _fraction(),
+    "callbacks.early_stopping.patience": Rule("int", "an integer >= 0", lambda v: v >= 0),
+    "callbacks.last_checkpoint.min_interval_seconds": Rule("float", "a number of seconds >= 0", lambda v: v >= 0),
+}
+
+_ABSENT = object()
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` for the first known key whose value has the wrong type or is out of range.
+
+    Keys the config does not have, and mandatory values still missing (``???``, which Hydra reports by
+    name when they are used), are left alone.
+    """
+    for key, rule in RULES.items():
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        if not isinstance(node, DictConfig) or leaf not in node or OmegaConf.is_missing(node, leaf):
+            continue
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is not _ABSENT and not rule.accepts(value):
+            raise ConfigError(key, value, rule.allowed)

@@ -1,0 +1,402 @@
+"""What a hostile first week finds: resumes that would damage a run, torn checkpoints, shared folders, runs
+left RUNNING, stores that disagree, unreadable inputs, dead tracking stores and bad values. Each case runs
+the real command against a temporary store and checks that nothing is lost and the message names the fix."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from explab.checkpoint_io import AtomicCheckpointIO
+from explab.checkpoints import CheckpointError, load_checkpoint
+from explab.errors import UsageError
+from explab.predict import read_inputs
+from explab.sweep.storage import open_storage
+from explab.tracking.orphans import close_orphaned_runs
+from explab.train import train
+from tests.conftest import BIN, run_cli, runs_in, tracking_uri_for
+from tests.sweep.test_sweeper import load, plain_app_command
+
+ROOT = Path(__file__).resolve().parents[1]
+# subprocesses that load this suite's callbacks (``tests.support.callbacks``) import them from the checkout
+WITH_TEST_CALLBACKS = {"PYTHONPATH": str(ROOT)}
+
+
+def paths(tmp_path: Path) -> list[str]:
+    return [
+        f"paths.mlruns_dir={tmp_path}/mlruns",
+        f"paths.log_dir={tmp_path}/logs",
+        "trainer.enable_progress_bar=false",
+    ]
+
+
+def client_for(tmp_path: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri_for(tmp_path / "mlruns"))
+
+
+def trained_run(tmp_path: Path, *args: str) -> str:
+    """A finished two-epoch digits run with a last.ckpt; returns its run id."""
+    done = run_cli(
+        "explab-train",
+        "trainer.max_epochs=2",
+        "callbacks.last_checkpoint.min_interval_seconds=0",
+        "log_model=false",
+        "log_plots=false",
+        *args,
+        *paths(tmp_path),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return max(runs_in(tmp_path / "mlruns", "digits_cnn"), key=lambda r: r.info.start_time).info.run_id
+
+
+def last_checkpoint(tmp_path: Path, run_id: str) -> Path:
+    return Path(client_for(tmp_path).get_run(run_id).data.params["paths.output_dir"]) / "checkpoints" / "last.ckpt"
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- 1. a resume never damages the run it resumes --------------------------------------------------------
+@pytest.mark.slow
+def test_a_resume_with_another_model_is_refused_before_the_run_is_touched(tmp_path: Path) -> None:
+    run_id = trained_run(tmp_path)
+    client = client_for(tmp_path)
+    for status in ("FINISHED", "KILLED"):
+        client.set_terminated(run_id, status)
+        done = run_cli("explab-train", "experiment=diabetes_mlp", f"resume={run_id}", *paths(tmp_path), cwd=tmp_path)
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert "would continue a different model or data set" in done.stderr and "model._target_" in done.stderr
+        assert client.get_run(run_id).info.status == status, "the run keeps its status"
+
+
+@pytest.mark.slow
+def test_a_finished_run_resumes_only_to_train_further(tmp_path: Path) -> None:
+    run_id = trained_run(tmp_path)
+    done = run_cli("explab-train", f"resume={run_id}", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and "nothing is left to train" in done.stderr
+    assert "trainer.max_epochs=3" in done.stderr, "the message says how to train further"
+    client = client_for(tmp_path)
+    assert len(client.get_metric_history(run_id, "test/acc")) == 1, "test/ is not logged twice"
+    done = run_cli("explab-train", f"resume={run_id}", "trainer.max_epochs=3", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = [m.step for m in client.get_metric_history(run_id, "val/acc")]
+    assert len(steps) == 3 and steps == sorted(set(steps)), "the third epoch follows the first two"
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_a_resume_that_fails_before_training_puts_the_run_back_as_it_was(tmp_path: Path) -> None:
+    run_id = trained_run(tmp_path)
+    client = client_for(tmp_path)
+    client.set_terminated(run_id, "KILLED")
+    fail = "+callbacks.fail._target_=tests.support.callbacks.FailOnFitStart"
+    done = run_cli("explab-train", f"resume={run_id}", fail, *paths(tmp_path), cwd=tmp_path, env=WITH_TEST_CALLBACKS)
+    assert done.returncode != 0
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED" and "failing on purpose" in run.data.tags["explab.resume_failed"]
+    # once training goes on, a failure is the resumed run's own
+    fail_later = ["+callbacks.fail._target_=tests.support.callbacks.FailAtEpoch", "+callbacks.fail.epoch=3"]
+    done = run_cli(
+        "explab-train",
+        f"resume={run_id}",
+        "trainer.max_epochs=5",
+        *fail_later,
+        *paths(tmp_path),
+        cwd=tmp_path,
+        env=WITH_TEST_CALLBACKS,
+    )
+    assert done.returncode != 0
+    assert client.get_run(run_id).info.status == "FAILED"
+
+
+# --- 2. checkpoint writes are atomic on every filesystem ------------------------------------------------
+def test_checkpoints_are_written_beside_their_final_name_whatever_tmpdir_is(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "no-such-tmpdir"))  # a $TMPDIR that cannot be used
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(3)}}, path)
+    assert torch.equal(load_checkpoint(path)["state_dict"]["w"], torch.ones(3))
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"], "no staging file is left"
+
+
+def test_the_trainer_writes_checkpoints_atomically(compose_cfg) -> None:
+    from explab.build import build_trainer
+
+    cfg = compose_cfg("trainer=cpu")
+    assert isinstance(build_trainer(cfg, callbacks=[], loggers=[]).strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+def test_a_full_disk_leaves_the_previous_checkpoint_whole(tmp_path: Path) -> None:
+    path = tmp_path / "epoch_000.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.zeros(10)}}, path)
+    before = digest(path)
+    script = f"""
+import resource, signal, torch
+from explab.checkpoint_io import AtomicCheckpointIO
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+AtomicCheckpointIO().save_checkpoint({{"state_dict": {{"w": torch.zeros(1_000_000)}}}}, {str(path)!r})
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode != 0 and "File too large" in done.stderr
+    assert digest(path) == before, "the real name still holds the previous checkpoint"
+    assert [p.name for p in tmp_path.iterdir()] == ["epoch_000.ckpt"], "the partial file is removed"
+
+
+@pytest.mark.slow
+def test_a_truncated_last_checkpoint_is_named_and_the_run_is_untouched(tmp_path: Path) -> None:
+    run_id = trained_run(tmp_path)
+    checkpoint = last_checkpoint(tmp_path, run_id)
+    checkpoint.write_bytes(b"")
+    done = run_cli("explab-train", f"resume={run_id}", "trainer.max_epochs=4", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and f"checkpoint {checkpoint} is truncated (0 bytes)" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert client_for(tmp_path).get_run(run_id).info.status == "FINISHED"
+
+
+def test_a_truncated_checkpoint_is_named_when_lightning_loads_it(compose_cfg, store: Path, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "cut.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}}, checkpoint)
+    checkpoint.write_bytes(checkpoint.read_bytes()[:300])
+    with pytest.raises(CheckpointError, match=r"cut.ckpt is truncated \(300 bytes\)"):
+        train(compose_cfg(f"ckpt_path={checkpoint}", "trainer.max_epochs=1"))
+    [run] = runs_in(store, "digits_cnn")
+    assert run.info.status == "FAILED"
+
+
+# --- 3. two runs never share an output folder ---------------------------------------------------------
+@pytest.mark.slow
+def test_runs_started_together_get_their_own_folders_and_resume_refuses_a_foreign_checkpoint(tmp_path: Path) -> None:
+    command = [
+        str(BIN / "explab-train"),
+        "trainer.max_epochs=1",
+        "log_model=false",
+        "log_plots=false",
+        *paths(tmp_path),
+    ]
+    workers = [subprocess.Popen([*command, f"seed={seed}"], cwd=tmp_path, stderr=subprocess.PIPE) for seed in (1, 2)]
+    for worker in workers:
+        assert worker.wait(timeout=300) == 0
+    runs = {r.data.params["seed"]: r.info.run_id for r in runs_in(tmp_path / "mlruns", "digits_cnn")}
+    first, second = last_checkpoint(tmp_path, runs["1"]), last_checkpoint(tmp_path, runs["2"])
+    assert first.parent != second.parent
+    assert load_checkpoint(first)["explab"]["mlflow_run_id"] == runs["1"]
+    second.replace(first)  # what a shared folder did: one run's state under the other's name
+    done = run_cli("explab-train", f"resume={runs['1']}", "trainer.max_epochs=2", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and f"belongs to MLflow run {runs['2']}, not to run {runs['1']}" in done.stderr
+
+
+# --- 4. resume= without MLflow cannot rewrite a tracked run -------------------------------------------
+@pytest.mark.slow
+def test_a_resume_without_mlflow_is_refused(tmp_path: Path) -> None:
+    run_id = trained_run(tmp_path)
+    checkpoint = last_checkpoint(tmp_path, run_id)
+    before = digest(checkpoint)
+    done = run_cli(
+        "explab-train", f"resume={run_id}", "logger=none", "trainer.max_epochs=4", *paths(tmp_path), cwd=tmp_path
+    )
+    assert done.returncode == 1 and "logger=none" in done.stderr and "hydra.run.dir" in done.stderr
+    assert digest(checkpoint) == before
+
+
+# --- 5. nothing is left RUNNING -------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", ["seed=-1", "torch_threads=-1"])
+def test_values_that_fail_early_leave_no_run(tmp_path: Path, bad: str) -> None:
+    done = run_cli("explab-train", bad, *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and bad.split("=")[0] in done.stderr
+    assert runs_in(tmp_path / "mlruns", "digits_cnn") == []
+
+
+def _wait_for_running_trial(tmp_path: Path, study: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if any(t.state == optuna.trial.TrialState.RUNNING for t in load(tmp_path, study).trials):
+                return
+        except (KeyError, FileNotFoundError):  # the study is not written yet
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("no trial started")
+
+
+def _plain_sweep_with_parent(tmp_path: Path, study: str) -> list[str]:
+    mlflow = f"hydra.sweeper.mlflow={{tracking_uri:'{tracking_uri_for(tmp_path / 'mlruns')}',experiment_name:quad}}"
+    return plain_app_command(
+        tmp_path, study, "hydra.sweeper.n_trials=5", "sleep=3", mlflow, f"hydra.sweep.dir={tmp_path}/multirun"
+    )
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_sweep_fails_the_trial_and_kills_the_parent(tmp_path: Path) -> None:
+    worker = subprocess.Popen(
+        _plain_sweep_with_parent(tmp_path, "term"), cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    _wait_for_running_trial(tmp_path, "term")
+    worker.send_signal(signal.SIGTERM)
+    worker.communicate(timeout=60)
+    assert worker.returncode == 128 + signal.SIGTERM
+    assert [t.state.name for t in load(tmp_path, "term").trials][-1] == "FAIL"
+    [parent] = runs_in(tmp_path / "mlruns", "quad")
+    assert parent.info.status == "KILLED"
+
+
+@pytest.mark.slow
+def test_a_parent_run_whose_worker_was_killed_is_closed_by_orphan_cleanup(tmp_path: Path) -> None:
+    worker = subprocess.Popen(_plain_sweep_with_parent(tmp_path, "lost"), cwd=tmp_path, stderr=subprocess.PIPE)
+    _wait_for_running_trial(tmp_path, "lost")
+    worker.kill()
+    worker.wait(timeout=60)
+    [parent] = runs_in(tmp_path / "mlruns", "quad")
+    assert parent.info.status == "RUNNING" and parent.data.tags["hostname"]
+    assert close_orphaned_runs(client_for(tmp_path), parent.info.experiment_id) == [parent.info.run_id]
+
+
+# --- 6. Optuna and MLflow always agree ------------------------------------------------------------------
+def sweep_for_test_acc_without_test(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(
+        "explab-train",
+        "-m",
+        "hparams_search=digits_optuna",
+        "hydra.sweeper.metric=test/acc",
+        "test=false",
+        *args,
+        *paths(tmp_path),
+        f"hydra.sweep.dir={tmp_path}/multirun",
+        cwd=tmp_path,
+    )
+
+
+def test_a_test_metric_with_test_off_is_refused_before_any_trial(tmp_path: Path) -> None:
+    done = sweep_for_test_acc_without_test(tmp_path)
+    assert done.returncode == 1 and "never logs with test=false" in done.stderr and "Traceback" not in done.stderr
+    assert runs_in(tmp_path / "mlruns", "digits_cnn") == []
+
+
+@pytest.mark.slow
+def test_a_job_without_the_objective_fails_in_both_stores(tmp_path: Path) -> None:
+    done = sweep_for_test_acc_without_test(
+        tmp_path, "hydra.sweeper.check=null", "hydra.sweeper.n_trials=2", "trainer.max_epochs=1"
+    )
+    assert done.returncode != 0, "every trial failed, so the sweep stops"
+    open_storage.cache_clear()
+    storage = open_storage(f"journal:///{tmp_path}/mlruns/optuna/digits_cnn.journal")
+    trials = optuna.load_study(study_name="digits_cnn_optuna", storage=storage).trials
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
+    children = [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if "optuna.trial_number" in r.data.tags]
+    assert sorted((r.info.status, r.data.tags["optuna.trial_state"]) for r in children) == [("FAILED", "FAIL")] * 2
+
+
+# --- 7. explab-predict refuses what it cannot read ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("1,2,x\n", "empty or non-numeric"),
+        ("1,,3\n", "empty or non-numeric"),
+        ("", "holds no inputs"),
+        ("1,2,3\n", "gives 3 values per input; this model takes 64 numbers per input (shape [1, 8, 8])"),
+    ],
+)
+def test_predict_refuses_csv_it_cannot_read(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text(content)
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        read_inputs(path, [1, 8, 8], {})
+
+
+def test_predict_reads_a_single_row_csv_as_one_input(tmp_path: Path) -> None:
+    path = tmp_path / "one.csv"
+    path.write_text(",".join(["0.5"] * 64) + "\n")
+    x, names = read_inputs(path, [1, 8, 8], {})
+    assert x.shape == (1, 1, 8, 8) and names == ["0"]
+
+
+@pytest.mark.slow
+def test_predict_cli_names_the_bad_input_without_a_traceback(logged_run: str, store: Path, tmp_path: Path) -> None:
+    (tmp_path / "bad.csv").write_text("1,2,3\n")
+    done = run_cli(
+        "explab-predict",
+        f"model_uri=runs:/{logged_run}/model",
+        f"input={tmp_path / 'bad.csv'}",
+        f"output={tmp_path / 'out.csv'}",
+        f"paths.mlruns_dir={store}",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "gives 3 values per input; this model takes 64 numbers per input" in done.stderr
+    assert not (tmp_path / "out.csv").exists()
+
+
+# --- 8. a broken tracking store is named within seconds ------------------------------------------------
+def test_an_unreachable_server_is_named_at_once(tmp_path: Path) -> None:
+    start = time.monotonic()
+    done = run_cli("explab-train", *paths(tmp_path), cwd=tmp_path, env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})
+    assert time.monotonic() - start < 60
+    assert done.returncode == 1 and "http://127.0.0.1:9 does not answer" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
+    (tmp_path / "notes.db").write_text("not a database")
+    done = run_cli(
+        "explab-train", *paths(tmp_path), cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/notes.db"}
+    )
+    assert done.returncode == 1 and "is not a database" in done.stderr
+
+
+def test_another_applications_database_is_left_untouched(tmp_path: Path) -> None:
+    database = tmp_path / "optuna.db"
+    optuna.create_study(storage=f"sqlite:///{database}", study_name="theirs")
+    before = digest(database)
+    done = run_cli("explab-train", *paths(tmp_path), cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{database}"})
+    assert done.returncode == 1 and "another application's database" in done.stderr
+    assert digest(database) == before and not Path(f"{database}-wal").exists()
+    tables = {r[0] for r in sqlite3.connect(database).execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "experiments" not in tables
+
+
+# --- 9. user errors read as one message, not a traceback -----------------------------------------------
+@pytest.mark.parametrize(
+    ("bad", "allowed"),
+    [
+        ("optimizer.lr=abc", "optimizer.lr must be a number > 0"),
+        ("trainer.max_epochs=abc", "trainer.max_epochs must be null, -1 (no limit) or an integer >= 1"),
+        ("data.batch_size=0", "data.batch_size must be an integer >= 1"),
+    ],
+)
+def test_a_bad_value_is_one_message_naming_the_key_before_any_run(tmp_path: Path, bad: str, allowed: str) -> None:
+    done = run_cli("explab-train", bad, *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1
+    assert allowed in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists(), "no run exists for a config that is wrong"
+    full = run_cli("explab-train", bad, *paths(tmp_path), cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
+    assert "Traceback" in full.stderr and "ConfigError" in full.stderr
+
+
+def test_a_value_syntax_error_is_reported_as_a_value_error(tmp_path: Path) -> None:
+    done = run_cli("explab-train", "optimizer.lr=interval(1e-3)", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode != 0
+    assert "Bad value in 'optimizer.lr=interval(1e-3)'" in done.stderr and "Did you mean" not in done.stderr
+
+
+def test_an_unexpected_error_keeps_its_traceback(tmp_path: Path) -> None:
+    done = run_cli(
+        "explab-train",
+        "+callbacks.fail._target_=tests.support.callbacks.FailOnFitStart",
+        "trainer.max_epochs=1",
+        *paths(tmp_path),
+        cwd=tmp_path,
+        env=WITH_TEST_CALLBACKS,
+    )
+    assert done.returncode != 0 and "failing on purpose before training" in done.stderr
+    assert "Traceback" in done.stderr or "HYDRA_FULL_ERROR" in done.stderr
