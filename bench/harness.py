@@ -96,3 +96,29 @@ def mnist_available() -> bool:
     """Real MNIST linked under data/ by ``make data``."""
     folder = project_root() / "data" / "mnist"
     return folder.is_dir() and any(folder.iterdir())
+
+
+def stamp() -> dict[str, str]:
+    """When, at which commit, on what machine and with which pinned versions a figure was measured."""
+    import platform
+    from datetime import date
+    from importlib.metadata import version
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=project_root(), check=False).stdout
+
+    commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    if git("status", "--porcelain", "--untracked-files=no", "--", "src", "conf", "experiments").strip():
+        commit += "-dirty"  # measured on changes not yet committed
+    cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "")
+    return {
+        "date": date.today().isoformat(),
+        "commit": commit,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu or platform.platform()}",
+        "versions": ", ".join(f"{name} {version(name)}" for name in ("torch", "lightning", "scikit-learn")),
+    }
+
+
+def _cpuinfo() -> list[str]:
+    path = Path("/proc/cpuinfo")
+    return path.read_text().splitlines() if path.is_file() else []

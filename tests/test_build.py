@@ -26,7 +26,11 @@ EXPERIMENTS = options("experiment")
 # groups whose options are swapped in on top of the default experiment
 GROUPS = ["optimizer", "scheduler", "trainer", "precision", "callbacks", "logger", "model"]
 # models that need their own data (a vocabulary size, say) are checked inside their experiment
-MODEL_EXPERIMENT = {"text_rnn": "rotten_tomatoes_sentiment", "mlp_regressor": "diabetes_mlp"}
+MODEL_EXPERIMENT = {
+    "text_rnn": "rotten_tomatoes_sentiment",
+    "bag_of_ngrams": "rotten_tomatoes_fasttext",
+    "mlp_regressor": "diabetes_mlp",
+}
 
 
 def test_experiments_folder_is_the_experiment_group() -> None:

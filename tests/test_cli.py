@@ -28,6 +28,7 @@ def test_unknown_group_option_lists_the_choices(tmp_path: Path) -> None:
     assert "adamw" in done.stderr and "rmsprop" in done.stderr
 
 
+@pytest.mark.slow
 def test_missing_mandatory_value_fails_the_run(tmp_path: Path) -> None:
     done = run_cli("explab-train", "data.batch_size=???", *common(tmp_path), cwd=tmp_path)
     assert done.returncode != 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from explab.build import has_validation_split
 from explab.train import train
 from tests.conftest import runs_in, tracking_uri_for
 from tests.support.formats import write_aclimdb, write_cifar, write_mnist, write_snippets
@@ -14,6 +15,11 @@ from tests.support.formats import write_aclimdb, write_cifar, write_mnist, write
 
 def _mnist(tmp: Path) -> list[str]:
     return [f"data.data_dir={write_mnist(tmp / 'mnist')}", "data.val_size=40"]
+
+
+def _mnist_without_validation(tmp: Path) -> list[str]:
+    """The recipe's own ``data.val_size=0``: every training image trains, the last checkpoint is tested."""
+    return [f"data.data_dir={write_mnist(tmp / 'mnist')}"]
 
 
 def _cifar(tmp: Path) -> list[str]:
@@ -31,14 +37,15 @@ def _snippets(tmp: Path) -> list[str]:
 DATA: dict[str, Callable[[Path], list[str]]] = {
     "digits_cnn": lambda tmp: [],
     "diabetes_mlp": lambda tmp: [],
-    "mnist_cnn": _mnist,
+    "mnist_cnn": _mnist_without_validation,
     "mnist_fast": _mnist,
-    "fashion_mnist_cnn": _mnist,
+    "fashion_mnist_cnn": _mnist_without_validation,
     "cifar10_cnn": _cifar,
     "cifar10_lenet": _cifar,
     "cifar10_widecnn": _cifar,
     "imdb_sentiment": _imdb,
     "rotten_tomatoes_sentiment": _snippets,
+    "rotten_tomatoes_fasttext": _snippets,
 }
 
 
@@ -62,7 +69,11 @@ def test_experiment_trains_end_to_end(experiment: str, compose_cfg, store: Path,
     [run] = runs_in(store, cfg.experiment_name)
     assert run.info.status == "FINISHED"
     assert len(run.data.tags["data.fingerprint"]) == 16
-    assert cfg.optimized_metric in run.data.metrics
+    if has_validation_split(cfg):
+        assert cfg.optimized_metric in run.data.metrics
+    else:  # trained on every training sample: nothing validated, the last checkpoint tested
+        assert run.data.tags["data.n_val"] == "0" and not [k for k in run.data.metrics if k.startswith("val/")]
+        assert run.data.tags["explab.best_checkpoint"] == "checkpoints/last.ckpt"
     from explab.tracking.store import open_client
 
     client = open_client(tracking_uri_for(store))

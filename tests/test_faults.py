@@ -137,6 +137,7 @@ def test_the_trainer_writes_checkpoints_atomically(compose_cfg) -> None:
     assert isinstance(build_trainer(cfg, callbacks=[], loggers=[]).strategy.checkpoint_io, AtomicCheckpointIO)
 
 
+@pytest.mark.slow
 def test_a_full_disk_leaves_the_previous_checkpoint_whole(tmp_path: Path) -> None:
     path = tmp_path / "epoch_000.ckpt"
     AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.zeros(10)}}, path)
@@ -210,6 +211,7 @@ def test_a_resume_without_mlflow_is_refused(tmp_path: Path) -> None:
     assert digest(checkpoint) == before
 
 
+@pytest.mark.slow
 # --- 5. nothing is left RUNNING -------------------------------------------------------------------------
 @pytest.mark.parametrize("bad", ["seed=-1", "torch_threads=-1"])
 def test_values_that_fail_early_leave_no_run(tmp_path: Path, bad: str) -> None:
@@ -277,6 +279,7 @@ def sweep_for_test_acc_without_test(tmp_path: Path, *args: str) -> subprocess.Co
     )
 
 
+@pytest.mark.slow
 def test_a_test_metric_with_test_off_is_refused_before_any_trial(tmp_path: Path) -> None:
     done = sweep_for_test_acc_without_test(tmp_path)
     assert done.returncode == 1 and "never logs with test=false" in done.stderr and "Traceback" not in done.stderr
@@ -337,6 +340,7 @@ def test_predict_cli_names_the_bad_input_without_a_traceback(logged_run: str, st
     assert not (tmp_path / "out.csv").exists()
 
 
+@pytest.mark.slow
 # --- 8. a broken tracking store is named within seconds ------------------------------------------------
 def test_an_unreachable_server_is_named_at_once(tmp_path: Path) -> None:
     start = time.monotonic()
@@ -346,6 +350,7 @@ def test_an_unreachable_server_is_named_at_once(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_a_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
     (tmp_path / "notes.db").write_text("not a database")
     done = run_cli(
@@ -354,6 +359,7 @@ def test_a_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
     assert done.returncode == 1 and "is not a database" in done.stderr
 
 
+@pytest.mark.slow
 def test_another_applications_database_is_left_untouched(tmp_path: Path) -> None:
     database = tmp_path / "optuna.db"
     optuna.create_study(storage=f"sqlite:///{database}", study_name="theirs")
@@ -365,6 +371,7 @@ def test_another_applications_database_is_left_untouched(tmp_path: Path) -> None
     assert "experiments" not in tables
 
 
+@pytest.mark.slow
 # --- 9. user errors read as one message, not a traceback -----------------------------------------------
 @pytest.mark.parametrize(
     ("bad", "allowed"),
@@ -383,12 +390,14 @@ def test_a_bad_value_is_one_message_naming_the_key_before_any_run(tmp_path: Path
     assert "Traceback" in full.stderr and "ConfigError" in full.stderr
 
 
+@pytest.mark.slow
 def test_a_value_syntax_error_is_reported_as_a_value_error(tmp_path: Path) -> None:
     done = run_cli("explab-train", "optimizer.lr=interval(1e-3)", *paths(tmp_path), cwd=tmp_path)
     assert done.returncode != 0
     assert "Bad value in 'optimizer.lr=interval(1e-3)'" in done.stderr and "Did you mean" not in done.stderr
 
 
+@pytest.mark.slow
 def test_an_unexpected_error_keeps_its_traceback(tmp_path: Path) -> None:
     done = run_cli(
         "explab-train",

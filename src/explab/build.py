@@ -71,12 +71,16 @@ def build_callbacks(
     resume the one that tells the reopened run when training goes on."""
     callbacks: list[L.Callback] = []
     progress_bar_on = cfg.trainer.get("enable_progress_bar", True)
+    validating = has_validation_split(cfg)
     for name, node in (cfg.get("callbacks") or {}).items():
         if not node or "_target_" not in node:
             continue
         callback = instantiate(node, _convert_="partial")
         if isinstance(callback, LearningRateMonitor) and not has_logger:
             log.info("callbacks.%s skipped: it needs a logger and logger is off", name)
+            continue
+        if not validating and str(getattr(callback, "monitor", None) or "").startswith("val/"):
+            log.info("callbacks.%s skipped: it follows %s and the data has no validation split", name, callback.monitor)
             continue
         if isinstance(callback, ProgressBar) and not progress_bar_on:
             continue
@@ -113,11 +117,19 @@ def mlflow_logger_node(cfg: DictConfig) -> DictConfig | None:
     return None
 
 
+def has_validation_split(cfg: DictConfig) -> bool:
+    """False when the data is configured to train on everything (``data.val_size=0`` or
+    ``data.val_fraction=0``): then nothing selects on validation, and the last checkpoint is the one tested."""
+    data = cfg.get("data") or {}
+    return data.get("val_size", None) != 0 and data.get("val_fraction", None) != 0
+
+
 def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Logger]) -> L.Trainer:
     drop_lightning_tips()
+    no_validation = {} if has_validation_split(cfg) else {"limit_val_batches": 0, "num_sanity_val_steps": 0}
     # checkpoints are written atomically in their own folder, whatever filesystem $TMPDIR is on
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()], **no_validation
     )
     _warn_if_precision_changed(cfg, trainer)
     return trainer

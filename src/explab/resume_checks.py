@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
 
 # model settings a resume may change: they do not change what the checkpoint's weights mean
-MODEL_KEYS_A_RESUME_MAY_CHANGE = ("model.channels_last", "model.compile")
+MODEL_KEYS_A_RESUME_MAY_CHANGE = ("model.channels_last", "model.compile", "model.init")
 
 
 def check_resumable(run: Run, config: DictConfig, checkpoint_path: Path) -> None:

@@ -15,13 +15,15 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from explab.errors import ConfigError
+from explab.models.init import SCHEMES as INIT_SCHEMES
 
 MAX_SEED = 2**32 - 1  # numpy's seeds; Lightning seeds numpy with it
 
 
 @dataclass(frozen=True)
 class Rule:
-    """What a key takes: ``kind`` "int" or "float" (ints accepted), a range check, and whether null is valid."""
+    """What a key takes: ``kind`` "int", "float" (ints accepted) or "str", a range or membership check, and
+    whether null is valid."""
 
     kind: str
     allowed: str
@@ -34,6 +36,8 @@ class Rule:
         if isinstance(value, bool):
             return False
         if self.kind == "int" and not isinstance(value, int):
+            return False
+        if self.kind == "str" and not isinstance(value, str):
             return False
         if self.kind == "float" and (not isinstance(value, int | float) or not math.isfinite(value)):
             return False
@@ -68,6 +72,7 @@ RULES: dict[str, Rule] = {
     "data.test_fraction": Rule("float", "a number between 0 and 1", lambda v: 0 < v < 1),
     "data.val_size": Rule("float", "a count or a fraction >= 0", lambda v: v >= 0),
     "model.num_classes": Rule("int", "an integer >= 2", lambda v: v >= 2),
+    "model.init": Rule("str", f"one of {', '.join(INIT_SCHEMES)}", lambda v: v in INIT_SCHEMES),
     "model.backbone.depth": Rule("int", "an integer >= 0", lambda v: v >= 0),
     "model.backbone.width": _positive_int(),
     "model.backbone.dropout": _fraction(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from explab.models import MLP, ConvNet
 
@@ -24,3 +25,37 @@ def test_convnet_refuses_a_depth_that_shrinks_the_image_away() -> None:
 def test_mlp_depth() -> None:
     net = MLP(64, 10, depth=3, width=16)
     assert sum(isinstance(m, torch.nn.Linear) for m in net.modules()) == 4
+
+
+def test_bag_of_ngrams_hashes_bigrams_after_the_vocabulary_and_skips_padding() -> None:
+    from explab.models import BagOfNgrams
+
+    model = BagOfNgrams(vocab_size=10, num_outputs=2, buckets=7)
+    ids = torch.tensor([[3, 4, 5, 0, 0]])
+    grams = model.ngrams(ids)
+    assert grams.shape == (1, 9)
+    assert grams[0, :5].tolist() == [3, 4, 5, 0, 0]
+    bigrams = grams[0, 5:].tolist()
+    assert all(10 <= b < 17 for b in bigrams[:2]) and bigrams[2:] == [0, 0], "a pair with padding is padding"
+    assert model.eval()(ids).shape == (1, 2)
+
+
+def test_keras_init_gives_glorot_weights_and_zero_biases(compose_cfg) -> None:
+    from explab.build import build_model
+
+    model = build_model(compose_cfg("experiment=mnist_cnn"))
+    layers = [m for m in model.backbone.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    assert layers and all(float(m.bias.abs().max()) == 0.0 for m in layers)
+    for layer in layers:
+        fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(layer.weight)
+        assert float(layer.weight.abs().max()) <= (6 / (fan_in + fan_out)) ** 0.5
+    default = build_model(compose_cfg("experiment=mnist_cnn", "model.init=default"))
+    assert any(float(m.bias.abs().max()) > 0 for m in default.backbone.modules() if isinstance(m, nn.Linear))
+
+
+def test_an_unknown_init_scheme_lists_the_known_ones(compose_cfg) -> None:
+    from explab.errors import ConfigError
+    from explab.validation import validate_config
+
+    with pytest.raises(ConfigError, match=r"model.init='glorot'.*one of default, keras"):
+        validate_config(compose_cfg("model.init=glorot"))

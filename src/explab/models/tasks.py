@@ -29,6 +29,7 @@ from torchmetrics.classification import (
 )
 
 from explab.models.epoch_sums import EpochSums
+from explab.models.init import initialise
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -69,9 +70,11 @@ class TaskModule(L.LightningModule):
         loss: nn.Module | None = None,
         channels_last: bool = False,
         compile: bool = False,
+        init: str = "default",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler", "loss"], logger=False)
+        initialise(backbone, init)
         self.backbone = backbone
         self.channels_last = channels_last
         self.compile_backbone = compile
@@ -271,9 +274,10 @@ class ClassificationTask(TaskModule):
         loss: nn.Module | None = None,
         channels_last: bool = False,
         compile: bool = False,
+        init: str = "default",
     ) -> None:
         self.num_classes = num_classes
-        super().__init__(backbone, optimizer, scheduler, loss, channels_last, compile)
+        super().__init__(backbone, optimizer, scheduler, loss, channels_last, compile, init)
 
     def default_loss(self) -> nn.Module:
         return nn.CrossEntropyLoss()
