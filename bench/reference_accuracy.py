@@ -108,9 +108,10 @@ def main() -> None:
     start = time.perf_counter()
     for experiment in experiments:
         results["rows"][experiment] = {**measure(experiment, tuple(args.seeds)), "measured": stamp()}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    write_readme_table(results)
+        # written after each experiment, so an interrupted run keeps what it measured
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        write_readme_table(results)
     print(f"{RESULTS} and the README's experiments table updated ({time.perf_counter() - start:.0f} s)")
 
 
