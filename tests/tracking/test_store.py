@@ -1,13 +1,17 @@
-"""The SQLite store's connection settings."""
+"""The SQLite store: its connection settings and the check made before it is opened."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import sqlite3
+import threading
+import time
 
 import sqlalchemy
+from mlflow.tracking import MlflowClient
 
-from explab.tracking.store import open_client
+from explab.tracking.store import _store_lock, check_store, open_client
 
 
 def test_store_connections_use_wal_and_commit_without_waiting_for_the_disk(tmp_path) -> None:
@@ -22,3 +26,29 @@ def test_store_connections_use_wal_and_commit_without_waiting_for_the_disk(tmp_p
     with other.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2, "other files keep FULL"
     other.dispose()
+
+
+def test_a_store_another_process_is_creating_is_waited_for_not_called_foreign(tmp_path) -> None:
+    database = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{database}"
+    half_made = threading.Event()
+
+    def create_store() -> None:  # what open_client does in another worker, caught between two tables
+        with _store_lock(database, fcntl.LOCK_EX):
+            with contextlib.closing(sqlite3.connect(database)) as connection:
+                connection.execute("CREATE TABLE experiments (experiment_id INTEGER PRIMARY KEY)")
+                connection.commit()
+                half_made.set()
+                time.sleep(0.5)  # the checker, if it does not wait, reads a store with one table now
+                connection.execute("DROP TABLE experiments")
+                connection.commit()
+            MlflowClient(uri).search_experiments(max_results=1)
+
+    creator = threading.Thread(target=create_store)
+    creator.start()
+    half_made.wait(timeout=30)
+    check_store(uri)  # waits for the lock, then finds MLflow's tables
+    creator.join()
+    with contextlib.closing(sqlite3.connect(database)) as plain:
+        tables = {row[0] for row in plain.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"experiments", "runs"} <= tables

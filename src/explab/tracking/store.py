@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,14 +43,21 @@ def open_client(tracking_uri: str) -> MlflowClient:
     database = Path(tracking_uri.removeprefix(SQLITE_PREFIX))
     database.parent.mkdir(parents=True, exist_ok=True)
     _tune_connections_to(database)
-    with open(database.parent / f".{database.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _store_lock(database, fcntl.LOCK_EX):
+        client = MlflowClient(tracking_uri)
+        client.search_experiments(max_results=1)
+    return client
+
+
+@contextlib.contextmanager
+def _store_lock(database: Path, operation: int) -> Iterator[None]:
+    """Hold the lock beside ``database``: exclusive while a store is created, shared while one is inspected."""
+    with open(database.parent / f".{database.name}.lock", "a") as lock:
+        fcntl.flock(lock, operation)
         try:
-            client = MlflowClient(tracking_uri)
-            client.search_experiments(max_results=1)
+            yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-    return client
 
 
 def check_store(tracking_uri: str) -> None:
@@ -90,11 +99,14 @@ def _check_sqlite_file(tracking_uri: str, database: Path) -> None:
                 f"The MLflow tracking store {tracking_uri} is not a database: {database} holds something else. "
                 "Point MLFLOW_TRACKING_URI (or paths.mlruns_dir) at an MLflow store or a new file."
             )
-    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
-    try:
-        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    finally:
-        connection.close()
+    # Another explab process may be creating this store right now, table by table, under the exclusive
+    # lock; a half-made store would read as a foreign one, so look only once it is complete.
+    with _store_lock(database, fcntl.LOCK_SH):
+        connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            connection.close()
     if tables and not {"experiments", "runs"} <= tables:
         raise TrackingStoreError(
             f"The MLflow tracking store {tracking_uri} is another application's database (tables: "
