@@ -68,6 +68,7 @@ server: install
 bench: data
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/sweeps.py
+	$(BIN)/python bench/slurm_sweeps.py
 	$(BIN)/python bench/precision.py
 	$(BIN)/python bench/time_to_accuracy.py
 	$(BIN)/python bench/sweep_efficiency.py

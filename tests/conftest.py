@@ -17,6 +17,12 @@ from omegaconf import DictConfig, open_dict
 from explab.config import config_dir
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).parents[1]
+
+
+def root_env() -> dict[str, str]:
+    """This environment for subprocesses that load the suite's helpers (``tests.support``) from the checkout."""
+    return {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONPATH": str(ROOT)}
 
 
 @pytest.fixture(autouse=True)

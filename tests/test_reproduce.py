@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import signal
@@ -99,14 +100,32 @@ def test_sigkilled_run_is_resumed_into_the_same_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_ends_the_run_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_stop_signal_writes_last_checkpoint_at_once_and_the_run_resumes_mid_epoch(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    # last.ckpt is otherwise due only 10 s after the fit starts: what exists at the signal was written for it
     proc = start(tmp_path, "trainer.max_epochs=50", "data.batch_size=4")
     run_id = wait_for_points(tmp_path, "val/acc", 1)
-    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)  # inside the second epoch
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode != 0
-    status = MlflowClient(tracking_uri_for(tmp_path / "mlruns")).get_run(run_id).info.status
-    assert status == "KILLED", stderr[-2000:]
+    assert proc.returncode == 128 + signum, stderr[-2000:]
+    client = MlflowClient(tracking_uri_for(tmp_path / "mlruns"))
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED", stderr[-2000:]
+    checkpoint = load_checkpoint(Path(run.data.params["paths.output_dir"]) / "checkpoints" / "last.ckpt")
+    epoch, done = checkpoint["epoch"], checkpoint["global_step"]
+    steps_per_epoch = 1257 // 4 + 1  # digits' training split in batches of 4
+    assert epoch * steps_per_epoch < done < (epoch + 1) * steps_per_epoch, "written mid-epoch, with its steps"
+
+    resumed = run_cli(
+        "explab-train", f"resume={run_id}", f"trainer.max_epochs={epoch + 1}", *common(tmp_path), cwd=tmp_path
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    steps = [step for step, _ in history(tmp_path, run_id, "val/acc")]
+    gaps = {b - a for a, b in itertools.pairwise(steps)}
+    assert len(steps) == epoch + 1 and gaps == {steps_per_epoch}, "the epoch is finished, not started again"
 
 
 class _Payload:

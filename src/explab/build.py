@@ -11,10 +11,12 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import Logger, MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
-from explab.callbacks import NonFiniteLossGuard, RecordInCheckpoint, ResumedTraining
+from explab.callbacks import LastCheckpoint, NonFiniteLossGuard, RecordInCheckpoint, ResumedTraining
+from explab.callbacks.checkpoint_on_signal import CheckpointOnSignal
 from explab.checkpoint_io import AtomicCheckpointIO
 from explab.data.base import TensorDataModule
 from explab.models import TaskModule
+from explab.tracking.store import open_client
 from explab.utils.distributed import configure_threads
 from explab.utils.logging import drop_lightning_tips, get_logger
 
@@ -86,6 +88,9 @@ def build_callbacks(
             continue
         callbacks.append(callback)
     callbacks.append(NonFiniteLossGuard())
+    last = next((c for c in callbacks if isinstance(c, LastCheckpoint)), None)
+    if last is not None:
+        callbacks.append(CheckpointOnSignal(last))
     resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     callbacks.append(RecordInCheckpoint(resolved, run_id))
     if trial is not None:
@@ -100,7 +105,12 @@ def build_loggers(cfg: DictConfig, run_id: str | None) -> list[Logger]:
     for node in (cfg.get("logger") or {}).values():
         if not node or "_target_" not in node:
             continue
-        extra: dict[str, Any] = {"run_id": run_id} if is_mlflow_logger(node) else {}
+        extra: dict[str, Any] = {}
+        if is_mlflow_logger(node):
+            # MLFlowLogger opens the store on every rank as it is built; ranks that SLURM starts together
+            # would all create a new store at once, so each opens it first, one after another
+            open_client(node.tracking_uri)
+            extra["run_id"] = run_id
         loggers.append(instantiate(node, **extra))
     return loggers
 

@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-# overrides that belong to the original job's context, not to its experiment
-DROPPED_PREFIXES = ("++optuna_trial.", "+optuna_trial.", "optuna_trial.", "resume=", "reproduce=", "hydra.")
+# overrides that say how a job was started, not what it trains: the recorded ones are dropped, and of this
+# job's own only its trial (a sweep's job that continues its trial's run) is kept
+MODE_PREFIXES = ("resume=", "reproduce=", "hydra.")
+DROPPED_PREFIXES = ("++optuna_trial.", "+optuna_trial.", "optuna_trial.", *MODE_PREFIXES)
 
 
 def _recorded(cfg: DictConfig, run_id: str) -> tuple[Any, list[str]]:
@@ -44,6 +46,21 @@ def _recorded(cfg: DictConfig, run_id: str) -> tuple[Any, list[str]]:
     return run, list(yaml.safe_load(source.load_text("config/overrides.yaml")) or [])
 
 
+def merged_overrides(recorded: list[str], now: list[str]) -> list[str]:
+    """``recorded`` with each key given again ``now`` replaced by its new value, then the new keys.
+
+    Hydra refuses the same ``+key=`` twice, which a job that repeats its run's overrides (a continued
+    sweep trial, ``resume=ID +callbacks.x=...``) would otherwise give it.
+    """
+
+    def key(override: str) -> str:
+        return override.lstrip("+~").partition("=")[0]
+
+    merged = {key(o): o for o in recorded}
+    merged.update({key(o): o for o in now})
+    return list(merged.values())
+
+
 def config_from_recorded_run(cfg: DictConfig) -> DictConfig:
     """The config a ``resume=`` or ``reproduce=`` job runs; ``cfg`` itself when it is neither."""
     from hydra import compose
@@ -53,7 +70,10 @@ def config_from_recorded_run(cfg: DictConfig) -> DictConfig:
         return cfg
     run_id = str(cfg[mode])
     run, recorded = _recorded(cfg, run_id)
-    overrides = [o for o in [*recorded, *hydra_overrides()] if not o.startswith(DROPPED_PREFIXES)]
+    overrides = merged_overrides(
+        [o for o in recorded if not o.startswith(DROPPED_PREFIXES)],
+        [o for o in hydra_overrides() if not o.startswith(MODE_PREFIXES)],
+    )
     rebuilt = compose(config_name="train", overrides=[*overrides, f"{mode}={run_id}"])
     with open_dict(rebuilt):
         rebuilt.paths.output_dir = cfg.paths.output_dir

@@ -42,8 +42,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 @report_user_errors
 def _hydra_main(cfg: DictConfig) -> dict[str, float]:
     from explab.reproduce import config_from_recorded_run
+    from explab.sweep.continuation import continue_interrupted_trial
 
-    return train(config_from_recorded_run(cfg))
+    return train(config_from_recorded_run(continue_interrupted_trial(cfg)))
 
 
 def main() -> None:

@@ -72,6 +72,7 @@ def explab_args(command: Command) -> tuple[str, list[str]] | None:
 COMMANDS = documented_commands()
 EXPLAB = [c for c in COMMANDS if explab_args(c)]
 MAKE = [c for c in COMMANDS if c.line.startswith("make ")]
+SWEEP_CLI = [c for c in COMMANDS if Path(shlex.split(c.line)[0]).name == "explab-sweep"]
 
 
 def test_the_documents_show_commands() -> None:
@@ -133,3 +134,13 @@ def test_every_documented_make_target_exists() -> None:
         target = shlex.split(command.line)[1]
         done = subprocess.run(["make", "-n", "-C", str(ROOT), target], capture_output=True, text=True, check=False)
         assert done.returncode == 0, f"{command.document}: {command.line}\n{done.stderr}"
+
+
+def test_every_documented_explab_sweep_command_parses(tmp_path: Path) -> None:
+    """Its arguments are accepted (argparse exits 2 otherwise); the study itself need not exist here."""
+    assert SWEEP_CLI, "the documents show explab-sweep"
+    for command in SWEEP_CLI:
+        args = shlex.split(command.line)[1:]
+        done = run_cli("explab-sweep", *args, "--mlruns-dir", str(tmp_path), cwd=tmp_path, timeout=60)
+        assert done.returncode in (0, 1) and "usage:" not in done.stderr, f"{command.line}\n{done.stderr}"
+        assert done.returncode == 0 or "no study" in done.stderr, done.stderr

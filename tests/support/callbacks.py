@@ -21,3 +21,15 @@ class FailOnFitStart(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         raise RuntimeError("failing on purpose before training")
+
+
+class CountEpochs(L.Callback):
+    """Appends ``TRIAL EPOCH`` to ``path`` at the end of every training epoch: what was trained, whether or
+    not a checkpoint or the tracking store kept it."""
+
+    def __init__(self, path: str, trial: int = -1) -> None:
+        self.path, self.trial = path, trial
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        with open(self.path, "a") as out:
+            out.write(f"{self.trial} {trainer.current_epoch}\n")

@@ -50,13 +50,36 @@ def best_trained_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     return study.trials[best.user_attrs[REPEATS_ATTR]] if is_repeat(best) else best
 
 
-def summarise_study(study: optuna.Study, run: TrackedRun) -> None:
-    """Best value and params, a CSV of every trial and the plots, on the sweep's parent run."""
+def trial_counts(study: optuna.Study) -> dict[str, int]:
+    """Trials by state (``complete``, ``pruned``, ``fail``, ``running``, ``waiting``) and ``repeated``: the
+    complete ones told an earlier trial's value."""
     from optuna.trial import TrialState
 
     states = [t.state for t in study.trials]
     counts = {state.name.lower(): states.count(state) for state in TrialState}
-    counts["repeated"] = sum(map(is_repeat, study.trials))  # among the complete ones
+    counts["repeated"] = sum(map(is_repeat, study.trials))
+    return counts
+
+
+def describe_progress(study: optuna.Study) -> str:
+    """One line: the trials by state and the best value so far, with its trial and params."""
+    counts = trial_counts(study)
+    line = (
+        f"study '{study.study_name}': {counts['complete']} complete, {counts['pruned']} pruned, "
+        f"{counts['fail']} failed, {counts['running']} running ({counts['repeated']} of the complete are repeats)"
+    )
+    try:
+        best = best_trained_trial(study)
+    except ValueError:
+        return f"{line}; no trial completed yet"
+    return f"{line}; best value {best.value:.6g} (trial {best.number}: {best.params})"
+
+
+def summarise_study(study: optuna.Study, run: TrackedRun) -> None:
+    """Best value and params, a CSV of every trial and the plots, on the sweep's parent run."""
+    from optuna.trial import TrialState
+
+    counts = trial_counts(study)
     run.log_metrics({f"trials_{name}": n for name, n in counts.items()})
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     if complete:

@@ -42,6 +42,13 @@ class TrialJob:
             tags["mlflow.parentRunId"] = self.optuna_trial.parent_run_id
         return tags
 
+    def remember_run(self, run_id: str) -> None:
+        """Record the job's MLflow run on its trial: whoever runs the trial again continues that run."""
+        if self.optuna_trial:
+            from explab.sweep.continuation import remember_run_of_trial
+
+            remember_run_of_trial(self.optuna_trial, run_id)
+
     def run_name(self) -> str | None:
         return f"trial-{self.optuna_trial.number}" if self.optuna_trial else None
 

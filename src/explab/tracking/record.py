@@ -62,13 +62,15 @@ def open_run(cfg: DictConfig, trial: TrialJob) -> TrackedRun | None:
         run.set_tags({"explab.resumed_from_checkpoint": cfg.ckpt_path})
         return run
     extra = {**trial.tags(), **({"explab.reproduced_from": cfg.reproduce} if cfg.get("reproduce") else {})}
-    return TrackedRun.create(
+    run = TrackedRun.create(
         tracking_uri=logger_cfg.tracking_uri,
         experiment_name=logger_cfg.experiment_name,
         artifact_location=logger_cfg.get("artifact_location"),
         run_name=logger_cfg.get("run_name") or trial.run_name(),
         tags=run_tags(cfg, extra),
     )
+    trial.remember_run(run.run_id)
+    return run
 
 
 def record_config(run: TrackedRun, cfg: DictConfig) -> None:

@@ -5,6 +5,12 @@ processes pointed at one storage share the study, so parallelism comes from work
 batch. ``n_trials`` counts finished trials (COMPLETE + PRUNED) of the whole study, so running the same
 command again resumes it, and extra workers stop once the study is full.
 
+``n_jobs=K`` makes the command a pool of K such workers on this machine (``explab.sweep.workers``);
+``detach=true`` submits them as SLURM jobs instead (``explab.sweep.slurm``). A trial whose worker is gone
+(killed, preempted, its node lost) is adopted by the next free worker under its own number and continues
+from its checkpoint (``explab.sweep.continuation``). A resumed study must be searched as it was started
+(``explab.sweep.study_record``).
+
 Samplers propose points that already ran. With ``skip_repeats`` (the default) such a trial is told the
 earlier trial's value at once, nothing is trained, and it does not count towards ``n_trials``; the search
 stops once ``n_trials`` proposals in a row repeat.
@@ -16,8 +22,11 @@ import logging
 import math
 import os
 import socket
+import time
+import uuid
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import optuna
 from hydra.core.plugins import Plugins
@@ -33,19 +42,37 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from explab.errors import ExplabError, UsageError
 from explab.sweep import REPEATS_ATTR, is_repeat
+from explab.sweep.heartbeat import RELEASED_ATTR, WORKER_ATTR, heartbeat, worker_gone
+from explab.sweep.slurm import (
+    check_storage_reaches_every_node,
+    in_slurm_job,
+    slurm_executor,
+    submission_error,
+    submit_workers,
+)
 from explab.sweep.space import as_override, grid_of, parse_search_space, suggest
 from explab.sweep.storage import open_storage, remember_study
-from explab.sweep.summary import best_trained_trial, summarise_study
+from explab.sweep.study_record import check_definition, sweep_definition
+from explab.sweep.summary import best_trained_trial, describe_progress, summarise_study
+from explab.sweep.workers import (
+    POOL_ENV,
+    WorkerPool,
+    gpu_per_worker,
+    is_pool_worker,
+    this_command,
+    threads_per_worker,
+    visible_gpus,
+)
 from explab.tracking import TrackedRun, run_status_for
 from explab.tracking.environment import host_tags
 from explab.tracking.orphans import PID_TAG, process_alive
-from explab.utils.signals import interrupts_deferred, sigterm_raises_terminated
+from explab.utils.signals import Terminated, interrupts_deferred, sigterm_raises_terminated
 
 log = logging.getLogger(__name__)
 
-WORKER_ATTR = "explab.worker"
 PARENT_RUN_ATTR = "explab.mlflow_parent_run_id"
 ERROR_ATTR = "explab.error"
+CLAIM_SETTLE_SECONDS = 1.0  # two workers adopting one trial at once: the later claim wins, the other backs off
 
 SearchSpace = Mapping[str, BaseDistribution]
 
@@ -94,6 +121,11 @@ class ExplabOptunaSweeperImpl(Sweeper):
         check: str | None,
         max_failures: int | None,
         skip_repeats: bool = True,
+        n_jobs: int = 1,
+        trials_per_gpu: int | None = None,
+        detach: bool = False,
+        allow_changes: bool = False,
+        heartbeat_seconds: float = 30.0,
     ) -> None:
         super().__init__()
         if direction not in ("minimize", "maximize"):
@@ -112,6 +144,12 @@ class ExplabOptunaSweeperImpl(Sweeper):
         self.check = check
         self.max_failures = max_failures
         self.skip_repeats = bool(skip_repeats)
+        self.n_jobs = n_jobs
+        self.trials_per_gpu = trials_per_gpu
+        self.detach = bool(detach)
+        self.allow_changes = bool(allow_changes)
+        self.heartbeat_seconds = float(heartbeat_seconds)
+        self.accepted_changes: list[str] = []
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
@@ -127,12 +165,23 @@ class ExplabOptunaSweeperImpl(Sweeper):
     def sweep(self, arguments: list[str]) -> list[Any]:
         """Run trials until the study holds ``n_trials`` finished ones; return what each launched job returned.
 
-        SIGTERM anywhere in the sweep, like Ctrl-C, fails the trial in hand and ends the parent run KILLED.
+        SIGTERM anywhere in the sweep, like Ctrl-C, fails the trial in hand and ends the parent run KILLED;
+        inside a SLURM job (a preemption) the trial is left to be continued instead.
         """
+        self._check_settings()
         space, fixed = self._search_space(arguments)
+        if is_pool_worker():  # the pool's process checked, opened the study and owns the parent run
+            study, n_trials = self._open_study(space, fixed)
+            self._run_trials(study, space, fixed, self._open_parent_run(study, space, own=False), n_trials)
+            return []
         self._check_before_first_trial(fixed)
+        if self.detach:
+            return self._submit_detached_workers(space, fixed)
+        gpus = gpu_per_worker(self.n_jobs, self.trials_per_gpu, visible_gpus()) if self._pooled else []
+        if len(gpus) > 1:
+            return self._run_worker_pool(space, fixed, gpus)
         with sigterm_raises_terminated():
-            study, n_trials = self._open_study(space)
+            study, n_trials = self._open_study(space, fixed)
             parent = self._open_parent_run(study, space)
             try:
                 returns = self._run_trials(study, space, fixed, parent, n_trials)
@@ -142,6 +191,99 @@ class ExplabOptunaSweeperImpl(Sweeper):
             self._close_parent_run(study, parent, None, n_trials)
         self._log_best(study)
         return returns
+
+    # --- many workers -------------------------------------------------------------------------------------
+    @property
+    def _pooled(self) -> bool:
+        return self.n_jobs > 1 or self.trials_per_gpu is not None
+
+    def _check_settings(self) -> None:
+        if not isinstance(self.n_jobs, int) or self.n_jobs < 1:
+            raise UsageError(f"hydra.sweeper.n_jobs must be an integer >= 1 (the worker processes), got {self.n_jobs}")
+        if self.heartbeat_seconds <= 0:
+            raise UsageError(f"hydra.sweeper.heartbeat_seconds must be > 0, got {self.heartbeat_seconds}")
+
+    def _share_study(self) -> None:
+        """Workers of one command find one study: a journal in the sweep folder and a name, unless set."""
+        assert self.config is not None
+        if not self.storage_url:
+            self.storage_url = f"journal:///{Path(str(self.config.hydra.sweep.dir)).resolve()}/optuna.journal"
+        if not self.study_name:
+            self.study_name = f"sweep-{uuid.uuid4().hex[:8]}"
+
+    def _worker_overrides(self, threads: int) -> list[str]:
+        """What makes the same command line one worker of this very study."""
+        assert self.config is not None
+        overrides = [
+            "hydra.sweeper.n_jobs=1",
+            "hydra.sweeper.trials_per_gpu=null",
+            "hydra.sweeper.detach=false",
+            f"hydra.sweeper.storage={_quote(str(self.storage_url))}",
+            f"hydra.sweeper.study_name={_quote(str(self.study_name))}",
+            f"hydra.sweep.dir={_quote(str(Path(str(self.config.hydra.sweep.dir)).resolve()))}",
+        ]
+        # workers that each took every core would fight over them; an explicit torch_threads is kept
+        if "torch_threads" in self.config and self.config.get("torch_threads") is None:
+            overrides.append(f"torch_threads={threads}")
+        return overrides
+
+    def _run_worker_pool(self, space: SearchSpace, fixed: list[str], gpus: list[str | None]) -> list[Any]:
+        """Run ``len(gpus)`` workers of one study until it is full; one summary at the end."""
+        self._share_study()
+        command = [*this_command(), *self._worker_overrides(threads_per_worker(len(gpus)))]
+        environments = [
+            {POOL_ENV: str(os.getpid()), **({"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {})} for gpu in gpus
+        ]
+        with sigterm_raises_terminated():
+            study, n_trials = self._open_study(space, fixed)
+            parent = self._open_parent_run(study, space)
+            log.info("Starting %d workers of study '%s' (%s)", len(gpus), study.study_name, self.storage_url)
+            try:
+                failed = WorkerPool(command, environments, max_replacements=n_trials).run()
+                if failed and not self._study_full(study, n_trials):
+                    raise SweepAborted(
+                        f"{len(failed)} of {len(gpus)} workers failed (exit codes {failed}); their messages are "
+                        "above. Fix the cause, then run the same command to resume."
+                    )
+            except BaseException as error:
+                self._fail_trials_of_dead_workers(study)
+                self._close_parent_run(study, parent, error, n_trials)
+                raise
+            self._fail_trials_of_dead_workers(study)
+            self._close_parent_run(study, parent, None, n_trials)
+        log.info("All workers done: %s", describe_progress(study))
+        return []
+
+    def _submit_detached_workers(self, space: SearchSpace, fixed: list[str]) -> list[Any]:
+        """Submit ``n_jobs`` SLURM jobs that each run a worker of the study, and return."""
+        assert self.config is not None
+        launcher = self.config.hydra.launcher
+        if "submitit" not in str(launcher.get("_target_", "")) or "Slurm" not in str(launcher.get("_target_", "")):
+            raise UsageError(
+                "hydra.sweeper.detach=true submits its workers as SLURM jobs: add hydra/launcher=slurm "
+                f"(the launcher now is {launcher.get('_target_')})"
+            )
+        check_storage_reaches_every_node(self.storage_url)
+        self._share_study()
+        study, n_trials = self._open_study(space, fixed)  # a changed definition is refused here, not in the jobs
+        launcher_params = cast(dict[str, Any], OmegaConf.to_container(launcher, resolve=True))
+        folder = f"{Path(str(self.config.hydra.sweep.dir)).resolve()}/.submitit/%j"
+        executor = slurm_executor(launcher_params, folder)
+        threads = int(launcher_params.get("cpus_per_task") or threads_per_worker(1))
+        argv = [a for a in this_command() if not a.startswith(("hydra/launcher=", "hydra.launcher."))]
+        command = [*argv, *self._worker_overrides(threads), "hydra/launcher=basic"]
+        job_ids = submit_workers(executor, [(command, {}) for _ in range(self.n_jobs)])
+        log.info(
+            "Submitted %d worker jobs (%s) for study '%s' (%d trials); follow it with: explab-sweep status %s "
+            "--storage %s",
+            len(job_ids),
+            ", ".join(job_ids),
+            study.study_name,
+            n_trials,
+            study.study_name,
+            self.storage_url,
+        )
+        return []
 
     # --- the steps of a sweep ---------------------------------------------------------------------------
     def _search_space(self, arguments: list[str]) -> tuple[dict[str, BaseDistribution], list[str]]:
@@ -162,8 +304,9 @@ class ExplabOptunaSweeperImpl(Sweeper):
         job_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(fixed))
         get_method(self.check.replace(":", "."))(job_config, self.metric)
 
-    def _open_study(self, space: dict[str, BaseDistribution]) -> tuple[optuna.Study, int]:
-        """Create the study or load it to resume; returns it with the number of trials it should reach."""
+    def _open_study(self, space: SearchSpace, fixed: list[str]) -> tuple[optuna.Study, int]:
+        """Create the study or load it to resume (searched as it was started); returns it with the number of
+        trials it should reach."""
         n_trials = self.n_trials
         grid_kwargs: dict[str, Any] = {}
         if self._is_grid:
@@ -181,7 +324,10 @@ class ExplabOptunaSweeperImpl(Sweeper):
             load_if_exists=True,
         )
         remember_study(study, self.storage_url)
-        self._fail_trials_of_dead_workers(study)
+        definition = sweep_definition(space, self.direction, self.metric, fixed)
+        self.accepted_changes = check_definition(study, definition, self.allow_changes)
+        if self.accepted_changes:
+            log.warning("study '%s' resumed with changes: %s", study.study_name, "; ".join(self.accepted_changes))
         log.info(
             "Study '%s' (%s, %s, %s): %d/%d trials finished",
             study.study_name,
@@ -200,17 +346,18 @@ class ExplabOptunaSweeperImpl(Sweeper):
         returns: list[Any] = []
         failures_in_a_row = repeats_in_a_row = 0
         max_failures = self.max_failures or n_trials
-        while not self._study_full(study, n_trials):
-            with interrupts_deferred():  # a trial created but not yet held here could not be failed
-                trial = self._ask(study, space)
-            try:
-                if self._beyond_n_trials(study, trial.number, n_trials):
-                    _tell_once(study, trial, None, TrialState.FAIL)
-                    log.info("trial %d not run: another worker filled the study first", trial.number)
-                    break
-                duplicate = self._completed_duplicate(study, trial) if self.skip_repeats else None
-                if duplicate is not None:
-                    self._tell_repeat(study, trial, duplicate)
+        while True:
+            with interrupts_deferred():  # a trial claimed but not yet held here could not be failed
+                adopted = self._adopt_cut_off_trial(study)
+            if adopted is not None:
+                state, result = self._hold(study, adopted, lambda t=adopted: self._run_trial(study, t, fixed, parent))
+            elif self._study_full(study, n_trials):
+                break
+            else:
+                state, result = self._ask_and_run(study, space, fixed, parent, n_trials)
+                if state is None:  # the study filled, or a repeat was told its value
+                    if result == "full":
+                        break
                     repeats_in_a_row += 1
                     if repeats_in_a_row >= n_trials:
                         log.warning(
@@ -221,10 +368,6 @@ class ExplabOptunaSweeperImpl(Sweeper):
                         break
                     continue
                 repeats_in_a_row = 0
-                state, result = self._run_trial(study, trial, fixed, parent)
-            except BaseException:  # interrupted between asking and telling: never leave the trial RUNNING
-                _tell_once(study, trial, None, TrialState.FAIL, skip_if_finished=True)
-                raise
             returns.append(result)
             failures_in_a_row = failures_in_a_row + 1 if state == TrialState.FAIL else 0
             if failures_in_a_row >= max_failures:
@@ -234,16 +377,53 @@ class ExplabOptunaSweeperImpl(Sweeper):
                 )
         return returns
 
-    def _open_parent_run(self, study: optuna.Study, space: SearchSpace) -> TrackedRun | None:
-        """The study's MLflow parent run: created by the first worker, reopened by every later one."""
+    def _ask_and_run(
+        self, study: optuna.Study, space: SearchSpace, fixed: list[str], parent: TrackedRun | None, n_trials: int
+    ) -> tuple[TrialState | None, Any]:
+        """Ask a new trial and run it: (its state, the job's result); (None, "full") when another worker filled
+        the study first, (None, "repeat") when it repeated a finished trial and was told its value."""
+        with interrupts_deferred():  # a trial created but not yet held here could not be failed
+            trial = self._ask(study, space)
+
+        def run() -> tuple[TrialState | None, Any]:
+            if self._beyond_n_trials(study, trial.number, n_trials):
+                _tell_once(study, trial, None, TrialState.FAIL)
+                log.info("trial %d not run: another worker filled the study first", trial.number)
+                return None, "full"
+            duplicate = self._completed_duplicate(study, trial) if self.skip_repeats else None
+            if duplicate is not None:
+                self._tell_repeat(study, trial, duplicate)
+                return None, "repeat"
+            return self._run_trial(study, trial, fixed, parent)
+
+        return self._hold(study, trial, run)
+
+    def _hold(self, study: optuna.Study, trial: Trial, run: Any) -> Any:
+        """``run()`` for ``trial``; interrupted, the trial is failed (nothing left RUNNING) or, when a SLURM
+        job is being preempted, released for the requeued job or another worker to continue."""
+        try:
+            return run()
+        except BaseException as error:
+            if isinstance(error, Terminated) and in_slurm_job():
+                trial.set_user_attr(RELEASED_ATTR, True)
+                log.warning("trial %d released: this SLURM job is stopping; the next worker continues it", trial.number)
+            else:
+                _tell_once(study, trial, None, TrialState.FAIL, skip_if_finished=True)
+            raise
+
+    def _open_parent_run(self, study: optuna.Study, space: SearchSpace, own: bool = True) -> TrackedRun | None:
+        """The study's MLflow parent run: created by the first worker, reopened by every later one; a pool's
+        worker (``own=False``) only links its trials to it, leaving it to the pool's process."""
         if not self.mlflow_cfg:
             return None
         uri = self.mlflow_cfg["tracking_uri"]
         run_id = study.user_attrs.get(PARENT_RUN_ATTR)
         if run_id:
             run = TrackedRun(uri, run_id)
-            run.client.update_run(run_id, status="RUNNING")
-            run.set_tags({**host_tags(), PID_TAG: os.getpid()})  # this worker now answers for it
+            if own:
+                run.client.update_run(run_id, status="RUNNING")
+                run.set_tags({**host_tags(), PID_TAG: os.getpid()})  # this worker now answers for it
+                self._tag_accepted_changes(run)
             return run
         run = TrackedRun.create(
             tracking_uri=uri,
@@ -268,6 +448,10 @@ class ExplabOptunaSweeperImpl(Sweeper):
             run.client.delete_run(run.run_id)
             return TrackedRun(uri, earliest)
         return run
+
+    def _tag_accepted_changes(self, parent: TrackedRun) -> None:
+        if self.accepted_changes:
+            parent.set_tags({"explab.sweep_changed": "; ".join(self.accepted_changes)[:5000]})
 
     def _close_parent_run(
         self, study: optuna.Study, parent: TrackedRun | None, error: BaseException | None, n_trials: int
@@ -352,13 +536,21 @@ class ExplabOptunaSweeperImpl(Sweeper):
     def _run_trial(
         self, study: optuna.Study, trial: Trial, fixed: list[str], parent: TrackedRun | None
     ) -> tuple[TrialState, Any]:
-        """Launch the trial's job and tell the study how it ended; returns that state and the job's result."""
+        """Launch the trial's job and tell the study how it ended; returns that state and the job's result.
+
+        Raises:
+            SubmissionError: SLURM refused the job; every later trial would be refused too.
+        """
         sampled = [as_override(key, value) for key, value in trial.params.items()]
         overrides = [*fixed, *sampled, *self._trial_overrides(study, trial.number, parent)]
         assert self.launcher is not None
         try:
-            [job] = self.launcher.launch([overrides], initial_job_idx=trial.number)
-        except Exception as error:  # the job's config did not even compose
+            with heartbeat(trial, self.heartbeat_seconds):
+                [job] = self.launcher.launch([overrides], initial_job_idx=trial.number)
+        except Exception as error:  # the job's config did not even compose, or SLURM refused it
+            refused = submission_error(error)
+            if refused is not None:
+                raise refused from None
             return self._tell(study, trial, TrialState.FAIL, None, error), error
         if job.status != JobStatus.COMPLETED:
             return self._tell_job_error(study, trial, job)
@@ -441,9 +633,29 @@ class ExplabOptunaSweeperImpl(Sweeper):
         """The earliest COMPLETE trial that ran exactly these values, or None."""
         return next((t for t in trained_trials(study, (TrialState.COMPLETE,)) if t.params == trial.params), None)
 
+    def _adopt_cut_off_trial(self, study: optuna.Study) -> Trial | None:
+        """A RUNNING trial whose worker is gone, now claimed by this worker; None when there is none.
+
+        Claims are attributes, not locks: after writing its claim a worker waits ``CLAIM_SETTLE_SECONDS``
+        and reads the trial again; of two workers that claimed it together, only the later claim stands.
+        """
+        for frozen in trained_trials(study, (TrialState.RUNNING,)):
+            if not worker_gone(frozen, self.heartbeat_seconds):
+                continue
+            previous = frozen.user_attrs.get(WORKER_ATTR)
+            trial = Trial(study, frozen._trial_id)
+            trial.set_user_attr(WORKER_ATTR, self.worker)
+            trial.set_user_attr(RELEASED_ATTR, False)
+            time.sleep(CLAIM_SETTLE_SECONDS)
+            if study._storage.get_trial(frozen._trial_id).user_attrs.get(WORKER_ATTR) != self.worker:
+                continue
+            log.warning("trial %d was cut off (worker %s is gone): continuing it here", frozen.number, previous)
+            return trial
+        return None
+
     @staticmethod
     def _fail_trials_of_dead_workers(study: optuna.Study) -> None:
-        """Trials left RUNNING by a killed worker of this host would block the study forever."""
+        """Trials left RUNNING by a killed worker of this host, once no worker is left to continue them."""
         host = socket.gethostname()
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             worker_host, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")

@@ -40,6 +40,17 @@ class ExplabOptunaSweeperConf:
     # a proposal equal to a COMPLETE trial's values is told that trial's value without training and does not
     # count towards n_trials; false: train every proposal (a noisy objective that should be re-measured)
     skip_repeats: bool = True
+    # worker processes this command starts on this machine, each pulling its next trial the moment it is free;
+    # torch threads are shared out (cores / n_jobs) and visible GPUs dealt round-robin
+    n_jobs: int = 1
+    # workers packed onto each visible GPU; with n_jobs=1 it sets n_jobs to GPUs x trials_per_gpu
+    trials_per_gpu: Any = None
+    # submit n_jobs worker jobs through the SLURM launcher and return at once (explab-sweep status STUDY)
+    detach: bool = False
+    # accept a resumed study whose search space, direction, metric or fixed overrides changed (tags the parent)
+    allow_changes: bool = False
+    # a worker on another host whose trial has not beaten for 4 x this long is taken to be gone
+    heartbeat_seconds: float = 30.0
 
 
 ConfigStore.instance().store(

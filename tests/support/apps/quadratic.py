@@ -1,5 +1,6 @@
 """A plain Hydra app, unrelated to explab's train: the sweeper must work for any app returning a number."""
 
+import os
 import time
 
 import hydra
@@ -9,9 +10,13 @@ from omegaconf import DictConfig
 @hydra.main(version_base="1.3", config_path=".", config_name="quadratic")
 def main(cfg: DictConfig) -> float:
     trial = cfg.get("optuna_trial") or {}
-    if trial and int(trial.get("number", -1)) == cfg.fail_on_trial:
-        raise RuntimeError(f"trial {trial['number']} fails on purpose")
-    time.sleep(cfg.sleep)
+    number = int(trial.get("number", -1)) if trial else -1
+    if number == cfg.fail_on_trial:
+        raise RuntimeError(f"trial {number} fails on purpose")
+    time.sleep(cfg.slow_sleep if number in cfg.slow_trials else cfg.sleep)
+    if cfg.record:
+        with open(cfg.record, "a") as record:
+            record.write(f"{number},{os.environ.get('SLURM_JOB_ID', '')}\n")
     return (cfg.x - 2.0) ** 2 + cfg.y
 
 

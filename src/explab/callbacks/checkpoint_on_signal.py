@@ -1,0 +1,61 @@
+"""SIGTERM, SIGUSR1 or SIGUSR2 during training: write last.ckpt at the end of the batch in hand, then stop.
+
+Schedulers stop jobs with these signals (SLURM's preemption, ``--signal`` as Lightning (USR1) and submitit
+(USR2) ask for it, ``scancel``, ``kill``), and
+a requeued or adopted job continues from last.ckpt: written right away it loses no finished step, where
+the interval of ``LastCheckpoint`` alone could lose minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Any
+
+import lightning as L
+
+from explab.callbacks.last_checkpoint import LastCheckpoint
+from explab.utils.signals import Terminated
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
+class CheckpointOnSignal(L.Callback):
+    """On a stop signal, note it; at the end of the current batch write ``last``'s checkpoint (every rank
+    agrees when any got it), hand the signal to the handler it replaced (submitit's requeues the job,
+    Lightning's tells DDP ranks), then raise ``Terminated``: the run ends KILLED with its state on disk.
+
+    The batch is finished first: a checkpoint written from inside the optimizer step could hold half an
+    update. Handlers are installed once training starts, after Lightning's own, which Lightning's teardown
+    replaces with whatever was there before the fit.
+    """
+
+    def __init__(self, last: LastCheckpoint) -> None:
+        self.last = last
+        self.received: int | None = None
+        self.frame: Any = None
+        self.replaced: dict[int, Any] = {}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.received = None
+        if threading.current_thread() is threading.main_thread():
+            self.replaced = {signum: signal.signal(signum, self._note) for signum in STOP_SIGNALS}
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.received, self.frame = signum, frame
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        received = self.received is not None
+        if trainer.world_size > 1:  # one rank's signal stops them all at the same batch
+            received = trainer.strategy.reduce_boolean_decision(received, all=False)
+        if not received:
+            return
+        signum = self.received or signal.SIGTERM
+        assert self.last.dirpath is not None
+        path = os.path.join(self.last.dirpath, f"{self.last.filename}{self.last.FILE_EXTENSION}")
+        self.last._save_checkpoint(trainer, path)  # with the loggers told, so MLflow gets the metrics up to it
+        replaced = self.replaced.get(signum)
+        if callable(replaced):
+            replaced(signum, self.frame)
+        raise Terminated(128 + signum)

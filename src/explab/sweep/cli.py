@@ -1,0 +1,82 @@
+"""``explab-sweep status STUDY``: where a sweep stands, from any shell, while its workers run anywhere.
+
+The study is read from ``--storage`` or, by default, found among the journals under ``mlruns/optuna/``
+(where the ``hparams_search`` configs keep them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from explab.errors import UsageError
+from explab.sweep.heartbeat import HEARTBEAT_ATTR, WORKER_ATTR
+from explab.sweep.storage import JOURNAL_PREFIX, load_study
+from explab.sweep.summary import describe_progress
+
+
+def find_storage(study_name: str, mlruns_dir: Path) -> str:
+    """The journal under ``mlruns_dir/optuna`` that holds ``study_name``."""
+    import optuna
+
+    from explab.sweep.storage import open_storage
+
+    journals = sorted((mlruns_dir / "optuna").glob("*.journal"))
+    holding = []
+    for journal in journals:
+        url = f"{JOURNAL_PREFIX}{journal.resolve()}"
+        storage = open_storage(url)
+        assert storage is not None  # a URL was given
+        if any(s.study_name == study_name for s in optuna.get_all_study_summaries(storage)):
+            holding.append(url)
+    if len(holding) == 1:
+        return holding[0]
+    where = f"{mlruns_dir / 'optuna'} ({len(journals)} journals)"
+    if not holding:
+        raise UsageError(f"no study '{study_name}' in {where}: give its storage with --storage URL")
+    raise UsageError(f"study '{study_name}' is in several journals of {where}: choose one with --storage {holding[0]}")
+
+
+def status_lines(study_name: str, storage_url: str) -> list[str]:
+    """The study's progress, then one line per trial that is running: its worker and last heartbeat."""
+    from optuna.trial import TrialState
+
+    journal = Path(storage_url.removeprefix(JOURNAL_PREFIX))
+    if storage_url.startswith(JOURNAL_PREFIX) and not journal.is_file():
+        raise UsageError(f"no study '{study_name}': there is no journal at {journal}")
+    try:
+        study = load_study(study_name, storage_url)
+    except KeyError:
+        raise UsageError(f"no study '{study_name}' in {storage_url}") from None
+    lines = [describe_progress(study)]
+    now = time.time()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        beat = trial.user_attrs.get(HEARTBEAT_ATTR)
+        since = f"last heartbeat {now - float(beat):.0f} s ago" if beat is not None else "no heartbeat yet"
+        lines.append(
+            f"  trial {trial.number} running on {trial.user_attrs.get(WORKER_ATTR, '?')}, {since}: {trial.params}"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console script ``explab-sweep``."""
+    parser = argparse.ArgumentParser(prog="explab-sweep", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    status = commands.add_parser("status", help="counts of complete, running, pruned and failed trials; best value")
+    status.add_argument("study", help="the study name (hydra.sweeper.study_name)")
+    status.add_argument("--storage", help="the study's storage URL (default: the journal under mlruns/optuna)")
+    status.add_argument("--mlruns-dir", type=Path, default=Path("mlruns"), help="where to look for journals")
+    args = parser.parse_args(argv)
+    try:
+        storage = args.storage or find_storage(args.study, args.mlruns_dir)
+        print("\n".join(status_lines(args.study, storage)))
+    except UsageError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""A trial that was cut off (its worker killed, its node lost, its SLURM job preempted) is continued under
+its own number, in its own MLflow run, from its own last.ckpt: never failed and sampled again.
+
+The job records its MLflow run on its Optuna trial as the run opens (``remember_run_of_trial``). Whoever
+launches the trial's job again (another worker that adopted it, a restarted command, a requeued SLURM
+job) gets the same ``optuna_trial`` overrides; ``continue_interrupted_trial`` then turns the job into a
+``resume=`` of that run, or, when the run never wrote a checkpoint, drops it and trains from scratch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, open_dict
+
+from explab.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+RUN_ATTR = "explab.mlflow_run_id"  # the trial's MLflow child run
+ATTEMPTS_ATTR = "explab.attempts"  # how many times the trial's job started
+
+
+def remember_run_of_trial(optuna_trial: DictConfig, run_id: str) -> None:
+    """Record ``run_id`` on the job's Optuna trial, and count the attempt."""
+    from explab.sweep.storage import trial_from_config
+
+    trial = trial_from_config(optuna_trial)
+    trial.set_user_attr(RUN_ATTR, run_id)
+    trial.set_user_attr(ATTEMPTS_ATTR, int(trial.user_attrs.get(ATTEMPTS_ATTR, 0)) + 1)
+
+
+def continue_interrupted_trial(cfg: DictConfig) -> DictConfig:
+    """``cfg`` with ``resume`` set to the trial's earlier run when that run left a last.ckpt; ``cfg`` as it
+    is for a job outside a sweep, a trial's first attempt, or an explicit ``resume=``/``reproduce=``."""
+    optuna_trial = cfg.get("optuna_trial")
+    if not optuna_trial or cfg.get("resume") or cfg.get("reproduce"):
+        return cfg
+    from lightning.pytorch.utilities import rank_zero_only
+
+    # DDP ranks 1..N start once rank 0 holds the trial's run: they follow its decision and change nothing
+    rank_zero = getattr(rank_zero_only, "rank", 0) == 0
+    from explab.sweep.storage import trial_from_config
+
+    run_id = trial_from_config(optuna_trial).user_attrs.get(RUN_ATTR)
+    if not run_id:
+        return cfg
+    from explab.build import mlflow_logger_node
+    from explab.tracking import TrackedRun
+
+    logger_cfg = mlflow_logger_node(cfg)
+    if logger_cfg is None:
+        return cfg
+    earlier = TrackedRun(logger_cfg.tracking_uri, str(run_id))
+    output_dir = earlier.client.get_run(earlier.run_id).data.params.get("paths.output_dir", "")
+    checkpoint = Path(output_dir) / "checkpoints" / "last.ckpt" if output_dir else None
+    if checkpoint is not None and checkpoint.is_file():
+        log.info("trial %s continues its MLflow run %s from %s", optuna_trial.number, run_id, checkpoint)
+        with open_dict(cfg):
+            cfg.resume = str(run_id)
+        return cfg
+    if not rank_zero:
+        return cfg
+    # killed before its first checkpoint: nothing to continue, and one run per trial is what the parent shows
+    log.info("trial %s restarts from scratch: its run %s left no checkpoint", optuna_trial.number, run_id)
+    if earlier.client.get_run(earlier.run_id).info.status == "RUNNING":
+        earlier.client.set_terminated(earlier.run_id, "KILLED")
+    earlier.client.delete_run(earlier.run_id)
+    return cfg

@@ -1,0 +1,48 @@
+"""``explab-sweep status``: a study's progress read from its storage, as a researcher's shell sees it."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from explab.sweep.cli import main
+from explab.sweep.heartbeat import HEARTBEAT_ATTR, WORKER_ATTR
+from explab.sweep.storage import open_storage
+
+
+@pytest.fixture
+def journal(tmp_path):
+    """A study of four trials in the default place (mlruns/optuna/), one of each state."""
+    open_storage.cache_clear()
+    path = tmp_path / "mlruns" / "optuna" / "digits_cnn.journal"
+    study = optuna.create_study(study_name="digits_cnn_optuna", storage=open_storage(f"journal:///{path}"))
+    for value in (0.5, 0.9):
+        study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=value))
+    study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED))
+    running = study.ask()
+    running.set_user_attr(WORKER_ATTR, "node7:123")
+    running.set_user_attr(HEARTBEAT_ATTR, 0.0)
+    return path
+
+
+def test_status_counts_trials_and_names_the_best_and_who_runs_what(journal, tmp_path, capsys) -> None:
+    main(["status", "digits_cnn_optuna", "--mlruns-dir", str(tmp_path / "mlruns")])
+    out = capsys.readouterr().out
+    assert out.startswith("study 'digits_cnn_optuna': 2 complete, 1 pruned, 0 failed, 1 running")
+    assert "best value 0.5 (trial 0" in out, "the study minimises"
+    assert "trial 3 running on node7:123, last heartbeat" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["status", "elsewhere_optuna"], "no study 'elsewhere_optuna' in"),
+        (["status", "digits_cnn_optuna", "--storage", "journal:////nowhere/x.journal"], "there is no journal at"),
+    ],
+)
+def test_status_of_a_study_it_cannot_find_says_where_it_looked(journal, tmp_path, capsys, args, message) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--mlruns-dir", str(tmp_path / "mlruns")])
+    assert exit_.value.code == 1 and message in capsys.readouterr().err
+    assert not (tmp_path / "nowhere").exists()

@@ -1,0 +1,155 @@
+"""A trial cut off by a killed worker continues under its own number, in its own MLflow run, from its own
+checkpoint: explab's real digits sweeps in subprocesses, SIGKILLed for real."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from explab.sweep.continuation import ATTEMPTS_ATTR, RUN_ATTR
+from explab.sweep.heartbeat import WORKER_ATTR
+from explab.sweep.storage import open_storage
+from explab.tracking.orphans import process_alive
+from explab.tracking.store import open_client
+from tests.conftest import BIN, root_env, runs_in, tracking_uri_for
+
+EPOCHS = 4
+
+
+def sweep_command(tmp_path: Path, n_trials: int, *args: str) -> list[str]:
+    """A digits sweep writing last.ckpt every epoch, without pruning (so every trial trains ``EPOCHS``), each
+    finished epoch counted in ``epochs.txt``."""
+    return [
+        str(BIN / "explab-train"),
+        "-m",
+        "hparams_search=digits_optuna",
+        "hydra/sweeper/pruner=none",
+        f"hydra.sweeper.n_trials={n_trials}",
+        f"hydra.sweeper.storage=journal:///{tmp_path}/optuna.journal",
+        "hydra.sweeper.study_name=cut",
+        f"paths.mlruns_dir={tmp_path}/mlruns",
+        f"paths.log_dir={tmp_path}/logs",
+        f"trainer.max_epochs={EPOCHS}",
+        "callbacks.last_checkpoint.min_interval_seconds=0",
+        "+callbacks.count._target_=tests.support.callbacks.CountEpochs",
+        f"+callbacks.count.path={tmp_path}/epochs.txt",
+        "+callbacks.count.trial=${oc.select:optuna_trial.number,-1}",
+        *args,
+    ]
+
+
+def start(command: list[str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(command, cwd=cwd, env=root_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def study_of(tmp_path: Path) -> optuna.Study | None:
+    if not (tmp_path / "optuna.journal").exists():
+        return None
+    open_storage.cache_clear()
+    try:
+        return optuna.load_study(study_name="cut", storage=open_storage(f"journal:///{tmp_path}/optuna.journal"))
+    except KeyError:
+        return None
+
+
+def running_trial_with_epochs(tmp_path: Path, timeout: float = 240) -> optuna.trial.FrozenTrial:
+    """A RUNNING trial that has finished at least one epoch (so it has a checkpoint to continue from)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        study = study_of(tmp_path)
+        counted = Counter(line.split()[0] for line in epoch_lines(tmp_path))
+        for trial in study.get_trials(states=(TrialState.RUNNING,)) if study else []:
+            if 1 <= counted[str(trial.number)] < EPOCHS and process_alive(worker_pid(trial)):
+                return trial
+        time.sleep(0.2)
+    raise TimeoutError("no trial in the middle of its epochs")
+
+
+def worker_pid(trial: optuna.trial.FrozenTrial) -> int:
+    return int(str(trial.user_attrs.get(WORKER_ATTR, ":0")).rpartition(":")[2])
+
+
+def epoch_lines(tmp_path: Path) -> list[str]:
+    path = tmp_path / "epochs.txt"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def check_sweep_whole(tmp_path: Path, n_trials: int) -> list:
+    """Exactly ``n_trials`` finished, none failed or running; one active child run per trial, FINISHED, with
+    each epoch once in its history. Returns the child runs."""
+    study = study_of(tmp_path)
+    assert study is not None
+    states = Counter(t.state for t in study.trials)
+    assert states[TrialState.COMPLETE] + states[TrialState.PRUNED] == n_trials, states
+    assert states[TrialState.FAIL] == 0 and states[TrialState.RUNNING] == 0, states
+    children = [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if "optuna.trial_number" in r.data.tags]
+    by_trial = Counter(r.data.tags["optuna.trial_number"] for r in children)
+    assert sorted(by_trial) == sorted(str(n) for n in range(n_trials)) and set(by_trial.values()) == {1}, by_trial
+    client = open_client(tracking_uri_for(tmp_path / "mlruns"))
+    for run in children:
+        assert run.info.status == "FINISHED", run.data.tags["optuna.trial_number"]
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")]
+        assert len(steps) == EPOCHS and len(set(steps)) == EPOCHS, (run.data.tags["optuna.trial_number"], steps)
+    for trial in study.trials:
+        assert trial.user_attrs[RUN_ATTR] in {r.info.run_id for r in children}, "the trial names its one run"
+    return children
+
+
+@pytest.mark.slow
+def test_a_killed_workers_trial_is_continued_by_the_restarted_command(tmp_path: Path) -> None:
+    command = sweep_command(tmp_path, 2)
+    first = start(command, tmp_path)
+    cut = running_trial_with_epochs(tmp_path)
+    first.send_signal(signal.SIGKILL)  # the worker and the trial in its process, as a lost machine would
+    first.communicate(timeout=30)
+
+    again = subprocess.run(command, cwd=tmp_path, env=root_env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    log = again.stdout + again.stderr
+    assert f"trial {cut.number} was cut off" in log and f"trial {cut.number} continues its MLflow run" in log
+    check_sweep_whole(tmp_path, 2)
+    trial = study_of(tmp_path).trials[cut.number]  # type: ignore[union-attr]
+    assert trial.state == TrialState.COMPLETE and trial.user_attrs[ATTEMPTS_ATTR] == 1, "resumed, not restarted"
+    epochs = Counter(line.split()[0] for line in epoch_lines(tmp_path))
+    assert epochs[str(cut.number)] <= EPOCHS + 1, "at most the epoch in flight is trained twice"
+
+
+@pytest.mark.slow
+def test_chaos_three_kills_of_a_two_worker_sweep_lose_at_most_an_epoch_each(tmp_path: Path) -> None:
+    """Kill 1 and 2: a random worker in the middle of a trial (its command starts another). Kill 3: the
+    command itself, taking both workers with it, as a lost login node would; it is started again."""
+    n_trials = 10
+    command = sweep_command(tmp_path, n_trials, "hydra.sweeper.n_jobs=2", f"hydra.sweep.dir={tmp_path}/multirun")
+    chance = random.Random()
+    sweep = start(command, tmp_path)
+    cut_off = 0
+    for kill in range(3):
+        time.sleep(chance.uniform(1.0, 8.0))  # kills spread over the sweep
+        trial = running_trial_with_epochs(tmp_path)
+        time.sleep(chance.uniform(0.0, 1.0))  # anywhere in its epoch
+        if kill < 2:
+            os.kill(worker_pid(trial), signal.SIGKILL)
+            while process_alive(worker_pid(trial)):  # until its pool has noticed (and reaped it)
+                time.sleep(0.1)
+            cut_off += 1
+        else:
+            sweep.send_signal(signal.SIGKILL)
+            sweep.communicate(timeout=30)
+            cut_off += 2
+            sweep = start(command, tmp_path)
+    _, stderr = sweep.communicate(timeout=900)
+    assert sweep.returncode == 0, stderr[-3000:]
+    check_sweep_whole(tmp_path, n_trials)
+    trained = len(epoch_lines(tmp_path))
+    uninterrupted = n_trials * EPOCHS  # no pruner, no early stop within EPOCHS: every trial trains them all
+    assert uninterrupted <= trained <= uninterrupted + cut_off, (trained, uninterrupted, cut_off)
+    assert len({worker_pid(t) for t in study_of(tmp_path).trials}) > 2, "workers were replaced"  # type: ignore[union-attr]

@@ -1,0 +1,88 @@
+"""One sweep command, K workers (``hydra.sweeper.n_jobs``): real `-m` subprocesses on real journal storages."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from explab.errors import UsageError
+from explab.sweep.heartbeat import WORKER_ATTR
+from explab.sweep.workers import gpu_per_worker
+from explab.tracking.orphans import process_alive
+from tests.sweep.test_sweeper import load, plain_app_command, sweep_plain_app
+
+
+def worker_pids(study: optuna.Study) -> set[int]:
+    return {int(t.user_attrs[WORKER_ATTR].rpartition(":")[2]) for t in study.trials if WORKER_ATTR in t.user_attrs}
+
+
+def test_gpus_are_dealt_round_robin_and_packed() -> None:
+    assert gpu_per_worker(3, None, []) == [None, None, None]
+    assert gpu_per_worker(3, None, ["0", "1"]) == ["0", "1", "0"]
+    assert gpu_per_worker(1, 2, ["0", "1"]) == ["0", "1", "0", "1"], "n_jobs=1 asks for every slot"
+    assert gpu_per_worker(3, 4, ["5"]) == ["5", "5", "5"]
+    with pytest.raises(UsageError, match="do not fit 1 GPU"):
+        gpu_per_worker(5, 4, ["0"])
+    with pytest.raises(UsageError, match="shows none"):
+        gpu_per_worker(2, 2, [])
+
+
+@pytest.mark.slow
+def test_one_command_runs_k_workers_that_fill_one_study(tmp_path: Path) -> None:
+    done = sweep_plain_app(tmp_path, "hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=2", "sleep=0.3", study="pool")
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = load(tmp_path, "pool")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 8
+    pids = worker_pids(study)
+    assert len(pids) == 2, "both workers ran trials"
+    assert not any(process_alive(pid) for pid in pids), "no worker outlives the command"
+    log = done.stdout + done.stderr
+    assert log.count("All workers done") == 1 and "8 complete" in log, "one summary for all workers"
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_command_stops_every_worker_and_leaves_nothing_running(tmp_path: Path) -> None:
+    command = plain_app_command(
+        tmp_path, "stopped", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2", "sleep=5",
+        f"hydra.sweep.dir={tmp_path}/multirun",
+    )  # fmt: skip
+    pool = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    study = None
+    while time.monotonic() < deadline:
+        if (tmp_path / "optuna.journal").exists():
+            study = load(tmp_path, "stopped")
+            if len(study.get_trials(states=(TrialState.RUNNING,))) == 2:
+                break
+        time.sleep(0.3)
+    assert study is not None, "the workers started trials"
+    pool.send_signal(signal.SIGINT)
+    _, stderr = pool.communicate(timeout=120)
+    assert pool.returncode != 0
+    study = load(tmp_path, "stopped")
+    assert not study.get_trials(states=(TrialState.RUNNING,)), stderr[-2000:]
+    assert len(study.get_trials(states=(TrialState.FAIL,))) == 2, "the two trials in flight"
+    assert not any(process_alive(pid) for pid in worker_pids(study))
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("hydra.sweeper.n_jobs=0", "n_jobs must be an integer >= 1"),
+        ("hydra.sweeper.trials_per_gpu=2", "packs workers onto GPUs, but this machine shows none"),
+    ],
+)
+def test_bad_pool_settings_are_refused_before_any_trial(tmp_path: Path, setting: str, message: str) -> None:
+    command = plain_app_command(tmp_path, "refused", setting, f"hydra.sweep.dir={tmp_path}/multirun")
+    no_gpus = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=no_gpus)
+    assert done.returncode == 1 and message in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "optuna.journal").exists()

@@ -1,0 +1,203 @@
+"""Jobs and sweeps on a real one-node SLURM cluster (munged, slurmctld, slurmd), through hydra-submitit-launcher.
+
+The cluster is started here and stopped afterwards; where SLURM is not installed (``.ci/run`` installs it
+as root) the tests skip and say why.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import optuna
+import pytest
+
+from explab.sweep.storage import open_storage
+from explab.tracking.store import open_client
+from tests.conftest import root_env, run_cli, runs_in
+from tests.support.slurm import SlurmCluster, why_not_available
+from tests.sweep.test_sweeper import APP, load
+
+pytestmark = pytest.mark.slow
+
+# a CPU node: one core and 1 GB per task, no GPUs (conf/hydra/launcher/slurm.yaml asks for a GPU node)
+CPU_JOB = [
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+    "hydra.launcher.gpus_per_node=0",
+    "hydra.launcher.tasks_per_node=1",
+    "hydra.launcher.timeout_min=20",
+]
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    reason = why_not_available()
+    if reason:
+        pytest.skip(reason)
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    cluster.start()
+    os.environ.update(cluster.env)  # sbatch, squeue and submitit in every subprocess find this cluster
+    yield cluster
+    for key in cluster.env:
+        os.environ.pop(key, None)
+    cluster.stop()
+
+
+def explab(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return run_cli(
+        "explab-train", "-m", "hydra/launcher=slurm", *CPU_JOB, f"paths.mlruns_dir={tmp_path}/mlruns",
+        f"paths.log_dir={tmp_path}/logs", "trainer.enable_progress_bar=false", *args, cwd=tmp_path, timeout=timeout,
+    )  # fmt: skip
+
+
+def seconds(stamp: str) -> float:
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def test_multirun_of_two_seeds_is_two_slurm_jobs_and_two_finished_runs(slurm: SlurmCluster, tmp_path: Path) -> None:
+    done = explab(tmp_path, "seed=1,2", "trainer.max_epochs=1", "torch_threads=1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = runs_in(tmp_path / "mlruns", "digits_cnn")
+    assert sorted(r.data.tags["seed"] for r in runs) == ["1", "2"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    jobs = [j for j in slurm.settled_jobs() if j["name"] == "train" and j["state"] == "COMPLETED"]
+    assert len(jobs) == 2, slurm.jobs()
+
+
+def test_a_job_of_two_slurm_tasks_trains_one_ddp_run(slurm: SlurmCluster, tmp_path: Path) -> None:
+    done = explab(
+        tmp_path, "trainer=ddp_cpu", "hydra.launcher.tasks_per_node=2", "trainer.max_epochs=1", "torch_threads=1"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
+    assert run.info.status == "FINISHED" and run.data.tags["trainer.world_size"] == "2"
+    assert "test/acc" in run.data.metrics
+
+
+def test_k_workers_keep_k_jobs_in_flight_and_a_free_slot_takes_the_next_trial_at_once(
+    slurm: SlurmCluster, tmp_path: Path
+) -> None:
+    record = tmp_path / "trials.csv"
+    command = [
+        sys.executable, str(APP), "-m", "hydra/sweeper=explab_optuna", "hydra/launcher=submitit_slurm",
+        *CPU_JOB[:2], f"hydra.sweeper.storage=journal:///{tmp_path}/optuna.journal",
+        "hydra.sweeper.study_name=slots", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
+        f"hydra.sweep.dir={tmp_path}/multirun", "x=interval(-4.0, 4.0)",
+        "sleep=1", "slow_trials=[0]", "slow_sleep=30", f"record={record}",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, env=root_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [t.state.name for t in load(tmp_path, "slots").trials] == ["COMPLETE"] * 4
+    job_of = dict(line.split(",") for line in record.read_text().splitlines())
+    times = {j["id"]: (seconds(j["start"]), seconds(j["end"])) for j in slurm.settled_jobs()}
+    span = {int(trial): times[job] for trial, job in job_of.items()}
+    for moment in sorted(start for start, _ in span.values()):
+        assert sum(start <= moment < end for start, end in span.values()) <= 2, span
+    slow_end = span[0][1]
+    assert span[2][0] < slow_end and span[3][0] < slow_end, f"trials waited for the slow one: {span}"
+
+
+def test_detached_workers_fill_the_study_and_status_follows_them(slurm: SlurmCluster, tmp_path: Path) -> None:
+    journal = f"journal:///{tmp_path}/optuna.journal"
+    started = time.monotonic()
+    done = explab(
+        tmp_path, "hparams_search=digits_optuna", "hydra.sweeper.detach=true", "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=4", f"hydra.sweeper.storage={journal}", "trainer.max_epochs=2",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Submitted 2 worker jobs" in done.stdout + done.stderr, done.stdout[-2000:]
+    assert time.monotonic() - started < 60, "it returns at once"
+    counts: dict[str, int] = {}
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = run_cli("explab-sweep", "status", "digits_cnn_optuna", "--storage", journal, cwd=tmp_path)
+        assert status.returncode == 0, status.stderr
+        counts = {word: int(n) for n, word in re.findall(r"(\d+) (complete|pruned|failed|running)", status.stdout)}
+        if counts["complete"] + counts["pruned"] == 4 and counts["running"] == 0:
+            break
+        time.sleep(3)
+    assert counts["complete"] + counts["pruned"] == 4 and counts["failed"] == 0, status.stdout
+    assert "best value" in status.stdout
+    runs = runs_in(tmp_path / "mlruns", "digits_cnn")
+    children = [r for r in runs if "optuna.trial_number" in r.data.tags]
+    assert len(children) == 4 and {r.info.status for r in children} <= {"FINISHED", "KILLED"}, "KILLED: pruned"
+    for _ in range(30):  # the last worker closes the parent as it leaves
+        [parent] = [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if r.data.tags.get("explab.sweep")]
+        if parent.info.status == "FINISHED":
+            break
+        time.sleep(1)
+    assert parent.info.status == "FINISHED"
+    workers = [j for j in slurm.settled_jobs() if j["name"] == "explab-sweep-worker"]
+    assert len(workers) == 2 and {j["state"] for j in workers} == {"COMPLETED"}, slurm.jobs()
+
+
+def test_an_unknown_partition_is_sbatchs_message_and_no_trial_is_left_running(
+    slurm: SlurmCluster, tmp_path: Path
+) -> None:
+    done = explab(tmp_path, "hparams_search=digits_optuna", "hydra.launcher.partition=nowhere", timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "SLURM refused the job" in done.stderr and "invalid partition" in done.stderr.lower()
+    open_storage.cache_clear()
+    storage = open_storage(f"journal:///{tmp_path}/mlruns/optuna/digits_cnn.journal")
+    study = optuna.load_study(study_name="digits_cnn_optuna", storage=storage)
+    assert [t.state.name for t in study.trials] == ["FAIL"], "the one trial asked is failed, not left RUNNING"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["hydra/launcher=basic"], "add hydra/launcher=slurm"),
+        (["hydra.sweeper.storage=journal:////dev/shm/explab-test.journal"], "which only this node sees"),
+    ],
+)
+def test_detach_without_slurm_or_a_shared_storage_is_refused(tmp_path: Path, args: list[str], message: str) -> None:
+    done = run_cli(
+        "explab-train", "-m", "hparams_search=digits_optuna", "hydra/launcher=slurm", "hydra.sweeper.detach=true",
+        f"paths.mlruns_dir={tmp_path}/mlruns", *args, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1 and message in done.stderr, done.stderr[-2000:]
+    assert not Path("/dev/shm/explab-test.journal").exists()
+
+
+def test_a_preempted_worker_job_is_requeued_and_continues_its_trial(slurm: SlurmCluster, tmp_path: Path) -> None:
+    """submitit's preemption signal (SIGUSR2) to a detached worker job: the trial writes last.ckpt at once
+    (no interval would have written it yet), the job is requeued, and the requeued worker finishes the same
+    trial in the same MLflow run."""
+    journal = f"journal:///{tmp_path}/optuna.journal"
+    done = explab(
+        tmp_path, "hparams_search=digits_optuna", "hydra/sweeper/pruner=none", "hydra.sweeper.detach=true",
+        "hydra.sweeper.n_jobs=1", "hydra.sweeper.n_trials=1", f"hydra.sweeper.storage={journal}",
+        "trainer.max_epochs=6", "data.batch_size=8", "callbacks.last_checkpoint.min_interval_seconds=3600",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    deadline = time.monotonic() + 300
+    run = None
+    while time.monotonic() < deadline and run is None:
+        children = [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if "optuna.trial_number" in r.data.tags]
+        run = children[0] if children and "val/acc" in children[0].data.metrics else None
+        time.sleep(1)
+    assert run is not None, "the trial trained an epoch"
+    [job] = [j for j in slurm.jobs() if j["name"] == "explab-sweep-worker" and j["state"] == "RUNNING"]
+    slurm.run("scancel", "--signal=USR2", job["id"])
+
+    study = None
+    while time.monotonic() < deadline:
+        open_storage.cache_clear()
+        study = optuna.load_study(study_name="digits_cnn_optuna", storage=open_storage(journal))
+        if study.trials[0].state.is_finished():
+            break
+        time.sleep(2)
+    assert study is not None and [t.state.name for t in study.trials] == ["COMPLETE"], slurm.jobs()
+    children = [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if "optuna.trial_number" in r.data.tags]
+    assert [r.info.run_id for r in children] == [run.info.run_id], "the same run, continued"
+    assert children[0].data.tags.get("explab.resumed_from_checkpoint"), "from the checkpoint the signal wrote"
+    client = open_client(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")]
+    assert len(steps) == 6 and len(set(steps)) == 6, steps
