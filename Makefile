@@ -12,12 +12,13 @@ PORT   ?= 5000
 PYTEST_ARGS ?=
 ARGS   ?=
 
-.PHONY: help install dev train test test-fast lint format ui server bench data lock clean
+.PHONY: help install dev train test test-fast test-chaos lint format ui server bench data lock clean
 
 help:
 	@echo "make train   set up .venv and train the default experiment (ARGS='experiment=... key=value')"
 	@echo "make test    set up .venv with dev extras, run ruff, mypy and the whole test suite (what CI runs)"
 	@echo "make test-fast  the tests not marked slow"
+	@echo "make test-chaos the sweep kill tests, alone"
 	@echo "make ui      MLflow UI over ./mlruns on http://$(HOST):$(PORT)"
 	@echo "make server  team tracking server: MLflow on PostgreSQL with served artifacts, http://$(HOST):$(PORT)"
 	@echo "make lint    ruff check and mypy"
@@ -43,10 +44,14 @@ train: install
 	$(BIN)/explab-train $(ARGS)
 
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not chaos" $(PYTEST_ARGS)
+
+# the kill tests of sweeps (tests/sweep/test_continuation.py), run alone
+test-chaos: lint
+	$(BIN)/python -m pytest -m chaos $(PYTEST_ARGS)
 
 test-fast: lint
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not chaos" $(PYTEST_ARGS)
 
 lint: dev
 	$(BIN)/ruff check $(LINT)

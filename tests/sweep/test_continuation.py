@@ -105,6 +105,7 @@ def check_sweep_whole(tmp_path: Path, n_trials: int) -> list:
 
 
 @pytest.mark.slow
+@pytest.mark.chaos
 def test_a_killed_workers_trial_is_continued_by_the_restarted_command(tmp_path: Path) -> None:
     command = sweep_command(tmp_path, 2)
     first = start(command, tmp_path)
@@ -124,6 +125,7 @@ def test_a_killed_workers_trial_is_continued_by_the_restarted_command(tmp_path: 
 
 
 @pytest.mark.slow
+@pytest.mark.chaos
 def test_chaos_three_kills_of_a_two_worker_sweep_lose_at_most_an_epoch_each(tmp_path: Path) -> None:
     """Kill 1 and 2: a random worker in the middle of a trial (its command starts another). Kill 3: the
     command itself, taking both workers with it, as a lost login node would; it is started again."""
