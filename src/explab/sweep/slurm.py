@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from explab.errors import UsageError
-from explab.sweep.workers import STOP_GRACE_SECONDS
+from explab.sweep.workers import STOP_GRACE_SECONDS, wait_or_kill
 from explab.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -110,10 +110,7 @@ class WorkerCommand:
                 process.wait(timeout=OWN_SIGNAL_SECONDS)
             except subprocess.TimeoutExpired:
                 process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=STOP_GRACE_SECONDS)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+                wait_or_kill(process, STOP_GRACE_SECONDS)
         return submitit.helpers.DelayedSubmission(WorkerCommand(self.command, self.env, self.cwd))
 
 

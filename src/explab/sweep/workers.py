@@ -149,12 +149,17 @@ class WorkerPool:
             worker.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for worker in alive:
-            try:
-                worker.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("sweep worker %d did not stop within %.0f s: killed", worker.pid, STOP_GRACE_SECONDS)
-                worker.kill()
-                worker.wait()
+            wait_or_kill(worker, max(0.1, deadline - time.monotonic()))
+
+
+def wait_or_kill(worker: subprocess.Popen[bytes], seconds: float) -> None:
+    """Wait ``seconds`` for a worker that was told to stop, then kill it."""
+    try:
+        worker.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        log.warning("sweep worker %d did not stop within %.0f s: killed", worker.pid, seconds)
+        worker.kill()
+        worker.wait()
 
 
 def _die_with_parent() -> None:
