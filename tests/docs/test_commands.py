@@ -144,3 +144,12 @@ def test_every_documented_explab_sweep_command_parses(tmp_path: Path) -> None:
         done = run_cli("explab-sweep", *args, "--mlruns-dir", str(tmp_path), cwd=tmp_path, timeout=60)
         assert done.returncode in (0, 1) and "usage:" not in done.stderr, f"{command.line}\n{done.stderr}"
         assert done.returncode == 0 or "no study" in done.stderr, done.stderr
+
+
+def test_the_ci_entry_point_parses_and_runs_the_readme_test_command() -> None:
+    """CI runs ``.ci/run`` on a clean checkout; a shell syntax error there fails CI before any test runs."""
+    script = ROOT / ".ci" / "run"
+    done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    readme_commands = {c.line for c in COMMANDS if c.document == "README.md"}
+    assert "make test" in readme_commands and re.search(r"^make test$", script.read_text(), flags=re.M)
