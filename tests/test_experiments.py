@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,3 +81,11 @@ def test_experiment_trains_end_to_end(experiment: str, compose_cfg, store: Path,
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     figure = "plots/predicted_vs_true.png" if experiment == "diabetes_mlp" else "plots/confusion_matrix.png"
     assert {"plots/learning_curves.png", figure} <= plots
+    # each split is a dataset input whose source is the real file or folder the data came from
+    inputs = run.inputs.dataset_inputs
+    assert {i.dataset.digest for i in inputs} == {run.data.tags["data.fingerprint"]}
+    for item in inputs:
+        uri = json.loads(item.dataset.source)["uri"]
+        assert item.dataset.source_type == "local" and Path(uri.removeprefix("file://")).exists(), uri
+    expected = {"training", "test", *(["validation"] if has_validation_split(cfg) else [])}
+    assert {t.value for i in inputs for t in i.tags if t.key == "mlflow.data.context"} == expected

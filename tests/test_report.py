@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import csv
+import re
 import statistics
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
+from scipy import stats
 
+from explab.errors import UsageError
 from explab.report import report
 from explab.train import train
-from tests.conftest import runs_in, tracking_uri_for
+from tests.conftest import run_cli, runs_in, tracking_uri_for
 
 
 def test_report_groups_runs_by_config_minus_seed(compose_cfg, store: Path) -> None:
@@ -33,6 +38,7 @@ def test_report_groups_runs_by_config_minus_seed(compose_cfg, store: Path) -> No
     assert {a.path for a in client.list_artifacts(report_run.info.run_id, "report")} == {
         "report/report.md",
         "report/report.csv",
+        "report/intervals.png",
     }
 
 
@@ -40,3 +46,161 @@ def test_report_of_unknown_experiment_names_the_known_ones(compose_cfg, store: P
     train(compose_cfg("trainer=fast_dev_run"))
     with pytest.raises(ValueError, match=r"no experiment 'nope'.*digits_cnn"):
         report(compose_cfg("experiment_name=nope", config_name="report"))
+
+
+# Seed repeats of four configurations, written into a real store as a training job would leave them. The
+# numbers are chosen so that one configuration is clearly better than the baseline, one is indistinguishable,
+# one ran other seeds (so it is compared unpaired) and one ran a single seed.
+BASELINE = {1: 0.900, 2: 0.910, 3: 0.905, 4: 0.915}
+CLEARLY_BETTER = {1: 0.930, 2: 0.941, 3: 0.934, 4: 0.946}
+INDISTINGUISHABLE = {1: 0.905, 2: 0.904, 3: 0.911, 4: 0.911}
+OTHER_SEEDS = {5: 0.890, 6: 0.930, 7: 0.900}
+ONE_SEED = {1: 0.950}
+GROUPS = {"0.1": BASELINE, "0.2": CLEARLY_BETTER, "0.3": INDISTINGUISHABLE, "0.4": OTHER_SEEDS, "0.5": ONE_SEED}
+
+
+@pytest.fixture
+def seed_groups(store: Path) -> str:
+    """The groups above as FINISHED runs of experiment ``groups``; returns its tracking URI."""
+    uri = tracking_uri_for(store)
+    client = mlflow.tracking.MlflowClient(uri)
+    experiment = client.create_experiment("groups")
+    for lr, values in GROUPS.items():
+        for seed, value in values.items():
+            run = client.create_run(experiment, run_name=f"lr{lr}-seed{seed}")
+            for key, param in {"optimizer.lr": lr, "seed": seed, "model.name": "cnn"}.items():
+                client.log_param(run.info.run_id, key, param)
+            client.log_metric(run.info.run_id, "test/acc", value)
+            client.log_metric(run.info.run_id, "test/loss", 1 - value)
+            client.set_terminated(run.info.run_id, "FINISHED")
+    return uri
+
+
+def _report(compose_cfg, uri: str, *overrides: str) -> tuple[str, dict[str, dict[str, str]]]:
+    """The report's Markdown and its comparisons.csv, read back from the report run, keyed by configuration."""
+    cfg = compose_cfg("experiment_name=groups", f"tracking_uri={uri}", *overrides, config_name="report")
+    markdown = report(cfg)
+    client = mlflow.tracking.MlflowClient(uri)
+    [run] = client.search_runs([client.get_experiment_by_name("groups").experiment_id], "tags.`explab.report` = 'true'")
+    folder = Path(client.download_artifacts(run.info.run_id, "report"))
+    assert (folder / "intervals.png").stat().st_size > 0
+    compared = folder / "comparisons.csv"
+    rows = list(csv.DictReader(compared.open())) if compared.exists() else []
+    return markdown, {f"{r['metric']} {r['configuration']}": r for r in rows}
+
+
+def _cells(markdown: str, configuration: str) -> list[float]:
+    """The numbers in a configuration's row of the report table: n, mean, std, interval low and high."""
+    line = next(line for line in markdown.splitlines() if line.startswith(f"| {configuration} |"))
+    return [float(x) for x in re.findall(r"\d+\.?\d*", line.split("|", 2)[2])]
+
+
+def test_intervals_are_student_t_over_the_seeds(compose_cfg, seed_groups: str) -> None:
+    markdown, _ = _report(compose_cfg, seed_groups, "metrics=[test/acc]")
+    for lr in ("0.1", "0.2", "0.4"):
+        values = list(GROUPS[lr].values())
+        low, high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+        expected = [len(values), np.mean(values), np.std(values, ddof=1), low, high]
+        assert _cells(markdown, f"optimizer.lr={lr}") == pytest.approx(expected, abs=1e-4), markdown
+    assert "| optimizer.lr=0.5 | 1 | 0.9500 | n too small |" in markdown
+
+
+def test_bootstrap_intervals_lie_inside_the_values(compose_cfg, seed_groups: str) -> None:
+    markdown, _ = _report(compose_cfg, seed_groups, "metrics=[test/acc]", "ci=bootstrap")
+    assert "percentile bootstrap" in markdown
+    line = next(line for line in markdown.splitlines() if "optimizer.lr=0.1 " in line)
+    low, high = map(float, line.split("[")[1].split("]")[0].split(", "))
+    t_low, t_high = stats.t.interval(
+        0.95, 3, loc=np.mean(list(BASELINE.values())), scale=stats.sem(list(BASELINE.values()))
+    )
+    # a percentile bootstrap of four values cannot leave their range, unlike the t interval
+    assert min(BASELINE.values()) <= low < high <= max(BASELINE.values()) and (low, high) != (t_low, t_high)
+
+
+def _holm(pvalues: list[float]) -> list[float]:
+    """Holm's adjustment written out for the test: sorted p times (m, m-1, ...), kept non-decreasing."""
+    order = sorted(range(len(pvalues)), key=pvalues.__getitem__)
+    adjusted, running = [0.0] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+@pytest.mark.parametrize("test", ["t", "wilcoxon"])
+def test_configurations_against_a_baseline_match_scipy(compose_cfg, seed_groups: str, test: str) -> None:
+    markdown, rows = _report(
+        compose_cfg, seed_groups, "metrics=[test/acc,test/loss]", "baseline={optimizer.lr:0.1}", f"test={test}"
+    )
+    paired = stats.wilcoxon if test == "wilcoxon" else stats.ttest_rel
+    base = list(BASELINE.values())
+    expected_p = [
+        paired(list(CLEARLY_BETTER.values()), base).pvalue,
+        paired(list(INDISTINGUISHABLE.values()), base).pvalue,
+        stats.ttest_ind(list(OTHER_SEEDS.values()), base, equal_var=False).pvalue,
+    ]
+    holm = _holm(expected_p)
+    for metric, better in (("test/acc", "better"), ("test/loss", "better")):  # less loss is better
+        for lr, p, p_holm in zip(("0.2", "0.3", "0.4"), expected_p, holm, strict=True):
+            row = rows[f"{metric} optimizer.lr={lr}"]
+            assert float(row["p"]) == pytest.approx(p) and float(row["p (Holm)"]) == pytest.approx(p_holm), row
+        assert rows[f"{metric} optimizer.lr=0.4"]["test"] == "welch"
+        assert rows[f"{metric} optimizer.lr=0.5"]["verdict"] == "n too small"
+        assert rows[f"{metric} optimizer.lr=0.3"]["verdict"] == "indistinguishable"
+        if test == "t":
+            # four seeds: Wilcoxon's smallest two-sided p is 0.125, so only the t-test can tell them apart
+            assert rows[f"{metric} optimizer.lr=0.2"]["verdict"] == better
+    differences = np.subtract(list(CLEARLY_BETTER.values()), base)
+    row = rows["test/acc optimizer.lr=0.2"]
+    assert float(row["effect size (d)"]) == pytest.approx(differences.mean() / differences.std(ddof=1))
+    assert float(row["difference"]) == pytest.approx(differences.mean())
+    assert "## Against the baseline (optimizer.lr=0.1)" in markdown
+
+
+def test_a_worse_configuration_is_called_worse(compose_cfg, seed_groups: str) -> None:
+    _, rows = _report(compose_cfg, seed_groups, "metrics=[test/acc]", "baseline=lr0.2-seed3")
+    assert rows["test/acc optimizer.lr=0.1"]["verdict"] == "worse"
+    assert rows["test/acc optimizer.lr=0.3"]["verdict"] == "worse"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("baseline=nobody", r"baseline=nobody matches no FINISHED training run; give a run name \(lr0.1-seed1"),
+        ("baseline={model.name:cnn}", r"matches 5 configurations .*give more params"),
+        ("ci=normal", r"ci=normal is not an interval explab computes; choose one of \['t', 'bootstrap'\]"),
+        ("test=mann-whitney", r"choose one of \['t', 'wilcoxon'\]"),
+    ],
+)
+def test_bad_report_settings_are_named(compose_cfg, seed_groups: str, override: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        _report(compose_cfg, seed_groups, override)
+    assert not [r for r in runs_in_uri(seed_groups) if r.data.tags.get("explab.report")], "no report run is left"
+
+
+def runs_in_uri(uri: str) -> list:
+    client = mlflow.tracking.MlflowClient(uri)
+    return client.search_runs([client.get_experiment_by_name("groups").experiment_id])
+
+
+def test_report_command_takes_a_params_baseline(seed_groups: str, tmp_path: Path) -> None:
+    done = run_cli(
+        "explab-report",
+        "experiment=groups",
+        f"tracking_uri={seed_groups}",
+        "metrics=[test/acc]",
+        "baseline={optimizer.lr:0.1}",
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| test/acc | optimizer.lr=0.2 | 4 vs 4 | paired t |" in done.stdout
+    failed = run_cli(
+        "explab-report",
+        "experiment=groups",
+        f"tracking_uri={seed_groups}",
+        "baseline=nobody",
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert failed.returncode != 0 and "baseline=nobody matches no FINISHED training run" in failed.stderr

@@ -97,6 +97,8 @@ def test_sigkilled_run_is_resumed_into_the_same_run(tmp_path: Path) -> None:
         assert len(steps) == epochs and len(set(steps)) == epochs and steps == sorted(steps), (key, steps)
     best = [value for _, value in history(tmp_path, run_id, "val/acc_best")]
     assert best == sorted(best), "the best-so-far value survives the resume"
+    inputs = client.get_run(run_id).inputs.dataset_inputs
+    assert sorted(i.dataset.name for i in inputs) == ["digits-test", "digits-train", "digits-val"], "once each"
 
 
 @pytest.mark.slow

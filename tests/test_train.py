@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -9,6 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from explab.callbacks import NonFiniteLossError
+from explab.errors import ConfigError
 from explab.eval import evaluate
 from explab.train import train
 from tests.conftest import runs_in, tracking_uri_for
@@ -51,6 +53,10 @@ def test_one_epoch_run_is_fully_recorded(compose_cfg, store: Path) -> None:
         "test/f1",
         "perf/fit_seconds",
         "perf/epoch_seconds",
+        "perf/samples_per_second",
+        # MLflow's sampler; a fit shorter than its interval still leaves the sample taken at the start
+        "system/cpu_utilization_percentage",
+        "system/system_memory_usage_megabytes",
     ):
         assert key in run.data.metrics, key
     # training tracks loss and accuracy only: every metric update would be paid on every step
@@ -65,6 +71,7 @@ def test_one_epoch_run_is_fully_recorded(compose_cfg, store: Path) -> None:
     assert tags["hostname"]
     assert len(tags["data.fingerprint"]) == 16
     assert tags["version.torch"]
+    assert tags["mlflow.source.name"] == "explab-train", "the UI's Source column"
     if "git.commit" in tags:
         assert len(tags["git.commit"]) == 40
     # artifacts: config, overrides, the best checkpoint
@@ -76,6 +83,18 @@ def test_one_epoch_run_is_fully_recorded(compose_cfg, store: Path) -> None:
     assert plots == {"plots/learning_curves.png", "plots/confusion_matrix.png"}
     overrides = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config/overrides.yaml")
     assert "seed=7" in overrides
+    # the splits as MLflow dataset inputs: one per split, the fingerprint as digest, searchable
+    inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"digits-train", "digits-val", "digits-test"}
+    contexts = {name: [t.value for t in i.tags if t.key == "mlflow.data.context"] for name, i in inputs.items()}
+    assert contexts == {"digits-train": ["training"], "digits-val": ["validation"], "digits-test": ["test"]}
+    train_split = inputs["digits-train"].dataset
+    assert train_split.digest == tags["data.fingerprint"] and "digits.csv.gz" in train_split.source
+    assert json.loads(train_split.profile)["features_shape"] == [int(tags["data.n_train"]), 1, 8, 8]
+    found = client.search_runs(
+        [run.info.experiment_id], f"dataset.digest = '{tags['data.fingerprint']}' AND dataset.context = 'test'"
+    )
+    assert [r.info.run_id for r in found] == [run.info.run_id]
 
 
 def test_eval_logs_into_the_same_run(compose_cfg, store: Path) -> None:
@@ -151,3 +170,23 @@ def test_logger_none_writes_no_store(compose_cfg, store: Path) -> None:
     metrics = train(compose_cfg("logger=none", "trainer=fast_dev_run"))
     assert "test/acc" in metrics
     assert not (store / "mlflow.db").exists()
+
+
+def test_time_to_a_threshold_is_logged_once_when_first_reached(compose_cfg, store: Path) -> None:
+    cfg = compose_cfg("trainer.max_epochs=3", "trainer.enable_progress_bar=false", "time_to={val/acc:[0.05,1.01]}")
+    train(cfg)
+    run = only_run(store)
+    client = MlflowClient(tracking_uri_for(store))
+    [reached] = client.get_metric_history(run.info.run_id, "time_to/val/acc_0.05")
+    first_epoch = min(client.get_metric_history(run.info.run_id, "perf/epoch_seconds"), key=lambda m: m.step)
+    # any accuracy beats 5 % after the first epoch: the time is that epoch's, logged once at its step
+    assert reached.step == first_epoch.step and 0 < reached.value <= run.data.metrics["perf/fit_seconds"]
+    assert "time_to/val/acc_1.01" not in run.data.metrics, "a threshold never reached is not logged"
+
+
+def test_time_to_a_metric_the_task_never_logs_is_refused_before_the_run(compose_cfg, store: Path) -> None:
+    with pytest.raises(
+        ConfigError, match=r"time_to.val/accuracy=.*must be a metric this task logs: one of .*'val/acc'"
+    ):
+        train(compose_cfg("time_to={val/accuracy:[0.9]}"))
+    assert not runs_in(store, "digits_cnn")

@@ -13,6 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from explab.callbacks import LastCheckpoint, NonFiniteLossGuard, RecordInCheckpoint, ResumedTraining
 from explab.callbacks.checkpoint_on_signal import CheckpointOnSignal
+from explab.callbacks.system_metrics import SystemMetrics
+from explab.callbacks.time_to import TimeToThreshold
 from explab.checkpoint_io import AtomicCheckpointIO
 from explab.data.base import TensorDataModule
 from explab.models import TaskModule
@@ -91,6 +93,12 @@ def build_callbacks(
     last = next((c for c in callbacks if isinstance(c, LastCheckpoint)), None)
     if last is not None:
         callbacks.append(CheckpointOnSignal(last))
+    if cfg.get("time_to"):
+        callbacks.append(TimeToThreshold(cast(dict[str, Any], OmegaConf.to_container(cfg.time_to))))
+    tracking = mlflow_logger_node(cfg)
+    if tracking is not None and cfg.get("system_metrics_seconds"):
+        resumed = bool(cfg.get("resume"))
+        callbacks.append(SystemMetrics(tracking.tracking_uri, run_id, cfg.system_metrics_seconds, resumed))
     resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     callbacks.append(RecordInCheckpoint(resolved, run_id))
     if trial is not None:

@@ -1,25 +1,28 @@
-"""``explab-report experiment=NAME``: mean +- std over seeds of every configuration an experiment ran.
+"""``explab-report experiment=NAME``: every configuration an experiment ran, over its seeds, with intervals.
 
 Runs are grouped by their params minus the seed (and minus what only says where a run wrote); each group
-gets n, mean and standard deviation of the chosen metrics. Written as Markdown and CSV, printed, and logged
-on a ``report`` run of the experiment. The documented way to report a result:
+gets n, mean, standard deviation and a confidence interval of the chosen metrics. With ``baseline=`` every
+other configuration is tested against the baseline's (:mod:`explab.comparison`). Written as Markdown, CSV and
+a figure of the intervals, printed, and logged on a ``report`` run of the experiment. The documented way to
+report a result:
 
     explab-train -m experiment=digits_cnn seed=1,2,3 && explab-report experiment=digits_cnn
 """
 
 from __future__ import annotations
 
+import csv
 import math
-import statistics
 import tempfile
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from explab import comparison
 from explab.cli import report_user_errors
 from explab.config import config_dir
 from explab.errors import UsageError
@@ -32,65 +35,198 @@ log = get_logger(__name__)
 REPEAT_KEYS = ("seed", "data.seed", "run_name", "test")
 REPEAT_PREFIXES = ("optuna_trial.", "logger.")
 
-
-def _configuration(params: dict[str, str]) -> tuple[tuple[str, str], ...]:
-    return tuple(
-        sorted(
-            (k, v)
-            for k, v in params.items()
-            if describes_training(k) and k not in REPEAT_KEYS and not k.startswith(REPEAT_PREFIXES)
-        )
-    )
+Configuration = tuple[tuple[str, str], ...]
 
 
-def aggregate(runs: Sequence[Any], metrics: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per configuration: what sets it apart, n, and mean/std of each metric."""
-    groups: dict[tuple, list[Any]] = defaultdict(list)
+def sets_apart(key: str) -> bool:
+    """Whether a param can tell two configurations apart (a seed or an output folder cannot)."""
+    return describes_training(key) and key not in REPEAT_KEYS and not key.startswith(REPEAT_PREFIXES)
+
+
+def _configuration(params: dict[str, str]) -> Configuration:
+    return tuple(sorted((k, v) for k, v in params.items() if sets_apart(k)))
+
+
+def group_runs(runs: Sequence[Any]) -> dict[Configuration, list[Any]]:
+    """Runs by configuration, each group one configuration's seed repeats."""
+    groups: dict[Configuration, list[Any]] = defaultdict(list)
     for run in runs:
         groups[_configuration(run.data.params)].append(run)
-    keys = [dict(k) for k in groups]
-    varying = sorted({name for config in keys for name in config if len({c.get(name) for c in keys}) > 1})
+    return dict(groups)
+
+
+def labels(configurations: Sequence[Configuration]) -> dict[Configuration, str]:
+    """What sets each configuration apart from the others (``all`` when there is one)."""
+    settings = [dict(c) for c in configurations]
+    varying = sorted({k for s in settings for k in s if len({t.get(k) for t in settings}) > 1})
+    return {c: ", ".join(f"{k}={dict(c).get(k)}" for k in varying) or "all" for c in configurations}
+
+
+def by_seed(runs: Sequence[Any], metric: str) -> dict[str, float]:
+    """Seed -> value of ``metric``; a seed run twice keeps both under distinct keys, so it is never paired."""
+    values: dict[str, float] = {}
+    for run in runs:
+        if metric in run.data.metrics:
+            seed = run.data.params.get("seed", run.info.run_id)
+            values[seed if seed not in values else f"{seed}/{run.info.run_id}"] = run.data.metrics[metric]
+    return values
+
+
+def aggregate(
+    runs: Sequence[Any], metrics: Sequence[str], ci: str = "t", confidence: float = 0.95
+) -> list[dict[str, Any]]:
+    """One row per configuration: what sets it apart, n, seeds, and mean, std and interval of each metric."""
+    groups = group_runs(runs)
+    named = labels(list(groups))
     rows = []
     for config, members in groups.items():
-        settings = dict(config)
         row: dict[str, Any] = {
-            "configuration": ", ".join(f"{k}={settings.get(k)}" for k in varying) or "all",
+            "configuration": named[config],
             "n": len(members),
             "seeds": " ".join(sorted(r.data.params.get("seed", "?") for r in members)),
         }
         for metric in metrics:
-            values = [r.data.metrics[metric] for r in members if metric in r.data.metrics]
-            row[f"{metric} mean"] = statistics.fmean(values) if values else math.nan
-            row[f"{metric} std"] = statistics.stdev(values) if len(values) > 1 else math.nan
+            found = comparison.interval(list(by_seed(members, metric).values()), ci, confidence)
+            row |= {
+                f"{metric} mean": found.mean,
+                f"{metric} std": found.std,
+                f"{metric} ci_low": found.low,
+                f"{metric} ci_high": found.high,
+            }
         rows.append(row)
     return sorted(rows, key=lambda r: r["configuration"])
 
 
-def to_markdown(rows: list[dict[str, Any]], metrics: Sequence[str]) -> str:
-    header = ["configuration", "n", *metrics]
+def find_baseline(spec: Any, groups: Mapping[Configuration, Sequence[Any]]) -> Configuration:
+    """The one configuration ``spec`` names: a run name, a run id, or a mapping of params it must have."""
+
+    def matches(run: Any) -> bool:
+        if isinstance(spec, Mapping):
+            return all(_same(run.data.params.get(str(k)), v) for k, v in spec.items())
+        return str(spec) in (run.info.run_id, run.info.run_name)
+
+    found = [config for config, members in groups.items() if any(map(matches, members))]
+    named = labels(list(groups))
+    if not found:
+        names = sorted({r.info.run_name for members in groups.values() for r in members})
+        example = next((label for label in named.values() if "=" in label), "seed=1").split(", ")[0]
+        key, value = example.split("=", 1)
+        raise UsageError(
+            f"baseline={spec} matches no FINISHED training run; give a run name ({', '.join(names[:8])}"
+            f"{', ...' if len(names) > 8 else ''}), a run id, or params such as 'baseline={{{key}:{value}}}'"
+        )
+    if len(found) > 1:
+        raise UsageError(
+            f"baseline={spec} matches {len(found)} configurations ({'; '.join(named[c] for c in found)}); "
+            "name one run, or give more params so that one configuration is left"
+        )
+    return found[0]
+
+
+def _same(recorded: str | None, wanted: Any) -> bool:
+    """A param as MLflow stored it (a string) against a value from the command line (a number, a string)."""
+    if recorded is None:
+        return False
+    if recorded == str(wanted):
+        return True
+    try:
+        return math.isclose(float(recorded), float(wanted))
+    except (TypeError, ValueError):
+        return False
+
+
+def compare_with_baseline(
+    groups: Mapping[Configuration, Sequence[Any]],
+    baseline: Configuration,
+    metrics: Sequence[str],
+    cfg: DictConfig,
+) -> list[dict[str, Any]]:
+    """One row per (metric, other configuration): the test, the difference, p, Holm's p, effect and verdict."""
+    named = labels(list(groups))
+    others = [c for c in sorted(groups, key=named.__getitem__) if c != baseline]
+    lower = set(cfg.lower_is_better) if cfg.lower_is_better is not None else None
+    rows = []
+    for metric in metrics:
+        reference = by_seed(groups[baseline], metric)
+        family = [comparison.compare(reference, by_seed(groups[c], metric), cfg.test) for c in others]
+        higher = not (metric in lower if lower is not None else comparison.lower_is_better(metric))
+        for config, result in zip(others, comparison.decide(family, cfg.alpha, higher), strict=True):
+            rows.append(
+                {
+                    "metric": metric,
+                    "configuration": named[config],
+                    "test": result.test,
+                    "n": f"{result.n_other} vs {result.n_baseline}",
+                    "difference": result.difference,
+                    "p": result.p,
+                    "p (Holm)": result.p_holm,
+                    "effect size (d)": result.effect_size,
+                    "verdict": result.verdict,
+                }
+            )
+    return rows
+
+
+def _number(value: float, digits: int = 4) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def to_markdown(rows: list[dict[str, Any]], metrics: Sequence[str], confidence: float = 0.95) -> str:
+    share = f"{confidence:.0%}"
+    header = ["configuration", "n", *(h for m in metrics for h in (m, f"{m} {share} CI"))]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row["configuration"], str(row["n"])]
         for metric in metrics:
             mean, std = row[f"{metric} mean"], row[f"{metric} std"]
-            cells.append("n/a" if math.isnan(mean) else f"{mean:.4f}" + ("" if math.isnan(std) else f" ± {std:.4f}"))
+            low, high = row[f"{metric} ci_low"], row[f"{metric} ci_high"]
+            cells.append(_number(mean) + ("" if math.isnan(std) else f" ± {std:.4f}"))
+            cells.append("n too small" if math.isnan(low) else f"[{low:.4f}, {high:.4f}]")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def comparisons_markdown(rows: list[dict[str, Any]]) -> str:
+    header = ["metric", "configuration", "n", "test", "difference", "p", "p (Holm)", "effect size (d)", "verdict"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [
+            row["metric"],
+            row["configuration"],
+            row["n"],
+            row["test"],
+            f"{row['difference']:+.4f}" if not math.isnan(row["difference"]) else "n/a",
+            _number(row["p"]),
+            _number(row["p (Holm)"]),
+            _number(row["effect size (d)"], 2),
+            row["verdict"],
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def to_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    import csv
-
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
 
 
+def check_settings(cfg: DictConfig) -> None:
+    if cfg.ci not in comparison.INTERVALS:
+        raise UsageError(f"ci={cfg.ci} is not an interval explab computes; choose one of {list(comparison.INTERVALS)}")
+    if cfg.test not in comparison.TESTS:
+        raise UsageError(f"test={cfg.test} is not a paired test explab runs; choose one of {list(comparison.TESTS)}")
+    if not 0 < cfg.alpha < 1 or not 0 < cfg.confidence < 1:
+        raise UsageError(f"alpha={cfg.alpha} and confidence={cfg.confidence} must lie between 0 and 1")
+
+
 def report(cfg: DictConfig) -> str:
     from explab.tracking import TrackedRun
+    from explab.tracking.plots import intervals_figure, save_figure
     from explab.tracking.store import open_client
 
+    check_settings(cfg)
     client = open_client(cfg.tracking_uri)
     experiment = client.get_experiment_by_name(cfg.experiment_name)
     if experiment is None:
@@ -103,20 +239,40 @@ def report(cfg: DictConfig) -> str:
     if not runs:
         raise UsageError(f"experiment '{cfg.experiment_name}' has no FINISHED training runs to report")
     metrics = list(cfg.metrics)
-    rows = aggregate(runs, metrics)
-    markdown = f"# {cfg.experiment_name}: mean ± std over seeds\n\n" + to_markdown(rows, metrics)
-    print(markdown)
-    run = TrackedRun.create(
-        cfg.tracking_uri,
-        cfg.experiment_name,
-        run_name="report",
-        tags={"explab.report": "true", "explab.report.runs": str(len(runs))},
+    rows = aggregate(runs, metrics, cfg.ci, cfg.confidence)
+    method = "Student t" if cfg.ci == "t" else "percentile bootstrap"
+    markdown = (
+        f"# {cfg.experiment_name}: mean ± std over seeds, {cfg.confidence:.0%} confidence intervals ({method})\n\n"
+        + to_markdown(rows, metrics, cfg.confidence)
     )
+    tables: dict[str, list[dict[str, Any]]] = {"report.csv": rows}
+    tags = {"explab.report": "true", "explab.report.runs": str(len(runs))}
+    if cfg.baseline is not None:
+        groups = group_runs(runs)
+        baseline = find_baseline(
+            OmegaConf.to_object(cfg.baseline) if OmegaConf.is_config(cfg.baseline) else cfg.baseline, groups
+        )
+        compared = compare_with_baseline(groups, baseline, metrics, cfg)
+        name = labels(list(groups))[baseline]
+        markdown += (
+            f"\n## Against the baseline ({name})\n\nPaired by seed where two or more seeds match "
+            f"({'Wilcoxon signed-rank' if cfg.test == 'wilcoxon' else 'paired t-test'}), Welch's t-test otherwise; "
+            f"p-values Holm-corrected per metric; verdict at alpha {cfg.alpha}.\n\n"
+        )
+        markdown += comparisons_markdown(compared) if compared else "No other configuration to compare.\n"
+        tags["explab.report.baseline"] = name
+        if compared:
+            tables["comparisons.csv"] = compared
+    print(markdown)
+    run = TrackedRun.create(cfg.tracking_uri, cfg.experiment_name, run_name="report", tags=tags)
     with run.lifecycle(), tempfile.TemporaryDirectory(prefix="explab-report-") as folder:
         (Path(folder) / "report.md").write_text(markdown)
-        to_csv(rows, Path(folder) / "report.csv")
         run.log_file(Path(folder) / "report.md", "report")
-        run.log_file(Path(folder) / "report.csv", "report")
+        for file_name, table in tables.items():
+            to_csv(table, Path(folder) / file_name)
+            run.log_file(Path(folder) / file_name, "report")
+        figure = save_figure(intervals_figure(rows, metrics, cfg.confidence), Path(folder) / "intervals.png")
+        run.log_file(figure, "report")
     log.info("report logged on MLflow run %s", run.run_id)
     return markdown
 

@@ -97,3 +97,24 @@ def validate_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is not _ABSENT and not rule.accepts(value):
             raise ConfigError(key, value, rule.allowed)
+    check_time_to(cfg)
+
+
+def check_time_to(cfg: DictConfig) -> None:
+    """``time_to`` maps metrics the task logs to lists of numbers; the model is built only when it is set."""
+    thresholds = cfg.get("time_to")
+    if not thresholds:
+        return
+    allowed = "a mapping of metric names to lists of thresholds, e.g. {val/acc: [0.95, 0.99]}"
+    if not isinstance(thresholds, DictConfig):
+        raise ConfigError("time_to", thresholds, allowed)
+    from explab.build import build_model
+
+    logged = build_model(cfg).metric_names()
+    for key, values in thresholds.items():
+        metric = str(key)
+        if metric not in logged:
+            raise ConfigError(f"time_to.{metric}", values, f"a metric this task logs: one of {sorted(logged)}")
+        numbers = list(values) if OmegaConf.is_list(values) else [values]
+        if not numbers or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+            raise ConfigError(f"time_to.{metric}", values, "a list of numbers, e.g. [0.95, 0.99]")

@@ -29,6 +29,7 @@ def test_ddp_cpu_makes_one_run_with_metrics_over_all_ranks(tmp_path: Path) -> No
         "trainer=ddp_cpu",
         "trainer.max_epochs=2",
         "model.backbone.batch_norm=false",
+        "system_metrics_seconds=0.5",
         *common(tmp_path),
         cwd=tmp_path,
     )
@@ -39,6 +40,11 @@ def test_ddp_cpu_makes_one_run_with_metrics_over_all_ranks(tmp_path: Path) -> No
     assert run.info.status == "FINISHED"
     assert run.data.tags["trainer.world_size"] == "2"
     assert len(list((tmp_path / "logs").rglob("last.ckpt"))) == 1, "one output folder, one checkpoint writer"
+    client = MlflowClient(tracking_uri_for(tmp_path / "mlruns"))
+    samples = client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+    steps = [m.step for m in samples]
+    assert steps and len(steps) == len(set(steps)), f"one sampler on the node, not one per rank: {steps}"
+    assert not [k for k in run.data.metrics if k.startswith("system/node_")], "one node: no node prefix"
 
     # the logged val/acc of the last epoch is the accuracy over the whole validation split (no batch norm:
     # each rank keeps its own running statistics, and SyncBatchNorm needs GPUs)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from explab.data.base import LoadedData, Split, TensorDataModule, fingerprint_arrays, stratified_split
+from explab.data.base import (
+    LoadedData,
+    Split,
+    TensorDataModule,
+    fingerprint_arrays,
+    sklearn_data_file,
+    stratified_split,
+)
 
 
 class WineDataModule(TensorDataModule):
@@ -16,6 +23,10 @@ class WineDataModule(TensorDataModule):
     ) -> None:
         super().__init__(batch_size=batch_size, seed=seed)
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
+
+    def source(self) -> str:
+        """The file the data is read from, recorded on each run as its MLflow dataset's source."""
+        return sklearn_data_file("wine_data.csv")
 
     def load_splits(self) -> LoadedData:
         from sklearn.datasets import load_wine

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import lightning as L
@@ -31,6 +32,13 @@ def fingerprint_arrays(*arrays: np.ndarray) -> str:
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()[:16]
+
+
+def sklearn_data_file(name: str) -> str:
+    """The file of one of scikit-learn's bundled data sets, inside the installed package (a data source)."""
+    import sklearn.datasets
+
+    return str(Path(sklearn.datasets.__file__).parent / "data" / name)
 
 
 def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
@@ -181,6 +189,15 @@ class TensorDataModule(L.LightningDataModule):
             File name -> JSON-serialisable content; empty for array inputs (the default).
         """
         return {}
+
+    def source(self) -> str:
+        """Where the data is read from, recorded as the source of the run's MLflow dataset inputs.
+
+        Returns:
+            A file or folder path (for data that ships inside a package, the file in the package); the
+            default names the data module's class, for data that is made in code.
+        """
+        return f"{type(self).__module__}.{type(self).__qualname__}"
 
     def summary(self) -> dict[str, int]:
         """Split sizes (``n_train``, ...), tagged on the run as ``data.n_train``, ..."""

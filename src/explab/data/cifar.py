@@ -106,6 +106,9 @@ class CIFAR10DataModule(TensorDataModule):
         self.augment = augment
         self.crop_padding = crop_padding
 
+    def source(self) -> str:
+        return str(self.data_dir.resolve())
+
     def _batch_path(self, name: str) -> Path:
         for folder in (self.data_dir, self.data_dir / "cifar-10-batches-py"):
             if (folder / name).is_file():

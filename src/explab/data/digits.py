@@ -11,6 +11,7 @@ from explab.data.base import (
     TensorDataModule,
     check_split_fractions,
     fingerprint_arrays,
+    sklearn_data_file,
     stratified_split,
 )
 
@@ -35,6 +36,9 @@ class DigitsDataModule(TensorDataModule):
         self.test_fraction = test_fraction
         self.flatten = flatten
         self.mean, self.std = mean, std
+
+    def source(self) -> str:
+        return sklearn_data_file("digits.csv.gz")
 
     def load_splits(self) -> LoadedData:
         from sklearn.datasets import load_digits

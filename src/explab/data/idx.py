@@ -74,6 +74,9 @@ class IDXDataModule(TensorDataModule):
         self.mirrors = list(mirrors or [])
         self.how_to_get = how_to_get
 
+    def source(self) -> str:
+        return str(self.data_dir.resolve())
+
     def _path(self, name: str) -> Path:
         try:
             return find_file(self.data_dir, name, self.how_to_get)

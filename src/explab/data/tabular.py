@@ -11,6 +11,7 @@ from explab.data.base import (
     TensorDataModule,
     check_split_fractions,
     fingerprint_arrays,
+    sklearn_data_file,
     stratified_split,
 )
 
@@ -32,6 +33,9 @@ class DiabetesDataModule(TensorDataModule):
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.standardize_target = standardize_target
         self.target_mean, self.target_std = 0.0, 1.0
+
+    def source(self) -> str:
+        return sklearn_data_file("diabetes_data_raw.csv.gz")
 
     def load_splits(self) -> LoadedData:
         from sklearn.datasets import load_diabetes

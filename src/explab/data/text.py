@@ -129,6 +129,9 @@ class IMDBDataModule(TextDataModule):
         self.data_dir = Path(data_dir)
         self.val_size = val_size
 
+    def source(self) -> str:
+        return str(self.data_dir.resolve())
+
     def read_texts(self) -> dict[str, tuple[list[str], np.ndarray]]:
         root = self.data_dir if (self.data_dir / "train").is_dir() else self.data_dir / "aclImdb"
         if not (root / "train").is_dir():
@@ -160,6 +163,9 @@ class MovieSnippetsDataModule(TextDataModule):
         check_split_fractions(val_fraction, test_fraction)
         self.path = Path(path)
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
+
+    def source(self) -> str:
+        return str(self.path.resolve())
 
     def read_texts(self) -> dict[str, tuple[list[str], np.ndarray]]:
         if not self.path.is_file():

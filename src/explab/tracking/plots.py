@@ -22,9 +22,13 @@ log = get_logger(__name__)
 
 
 def _pyplot() -> Any:
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg")
+    # a notebook's inline backend draws the figures this module returns; anywhere else nothing is shown
+    if "ipykernel" not in sys.modules:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
@@ -42,11 +46,74 @@ def learning_curves(history: dict[str, Sequence[float]]) -> Any:
             if len(values):
                 axis.plot(range(len(values)), values, marker="o", markersize=3, label=split)
         axis.set_xlabel("epoch")
+        integer_ticks(axis.xaxis)
         axis.set_title(name)
         axis.legend()
         axis.grid(alpha=0.3)
     figure.tight_layout()
     return figure
+
+
+def integer_ticks(axis: Any) -> None:
+    """Ticks only at whole numbers on ``axis`` (epochs, steps): an epoch 0.5 does not exist."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def parallel_coordinates(columns: dict[str, Sequence[Any]], color_by: str) -> Any:
+    """One vertical axis per column, each labelled with its own values; a line per row, coloured by ``color_by``.
+
+    Numbers are placed by their own range (a few rounded values are written beside the axis), anything else
+    by category, one label per category: scaling every axis to 0-1 without labels would hide the values a
+    reader came for.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
+    names = list(columns)
+    rows = len(next(iter(columns.values()), []))
+    placed: dict[str, np.ndarray] = {}
+    labels: dict[str, list[tuple[float, str]]] = {}
+    for name, values in columns.items():
+        numbers = _as_numbers(values)
+        if numbers is not None:
+            low, high = float(np.nanmin(numbers)), float(np.nanmax(numbers))
+            span = (high - low) or 1.0
+            placed[name] = (numbers - low) / span if high > low else np.full(rows, 0.5)
+            whole = bool(np.all(numbers[~np.isnan(numbers)] % 1 == 0))  # depth 2.5 does not exist
+            ticks = [t for t in MaxNLocator(nbins=4, integer=whole).tick_values(low, high) if low <= t <= high]
+            ticks = ticks or [low]
+            labels[name] = [((t - low) / span if high > low else 0.5, f"{t:.4g}") for t in ticks]
+        else:
+            categories = sorted({str(v) for v in values})
+            position = {
+                c: (i / (len(categories) - 1) if len(categories) > 1 else 0.5) for i, c in enumerate(categories)
+            }
+            placed[name] = np.array([position[str(v)] for v in values])
+            labels[name] = [(p, c) for c, p in position.items()]
+    score = _as_numbers(columns[color_by])
+    shade = placed[color_by] if score is not None else np.linspace(0, 1, rows)
+    figure, axis = plt.subplots(figsize=(max(6.0, 1.7 * len(names)), 4.2))
+    for row in range(rows):
+        axis.plot(range(len(names)), [placed[n][row] for n in names], color=plt.cm.viridis(shade[row]), alpha=0.8)
+    for x, name in enumerate(names):
+        axis.axvline(x, color="black", linewidth=0.8)
+        for y, text in labels[name]:
+            axis.text(x + 0.03, y, text, fontsize=7, va="center", ha="left")
+    axis.set_xticks(range(len(names)), names, rotation=20)
+    axis.set_yticks([])
+    axis.set_xlim(-0.2, len(names) - 0.5)
+    axis.set_title(f"parallel coordinates (colour: {color_by})")
+    figure.tight_layout()
+    return figure
+
+
+def _as_numbers(values: Sequence[Any]) -> np.ndarray | None:
+    try:
+        return np.array([float(v) for v in values], dtype=float)
+    except (TypeError, ValueError):
+        return None
 
 
 def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str] | None = None) -> Any:
@@ -109,3 +176,34 @@ def log_run_plots(run: TrackedRun, model: TaskModule) -> None:
                 log.warning("plot %s not logged: %s", name, err)
             finally:
                 plt.close(figure)
+
+
+def intervals_figure(rows: Sequence[dict[str, Any]], metrics: Sequence[str], confidence: float) -> Any:
+    """Each configuration's mean with its confidence interval, one panel per metric (a report's rows)."""
+    plt = _pyplot()
+    names = [row["configuration"] for row in rows]
+    height = 1.2 + 0.45 * len(names)
+    figure, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), height), squeeze=False, sharey=True)
+    for axis, metric in zip(axes[0], metrics, strict=True):
+        means = np.array([row[f"{metric} mean"] for row in rows], dtype=float)
+        low = np.array([row[f"{metric} ci_low"] for row in rows], dtype=float)
+        high = np.array([row[f"{metric} ci_high"] for row in rows], dtype=float)
+        # a group with one run has no interval: its mean is drawn alone
+        errors = np.nan_to_num(np.vstack([means - low, high - means]), nan=0.0)
+        axis.errorbar(means, range(len(names)), xerr=errors, fmt="o", capsize=4)
+        axis.set_title(metric)
+        axis.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(range(len(names)), names)
+    axes[0][0].invert_yaxis()
+    figure.suptitle(f"mean and {confidence:.0%} confidence interval over seeds", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def save_figure(figure: Any, path: Path) -> Path:
+    """Write ``figure`` as a PNG at ``path`` and free it."""
+    try:
+        figure.savefig(path, dpi=100)
+    finally:
+        _pyplot().close(figure)
+    return path

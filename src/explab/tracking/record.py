@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from explab.config import project_root
 from explab.tracking import environment
+from explab.tracking.datasets import log_dataset_inputs
 from explab.tracking.params import flatten_params
 from explab.tracking.run import TrackedRun
 from explab.utils.logging import get_logger
@@ -35,6 +36,9 @@ def hydra_overrides() -> list[str]:
 
 def run_tags(cfg: DictConfig, extra: dict[str, Any] | None = None) -> dict[str, str]:
     tags: dict[str, Any] = {
+        # the MLflow UI's Source column: which program made the run (with the commit from git_state)
+        "mlflow.source.name": "explab-train",
+        "mlflow.source.type": "LOCAL",
         "experiment": cfg.get("experiment_name", ""),
         "seed": cfg.get("seed"),
         **environment.host_tags(),
@@ -101,6 +105,7 @@ def record_start(run: TrackedRun | None, job: Job) -> None:
             "trainer.world_size": trainer.world_size,
         }
     )
+    log_dataset_inputs(run, datamodule)
     for name, record in datamodule.preprocessing().items():
         run.log_text(json.dumps(record), f"preprocessing/{name}")
     if cfg.get("reproduce"):

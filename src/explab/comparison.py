@@ -1,0 +1,145 @@
+"""Is one configuration really better than another? Confidence intervals and tests over seed repeats.
+
+The tests are scipy's (``ttest_rel``, ``wilcoxon``, ``ttest_ind(equal_var=False)``, ``bootstrap``); this
+module only chooses between them, corrects their p-values for the number of comparisons (Holm) and turns
+them into a verdict a reader can act on.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+INTERVALS = ("t", "bootstrap")
+TESTS = ("t", "wilcoxon")
+# metrics where less is better, told apart by the last part of their name (val/loss, perf/fit_seconds, test/mse)
+_LOWER_IS_BETTER = re.compile(r"(loss|error|mse|mae|rmse|seconds|time)(_best)?$")
+# two repeats are the fewest that give a spread, so the fewest a test or an interval can use
+MIN_REPEATS = 2
+
+
+@dataclass(frozen=True)
+class Interval:
+    """n, mean, sample standard deviation and a confidence interval of the mean (NaN where n < 2)."""
+
+    n: int
+    mean: float
+    std: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One configuration against the baseline on one metric.
+
+    ``difference`` is the other's mean minus the baseline's (over the paired seeds when paired);
+    ``effect_size`` is Cohen's d (d_z of the differences when paired, the pooled-deviation d for Welch);
+    ``p_holm`` and ``verdict`` are filled in by :func:`decide`, which sees the whole family.
+    """
+
+    test: str
+    n_baseline: int
+    n_other: int
+    difference: float
+    p: float
+    effect_size: float
+    p_holm: float = math.nan
+    verdict: str = ""
+
+
+def lower_is_better(metric: str) -> bool:
+    return bool(_LOWER_IS_BETTER.search(metric.rsplit("/", 1)[-1]))
+
+
+def interval(values: Sequence[float], method: str = "t", confidence: float = 0.95, seed: int = 0) -> Interval:
+    """The mean of ``values`` with its ``confidence`` interval: Student t, or a percentile bootstrap."""
+    from scipy import stats
+
+    data = np.asarray(values, dtype=float)
+    n = len(data)
+    mean = float(data.mean()) if n else math.nan
+    if n < MIN_REPEATS:
+        return Interval(n, mean, math.nan, math.nan, math.nan)
+    std = float(data.std(ddof=1))
+    if std == 0.0:  # scipy answers NaN for a spread of zero; every value agrees, so does the interval
+        return Interval(n, mean, 0.0, mean, mean)
+    if method == "bootstrap":
+        found = stats.bootstrap(
+            (data,), np.mean, confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed)
+        )
+        low, high = found.confidence_interval
+    else:
+        low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=stats.sem(data))
+    return Interval(n, mean, std, float(low), float(high))
+
+
+def compare(baseline: Mapping[str, float], other: Mapping[str, float], test: str = "t") -> Comparison:
+    """``other`` against ``baseline``, each a mapping of seed to metric value.
+
+    Paired by seed (paired t-test, or Wilcoxon's signed-rank test with ``test="wilcoxon"``) over the seeds
+    both ran when they share at least two; otherwise Welch's t-test over all values. Fewer than two values
+    on a side gives p = NaN, which :func:`decide` calls "n too small".
+    """
+    from scipy import stats
+
+    shared = sorted(set(baseline) & set(other))
+    if len(shared) >= MIN_REPEATS:
+        a = np.array([baseline[s] for s in shared], dtype=float)
+        b = np.array([other[s] for s in shared], dtype=float)
+        differences = b - a
+        spread = differences.std(ddof=1)
+        effect = float(differences.mean() / spread) if spread > 0 else math.copysign(math.inf, differences.mean())
+        if not differences.any():
+            p = 1.0  # identical on every seed: nothing to test, and scipy would warn and answer NaN
+        elif test == "wilcoxon":
+            p = float(stats.wilcoxon(b, a).pvalue)
+        else:
+            p = float(stats.ttest_rel(b, a).pvalue)
+        name = "wilcoxon" if test == "wilcoxon" else "paired t"
+        return Comparison(name, len(shared), len(shared), float(differences.mean()), p, effect)
+    a = np.array(list(baseline.values()), dtype=float)
+    b = np.array(list(other.values()), dtype=float)
+    difference = float(b.mean() - a.mean()) if len(a) and len(b) else math.nan
+    if min(len(a), len(b)) < MIN_REPEATS:
+        return Comparison("welch", len(a), len(b), difference, math.nan, math.nan)
+    pooled = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
+    effect = difference / pooled if pooled > 0 else math.nan
+    p = float(stats.ttest_ind(b, a, equal_var=False).pvalue) if pooled > 0 else (1.0 if difference == 0 else 0.0)
+    return Comparison("welch", len(a), len(b), difference, p, effect)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (NaN stays NaN and does not count).
+
+    scipy offers only false-discovery-rate control (``false_discovery_control``); Holm bounds the chance of
+    any false "better" or "worse" in the family, which is what a verdict column promises.
+    """
+    tested = sorted((p, i) for i, p in enumerate(pvalues) if not math.isnan(p))
+    adjusted = [math.nan] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def decide(comparisons: Sequence[Comparison], alpha: float, higher_is_better: bool) -> list[Comparison]:
+    """Holm-corrected p-values and a verdict for each comparison of one family (one metric)."""
+    from dataclasses import replace
+
+    adjusted = holm([c.p for c in comparisons])
+    decided = []
+    for comparison, p_holm in zip(comparisons, adjusted, strict=True):
+        if math.isnan(p_holm):
+            verdict = "n too small"
+        elif p_holm < alpha:
+            verdict = "better" if (comparison.difference > 0) == higher_is_better else "worse"
+        else:
+            verdict = "indistinguishable"
+        decided.append(replace(comparison, p_holm=p_holm, verdict=verdict))
+    return decided
