@@ -63,6 +63,7 @@ format: dev
 
 ui: install
 	@mkdir -p $(MLRUNS)/artifacts
+	@$(BIN)/python -m explab.tracking.ui sqlite:///$(MLRUNS)/mlflow.db http://$(HOST):$(PORT)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(MLRUNS)/mlflow.db \
 	    --default-artifact-root $(MLRUNS)/artifacts --host $(HOST) --port $(PORT) --workers 1
 

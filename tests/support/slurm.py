@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.support.network import free_port
+
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo")
 MUNGE_SOCKET = Path("/run/munge/munge.socket.2")
 
@@ -28,12 +30,6 @@ def why_not_available() -> str | None:
     if os.geteuid() != 0:
         return "the test cluster runs its daemons as root, and this user is not root"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _memory_mb() -> int:
@@ -65,8 +61,8 @@ class SlurmCluster:
                     f"SlurmctldHost={self.node}",
                     "SlurmUser=root",
                     "SlurmdUser=root",
-                    f"SlurmctldPort={_free_port()}",
-                    f"SlurmdPort={_free_port()}",
+                    f"SlurmctldPort={free_port()}",
+                    f"SlurmdPort={free_port()}",
                     "AuthType=auth/munge",
                     "ProctrackType=proctrack/linuxproc",
                     "TaskPlugin=task/none",

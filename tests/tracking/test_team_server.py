@@ -13,10 +13,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BIN
+from tests.support.network import free_port, wait_until_answering
 
 ROOT = Path(__file__).parents[2]
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
@@ -31,12 +30,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not PG_BIN, reason="PostgreSQL server binaries missing: .ci/run installs Debian's postgresql"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def get_json(url: str, payload: dict | None = None) -> dict:
@@ -71,16 +64,7 @@ def server() -> Iterator[dict[str, str]]:
     )
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log_text = (folder / "server.log").read_text()[-3000:]
-                    raise RuntimeError("server did not come up:\n" + log_text) from None
-                time.sleep(0.5)
+        wait_until_answering(f"{uri}/health", proc, (folder / "server.log").read_text)
         yield {"uri": uri, "optuna": f"postgresql://postgres@127.0.0.1:{pg_port}/optuna"}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

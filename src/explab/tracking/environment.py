@@ -35,6 +35,10 @@ def _git(root: Path, *args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+# the MLflow UI's Source column: which program made a run (its commit comes with git_state)
+SOURCE_TAGS = {"mlflow.source.name": "explab-train", "mlflow.source.type": "LOCAL"}
+
+
 def git_state(root: Path) -> dict[str, str]:
     """Commit, branch and dirty flag as MLflow tags; empty outside a git checkout."""
     commit = _git(root, "rev-parse", "HEAD")

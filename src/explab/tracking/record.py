@@ -36,9 +36,7 @@ def hydra_overrides() -> list[str]:
 
 def run_tags(cfg: DictConfig, extra: dict[str, Any] | None = None) -> dict[str, str]:
     tags: dict[str, Any] = {
-        # the MLflow UI's Source column: which program made the run (with the commit from git_state)
-        "mlflow.source.name": "explab-train",
-        "mlflow.source.type": "LOCAL",
+        **environment.SOURCE_TAGS,
         "experiment": cfg.get("experiment_name", ""),
         "seed": cfg.get("seed"),
         **environment.host_tags(),
@@ -136,11 +134,11 @@ def announce_finished(run: TrackedRun | None, metrics: dict[str, float]) -> None
         return
     summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k.startswith("test/"))
     log.info(
-        "MLflow run %s FINISHED (%s) in %s; UI: make ui, then http://127.0.0.1:5000/%s",
+        "MLflow run %s FINISHED (%s) in %s; UI: make ui, then %s",
         run.run_id,
         summary,
         run.tracking_uri,
-        run.ui_hint(),
+        run.ui_link(),
     )
 
 

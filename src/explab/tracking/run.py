@@ -145,8 +145,11 @@ class TrackedRun:
 
         return mlflow.artifacts.load_text(f"{self.client.get_run(self.run_id).info.artifact_uri}/{artifact_file}")
 
-    def ui_hint(self) -> str:
-        return f"#/experiments/{self.experiment_id}/runs/{self.run_id}"
+    def ui_link(self, base_url: str = "http://127.0.0.1:5000") -> str:
+        """This run's page in the MLflow UI (``make ui`` serves it at the default address)."""
+        from explab.tracking.ui import run_link
+
+        return run_link(base_url, self.experiment_id, self.run_id)
 
     @contextmanager
     def lifecycle(self) -> Iterator[TrackedRun]:

@@ -64,7 +64,7 @@ from explab.sweep.workers import (
     visible_gpus,
 )
 from explab.tracking import TrackedRun, run_status_for
-from explab.tracking.environment import host_tags
+from explab.tracking.environment import SOURCE_TAGS, host_tags
 from explab.tracking.orphans import PID_TAG, process_alive
 from explab.utils.signals import Terminated, interrupts_deferred, sigterm_raises_terminated
 
@@ -432,6 +432,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
             run_name=f"sweep-{study.study_name}",
             tags={
                 **host_tags(),  # with the pid TrackedRun adds: what closes a parent whose worker was killed
+                **SOURCE_TAGS,
                 "explab.sweep": "parent",
                 "optuna.study_name": study.study_name,
                 "optuna.sampler": type(study.sampler).__name__,
@@ -471,7 +472,13 @@ class ExplabOptunaSweeperImpl(Sweeper):
             parent.finish("FINISHED")
         else:
             self._hand_parent_to_a_running_worker(study, parent)
-        log.info("MLflow parent run %s: %d/%d trials finished", parent.run_id, finished, n_trials)
+        log.info(
+            "MLflow parent run %s: %d/%d trials finished; its trials in the UI (make ui): %s",
+            parent.run_id,
+            finished,
+            n_trials,
+            parent.ui_link(),
+        )
         with interrupts_deferred():
             try:
                 summarise_study(study, parent)

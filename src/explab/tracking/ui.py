@@ -1,0 +1,46 @@
+"""Links into the MLflow UI that open its model-training view.
+
+MLflow 3's UI opens an experiment on its GenAI page (traces, evaluations) unless the address asks for the
+training view with ``?workflowType=machine_learning``; the choice is not remembered between visits, so every
+link explab prints carries it. ``python -m explab.tracking.ui STORE_URI BASE_URL`` (run by ``make ui``)
+prints one link per experiment of a store.
+"""
+
+from __future__ import annotations
+
+import sys
+
+TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def run_link(base_url: str, experiment_id: str, run_id: str) -> str:
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW}"
+
+
+def runs_link(base_url: str, experiment_id: str) -> str:
+    """The experiment's list of runs, where runs are compared."""
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{TRAINING_VIEW}"
+
+
+def experiment_links(tracking_uri: str, base_url: str) -> list[str]:
+    """``name: link`` for every experiment with runs in the store, newest first; empty for a new store."""
+    from explab.tracking.store import open_client
+
+    client = open_client(tracking_uri)
+    experiments = [
+        e for e in client.search_experiments() if e.name != "Default" or client.search_runs([e.experiment_id])
+    ]
+    experiments.sort(key=lambda e: e.last_update_time or 0, reverse=True)
+    return [f"{e.name}: {runs_link(base_url, e.experiment_id)}" for e in experiments]
+
+
+def main(argv: list[str] | None = None) -> None:
+    tracking_uri, base_url = (argv if argv is not None else sys.argv[1:])[:2]
+    links = experiment_links(tracking_uri, base_url)
+    print(f"MLflow UI on {base_url}; each experiment's runs (the model-training view):")
+    for line in links or [f"(no runs yet) {base_url.rstrip('/')}/#/experiments?{TRAINING_VIEW}"]:
+        print(f"  {line}")
+
+
+if __name__ == "__main__":
+    main()
