@@ -171,10 +171,12 @@ def test_a_preempted_worker_job_is_requeued_and_continues_its_trial(slurm: Slurm
     (no interval would have written it yet), the job is requeued, and the requeued worker finishes the same
     trial in the same MLflow run."""
     journal = f"journal:///{tmp_path}/optuna.journal"
+    epochs = 30  # long enough that the signal lands mid-trial on an idle machine too
     done = explab(
         tmp_path, "hparams_search=digits_optuna", "hydra/sweeper/pruner=none", "hydra.sweeper.detach=true",
         "hydra.sweeper.n_jobs=1", "hydra.sweeper.n_trials=1", f"hydra.sweeper.storage={journal}",
-        "trainer.max_epochs=6", "data.batch_size=8", "callbacks.last_checkpoint.min_interval_seconds=3600",
+        f"trainer.max_epochs={epochs}", "data.batch_size=8", "callbacks.last_checkpoint.min_interval_seconds=3600",
+        "callbacks.early_stopping.patience=1000",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     deadline = time.monotonic() + 300
@@ -188,6 +190,7 @@ def test_a_preempted_worker_job_is_requeued_and_continues_its_trial(slurm: Slurm
     slurm.run("scancel", "--signal=USR2", job["id"])
 
     study = None
+    deadline = time.monotonic() + 300  # the requeued job starts anew and trains the epochs left
     while time.monotonic() < deadline:
         open_storage.cache_clear()
         study = optuna.load_study(study_name="digits_cnn_optuna", storage=open_storage(journal))
@@ -200,4 +203,4 @@ def test_a_preempted_worker_job_is_requeued_and_continues_its_trial(slurm: Slurm
     assert children[0].data.tags.get("explab.resumed_from_checkpoint"), "from the checkpoint the signal wrote"
     client = open_client(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")]
-    assert len(steps) == 6 and len(set(steps)) == 6, steps
+    assert len(steps) == epochs and len(set(steps)) == epochs, steps

@@ -64,6 +64,8 @@ class SlurmCluster:
                     f"SlurmctldPort={free_port()}",
                     f"SlurmdPort={free_port()}",
                     "AuthType=auth/munge",
+                    # a requeued job waits out its credential's lifetime before it starts again (120 s by default)
+                    "AuthInfo=cred_expire=10",
                     "ProctrackType=proctrack/linuxproc",
                     "TaskPlugin=task/none",
                     "SelectType=select/cons_tres",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from explab.utils.logging import get_logger
 log = get_logger(__name__)
 
 WORKER_JOB_NAME = "explab-sweep-worker"
+POLL_SECONDS = 0.5  # how often a worker job looks whether its worker has ended
 OWN_SIGNAL_SECONDS = 20.0  # a stopped worker's own exit (checkpoint, trial released) before it is told again
 # file systems that only the node writing them sees
 NODE_LOCAL_ROOTS = ("/dev/shm", "/run/user")
@@ -96,7 +98,10 @@ class WorkerCommand:
 
     def __call__(self) -> int:
         self._process = subprocess.Popen(self.command, env={**os.environ, **self.env}, cwd=self.cwd)
-        code = self._process.wait()
+        # polled, not waited on: submitit runs ``checkpoint`` as a signal handler in this thread, and a blocking
+        # ``wait`` holds the Popen's lock that checkpoint's own wait needs; it would never see the worker exit
+        while (code := self._process.poll()) is None:
+            time.sleep(POLL_SECONDS)
         if code != 0:
             raise RuntimeError(f"sweep worker exited with {code}")
         return code
