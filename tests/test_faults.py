@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from explab.checkpoint_io import AtomicCheckpointIO
 from explab.checkpoints import CheckpointError, load_checkpoint
+from explab.data import DigitsDataModule
 from explab.errors import UsageError
 from explab.predict import read_inputs
 from explab.sweep.storage import open_storage
@@ -301,27 +302,30 @@ def test_a_job_without_the_objective_fails_in_both_stores(tmp_path: Path) -> Non
 
 
 # --- 7. explab-predict refuses what it cannot read ------------------------------------------------------
+DIGITS_RECIPE = DigitsDataModule().input_recipe()
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
         ("1,2,x\n", "empty or non-numeric"),
         ("1,,3\n", "empty or non-numeric"),
         ("", "holds no inputs"),
-        ("1,2,3\n", "gives 3 values per input; this model takes 64 numbers per input (shape [1, 8, 8])"),
+        ("1,2,3\n", "gives 3 values per input; this model takes 64 numbers per input (shape [8, 8])"),
     ],
 )
 def test_predict_refuses_csv_it_cannot_read(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "x.csv"
     path.write_text(content)
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
-        read_inputs(path, [1, 8, 8], {})
+        read_inputs(path, DIGITS_RECIPE)
 
 
 def test_predict_reads_a_single_row_csv_as_one_input(tmp_path: Path) -> None:
     path = tmp_path / "one.csv"
     path.write_text(",".join(["0.5"] * 64) + "\n")
-    x, names = read_inputs(path, [1, 8, 8], {})
-    assert x.shape == (1, 1, 8, 8) and names == ["0"]
+    x, names = read_inputs(path, DIGITS_RECIPE)
+    assert x.shape == (1, 8, 8) and names == ["0"]
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ def test_predict_cli_reads_arrays_and_image_folders(logged_run: str, store: Path
     (tmp_path / "images").mkdir()
     for i in range(6):
         Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)).save(tmp_path / "images" / f"d{i}.png")
-    np.save(tmp_path / "x.npy", ((digits.images[:6] / 16 - 0.5) / 0.5).astype(np.float32)[:, None])
+    np.save(tmp_path / "x.npy", digits.images[:6])  # raw pixels of 0..16, as the data set holds them
     common = [f"model_uri=runs:/{logged_run}/model", f"paths.mlruns_dir={store}", f"paths.log_dir={tmp_path}/logs"]
     for source, output in (("x.npy", "from_array.csv"), ("images", "from_images.csv")):
         done = run_cli(
@@ -31,7 +31,7 @@ def test_predict_cli_reads_arrays_and_image_folders(logged_run: str, store: Path
     assert rows[0][0].startswith("input,prediction,prob_0") and len(rows[0]) == 7
     array_predictions = [line.split(",")[1] for line in rows[0][1:]]
     image_predictions = [line.split(",")[1] for line in rows[1][1:]]
-    assert array_predictions == image_predictions, "an image folder is normalised like the training data"
+    assert array_predictions == image_predictions, "an image's pixels are put on the data's own scale"
     assert sum(p == str(t) for p, t in zip(array_predictions, digits.target[:6], strict=True)) >= 3
 
 

@@ -1,8 +1,8 @@
 """``explab-predict model_uri=runs:/ID/model input=PATH``: predictions with class probabilities as CSV.
 
-Inputs: a ``.npy`` array or a numeric ``.csv`` already shaped like the training inputs; a folder of
-images, converted, resized and normalised the way the source run's data module did; or a ``.txt`` file of
-texts, one per line, encoded with the vocabulary the source run logged.
+Inputs are raw, as the logged model takes them (it holds the data module's preprocessing): a ``.npy`` array
+or a numeric ``.csv`` of raw values, a folder of images (converted and resized to the model's raw shape), or
+a ``.txt`` file of texts, one per line.
 """
 
 from __future__ import annotations
@@ -26,79 +26,73 @@ log = get_logger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm"}
 
 
-def _input_shape(model: Any) -> list[int]:
-    schema = model.metadata.get_input_schema()
-    return list(schema.inputs[0].shape)[1:] if schema is not None else []
+def input_recipe(model: Any) -> dict[str, Any]:
+    """The input recipe of a model explab logged (see ``explab.serving``)."""
+    from explab.serving import RawInputModel
 
-
-def _source_artifact(model_uri: str, tracking_uri: str, path: str) -> str | None:
-    """A text artifact of the run the model came from (``runs:/ID/...`` URIs); None when there is none."""
-    if not model_uri.startswith("runs:/"):
-        return None
-    from explab.tracking import TrackedRun
-
-    run_id = model_uri.removeprefix("runs:/").split("/", 1)[0]
     try:
-        return TrackedRun(tracking_uri, run_id).load_text(path)
+        inner = model.unwrap_python_model()
     except Exception:
-        return None
-
-
-def _run_config(model_uri: str, tracking_uri: str) -> dict[str, Any]:
-    """The data config of the run the model came from (for image normalisation); empty if unknown."""
-    import yaml
-
-    text = _source_artifact(model_uri, tracking_uri, "config/config.yaml")
-    return (yaml.safe_load(text) or {}).get("data", {}) if text else {}
-
-
-def read_texts(path: Path, model_uri: str, tracking_uri: str) -> tuple[np.ndarray, list[str]]:
-    """One text per line, tokenised and encoded with the vocabulary the source run logged."""
-    import json
-
-    from explab.data.text import Vocabulary, tokenize
-
-    record = _source_artifact(model_uri, tracking_uri, "preprocessing/vocabulary.json")
-    if record is None:
+        inner = None
+    if not isinstance(inner, RawInputModel):
         raise UsageError(
-            f"{path}: text input needs the vocabulary of the training run; give a runs:/ID/model "
-            "URI of an explab text model"
+            "this model was not logged by this version of explab, whose models take raw inputs; "
+            "train the run again (explab-train reproduce=RUN_ID) to log one"
         )
-    vocabulary = json.loads(record)
+    return inner.recipe
+
+
+def read_texts(path: Path) -> tuple[Any, list[str]]:
+    """One text per line, as the text column the model takes."""
+    import pandas as pd
+
+    from explab.serving import TEXT_COLUMN
+
     texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    ids = Vocabulary.from_dict(vocabulary).encode([tokenize(t) for t in texts], vocabulary["max_len"])
-    return ids, [t[:60] for t in texts]
+    if not texts:
+        raise UsageError(f"{path} holds no text: give one review per line")
+    return pd.DataFrame({TEXT_COLUMN: texts}), [t[:60] for t in texts]
 
 
-def read_images(folder: Path, shape: list[int], data_cfg: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
+def read_images(folder: Path, recipe: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
+    """Each image converted and resized to the model's raw shape, its pixels on the data's own scale."""
     from PIL import Image
 
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise UsageError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    if len(shape) != 3:
-        raise UsageError(f"this model takes inputs of shape {shape}, not images")
-    channels, height, width = shape
-    mode = "L" if channels == 1 else "RGB"
-    arrays = [np.asarray(Image.open(p).convert(mode).resize((width, height)), dtype=np.float32) / 255.0 for p in files]
-    x = np.stack(arrays).reshape(len(files), height, width, channels).transpose(0, 3, 1, 2)
-    mean = np.asarray(data_cfg.get("mean", 0.0), dtype=np.float32).reshape(-1, 1, 1)
-    std = np.asarray(data_cfg.get("std", 1.0), dtype=np.float32).reshape(-1, 1, 1)
-    return ((x - mean) / std).astype(np.float32), [p.name for p in files]
+    shape = list(recipe.get("raw_shape", []))
+    if recipe.get("kind") != "numeric" or len(shape) not in (2, 3):
+        raise UsageError(f"this model takes inputs of shape {shape or 'unknown'}, not images")
+    height, width = shape[:2]
+    mode = "RGB" if len(shape) == 3 else "L"
+    # an image file's pixels are 0..255; the model's raw pixels are on its data's scale (0..16 for digits)
+    arrays = [
+        np.asarray(Image.open(p).convert(mode).resize((width, height)), dtype=np.float64) / 255.0 * recipe["scale"]
+        for p in files
+    ]
+    return np.stack(arrays).reshape(len(files), *shape), [p.name for p in files]
 
 
-def read_inputs(path: Path, shape: list[int], data_cfg: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
+def read_inputs(path: Path, recipe: dict[str, Any]) -> tuple[Any, list[str]]:
+    """Raw inputs from ``path``: texts from a ``.txt`` file, a folder of images, or a ``.npy`` / numeric
+    ``.csv`` array of raw values (digit pixels of 0..16, image pixels of 0..255, features in their units)."""
+    if recipe.get("kind") == "text":
+        if path.suffix != ".txt" or not path.is_file():
+            raise UsageError(f"input={path}: this is a text model; give a .txt file with one text per line")
+        return read_texts(path)
+    shape = list(recipe.get("raw_shape", []))
     if path.is_dir():
-        return read_images(path, shape, data_cfg)
+        return read_images(path, recipe)
     if not path.is_file():
         raise UsageError(f"input={path} does not exist; give a .npy array, a numeric .csv or a folder of images")
     if path.suffix == ".npy":
-        x = np.load(path, allow_pickle=False).astype(np.float32)
+        x = np.load(path, allow_pickle=False).astype(np.float64)
     elif path.suffix == ".csv":
         # ndmin=2: a one-row file is one input, not a column of numbers; an empty file is refused below
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Empty input file.*")
-            x = np.genfromtxt(path, delimiter=",", dtype=np.float32, skip_header=int(_has_header(path)), ndmin=2)
+            x = np.genfromtxt(path, delimiter=",", dtype=np.float64, skip_header=int(_has_header(path)), ndmin=2)
     else:
         raise UsageError(
             f"{path}: give a .npy array, a numeric .csv or a folder of images (text models take a .txt file)"
@@ -147,11 +141,7 @@ def predict(cfg: DictConfig) -> Path:
 
     mlflow.set_tracking_uri(cfg.tracking_uri)
     model = load_model(cfg.model_uri)
-    source = Path(cfg.input)
-    if source.suffix == ".txt":
-        x, names = read_texts(source, cfg.model_uri, cfg.tracking_uri)
-    else:
-        x, names = read_inputs(source, _input_shape(model), _run_config(cfg.model_uri, cfg.tracking_uri))
+    x, names = read_inputs(Path(cfg.input), input_recipe(model))
     outputs = np.asarray(model.predict(x))
     output = Path(cfg.output)
     output.parent.mkdir(parents=True, exist_ok=True)

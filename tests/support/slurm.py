@@ -147,6 +147,27 @@ class SlurmCluster:
             if (self.root / name).exists()
         )
 
+    def _job_steps(self) -> list[int]:
+        """This cluster's slurmstepd processes and everything they started: a job's steps outlive slurmd."""
+        parents: dict[int, int] = {}
+        steps = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            with contextlib.suppress(OSError, ValueError):
+                parents[int(proc.name)] = int(proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1])
+                if proc.joinpath("comm").read_text().strip() != "slurmstepd":
+                    continue
+                if f"SLURM_CONF={self.conf}".encode() in proc.joinpath("environ").read_bytes().split(b"\0"):
+                    steps.append(int(proc.name))
+
+        def started_by_a_step(pid: int) -> bool:
+            while pid > 1:
+                if pid in steps:
+                    return True
+                pid = parents.get(pid, 0)
+            return False
+
+        return [pid for pid in parents if started_by_a_step(pid)]
+
     def stop(self, timeout: float = 10.0) -> None:
         """Cancel what still runs, end the daemons and wait until they are gone (they write their state on the
         way out)."""
@@ -163,7 +184,7 @@ class SlurmCluster:
         deadline = time.monotonic() + timeout
         while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
-        for pid in pids:  # a test cluster keeps nothing worth waiting longer for
+        for pid in [*pids, *self._job_steps()]:  # a test cluster keeps nothing worth waiting longer for
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         if self._started_munge:

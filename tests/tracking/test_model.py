@@ -1,56 +1,106 @@
-"""The logged MLflow model: loads on any machine and predicts like the trained module."""
+"""The logged MLflow model takes raw inputs (the data module's preprocessing is inside it), loads on any
+machine, and answers the same through ``mlflow.pyfunc``, ``mlflow models serve`` and ``explab-predict``."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
 import tempfile
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
+from sklearn.datasets import load_digits
 
-from explab.data import DigitsDataModule
-from explab.tracking.model import DEVICE_VARIABLE, load_model
+from explab.data.base import stratified_split
+from explab.tracking.model import load_model
 from explab.train import train
-from tests.conftest import runs_in, tracking_uri_for
+from tests.conftest import BIN, runs_in, tracking_uri_for
+from tests.support.network import free_port, wait_until_answering
 
 
-def test_logged_model_loads_on_the_cpu_where_mlflow_would_pick_a_gpu(
-    compose_cfg, store: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """On a GPU machine MLflow loads pytorch models onto CUDA, and a model exported on the CPU fails there.
-
-    The variable makes MLflow pick CUDA as it would with a GPU visible: logging must still validate the input
-    example (on the CPU), and explab's loader must still load and predict.
-    """
-    monkeypatch.setenv(DEVICE_VARIABLE, "cuda")
-    train(compose_cfg("log_model=true", "trainer=fast_dev_run"))
-    assert "Failed to validate serving input example" not in caplog.text
-    assert os.environ[DEVICE_VARIABLE] == "cuda", "the variable is put back after logging"
-    [run] = runs_in(store, "digits_cnn")
+def test_raw_digits_give_the_runs_test_accuracy(logged_run: str, store: Path) -> None:
+    """Raw 8x8 pixels of 0..16, cut into the run's test split: the model's accuracy is the run's test/acc
+    only if the preprocessing inside it is the training's, to the last sample."""
     mlflow.set_tracking_uri(tracking_uri_for(store))
-    with pytest.raises(Exception, match="can't be loaded on 'cuda'"):
-        mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")  # what the README warns about
-    data = DigitsDataModule(seed=42)
-    data.setup()
-    probabilities = np.asarray(load_model(f"runs:/{run.info.run_id}/model").predict(data.splits["test"].x.numpy()))
-    assert probabilities.shape == (len(data.splits["test"]), 10)
+    digits = load_digits()
+    _, _, test = stratified_split(digits.target, (0.15, 0.15), seed=42)  # the recipe's split of its seed
+    probabilities = np.asarray(mlflow.pyfunc.load_model(f"runs:/{logged_run}/model").predict(digits.images[test]))
+    assert probabilities.shape == (len(test), 10) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    accuracy = (probabilities.argmax(1) == digits.target[test]).mean()
+    [run] = runs_in(store, "digits_cnn")
+    assert accuracy == pytest.approx(run.data.metrics["test/acc"], abs=1e-6)
 
 
-def test_logged_model_predicts_through_pyfunc(
+def test_explabs_loader_leaves_no_copy_of_the_model(
     logged_run: str, store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mlflow.set_tracking_uri(tracking_uri_for(store))
     downloads = tmp_path / "tmp"
     downloads.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(downloads))  # where MLflow and explab make temporary folders
-    model = load_model(f"runs:/{logged_run}/model")  # explab-predict's loader (on the CPU, GPU or not)
+    model = load_model(f"runs:/{logged_run}/model")  # explab-predict's loader
     assert not list(downloads.iterdir()), "the model's downloaded files are removed once it is loaded"
-    data = DigitsDataModule(seed=42)
-    data.setup()
-    probabilities = np.asarray(model.predict(data.splits["test"].x.numpy()))
-    assert probabilities.shape == (len(data.splits["test"]), 10)
-    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
-    accuracy = (probabilities.argmax(1) == data.splits["test"].y.numpy()).mean()
-    assert accuracy > 0.5
+    assert np.asarray(model.predict(load_digits().images[:3])).shape == (3, 10)
+
+
+@contextmanager
+def served(model_uri: str, store: Path, cwd: Path) -> Iterator[str]:
+    """``mlflow models serve`` on 127.0.0.1, as the README shows it; yields its invocations URL."""
+    port = free_port()
+    log = cwd / f"serve-{port}.log"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri_for(store), "PATH": f"{BIN}:{os.environ['PATH']}"}
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+             "-h", "127.0.0.1", "-p", str(port)],
+            cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_until_answering(f"http://127.0.0.1:{port}/ping", server, log.read_text)
+        yield f"http://127.0.0.1:{port}/invocations"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+def post(url: str, payload: dict) -> np.ndarray:
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        return np.asarray(json.loads(answer.read())["predictions"])
+
+
+@pytest.mark.slow
+def test_served_model_answers_raw_digits_and_raw_text(compose_cfg, logged_run: str, store: Path, tmp_path: Path):
+    from tests.support.formats import NEGATIVE, POSITIVE, write_snippets
+
+    mlflow.set_tracking_uri(tracking_uri_for(store))
+    digits = load_digits().images[:8]
+    expected = np.asarray(mlflow.pyfunc.load_model(f"runs:/{logged_run}/model").predict(digits))
+    with served(f"runs:/{logged_run}/model", store, tmp_path) as url:
+        assert np.allclose(post(url, {"inputs": digits.tolist()}), expected, atol=1e-5)
+
+    snippets = write_snippets(tmp_path / "snippets.csv.gz", count=200)
+    train(
+        compose_cfg(
+            "experiment=rotten_tomatoes_sentiment", f"data.path={snippets}", "data.min_freq=1", "log_model=true",
+            "trainer.max_epochs=6", "trainer.enable_progress_bar=false",
+        )
+    )  # fmt: skip
+    [run] = runs_in(store, "rotten_tomatoes_sentiment")
+    texts = [POSITIVE[0], NEGATIVE[0], "a word never seen before"]
+    uri = f"runs:/{run.info.run_id}/model"
+    expected = np.asarray(mlflow.pyfunc.load_model(uri).predict(pd.DataFrame({"text": texts})))
+    assert list(expected.argmax(1)[:2]) == [1, 0], "the raw texts are encoded with the run's vocabulary"
+    with served(uri, store, tmp_path) as url:
+        answered = post(url, {"dataframe_records": [{"text": t} for t in texts]})
+    assert np.allclose(answered, expected, atol=1e-5)

@@ -6,7 +6,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import lightning as L
 import numpy as np
@@ -198,6 +198,19 @@ class TensorDataModule(L.LightningDataModule):
             default names the data module's class, for data that is made in code.
         """
         return f"{type(self).__module__}.{type(self).__qualname__}"
+
+    def input_recipe(self) -> dict[str, Any]:
+        """How a raw input becomes what the network takes, for the logged model (see ``explab.serving``).
+
+        Returns:
+            A JSON-serialisable recipe; the default, ``{"kind": "tensor", "dtype": ...}``, says the inputs
+            are already what the network takes.
+        """
+        return {"kind": "tensor", "dtype": str(self.input_example.dtype).removeprefix("torch.")}
+
+    def example_texts(self) -> list[str] | None:
+        """A few raw training texts, for the logged model's input example; None for non-text data."""
+        return None
 
     def summary(self) -> dict[str, int]:
         """Split sizes (``n_train``, ...), tagged on the run as ``data.n_train``, ..."""

@@ -106,6 +106,18 @@ class CIFAR10DataModule(TensorDataModule):
         self.augment = augment
         self.crop_padding = crop_padding
 
+    def input_recipe(self) -> dict[str, Any]:
+        """Raw images are 32x32x3 pixels of 0..255, channels last as image files are read."""
+        return {
+            "kind": "numeric",
+            "raw_shape": [32, 32, 3],
+            "channels_last": True,
+            "scale": 255.0,
+            "mean": self.mean.reshape(3, 1, 1).tolist(),
+            "std": self.std.reshape(3, 1, 1).tolist(),
+            "shape": [3, 32, 32],
+        }
+
     def source(self) -> str:
         return str(self.data_dir.resolve())
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -36,6 +38,18 @@ class DigitsDataModule(TensorDataModule):
         self.test_fraction = test_fraction
         self.flatten = flatten
         self.mean, self.std = mean, std
+
+    def input_recipe(self) -> dict[str, Any]:
+        """Raw digits are 8x8 pixels of 0..16."""
+        shape = [64] if self.flatten else [1, 8, 8]
+        return {
+            "kind": "numeric",
+            "raw_shape": [8, 8],
+            "scale": 16.0,
+            "mean": self.mean,
+            "std": self.std,
+            "shape": shape,
+        }
 
     def source(self) -> str:
         return sklearn_data_file("digits.csv.gz")

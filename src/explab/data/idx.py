@@ -6,6 +6,7 @@ import gzip
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,6 +74,18 @@ class IDXDataModule(TensorDataModule):
         self.download = download
         self.mirrors = list(mirrors or [])
         self.how_to_get = how_to_get
+
+    def input_recipe(self) -> dict[str, Any]:
+        """Raw images are 28x28 pixels of 0..255, as in the IDX files."""
+        shape = [784] if self.flatten else [1, 28, 28]
+        return {
+            "kind": "numeric",
+            "raw_shape": [28, 28],
+            "scale": 255.0,
+            "mean": self.mean,
+            "std": self.std,
+            "shape": shape,
+        }
 
     def source(self) -> str:
         return str(self.data_dir.resolve())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -33,6 +35,22 @@ class DiabetesDataModule(TensorDataModule):
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.standardize_target = standardize_target
         self.target_mean, self.target_std = 0.0, 1.0
+        self.feature_mean: list[float] = []
+        self.feature_std: list[float] = []
+
+    def input_recipe(self) -> dict[str, Any]:
+        """Raw rows are the 10 features in their own units; predictions come back in the target's unit."""
+        self.ensure_loaded()
+        return {
+            "kind": "numeric",
+            "raw_shape": [len(self.feature_mean)],
+            "scale": 1.0,
+            "mean": self.feature_mean,
+            "std": self.feature_std,
+            "shape": [len(self.feature_mean)],
+            "target_mean": self.target_mean,
+            "target_std": self.target_std,
+        }
 
     def source(self) -> str:
         return sklearn_data_file("diabetes_data_raw.csv.gz")
@@ -43,6 +61,7 @@ class DiabetesDataModule(TensorDataModule):
         x, y = load_diabetes(return_X_y=True, scaled=False)
         train, val, test = stratified_split(y, (self.val_fraction, self.test_fraction), self.seed, stratify=False)
         mean, std = x[train].mean(axis=0), x[train].std(axis=0) + 1e-8
+        self.feature_mean, self.feature_std = mean.tolist(), std.tolist()
         if self.standardize_target:
             self.target_mean, self.target_std = float(y[train].mean()), float(y[train].std())
 

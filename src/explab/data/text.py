@@ -13,6 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,12 +82,14 @@ class TextDataModule(TensorDataModule):
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed)
         self.vocab_size, self.min_freq, self.max_len = vocab_size, min_freq, max_len
         self.vocabulary: Vocabulary | None = None
+        self._example_texts: list[str] = []
 
     def read_texts(self) -> dict[str, tuple[list[str], np.ndarray]]:
         raise NotImplementedError
 
     def load_splits(self) -> LoadedData:
         raw = self.read_texts()
+        self._example_texts = [str(t) for t in raw["train"][0][:2]]
         tokens = {name: [tokenize(t) for t in texts] for name, (texts, _) in raw.items()}
         self.vocabulary = Vocabulary(tokens["train"], self.vocab_size, self.min_freq)
         splits, arrays = {}, []
@@ -95,6 +98,15 @@ class TextDataModule(TensorDataModule):
             arrays += [ids, labels]
             splits[name] = Split(torch.from_numpy(ids), torch.from_numpy(labels.astype(np.int64)))
         return LoadedData(splits, fingerprint_arrays(*arrays))
+
+    def input_recipe(self) -> dict[str, Any]:
+        """Raw text, tokenised and encoded with the training vocabulary."""
+        self.ensure_loaded()
+        assert self.vocabulary is not None
+        return {"kind": "text", **self.vocabulary.to_dict(self.max_len)}
+
+    def example_texts(self) -> list[str] | None:
+        return self._example_texts
 
     def preprocessing(self) -> dict[str, dict]:
         """Files a prediction needs beside the model, logged with the run: the vocabulary."""

@@ -1,48 +1,42 @@
-"""The trained model in MLflow's model format, so ``mlflow.pyfunc.load_model("runs:/ID/model")`` predicts."""
+"""The trained model in MLflow's model format: ``runs:/ID/model`` takes raw inputs and predicts.
+
+The model is an MLflow python model (:class:`explab.serving.RawInputModel`): the network rebuilt from the run's
+config and weights, with the data module's preprocessing (scaling, normalisation, reshaping, the text
+vocabulary) in front of it. ``mlflow models serve -m runs:/ID/model --env-manager local``,
+``mlflow.pyfunc.load_model`` and ``explab-predict`` all hand it raw digit pixels, raw images or raw text.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
+import json
 import tempfile
-from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from explab.utils.environment import variables_restored
-
 if TYPE_CHECKING:
+    from explab.data.base import TensorDataModule
     from explab.models import TaskModule
     from explab.tracking import TrackedRun
 
 MODEL_NAME = "model"
-# MLflow loads a pytorch model onto CUDA whenever a GPU is visible, and a program exported on the CPU (its
-# default "pt2" format) then fails to load; explab's logged models are CPU programs, loaded on the CPU
-DEVICE_VARIABLE = "MLFLOW_DEFAULT_PREDICTION_DEVICE"
 
 
 def load_model(model_uri: str) -> Any:
-    """``mlflow.pyfunc.load_model`` on the CPU, which works on GPU machines too (see ``DEVICE_VARIABLE``).
+    """``mlflow.pyfunc.load_model``, without the copy of the model MLflow would leave behind.
 
     MLflow copies the model's files into a fresh temporary folder on every load and never removes it: a copy
     of the model left in /tmp per prediction. Here they go into a folder that is removed once the model is in
-    memory (the pytorch flavour reads everything at load).
+    memory (the network and its recipe are read at load).
     """
     import mlflow.pyfunc
 
     with tempfile.TemporaryDirectory(prefix="explab-model-") as folder:
-        return mlflow.pyfunc.load_model(model_uri, dst_path=folder, model_config={"device": "cpu"})
-
-
-@contextlib.contextmanager
-def _predicting_on_cpu() -> Iterator[None]:
-    """MLflow checks the input example by loading the model it just wrote: on the CPU, as users will."""
-    with variables_restored(DEVICE_VARIABLE):
-        os.environ[DEVICE_VARIABLE] = "cpu"
-        yield
+        return mlflow.pyfunc.load_model(model_uri, dst_path=folder)
 
 
 def inference_module(model: TaskModule) -> nn.Module:
@@ -55,25 +49,40 @@ def inference_module(model: TaskModule) -> nn.Module:
 
 
 def log_model(
-    run: TrackedRun, model: TaskModule, example: torch.Tensor, registered_model_name: str | None = None
+    run: TrackedRun,
+    model: TaskModule,
+    datamodule: TensorDataModule,
+    cfg: DictConfig,
+    registered_model_name: str | None = None,
 ) -> str:
-    """Log the inference module with an input example and signature; returns the model URI of the run."""
+    """Log the network with its input recipe, a raw input example and a signature; returns the model URI."""
     import mlflow
     from mlflow.models import infer_signature
 
+    import explab.serving_model_code
+    from explab.serving import network_input, outputs, raw_example
+
+    recipe = datamodule.input_recipe()
     net = inference_module(model)
-    x = example[:4].detach().cpu()
+    example = raw_example(datamodule.input_example[:4], recipe, datamodule.example_texts())
     with torch.no_grad():
-        y = net(x).numpy()
+        predicted = outputs(net(torch.as_tensor(network_input(example, recipe))).numpy(), recipe)
     mlflow.set_tracking_uri(run.tracking_uri)
     requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
-    with mlflow.start_run(run_id=run.run_id, nested=mlflow.active_run() is not None), _predicting_on_cpu():
-        mlflow.pytorch.log_model(
-            net,
-            name=MODEL_NAME,
-            input_example=x.numpy(),
-            signature=infer_signature(x.numpy(), y),
-            pip_requirements=requirements,
-            registered_model_name=registered_model_name,
-        )
+    with tempfile.TemporaryDirectory(prefix="explab-model-") as folder:
+        files = {"config": Path(folder) / "config.yaml", "weights": Path(folder) / "weights.pt"}
+        files["recipe"] = Path(folder) / "recipe.json"
+        files["config"].write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        torch.save(net.state_dict(), files["weights"])
+        files["recipe"].write_text(json.dumps(recipe))
+        with mlflow.start_run(run_id=run.run_id, nested=mlflow.active_run() is not None):
+            mlflow.pyfunc.log_model(
+                name=MODEL_NAME,
+                python_model=explab.serving_model_code.__file__,
+                artifacts={name: str(path) for name, path in files.items()},
+                input_example=example,
+                signature=infer_signature(example, predicted),
+                pip_requirements=requirements,
+                registered_model_name=registered_model_name,
+            )
     return f"runs:/{run.run_id}/{MODEL_NAME}"

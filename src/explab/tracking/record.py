@@ -125,7 +125,7 @@ def record_end(run: TrackedRun | None, job: Job) -> None:
     if cfg.get("log_model", True):
         from explab.tracking.model import log_model
 
-        log_model(run, job.model, job.datamodule.input_example, cfg.get("registered_model_name"))
+        log_model(run, job.model, job.datamodule, cfg, cfg.get("registered_model_name"))
 
 
 def announce_finished(run: TrackedRun | None, metrics: dict[str, float]) -> None:

@@ -1,0 +1,114 @@
+"""The logged model as MLflow serves it: raw inputs in, predictions out, the data module's preprocessing inside.
+
+A data module describes its preprocessing as an *input recipe* (``TensorDataModule.input_recipe``), a small
+JSON record logged with the model:
+
+- ``{"kind": "numeric", "raw_shape": [8, 8], "scale": 16, "mean": ..., "std": ..., "shape": [1, 8, 8]}``:
+  a raw value ``v`` (a pixel of 0..16 here, 0..255 for MNIST, a feature in its own unit) becomes
+  ``(v / scale - mean) / std``, reshaped from ``raw_shape`` to the network's ``shape``; ``channels_last``
+  moves the last axis of a raw colour image to the front; ``target_mean`` and ``target_std`` turn a
+  regression output back into the target's unit;
+- ``{"kind": "text", "index": ..., "max_len": ...}``: raw text, tokenised and encoded with the training
+  vocabulary;
+- ``{"kind": "tensor", "dtype": "float32"}``: the inputs are already what the network takes (a data module
+  that says nothing).
+
+``RawInputModel`` rebuilds the network from the run's config and its weights (read with
+``weights_only=True``) on the CPU, so ``mlflow models serve``, ``mlflow.pyfunc.load_model`` and
+``explab-predict`` work on any machine.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import torch
+from mlflow.pyfunc import PythonModel
+
+TEXT_COLUMN = "text"
+
+
+def network_input(raw: Any, recipe: dict[str, Any]) -> np.ndarray | torch.Tensor:
+    """What the network takes, from raw inputs as the recipe describes them."""
+    kind = recipe.get("kind", "tensor")
+    if kind == "text":
+        from explab.data.text import Vocabulary, tokenize
+
+        texts = _texts(raw)
+        return Vocabulary.from_dict(recipe).encode([tokenize(t) for t in texts], recipe["max_len"])
+    if kind != "numeric":
+        return np.asarray(raw, dtype=recipe.get("dtype", "float32"))
+    x = np.asarray(raw, dtype=np.float32)
+    x = x.reshape(len(x), *recipe["raw_shape"])
+    if recipe.get("channels_last"):
+        x = np.moveaxis(x, -1, 1)
+    x = (x / recipe["scale"] - np.asarray(recipe["mean"], dtype=np.float32)) / np.asarray(
+        recipe["std"], dtype=np.float32
+    )
+    return x.reshape(len(x), *recipe["shape"]).astype(np.float32)
+
+
+def outputs(y: np.ndarray, recipe: dict[str, Any]) -> np.ndarray:
+    """Class probabilities as they come; a regression value in the target's own unit."""
+    if "target_mean" in recipe:
+        return y * recipe["target_std"] + recipe["target_mean"]
+    return y
+
+
+def raw_example(network_inputs: torch.Tensor, recipe: dict[str, Any], texts: list[str] | None = None) -> Any:
+    """Raw inputs that give ``network_inputs``: the recipe run backwards (the model's input example)."""
+    kind = recipe.get("kind", "tensor")
+    if kind == "text":
+        import pandas as pd
+
+        return pd.DataFrame({TEXT_COLUMN: list(texts or ["a review"])})
+    if kind != "numeric":
+        return network_inputs.detach().cpu().numpy()
+    # float64: raw values come as Python or numpy numbers, and MLflow's schema lets ints and float32 widen to it
+    x = network_inputs.detach().cpu().numpy().astype(np.float64)
+    raw_shape = list(recipe["raw_shape"])
+    if recipe.get("channels_last"):
+        chw = x.reshape(len(x), raw_shape[-1], *raw_shape[:-1])
+        unscaled = chw * np.asarray(recipe["std"]) + np.asarray(recipe["mean"])
+        return np.moveaxis(unscaled, 1, -1) * recipe["scale"]
+    unscaled = x.reshape(len(x), *recipe["shape"]) * np.asarray(recipe["std"]) + np.asarray(recipe["mean"])
+    return (unscaled * recipe["scale"]).reshape(len(x), *raw_shape)
+
+
+def _texts(raw: Any) -> list[str]:
+    if hasattr(raw, "columns"):  # a DataFrame, as MLflow hands over a column-based input
+        column = TEXT_COLUMN if TEXT_COLUMN in raw.columns else raw.columns[0]
+        return [str(t) for t in raw[column]]
+    return [str(t) for t in np.asarray(raw).reshape(-1)]
+
+
+class RawInputModel(PythonModel):
+    """An explab network with its input recipe, as an MLflow python model.
+
+    Artifacts: ``config`` (the run's resolved config, from which the network is rebuilt), ``weights`` (its
+    state dict) and ``recipe`` (the input recipe).
+    """
+
+    def load_context(self, context: Any) -> None:
+        from omegaconf import OmegaConf
+
+        from explab.build import build_model
+        from explab.tracking.model import inference_module
+
+        cfg = OmegaConf.load(context.artifacts["config"])
+        self.network = inference_module(build_model(cfg))  # type: ignore[arg-type]
+        self.network.load_state_dict(torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True))
+        self.network.eval()
+        with open(context.artifacts["recipe"]) as handle:
+            self.recipe = json.load(handle)
+
+    # no type hints, and no wrapping: MLflow would check hints against the input; the signature logged with the
+    # model says what it takes (arrays, or a text column), which hints cannot express
+    _skip_type_hint_validation = True
+
+    def predict(self, context, model_input, params=None):
+        x = torch.as_tensor(network_input(model_input, self.recipe))
+        with torch.no_grad():
+            return outputs(self.network(x).numpy(), self.recipe)

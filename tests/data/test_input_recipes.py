@@ -1,0 +1,64 @@
+"""Each data module's input recipe (what the logged model does to a raw input) gives exactly the tensors the
+data module trained on, from raw values read straight from the files; and the recipe runs backwards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_diabetes
+
+from explab.data import DigitsDataModule
+from explab.data.base import TensorDataModule, stratified_split
+from explab.data.cifar import CIFAR10DataModule, read_batch
+from explab.data.idx import IDXDataModule, read_idx
+from explab.data.tabular import DiabetesDataModule
+from explab.serving import network_input, outputs, raw_example
+from tests.support.formats import write_cifar, write_mnist
+
+
+def _mnist(tmp_path: Path) -> tuple[TensorDataModule, np.ndarray]:
+    folder = write_mnist(tmp_path / "mnist", gz=False)
+    module = IDXDataModule(str(folder), val_size=20, mean=0.1307, std=0.3081)
+    return module, read_idx(folder / "t10k-images-idx3-ubyte", 0x00000803)  # the test split, in file order
+
+
+def _cifar(tmp_path: Path) -> tuple[TensorDataModule, np.ndarray]:
+    folder = write_cifar(tmp_path / "cifar")
+    images, _ = read_batch(folder / "test_batch")
+    return CIFAR10DataModule(str(folder)), images.transpose(0, 2, 3, 1)  # raw images are channels last
+
+
+def _diabetes(tmp_path: Path) -> tuple[TensorDataModule, np.ndarray]:
+    x, y = load_diabetes(return_X_y=True, scaled=False)
+    _, _, test = stratified_split(y, (0.15, 0.15), seed=0, stratify=False)
+    return DiabetesDataModule(), x[test]
+
+
+def _digits(tmp_path: Path) -> tuple[TensorDataModule, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    _, _, test = stratified_split(digits.target, (0.15, 0.15), seed=0)
+    return DigitsDataModule(), digits.images[test]
+
+
+@pytest.mark.parametrize("source", [_mnist, _cifar, _diabetes, _digits], ids=["mnist", "cifar", "diabetes", "digits"])
+def test_raw_inputs_become_the_training_tensors(source, tmp_path: Path) -> None:
+    module, raw = source(tmp_path)
+    module.setup()
+    recipe = module.input_recipe()
+    expected = module.splits["test"].x.numpy()
+    assert np.allclose(network_input(raw, recipe), expected, atol=1e-5)
+    assert np.allclose(network_input(raw_example(torch.from_numpy(expected), recipe), recipe), expected, atol=1e-5)
+
+
+def test_a_regression_answer_comes_back_in_the_targets_unit() -> None:
+    module = DiabetesDataModule()
+    module.setup()
+    standardised = module.splits["test"].y.numpy()
+    _, y = load_diabetes(return_X_y=True, scaled=False)
+    _, _, test = stratified_split(y, (0.15, 0.15), seed=0, stratify=False)
+    assert np.allclose(outputs(standardised, module.input_recipe()), y[test], atol=1e-3)
