@@ -44,7 +44,7 @@ train: install
 	$(BIN)/explab-train $(ARGS)
 
 test: lint
-	$(BIN)/python -m pytest -m "not chaos" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not chaos" --durations=25 $(PYTEST_ARGS)
 
 # the kill tests of sweeps (tests/sweep/test_continuation.py), run alone
 test-chaos: lint
