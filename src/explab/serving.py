@@ -30,7 +30,7 @@ from mlflow.pyfunc import PythonModel
 TEXT_COLUMN = "text"
 
 
-def network_input(raw: Any, recipe: dict[str, Any]) -> np.ndarray | torch.Tensor:
+def network_input(raw: Any, recipe: dict[str, Any]) -> np.ndarray:
     """What the network takes, from raw inputs as the recipe describes them."""
     kind = recipe.get("kind", "tensor")
     if kind == "text":

@@ -41,6 +41,13 @@ def sklearn_data_file(name: str) -> str:
     return str(Path(sklearn.datasets.__file__).parent / "data" / name)
 
 
+def grey_image_recipe(size: int, scale: float, mean: float, std: float, flatten: bool) -> dict[str, Any]:
+    """The input recipe of square grey images: raw ``size`` x ``size`` pixels of 0..``scale``, normalised
+    as ``(pixel / scale - mean) / std``, into ``[1, size, size]`` or, flattened, ``[size * size]``."""
+    shape = [size * size] if flatten else [1, size, size]
+    return {"kind": "numeric", "raw_shape": [size, size], "scale": scale, "mean": mean, "std": std, "shape": shape}
+
+
 def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
     """Refuse, before anything loads, fractions that ``stratified_split`` cannot honour."""
     if not (0 <= val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):

@@ -13,6 +13,7 @@ from explab.data.base import (
     TensorDataModule,
     check_split_fractions,
     fingerprint_arrays,
+    grey_image_recipe,
     sklearn_data_file,
     stratified_split,
 )
@@ -41,15 +42,7 @@ class DigitsDataModule(TensorDataModule):
 
     def input_recipe(self) -> dict[str, Any]:
         """Raw digits are 8x8 pixels of 0..16."""
-        shape = [64] if self.flatten else [1, 8, 8]
-        return {
-            "kind": "numeric",
-            "raw_shape": [8, 8],
-            "scale": 16.0,
-            "mean": self.mean,
-            "std": self.std,
-            "shape": shape,
-        }
+        return grey_image_recipe(8, 16.0, self.mean, self.std, self.flatten)
 
     def source(self) -> str:
         return sklearn_data_file("digits.csv.gz")

@@ -11,7 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from explab.data.base import LoadedData, Split, TensorDataModule, fingerprint_arrays, train_val_test
+from explab.data.base import (
+    LoadedData,
+    Split,
+    TensorDataModule,
+    fingerprint_arrays,
+    grey_image_recipe,
+    train_val_test,
+)
 from explab.data.errors import DataError
 from explab.data.files import download, find_file
 
@@ -77,15 +84,7 @@ class IDXDataModule(TensorDataModule):
 
     def input_recipe(self) -> dict[str, Any]:
         """Raw images are 28x28 pixels of 0..255, as in the IDX files."""
-        shape = [784] if self.flatten else [1, 28, 28]
-        return {
-            "kind": "numeric",
-            "raw_shape": [28, 28],
-            "scale": 255.0,
-            "mean": self.mean,
-            "std": self.std,
-            "shape": shape,
-        }
+        return grey_image_recipe(28, 255.0, self.mean, self.std, self.flatten)
 
     def source(self) -> str:
         return str(self.data_dir.resolve())

@@ -9,6 +9,7 @@ import yaml
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from explab.callbacks.system_metrics import SystemMetrics
 from explab.config import project_root
 from explab.tracking import environment
 from explab.tracking.datasets import log_dataset_inputs
@@ -117,6 +118,9 @@ def record_end(run: TrackedRun | None, job: Job) -> None:
     if run is None:
         return
     cfg = job.cfg
+    for callback in job.trainer.callbacks:  # type: ignore[attr-defined]
+        if isinstance(callback, SystemMetrics):
+            callback.wait_until_written()
     _log_best_checkpoint(run, job.trainer)
     if cfg.get("log_plots", True):
         from explab.tracking.plots import log_run_plots
