@@ -73,10 +73,10 @@ def by_seed(runs: Sequence[Any], metric: str) -> dict[str, float]:
 
 
 def aggregate(
-    runs: Sequence[Any], metrics: Sequence[str], ci: str = "t", confidence: float = 0.95
+    groups: Mapping[Configuration, Sequence[Any]], metrics: Sequence[str], ci: str = "t", confidence: float = 0.95
 ) -> list[dict[str, Any]]:
-    """One row per configuration: what sets it apart, n, seeds, and mean, std and interval of each metric."""
-    groups = group_runs(runs)
+    """One row per configuration (``group_runs``): what sets it apart, n, seeds, and mean, std and interval of
+    each metric."""
     named = labels(list(groups))
     rows = []
     for config, members in groups.items():
@@ -239,7 +239,8 @@ def report(cfg: DictConfig) -> str:
     if not runs:
         raise UsageError(f"experiment '{cfg.experiment_name}' has no FINISHED training runs to report")
     metrics = list(cfg.metrics)
-    rows = aggregate(runs, metrics, cfg.ci, cfg.confidence)
+    groups = group_runs(runs)
+    rows = aggregate(groups, metrics, cfg.ci, cfg.confidence)
     method = "Student t" if cfg.ci == "t" else "percentile bootstrap"
     markdown = (
         f"# {cfg.experiment_name}: mean ± std over seeds, {cfg.confidence:.0%} confidence intervals ({method})\n\n"
@@ -248,7 +249,6 @@ def report(cfg: DictConfig) -> str:
     tables: dict[str, list[dict[str, Any]]] = {"report.csv": rows}
     tags = {"explab.report": "true", "explab.report.runs": str(len(runs))}
     if cfg.baseline is not None:
-        groups = group_runs(runs)
         baseline = find_baseline(
             OmegaConf.to_object(cfg.baseline) if OmegaConf.is_config(cfg.baseline) else cfg.baseline, groups
         )
