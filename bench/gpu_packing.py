@@ -1,6 +1,6 @@
 """Trial packing on one GPU: trials per hour of a sweep with ``hydra.sweeper.trials_per_gpu=1, 2, 4``.
 
-    .venv/bin/python bench/gpu_packing.py      # on a machine with a GPU; elsewhere it says it measured nothing
+    .venv/bin/python bench/gpu_packing.py [digits mnist_cnn]   # on a machine with a GPU; elsewhere it says so
 
 The digits and mnist_cnn searches (pruning off, so every trial does the same work) run once per packing,
 alternately, ``REPEATS`` rounds; trials per hour from the first trial's start to the last trial's end in
@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -50,12 +51,15 @@ def packed_sweep(folder: Path, search: str, per_gpu: int, gpu: str) -> float:
 
 
 def main() -> None:
+    unknown = set(sys.argv[1:]) - SEARCHES.keys()
+    if unknown:
+        raise SystemExit(f"unknown search {sorted(unknown)}: choose from {sorted(SEARCHES)}")
     gpus = visible_gpus()
     if not gpus:
         print("gpu packing: not measured (no GPU visible)")
         return
     with tempfile.TemporaryDirectory(prefix="explab-packing-bench-") as tmp:
-        for search in SEARCHES:
+        for search in sys.argv[1:] or SEARCHES:
             cases = {str(k): (lambda s=search, k=k: packed_sweep(Path(tmp), s, k, gpus[0])) for k in PACKINGS}
             median = interleaved(cases)
             for k in PACKINGS[1:]:

@@ -1,0 +1,67 @@
+"""On a machine with a CUDA GPU: what a GPU run records about its own GPU, and nothing about others.
+
+CI has no GPU, so these skip there; a session lent a GPU runs them (``bench/gpu_session.sh``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from explab.train import train
+from tests.conftest import runs_in, tracking_uri_for
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; CI has none")
+
+
+def _only_run(store: Path):
+    (run,) = runs_in(store, "digits_cnn")
+    return run
+
+
+def _gpu_metrics(run) -> set[str]:
+    return {key for key in run.data.metrics if key.startswith("system/gpu_")}
+
+
+def test_a_gpu_run_records_its_own_gpu_use(compose_cfg, store: Path) -> None:
+    train(compose_cfg("trainer=gpu", "trainer.max_epochs=10", "system_metrics_seconds=0.5"))
+    run = _only_run(store)
+    assert run.info.status == "FINISHED"
+    gpus = {key.split("_")[1] for key in _gpu_metrics(run)}
+    assert gpus == {"0"}, f"one GPU of {torch.cuda.device_count()} visible is this job's: {sorted(_gpu_metrics(run))}"
+    assert run.data.metrics["system/gpu_0_memory_usage_megabytes"] > 0
+    history = MlflowClient(tracking_uri_for(store)).get_metric_history(
+        run.info.run_id, "system/gpu_0_utilization_percentage"
+    )
+    assert len(history) >= 2, "sampled through the fit, not once"
+
+
+def test_the_sampler_watches_the_gpu_cuda_gives_the_job(store: Path) -> None:
+    """CUDA and NVML number GPUs differently; the handle kept must be the very device the job trains on."""
+    import pynvml
+
+    from explab.callbacks.system_metrics import start_sampler, stop_sampler
+
+    uri = tracking_uri_for(store)
+    run = MlflowClient(uri).create_run(MlflowClient(uri).create_experiment("gpu"))
+    index = torch.cuda.device_count() - 1
+    monitor = start_sampler(run.info.run_id, uri, 60, None, [index], resumed=False)
+    try:
+        (gpu,) = [m for m in monitor.monitors if hasattr(m, "gpu_handles")]
+        (handle,) = gpu.gpu_handles
+        nvml_uuid = pynvml.nvmlDeviceGetUUID(handle)
+        nvml_uuid = nvml_uuid.decode() if isinstance(nvml_uuid, bytes) else nvml_uuid
+        assert nvml_uuid.removeprefix("GPU-") == str(torch.cuda.get_device_properties(index).uuid)
+    finally:
+        stop_sampler(monitor)
+
+
+def test_a_cpu_run_on_a_gpu_machine_reports_no_gpu(compose_cfg, store: Path) -> None:
+    train(compose_cfg("trainer=cpu", "trainer.max_epochs=2", "system_metrics_seconds=0.5"))
+    run = _only_run(store)
+    assert run.info.status == "FINISHED"
+    assert not _gpu_metrics(run), "other jobs' GPUs are not this run's to report"
+    assert "system/cpu_utilization_percentage" in run.data.metrics
