@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from explab.checkpoints import CheckpointError, load_checkpoint
 from explab.tracking.store import open_client
-from tests.conftest import BIN, run_cli, runs_in, tracking_uri_for
+from tests.conftest import BIN, ROOT, run_cli, runs_in, tracking_uri_for
 
 
 def common(tmp_path: Path) -> list[str]:
@@ -99,6 +99,45 @@ def test_sigkilled_run_is_resumed_into_the_same_run(tmp_path: Path) -> None:
     assert best == sorted(best), "the best-so-far value survives the resume"
     inputs = client.get_run(run_id).inputs.dataset_inputs
     assert sorted(i.dataset.name for i in inputs) == ["digits-test", "digits-train", "digits-val"], "once each"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kill",
+    [
+        # last.ckpt of epoch 2 written, the epoch's training values not yet in the store
+        "KillAfterEpochCheckpoint",
+        # epoch 1's values in the store, its checkpoint not yet last.ckpt
+        "KillAtEpochStart",
+    ],
+)
+def test_a_kill_between_checkpoint_and_store_loses_no_epoch_and_logs_none_twice(tmp_path: Path, kill: str) -> None:
+    epochs = 4
+    killed = run_cli(
+        "explab-train",
+        f"trainer.max_epochs={epochs}",
+        "callbacks.last_checkpoint.min_interval_seconds=0",
+        f"+callbacks.kill._target_=tests.support.callbacks.{kill}",
+        "+callbacks.kill.epoch=2",
+        *common(tmp_path),
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT)},
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
+
+    resumed = run_cli(
+        "explab-train",
+        f"resume={run.info.run_id}",
+        "+callbacks.kill.epoch=-1",  # the resumed run keeps its callbacks: this one now never fires
+        *common(tmp_path),
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT)},
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for key in ("train/loss", "train/acc", "val/acc", "val/loss", "val/acc_best"):
+        steps = [step for step, _ in history(tmp_path, run.info.run_id, key)]
+        assert len(steps) == epochs and len(set(steps)) == epochs, (key, steps)
 
 
 @pytest.mark.slow

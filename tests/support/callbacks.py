@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import lightning as L
+from lightning.pytorch.callbacks import Checkpoint
 
 
 class FailAtEpoch(L.Callback):
@@ -33,3 +37,32 @@ class CountEpochs(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         with open(self.path, "a") as out:
             out.write(f"{self.trial} {trainer.current_epoch}\n")
+
+
+def _kill_own_process() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillAtEpochStart(L.Callback):
+    """SIGKILLs its process as epoch ``epoch`` starts, before checkpoint callbacks' hooks (Lightning runs
+    those last): the previous epoch's values are in the store, its checkpoint not yet ``last.ckpt``."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            _kill_own_process()
+
+
+class KillAfterEpochCheckpoint(Checkpoint):
+    """SIGKILLs its process at the end of epoch ``epoch``, after the last-state checkpoint is written and
+    before Lightning hands the epoch's training values to the loggers. A ``Checkpoint`` so that Lightning
+    orders it with the checkpoint callbacks, after ``LastCheckpoint`` when configured after it."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            _kill_own_process()

@@ -54,7 +54,8 @@ class CheckpointOnSignal(L.Callback):
         signum = self.received or signal.SIGTERM
         assert self.last.dirpath is not None
         path = os.path.join(self.last.dirpath, f"{self.last.filename}{self.last.FILE_EXTENSION}")
-        self.last._save_checkpoint(trainer, path)  # with the loggers told, so MLflow gets the metrics up to it
+        self.last._save_checkpoint(trainer, path)
+        self.last.commit(trainer)  # the loggers write what they hold, then it becomes last.ckpt
         replaced = self.replaced.get(signum)
         if callable(replaced):
             replaced(signum, self.frame)

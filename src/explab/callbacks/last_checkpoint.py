@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -17,14 +18,24 @@ def is_final_epoch(trainer: L.Trainer) -> bool:
     return bool(trainer.should_stop) or trainer.current_epoch + 1 >= max_epochs or out_of_steps
 
 
+PENDING = ".pending"  # a written checkpoint whose epoch's metrics may not be in the store yet
+
+
 class LastCheckpoint(ModelCheckpoint):
     """A ``ModelCheckpoint`` (explab's, without its per-step cost; no monitor) written at an epoch's end once
     ``min_interval_seconds`` have passed since the last write, and always after the final epoch.
 
     A write every epoch would dominate short epochs (``bench/overhead.py``); an interval bounds what a
-    SIGKILL can lose by time instead. Epochs longer than the interval are saved every epoch. MLflow metrics
-    are written together with this checkpoint (``RunLogger``), so the store and the state that ``resume=``
-    continues from always agree. Rank 0 decides for every rank.
+    SIGKILL can lose by time instead. Epochs longer than the interval are saved every epoch. Rank 0 decides
+    for every rank.
+
+    The store must never miss a step that ``last.ckpt`` says is done: resuming would not train it again.
+    Lightning saves the checkpoint before it hands the epoch's training values to the loggers, so the state
+    is written as ``last.ckpt.pending`` and becomes ``last.ckpt`` (one rename) only once the loggers have
+    written everything logged up to it (``commit``: when the next epoch starts, when training ends, and on
+    a stop signal). A kill before the rename resumes from the previous state and trains the epoch again;
+    a kill between the store's write and the rename leaves values the resumed fit logs again at the same
+    steps, which ``RunLogger`` does not write twice.
     """
 
     def __init__(self, *args: Any, min_interval_seconds: float = 10.0, **kwargs: Any) -> None:
@@ -52,6 +63,28 @@ class LastCheckpoint(ModelCheckpoint):
         if not self._should_save_on_train_epoch_end(trainer) and self._due(trainer):
             super().on_validation_end(trainer, pl_module)
 
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.commit(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        self.commit(trainer)
+
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        super()._save_checkpoint(trainer, filepath)
+        super()._save_checkpoint(trainer, filepath + PENDING)
+        self._last_checkpoint_saved = filepath  # what Lightning reports as saved: the name it will have
         self._last_write = time.monotonic()
+
+    def commit(self, trainer: L.Trainer) -> None:
+        """Have the loggers write what was handed over up to the pending state, then make it ``last.ckpt``;
+        nothing when no state is pending."""
+        if not trainer.is_global_zero or not self._last_checkpoint_saved:
+            return
+        pending = self._last_checkpoint_saved + PENDING
+        if "://" in pending or not os.path.exists(pending):
+            return
+        for logger in trainer.loggers:
+            write = getattr(logger, "write_up_to_checkpoint", None)  # RunLogger's; other loggers write at once
+            if callable(write):
+                write()
+        os.replace(pending, self._last_checkpoint_saved)

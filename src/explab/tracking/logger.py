@@ -24,11 +24,16 @@ class RunLogger(MLFlowLogger):
     ``log_batch``:
     - right after an epoch that wrote the last-state checkpoint (a ``ModelCheckpoint`` without a monitor,
       e.g. ``LastCheckpoint``) has handed over its last values (Lightning logs the training values just after
-      the checkpoint), so whatever ``resume=`` continues from, the store has every value up to it and none
-      beyond: a SIGKILL loses nothing that resuming would not recompute, and resuming logs no step twice;
+      the checkpoint), or when ``LastCheckpoint`` asks before that state becomes ``last.ckpt`` if no value
+      came after it (``write_up_to_checkpoint``): so the store has every value up to the state ``resume=``
+      continues from;
     - once ``flush_seconds`` have passed since the last write, only while no last-state checkpoint has been
       written (runs that keep none, and the time before the first one);
     - at the end of every fit and test, failed ones included (Lightning calls ``finalize`` then).
+
+    A resumed fit trains again the steps after its checkpoint, and the store can already hold some of them
+    (written just before a kill): a value at a step no later than the step the run already holds for that
+    metric is a replay and is not written again, so no step appears twice in a metric's history.
     """
 
     def __init__(self, *args: Any, flush_seconds: float = 5.0, **kwargs: Any) -> None:
@@ -38,6 +43,7 @@ class RunLogger(MLFlowLogger):
         self._last_flush = time.monotonic()
         self._checkpoint_saved = False
         self._follows_checkpoints = False
+        self._stored_steps: dict[str, int] | None = None  # read from the run at the first write
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -53,6 +59,13 @@ class RunLogger(MLFlowLogger):
             self._checkpoint_saved = self._follows_checkpoints = True
 
     @rank_zero_only
+    def write_up_to_checkpoint(self) -> None:
+        """Write now if values handed over before the last-state checkpoint are still held (``LastCheckpoint``
+        asks before that state becomes ``last.ckpt``); values handed over since an earlier write wait."""
+        if self._checkpoint_saved:
+            self.flush()
+
+    @rank_zero_only
     def flush(self) -> None:
         """Write the held values now: one store transaction per thousand values (MLflow's batch limit)."""
         from mlflow.entities import Metric
@@ -61,8 +74,13 @@ class RunLogger(MLFlowLogger):
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
+        if self._stored_steps is None:
+            self._stored_steps = {m.key: m.step for m in self.experiment.get_run(self.run_id).data._metric_objs}
+        stored = self._stored_steps
         now = int(time.time() * 1000)
-        batch = [Metric(key, float(value), now, step) for (key, step), value in pending.items()]
+        batch = [
+            Metric(key, float(value), now, step) for (key, step), value in pending.items() if step > stored.get(key, -1)
+        ]
         for start in range(0, len(batch), MLFLOW_BATCH_LIMIT):
             self.experiment.log_batch(self.run_id, metrics=batch[start : start + MLFLOW_BATCH_LIMIT])
 
