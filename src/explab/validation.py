@@ -98,6 +98,32 @@ def validate_config(cfg: DictConfig) -> None:
         if value is not _ABSENT and not rule.accepts(value):
             raise ConfigError(key, value, rule.allowed)
     check_time_to(cfg)
+    check_sparse_gradients(cfg)
+
+
+# optimisers that take the sparse gradients of ``nn.Embedding(..., sparse=True)``
+SPARSE_OPTIMIZERS = (
+    "explab.models.LazyAdam",
+    "explab.models.lazy_adam.LazyAdam",
+    "torch.optim.SparseAdam",
+    "torch.optim.SGD",
+    "torch.optim.Adagrad",
+)
+
+
+def check_sparse_gradients(cfg: DictConfig) -> None:
+    """A backbone with sparse embedding gradients needs an optimiser that takes them (torch's Adam does not,
+    and would fail at the first step, after the run exists)."""
+    if not OmegaConf.select(cfg, "model.backbone.sparse", default=False):
+        return
+    target = str(OmegaConf.select(cfg, "optimizer._target_", default=""))
+    if target not in SPARSE_OPTIMIZERS:
+        raise ConfigError(
+            "optimizer",
+            target,
+            "with model.backbone.sparse=true, an optimiser that takes sparse gradients: optimizer=lazy_adam "
+            f"(or one of {', '.join(SPARSE_OPTIMIZERS[2:])}), or model.backbone.sparse=false",
+        )
 
 
 def check_time_to(cfg: DictConfig) -> None:

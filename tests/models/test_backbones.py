@@ -59,3 +59,30 @@ def test_an_unknown_init_scheme_lists_the_known_ones(compose_cfg) -> None:
 
     with pytest.raises(ConfigError, match=r"model.init='glorot'.*one of default, keras"):
         validate_config(compose_cfg("model.init=glorot"))
+
+
+def test_bag_of_ngrams_linear_term_starts_at_zero_and_sparse_gradients_touch_only_used_rows() -> None:
+    from explab.models import BagOfNgrams
+
+    settings = {"vocab_size": 10, "num_outputs": 2, "buckets": 7, "dropout": 0.0, "token_dropout": 0.0}
+    torch.manual_seed(0)
+    plain = BagOfNgrams(**settings)
+    torch.manual_seed(0)
+    model = BagOfNgrams(**settings, linear=True, sparse=True)
+    ids = torch.tensor([[3, 4, 5, 0, 0]])
+    assert torch.equal(model(ids), plain(ids)), "the per-n-gram scores start at zero"
+    model(ids).sum().backward()
+    for table in (model.embedding, model.linear):
+        assert table.weight.grad.is_sparse
+        rows = set(table.weight.grad.coalesce().indices()[0].tolist())
+        assert rows == set(model.ngrams(ids)[0].tolist()) - {0}, "only the rows of the text's n-grams"
+
+
+def test_a_sparse_backbone_with_an_optimizer_that_cannot_take_it_is_refused(compose_cfg) -> None:
+    from explab.errors import ConfigError
+    from explab.validation import validate_config
+
+    sparse = ("model=bag_of_ngrams", "data=rotten_tomatoes", "model.backbone.sparse=true")
+    with pytest.raises(ConfigError, match=r"optimizer='torch.optim.Adam'.*optimizer=lazy_adam"):
+        validate_config(compose_cfg(*sparse, "optimizer=adam"))
+    validate_config(compose_cfg(*sparse, "optimizer=lazy_adam"))

@@ -16,6 +16,11 @@ class BagOfNgrams(nn.Module):
     Bigrams are hashed into ``buckets`` extra rows after the vocabulary, so no bigram vocabulary is kept and
     a prediction needs only the token vocabulary. ``token_dropout`` blanks that share of the tokens of each
     training text (a strong regulariser for short texts); ``dropout`` acts on the averaged embedding.
+
+    ``linear`` adds to the logits a score per n-gram, averaged over the text (a logistic regression on the
+    bag, beside the embedding's low-rank one): the full-rank part a linear baseline has. ``sparse`` gives
+    the embedding tables sparse gradients, so an optimiser that takes them (``optimizer=lazy_adam``)
+    updates only the rows a batch uses instead of all of them.
     """
 
     def __init__(
@@ -26,14 +31,21 @@ class BagOfNgrams(nn.Module):
         buckets: int = 65_536,
         dropout: float = 0.5,
         token_dropout: float = 0.3,
+        linear: bool = False,
+        sparse: bool = False,
     ) -> None:
         super().__init__()
         if buckets < 1 or embed_dim < 1:
             raise ValueError(f"BagOfNgrams needs buckets >= 1 and embed_dim >= 1, got {buckets} and {embed_dim}")
         self.vocab_size, self.buckets, self.token_dropout = vocab_size, buckets, token_dropout
-        self.embedding = nn.EmbeddingBag(vocab_size + buckets, embed_dim, mode="mean", padding_idx=PAD)
+        rows = vocab_size + buckets
+        self.embedding = nn.EmbeddingBag(rows, embed_dim, mode="mean", padding_idx=PAD, sparse=sparse)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(embed_dim, num_outputs)
+        self.linear: nn.EmbeddingBag | None = None
+        if linear:
+            self.linear = nn.EmbeddingBag(rows, num_outputs, mode="mean", padding_idx=PAD, sparse=sparse)
+            nn.init.zeros_(self.linear.weight)  # starts as the embedding model alone
 
     def ngrams(self, ids: Tensor) -> Tensor:
         """Token ids followed by their hashed bigram ids; a bigram with padding in it is padding."""
@@ -45,4 +57,6 @@ class BagOfNgrams(nn.Module):
     def forward(self, ids: Tensor) -> Tensor:
         if self.training and self.token_dropout > 0:
             ids = ids.masked_fill(torch.rand(ids.shape, device=ids.device) < self.token_dropout, PAD)
-        return self.head(self.dropout(self.embedding(self.ngrams(ids))))
+        ngrams = self.ngrams(ids)
+        logits = self.head(self.dropout(self.embedding(ngrams)))
+        return logits if self.linear is None else logits + self.linear(ngrams)
