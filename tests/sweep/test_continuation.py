@@ -62,13 +62,15 @@ def study_of(tmp_path: Path) -> optuna.Study | None:
 
 
 def running_trial_with_epochs(tmp_path: Path, timeout: float = 240) -> optuna.trial.FrozenTrial:
-    """A RUNNING trial that has finished at least one epoch (so it has a checkpoint to continue from)."""
+    """A RUNNING trial that has finished at least one epoch and has a last.ckpt to continue from (an epoch is
+    counted before its checkpoint is written, and that becomes last.ckpt only once the store has the epoch)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         study = study_of(tmp_path)
         counted = Counter(line.split()[0] for line in epoch_lines(tmp_path))
         for trial in study.get_trials(states=(TrialState.RUNNING,)) if study else []:
-            if 1 <= counted[str(trial.number)] < EPOCHS and process_alive(worker_pid(trial)):
+            checkpointed = any(tmp_path.glob(f"**/{trial.number}/checkpoints/last.ckpt"))
+            if 1 <= counted[str(trial.number)] < EPOCHS and checkpointed and process_alive(worker_pid(trial)):
                 return trial
         time.sleep(0.2)
     raise TimeoutError("no trial in the middle of its epochs")
@@ -90,7 +92,8 @@ def check_sweep_whole(tmp_path: Path, n_trials: int) -> list:
     assert study is not None
     states = Counter(t.state for t in study.trials)
     assert states[TrialState.COMPLETE] + states[TrialState.PRUNED] == n_trials, states
-    assert states[TrialState.FAIL] == 0 and states[TrialState.RUNNING] == 0, states
+    failed = {t.number: t.user_attrs.get("explab.error") for t in study.trials if t.state == TrialState.FAIL}
+    assert states[TrialState.FAIL] == 0 and states[TrialState.RUNNING] == 0, (states, failed)
     children = [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if "optuna.trial_number" in r.data.tags]
     by_trial = Counter(r.data.tags["optuna.trial_number"] for r in children)
     assert sorted(by_trial) == sorted(str(n) for n in range(n_trials)) and set(by_trial.values()) == {1}, by_trial
@@ -116,7 +119,8 @@ def test_a_killed_workers_trial_is_continued_by_the_restarted_command(tmp_path: 
     again = subprocess.run(command, cwd=tmp_path, env=root_env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     log = again.stdout + again.stderr
-    assert f"trial {cut.number} was cut off" in log and f"trial {cut.number} continues its MLflow run" in log
+    assert f"trial {cut.number} was cut off" in log, log[-4000:]
+    assert f"trial {cut.number} continues its MLflow run" in log, log[-4000:]
     check_sweep_whole(tmp_path, 2)
     trial = study_of(tmp_path).trials[cut.number]  # type: ignore[union-attr]
     assert trial.state == TrialState.COMPLETE and trial.user_attrs[ATTEMPTS_ATTR] == 1, "resumed, not restarted"
