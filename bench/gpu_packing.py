@@ -47,7 +47,10 @@ def packed_sweep(folder: Path, search: str, per_gpu: int, gpu: str) -> float:
     done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=one_gpu, check=False)
     if done.returncode:
         raise SystemExit(f"sweep failed ({done.returncode}):\n{done.stderr.decode()[-3000:]}")
-    return trials_per_hour(storage, name)
+    rate = trials_per_hour(storage, name)
+    # each sweep as it ends: a run cut short by its time limit still leaves what it measured
+    print(f"  {search}, {per_gpu} per GPU: {rate:.0f} trials/hour", flush=True)
+    return rate
 
 
 def main() -> None:
