@@ -75,6 +75,7 @@ class RunLogger(MLFlowLogger):
             return
         pending, self._pending = self._pending, {}
         if self._stored_steps is None:
+            # each metric's latest value with its step: MLflow's Run keeps the steps only in this list
             self._stored_steps = {m.key: m.step for m in self.experiment.get_run(self.run_id).data._metric_objs}
         stored = self._stored_steps
         now = int(time.time() * 1000)
