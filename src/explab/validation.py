@@ -101,28 +101,25 @@ def validate_config(cfg: DictConfig) -> None:
     check_sparse_gradients(cfg)
 
 
-# optimisers that take the sparse gradients of ``nn.Embedding(..., sparse=True)``
-SPARSE_OPTIMIZERS = (
-    "explab.models.LazyAdam",
-    "explab.models.lazy_adam.LazyAdam",
-    "torch.optim.SparseAdam",
-    "torch.optim.SGD",
-    "torch.optim.Adagrad",
-)
-
-
 def check_sparse_gradients(cfg: DictConfig) -> None:
     """A backbone with sparse embedding gradients needs an optimiser that takes them (torch's Adam does not,
     and would fail at the first step, after the run exists)."""
     if not OmegaConf.select(cfg, "model.backbone.sparse", default=False):
         return
+    import torch
+    from hydra.utils import get_class
+
+    from explab.models.lazy_adam import LazyAdam
+
+    # optimisers that take the sparse gradients of ``nn.Embedding(..., sparse=True)``, under any import path
+    takes_sparse = (LazyAdam, torch.optim.SparseAdam, torch.optim.SGD, torch.optim.Adagrad)
     target = str(OmegaConf.select(cfg, "optimizer._target_", default=""))
-    if target not in SPARSE_OPTIMIZERS:
+    if not issubclass(get_class(target), takes_sparse):
         raise ConfigError(
             "optimizer",
             target,
-            "with model.backbone.sparse=true, an optimiser that takes sparse gradients: optimizer=lazy_adam "
-            f"(or one of {', '.join(SPARSE_OPTIMIZERS[2:])}), or model.backbone.sparse=false",
+            "an optimiser that takes the sparse gradients of model.backbone.sparse=true: optimizer=lazy_adam "
+            "(or torch.optim.SparseAdam, SGD, Adagrad); or set model.backbone.sparse=false",
         )
 
 

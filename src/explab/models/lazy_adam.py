@@ -16,10 +16,10 @@ class LazyAdam(torch.optim.Optimizer):
 
     Torch's ``Adam`` refuses sparse gradients and its ``SparseAdam`` refuses dense ones, and Lightning's
     automatic optimisation takes one optimiser: this one takes both. A bag-of-n-grams model touches a few
-    hundred of its hundred thousand embedding rows per batch; updating only those makes a step about ten
-    times cheaper on a CPU, and leaving unseen rows still (instead of moving them on stale momentum) is
-    what fastText-style models train best with. State is the usual per-parameter ``step``, ``exp_avg`` and
-    ``exp_avg_sq``, so checkpoints save and resume it like any optimiser's.
+    hundred of its hundred thousand embedding rows per batch: updating only those saves nearly all of a
+    step's optimiser work, and unseen rows stay where they are instead of drifting on stale momentum.
+    State is the usual per-parameter ``step``, ``exp_avg`` and ``exp_avg_sq``, so checkpoints save and
+    resume it like any optimiser's.
     """
 
     def __init__(
