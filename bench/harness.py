@@ -14,12 +14,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from explab.config import config_dir, project_root
+
+if TYPE_CHECKING:
+    import optuna
 
 BIN = Path(sys.executable).parent
 QUICK = os.environ.get("EXPLAB_BENCH_QUICK") == "1"  # a smoke run: tiny sizes, figures meaningless
@@ -90,6 +94,32 @@ def wall(command: list[str], env: dict[str, str] | None = None) -> float:
     if done.returncode:
         sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return seconds
+
+
+def digits_sweep(folder: Path, name: str, epochs: int, *args: str) -> tuple[optuna.Study, float]:
+    """Run (or resume) ``hparams_search=digits_optuna`` as study ``name`` in ``folder``, every trial for all its
+    ``epochs`` (no early stop), with no MLflow record; returns the study and the command's seconds."""
+    import optuna
+
+    from explab.sweep.storage import open_storage
+
+    storage = f"journal:///{folder}/{name}.journal"
+    command = [
+        str(BIN / "explab-train"),
+        "-m",
+        "hparams_search=digits_optuna",
+        "logger=none",
+        "hydra.sweeper.mlflow=null",
+        f"hydra.sweeper.storage={storage}",
+        f"hydra.sweeper.study_name={name}",
+        f"trainer.max_epochs={epochs}",
+        "callbacks.early_stopping.patience=100",
+        f"paths.log_dir={folder}/logs",
+        *args,
+    ]
+    seconds = wall(command)
+    open_storage.cache_clear()  # the command wrote the journal after this process last read it
+    return optuna.load_study(study_name=name, storage=open_storage(storage)), seconds
 
 
 def mnist_available() -> bool:

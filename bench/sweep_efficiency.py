@@ -14,16 +14,11 @@ finished trial (told its value, see ``hydra.sweeper.skip_repeats``) count none.
 from __future__ import annotations
 
 import statistics
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-import optuna
-
 from explab.sweep import is_repeat
-from explab.sweep.storage import open_storage
-from harness import BIN, QUICK
+from harness import QUICK, digits_sweep
 
 SPACE = [
     "optimizer.lr=choice(3e-4,1e-3,3e-3,1e-2)",
@@ -40,26 +35,7 @@ if QUICK:  # a smoke run of the mechanics: a 2-point grid, one short search
 
 
 def sweep(folder: Path, name: str, *args: str) -> tuple[float, int, int, float]:
-    storage = f"journal:///{folder}/{name}.journal"
-    command = [
-        str(BIN / "explab-train"),
-        "-m",
-        "hparams_search=digits_optuna",
-        "logger=none",
-        "hydra.sweeper.mlflow=null",
-        "hydra.sweeper.params=null",
-        f"hydra.sweeper.storage={storage}",
-        f"hydra.sweeper.study_name={name}",
-        f"trainer.max_epochs={EPOCHS}",
-        "callbacks.early_stopping.patience=100",
-        f"paths.log_dir={folder}/logs",
-        *SPACE,
-        *args,
-    ]
-    start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    study = optuna.load_study(study_name=name, storage=open_storage(storage))
+    study, seconds = digits_sweep(folder, name, EPOCHS, "hydra.sweeper.params=null", *SPACE, *args)
     epochs = sum(len(t.intermediate_values) for t in study.trials)
     trained = sum(not is_repeat(t) for t in study.trials)  # repeats were told a value instead
     return study.best_value, epochs, trained, seconds

@@ -14,6 +14,7 @@ from explab.build import build_callbacks, build_datamodule, build_loggers, build
 from explab.config import config_dir
 from explab.models import TaskModule
 from explab.models.tasks import build_scheduler
+from hydra_plugins.explab_optuna_sweeper.config import PRUNERS, SAMPLERS
 
 CONF = config_dir()
 
@@ -100,7 +101,7 @@ def test_every_object_node_has_a_target() -> None:
             assert "_target_" in body or "defaults" in data, path
 
 
-@pytest.mark.parametrize("sampler", sorted(p.stem for p in (CONF / "hydra/sweeper/sampler").glob("*.yaml")))
+@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
 @pytest.mark.parametrize("search", options("hparams_search"))
 def test_search_configs_build_their_sampler(search: str, sampler: str, compose_cfg) -> None:
     from hydra.utils import get_method
@@ -127,7 +128,7 @@ def test_search_configs_build_their_sampler(search: str, sampler: str, compose_c
     get_method(sweeper.check.replace(":", "."))(cfg, sweeper.metric)
 
 
-@pytest.mark.parametrize("pruner", sorted(p.stem for p in (CONF / "hydra/sweeper/pruner").glob("*.yaml")))
+@pytest.mark.parametrize("pruner", sorted([*PRUNERS, "none"]))
 def test_pruner_options_instantiate(pruner: str, compose_cfg) -> None:
     import optuna
 

@@ -141,6 +141,38 @@ def test_a_kill_between_checkpoint_and_store_loses_no_epoch_and_logs_none_twice(
 
 
 @pytest.mark.slow
+def test_a_run_killed_after_its_last_epoch_resumes_with_the_metrics_it_trained(tmp_path: Path, compose_cfg) -> None:
+    """Resumed from a checkpoint of its final epoch, the fit trains nothing and Lightning holds no epoch
+    metrics; the job still returns them (a sweep's objective among them), from the run's own record."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from explab.config import config_dir
+    from explab.reproduce import config_from_recorded_run
+    from explab.train import train
+
+    killed = run_cli(
+        "explab-train",
+        "trainer.max_epochs=2",
+        "+callbacks.kill._target_=tests.support.callbacks.KillAtTestStart",
+        *common(tmp_path),
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT)},
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
+    cfg = compose_cfg(f"resume={run.info.run_id}", "+callbacks.kill.armed=false")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):  # the recorded overrides are composed again
+        metrics = train(config_from_recorded_run(cfg))
+    [(_, best)] = history(tmp_path, run.info.run_id, "val/acc_best")[-1:]
+    assert metrics["val/acc_best"] == pytest.approx(best)
+    assert "test/acc" in metrics
+    [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
+    assert run.info.status == "FINISHED"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
 def test_stop_signal_writes_last_checkpoint_at_once_and_the_run_resumes_mid_epoch(
     tmp_path: Path, signum: signal.Signals

@@ -14,13 +14,16 @@ if TYPE_CHECKING:
     from explab.tracking import TrackedRun
 
 FIT_SECONDS = "perf/fit_seconds"
+PARAMETERS = "model/parameters"  # trainable ones: a sweep can take model size as an objective
+JOB_METRICS = (FIT_SECONDS, PARAMETERS)  # what every job returns beside its task module's metrics
 
 
 def fit_and_test(job: Job, trial: TrialJob, run: TrackedRun | None) -> dict[str, float]:
     """Fit ``job.model``; unless ``test=false``, test its best checkpoint (the last when none is kept).
 
     Returns:
-        Every metric Lightning holds at the end (``train/``, ``val/``, ``test/``) and ``perf/fit_seconds``.
+        Every metric Lightning holds at the end (``train/``, ``val/``, ``test/``), ``perf/fit_seconds`` and
+        ``model/parameters``.
 
     Raises:
         optuna.TrialPruned: the trial's pruner stopped the fit.
@@ -32,8 +35,14 @@ def fit_and_test(job: Job, trial: TrialJob, run: TrackedRun | None) -> dict[str,
     # the whole fit (sanity check, epochs, validation, checkpoints, logging): sweeps and benchmarks compare it
     # with the job's total time
     metrics = {**as_floats(trainer.callback_metrics), FIT_SECONDS: time.perf_counter() - start}
+    if run is not None and cfg.get("ckpt_path"):
+        # resumed from the checkpoint of its last epoch (killed while testing, say), the fit trains nothing and
+        # Lightning holds no epoch metrics; the run's record has them, a sweep's objective among them
+        metrics = {**run.client.get_run(run.run_id).data.metrics, **metrics}
+    # counted after the fit: lazy layers have no shape before their first batch
+    metrics[PARAMETERS] = float(sum(p.numel() for p in job.model.parameters() if p.requires_grad))
     if run is not None:
-        run.log_metrics({FIT_SECONDS: metrics[FIT_SECONDS]}, step=trainer.global_step)
+        run.log_metrics({name: metrics[name] for name in JOB_METRICS}, step=trainer.global_step)
     trial.raise_if_pruned()
     if cfg.get("test", True):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")

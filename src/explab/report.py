@@ -232,12 +232,14 @@ def report(cfg: DictConfig) -> str:
     if experiment is None:
         names = sorted(e.name for e in client.search_experiments())
         raise UsageError(f"no experiment '{cfg.experiment_name}' in {cfg.tracking_uri}; there are: {names}")
-    found = client.search_runs(
-        [experiment.experiment_id], filter_string="attributes.status = 'FINISHED'", max_results=5000
-    )
+    wanted = "attributes.status = 'FINISHED'"
+    if cfg.get("sweep"):  # one sweep's trials: its configurations, each over the seeds of its replicates
+        wanted += f" and tags.`mlflow.parentRunId` = '{cfg.sweep}'"
+    found = client.search_runs([experiment.experiment_id], filter_string=wanted, max_results=5000)
     runs = [r for r in found if "explab.sweep" not in r.data.tags and "explab.report" not in r.data.tags]
     if not runs:
-        raise UsageError(f"experiment '{cfg.experiment_name}' has no FINISHED training runs to report")
+        of_sweep = f" in sweep {cfg.sweep} (its parent run's id)" if cfg.get("sweep") else ""
+        raise UsageError(f"experiment '{cfg.experiment_name}' has no FINISHED training runs{of_sweep} to report")
     metrics = list(cfg.metrics)
     groups = group_runs(runs)
     rows = aggregate(groups, metrics, cfg.ci, cfg.confidence)

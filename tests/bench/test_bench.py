@@ -53,3 +53,13 @@ def test_sweep_efficiency_bench_compares_the_grid_with_the_search_recipe() -> No
     assert re.search(r"^digits_optuna \(TPE \+ median pruner\), sampler seed 0: ", out, re.MULTILINE), out
     assert re.search(r"^sweep best gap: [+-]\d+\.\d\d points", out, re.MULTILINE), out
     assert "sweep epochs ratio" in {m["name"] for m in RATIO.finditer(out)}, out
+
+
+@pytest.mark.slow
+def test_search_features_bench_measures_the_front_and_the_warm_start() -> None:
+    out = run_bench("search_features.py")
+    assert re.search(r"^grid: 2 points, front of \d, hypervolume \S+ \(reference accuracy", out, re.MULTILINE), out
+    assert re.search(r"^two-objective TPE, sampler seed 0: front of \d, hypervolume \d\.\d\d of", out, re.MULTILINE)
+    assert re.search(r"^pareto hypervolume share: \d\.\d\d \(median of 1 sampler seeds", out, re.MULTILINE), out
+    assert re.search(r"^sampler seed 0: bar \d\.\d{4} \(earlier 2-trial search\); cold ", out, re.MULTILINE), out
+    assert re.search(r"^warm start epochs ratio: ", out, re.MULTILINE), out

@@ -22,6 +22,8 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "-m",
         "hparams_search=digits_optuna",
         "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.replicates=2",
+        "hydra.sweeper.replicate_top=2",
         "trainer.max_epochs=3",
         f"paths.mlruns_dir={folder}/mlruns",
         f"paths.log_dir={folder}/logs",
@@ -69,4 +71,29 @@ def test_compare_runs_notebook(swept: Path) -> None:
 def test_sweep_analysis_notebook(swept: Path) -> None:
     storage = f"journal:///{swept}/mlruns/optuna/digits_cnn.journal"
     notebook = execute("sweep_analysis.ipynb", f'STORAGE = "{storage}"\nSTUDY = "digits_cnn_optuna"', swept)
-    assert "4 trials in 'digits_cnn_optuna'" in outputs_text(notebook)
+    text = outputs_text(notebook)
+    assert "6 trials in 'digits_cnn_optuna'" in text, "4 trials of the search and 2 replicates"
+    assert text.count(": n=2 mean ") == 2 and "winner over seeds: trial " in text
+
+
+@pytest.mark.slow
+def test_sweep_analysis_notebook_shows_the_pareto_front_of_two_objectives(tmp_path: Path) -> None:
+    done = run_cli(
+        "explab-train",
+        "-m",
+        "hparams_search=digits_optuna",
+        "hydra/sweeper/pruner=none",
+        "hydra.sweeper.direction=[maximize,minimize]",
+        "hydra.sweeper.metric=[val/acc_best,model/parameters]",
+        "hydra.sweeper.n_trials=3",
+        "trainer.max_epochs=1",
+        f"paths.mlruns_dir={tmp_path}/mlruns",
+        f"paths.log_dir={tmp_path}/logs",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    storage = f"journal:///{tmp_path}/mlruns/optuna/digits_cnn.journal"
+    notebook = execute("sweep_analysis.ipynb", f'STORAGE = "{storage}"\nSTUDY = "digits_cnn_optuna"', tmp_path)
+    text = outputs_text(notebook)
+    assert "3 trials in 'digits_cnn_optuna'; 2 objectives, Pareto front of" in text
+    assert "no replicates" in text

@@ -66,3 +66,15 @@ class KillAfterEpochCheckpoint(Checkpoint):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch == self.epoch:
             _kill_own_process()
+
+
+class KillAtTestStart(L.Callback):
+    """SIGKILLs its process as testing starts, after the fit wrote its final ``last.ckpt`` (unless not
+    ``armed``): a run whose training is done but whose job is not."""
+
+    def __init__(self, armed: bool = True) -> None:
+        self.armed = armed
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.armed:
+            _kill_own_process()

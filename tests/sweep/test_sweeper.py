@@ -17,8 +17,9 @@ from tests.conftest import BIN, run_cli, runs_in
 APP = Path(__file__).parents[1] / "support" / "apps" / "quadratic.py"
 
 
-def plain_app_command(tmp_path: Path, study: str, *args: str) -> list[str]:
-    """Sweep ``x`` of the quadratic app with explab's sweeper, on a journal file in ``tmp_path``."""
+def plain_app_command(tmp_path: Path, study: str, *args: str, sweep_x: bool = True) -> list[str]:
+    """Sweep ``x`` (unless not ``sweep_x``) of the quadratic app with explab's sweeper, on a journal file in
+    ``tmp_path``."""
     return [
         sys.executable,
         str(APP),
@@ -27,19 +28,22 @@ def plain_app_command(tmp_path: Path, study: str, *args: str) -> list[str]:
         f"hydra.sweeper.storage=journal:///{tmp_path}/optuna.journal",
         f"hydra.sweeper.study_name={study}",
         "hydra.sweeper.direction=minimize",
-        "x=interval(-4.0, 4.0)",
+        *(["x=interval(-4.0, 4.0)"] if sweep_x else []),
         *args,
     ]
 
 
-def sweep_plain_app(tmp_path: Path, *args: str, study: str = "plain") -> subprocess.CompletedProcess[str]:
-    cmd = plain_app_command(tmp_path, study, f"hydra.sweep.dir={tmp_path}/multirun", *args)
+def sweep_plain_app(
+    tmp_path: Path, *args: str, study: str = "plain", sweep_x: bool = True
+) -> subprocess.CompletedProcess[str]:
+    cmd = plain_app_command(tmp_path, study, f"hydra.sweep.dir={tmp_path}/multirun", *args, sweep_x=sweep_x)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False)
 
 
-def load(tmp_path: Path, study: str) -> optuna.Study:
+def load(tmp_path: Path, study: str, journal: str = "optuna.journal") -> optuna.Study:
+    """The study in ``tmp_path/journal`` (explab's search configs keep theirs in mlruns/optuna/EXPERIMENT.journal)."""
     open_storage.cache_clear()
-    return optuna.load_study(study_name=study, storage=open_storage(f"journal:///{tmp_path}/optuna.journal"))
+    return optuna.load_study(study_name=study, storage=open_storage(f"journal:///{tmp_path}/{journal}"))
 
 
 def states(study: optuna.Study) -> list[str]:

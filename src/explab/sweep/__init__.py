@@ -9,8 +9,15 @@ if TYPE_CHECKING:
 
 # a trial whose sampled values repeat a COMPLETE trial's: told that trial's value (its number here), not trained
 REPEATS_ATTR = "explab.repeats_trial"
+# a trial copied from an earlier study or MLflow run before the search began (its origin here), not trained
+WARM_START_ATTR = "explab.warm_start"
 
 
 def is_repeat(trial: FrozenTrial | Trial) -> bool:
     """Whether an Optuna trial is a repeat (its value copied from an earlier trial): it trained nothing."""
     return REPEATS_ATTR in trial.user_attrs
+
+
+def is_warm_start(trial: FrozenTrial | Trial) -> bool:
+    """Whether an Optuna trial was copied from a warm-start source: it trained nothing in this study."""
+    return WARM_START_ATTR in trial.user_attrs

@@ -8,12 +8,14 @@ from omegaconf import DictConfig
 from explab.errors import UsageError
 
 
-def check_job_config(config: DictConfig, metric: str) -> None:
-    """The sweeper's pre-flight check for explab's train: the job's values are valid and ``metric`` is logged."""
+def check_job_config(config: DictConfig, metric: str | list[str] | None) -> None:
+    """The sweeper's pre-flight check for explab's train: the job's values are valid and ``metric`` (one name
+    or one per objective) is logged."""
     from explab.validation import validate_config
 
     validate_config(config)
-    check_objective(config, metric)
+    for name in [metric] if isinstance(metric, str) else list(metric or []):
+        check_objective(config, name)
 
 
 def check_objective(config: DictConfig, metric: str) -> None:
@@ -22,13 +24,14 @@ def check_objective(config: DictConfig, metric: str) -> None:
     The task module is built from the job's config (no data is read), so the names are those it will log.
     """
     from explab.build import build_model
+    from explab.fit import JOB_METRICS
     from explab.models import TaskModule
 
     target = config.get("model", {}).get("_target_")
     task = get_class(target) if target else None
     if task is None or not issubclass(task, TaskModule):
         return
-    names = build_model(config).metric_names()
+    names = build_model(config).metric_names() | set(JOB_METRICS)
     if not config.get("test", True):
         names = {name for name in names if not name.startswith("test/")}
     if metric not in names:

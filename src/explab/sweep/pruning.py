@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 
 class OptunaPruning(L.Callback):
-    """Rank 0 reports and asks the pruner; the decision is broadcast so every DDP rank stops together.
+    """Rank 0 reports and asks the pruner (single-objective studies only); the decision is broadcast so every
+    DDP rank stops together.
 
     Only rank 0 touches the storage, so any storage works under DDP (a journal file included).
 
@@ -47,7 +48,8 @@ class OptunaPruning(L.Callback):
                     f"logged: {sorted(trainer.callback_metrics)}"
                 )
             trial = self._trial_handle()
-            if math.isfinite(float(value)):
+            # a study of several objectives has no pruner (the sweeper refuses one) and Optuna refuses reports
+            if math.isfinite(float(value)) and len(trial.study.directions) == 1:
                 trial.report(float(value), step=trainer.current_epoch)
                 prune = trial.should_prune()
         prune = bool(trainer.strategy.broadcast(prune, src=0))

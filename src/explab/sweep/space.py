@@ -1,9 +1,16 @@
 """Search spaces: Hydra's sweep syntax (``interval``, ``range``, ``choice``, ``tag(log, ...)``) or YAML specs
-(``{type: float, low: 1e-4, high: 1e-1, log: true}``), turned into Optuna distributions."""
+(``{type: float, low: 1e-4, high: 1e-1, log: true}``), turned into Optuna distributions.
+
+A YAML spec (or ``{sweep: "interval(0.0, 0.5)", when: ...}``) may hold a condition, ``when: {optimizer: sgd}``
+or ``when: {model.backbone.depth: [2, 3]}``: the
+parameter is sampled only in trials where each named parameter took one of those values, and otherwise keeps
+its value from the config. Trials are sampled define-by-run, so the sampler sees which parameters a trial has.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from optuna.distributions import (
@@ -64,33 +71,124 @@ def _from_spec(key: str, spec: Mapping[str, Any]) -> BaseDistribution:
     raise SearchSpaceError(f"'{key}': type must be float, int or categorical, got {kind!r}")
 
 
+@dataclass(frozen=True)
+class Condition:
+    """Sample a parameter only when each parameter in ``requires`` took one of its listed values."""
+
+    requires: Mapping[str, tuple[Any, ...]]
+
+    def holds(self, params: Mapping[str, Any]) -> bool:
+        return all(name in params and params[name] in values for name, values in self.requires.items())
+
+    def __str__(self) -> str:
+        return " and ".join(f"{name} in {list(values)}" for name, values in sorted(self.requires.items()))
+
+
+def possible(distribution: BaseDistribution, value: Any) -> bool:
+    """Whether ``distribution`` can draw ``value``."""
+    if isinstance(distribution, CategoricalDistribution):
+        return value in distribution.choices
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(distribution, IntDistribution):
+        return (
+            value == int(value)
+            and distribution.low <= value <= distribution.high
+            and ((int(value) - distribution.low) % distribution.step == 0)
+        )
+    if isinstance(distribution, FloatDistribution):
+        return distribution.low <= value <= distribution.high
+    return False
+
+
+def parse_conditions(
+    yaml_params: Mapping[str, Any] | None, space: Mapping[str, BaseDistribution]
+) -> dict[str, Condition]:
+    """The ``when:`` of each YAML spec, checked against ``space``.
+
+    Raises:
+        SearchSpaceError: a condition names a parameter that is not searched, or a value it cannot take.
+    """
+    conditions: dict[str, Condition] = {}
+    for key, spec in (yaml_params or {}).items():
+        if not isinstance(spec, Mapping) or spec.get("when") is None:
+            continue
+        when = spec["when"]
+        if not isinstance(when, Mapping) or not when:
+            raise SearchSpaceError(f"'{key}': when must map parameters to values, e.g. when: {{optimizer: sgd}}")
+        requires: dict[str, tuple[Any, ...]] = {}
+        for name, values in when.items():
+            name = str(name)
+            listed = tuple(values) if isinstance(values, (list, tuple)) else (values,)
+            if name == key:
+                raise SearchSpaceError(f"'{key}': its condition names the parameter itself")
+            if name not in space:
+                raise SearchSpaceError(
+                    f"'{key}': its condition names '{name}', which is not a searched parameter; searched: "
+                    f"{', '.join(sorted(set(space) - {key}))}"
+                )
+            impossible = [v for v in listed if not possible(space[name], v)]
+            if impossible:
+                raise SearchSpaceError(
+                    f"'{key}': its condition asks for {name} = {', '.join(map(str, impossible))}, which "
+                    f"{name} never takes ({space[name]!r})"
+                )
+            requires[name] = listed
+        conditions[str(key)] = Condition(requires)
+    sampling_order(space, conditions)  # refuses a cycle before any trial
+    return conditions
+
+
+def sampling_order(space: Mapping[str, BaseDistribution], conditions: Mapping[str, Condition]) -> list[str]:
+    """The parameters in the order they are sampled: each after those its condition names."""
+    order: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        if name in visiting:
+            raise SearchSpaceError(f"'{name}': its condition depends on itself through {', '.join(sorted(visiting))}")
+        visiting.add(name)
+        for parent in conditions[name].requires if name in conditions else ():
+            visit(parent)
+        visiting.discard(name)
+        order.append(name)
+
+    for name in space:
+        visit(name)
+    return order
+
+
 def parse_search_space(
     yaml_params: Mapping[str, Any] | None, arguments: list[str]
 ) -> tuple[dict[str, BaseDistribution], list[str]]:
-    """Distributions from the YAML ``params`` then the command line (which wins), and the fixed overrides."""
+    """Distributions from the YAML ``params`` then the command line (which wins), and the fixed overrides:
+    the command line's plain values and, as in Hydra's own Optuna sweeper, plain values under ``params``."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
     space: dict[str, BaseDistribution] = {}
+    fixed: dict[str, str] = {}
     for key, spec in (yaml_params or {}).items():
-        if isinstance(spec, Mapping):
+        if isinstance(spec, Mapping) and "sweep" not in spec:
             space[str(key)] = _from_spec(str(key), spec)
-        else:
-            override = parser.parse_override(f"{key}={spec}")
-            if not override.is_sweep_override():
-                raise SearchSpaceError(
-                    f"'{key}: {spec}' is a fixed value, not a search space; put fixed values in the experiment config"
-                )
+            continue
+        # {sweep: "interval(0, 0.5)", when: ...}: the sweep syntax with a condition
+        override = parser.parse_override(f"{key}={spec['sweep'] if isinstance(spec, Mapping) else spec}")
+        if override.is_sweep_override():
             space[str(key)] = _from_override(override)
-    fixed: list[str] = []
+        else:
+            fixed[str(key)] = str(override.input_line)
     for override in parser.parse_overrides(arguments):
         key = override.get_key_element()
         if override.is_sweep_override():
             space[key] = _from_override(override)
+            fixed.pop(key, None)
         else:
             space.pop(key, None)
-            fixed.append(str(override.input_line))
-    return space, fixed
+            fixed[key] = str(override.input_line)
+    return space, list(fixed.values())
 
 
 def grid_of(space: Mapping[str, BaseDistribution]) -> dict[str, list[Any]]:

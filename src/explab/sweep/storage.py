@@ -20,21 +20,33 @@ JOURNAL_PREFIX = "journal:///"
 _LIVE_STUDIES: dict[tuple[str, str | None], optuna.Study] = {}
 
 
+def is_journal(url: str) -> bool:
+    return url.startswith(JOURNAL_PREFIX) or url.endswith((".journal", ".log"))
+
+
+def storage_file(url: str) -> Path | None:
+    """The file a journal or SQLite URL keeps its studies in; None for a database server."""
+    if is_journal(url):
+        return Path(url.removeprefix(JOURNAL_PREFIX))
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///"))
+    return None
+
+
 @functools.cache
 def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
-    """One storage object per URL and process."""
+    """One storage object per URL and process; a journal or SQLite file is created with its folder."""
     import optuna
 
     if not url:
         return None
-    if url.startswith(JOURNAL_PREFIX) or url.endswith((".journal", ".log")):
+    path = storage_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if is_journal(url):
         from optuna.storages.journal import JournalFileBackend
 
-        path = Path(url.removeprefix(JOURNAL_PREFIX))
-        path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return _rdb_storage(url)
 
 

@@ -23,15 +23,28 @@ RESOURCE_OVERRIDES = ("torch_threads=", "trainer.devices=", "data.num_workers=")
 
 
 def sweep_definition(
-    space: Mapping[str, BaseDistribution], direction: str, metric: str | None, fixed: list[str]
+    space: Mapping[str, BaseDistribution],
+    direction: str | list[str],
+    metric: str | list[str] | None,
+    fixed: list[str],
+    custom_search_space: str | None = None,
+    conditions: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The parts of a sweep that decide what its trials compute and how they are ranked, as plain values."""
-    return {
-        "space": {name: repr(distribution) for name, distribution in sorted(space.items())},
+    """The parts of a sweep that decide what its trials compute and how they are ranked, as plain values;
+    a conditional parameter's entry ends with its condition."""
+    conditions = conditions or {}
+    definition = {
+        "space": {
+            name: repr(distribution) + (f" when {conditions[name]}" if name in conditions else "")
+            for name, distribution in sorted(space.items())
+        },
         "direction": direction,
         "metric": metric,
         "fixed": sorted(o for o in fixed if not o.lstrip("+~").startswith(RESOURCE_OVERRIDES)),
     }
+    if custom_search_space:  # recorded only when set, so studies recorded before it existed still compare
+        definition["custom_search_space"] = custom_search_space
+    return definition
 
 
 def differences(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
@@ -42,7 +55,7 @@ def differences(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> list[str
         now_value = now["space"].get(name) or "(not searched)"
         if then_value != now_value:
             found.append(f"search space {name}: {then_value} then, {now_value} now")
-    for key in ("direction", "metric"):
+    for key in ("direction", "metric", "custom_search_space"):
         if recorded.get(key) != now.get(key):
             found.append(f"{key}: {recorded.get(key)} then, {now.get(key)} now")
     then_fixed, now_fixed = set(recorded["fixed"]), set(now["fixed"])

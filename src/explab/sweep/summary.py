@@ -1,14 +1,21 @@
-"""What a sweep leaves on its MLflow parent run: best value and params, all trials, Optuna's plots."""
+"""What a sweep leaves on its MLflow parent run: best value and params (or, for several objectives, the Pareto
+front and its hypervolume), all trials, Optuna's plots."""
 
 from __future__ import annotations
 
+import csv
 import tempfile
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from explab.sweep import REPEATS_ATTR, is_repeat
+from explab.sweep import REPEATS_ATTR, is_repeat, is_warm_start
+from explab.sweep.continuation import RUN_ATTR
+from explab.sweep.pareto import hypervolume_history, pareto_front, reference_point
+from explab.sweep.replicates import ReplicatedConfiguration, is_replicate, replicated_configurations, winner
 from explab.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -19,19 +26,45 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 PLOTS = ("optimization_history", "param_importances", "parallel_coordinate", "slice", "intermediate_values")
+PARETO_TAG = "explab.pareto"  # "true" on the child runs of the trials on the front, "false" on the others
 
 
-def _save_plots(study: optuna.Study, folder: Path) -> list[Path]:
+def _plots(study: optuna.Study, names: Sequence[str], reference: Sequence[float] | None) -> dict[str, Any]:
+    """Each plot's file name and how to draw it; for several objectives, the front, its hypervolume over the
+    trials and the importances of the parameters to each objective."""
+    from optuna.visualization import matplotlib as optuna_plots
+
+    if len(study.directions) == 1:
+        return {name: lambda name=name: getattr(optuna_plots, f"plot_{name}")(study) for name in PLOTS}
+    from optuna.study import StudyDirection
+
+    plots: dict[str, Any] = {"pareto_front": lambda: optuna_plots.plot_pareto_front(study, target_names=list(names))}
+    if reference is not None:
+        plots["hypervolume_history"] = lambda: optuna_plots.plot_hypervolume_history(study, reference)
+    for i, (name, direction) in enumerate(zip(names, study.directions, strict=True)):
+        # importance evaluators rank parameters by how they lower the target: a maximised objective is negated
+        sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
+        plots[f"param_importances_{name.replace('/', '_')}"] = lambda i=i, name=name, sign=sign: (
+            optuna_plots.plot_param_importances(study, target=lambda t: sign * t.values[i], target_name=name)
+        )
+    return plots
+
+
+def _save_plots(
+    study: optuna.Study, folder: Path, names: Sequence[str], reference: Sequence[float] | None
+) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as optuna_plots
+    from optuna.exceptions import ExperimentalWarning
 
     saved = []
-    for name in PLOTS:
+    for name, plot in _plots(study, names, reference).items():
         try:
-            axes = getattr(optuna_plots, f"plot_{name}")(study)
+            with warnings.catch_warnings():  # Optuna marks its multi-objective plots experimental, on every call
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                axes = plot()
         except Exception as err:  # e.g. importances need >1 complete trial with varying params
             log.info("plot %s skipped: %s", name, err)
             continue
@@ -45,57 +78,173 @@ def _save_plots(study: optuna.Study, folder: Path) -> list[Path]:
 
 
 def best_trained_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """``study.best_trial``, or the trial that actually ran when the best is a repeat told its value."""
-    best = study.best_trial
+    """The search's best trial: ``study.best_trial`` leaving out replicates (a lucky seed of a configuration
+    is not a search result), and when the best is a repeat told its value, the trial that actually ran.
+
+    Raises:
+        ValueError: no trial of the search is COMPLETE.
+    """
+    from optuna.study import StudyDirection
+    from optuna.trial import TrialState
+
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if not is_replicate(t)]
+    if not complete:
+        raise ValueError(f"no trial of study '{study.study_name}' is complete")
+    sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
+    # the earliest of equal values, as Optuna's own best_trial
+    best = min(complete, key=lambda t: (sign * t.values[0], t.number))
     return study.trials[best.user_attrs[REPEATS_ATTR]] if is_repeat(best) else best
 
 
 def trial_counts(study: optuna.Study) -> dict[str, int]:
-    """Trials by state (``complete``, ``pruned``, ``fail``, ``running``, ``waiting``) and ``repeated``: the
-    complete ones told an earlier trial's value."""
+    """Trials by state (``complete``, ``pruned``, ``fail``, ``running``, ``waiting``), ``repeated``: the
+    complete ones told an earlier trial's value, and ``warm_started``: the complete ones copied from a source."""
     from optuna.trial import TrialState
 
     states = [t.state for t in study.trials]
     counts = {state.name.lower(): states.count(state) for state in TrialState}
     counts["repeated"] = sum(map(is_repeat, study.trials))
+    counts["warm_started"] = sum(map(is_warm_start, study.trials))
     return counts
 
 
+def _values(trial: optuna.trial.FrozenTrial) -> str:
+    return ", ".join(f"{v:.6g}" for v in trial.values)
+
+
 def describe_progress(study: optuna.Study) -> str:
-    """One line: the trials by state and the best value so far, with its trial and params."""
+    """One line: the trials by state and the best value so far (the Pareto front, for several objectives)."""
     counts = trial_counts(study)
     line = (
         f"study '{study.study_name}': {counts['complete']} complete, {counts['pruned']} pruned, "
-        f"{counts['fail']} failed, {counts['running']} running ({counts['repeated']} of the complete are repeats)"
+        f"{counts['fail']} failed, {counts['running']} running ({counts['repeated']} of the complete are repeats"
+        f"{', ' + str(counts['warm_started']) + ' warm starts' if counts['warm_started'] else ''})"
     )
-    try:
-        best = best_trained_trial(study)
-    except ValueError:
+    if not counts["complete"]:
         return f"{line}; no trial completed yet"
+    if len(study.directions) > 1:
+        front = pareto_front(study)
+        return f"{line}; Pareto front of {len(front)}: " + "; ".join(f"trial {t.number} ({_values(t)})" for t in front)
+    best = best_trained_trial(study)
     return f"{line}; best value {best.value:.6g} (trial {best.number}: {best.params})"
 
 
-def summarise_study(study: optuna.Study, run: TrackedRun) -> None:
-    """Best value and params, a CSV of every trial and the plots, on the sweep's parent run."""
-    from optuna.trial import TrialState
+def sweep_results(study: optuna.Study, names: Sequence[str]) -> dict[str, Any]:
+    """The sweep's outcome as Hydra's own Optuna sweeper writes it to ``optimization_results.yaml``
+    (``best_params`` and ``best_value``, or ``solutions`` for several objectives), with trial numbers, and
+    with replicates the ``winner`` and each ``replicated`` configuration's values and interval."""
+    from optuna.study import StudyDirection
 
+    results: dict[str, Any] = {"name": "optuna", "objectives": list(names)}
+    if not trial_counts(study)["complete"]:
+        return results
+    if len(study.directions) > 1:
+        results["solutions"] = [
+            {"trial": t.number, "params": t.params, "values": list(t.values)} for t in pareto_front(study)
+        ]
+    else:
+        best = best_trained_trial(study)
+        results.update(best_params=best.params, best_value=best.value, best_trial=best.number)
+    configurations = replicated_configurations(study)
+    if configurations:
+        chosen = winner(configurations, study.direction == StudyDirection.MAXIMIZE)
+        results["winner"] = {"trial": chosen.trial, "params": chosen.params, **_interval_fields(chosen)}
+        results["replicated"] = [{"trial": c.trial, "values": c.values, **_interval_fields(c)} for c in configurations]
+    return results
+
+
+def _interval_fields(configuration: ReplicatedConfiguration) -> dict[str, float]:
+    i = configuration.interval
+    return {"n": i.n, "mean": i.mean, "std": i.std, "ci_low": i.low, "ci_high": i.high}
+
+
+def _log_replicates(study: optuna.Study, run: TrackedRun, folder: Path) -> None:
+    """``sweep/replicates.csv`` and ``replicates/trial_N/{mean,std,ci_low,ci_high}`` per replicated
+    configuration, and the tag ``explab.winner_trial``."""
+    configurations = replicated_configurations(study)
+    if not configurations:
+        return
+    from optuna.study import StudyDirection
+
+    chosen = winner(configurations, study.direction == StudyDirection.MAXIMIZE)
+    params = sorted({key for c in configurations for key in c.params})
+    with (folder / "replicates.csv").open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["trial", "winner", "n", "mean", "std", "ci_low", "ci_high", "values", *params])
+        for c in configurations:
+            fields = _interval_fields(c)
+            writer.writerow(
+                [c.trial, c is chosen, *fields.values(), " ".join(f"{v:.6g}" for v in c.values)]
+                + [c.params.get(p, "") for p in params]
+            )
+    run.log_file(folder / "replicates.csv", "sweep")
+    for c in configurations:
+        run.log_metrics({f"replicates/trial_{c.trial}/{k}": v for k, v in _interval_fields(c).items() if k != "n"})
+    run.set_tags({"explab.winner_trial": chosen.trial})
+
+
+def _write_front(study: optuna.Study, names: Sequence[str], path: Path) -> list[optuna.trial.FrozenTrial]:
+    """``pareto.csv``: a row per trial on the front (number, child run, objective values, params)."""
+    front = pareto_front(study)
+    params = sorted({key for t in front for key in t.params})
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["trial", "run_id", *names, *params])
+        for t in front:
+            row = [t.number, t.user_attrs.get(RUN_ATTR, ""), *t.values, *(t.params.get(p, "") for p in params)]
+            writer.writerow(row)
+    return front
+
+
+def _tag_front(study: optuna.Study, front: Sequence[optuna.trial.FrozenTrial], run: TrackedRun) -> None:
+    """``explab.pareto`` on every child run: "true" on the front; a trial the front has since left says "false"."""
+    on_front = {t.number for t in front}
+    for trial in study.trials:
+        run_id = trial.user_attrs.get(RUN_ATTR)
+        if run_id and not is_repeat(trial):
+            run.client.set_tag(run_id, PARETO_TAG, str(trial.number in on_front).lower())
+
+
+def _log_hypervolume(study: optuna.Study, run: TrackedRun, reference: Sequence[float]) -> None:
+    """``hypervolume`` after each COMPLETE trial (step: trials so far); a resumed sweep adds only its new steps."""
+    logged = {m.step for m in run.client.get_metric_history(run.run_id, "hypervolume")}
+    for step, value in enumerate(hypervolume_history(study, reference), start=1):
+        if step not in logged:
+            run.log_metrics({"hypervolume": value}, step=step)
+    run.set_tags({"optuna.reference_point": ", ".join(f"{v:.6g}" for v in reference)})
+
+
+def summarise_study(
+    study: optuna.Study, run: TrackedRun, names: Sequence[str] = ("value",), reference: Sequence[float] | None = None
+) -> None:
+    """On the sweep's parent run: the best value and params, or for several objectives the Pareto front
+    (``sweep/pareto.csv``, ``explab.pareto`` tags on child runs) and its hypervolume against ``reference``
+    (see ``explab.sweep.pareto.reference_point``); a CSV of every trial, and the plots."""
     counts = trial_counts(study)
     run.log_metrics({f"trials_{name}": n for name, n in counts.items()})
-    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    if complete:
+    complete = counts["complete"] > 0
+    several = len(study.directions) > 1
+    reference = reference_point(study, reference) if several else None
+    if complete and not several:
         best = best_trained_trial(study)
         assert best.value is not None  # a COMPLETE trial has its value
         run.log_metrics({"best_value": float(best.value)})
         run.set_tags({"optuna.best_trial": best.number})
-        run.log_text(
-            yaml.safe_dump({"value": best.value, "trial": best.number, "params": best.params}, sort_keys=True),
-            "sweep/best_params.yaml",
-        )
+    if complete:
+        run.log_text(yaml.safe_dump(sweep_results(study, names), sort_keys=True), "sweep/best_params.yaml")
     with tempfile.TemporaryDirectory(prefix="explab-sweep-") as tmp:
         folder = Path(tmp)
         table = study.trials_dataframe()
         table.to_csv(folder / "trials.csv", index=False)
         run.log_file(folder / "trials.csv", "sweep")
+        _log_replicates(study, run, folder)
+        if complete and several:
+            front = _write_front(study, names, folder / "pareto.csv")
+            run.log_file(folder / "pareto.csv", "sweep")
+            run.set_tags({"optuna.pareto_trials": ",".join(str(t.number) for t in front)})
+            _tag_front(study, front, run)
+            assert reference is not None  # made from the COMPLETE trials
+            _log_hypervolume(study, run, reference)
         if complete:
-            for path in _save_plots(study, folder):
+            for path in _save_plots(study, folder, names, reference):
                 run.log_file(path, "sweep/plots")

@@ -21,14 +21,16 @@ if TYPE_CHECKING:
 class TrialJob:
     """What a job launched by the sweeper needs from its trial; empty (falsy) for a job outside a sweep.
 
-    Built from ``cfg.optuna_trial`` (study_name, number, storage, parent_run_id), which the sweeper sets on
-    each job it launches, and ``cfg.optimized_metric``, the metric the pruner follows.
+    Built from ``cfg.optuna_trial`` (study_name, number, storage, parent_run_id; for a replicate of a top
+    trial ``replicate_of`` and ``prune=false``), which the sweeper sets on each job it launches, and
+    ``cfg.optimized_metric``, the metric the pruner follows.
     """
 
     def __init__(self, cfg: DictConfig) -> None:
         self.optuna_trial: DictConfig | None = cfg.get("optuna_trial")
         self.monitor: str | None = cfg.get("optimized_metric")
-        self.pruning = OptunaPruning(self.optuna_trial, self.monitor) if self.optuna_trial and self.monitor else None
+        prune = bool(self.optuna_trial and self.monitor and self.optuna_trial.get("prune", True))
+        self.pruning = OptunaPruning(self.optuna_trial, self.monitor) if prune else None
 
     def __bool__(self) -> bool:
         return bool(self.optuna_trial)
@@ -40,6 +42,8 @@ class TrialJob:
         tags = {"optuna.study_name": self.optuna_trial.study_name, "optuna.trial_number": self.optuna_trial.number}
         if self.optuna_trial.get("parent_run_id"):
             tags["mlflow.parentRunId"] = self.optuna_trial.parent_run_id
+        if self.optuna_trial.get("replicate_of") is not None:
+            tags["explab.replicate_of"] = self.optuna_trial.replicate_of
         return tags
 
     def remember_run(self, run_id: str) -> None:
@@ -66,13 +70,15 @@ class TrialJob:
         Optuna: both stores then say the same."""
         if not self.optuna_trial:
             return
-        objective = self.optuna_trial.get("objective")
-        if objective and objective not in metrics:
-            raise UsageError(
-                f"the sweep optimises '{objective}', which this job did not return (it returned "
-                f"{', '.join(sorted(metrics))}); a test/ metric needs test=true"
-            )
-        for name in {objective, self.monitor} - {None}:
+        objectives = self.optuna_trial.get("objective") or []
+        objectives = [objectives] if isinstance(objectives, str) else list(objectives)
+        for objective in objectives:
+            if objective not in metrics:
+                raise UsageError(
+                    f"the sweep optimises '{objective}', which this job did not return (it returned "
+                    f"{', '.join(sorted(metrics))}); a test/ metric needs test=true"
+                )
+        for name in {*objectives, self.monitor} - {None}:
             if name in metrics and not math.isfinite(metrics[name]):
                 raise FloatingPointError(f"objective {name} is {metrics[name]}")
 

@@ -41,8 +41,17 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from explab.errors import ExplabError, UsageError
-from explab.sweep import REPEATS_ATTR, is_repeat
+from explab.sweep import REPEATS_ATTR, is_repeat, is_warm_start
 from explab.sweep.heartbeat import RELEASED_ATTR, WORKER_ATTR, heartbeat, worker_gone
+from explab.sweep.objectives import Objectives
+from explab.sweep.replicates import (
+    REPLICATE_ATTR,
+    SEED_ATTR,
+    is_replicate,
+    missing,
+    replicate_seeds,
+    top_configurations,
+)
 from explab.sweep.slurm import (
     check_storage_reaches_every_node,
     in_slurm_job,
@@ -50,10 +59,19 @@ from explab.sweep.slurm import (
     submission_error,
     submit_workers,
 )
-from explab.sweep.space import as_override, grid_of, parse_search_space, suggest
+from explab.sweep.space import (
+    Condition,
+    as_override,
+    grid_of,
+    parse_conditions,
+    parse_search_space,
+    sampling_order,
+    suggest,
+)
 from explab.sweep.storage import open_storage, remember_study
 from explab.sweep.study_record import check_definition, sweep_definition
-from explab.sweep.summary import best_trained_trial, describe_progress, summarise_study
+from explab.sweep.summary import describe_progress, summarise_study, sweep_results
+from explab.sweep.warm_start import add_warm_start, check_sources, enqueue_once
 from explab.sweep.workers import (
     POOL_ENV,
     WorkerPool,
@@ -90,15 +108,21 @@ def _quote(value: str) -> str:
 
 
 def trained_trials(study: optuna.Study, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
-    """The study's trials (in ``states``), repeats left out: they were told a value and trained nothing."""
-    return [t for t in study.get_trials(deepcopy=False, states=states) if not is_repeat(t)]
+    """The search's trials (in ``states``): repeats and warm starts, told values without training here, and
+    replicates, trained after the search, left out."""
+    trials = study.get_trials(deepcopy=False, states=states)
+    return [t for t in trials if not (is_repeat(t) or is_warm_start(t) or is_replicate(t))]
 
 
 def _tell_once(
-    study: optuna.Study, trial: Trial | int, value: float | None, state: TrialState, skip_if_finished: bool = False
+    study: optuna.Study,
+    trial: Trial | int,
+    values: list[float] | None,
+    state: TrialState,
+    skip_if_finished: bool = False,
 ) -> None:
     try:
-        study.tell(trial, value, state=state, skip_if_finished=skip_if_finished)
+        study.tell(trial, values, state=state, skip_if_finished=skip_if_finished)
     except RuntimeError as err:  # GridSampler stops the study once the grid is exhausted, after the state is set
         if "Study.stop" not in str(err):
             raise
@@ -109,8 +133,8 @@ class ExplabOptunaSweeperImpl(Sweeper):
 
     def __init__(
         self,
-        direction: str,
-        metric: str | None,
+        direction: Any,
+        metric: Any,
         n_trials: int,
         study_name: str | None,
         storage: str | None,
@@ -126,23 +150,40 @@ class ExplabOptunaSweeperImpl(Sweeper):
         detach: bool = False,
         allow_changes: bool = False,
         heartbeat_seconds: float = 30.0,
+        search_space: Any = None,
+        custom_search_space: str | None = None,
+        max_failure_rate: float | None = None,
+        reference_point: Any = None,
+        warm_start: Any = None,
+        enqueue: Any = None,
+        replicates: int = 1,
+        replicate_top: int = 3,
+        seed_key: str = "seed",
     ) -> None:
         super().__init__()
-        if direction not in ("minimize", "maximize"):
-            raise ValueError(f"hydra.sweeper.direction must be minimize or maximize, got {direction!r}")
         if n_trials < 1:
             raise ValueError(f"hydra.sweeper.n_trials must be >= 1, got {n_trials}")
-        self.direction = direction
-        self.metric = metric
+        # checked in sweep(), where a bad setting becomes a message instead of a traceback
+        self.direction_setting, self.metric_setting = _plain(direction), _plain(metric)
+        self.objectives = Objectives(("minimize",), ())
         self.n_trials = int(n_trials)
         self.study_name = study_name
         self.storage_url = storage
         self.sampler_cfg: dict[str, Any] = dict(_plain(sampler) or {})
         self.pruner_cfg = pruner
-        self.params = _plain(params) or {}
+        # hydra-optuna-sweeper 1.1 took {type, low, high} specs under search_space; params wins a clash
+        self.params = {**(_plain(search_space) or {}), **(_plain(params) or {})}
+        self.custom_search_space = custom_search_space
         self.mlflow_cfg: dict[str, Any] | None = _plain(mlflow) or None
         self.check = check
         self.max_failures = max_failures
+        self.max_failure_rate = max_failure_rate
+        self.reference_point = _plain(reference_point)
+        self.warm_start: list[dict[str, Any]] = list(_plain(warm_start) or [])
+        self.enqueue: list[dict[str, Any]] = list(_plain(enqueue) or [])
+        self.warm_start_record: list[str] = []
+        self.replicates, self.replicate_top, self.seed_key = replicates, replicate_top, seed_key
+        self.base_seed: int | None = None
         self.skip_repeats = bool(skip_repeats)
         self.n_jobs = n_jobs
         self.trials_per_gpu = trials_per_gpu
@@ -150,6 +191,8 @@ class ExplabOptunaSweeperImpl(Sweeper):
         self.allow_changes = bool(allow_changes)
         self.heartbeat_seconds = float(heartbeat_seconds)
         self.accepted_changes: list[str] = []
+        self.conditions: dict[str, Condition] = {}
+        self.order: list[str] = []
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
@@ -198,6 +241,33 @@ class ExplabOptunaSweeperImpl(Sweeper):
         return self.n_jobs > 1 or self.trials_per_gpu is not None
 
     def _check_settings(self) -> None:
+        self.objectives = Objectives.from_settings(self.direction_setting, self.metric_setting)
+        if self.objectives.several and self.pruner_cfg:
+            raise UsageError(
+                f"a study with {len(self.objectives.directions)} objectives cannot be pruned: Optuna's pruners "
+                "compare one intermediate value per epoch. Drop the pruner (hydra/sweeper/pruner=none), or "
+                "search one objective"
+            )
+        if self.max_failure_rate is not None and not 0.0 <= float(self.max_failure_rate) <= 1.0:
+            raise UsageError(f"hydra.sweeper.max_failure_rate must be between 0 and 1, got {self.max_failure_rate}")
+        if self.reference_point is not None and len(self.reference_point) != len(self.objectives.directions):
+            raise UsageError(
+                f"hydra.sweeper.reference_point has {len(self.reference_point)} values for "
+                f"{len(self.objectives.directions)} objectives"
+            )
+        check_sources(self.warm_start)
+        if not isinstance(self.replicates, int) or self.replicates < 1:
+            raise UsageError(
+                f"hydra.sweeper.replicates must be an integer >= 1 (the seeds each top configuration is trained "
+                f"with; 1: no replicates), got {self.replicates}"
+            )
+        if self.replicates > 1 and self.objectives.several:
+            raise UsageError(
+                "hydra.sweeper.replicates ranks the top configurations of one objective; a study of several "
+                "objectives has a Pareto front instead. Drop replicates, or search one objective"
+            )
+        if self.replicates > 1 and (not isinstance(self.replicate_top, int) or self.replicate_top < 1):
+            raise UsageError(f"hydra.sweeper.replicate_top must be an integer >= 1, got {self.replicate_top}")
         if not isinstance(self.n_jobs, int) or self.n_jobs < 1:
             raise UsageError(f"hydra.sweeper.n_jobs must be an integer >= 1 (the worker processes), got {self.n_jobs}")
         if self.heartbeat_seconds <= 0:
@@ -294,6 +364,13 @@ class ExplabOptunaSweeperImpl(Sweeper):
                 "nothing to search: give hydra.sweeper.params or sweep overrides such as "
                 "'optimizer.lr=tag(log, interval(1e-4, 1e-1))'"
             )
+        self.conditions = parse_conditions(self.params, space)
+        if self.conditions and self._is_grid:
+            raise UsageError(
+                f"a grid has one fixed set of parameters; {', '.join(sorted(self.conditions))} are sampled only "
+                "under a condition (when:). Use another sampler (hydra/sweeper/sampler=tpe), or drop the conditions"
+            )
+        self.order = sampling_order(space, self.conditions)
         return space, fixed
 
     def _check_before_first_trial(self, fixed: list[str]) -> None:
@@ -302,7 +379,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
             return
         assert self.hydra_context is not None and self.config is not None
         job_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(fixed))
-        get_method(self.check.replace(":", "."))(job_config, self.metric)
+        get_method(self.check.replace(":", "."))(job_config, self.objectives.metric_setting)
 
     def _open_study(self, space: SearchSpace, fixed: list[str]) -> tuple[optuna.Study, int]:
         """Create the study or load it to resume (searched as it was started); returns it with the number of
@@ -320,31 +397,48 @@ class ExplabOptunaSweeperImpl(Sweeper):
             storage=open_storage(self.storage_url),
             sampler=sampler,
             pruner=pruner,
-            direction=StudyDirection[self.direction.upper()],
+            directions=[StudyDirection[d.upper()] for d in self.objectives.directions],
             load_if_exists=True,
         )
         remember_study(study, self.storage_url)
-        definition = sweep_definition(space, self.direction, self.metric, fixed)
+        definition = sweep_definition(
+            space,
+            self.objectives.direction_setting,
+            self.objectives.metric_setting,
+            fixed,
+            self.custom_search_space,
+            self.conditions,
+        )
         self.accepted_changes = check_definition(study, definition, self.allow_changes)
         if self.accepted_changes:
             log.warning("study '%s' resumed with changes: %s", study.study_name, "; ".join(self.accepted_changes))
+        self._warm_start(study, space)
         log.info(
             "Study '%s' (%s, %s, %s): %d/%d trials finished",
             study.study_name,
             type(sampler).__name__,
             type(pruner).__name__,
-            self.direction,
+            ", ".join(self.objectives.directions),
             self._progress(study)[0],
             n_trials,
         )
         return study, n_trials
+
+    def _warm_start(self, study: optuna.Study, space: SearchSpace) -> None:
+        """Add the warm-start sources' points and queue ``enqueue``, once per study."""
+        if self.warm_start:
+            default_uri = (self.mlflow_cfg or {}).get("tracking_uri")
+            sources = [{"tracking_uri": default_uri, **s} if "mlflow" in s else s for s in self.warm_start]
+            self.warm_start_record = add_warm_start(study, sources, space, self.conditions, self.objectives)
+        if self.enqueue:
+            enqueue_once(study, self.enqueue, space, self.conditions)
 
     def _run_trials(
         self, study: optuna.Study, space: SearchSpace, fixed: list[str], parent: TrackedRun | None, n_trials: int
     ) -> list[Any]:
         """Ask, launch and tell until the study is full, a grid is exhausted or every proposal repeats."""
         returns: list[Any] = []
-        failures_in_a_row = repeats_in_a_row = 0
+        failures_in_a_row = repeats_in_a_row = failures = 0
         max_failures = self.max_failures or n_trials
         while True:
             with interrupts_deferred():  # a trial claimed but not yet held here could not be failed
@@ -352,7 +446,10 @@ class ExplabOptunaSweeperImpl(Sweeper):
             if adopted is not None:
                 state, result = self._hold(study, adopted, lambda t=adopted: self._run_trial(study, t, fixed, parent))
             elif self._study_full(study, n_trials):
-                break
+                replicate = self._next_replicate(study, fixed, n_trials)
+                if replicate is None:
+                    break
+                state, result = self._run_replicate(study, fixed, parent, *replicate)
             else:
                 state, result = self._ask_and_run(study, space, fixed, parent, n_trials)
                 if state is None:  # the study filled, or a repeat was told its value
@@ -370,12 +467,45 @@ class ExplabOptunaSweeperImpl(Sweeper):
                 repeats_in_a_row = 0
             returns.append(result)
             failures_in_a_row = failures_in_a_row + 1 if state == TrialState.FAIL else 0
+            failures += state == TrialState.FAIL
             if failures_in_a_row >= max_failures:
                 raise SweepAborted(
                     f"{failures_in_a_row} trials failed in a row; the last error was: {result}. "
                     "Fix the search space or the code, then run the same command to resume."
                 )
+            if self.max_failure_rate is not None and failures / len(returns) > float(self.max_failure_rate):
+                raise SweepAborted(
+                    f"{failures} of the {len(returns)} trials run here failed, more than "
+                    f"max_failure_rate={self.max_failure_rate}; the last error was: {result}. "
+                    "Fix the cause, then run the same command to resume."
+                )
         return returns
+
+    def _next_replicate(self, study: optuna.Study, fixed: list[str], n_trials: int) -> tuple[FrozenTrial, int] | None:
+        """The next (top trial, seed) to train again once the search is over; None when there is none, or
+        while other workers still run search trials (the top is not known yet: the last of them does it)."""
+        if self.replicates <= 1 or (self._progress(study)[0] < n_trials and not self._grid_exhausted(study)):
+            return None
+        if self.base_seed is None:
+            assert self.hydra_context is not None and self.config is not None
+            job_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(fixed))
+            self.base_seed = int(job_config.get(self.seed_key) or 0)
+        top = top_configurations(study, self.replicate_top)
+        todo = missing(study, top, replicate_seeds(self.base_seed, self.replicates))
+        return todo[0] if todo else None
+
+    def _run_replicate(
+        self, study: optuna.Study, fixed: list[str], parent: TrackedRun | None, source: FrozenTrial, seed: int
+    ) -> tuple[TrialState, Any]:
+        """Train ``source``'s configuration again with ``seed``, as a trial marked as its replicate."""
+        with interrupts_deferred():  # a trial created but not yet held here could not be failed
+            study.enqueue_trial(source.params, user_attrs={REPLICATE_ATTR: source.number, SEED_ATTR: seed})
+            trial = study.ask()  # first in, first out: the trial just queued
+            for name, distribution in source.distributions.items():
+                suggest(trial, name, distribution)
+            trial.set_user_attr(WORKER_ATTR, self.worker)
+        log.info("trial %d: trial %d's configuration again, %s=%d", trial.number, source.number, self.seed_key, seed)
+        return self._hold(study, trial, lambda: self._run_trial(study, trial, fixed, parent))
 
     def _ask_and_run(
         self, study: optuna.Study, space: SearchSpace, fixed: list[str], parent: TrackedRun | None, n_trials: int
@@ -424,6 +554,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
                 run.client.update_run(run_id, status="RUNNING")
                 run.set_tags({**host_tags(), PID_TAG: os.getpid()})  # this worker now answers for it
                 self._tag_accepted_changes(run)
+                self._tag_warm_start(run)
             return run
         run = TrackedRun.create(
             tracking_uri=uri,
@@ -437,10 +568,13 @@ class ExplabOptunaSweeperImpl(Sweeper):
                 "optuna.study_name": study.study_name,
                 "optuna.sampler": type(study.sampler).__name__,
                 "optuna.pruner": type(study.pruner).__name__,
-                "optuna.direction": self.direction,
-                "optuna.metric": str(self.metric),
+                "optuna.direction": ", ".join(self.objectives.directions),
+                "optuna.metric": ", ".join(self.objectives.names()),
                 "optuna.n_trials": str(self.n_trials),
-                "optuna.search_space": "; ".join(f"{k}: {v}" for k, v in space.items())[:5000],
+                "optuna.search_space": "; ".join(
+                    f"{k}: {v}" + (f" when {self.conditions[k]}" if k in self.conditions else "")
+                    for k, v in space.items()
+                )[:5000],
             },
         )
         earliest = self._earliest_parent_run_id(run, study.study_name)
@@ -448,7 +582,12 @@ class ExplabOptunaSweeperImpl(Sweeper):
         if earliest != run.run_id:  # another worker created the parent a moment earlier
             run.client.delete_run(run.run_id)
             return TrackedRun(uri, earliest)
+        self._tag_warm_start(run)
         return run
+
+    def _tag_warm_start(self, parent: TrackedRun) -> None:
+        if self.warm_start_record:
+            parent.set_tags({"explab.warm_start": "; ".join(self.warm_start_record)[:5000]})
 
     def _tag_accepted_changes(self, parent: TrackedRun) -> None:
         if self.accepted_changes:
@@ -481,7 +620,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
         )
         with interrupts_deferred():
             try:
-                summarise_study(study, parent)
+                summarise_study(study, parent, self.objectives.names(), self.reference_point)
             except Exception as summary_error:
                 log.warning("could not summarise the sweep in MLflow: %s", summary_error)
 
@@ -493,12 +632,50 @@ class ExplabOptunaSweeperImpl(Sweeper):
             parent.set_tags({"hostname": host, PID_TAG: pid})
 
     def _log_best(self, study: optuna.Study) -> None:
-        try:
-            best = best_trained_trial(study)
-        except ValueError:
+        """The best trial, or every trial on the Pareto front of several objectives; also written to the sweep
+        folder's ``optimization_results.yaml``, as Hydra's own Optuna sweeper does."""
+        assert self.config is not None
+        results = sweep_results(study, self.objectives.names())
+        folder = Path(str(self.config.hydra.sweep.dir))
+        folder.mkdir(parents=True, exist_ok=True)  # a resumed study with nothing left to run made none
+        OmegaConf.save(OmegaConf.create(results), folder / "optimization_results.yaml")
+        if "solutions" in results:
+            log.info("Pareto front (%s): %d trials", ", ".join(self.objectives.names()), len(results["solutions"]))
+            for solution in results["solutions"]:
+                values = ", ".join(f"{v:.6g}" for v in solution["values"])
+                log.info("    trial %d: %s with %s", solution["trial"], values, solution["params"])
+        elif "best_value" in results:
+            log.info(
+                "Best trial %d: %s = %.6g with %s",
+                results["best_trial"],
+                self.objectives.names()[0],
+                results["best_value"],
+                results["best_params"],
+            )
+        else:
             log.warning("no trial completed")
-            return
-        log.info("Best trial %d: %s = %.6g with %s", best.number, self.metric or "value", best.value, best.params)
+        for configuration in results.get("replicated", []):
+            log.info(
+                "    trial %d over %d seeds: mean %.6g, 95%% interval [%.6g, %.6g]",
+                configuration["trial"],
+                configuration["n"],
+                configuration["mean"],
+                configuration["ci_low"],
+                configuration["ci_high"],
+            )
+        if "winner" in results:
+            winner = results["winner"]
+            bound = (
+                ("lower", winner["ci_low"])
+                if self.objectives.directions[0] == "maximize"
+                else ("upper", winner["ci_high"])
+            )
+            log.info(
+                "Winner over seeds: trial %d's configuration %s (the best %s bound, %.6g)",
+                winner["trial"],
+                winner["params"],
+                *bound,
+            )
 
     # --- one trial ----------------------------------------------------------------------------------------
     @property
@@ -513,7 +690,8 @@ class ExplabOptunaSweeperImpl(Sweeper):
         return instantiate(config, **kwargs)
 
     def _ask(self, study: optuna.Study, space: SearchSpace) -> Trial:
-        """A new trial, sampled with a seed of its own number when a seed is set, and marked as this worker's.
+        """A new trial, sampled with a seed of its own number when a seed is set, and marked as this worker's;
+        ``custom_search_space`` then suggests more parameters from the values drawn (define-by-run).
 
         The number is handed out atomically by the storage before anything is sampled, so workers that ask
         in the same instant still draw different values, and a resumed study does not replay its first
@@ -523,8 +701,13 @@ class ExplabOptunaSweeperImpl(Sweeper):
         trial = study.ask()
         if self.sampler_cfg.get("seed") is not None and not self._is_grid:
             study.sampler = self._sampler(trial.number)
-        for name, distribution in space.items():
-            suggest(trial, name, distribution)
+        for name in self.order:
+            condition = self.conditions.get(name)
+            if condition is None or condition.holds(trial.params):
+                suggest(trial, name, space[name])
+        if self.custom_search_space:
+            assert self.config is not None
+            get_method(self.custom_search_space.replace(":", "."))(self.config, trial)
         trial.set_user_attr(WORKER_ATTR, self.worker)
         return trial
 
@@ -532,8 +715,9 @@ class ExplabOptunaSweeperImpl(Sweeper):
         """``optuna_trial.*``: how the job finds its trial (to report for pruning), its parent run, and the
         metric the study is told, which the job checks it returns before it counts as done."""
         overrides = [f"++optuna_trial.study_name={_quote(study.study_name)}", f"++optuna_trial.number={trial_number}"]
-        if self.metric:
-            overrides.append(f"++optuna_trial.objective={_quote(self.metric)}")
+        if self.objectives.metrics:
+            quoted = ",".join(_quote(m) for m in self.objectives.metrics)
+            overrides.append(f"++optuna_trial.objective=[{quoted}]")
         if self.storage_url:
             overrides.append(f"++optuna_trial.storage={_quote(self.storage_url)}")
         if parent is not None:
@@ -550,6 +734,13 @@ class ExplabOptunaSweeperImpl(Sweeper):
         """
         sampled = [as_override(key, value) for key, value in trial.params.items()]
         overrides = [*fixed, *sampled, *self._trial_overrides(study, trial.number, parent)]
+        if is_replicate(trial):  # its own seed, and no pruner: it is measured, not searched
+            overrides = [o for o in overrides if not o.startswith(f"{self.seed_key}=")]
+            overrides += [
+                f"{self.seed_key}={trial.user_attrs[SEED_ATTR]}",
+                "++optuna_trial.prune=false",
+                f"++optuna_trial.replicate_of={trial.user_attrs[REPLICATE_ATTR]}",
+            ]
         assert self.launcher is not None
         try:
             with heartbeat(trial, self.heartbeat_seconds):
@@ -562,10 +753,10 @@ class ExplabOptunaSweeperImpl(Sweeper):
         if job.status != JobStatus.COMPLETED:
             return self._tell_job_error(study, trial, job)
         try:
-            value = self._objective(job.return_value)
+            values = self.objectives.values(job.return_value)
         except (KeyError, TypeError, ValueError) as error:
             return self._tell(study, trial, TrialState.FAIL, None, error), error
-        return self._tell(study, trial, TrialState.COMPLETE, value, None), job.return_value
+        return self._tell(study, trial, TrialState.COMPLETE, values, None), job.return_value
 
     def _tell_job_error(self, study: optuna.Study, trial: Trial, job: JobReturn) -> tuple[TrialState, Any]:
         try:
@@ -576,56 +767,46 @@ class ExplabOptunaSweeperImpl(Sweeper):
             return self._tell(study, trial, TrialState.FAIL, None, error), error
         raise AssertionError(f"job of trial {trial.number} ended {job.status} but returned {returned!r}")
 
-    def _objective(self, returned: Any) -> float:
-        if isinstance(returned, Mapping):
-            if not self.metric:
-                raise KeyError("the job returned several metrics; set hydra.sweeper.metric to choose one")
-            if self.metric not in returned:
-                raise KeyError(f"the job returned no '{self.metric}'; it returned {sorted(returned)}")
-            returned = returned[self.metric]
-        value = float(returned)
-        if not math.isfinite(value):
-            raise ValueError(f"objective is {value}")
-        return value
-
     def _tell(
-        self, study: optuna.Study, trial: Trial, state: TrialState, value: float | None, error: object
+        self, study: optuna.Study, trial: Trial, state: TrialState, values: list[float] | None, error: object
     ) -> TrialState:
         if error is not None and state == TrialState.FAIL:
             trial.set_user_attr(ERROR_ATTR, str(error)[:2000])
             log.warning("trial %d FAIL: %s", trial.number, error)
-        _tell_once(study, trial, value, state)
-        log.info(
-            "trial %d %s%s %s", trial.number, state.name, f" {value:.6g}" if value is not None else "", trial.params
-        )
+        _tell_once(study, trial, values, state)
+        told = " " + ", ".join(f"{v:.6g}" for v in values) if values else ""
+        log.info("trial %d %s%s %s", trial.number, state.name, told, trial.params)
         return state
 
     @staticmethod
     def _tell_repeat(study: optuna.Study, trial: Trial, duplicate: FrozenTrial) -> None:
         trial.set_user_attr(REPEATS_ATTR, duplicate.number)
-        _tell_once(study, trial, duplicate.value, TrialState.COMPLETE)
+        _tell_once(study, trial, duplicate.values, TrialState.COMPLETE)
         log.info(
-            "trial %d repeats trial %d %s: told its value %.6g, nothing trained",
+            "trial %d repeats trial %d %s: told its value %s, nothing trained",
             trial.number,
             duplicate.number,
             trial.params,
-            duplicate.value,
+            ", ".join(f"{v:.6g}" for v in duplicate.values),
         )
 
     # --- the study's state --------------------------------------------------------------------------------
     @staticmethod
     def _progress(study: optuna.Study) -> tuple[int, int]:
-        """(finished, running) trials of the study; repeats of finished trials count as neither."""
+        """(finished, running) trials of the study; repeats and warm starts count as neither, and a queued
+        (WAITING) trial is not running: whichever worker asks next runs it."""
         trials = trained_trials(study)
         finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-        return finished, sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
+        return finished, sum(t.state == TrialState.RUNNING for t in trials)
 
     def _study_full(self, study: optuna.Study, n_trials: int) -> bool:
         """Enough trials finished or running, or (a grid) every point ran, failed ones included: they would
         fail again."""
         finished, running = self._progress(study)
-        if finished + running >= n_trials:
-            return True
+        return finished + running >= n_trials or self._grid_exhausted(study)
+
+    @staticmethod
+    def _grid_exhausted(study: optuna.Study) -> bool:
         return isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study)
 
     @staticmethod
@@ -637,8 +818,9 @@ class ExplabOptunaSweeperImpl(Sweeper):
 
     @staticmethod
     def _completed_duplicate(study: optuna.Study, trial: Trial) -> FrozenTrial | None:
-        """The earliest COMPLETE trial that ran exactly these values, or None."""
-        return next((t for t in trained_trials(study, (TrialState.COMPLETE,)) if t.params == trial.params), None)
+        """The earliest COMPLETE trial that ran (here, or in a warm-start source) exactly these values, or None."""
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return next((t for t in complete if not is_repeat(t) and t.params == trial.params), None)
 
     def _adopt_cut_off_trial(self, study: optuna.Study) -> Trial | None:
         """A RUNNING trial whose worker is gone, now claimed by this worker; None when there is none.
@@ -646,7 +828,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
         Claims are attributes, not locks: after writing its claim a worker waits ``CLAIM_SETTLE_SECONDS``
         and reads the trial again; of two workers that claimed it together, only the later claim stands.
         """
-        for frozen in trained_trials(study, (TrialState.RUNNING,)):
+        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if not worker_gone(frozen, self.heartbeat_seconds):
                 continue
             previous = frozen.user_attrs.get(WORKER_ATTR)

@@ -1,0 +1,99 @@
+"""What a study optimises: one direction per objective, and the metric each is read from in a job's result."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from explab.errors import UsageError
+
+DIRECTIONS = ("minimize", "maximize")
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        return [value]
+    return list(value)
+
+
+@dataclass(frozen=True)
+class Objectives:
+    """``directions`` has one entry per objective; ``metrics`` names the job result's key for each, or is empty
+    when jobs return one number (one objective) or a sequence of numbers (one per direction)."""
+
+    directions: tuple[str, ...]
+    metrics: tuple[str, ...]
+
+    @classmethod
+    def from_settings(cls, direction: Any, metric: Any) -> Objectives:
+        """From ``hydra.sweeper.direction`` and ``hydra.sweeper.metric``, each a string or a list.
+
+        Raises:
+            UsageError: an unknown direction, or a metric list whose length differs from the directions'.
+        """
+        # hydra-optuna-sweeper's configs may hold its Direction enum, whose name is the direction
+        directions = tuple(str(getattr(d, "name", d)) for d in _as_list(direction))
+        metrics = tuple(str(m) for m in _as_list(metric))
+        if not directions or any(d not in DIRECTIONS for d in directions):
+            raise UsageError(f"hydra.sweeper.direction must be minimize, maximize or a list of them, got {direction!r}")
+        if metrics and len(metrics) != len(directions):
+            raise UsageError(
+                f"hydra.sweeper.direction lists {len(directions)} direction(s) and hydra.sweeper.metric "
+                f"{len(metrics)} metric(s) ({', '.join(metrics)}): give one direction per metric"
+            )
+        return cls(directions, metrics)
+
+    @property
+    def several(self) -> bool:
+        return len(self.directions) > 1
+
+    @property
+    def direction_setting(self) -> str | list[str]:
+        """The directions as the sweep's definition records them: a string for one objective."""
+        return list(self.directions) if self.several else self.directions[0]
+
+    @property
+    def metric_setting(self) -> str | list[str] | None:
+        """The metrics as the sweep's definition records them: a string for one, None for none."""
+        if not self.metrics:
+            return None
+        return list(self.metrics) if self.several else self.metrics[0]
+
+    def names(self) -> list[str]:
+        """A name per objective: its metric, or ``value``, ``value_1``, ... for numbers a job returns."""
+        if self.metrics:
+            return list(self.metrics)
+        return ["value"] if not self.several else [f"value_{i}" for i in range(len(self.directions))]
+
+    def values(self, returned: Any) -> list[float]:
+        """The objective values in a job's result: a mapping of metrics, one number, or a number per objective.
+
+        Raises:
+            KeyError: a mapping without one of the metrics, or without ``metric`` set.
+            TypeError: a result of the wrong shape.
+            ValueError: a value that is NaN or infinite.
+        """
+        if isinstance(returned, Mapping):
+            if not self.metrics:
+                raise KeyError("the job returned several metrics; set hydra.sweeper.metric to choose")
+            missing = [m for m in self.metrics if m not in returned]
+            if missing:
+                raise KeyError(f"the job returned no {', '.join(missing)}; it returned {sorted(returned)}")
+            raw = [returned[m] for m in self.metrics]
+        elif isinstance(returned, Sequence) and not isinstance(returned, str):
+            raw = list(returned)
+        else:
+            raw = [returned]
+        if len(raw) != len(self.directions):
+            raise TypeError(
+                f"the job returned {len(raw)} value(s) ({returned!r}) for {len(self.directions)} objective(s)"
+            )
+        values = [float(v) for v in raw]
+        for name, value in zip(self.names(), values, strict=True):
+            if not math.isfinite(value):
+                raise ValueError(f"objective {name} is {value}")
+        return values

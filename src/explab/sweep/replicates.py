@@ -1,0 +1,109 @@
+"""Winners over seeds: the search's top configurations trained again with more seeds, ranked by interval.
+
+One trial is one draw of its seed. After the search (``n_trials`` finished), the ``top`` best distinct
+configurations are trained ``replicates - 1`` more times, each with its own seed, as trials of the same study
+marked with the trial they repeat. The winner is the configuration whose 95 % confidence interval of the mean
+has the highest lower bound (the lowest upper bound when minimising): the one that is good on every seed with
+the most certainty, not the one with the luckiest draw.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from explab.comparison import Interval, interval
+from explab.sweep import is_repeat, is_warm_start
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+REPLICATE_ATTR = "explab.replicate_of"  # on a replicate: the number of the trial whose configuration it repeats
+SEED_ATTR = "explab.replicate_seed"  # on a replicate: the seed it trained with
+
+
+def is_replicate(trial: FrozenTrial | optuna.Trial) -> bool:
+    return REPLICATE_ATTR in trial.user_attrs
+
+
+def top_configurations(study: optuna.Study, top: int) -> list[FrozenTrial]:
+    """The ``top`` best COMPLETE trials of the search (not replicates, repeats or warm starts), one per
+    configuration, best first."""
+    from optuna.study import StudyDirection
+    from optuna.trial import TrialState
+
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not (is_replicate(t) or is_repeat(t) or is_warm_start(t))
+    ]
+    maximize = study.direction == StudyDirection.MAXIMIZE
+    complete.sort(key=lambda t: (-t.value if maximize else t.value, t.number))  # type: ignore[operator]
+    chosen: list[FrozenTrial] = []
+    for trial in complete:
+        if all(trial.params != c.params for c in chosen):
+            chosen.append(trial)
+    return chosen[:top]
+
+
+def replicate_seeds(base: int, replicates: int) -> list[int]:
+    """The seeds of a configuration's replicates: the ``replicates - 1`` seeds after its trial's own."""
+    return [base + i for i in range(1, replicates)]
+
+
+def missing(study: optuna.Study, top: Sequence[FrozenTrial], seeds: Sequence[int]) -> list[tuple[FrozenTrial, int]]:
+    """(trial, seed) of each replicate not yet COMPLETE, RUNNING or queued; a failed one is tried again."""
+    from optuna.trial import TrialState
+
+    taken = {
+        (t.user_attrs[REPLICATE_ATTR], t.user_attrs.get(SEED_ATTR))
+        for t in study.get_trials(deepcopy=False)
+        if is_replicate(t) and t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    }
+    return [(trial, seed) for trial in top for seed in seeds if (trial.number, seed) not in taken]
+
+
+@dataclass(frozen=True)
+class ReplicatedConfiguration:
+    """A top configuration: its search trial, its values over every seed, and their interval."""
+
+    trial: int
+    params: dict[str, Any]
+    values: list[float]
+    interval: Interval
+
+
+def replicated(study: optuna.Study, top: Sequence[FrozenTrial]) -> list[ReplicatedConfiguration]:
+    """Each configuration of ``top`` with the values of its trial and of its COMPLETE replicates."""
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    configurations = []
+    for trial in top:
+        assert trial.value is not None  # top holds COMPLETE trials
+        values = [trial.value] + [
+            t.value for t in complete if t.user_attrs.get(REPLICATE_ATTR) == trial.number and t.value is not None
+        ]
+        configurations.append(ReplicatedConfiguration(trial.number, dict(trial.params), values, interval(values)))
+    return configurations
+
+
+def winner(configurations: Sequence[ReplicatedConfiguration], maximize: bool) -> ReplicatedConfiguration:
+    """The configuration with the highest interval lower bound (lowest upper bound when minimising); one
+    with a single value (its replicates failed) has no interval and ranks last."""
+    sign = 1.0 if maximize else -1.0
+
+    def bound(c: ReplicatedConfiguration) -> tuple[float, float]:
+        edge = sign * (c.interval.low if maximize else c.interval.high)
+        return (-math.inf if math.isnan(edge) else edge, sign * c.interval.mean)
+
+    return max(configurations, key=bound)
+
+
+def replicated_configurations(study: optuna.Study) -> list[ReplicatedConfiguration]:
+    """The configurations that have replicates, each with its trial's and its replicates' values."""
+    numbers = sorted({t.user_attrs[REPLICATE_ATTR] for t in study.get_trials(deepcopy=False) if is_replicate(t)})
+    return replicated(study, [study.trials[n] for n in numbers])

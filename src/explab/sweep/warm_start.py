@@ -1,0 +1,217 @@
+"""Warm starts: what earlier searches learnt, given to a new study before its first trial.
+
+A source is an earlier Optuna study (any storage URL and study name) or an MLflow experiment (its FINISHED
+runs). Each finished point whose parameters fall inside the new search space is added to the new study as a
+COMPLETE trial with its objective values (Optuna's ``add_trial``): the sampler learns from it, a proposal that
+repeats it is told its values (``skip_repeats``), and it is never trained again or counted towards
+``n_trials``. Parameters the new space does not search are ignored, so the sources should have run with the
+same fixed settings. Points outside the space are skipped and counted. Each source is added once per study,
+so resuming the sweep adds nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from explab.errors import UsageError
+from explab.sweep import REPEATS_ATTR, WARM_START_ATTR
+from explab.sweep.space import Condition, possible
+from explab.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.distributions import BaseDistribution
+
+    from explab.sweep.objectives import Objectives
+
+log = get_logger(__name__)
+
+SOURCES_ATTR = "explab.warm_start_sources"  # on the study: the sources already added, with their counts
+ENQUEUED_ATTR = "explab.enqueued"  # on the study: hydra.sweeper.enqueue was queued
+
+
+@dataclass(frozen=True)
+class Point:
+    """One finished evaluation of a source: its parameters, objective values and where it came from."""
+
+    params: Mapping[str, Any]
+    values: Sequence[float]
+    origin: str
+
+
+def _study_points(source: Mapping[str, Any], objectives: Objectives) -> Iterator[Point]:
+    import optuna
+    from optuna.trial import TrialState
+
+    from explab.sweep.storage import open_storage, storage_file
+    from explab.sweep.study_record import RECORD_ATTR
+
+    url, name = str(source["storage"]), str(source["study_name"])
+    path = storage_file(url)
+    if path is not None and not path.exists():  # opening it would create an empty one
+        raise UsageError(f"warm start: {url} does not exist (no file {path})")
+    storage = open_storage(url)
+    assert storage is not None  # check_sources refused an empty URL
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise UsageError(
+            f"warm start: no study '{name}' in {url}; studies there: {', '.join(names) or 'none'}"
+        ) from None
+    recorded = study.user_attrs.get(RECORD_ATTR, {})
+    if "metric" in recorded and recorded["metric"] != objectives.metric_setting:
+        raise UsageError(
+            f"warm start: study '{name}' optimised {recorded['metric']}, this sweep {objectives.metric_setting}; "
+            "its values would mean something else here"
+        )
+    if [d.name.lower() for d in study.directions] != list(objectives.directions):
+        raise UsageError(
+            f"warm start: study '{name}' was {', '.join(d.name.lower() for d in study.directions)}, this sweep is "
+            f"{', '.join(objectives.directions)}"
+        )
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if REPEATS_ATTR not in trial.user_attrs:
+            yield Point(trial.params, trial.values, f"study {name} trial {trial.number}")
+
+
+def _mlflow_points(source: Mapping[str, Any], objectives: Objectives) -> Iterator[Point]:
+    from explab.tracking.store import open_client
+
+    if not objectives.metrics:
+        raise UsageError("warm start from MLflow runs reads the metrics named by hydra.sweeper.metric; set it")
+    experiment_name, uri = source["mlflow"], source.get("tracking_uri")
+    client = open_client(uri)
+    experiment = client.get_experiment_by_name(str(experiment_name))
+    if experiment is None:
+        raise UsageError(f"warm start: no MLflow experiment '{experiment_name}' in {uri}")
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string="attributes.status = 'FINISHED'", max_results=50000
+    )
+    for run in runs:
+        if run.data.tags.get("explab.sweep") == "parent":
+            continue
+        if all(m in run.data.metrics for m in objectives.metrics):
+            values = [run.data.metrics[m] for m in objectives.metrics]
+            yield Point(run.data.params, values, f"run {run.info.run_id}")
+
+
+def _label(source: Mapping[str, Any]) -> str:
+    if "mlflow" in source:
+        return f"MLflow experiment {source['mlflow']} ({source.get('tracking_uri')})"
+    return f"study {source.get('study_name')} ({source.get('storage')})"
+
+
+def check_sources(sources: Sequence[Mapping[str, Any]]) -> None:
+    """Each source names a study (``storage`` and ``study_name``) or an MLflow experiment (``mlflow``)."""
+    for source in sources:
+        keys = set(source) if isinstance(source, Mapping) else set()
+        if not (source.get("mlflow") if "mlflow" in keys else {"storage", "study_name"} <= keys and source["storage"]):
+            raise UsageError(
+                f"hydra.sweeper.warm_start entry {source!r}: give {{storage: URL, study_name: NAME}} or "
+                "{mlflow: EXPERIMENT, tracking_uri: URI}"
+            )
+
+
+def _as_drawn(value: Any, distribution: BaseDistribution) -> Any:
+    """``value`` as the distribution draws it; MLflow keeps parameters as strings."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if not isinstance(value, str):
+        return value
+    if isinstance(distribution, CategoricalDistribution):
+        return next((c for c in distribution.choices if str(c) == value), value)
+    try:
+        return int(float(value)) if isinstance(distribution, IntDistribution) else float(value)
+    except ValueError:
+        return value
+
+
+def placed(
+    params: Mapping[str, Any], space: Mapping[str, BaseDistribution], conditions: Mapping[str, Condition]
+) -> dict[str, Any] | None:
+    """``params`` restricted to ``space`` and converted to its values; None when they fall outside it (a value
+    it cannot draw, or a searched parameter missing where its condition holds)."""
+    point: dict[str, Any] = {}
+    for name in space:
+        if name not in params:
+            continue
+        value = _as_drawn(params[name], space[name])
+        if not possible(space[name], value):
+            return None
+        point[name] = value
+    for name in space:
+        condition = conditions.get(name)
+        applies = condition is None or condition.holds(point)
+        if applies != (name in point):
+            return None
+    return point
+
+
+def add_warm_start(
+    study: optuna.Study,
+    sources: Sequence[Mapping[str, Any]],
+    space: Mapping[str, BaseDistribution],
+    conditions: Mapping[str, Condition],
+    objectives: Objectives,
+) -> list[str]:
+    """Add each source's points inside ``space`` to ``study`` as COMPLETE trials, once per source.
+
+    Returns:
+        A line per source, added now or earlier: its label with the trials added and skipped.
+
+    Raises:
+        UsageError: a source that does not exist, or that optimised another metric or direction.
+    """
+    import optuna
+
+    done: dict[str, str] = dict(study.user_attrs.get(SOURCES_ATTR, {}))
+    for source in sources:
+        label = _label(source)
+        if label in done:
+            continue
+        points = _mlflow_points(source, objectives) if "mlflow" in source else _study_points(source, objectives)
+        added = skipped = 0
+        for point in points:
+            params = placed(point.params, space, conditions)
+            if params is None:
+                skipped += 1
+                continue
+            trial = optuna.trial.create_trial(
+                params=params,
+                distributions={name: space[name] for name in params},
+                values=list(point.values),
+                user_attrs={WARM_START_ATTR: point.origin},
+            )
+            study.add_trial(trial)
+            added += 1
+        done[label] = f"{added} added, {skipped} outside the space"
+        study.set_user_attr(SOURCES_ATTR, done)
+        log.info("warm start from %s: %d trials added, %d skipped (outside the search space)", label, added, skipped)
+    return [f"{label}: {counts}" for label, counts in done.items()]
+
+
+def enqueue_once(
+    study: optuna.Study,
+    points: Sequence[Mapping[str, Any]],
+    space: Mapping[str, BaseDistribution],
+    conditions: Mapping[str, Condition],
+) -> None:
+    """Queue ``points`` (known-good configurations) to be the study's next trials, once per study.
+
+    Raises:
+        UsageError: a point names a parameter the space does not search, or a value it cannot draw.
+    """
+    for point in points:
+        if placed(point, space, conditions) is None or set(point) - set(space):
+            raise UsageError(
+                f"hydra.sweeper.enqueue: {dict(point)} does not fall inside the search space "
+                f"({', '.join(f'{k}: {v!r}' for k, v in space.items())}); enqueue values the space can draw"
+            )
+    if study.user_attrs.get(ENQUEUED_ATTR):
+        return
+    for point in points:
+        study.enqueue_trial(dict(point), skip_if_exists=True)
+    study.set_user_attr(ENQUEUED_ATTR, True)

@@ -1,0 +1,109 @@
+"""Conditional search spaces (``when:``): sampled define-by-run, recorded per trial, refused when they cannot hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from optuna.distributions import CategoricalDistribution, IntDistribution
+
+from explab.sweep.space import SearchSpaceError, parse_conditions, parse_search_space
+from tests.conftest import runs_in
+from tests.sweep.test_sweeper import explab_sweep, load, sweep_plain_app
+
+
+def space_of(params: dict) -> tuple[dict, dict]:
+    space, _ = parse_search_space(params, [])
+    return space, parse_conditions(params, space)
+
+
+def test_a_condition_holds_only_for_its_listed_values() -> None:
+    space, conditions = space_of(
+        {
+            "depth": "range(1, 4)",
+            "dropout": {"sweep": "interval(0.0, 0.5)", "when": {"depth": [2, 3]}},
+            "optimizer": "choice(adam, sgd)",
+            "momentum": {"type": "float", "low": 0.0, "high": 0.99, "when": {"optimizer": "sgd"}},
+        }
+    )
+    assert isinstance(space["depth"], IntDistribution) and isinstance(space["optimizer"], CategoricalDistribution)
+    assert conditions["dropout"].holds({"depth": 2}) and not conditions["dropout"].holds({"depth": 1})
+    assert conditions["momentum"].holds({"optimizer": "sgd"}) and not conditions["momentum"].holds({})
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        ({"optimiser": "sgd"}, "names 'optimiser', which is not a searched parameter"),
+        ({"optimizer": "sdg"}, "asks for optimizer = sdg, which optimizer never takes"),
+        ({"depth": 4}, "asks for depth = 4"),  # range(1, 4) stops before 4
+        ({"momentum": 0.5}, "names the parameter itself"),
+    ],
+)
+def test_a_condition_that_cannot_hold_is_refused(when: dict, message: str) -> None:
+    params = {
+        "depth": "range(1, 4)",
+        "optimizer": "choice(adam, sgd)",
+        "momentum": {"type": "float", "low": 0.0, "high": 0.99, "when": when},
+    }
+    with pytest.raises(SearchSpaceError, match=message):
+        space_of(params)
+
+
+def test_conditions_that_wait_on_each_other_are_refused() -> None:
+    params = {
+        "a": {"type": "int", "low": 0, "high": 1, "when": {"b": 1}},
+        "b": {"type": "int", "low": 0, "high": 1, "when": {"a": 1}},
+    }
+    with pytest.raises(SearchSpaceError, match="depends on itself"):
+        space_of(params)
+
+
+@pytest.mark.slow
+def test_a_conditional_parameter_is_sampled_only_where_its_condition_holds(tmp_path: Path) -> None:
+    done = sweep_plain_app(
+        tmp_path,
+        "hydra.sweeper.n_trials=10",
+        "hydra.sweeper.sampler.seed=0",
+        "hydra.sweeper.skip_repeats=false",
+        "hydra.sweeper.params={y: 'choice(0, 1)', x: {type: float, low: -4.0, high: 4.0, when: {y: 1}}}",
+        sweep_x=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = load(tmp_path, "plain").trials
+    assert {t.params["y"] for t in trials} == {0, 1}
+    for trial in trials:
+        assert ("x" in trial.params) == (trial.params["y"] == 1)
+        # the app returns (x - 2)^2 + y; without a sampled x it keeps its config value, 0
+        x = trial.params.get("x", 0.0)
+        assert trial.value == pytest.approx((x - 2.0) ** 2 + trial.params["y"])
+
+
+@pytest.mark.slow
+def test_momentum_and_dropout_are_searched_only_where_their_conditions_hold(tmp_path: Path) -> None:
+    done = explab_sweep(
+        tmp_path,
+        "hparams_search=digits_conditional",
+        "hydra/sweeper/pruner=none",
+        "hydra.sweeper.n_trials=6",
+        "hydra.sweeper.sampler.n_startup_trials=3",
+        "trainer.max_epochs=1",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = runs_in(tmp_path / "mlruns", "digits_cnn")
+    children = [r for r in runs if r.data.tags.get("explab.sweep") != "parent"]
+    assert len(children) == 6
+    study = load(tmp_path, "digits_cnn_conditional", "mlruns/optuna/digits_cnn.journal")
+    for trial in study.trials:
+        [run] = [r for r in children if r.data.tags["optuna.trial_number"] == str(trial.number)]
+        sgd = trial.params["optimizer"] == "sgd"
+        assert ("optimizer.momentum" in trial.params) == sgd
+        assert ("model.backbone.dropout" in trial.params) == (trial.params["model.backbone.depth"] > 1)
+        # the child run records what the trial drew, and the config's value where it drew nothing
+        assert float(run.data.params["optimizer.lr"]) == pytest.approx(trial.params["optimizer.lr"])
+        if sgd:
+            assert float(run.data.params["optimizer.momentum"]) == pytest.approx(trial.params["optimizer.momentum"])
+        else:
+            assert "optimizer.momentum" not in run.data.params  # adam has no momentum
+        dropout = trial.params.get("model.backbone.dropout", 0.2)  # 0.2: conf/model/digits_cnn.yaml
+        assert float(run.data.params["model.backbone.dropout"]) == pytest.approx(dropout)

@@ -1,0 +1,79 @@
+"""Winners over seeds: the search's top configurations trained again with more seeds, through a real sweep."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from explab.comparison import interval
+from explab.sweep.replicates import REPLICATE_ATTR, SEED_ATTR, is_replicate
+from tests.conftest import run_cli, runs_in
+from tests.sweep.test_sweeper import explab_sweep, load
+
+REPLICATED = (
+    "hydra/sweeper/pruner=none",
+    "hydra.sweeper.n_trials=3",
+    "hydra.sweeper.replicates=3",
+    "hydra.sweeper.replicate_top=2",
+    "trainer.max_epochs=1",
+)
+
+
+def test_replicates_below_one_are_refused_before_any_trial(tmp_path: Path) -> None:
+    done = explab_sweep(tmp_path, "hydra.sweeper.replicates=0")
+    assert done.returncode != 0 and "hydra.sweeper.replicates must be an integer >= 1" in done.stderr
+    assert runs_in(tmp_path / "mlruns", "digits_cnn") == []
+
+
+@pytest.mark.slow
+def test_the_winner_is_the_top_configuration_with_the_best_lower_bound(tmp_path: Path) -> None:
+    for _ in range(2):  # the second command finds the search and its replicates done: it trains nothing
+        done = explab_sweep(tmp_path, *REPLICATED)
+        assert done.returncode == 0, done.stderr[-3000:]
+    study = load(tmp_path, "digits_cnn_optuna", "mlruns/optuna/digits_cnn.journal")
+    search = [t for t in study.trials if not is_replicate(t)]
+    replicates = [t for t in study.trials if is_replicate(t)]
+    assert len(search) == 3 and len(replicates) == 4 and all(t.state.name == "COMPLETE" for t in study.trials)
+    top = sorted(search, key=lambda t: (-t.value, t.number))[:2]
+    assert {t.user_attrs[REPLICATE_ATTR] for t in replicates} == {t.number for t in top}
+    assert sorted(t.user_attrs[SEED_ATTR] for t in replicates) == [43, 43, 44, 44], "seed 42's next two"
+
+    runs = runs_in(tmp_path / "mlruns", "digits_cnn")
+    [parent] = [r for r in runs if r.data.tags.get("explab.sweep") == "parent"]
+    children = {int(r.data.tags["optuna.trial_number"]): r for r in runs if r is not parent}
+    assert len(children) == 7
+    values: dict[int, list[float]] = {}
+    for trial in top:
+        again = [children[t.number] for t in replicates if t.user_attrs[REPLICATE_ATTR] == trial.number]
+        assert all(r.data.tags["explab.replicate_of"] == str(trial.number) for r in again)
+        assert sorted(r.data.params["seed"] for r in again) == ["43", "44"]
+        values[trial.number] = [children[trial.number].data.metrics["val/acc_best"]] + [
+            r.data.metrics["val/acc_best"] for r in again
+        ]
+    expected = max(values, key=lambda n: interval(values[n]).low)
+    assert parent.data.tags["explab.winner_trial"] == str(expected)
+    assert parent.data.metrics[f"replicates/trial_{expected}/ci_low"] == pytest.approx(interval(values[expected]).low)
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    folder = client.download_artifacts(parent.info.run_id, "sweep/replicates.csv", str(tmp_path / "download"))
+    with open(folder) as table:
+        rows = {int(row["trial"]): row for row in csv.DictReader(table)}
+    assert set(rows) == set(values) and rows[expected]["winner"] == "True"
+    assert "Winner over seeds" in done.stdout
+
+    report = run_cli(
+        "explab-report",
+        "experiment=digits_cnn",
+        f"sweep={parent.info.run_id}",
+        "metrics=[val/acc_best]",
+        f"paths.mlruns_dir={tmp_path}/mlruns",
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert report.returncode == 0, report.stderr[-2000:]
+    # the table's rows: | configuration | n | ...; the third configuration has only its search trial
+    rows = [line.split("|")[1:-1] for line in report.stdout.splitlines() if line.startswith("| ")]
+    assert sorted(cells[1].strip() for cells in rows[1:]) == ["1", "3", "3"], report.stdout

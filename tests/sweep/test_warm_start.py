@@ -1,0 +1,85 @@
+"""Warm starts from earlier studies and MLflow runs, and queued points, through real ``-m`` subprocesses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from explab.sweep import WARM_START_ATTR
+from tests.sweep.test_sweeper import load, sweep_plain_app
+
+
+def trained(study) -> list:
+    return [t for t in study.trials if WARM_START_ATTR not in t.user_attrs]
+
+
+@pytest.mark.slow
+def test_a_wider_search_learns_from_an_earlier_study_once_and_runs_queued_points_first(tmp_path: Path) -> None:
+    record = f"record={tmp_path}/ran.txt"  # a line per job the app runs
+    first = sweep_plain_app(
+        tmp_path, "hydra.sweeper.n_trials=6", "y=range(0, 3)", "hydra.sweeper.sampler.seed=1", record, study="first"
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    earlier = load(tmp_path, "first").trials
+    inside = [t for t in earlier if t.params["y"] < 2]  # the new space drops y=2
+    assert 0 < len(inside) < 6, "seed 1 draws both kinds of point"
+    source = f"[{{storage: 'journal:///{tmp_path}/optuna.journal', study_name: first}}]"
+    args = (
+        "hydra.sweeper.n_trials=3",
+        "x=interval(-8.0, 8.0)",
+        "y=range(0, 2)",
+        f"hydra.sweeper.warm_start={source}",
+        "hydra.sweeper.enqueue=[{x: 2.0, y: 0}]",
+        record,
+    )
+    for _ in range(2):  # the second command resumes: nothing is added or queued twice
+        second = sweep_plain_app(tmp_path, *args, study="second")
+        assert second.returncode == 0, second.stderr[-3000:]
+    assert f"trials added, {6 - len(inside)} skipped" not in second.stdout + second.stderr, "added once"
+    study = load(tmp_path, "second")
+    warm = [t for t in study.trials if WARM_START_ATTR in t.user_attrs]
+    assert sorted((t.params["x"], t.params["y"], t.value) for t in warm) == sorted(
+        (t.params["x"], t.params["y"], t.value) for t in inside
+    )
+    assert all(t.user_attrs[WARM_START_ATTR].startswith("study first trial ") for t in warm)
+    runs = trained(study)
+    assert len(runs) == 3 and all(t.state.name == "COMPLETE" for t in runs), "warm starts do not count as trials"
+    assert runs[0].params == {"x": 2.0, "y": 0} and runs[0].value == 0.0, "the queued point runs first"
+    ran = (tmp_path / "ran.txt").read_text().splitlines()
+    assert len(ran) == 6 + 3, "only the trials of the two searches ran their job"
+
+
+def test_a_warm_start_source_that_does_not_exist_is_refused_before_any_trial(tmp_path: Path) -> None:
+    done = sweep_plain_app(
+        tmp_path, f"hydra.sweeper.warm_start=[{{storage: 'journal:///{tmp_path}/nowhere.journal', study_name: a}}]"
+    )
+    assert done.returncode != 0
+    assert "nowhere.journal does not exist" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "nowhere.journal").exists()
+    assert not (tmp_path / "multirun").exists() or not list((tmp_path / "multirun").glob("*/.hydra"))
+
+
+@pytest.mark.slow
+def test_finished_mlflow_runs_inside_the_space_become_trials(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("earlier", artifact_location=str(tmp_path / "artifacts"))
+    for x, status in [(1.0, "FINISHED"), (3.0, "FINISHED"), (9.0, "FINISHED"), (2.0, "FAILED")]:
+        run = client.create_run(experiment)
+        client.log_param(run.info.run_id, "x", str(x))
+        client.log_param(run.info.run_id, "y", "0")
+        client.log_metric(run.info.run_id, "value", (x - 2.0) ** 2)
+        client.set_terminated(run.info.run_id, status)
+    done = sweep_plain_app(
+        tmp_path,
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.metric=value",
+        f"hydra.sweeper.warm_start=[{{mlflow: earlier, tracking_uri: '{uri}'}}]",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = load(tmp_path, "plain")
+    warm = sorted((t.params["x"], t.value) for t in study.trials if WARM_START_ATTR in t.user_attrs)
+    assert warm == [(1.0, 1.0), (3.0, 1.0)], "x=9 lies outside interval(-4, 4); the FAILED run is not a result"
+    assert len(trained(study)) == 2
