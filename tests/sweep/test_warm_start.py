@@ -83,3 +83,10 @@ def test_finished_mlflow_runs_inside_the_space_become_trials(tmp_path: Path) -> 
     warm = sorted((t.params["x"], t.value) for t in study.trials if WARM_START_ATTR in t.user_attrs)
     assert warm == [(1.0, 1.0), (3.0, 1.0)], "x=9 lies outside interval(-4, 4); the FAILED run is not a result"
     assert len(trained(study)) == 2
+
+
+def test_an_enqueued_point_outside_the_space_is_refused_before_any_trial(tmp_path: Path) -> None:
+    done = sweep_plain_app(tmp_path, "hydra.sweeper.enqueue=[{x: 9.0}]")
+    assert done.returncode != 0
+    assert "hydra.sweeper.enqueue: {'x': 9.0} does not fall inside the search space at x" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -194,21 +194,21 @@ def add_warm_start(
 
 
 def enqueue_once(
-    study: optuna.Study,
-    points: Sequence[Mapping[str, Any]],
-    space: Mapping[str, BaseDistribution],
-    conditions: Mapping[str, Condition],
+    study: optuna.Study, points: Sequence[Mapping[str, Any]], space: Mapping[str, BaseDistribution]
 ) -> None:
-    """Queue ``points`` (known-good configurations) to be the study's next trials, once per study.
+    """Queue ``points`` (known-good configurations; a parameter left out is sampled) to be the study's next
+    trials, once per study.
 
     Raises:
         UsageError: a point names a parameter the space does not search, or a value it cannot draw.
     """
     for point in points:
-        if placed(point, space, conditions) is None or set(point) - set(space):
+        outside = [k for k, v in point.items() if k not in space or not possible(space[k], v)]
+        if outside:
             raise UsageError(
-                f"hydra.sweeper.enqueue: {dict(point)} does not fall inside the search space "
-                f"({', '.join(f'{k}: {v!r}' for k, v in space.items())}); enqueue values the space can draw"
+                f"hydra.sweeper.enqueue: {dict(point)} does not fall inside the search space at "
+                f"{', '.join(outside)} (the space: {', '.join(f'{k}: {v!r}' for k, v in space.items())}); "
+                "enqueue values the space can draw"
             )
     if study.user_attrs.get(ENQUEUED_ATTR):
         return

@@ -431,7 +431,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
             sources = [{"tracking_uri": default_uri, **s} if "mlflow" in s else s for s in self.warm_start]
             self.warm_start_record = add_warm_start(study, sources, space, self.conditions, self.objectives)
         if self.enqueue:
-            enqueue_once(study, self.enqueue, space, self.conditions)
+            enqueue_once(study, self.enqueue, space)
 
     def _run_trials(
         self, study: optuna.Study, space: SearchSpace, fixed: list[str], parent: TrackedRun | None, n_trials: int
