@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
 
 from explab.sweep import WARM_START_ATTR
+from explab.sweep.objectives import Objectives
+from explab.sweep.storage import open_storage
+from explab.sweep.warm_start import add_warm_start
 from tests.sweep.test_sweeper import load, sweep_plain_app
 
 
@@ -90,3 +96,24 @@ def test_an_enqueued_point_outside_the_space_is_refused_before_any_trial(tmp_pat
     assert done.returncode != 0
     assert "hydra.sweeper.enqueue: {'x': 9.0} does not fall inside the search space at x" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_source_gives_its_complete_and_pruned_trials_inside_the_space_once(tmp_path: Path) -> None:
+    url = f"journal:///{tmp_path}/source.journal"
+    source = optuna.create_study(study_name="source", storage=open_storage(url), direction="maximize")
+    narrow, wide = {"x": FloatDistribution(0, 1)}, {"x": FloatDistribution(0, 3)}
+    source.add_trial(create_trial(params={"x": 0.5}, distributions=narrow, value=0.9, intermediate_values={0: 0.9}))
+    source.add_trial(
+        create_trial(state=TrialState.PRUNED, params={"x": 0.1}, distributions=narrow, intermediate_values={0: 0.2})
+    )
+    source.add_trial(create_trial(params={"x": 2.0}, distributions=wide, value=0.95))  # outside the new space
+    study = optuna.create_study(direction="maximize")
+    objectives = Objectives.from_settings("maximize", None)
+    for _ in range(2):  # a resumed sweep adds nothing twice
+        lines = add_warm_start(study, [{"storage": url, "study_name": "source"}], narrow, {}, objectives)
+    assert lines == [f"study source ({url}): 2 added, 1 outside the space"]
+    added = {t.params["x"]: t for t in study.trials}
+    assert set(added) == {0.5, 0.1}
+    assert added[0.5].state == TrialState.COMPLETE and added[0.5].value == 0.9
+    # a pruned trial stays pruned: the sampler ranks it with the bad ones, the pruner sees its epochs
+    assert added[0.1].state == TrialState.PRUNED and added[0.1].intermediate_values == {0: 0.2}

@@ -1,18 +1,19 @@
 """Warm starts: what earlier searches learnt, given to a new study before its first trial.
 
-A source is an earlier Optuna study (any storage URL and study name) or an MLflow experiment (its FINISHED
-runs). Each finished point whose parameters fall inside the new search space is added to the new study as a
-COMPLETE trial with its objective values (Optuna's ``add_trial``): the sampler learns from it, a proposal that
-repeats it is told its values (``skip_repeats``), and it is never trained again or counted towards
-``n_trials``. Parameters the new space does not search are ignored, so the sources should have run with the
-same fixed settings. Points outside the space are skipped and counted. Each source is added once per study,
-so resuming the sweep adds nothing twice.
+A source is an earlier Optuna study (any storage URL and study name: its COMPLETE and PRUNED trials) or an
+MLflow experiment (its FINISHED runs). Each point whose parameters fall inside the new search space is added
+to the new study in its state, with its objective values or, pruned, the values it reported per epoch
+(Optuna's ``add_trial``): the sampler learns from it, a proposal that repeats a COMPLETE one is told its
+values (``skip_repeats``), and it is never trained again or counted towards ``n_trials``. Parameters the new
+space does not search are ignored, so the sources should have run with the same fixed settings. Points
+outside the space are skipped and counted. Each source is added once per study, so resuming the sweep adds
+nothing twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from explab.errors import UsageError
@@ -34,11 +35,13 @@ ENQUEUED_ATTR = "explab.enqueued"  # on the study: hydra.sweeper.enqueue was que
 
 @dataclass(frozen=True)
 class Point:
-    """One finished evaluation of a source: its parameters, objective values and where it came from."""
+    """One finished evaluation of a source: its parameters, objective values (None for a pruned trial, which
+    keeps the values it reported per epoch) and where it came from."""
 
     params: Mapping[str, Any]
-    values: Sequence[float]
+    values: Sequence[float] | None
     origin: str
+    intermediate: Mapping[int, float] = field(default_factory=dict)
 
 
 def _study_points(source: Mapping[str, Any], objectives: Objectives) -> Iterator[Point]:
@@ -72,9 +75,11 @@ def _study_points(source: Mapping[str, Any], objectives: Objectives) -> Iterator
             f"warm start: study '{name}' was {', '.join(d.name.lower() for d in study.directions)}, this sweep is "
             f"{', '.join(objectives.directions)}"
         )
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    # pruned trials too: they tell the sampler where the bad regions are, and the pruner what epochs looked like
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         if REPEATS_ATTR not in trial.user_attrs:
-            yield Point(trial.params, trial.values, f"study {name} trial {trial.number}")
+            values = trial.values if trial.state == TrialState.COMPLETE else None
+            yield Point(trial.params, values, f"study {name} trial {trial.number}", trial.intermediate_values)
 
 
 def _mlflow_points(source: Mapping[str, Any], objectives: Objectives) -> Iterator[Point]:
@@ -166,6 +171,7 @@ def add_warm_start(
         UsageError: a source that does not exist, or that optimised another metric or direction.
     """
     import optuna
+    from optuna.trial import TrialState
 
     done: dict[str, str] = dict(study.user_attrs.get(SOURCES_ATTR, {}))
     for source in sources:
@@ -180,9 +186,11 @@ def add_warm_start(
                 skipped += 1
                 continue
             trial = optuna.trial.create_trial(
+                state=TrialState.COMPLETE if point.values is not None else TrialState.PRUNED,
                 params=params,
                 distributions={name: space[name] for name in params},
-                values=list(point.values),
+                values=list(point.values) if point.values is not None else None,
+                intermediate_values=dict(point.intermediate),
                 user_attrs={WARM_START_ATTR: point.origin},
             )
             study.add_trial(trial)
