@@ -82,13 +82,20 @@ def test_finished_mlflow_runs_inside_the_space_become_trials(tmp_path: Path) -> 
         tmp_path,
         "hydra.sweeper.n_trials=2",
         "hydra.sweeper.metric=value",
-        f"hydra.sweeper.warm_start=[{{mlflow: earlier, tracking_uri: '{uri}'}}]",
+        "hydra.sweeper.warm_start=[{mlflow: earlier}]",  # in the sweep's own store
+        f"hydra.sweeper.mlflow={{tracking_uri: '{uri}', experiment_name: later}}",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     study = load(tmp_path, "plain")
     warm = sorted((t.params["x"], t.value) for t in study.trials if WARM_START_ATTR in t.user_attrs)
     assert warm == [(1.0, 1.0), (3.0, 1.0)], "x=9 lies outside interval(-4, 4); the FAILED run is not a result"
     assert len(trained(study)) == 2
+    [parent] = [
+        r
+        for r in client.search_runs([client.get_experiment_by_name("later").experiment_id])
+        if r.data.tags.get("explab.sweep") == "parent"
+    ]
+    assert parent.data.tags["explab.warm_start"] == f"MLflow experiment earlier ({uri}): 2 added, 1 outside the space"
 
 
 def test_an_enqueued_point_outside_the_space_is_refused_before_any_trial(tmp_path: Path) -> None:
