@@ -98,7 +98,7 @@ def best_trained_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
 
 def trial_counts(study: optuna.Study) -> dict[str, int]:
     """Trials by state (``complete``, ``pruned``, ``fail``, ``running``, ``waiting``), ``repeated``: the
-    complete ones told an earlier trial's value, and ``warm_started``: the complete ones copied from a source."""
+    complete ones told an earlier trial's value, and ``warm_started``: those copied from a warm-start source."""
     from optuna.trial import TrialState
 
     states = [t.state for t in study.trials]
@@ -118,7 +118,7 @@ def describe_progress(study: optuna.Study) -> str:
     line = (
         f"study '{study.study_name}': {counts['complete']} complete, {counts['pruned']} pruned, "
         f"{counts['fail']} failed, {counts['running']} running ({counts['repeated']} of the complete are repeats"
-        f"{', ' + str(counts['warm_started']) + ' warm starts' if counts['warm_started'] else ''})"
+        f"{'; ' + str(counts['warm_started']) + ' copied from warm-start sources' if counts['warm_started'] else ''})"
     )
     if not counts["complete"]:
         return f"{line}; no trial completed yet"
