@@ -9,7 +9,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from explab.comparison import interval
-from explab.sweep.replicates import REPLICATE_ATTR, SEED_ATTR, is_replicate
+from explab.sweep import REPLICATE_ATTR, is_replicate
+from explab.sweep.replicates import SEED_ATTR
 from tests.conftest import run_cli, runs_in
 from tests.sweep.test_sweeper import explab_sweep, load
 

@@ -15,18 +15,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from explab.comparison import Interval, interval
-from explab.sweep import is_repeat, is_warm_start
+from explab.sweep import REPLICATE_ATTR, is_replicate, search_trials
 
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
-REPLICATE_ATTR = "explab.replicate_of"  # on a replicate: the number of the trial whose configuration it repeats
 SEED_ATTR = "explab.replicate_seed"  # on a replicate: the seed it trained with
-
-
-def is_replicate(trial: FrozenTrial | optuna.Trial) -> bool:
-    return REPLICATE_ATTR in trial.user_attrs
 
 
 def top_configurations(study: optuna.Study, top: int) -> list[FrozenTrial]:
@@ -35,11 +30,7 @@ def top_configurations(study: optuna.Study, top: int) -> list[FrozenTrial]:
     from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
-    complete = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if not (is_replicate(t) or is_repeat(t) or is_warm_start(t))
-    ]
+    complete = search_trials(study, (TrialState.COMPLETE,))
     maximize = study.direction == StudyDirection.MAXIMIZE
     complete.sort(key=lambda t: (-t.value if maximize else t.value, t.number))  # type: ignore[operator]
     chosen: list[FrozenTrial] = []

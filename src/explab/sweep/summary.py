@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from explab.sweep import REPEATS_ATTR, is_repeat, is_warm_start
+from explab.sweep import REPEATS_ATTR, is_repeat, is_replicate, is_warm_start
 from explab.sweep.continuation import RUN_ATTR
 from explab.sweep.pareto import hypervolume_history, pareto_front, reference_point
-from explab.sweep.replicates import ReplicatedConfiguration, is_replicate, replicated_configurations, winner
+from explab.sweep.replicates import ReplicatedConfiguration, replicated_configurations, winner
 from explab.utils.logging import get_logger
 
 if TYPE_CHECKING:

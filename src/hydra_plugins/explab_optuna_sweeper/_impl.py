@@ -41,17 +41,10 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from explab.errors import ExplabError, UsageError
-from explab.sweep import REPEATS_ATTR, is_repeat, is_warm_start
+from explab.sweep import REPEATS_ATTR, REPLICATE_ATTR, is_repeat, is_replicate, search_trials
 from explab.sweep.heartbeat import RELEASED_ATTR, WORKER_ATTR, heartbeat, worker_gone
 from explab.sweep.objectives import Objectives
-from explab.sweep.replicates import (
-    REPLICATE_ATTR,
-    SEED_ATTR,
-    is_replicate,
-    missing,
-    replicate_seeds,
-    top_configurations,
-)
+from explab.sweep.replicates import SEED_ATTR, missing, replicate_seeds, top_configurations
 from explab.sweep.slurm import (
     check_storage_reaches_every_node,
     in_slurm_job,
@@ -105,13 +98,6 @@ def _plain(value: Any) -> Any:
 
 def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def trained_trials(study: optuna.Study, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
-    """The search's trials (in ``states``): repeats and warm starts, told values without training here, and
-    replicates, trained after the search, left out."""
-    trials = study.get_trials(deepcopy=False, states=states)
-    return [t for t in trials if not (is_repeat(t) or is_warm_start(t) or is_replicate(t))]
 
 
 def _tell_once(
@@ -795,7 +781,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
     def _progress(study: optuna.Study) -> tuple[int, int]:
         """(finished, running) trials of the study; repeats and warm starts count as neither, and a queued
         (WAITING) trial is not running: whichever worker asks next runs it."""
-        trials = trained_trials(study)
+        trials = search_trials(study)
         finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
         return finished, sum(t.state == TrialState.RUNNING for t in trials)
 
@@ -813,7 +799,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
     def _beyond_n_trials(study: optuna.Study, number: int, n_trials: int) -> bool:
         """Two workers may ask in the same instant; the later-numbered trial beyond n_trials stands down."""
         taken = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-        earlier = [t for t in trained_trials(study, taken) if t.number < number]
+        earlier = [t for t in search_trials(study, taken) if t.number < number]
         return len(earlier) >= n_trials
 
     @staticmethod
