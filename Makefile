@@ -18,7 +18,7 @@ help:
 	@echo "make train   set up .venv and train the default experiment (ARGS='experiment=... key=value')"
 	@echo "make test    set up .venv with dev extras, run ruff, mypy and the whole test suite (what CI runs)"
 	@echo "make test-fast  the tests not marked slow"
-	@echo "make test-chaos the sweep kill tests, alone"
+	@echo "make test-chaos the sweep kill tests alone (make test runs them too)"
 	@echo "make ui      MLflow UI over ./mlruns on http://$(HOST):$(PORT)"
 	@echo "make server  team tracking server: MLflow on PostgreSQL with served artifacts, http://$(HOST):$(PORT)"
 	@echo "make lint    ruff check and mypy"
@@ -44,9 +44,9 @@ train: install
 	$(BIN)/explab-train $(ARGS)
 
 test: lint
-	$(BIN)/python -m pytest -m "not chaos" --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS)
 
-# the kill tests of sweeps (tests/sweep/test_continuation.py), run alone
+# the kill tests of sweeps (tests/sweep/test_continuation.py) alone, to repeat them after a change there
 test-chaos: lint
 	$(BIN)/python -m pytest -m chaos $(PYTEST_ARGS)
 

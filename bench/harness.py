@@ -141,10 +141,16 @@ def stamp() -> dict[str, str]:
     if git("status", "--porcelain", "--untracked-files=no", "--", "src", "conf", "experiments").strip():
         commit += "-dirty"  # measured on changes not yet committed
     cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "")
+    import torch
+
+    from explab.precision import native_bf16
+
+    # one "AMD EPYC" name covers machines with and without bfloat16 units, which decide mixed precision's speed
+    features = f"{torch.backends.cpu.get_cpu_capability()}{', native bfloat16' if native_bf16('cpu') else ''}"
     return {
         "date": date.today().isoformat(),
         "commit": commit,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu or platform.platform()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu or platform.platform()} ({features})",
         "versions": ", ".join(f"{name} {version(name)}" for name in ("torch", "lightning", "scikit-learn")),
     }
 

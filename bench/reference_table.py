@@ -32,7 +32,7 @@ RECIPES: dict[str, tuple[str, str, str]] = {
     "mnist_fast": (
         "MNIST IDX (55k/5k/10k)",
         "the same CNN + batch norm, channels-last",
-        "AdamW one-cycle 4e-3, batch 256, bf16-mixed, 3 epochs",
+        "AdamW one-cycle 4e-3, batch 256, precision=auto (bf16-mixed where native), 3 epochs",
     ),
     "fashion_mnist_cnn": (
         "Fashion-MNIST IDX, all 60k train / 10k test",

@@ -7,11 +7,16 @@ pareto: validation accuracy (maximised) against fit seconds (minimised) over the
 ``sweep_efficiency.py``. The full grid's Pareto front is the reference; a two-objective TPE search of 9
 trials (at most 40 % of the grid's epochs) runs with sampler seeds 0-3. Both fronts are measured against one
 reference point, the grid's worst value of each objective a tenth of its range further. Target: the search's
-hypervolume at least 90 % of the grid's.
+hypervolume at least 90 % of the grid's. Two readings are printed: with the search's own measurements, and
+with the grid's measurement of each configuration the search chose. Fit seconds are measured again in every
+trial, and the grid's front is made of the lowest of 24 noisy timings, so the first reading also charges a
+search for drawing fewer timings; the second asks only whether the search found the front's configurations.
 
 warm_start: for each sampler seed, the shipped 12-trial ``digits_optuna`` search runs first; its best
 validation accuracy is the bar. Then a search over a widened space (learning rate 1e-5..1e-1, one more conv
-depth) runs cold and, separately, warm-started from the first study, in steps of 4 trials up to 24, until one
+depth) runs cold and, separately, warm-started from the first study, both with a sampler seed the earlier
+search did not use (the same seed would replay the earlier search's random first trials, so a cold search
+would find the earlier best by repeating its draws, not by searching), in steps of 4 trials up to 24, until one
 of its own trained trials reaches the bar, less one validation sample: the warm study holds the earlier best
 from the start, and on 270 validation images a search that finds the best region lands within a sample of
 it, not always on it. Epochs are counted from the values trials reported to Optuna (one per validation
@@ -46,6 +51,7 @@ WIDE_SPACE = ["optimizer.lr=tag(log, interval(1e-5, 1e-1))", "model.backbone.dep
 EARLIER_TRIALS = 12  # digits_optuna's own n_trials
 STEP, MAX_TRIALS = 4, 24
 ONE_SAMPLE = 1 / 270  # digits' validation split: 15 % of its 1,797 images
+NEW_SEARCH_SEED = 1000  # added to the earlier search's sampler seed for the cold and warm searches
 if QUICK:  # a smoke run of the mechanics: a 2-point grid, tiny searches
     GRID_SPACE = ["optimizer.lr=choice(1e-3,3e-3)", "model.backbone.depth=range(1,2)", "optimizer=choice(adam)"]
     GRID_SIZE, PARETO_TRIALS, EPOCHS, SEEDS, EARLIER_TRIALS, STEP, MAX_TRIALS = 2, 2, 1, range(1), 2, 2, 2
@@ -87,7 +93,8 @@ def pareto(folder: Path) -> None:
         f"(reference accuracy {reference[0]:.4f}, fit {reference[1]:.2f} s), {grid_epochs} epochs, "
         f"{time.perf_counter() - start:.0f} s"
     )
-    shares, ratios = [], []
+    measured = {configuration(t): t.values for t in grid.trials if t.state.name == "COMPLETE"}
+    shares, chosen, ratios = [], [], []
     for seed in SEEDS:
         start = time.perf_counter()
         search = sweep(
@@ -99,18 +106,29 @@ def pareto(folder: Path) -> None:
             f"hydra.sweeper.sampler.seed={seed}",
             f"hydra.sweeper.n_trials={PARETO_TRIALS}",
         )
-        values = [t.values for t in search.trials if t.state.name == "COMPLETE"]
-        shares.append(hypervolume(values, search, reference) / grid_volume)
+        complete = [t for t in search.trials if t.state.name == "COMPLETE"]
+        shares.append(hypervolume([t.values for t in complete], search, reference) / grid_volume)
+        chosen.append(hypervolume([measured[configuration(t)] for t in complete], search, reference) / grid_volume)
         ratios.append(len(trained(search)) * EPOCHS / grid_epochs)
         print(
             f"two-objective TPE, sampler seed {seed}: front of {len(pareto_front(search))}, hypervolume "
-            f"{shares[-1]:.2f} of the grid's, {ratios[-1]:.2f}x its epochs, {time.perf_counter() - start:.0f} s"
+            f"{shares[-1]:.2f} of the grid's ({chosen[-1]:.2f} with the grid's measurements of its "
+            f"configurations), {ratios[-1]:.2f}x its epochs, {time.perf_counter() - start:.0f} s"
         )
     print(
         f"pareto hypervolume share: {statistics.median(shares):.2f} (median of {len(shares)} sampler seeds, "
         f"range {min(shares):.2f}-{max(shares):.2f}; target >= 0.90) with {statistics.median(ratios):.2f}x the "
         "grid's epochs (target <= 0.40x)"
     )
+    print(
+        f"pareto hypervolume share of the configurations chosen, on the grid's measurements: "
+        f"{statistics.median(chosen):.2f} (range {min(chosen):.2f}-{max(chosen):.2f})"
+    )
+
+
+def configuration(trial: optuna.trial.FrozenTrial) -> tuple[tuple[str, object], ...]:
+    """The trial's point of the grid, comparable across studies."""
+    return tuple(sorted(trial.params.items()))
 
 
 def epochs_to_reach(study: optuna.Study, bar: float) -> int | None:
@@ -141,7 +159,8 @@ def warm_start(folder: Path) -> None:
         earlier = sweep(folder, f"earlier{seed}", seeded, f"hydra.sweeper.n_trials={EARLIER_TRIALS}")
         best = max(t.value for t in trained(earlier) if t.value is not None)
         bar = best - ONE_SAMPLE + 1e-9
-        wide = [*WIDE_SPACE, seeded]  # sweep overrides on the command line replace the search config's
+        # sweep overrides on the command line replace the search config's
+        wide = [*WIDE_SPACE, f"hydra.sweeper.sampler.seed={NEW_SEARCH_SEED + seed}"]
         cold, cold_trials = search_until(folder, f"cold{seed}", bar, *wide)
         source = f"[{{storage: 'journal:///{folder}/earlier{seed}.journal', study_name: earlier{seed}}}]"
         warm, warm_trials = search_until(folder, f"warm{seed}", bar, *wide, f"hydra.sweeper.warm_start={source}")
@@ -150,8 +169,8 @@ def warm_start(folder: Path) -> None:
             return f"{epochs} epochs" if epochs is not None else f"not reached in {trials} trials"
 
         line = (
-            f"sampler seed {seed}: bar {bar:.4f} (earlier {EARLIER_TRIALS}-trial search's best {best:.4f}, less "
-            "one validation sample); "
+            f"sampler seed {seed} (new searches {NEW_SEARCH_SEED + seed}): bar {bar:.4f} (earlier "
+            f"{EARLIER_TRIALS}-trial search's best {best:.4f}, less one validation sample); "
             f"cold {said(cold, cold_trials)}, warm-started {said(warm, warm_trials)}"
         )
         if cold is not None and warm is not None:

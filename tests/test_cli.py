@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,26 @@ def test_bad_key_names_it_and_suggests_the_right_one(tmp_path: Path) -> None:
     assert "trainer.max_epoch" in done.stderr
     assert "Did you mean: trainer.max_epochs" in done.stderr
     assert not (tmp_path / "mlruns" / "mlflow.db").exists(), "no run for a config that does not compose"
+
+
+@pytest.mark.parametrize(
+    ("module", "config_name"),
+    [("explab.train", "train"), ("explab.eval", "eval"), ("explab.report", "report"), ("explab.predict", "predict")],
+)
+def test_commands_that_train_nothing_do_not_import_torch(tmp_path: Path, module: str, config_name: str) -> None:
+    """`--cfg job`, `--help` and a mistyped override are answered by Hydra before the job runs; importing torch
+    and Lightning for them would cost seconds each time."""
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('imported:', sorted(m for m in ('torch', 'lightning') if m in sys.modules)))\n"
+        f"sys.argv = ['explab-{config_name}', '--cfg', 'job']\n"
+        f"from {module} import main\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "_target_" in done.stdout or "experiment_name" in done.stdout, done.stdout[-2000:]
+    assert "imported: []" in done.stdout, done.stdout[-500:]
 
 
 def test_unknown_group_option_lists_the_choices(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from explab.callbacks.time_to import TimeToThreshold
 from explab.checkpoint_io import AtomicCheckpointIO
 from explab.data.base import TensorDataModule
 from explab.models import TaskModule
+from explab.precision import training_precision
 from explab.tracking.store import open_client
 from explab.utils.distributed import configure_threads
 from explab.utils.logging import drop_lightning_tips, get_logger
@@ -146,15 +147,20 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Lo
     drop_lightning_tips()
     no_validation = {} if has_validation_split(cfg) else {"limit_val_batches": 0, "num_sanity_val_steps": 0}
     # checkpoints are written atomically in their own folder, whatever filesystem $TMPDIR is on
+    precision = training_precision(cfg.trainer)
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()], **no_validation
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        plugins=[AtomicCheckpointIO()],
+        precision=precision,
+        **no_validation,
     )
-    _warn_if_precision_changed(cfg, trainer)
+    _warn_if_precision_changed(precision, trainer)
     return trainer
 
 
-def _warn_if_precision_changed(cfg: DictConfig, trainer: L.Trainer) -> None:
-    asked = str(cfg.trainer.get("precision", "32-true"))
+def _warn_if_precision_changed(asked: str, trainer: L.Trainer) -> None:
     if trainer.precision != asked:
         log.warning(
             "trainer.precision=%s runs as %s on this %s (fp16 autocast needs a GPU); ask for "

@@ -6,11 +6,8 @@ import tempfile
 from typing import cast
 
 import hydra
-import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from explab.build import build_datamodule, build_model, build_trainer
-from explab.checkpoints import CheckpointError, load_checkpoint, recorded_config
 from explab.cli import report_user_errors
 from explab.config import config_dir
 from explab.errors import UsageError
@@ -22,6 +19,7 @@ log = get_logger(__name__)
 def _fetch_best_checkpoint(tracking_uri: str, run_id: str, folder: str) -> str:
     import mlflow.artifacts
 
+    from explab.checkpoints import CheckpointError
     from explab.tracking.store import open_client
 
     run = open_client(tracking_uri).get_run(run_id)
@@ -35,6 +33,11 @@ def _fetch_best_checkpoint(tracking_uri: str, run_id: str, folder: str) -> str:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test the checkpoint named by ``cfg`` and return its ``test/...`` metrics."""
+    # imported here: Lightning and torch take seconds, and `--help` or a mistyped override need neither
+    import lightning as L
+
+    from explab.build import build_datamodule, build_model, build_trainer
+    from explab.checkpoints import load_checkpoint, recorded_config
     from explab.tracking import TrackedRun
 
     if not cfg.get("run_id") and not cfg.get("ckpt_path"):

@@ -10,14 +10,8 @@ import contextlib
 import hydra
 from omegaconf import DictConfig
 
-from explab.build import build_job
 from explab.cli import report_user_errors
 from explab.config import config_dir
-from explab.fit import fit_and_test
-from explab.sweep.trial import TrialJob
-from explab.tracking.record import announce_finished, open_run, record_end, record_start
-from explab.utils.distributed import ddp_launch_scoped_to_job
-from explab.validation import validate_config
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -25,6 +19,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     Values are checked before the run exists; from then on its lifecycle ends it FINISHED, FAILED or KILLED.
     """
+    # imported here, not above: Lightning and torch take seconds to import, and `--help`, `--cfg job` and a
+    # mistyped override are answered by Hydra before the job runs
+    from explab.build import build_job
+    from explab.fit import fit_and_test
+    from explab.sweep.trial import TrialJob
+    from explab.tracking.record import announce_finished, open_run, record_end, record_start
+    from explab.utils.distributed import ddp_launch_scoped_to_job
+    from explab.validation import validate_config
+
     validate_config(cfg)
     trial = TrialJob(cfg)
     run = open_run(cfg, trial)

@@ -36,10 +36,10 @@ def continue_interrupted_trial(cfg: DictConfig) -> DictConfig:
     optuna_trial = cfg.get("optuna_trial")
     if not optuna_trial or cfg.get("resume") or cfg.get("reproduce"):
         return cfg
-    from lightning.pytorch.utilities import rank_zero_only
+    from explab.utils.logging import global_rank
 
     # DDP ranks 1..N start once rank 0 holds the trial's run: they follow its decision and change nothing
-    rank_zero = getattr(rank_zero_only, "rank", 0) == 0
+    rank_zero = global_rank() == 0
     from explab.sweep.storage import trial_from_config
 
     run_id = trial_from_config(optuna_trial).user_attrs.get(RUN_ATTR)

@@ -3,7 +3,8 @@
 A worker marks each trial it runs with itself (``host:pid``) and, while the trial's job runs, a heartbeat
 every ``seconds``. On its own host a worker's death is seen at once (its pid is gone); on another host it
 is inferred when the heartbeat is four beats late. A worker stopped by its scheduler marks its trial
-released, so the next worker continues it without waiting.
+released, so the next worker continues it without waiting. A free worker claims a trial whose worker is
+gone (``claim_cut_off_trial``); a pool whose workers are all gone fails what they left RUNNING.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from explab.tracking.orphans import process_alive
 from explab.utils.logging import get_logger
 
 if TYPE_CHECKING:
+    import optuna
     from optuna.trial import FrozenTrial, Trial
 
 log = get_logger(__name__)
@@ -27,6 +29,7 @@ WORKER_ATTR = "explab.worker"
 HEARTBEAT_ATTR = "explab.heartbeat"
 RELEASED_ATTR = "explab.released"
 MISSED_BEATS = 4
+CLAIM_SETTLE_SECONDS = 1.0  # two workers adopting one trial at once: the later claim wins, the other backs off
 
 
 @contextlib.contextmanager
@@ -62,3 +65,39 @@ def worker_gone(trial: FrozenTrial, seconds: float) -> bool:
     started = trial.datetime_start.timestamp() if trial.datetime_start else time.time()
     last_beat = float(trial.user_attrs.get(HEARTBEAT_ATTR, started))
     return time.time() - last_beat > MISSED_BEATS * seconds
+
+
+def claim_cut_off_trial(study: optuna.Study, worker: str, seconds: float) -> Trial | None:
+    """A RUNNING trial whose worker is gone, now claimed by ``worker``; None when there is none.
+
+    Claims are attributes, not locks: after writing its claim a worker waits ``CLAIM_SETTLE_SECONDS`` and
+    reads the trial again; of two workers that claimed it together, only the later claim stands.
+    """
+    from optuna.trial import Trial, TrialState
+
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not worker_gone(frozen, seconds):
+            continue
+        previous = frozen.user_attrs.get(WORKER_ATTR)
+        trial = Trial(study, frozen._trial_id)
+        trial.set_user_attr(WORKER_ATTR, worker)
+        trial.set_user_attr(RELEASED_ATTR, False)
+        time.sleep(CLAIM_SETTLE_SECONDS)
+        if study._storage.get_trial(frozen._trial_id).user_attrs.get(WORKER_ATTR) != worker:
+            continue
+        log.warning("trial %d was cut off (worker %s is gone): continuing it here", frozen.number, previous)
+        return trial
+    return None
+
+
+def fail_trials_of_dead_workers(study: optuna.Study) -> None:
+    """Fail the trials a killed worker of this host left RUNNING, once no worker is left to continue them."""
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker_host, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
+        if worker_host != host or not pid.isdigit() or process_alive(int(pid)):
+            continue
+        study.tell(trial.number, state=TrialState.FAIL)
+        log.warning("trial %d was left RUNNING by a dead worker (pid %s): marked FAIL", trial.number, pid)

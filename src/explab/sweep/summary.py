@@ -153,6 +153,51 @@ def sweep_results(study: optuna.Study, names: Sequence[str]) -> dict[str, Any]:
     return results
 
 
+def write_results(study: optuna.Study, names: Sequence[str], folder: Path) -> None:
+    """Write ``sweep_results`` to ``folder/optimization_results.yaml``, as Hydra's own Optuna sweeper does,
+    and log them: the best trial, or every trial on the Pareto front, and the winner over seeds."""
+    from omegaconf import OmegaConf
+    from optuna.study import StudyDirection
+
+    results = sweep_results(study, names)
+    folder.mkdir(parents=True, exist_ok=True)  # a resumed study with nothing left to run made none
+    OmegaConf.save(OmegaConf.create(results), folder / "optimization_results.yaml")
+    if "solutions" in results:
+        log.info("Pareto front (%s): %d trials", ", ".join(names), len(results["solutions"]))
+        for solution in results["solutions"]:
+            values = ", ".join(f"{v:.6g}" for v in solution["values"])
+            log.info("    trial %d: %s with %s", solution["trial"], values, solution["params"])
+    elif "best_value" in results:
+        log.info(
+            "Best trial %d: %s = %.6g with %s",
+            results["best_trial"],
+            names[0],
+            results["best_value"],
+            results["best_params"],
+        )
+    else:
+        log.warning("no trial completed")
+    for c in results.get("replicated", []):
+        log.info(
+            "    trial %d over %d seeds: mean %.6g, 95%% interval [%.6g, %.6g]",
+            c["trial"],
+            c["n"],
+            c["mean"],
+            c["ci_low"],
+            c["ci_high"],
+        )
+    if "winner" in results:
+        winner = results["winner"]
+        maximised = study.directions[0] == StudyDirection.MAXIMIZE
+        bound = ("lower", winner["ci_low"]) if maximised else ("upper", winner["ci_high"])
+        log.info(
+            "Winner over seeds: trial %d's configuration %s (the best %s bound, %.6g)",
+            winner["trial"],
+            winner["params"],
+            *bound,
+        )
+
+
 def _interval_fields(configuration: ReplicatedConfiguration) -> dict[str, float]:
     i = configuration.interval
     return {"n": i.n, "mean": i.mean, "std": i.std, "ci_low": i.low, "ci_high": i.high}

@@ -6,7 +6,6 @@ import json
 from typing import TYPE_CHECKING, Any, cast
 
 import yaml
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from explab.callbacks.system_metrics import SystemMetrics
@@ -15,7 +14,7 @@ from explab.tracking import environment
 from explab.tracking.datasets import log_dataset_inputs
 from explab.tracking.params import flatten_params
 from explab.tracking.run import TrackedRun
-from explab.utils.logging import get_logger
+from explab.utils.logging import get_logger, global_rank
 
 if TYPE_CHECKING:
     import lightning as L
@@ -58,7 +57,7 @@ def open_run(cfg: DictConfig, trial: TrialJob) -> TrackedRun | None:
     from explab.build import mlflow_logger_node
 
     logger_cfg = mlflow_logger_node(cfg)
-    if logger_cfg is None or getattr(rank_zero_only, "rank", 0) != 0:
+    if logger_cfg is None or global_rank() != 0:
         return None
     if cfg.get("resume"):
         run = TrackedRun.reopen(logger_cfg.tracking_uri, str(cfg.resume))

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
-from lightning.pytorch.utilities import rank_zero_only
+# Lightning keeps the process's global rank on this function (``rank_zero_only.rank``); it lives in the small
+# lightning_utilities package, so commands that never train (a config print, a report) skip importing torch
+from lightning_utilities.core.rank_zero import rank_zero_only
+
+# where launchers (torchrun, SLURM, LSF) put the rank, read in Lightning's order until Lightning sets its own
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
+def global_rank() -> int:
+    """This process's global rank: Lightning's, or before Lightning is imported, the launcher's."""
+    rank = getattr(rank_zero_only, "rank", None)
+    if rank is None:
+        rank = next((int(os.environ[k]) for k in RANK_VARIABLES if os.environ.get(k) is not None), 0)
+    return int(rank)
 
 
 class RankZeroLogger(logging.LoggerAdapter):
@@ -18,7 +32,7 @@ class RankZeroLogger(logging.LoggerAdapter):
     def log(  # type: ignore[override]  # one more keyword than LoggerAdapter.log: who may speak
         self, level: int, msg: object, *args: Any, rank_zero_only_: bool = True, **kwargs: Any
     ) -> None:
-        rank = getattr(rank_zero_only, "rank", 0)
+        rank = global_rank()
         if rank_zero_only_ and rank != 0:
             return
         if self.isEnabledFor(level):

@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import socket
-import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,8 +41,15 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from explab.errors import ExplabError, UsageError
 from explab.sweep import REPEATS_ATTR, REPLICATE_ATTR, is_repeat, is_replicate, search_trials
-from explab.sweep.heartbeat import RELEASED_ATTR, WORKER_ATTR, heartbeat, worker_gone
+from explab.sweep.heartbeat import (
+    RELEASED_ATTR,
+    WORKER_ATTR,
+    claim_cut_off_trial,
+    fail_trials_of_dead_workers,
+    heartbeat,
+)
 from explab.sweep.objectives import Objectives
+from explab.sweep.parent_run import close_parent_run, open_parent_run
 from explab.sweep.replicates import SEED_ATTR, missing, replicate_seeds, top_configurations
 from explab.sweep.slurm import (
     check_storage_reaches_every_node,
@@ -63,7 +69,7 @@ from explab.sweep.space import (
 )
 from explab.sweep.storage import open_storage, remember_study
 from explab.sweep.study_record import check_definition, sweep_definition
-from explab.sweep.summary import describe_progress, summarise_study, sweep_results
+from explab.sweep.summary import describe_progress, write_results
 from explab.sweep.warm_start import add_warm_start, check_sources, enqueue_once
 from explab.sweep.workers import (
     POOL_ENV,
@@ -74,16 +80,12 @@ from explab.sweep.workers import (
     threads_per_worker,
     visible_gpus,
 )
-from explab.tracking import TrackedRun, run_status_for
-from explab.tracking.environment import SOURCE_TAGS, host_tags
-from explab.tracking.orphans import PID_TAG, process_alive
+from explab.tracking import TrackedRun
 from explab.utils.signals import Terminated, interrupts_deferred, sigterm_raises_terminated
 
 log = logging.getLogger(__name__)
 
-PARENT_RUN_ATTR = "explab.mlflow_parent_run_id"
 ERROR_ATTR = "explab.error"
-CLAIM_SETTLE_SECONDS = 1.0  # two workers adopting one trial at once: the later claim wins, the other backs off
 
 SearchSpace = Mapping[str, BaseDistribution]
 
@@ -218,7 +220,8 @@ class ExplabOptunaSweeperImpl(Sweeper):
                 self._close_parent_run(study, parent, error, n_trials)
                 raise
             self._close_parent_run(study, parent, None, n_trials)
-        self._log_best(study)
+        assert self.config is not None
+        write_results(study, self.objectives.names(), Path(str(self.config.hydra.sweep.dir)))
         return returns
 
     # --- many workers -------------------------------------------------------------------------------------
@@ -302,10 +305,10 @@ class ExplabOptunaSweeperImpl(Sweeper):
                         "above. Fix the cause, then run the same command to resume."
                     )
             except BaseException as error:
-                self._fail_trials_of_dead_workers(study)
+                fail_trials_of_dead_workers(study)
                 self._close_parent_run(study, parent, error, n_trials)
                 raise
-            self._fail_trials_of_dead_workers(study)
+            fail_trials_of_dead_workers(study)
             self._close_parent_run(study, parent, None, n_trials)
         log.info("All workers done: %s", describe_progress(study))
         return []
@@ -428,7 +431,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
         max_failures = self.max_failures or n_trials
         while True:
             with interrupts_deferred():  # a trial claimed but not yet held here could not be failed
-                adopted = self._adopt_cut_off_trial(study)
+                adopted = claim_cut_off_trial(study, self.worker, self.heartbeat_seconds)
             if adopted is not None:
                 state, result = self._hold(study, adopted, lambda t=adopted: self._run_trial(study, t, fixed, parent))
             elif self._study_full(study, n_trials):
@@ -528,140 +531,33 @@ class ExplabOptunaSweeperImpl(Sweeper):
             raise
 
     def _open_parent_run(self, study: optuna.Study, space: SearchSpace, own: bool = True) -> TrackedRun | None:
-        """The study's MLflow parent run: created by the first worker, reopened by every later one; a pool's
-        worker (``own=False``) only links its trials to it, leaving it to the pool's process."""
+        """The study's MLflow parent run (``explab.sweep.parent_run``); None when the sweep records none."""
         if not self.mlflow_cfg:
             return None
-        uri = self.mlflow_cfg["tracking_uri"]
-        run_id = study.user_attrs.get(PARENT_RUN_ATTR)
-        if run_id:
-            run = TrackedRun(uri, run_id)
-            if own:
-                run.client.update_run(run_id, status="RUNNING")
-                run.set_tags({**host_tags(), PID_TAG: os.getpid()})  # this worker now answers for it
-                self._tag_accepted_changes(run)
-                self._tag_warm_start(run)
-            return run
-        run = TrackedRun.create(
-            tracking_uri=uri,
-            experiment_name=self.mlflow_cfg.get("experiment_name") or study.study_name,
-            artifact_location=self.mlflow_cfg.get("artifact_location"),
-            run_name=f"sweep-{study.study_name}",
-            tags={
-                **host_tags(),  # with the pid TrackedRun adds: what closes a parent whose worker was killed
-                **SOURCE_TAGS,
-                "explab.sweep": "parent",
-                "optuna.study_name": study.study_name,
-                "optuna.sampler": type(study.sampler).__name__,
-                "optuna.pruner": type(study.pruner).__name__,
-                "optuna.direction": ", ".join(self.objectives.directions),
-                "optuna.metric": ", ".join(self.objectives.names()),
-                "optuna.n_trials": str(self.n_trials),
-                "optuna.search_space": "; ".join(
-                    f"{k}: {v}" + (f" when {self.conditions[k]}" if k in self.conditions else "")
-                    for k, v in space.items()
-                )[:5000],
-            },
-        )
-        earliest = self._earliest_parent_run_id(run, study.study_name)
-        study.set_user_attr(PARENT_RUN_ATTR, earliest)
-        if earliest != run.run_id:  # another worker created the parent a moment earlier
-            run.client.delete_run(run.run_id)
-            return TrackedRun(uri, earliest)
-        self._tag_warm_start(run)
-        return run
-
-    def _tag_warm_start(self, parent: TrackedRun) -> None:
-        if self.warm_start_record:
-            parent.set_tags({"explab.warm_start": "; ".join(self.warm_start_record)[:5000]})
-
-    def _tag_accepted_changes(self, parent: TrackedRun) -> None:
-        if self.accepted_changes:
-            parent.set_tags({"explab.sweep_changed": "; ".join(self.accepted_changes)[:5000]})
+        tags = {
+            "optuna.sampler": type(study.sampler).__name__,
+            "optuna.pruner": type(study.pruner).__name__,
+            "optuna.direction": ", ".join(self.objectives.directions),
+            "optuna.metric": ", ".join(self.objectives.names()),
+            "optuna.n_trials": str(self.n_trials),
+            "optuna.search_space": "; ".join(
+                f"{k}: {v}" + (f" when {self.conditions[k]}" if k in self.conditions else "") for k, v in space.items()
+            )[:5000],
+        }
+        parent = open_parent_run(study, self.mlflow_cfg, tags, own)
+        if own:  # what this command did to the study before its first trial
+            if self.accepted_changes:
+                parent.set_tags({"explab.sweep_changed": "; ".join(self.accepted_changes)[:5000]})
+            if self.warm_start_record:
+                parent.set_tags({"explab.warm_start": "; ".join(self.warm_start_record)[:5000]})
+        return parent
 
     def _close_parent_run(
         self, study: optuna.Study, parent: TrackedRun | None, error: BaseException | None, n_trials: int
     ) -> None:
-        """End the parent run (by the error, or FINISHED once nothing runs), then summarise the study on it.
-
-        The status comes first, so an interrupt during the summary cannot leave the parent RUNNING. A parent
-        that other workers still use is handed to one of them, so orphan cleanup closes it only once they
-        are gone too.
-        """
-        if parent is None:
-            return
-        finished, running = self._progress(study)
-        if error is not None:
-            parent.finish(run_status_for(error))
-        elif finished >= n_trials or running == 0:
-            parent.finish("FINISHED")
-        else:
-            self._hand_parent_to_a_running_worker(study, parent)
-        log.info(
-            "MLflow parent run %s: %d/%d trials finished; its trials in the UI (make ui): %s",
-            parent.run_id,
-            finished,
-            n_trials,
-            parent.ui_link(),
-        )
-        with interrupts_deferred():
-            try:
-                summarise_study(study, parent, self.objectives.names(), self.reference_point)
-            except Exception as summary_error:
-                log.warning("could not summarise the sweep in MLflow: %s", summary_error)
-
-    @staticmethod
-    def _hand_parent_to_a_running_worker(study: optuna.Study, parent: TrackedRun) -> None:
-        workers = [str(t.user_attrs.get(WORKER_ATTR, "")) for t in study.get_trials(states=(TrialState.RUNNING,))]
-        host, _, pid = next((w for w in workers if w), "").rpartition(":")
-        if pid.isdigit():
-            parent.set_tags({"hostname": host, PID_TAG: pid})
-
-    def _log_best(self, study: optuna.Study) -> None:
-        """The best trial, or every trial on the Pareto front of several objectives; also written to the sweep
-        folder's ``optimization_results.yaml``, as Hydra's own Optuna sweeper does."""
-        assert self.config is not None
-        results = sweep_results(study, self.objectives.names())
-        folder = Path(str(self.config.hydra.sweep.dir))
-        folder.mkdir(parents=True, exist_ok=True)  # a resumed study with nothing left to run made none
-        OmegaConf.save(OmegaConf.create(results), folder / "optimization_results.yaml")
-        if "solutions" in results:
-            log.info("Pareto front (%s): %d trials", ", ".join(self.objectives.names()), len(results["solutions"]))
-            for solution in results["solutions"]:
-                values = ", ".join(f"{v:.6g}" for v in solution["values"])
-                log.info("    trial %d: %s with %s", solution["trial"], values, solution["params"])
-        elif "best_value" in results:
-            log.info(
-                "Best trial %d: %s = %.6g with %s",
-                results["best_trial"],
-                self.objectives.names()[0],
-                results["best_value"],
-                results["best_params"],
-            )
-        else:
-            log.warning("no trial completed")
-        for configuration in results.get("replicated", []):
-            log.info(
-                "    trial %d over %d seeds: mean %.6g, 95%% interval [%.6g, %.6g]",
-                configuration["trial"],
-                configuration["n"],
-                configuration["mean"],
-                configuration["ci_low"],
-                configuration["ci_high"],
-            )
-        if "winner" in results:
-            winner = results["winner"]
-            bound = (
-                ("lower", winner["ci_low"])
-                if self.objectives.directions[0] == "maximize"
-                else ("upper", winner["ci_high"])
-            )
-            log.info(
-                "Winner over seeds: trial %d's configuration %s (the best %s bound, %.6g)",
-                winner["trial"],
-                winner["params"],
-                *bound,
-            )
+        if parent is not None:
+            progress = self._progress(study)
+            close_parent_run(study, parent, error, progress, n_trials, self.objectives.names(), self.reference_point)
 
     # --- one trial ----------------------------------------------------------------------------------------
     @property
@@ -807,45 +703,3 @@ class ExplabOptunaSweeperImpl(Sweeper):
         """The earliest COMPLETE trial that ran (here, or in a warm-start source) exactly these values, or None."""
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         return next((t for t in complete if not is_repeat(t) and t.params == trial.params), None)
-
-    def _adopt_cut_off_trial(self, study: optuna.Study) -> Trial | None:
-        """A RUNNING trial whose worker is gone, now claimed by this worker; None when there is none.
-
-        Claims are attributes, not locks: after writing its claim a worker waits ``CLAIM_SETTLE_SECONDS``
-        and reads the trial again; of two workers that claimed it together, only the later claim stands.
-        """
-        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if not worker_gone(frozen, self.heartbeat_seconds):
-                continue
-            previous = frozen.user_attrs.get(WORKER_ATTR)
-            trial = Trial(study, frozen._trial_id)
-            trial.set_user_attr(WORKER_ATTR, self.worker)
-            trial.set_user_attr(RELEASED_ATTR, False)
-            time.sleep(CLAIM_SETTLE_SECONDS)
-            if study._storage.get_trial(frozen._trial_id).user_attrs.get(WORKER_ATTR) != self.worker:
-                continue
-            log.warning("trial %d was cut off (worker %s is gone): continuing it here", frozen.number, previous)
-            return trial
-        return None
-
-    @staticmethod
-    def _fail_trials_of_dead_workers(study: optuna.Study) -> None:
-        """Trials left RUNNING by a killed worker of this host, once no worker is left to continue them."""
-        host = socket.gethostname()
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            worker_host, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
-            if worker_host != host or not pid.isdigit() or process_alive(int(pid)):
-                continue
-            study.tell(trial.number, state=TrialState.FAIL)
-            log.warning("trial %d was left RUNNING by a dead worker (pid %s): marked FAIL", trial.number, pid)
-
-    @staticmethod
-    def _earliest_parent_run_id(run: TrackedRun, study_name: str) -> str:
-        """Workers that start together each create a parent; all agree on the earliest and drop their own."""
-        found = run.client.search_runs(
-            [run.experiment_id],
-            filter_string=f"tags.`explab.sweep` = 'parent' and tags.`optuna.study_name` = '{study_name}'",
-            max_results=100,
-        )
-        earliest = min(found, key=lambda r: (r.info.start_time, r.info.run_id), default=None)
-        return earliest.info.run_id if earliest is not None else run.run_id

@@ -1,0 +1,54 @@
+"""``precision=auto`` trains in what the hardware computes natively; bfloat16 asked for where it is emulated
+is warned about."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from explab.build import build_trainer
+from explab.precision import auto_precision, native_bf16
+
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as the Linux kernel reports them: an oracle apart from torch's own probes."""
+    if not CPUINFO.exists():
+        pytest.skip("no /proc/cpuinfo to read the CPU's features from")
+    line = next(line for line in CPUINFO.read_text().splitlines() if line.startswith("flags"))
+    return set(line.split(":", 1)[1].split())
+
+
+@pytest.mark.parametrize(
+    ("device", "bf16_native", "expected"),
+    [
+        ("cuda", True, "bf16-mixed"),  # Ampere and later
+        ("cuda", False, "16-mixed"),  # Volta, Turing: fp16 tensor cores, no bfloat16
+        ("cpu", True, "bf16-mixed"),  # AVX512-BF16 or AMX
+        ("cpu", False, "32-true"),  # bfloat16 would be emulated
+        ("mps", False, "32-true"),
+    ],
+)
+def test_auto_picks_mixed_precision_only_where_it_is_native(device: str, bf16_native: bool, expected: str) -> None:
+    assert auto_precision(device, bf16_native) == expected
+
+
+def test_native_bfloat16_on_this_cpu_is_what_the_kernel_reports() -> None:
+    assert native_bf16("cpu") == bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def test_a_cpu_trainer_with_precision_auto_trains_in_what_this_cpu_runs_natively(compose_cfg) -> None:
+    trainer = build_trainer(compose_cfg("trainer=cpu", "precision=auto"), callbacks=[], loggers=[])
+    native = bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    assert trainer.precision == ("bf16-mixed" if native else "32-true")
+
+
+def test_bfloat16_asked_for_on_a_cpu_that_would_emulate_it_is_warned_about(compose_cfg, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="explab.precision"):
+        trainer = build_trainer(compose_cfg("trainer=cpu", "precision=bf16-mixed"), callbacks=[], loggers=[])
+    assert trainer.precision == "bf16-mixed", "what was asked for is what runs"
+    warned = "bfloat16 is emulated here" in caplog.text and "precision=auto" in caplog.text
+    assert warned == (not {"avx512_bf16", "amx_bf16"} & cpu_flags()), caplog.text
