@@ -65,3 +65,13 @@ def test_a_cpu_run_on_a_gpu_machine_reports_no_gpu(compose_cfg, store: Path) -> 
     assert run.info.status == "FINISHED"
     assert not _gpu_metrics(run), "other jobs' GPUs are not this run's to report"
     assert "system/cpu_utilization_percentage" in run.data.metrics
+
+
+def test_precision_auto_on_a_gpu_trains_in_bfloat16_from_ampere_on(compose_cfg, store: Path) -> None:
+    """bfloat16 tensor cores came with compute capability 8.0 (Ampere); before it, fp16 autocast."""
+    train(compose_cfg("trainer=gpu", "precision=auto", "trainer.max_epochs=1"))
+    run = _only_run(store)
+    major, _ = torch.cuda.get_device_capability(0)
+    expected = "bf16-mixed" if major >= 8 else "16-mixed"
+    assert run.data.tags["trainer.precision_effective"] == expected, run.data.tags
+    assert run.info.status == "FINISHED"
