@@ -149,7 +149,7 @@ def test_chaos_three_kills_of_a_two_worker_sweep_lose_at_most_an_epoch_each(tmp_
             cut_off += 1
         else:
             sweep.send_signal(signal.SIGKILL)
-            sweep.communicate(timeout=30)
+            first_log = "".join(sweep.communicate(timeout=30))  # the pool logs each record as it happens
             cut_off += 2
             sweep = start(command, tmp_path)
     _, stderr = sweep.communicate(timeout=900)
@@ -158,4 +158,5 @@ def test_chaos_three_kills_of_a_two_worker_sweep_lose_at_most_an_epoch_each(tmp_
     trained = len(epoch_lines(tmp_path))
     uninterrupted = n_trials * EPOCHS  # no pruner, no early stop within EPOCHS: every trial trains them all
     assert uninterrupted <= trained <= uninterrupted + cut_off, (trained, uninterrupted, cut_off)
-    assert len({worker_pid(t) for t in study_of(tmp_path).trials}) > 2, "workers were replaced"  # type: ignore[union-attr]
+    # the study alone cannot show it: the restarted command's workers may hold every trial by the end
+    assert first_log.count("was killed (signal 9): starting another") == 2, first_log[-3000:]
