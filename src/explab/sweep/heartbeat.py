@@ -55,11 +55,17 @@ def heartbeat(trial: Trial, seconds: float) -> Iterator[None]:
         thread.join(timeout=10)
 
 
+def worker_of(trial: FrozenTrial) -> tuple[str, str]:
+    """(host, pid) of the worker that marked ``trial``; empty strings where none did."""
+    host, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
+    return host, pid
+
+
 def worker_gone(trial: FrozenTrial, seconds: float) -> bool:
     """Whether nobody is running ``trial`` (RUNNING in the study) any more."""
     if trial.user_attrs.get(RELEASED_ATTR) is True:
         return True
-    host, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
+    host, pid = worker_of(trial)
     if host == socket.gethostname() and pid.isdigit():
         return not process_alive(int(pid))
     started = trial.datetime_start.timestamp() if trial.datetime_start else time.time()
@@ -96,7 +102,7 @@ def fail_trials_of_dead_workers(study: optuna.Study) -> None:
 
     host = socket.gethostname()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker_host, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
+        worker_host, pid = worker_of(trial)
         if worker_host != host or not pid.isdigit() or process_alive(int(pid)):
             continue
         study.tell(trial.number, state=TrialState.FAIL)

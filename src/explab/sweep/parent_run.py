@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from explab.sweep.heartbeat import WORKER_ATTR
+from explab.sweep.heartbeat import worker_of
 from explab.sweep.summary import summarise_study
 from explab.tracking import TrackedRun, run_status_for
 from explab.tracking.environment import SOURCE_TAGS, host_tags
@@ -99,8 +99,8 @@ def close_parent_run(
 def _hand_to_a_running_worker(study: optuna.Study, parent: TrackedRun) -> None:
     from optuna.trial import TrialState
 
-    workers = [str(t.user_attrs.get(WORKER_ATTR, "")) for t in study.get_trials(states=(TrialState.RUNNING,))]
-    host, _, pid = next((w for w in workers if w), "").rpartition(":")
+    workers = [worker_of(t) for t in study.get_trials(states=(TrialState.RUNNING,))]
+    host, pid = next((w for w in workers if w[1]), ("", ""))
     if pid.isdigit():
         parent.set_tags({"hostname": host, PID_TAG: pid})
 
