@@ -16,7 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from explab.sweep.continuation import ATTEMPTS_ATTR, RUN_ATTR
-from explab.sweep.heartbeat import WORKER_ATTR
+from explab.sweep.heartbeat import worker_of
 from explab.sweep.storage import open_storage
 from explab.tracking.orphans import process_alive
 from explab.tracking.store import open_client
@@ -70,14 +70,17 @@ def running_trial_with_epochs(tmp_path: Path, timeout: float = 240) -> optuna.tr
         counted = Counter(line.split()[0] for line in epoch_lines(tmp_path))
         for trial in study.get_trials(states=(TrialState.RUNNING,)) if study else []:
             checkpointed = any(tmp_path.glob(f"**/{trial.number}/checkpoints/last.ckpt"))
-            if 1 <= counted[str(trial.number)] < EPOCHS and checkpointed and process_alive(worker_pid(trial)):
+            pid = worker_pid(trial)
+            if 1 <= counted[str(trial.number)] < EPOCHS and checkpointed and pid and process_alive(pid):
                 return trial
         time.sleep(0.2)
     raise TimeoutError("no trial in the middle of its epochs")
 
 
-def worker_pid(trial: optuna.trial.FrozenTrial) -> int:
-    return int(str(trial.user_attrs.get(WORKER_ATTR, ":0")).rpartition(":")[2])
+def worker_pid(trial: optuna.trial.FrozenTrial) -> int | None:
+    """The pid of the worker that marked ``trial``; None before one has (never 0: that signals our own group)."""
+    pid = worker_of(trial)[1]
+    return int(pid) if pid.isdigit() else None
 
 
 def epoch_lines(tmp_path: Path) -> list[str]:
@@ -143,8 +146,10 @@ def test_chaos_three_kills_of_a_two_worker_sweep_lose_at_most_an_epoch_each(tmp_
         trial = running_trial_with_epochs(tmp_path)
         time.sleep(chance.uniform(0.0, 1.0))  # anywhere in its epoch
         if kill < 2:
-            os.kill(worker_pid(trial), signal.SIGKILL)
-            while process_alive(worker_pid(trial)):  # until its pool has noticed (and reaped it)
+            pid = worker_pid(trial)
+            assert pid, "running_trial_with_epochs returns a trial its worker has marked"
+            os.kill(pid, signal.SIGKILL)
+            while process_alive(pid):  # until its pool has noticed (and reaped it)
                 time.sleep(0.1)
             cut_off += 1
         else:

@@ -10,6 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from explab.sweep.pruner import PRUNER_ATTR
 from explab.sweep.storage import open_storage
 from explab.sweep.summary import best_trained_trial
 from tests.conftest import BIN, run_cli, runs_in
@@ -192,7 +193,18 @@ def test_explab_sweep_records_parent_and_children_and_prunes(tmp_path: Path) -> 
     assert {r.info.run_name for r in children} == {"trial-0", "trial-1", "trial-2"}
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["optuna.sampler"] == "GridSampler"
+    assert parent.data.tags["optuna.pruner"] == "ThresholdPruner"
     assert parent.data.metrics["best_value"] == max(r.data.metrics["val/acc_best"] for r in complete)
+    # jobs that reopen the study from its storage (on SLURM nodes) read the rule from here
+    study = optuna.load_study(
+        study_name="digits_cnn_optuna", storage=open_storage(f"journal:///{tmp_path}/mlruns/optuna/digits_cnn.journal")
+    )
+    assert study.user_attrs[PRUNER_ATTR] == {
+        "_target_": "optuna.pruners.ThresholdPruner",
+        "lower": 0.5,
+        "upper": None,
+        "n_warmup_steps": 0,
+    }
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")

@@ -73,6 +73,8 @@ def remember_study(study: optuna.Study, url: str | None) -> None:
 
 
 def load_study(study_name: str, url: str | None) -> optuna.Study:
+    """The study as this process's sweeper opened it, else from its storage with the pruner its sweep
+    recorded (``explab.sweep.pruner``)."""
     import optuna
 
     live = _LIVE_STUDIES.get((study_name, url))
@@ -83,9 +85,13 @@ def load_study(study_name: str, url: str | None) -> optuna.Study:
             f"study '{study_name}' lives in memory in another process; give the sweep a storage "
             "(hydra.sweeper.storage=journal:///optuna.log) so its jobs can report to it"
         )
+    from explab.sweep.pruner import recorded_pruner
+
     storage = open_storage(url)
     assert storage is not None  # a URL was given
-    return optuna.load_study(study_name=study_name, storage=storage)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    study.pruner = recorded_pruner(study)  # Optuna's storage keeps none: its default would prune instead
+    return study
 
 
 def trial_from_config(optuna_trial: DictConfig) -> optuna.Trial:

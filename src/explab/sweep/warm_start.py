@@ -4,7 +4,8 @@ A source is an earlier Optuna study (any storage URL and study name: its COMPLET
 MLflow experiment (its FINISHED runs). Each point whose parameters fall inside the new search space is added
 to the new study in its state, with its objective values or, pruned, the values it reported per epoch
 (Optuna's ``add_trial``): the sampler learns from it, a proposal that repeats a COMPLETE one is told its
-values (``skip_repeats``), and it is never trained again or counted towards ``n_trials``. Parameters the new
+values (``skip_repeats``), and it is never trained again or counted towards ``n_trials``. The pruner does not
+see them: a trial is judged against the trials this study trained (``explab.sweep.pruner``). Parameters the new
 space does not search are ignored, so the sources should have run with the same fixed settings. Points
 outside the space are skipped and counted. Each source is added once per study, so resuming the sweep adds
 nothing twice.
@@ -75,7 +76,7 @@ def _study_points(source: Mapping[str, Any], objectives: Objectives) -> Iterator
             f"warm start: study '{name}' was {', '.join(d.name.lower() for d in study.directions)}, this sweep is "
             f"{', '.join(objectives.directions)}"
         )
-    # pruned trials too: they tell the sampler where the bad regions are, and the pruner what epochs looked like
+    # pruned trials too: they tell the sampler where the bad regions are
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         if REPEATS_ATTR not in trial.user_attrs:
             values = trial.values if trial.state == TrialState.COMPLETE else None

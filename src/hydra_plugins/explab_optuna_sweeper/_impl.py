@@ -50,6 +50,7 @@ from explab.sweep.heartbeat import (
 )
 from explab.sweep.objectives import Objectives
 from explab.sweep.parent_run import close_parent_run, open_parent_run
+from explab.sweep.pruner import build_pruner, pruner_name, record_pruner
 from explab.sweep.replicates import SEED_ATTR, missing, replicate_seeds, top_configurations
 from explab.sweep.slurm import (
     check_storage_reaches_every_node,
@@ -158,7 +159,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
         self.study_name = study_name
         self.storage_url = storage
         self.sampler_cfg: dict[str, Any] = dict(_plain(sampler) or {})
-        self.pruner_cfg = pruner
+        self.pruner_cfg: dict[str, Any] | None = _plain(pruner) or None
         # hydra-optuna-sweeper 1.1 took {type, low, high} specs under search_space; params wins a clash
         self.params = {**(_plain(search_space) or {}), **(_plain(params) or {})}
         self.custom_search_space = custom_search_space
@@ -380,7 +381,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
             grid_kwargs["search_space"] = grid
             n_trials = min(n_trials, math.prod(len(v) for v in grid.values()))
         sampler = self._sampler(0, **grid_kwargs)
-        pruner = instantiate(self.pruner_cfg) if self.pruner_cfg else optuna.pruners.NopPruner()
+        pruner = build_pruner(self.pruner_cfg)
         study = optuna.create_study(
             study_name=self.study_name,
             storage=open_storage(self.storage_url),
@@ -401,12 +402,13 @@ class ExplabOptunaSweeperImpl(Sweeper):
         self.accepted_changes = check_definition(study, definition, self.allow_changes)
         if self.accepted_changes:
             log.warning("study '%s' resumed with changes: %s", study.study_name, "; ".join(self.accepted_changes))
+        record_pruner(study, self.pruner_cfg)
         self._warm_start(study, space)
         log.info(
             "Study '%s' (%s, %s, %s): %d/%d trials finished",
             study.study_name,
             type(sampler).__name__,
-            type(pruner).__name__,
+            pruner_name(pruner),
             ", ".join(self.objectives.directions),
             self._progress(study)[0],
             n_trials,
@@ -536,7 +538,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
             return None
         tags = {
             "optuna.sampler": type(study.sampler).__name__,
-            "optuna.pruner": type(study.pruner).__name__,
+            "optuna.pruner": pruner_name(study.pruner),
             "optuna.direction": ", ".join(self.objectives.directions),
             "optuna.metric": ", ".join(self.objectives.names()),
             "optuna.n_trials": str(self.n_trials),
