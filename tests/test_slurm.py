@@ -104,6 +104,20 @@ def test_k_workers_keep_k_jobs_in_flight_and_a_free_slot_takes_the_next_trial_at
     assert span[2][0] < slow_end and span[3][0] < slow_end, f"trials waited for the slow one: {span}"
 
 
+def test_trials_in_slurm_jobs_prune_by_the_sweeps_own_rule(slurm: SlurmCluster, tmp_path: Path) -> None:
+    """Each job reopens the study from its storage; Optuna's default pruner (a median after 5 trials) would
+    let both run to the end, the configured threshold stops both after their first epoch."""
+    journal = f"journal:///{tmp_path}/optuna.journal"
+    done = explab(
+        tmp_path, "hparams_search=digits_optuna", "hydra.sweeper.n_trials=2", "trainer.max_epochs=3",
+        f"hydra.sweeper.storage={journal}", "hydra/sweeper/pruner=threshold", "hydra.sweeper.pruner.lower=0.999",
+        "torch_threads=1",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = optuna.load_study(study_name="digits_cnn_optuna", storage=open_storage(journal)).trials
+    assert [(t.state.name, len(t.intermediate_values)) for t in trials] == [("PRUNED", 1)] * 2
+
+
 def test_detached_workers_fill_the_study_and_status_follows_them(slurm: SlurmCluster, tmp_path: Path) -> None:
     journal = f"journal:///{tmp_path}/optuna.journal"
     started = time.monotonic()
