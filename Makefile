@@ -10,6 +10,10 @@ MLRUNS := $(CURDIR)/mlruns
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 PYTEST_ARGS ?=
+# make test's pytest processes: most tests wait on a console script starting up, which keeps one core busy.
+# Each takes whole test files (--dist loadfile): a module's tests share its fixtures (a server, the one SLURM
+# cluster this machine can run), and the sweep kill tests never run two at once.
+TEST_WORKERS ?= 2
 ARGS   ?=
 
 .PHONY: help install dev train test test-fast test-chaos lint format ui server bench data lock clean
@@ -44,7 +48,7 @@ train: install
 	$(BIN)/explab-train $(ARGS)
 
 test: lint
-	$(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 # the kill tests of sweeps (tests/sweep/test_continuation.py) alone, to repeat them after a change there
 test-chaos: lint

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,6 +19,12 @@ from explab.config import config_dir
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).parents[1]
+
+
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` of a child that a test stops with Ctrl-C: SIGINT as a terminal leaves it. A suite that a
+    non-interactive shell started in the background has SIGINT ignored, and its children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def root_env() -> dict[str, str]:

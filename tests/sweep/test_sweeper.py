@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from optuna.trial import TrialState
 from explab.sweep.pruner import PRUNER_ATTR
 from explab.sweep.storage import open_storage
 from explab.sweep.summary import best_trained_trial
-from tests.conftest import BIN, run_cli, runs_in
+from tests.conftest import BIN, as_from_a_terminal, run_cli, runs_in
 
 APP = Path(__file__).parents[1] / "support" / "apps" / "quadratic.py"
 
@@ -278,25 +279,25 @@ def test_ctrl_c_leaves_no_trial_running(tmp_path: Path) -> None:
 
     worker = subprocess.Popen(
         plain_app_command(
-            tmp_path, "interrupted", "hydra.sweeper.n_trials=5", "sleep=3", f"hydra.sweep.dir={tmp_path}/multirun"
+            tmp_path, "interrupted", "hydra.sweeper.n_trials=3", "sleep=10", f"hydra.sweep.dir={tmp_path}/multirun"
         ),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_from_a_terminal,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    # a trial sleeps 10 s, so the Ctrl-C lands inside one even when the suite's other process slows this one
+    deadline, running = time.monotonic() + 120, False
+    while time.monotonic() < deadline and not running and worker.poll() is None:
         if (tmp_path / "optuna.journal").exists():
-            try:
-                if any(t.state == TrialState.RUNNING for t in load(tmp_path, "interrupted").trials):
-                    break
-            except KeyError:  # the study is not written yet
-                pass
+            with contextlib.suppress(KeyError):  # the study is not written yet
+                running = any(t.state == TrialState.RUNNING for t in load(tmp_path, "interrupted").trials)
         time.sleep(0.2)
+    assert running, f"no trial was seen running (sweep exit code {worker.poll()})"
     worker.send_signal(signal.SIGINT)
-    worker.communicate(timeout=60)
-    assert worker.returncode != 0
+    _, stderr = worker.communicate(timeout=60)
+    assert worker.returncode != 0, stderr[-3000:]
     study = load(tmp_path, "interrupted")
     assert study.trials, "the sweep had started a trial"
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]

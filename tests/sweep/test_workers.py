@@ -16,6 +16,7 @@ from explab.errors import UsageError
 from explab.sweep.heartbeat import WORKER_ATTR
 from explab.sweep.workers import gpu_per_worker
 from explab.tracking.orphans import process_alive
+from tests.conftest import as_from_a_terminal
 from tests.sweep.test_sweeper import load, plain_app_command, sweep_plain_app
 
 
@@ -53,7 +54,9 @@ def test_ctrl_c_to_the_command_stops_every_worker_and_leaves_nothing_running(tmp
         tmp_path, "stopped", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2", "sleep=5",
         f"hydra.sweep.dir={tmp_path}/multirun",
     )  # fmt: skip
-    pool = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pool = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal
+    )
     deadline = time.monotonic() + 120
     study = None
     while time.monotonic() < deadline:
