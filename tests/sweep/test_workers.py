@@ -13,15 +13,15 @@ import pytest
 from optuna.trial import TrialState
 
 from explab.errors import UsageError
-from explab.sweep.heartbeat import WORKER_ATTR
 from explab.sweep.workers import gpu_per_worker
 from explab.tracking.orphans import process_alive
 from tests.conftest import as_from_a_terminal
+from tests.sweep.test_continuation import worker_pid
 from tests.sweep.test_sweeper import load, plain_app_command, sweep_plain_app
 
 
 def worker_pids(study: optuna.Study) -> set[int]:
-    return {int(t.user_attrs[WORKER_ATTR].rpartition(":")[2]) for t in study.trials if WORKER_ATTR in t.user_attrs}
+    return {pid for t in study.trials if (pid := worker_pid(t))}
 
 
 def test_gpus_are_dealt_round_robin_and_packed() -> None:
