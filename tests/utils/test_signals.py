@@ -1,4 +1,4 @@
-"""Critical sections that a Ctrl-C must not cut in half."""
+"""Critical sections that neither Ctrl-C nor SIGTERM may cut in half."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from explab.utils.signals import interrupts_deferred
+from explab.utils.signals import Terminated, interrupts_deferred, sigterm_raises_terminated
 
 
 @pytest.fixture
@@ -29,3 +29,14 @@ def test_ctrl_c_inside_a_deferred_block_is_raised_after_the_block() -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with interrupts_deferred():  # no signal: nothing raised
         pass
+
+
+def test_sigterm_inside_a_deferred_block_is_raised_after_the_block() -> None:
+    """In a sweep SIGTERM raises Terminated; between asking a trial and holding it, it must wait, or the
+    trial stays RUNNING in the study with nobody left to fail it."""
+    finished = []
+    with pytest.raises(Terminated) as stopped, sigterm_raises_terminated(), interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGTERM)
+        finished.append("rest of the block")
+    assert finished == ["rest of the block"] and stopped.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -1,5 +1,5 @@
 """Signals as exceptions: SIGTERM ends a run or a sweep the way Ctrl-C does, and short critical sections
-that a Ctrl-C must not cut in half."""
+that neither Ctrl-C nor SIGTERM may cut in half."""
 
 from __future__ import annotations
 
@@ -10,31 +10,39 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+STOPS = (signal.SIGINT, signal.SIGTERM)
+
 
 @contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """A SIGINT during the block is raised as KeyboardInterrupt only once the block is done.
+    """A SIGINT or SIGTERM during the block is acted on only once the block is done, by the handler that
+    was in place (so Ctrl-C raises KeyboardInterrupt there, and SIGTERM inside a sweep ``Terminated``).
 
     Used where a half-done step would leave shared state inconsistent, e.g. a trial created in the study
     but not yet known to the code that would mark it FAIL. Outside the main thread signals cannot be
-    caught, so the block runs unprotected there.
+    caught, so the block runs unprotected there; a signal that is ignored stays ignored.
     """
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or previous == signal.SIG_IGN:
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    received: list[Any] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
+    received: list[tuple[int, Any]] = []
+    previous = {s: signal.getsignal(s) for s in STOPS}
+    deferred = [s for s, handler in previous.items() if handler not in (signal.SIG_IGN, None)]
+    for signum in deferred:
+        signal.signal(signum, lambda number, frame: received.append((number, frame)))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum in deferred:
+            signal.signal(signum, previous[signum])
     if not received:
         return
-    if callable(previous):  # Python's default handler raises KeyboardInterrupt here
-        previous(signal.SIGINT, received[0])
+    first, frame = received[0]  # the first stop asked for is the one acted on
+    handler = previous[signal.Signals(first)]
+    if callable(handler):  # e.g. Python's default SIGINT handler raises KeyboardInterrupt here
+        handler(first, frame)
     else:  # SIG_DFL: die of the signal as the process would have
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), first)
 
 
 class Terminated(SystemExit):

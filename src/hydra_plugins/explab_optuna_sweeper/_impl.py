@@ -23,9 +23,9 @@ import math
 import os
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import optuna
 from hydra.core.plugins import Plugins
@@ -85,6 +85,7 @@ from explab.tracking import TrackedRun
 from explab.utils.signals import Terminated, interrupts_deferred, sigterm_raises_terminated
 
 log = logging.getLogger(__name__)
+_R = TypeVar("_R")
 
 ERROR_ATTR = "explab.error"
 
@@ -115,6 +116,30 @@ def _tell_once(
     except RuntimeError as err:  # GridSampler stops the study once the grid is exhausted, after the state is set
         if "Study.stop" not in str(err):
             raise
+
+
+def hold_trial(study: optuna.Study, take: Callable[[], Trial | None], run: Callable[[Trial], _R]) -> _R | None:
+    """``take()`` a trial (ask, queue or claim one) and ``run(trial)``; None when there was none to take.
+
+    Interrupted, the trial is failed (nothing left RUNNING) or, when a SLURM job is being preempted,
+    released for the requeued job or another worker to continue. Ctrl-C and SIGTERM wait while the trial
+    is taken: one landing between the storage creating it and ``trial`` naming it would leave it RUNNING
+    with nobody to end it.
+    """
+    trial = None
+    try:
+        with interrupts_deferred():
+            trial = take()
+        return None if trial is None else run(trial)
+    except BaseException as error:
+        if trial is None:
+            raise
+        if isinstance(error, Terminated) and in_slurm_job():
+            trial.set_user_attr(RELEASED_ATTR, True)
+            log.warning("trial %d released: this SLURM job is stopping; the next worker continues it", trial.number)
+        else:
+            _tell_once(study, trial, None, TrialState.FAIL, skip_if_finished=True)
+        raise
 
 
 class ExplabOptunaSweeperImpl(Sweeper):
@@ -431,11 +456,15 @@ class ExplabOptunaSweeperImpl(Sweeper):
         returns: list[Any] = []
         failures_in_a_row = repeats_in_a_row = failures = 0
         max_failures = self.max_failures or n_trials
+        state: TrialState | None
         while True:
-            with interrupts_deferred():  # a trial claimed but not yet held here could not be failed
-                adopted = claim_cut_off_trial(study, self.worker, self.heartbeat_seconds)
+            adopted = hold_trial(
+                study,
+                lambda: claim_cut_off_trial(study, self.worker, self.heartbeat_seconds),
+                lambda trial: self._run_trial(study, trial, fixed, parent),
+            )
             if adopted is not None:
-                state, result = self._hold(study, adopted, lambda t=adopted: self._run_trial(study, t, fixed, parent))
+                state, result = adopted
             elif self._study_full(study, n_trials):
                 replicate = self._next_replicate(study, fixed, n_trials)
                 if replicate is None:
@@ -489,24 +518,30 @@ class ExplabOptunaSweeperImpl(Sweeper):
         self, study: optuna.Study, fixed: list[str], parent: TrackedRun | None, source: FrozenTrial, seed: int
     ) -> tuple[TrialState, Any]:
         """Train ``source``'s configuration again with ``seed``, as a trial marked as its replicate."""
-        with interrupts_deferred():  # a trial created but not yet held here could not be failed
+
+        def take() -> Trial:
             study.enqueue_trial(source.params, user_attrs={REPLICATE_ATTR: source.number, SEED_ATTR: seed})
             trial = study.ask()  # first in, first out: the trial just queued
             for name, distribution in source.distributions.items():
                 suggest(trial, name, distribution)
             trial.set_user_attr(WORKER_ATTR, self.worker)
-        log.info("trial %d: trial %d's configuration again, %s=%d", trial.number, source.number, self.seed_key, seed)
-        return self._hold(study, trial, lambda: self._run_trial(study, trial, fixed, parent))
+            return trial
+
+        def run(trial: Trial) -> tuple[TrialState, Any]:
+            log.info(
+                "trial %d: trial %d's configuration again, %s=%d", trial.number, source.number, self.seed_key, seed
+            )
+            return self._run_trial(study, trial, fixed, parent)
+
+        return cast(tuple[TrialState, Any], hold_trial(study, take, run))
 
     def _ask_and_run(
         self, study: optuna.Study, space: SearchSpace, fixed: list[str], parent: TrackedRun | None, n_trials: int
     ) -> tuple[TrialState | None, Any]:
         """Ask a new trial and run it: (its state, the job's result); (None, "full") when another worker filled
         the study first, (None, "repeat") when it repeated a finished trial and was told its value."""
-        with interrupts_deferred():  # a trial created but not yet held here could not be failed
-            trial = self._ask(study, space)
 
-        def run() -> tuple[TrialState | None, Any]:
+        def run(trial: Trial) -> tuple[TrialState | None, Any]:
             if self._beyond_n_trials(study, trial.number, n_trials):
                 _tell_once(study, trial, None, TrialState.FAIL)
                 log.info("trial %d not run: another worker filled the study first", trial.number)
@@ -517,20 +552,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
                 return None, "repeat"
             return self._run_trial(study, trial, fixed, parent)
 
-        return self._hold(study, trial, run)
-
-    def _hold(self, study: optuna.Study, trial: Trial, run: Any) -> Any:
-        """``run()`` for ``trial``; interrupted, the trial is failed (nothing left RUNNING) or, when a SLURM
-        job is being preempted, released for the requeued job or another worker to continue."""
-        try:
-            return run()
-        except BaseException as error:
-            if isinstance(error, Terminated) and in_slurm_job():
-                trial.set_user_attr(RELEASED_ATTR, True)
-                log.warning("trial %d released: this SLURM job is stopping; the next worker continues it", trial.number)
-            else:
-                _tell_once(study, trial, None, TrialState.FAIL, skip_if_finished=True)
-            raise
+        return cast(tuple[TrialState | None, Any], hold_trial(study, lambda: self._ask(study, space), run))
 
     def _open_parent_run(self, study: optuna.Study, space: SearchSpace, own: bool = True) -> TrackedRun | None:
         """The study's MLflow parent run (``explab.sweep.parent_run``); None when the sweep records none."""
