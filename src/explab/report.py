@@ -222,7 +222,7 @@ def check_settings(cfg: DictConfig) -> None:
 
 
 def report(cfg: DictConfig) -> str:
-    from explab.tracking import TrackedRun
+    from explab.tracking import TrackedRun, run_lifecycle
     from explab.tracking.plots import intervals_figure, save_figure
     from explab.tracking.store import open_client
 
@@ -266,8 +266,10 @@ def report(cfg: DictConfig) -> str:
         if compared:
             tables["comparisons.csv"] = compared
     print(markdown)
-    run = TrackedRun.create(cfg.tracking_uri, cfg.experiment_name, run_name="report", tags=tags)
-    with run.lifecycle(), tempfile.TemporaryDirectory(prefix="explab-report-") as folder:
+    opened = run_lifecycle(
+        lambda: TrackedRun.create(cfg.tracking_uri, cfg.experiment_name, run_name="report", tags=tags)
+    )
+    with opened as run, tempfile.TemporaryDirectory(prefix="explab-report-") as folder:
         (Path(folder) / "report.md").write_text(markdown)
         run.log_file(Path(folder) / "report.md", "report")
         for file_name, table in tables.items():

@@ -24,15 +24,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from explab.build import build_job
     from explab.fit import fit_and_test
     from explab.sweep.trial import TrialJob
-    from explab.tracking.record import announce_finished, open_run, record_end, record_start
+    from explab.tracking import TrackedRun, run_lifecycle
+    from explab.tracking.record import announce_finished, open_run, record_end, record_start, tracked_here
     from explab.utils.distributed import ddp_launch_scoped_to_job
     from explab.validation import validate_config
 
     validate_config(cfg)
     trial = TrialJob(cfg)
-    run = open_run(cfg, trial)
-    lifecycle = run.lifecycle() if run is not None else contextlib.nullcontext()
-    with lifecycle, trial.record_state(run), ddp_launch_scoped_to_job():
+    lifecycle: contextlib.AbstractContextManager[TrackedRun | None] = (
+        run_lifecycle(lambda: open_run(cfg, trial)) if tracked_here(cfg) else contextlib.nullcontext()
+    )
+    with lifecycle as run, trial.record_state(run), ddp_launch_scoped_to_job():
         job = build_job(cfg, run, trial)
         record_start(run, job)
         metrics = fit_and_test(job, trial, run)

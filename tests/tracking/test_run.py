@@ -1,8 +1,16 @@
-"""How a run's outcome maps to its MLflow status."""
+"""How a run's outcome maps to its MLflow status, and that no stop leaves a run RUNNING (a real sqlite store)."""
 
 from __future__ import annotations
 
-from explab.tracking.run import run_status_for
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from explab.tracking.run import TrackedRun, run_lifecycle, run_status_for
+from explab.utils.signals import Terminated
+from tests.conftest import tracking_uri_for
 
 
 def test_run_status_mapping() -> None:
@@ -10,3 +18,35 @@ def test_run_status_mapping() -> None:
     assert run_status_for(KeyboardInterrupt()) == "KILLED"
     assert run_status_for(SystemExit(1)) == "KILLED"
     assert run_status_for(ValueError()) == "FAILED"
+
+
+def _status(run: TrackedRun) -> str:
+    return run.client.get_run(run.run_id).info.status
+
+
+def test_a_run_ends_finished_or_failed_with_its_error(tmp_path: Path) -> None:
+    uri = tracking_uri_for(tmp_path)
+    with run_lifecycle(lambda: TrackedRun.create(uri, "lifecycle")) as finished:
+        assert _status(finished) == "RUNNING"
+    assert _status(finished) == "FINISHED"
+    with pytest.raises(ValueError), run_lifecycle(lambda: TrackedRun.create(uri, "lifecycle")) as failed:
+        raise ValueError("broken batch")
+    assert _status(failed) == "FAILED"
+    assert failed.client.get_run(failed.run_id).data.tags["explab.status_reason"] == "ValueError: broken batch"
+
+
+def test_sigterm_while_the_run_is_opened_ends_it_killed(tmp_path: Path) -> None:
+    """A scheduler's stop landing just after the store created the run, before the code holds it."""
+    uri = tracking_uri_for(tmp_path)
+    opened: list[TrackedRun] = []
+
+    def open_then_stopped() -> TrackedRun:
+        opened.append(TrackedRun.create(uri, "lifecycle"))
+        os.kill(os.getpid(), signal.SIGTERM)
+        return opened[0]
+
+    body = []
+    with pytest.raises(Terminated), run_lifecycle(open_then_stopped):
+        body.append("trained")
+    assert body == [] and _status(opened[0]) == "KILLED"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -47,18 +47,24 @@ def run_tags(cfg: DictConfig, extra: dict[str, Any] | None = None) -> dict[str, 
     return {key: str(value) for key, value in tags.items() if value is not None}
 
 
-def open_run(cfg: DictConfig, trial: TrialJob) -> TrackedRun | None:
-    """The job's MLflow run on global rank 0: a new one, or with ``resume=RUN_ID`` the same run again.
+def tracked_here(cfg: DictConfig) -> bool:
+    """Whether this process records the job in MLflow: tracking is on and this is global rank 0 (the other
+    ranks never touch the store)."""
+    from explab.build import mlflow_logger_node
 
-    None when tracking is off and on every other rank: they never touch the store. Called before seeding:
-    MLflow draws its random run names from Python's ``random``, which a fixed seed would make the same for
-    every run.
+    return mlflow_logger_node(cfg) is not None and global_rank() == 0
+
+
+def open_run(cfg: DictConfig, trial: TrialJob) -> TrackedRun:
+    """The job's MLflow run where ``tracked_here``: a new one, or with ``resume=RUN_ID`` the same run again.
+
+    Called before seeding: MLflow draws its random run names from Python's ``random``, which a fixed seed
+    would make the same for every run.
     """
     from explab.build import mlflow_logger_node
 
     logger_cfg = mlflow_logger_node(cfg)
-    if logger_cfg is None or global_rank() != 0:
-        return None
+    assert logger_cfg is not None, "open_run is called only where tracked_here(cfg)"
     if cfg.get("resume"):
         run = TrackedRun.reopen(logger_cfg.tracking_uri, str(cfg.resume))
         run.set_tags({"explab.resumed_from_checkpoint": cfg.ckpt_path})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from explab.tracking.orphans import PID_TAG, close_orphaned_runs
 from explab.tracking.store import open_client
 from explab.utils.logging import get_logger
-from explab.utils.signals import sigterm_raises_terminated
+from explab.utils.signals import interrupts_deferred, sigterm_raises_terminated
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -50,6 +50,29 @@ def is_trial_pruned(error: BaseException) -> bool:
 def _is_lightning_sigterm(error: BaseException) -> bool:
     exceptions = sys.modules.get("lightning.pytorch.utilities.exceptions")
     return exceptions is not None and isinstance(error, exceptions.SIGTERMException)
+
+
+@contextmanager
+def run_lifecycle(open_run: Callable[[], TrackedRun]) -> Iterator[TrackedRun]:
+    """The run ``open_run()`` creates or reopens, ended with the status its outcome deserves; the error of a
+    failed run is recorded on it.
+
+    SIGTERM (a scheduler's stop, ``kill``) becomes an exception from before the run exists, so the run ends
+    KILLED instead of the process dying with it still RUNNING; during ``fit`` Lightning adds its own graceful
+    handling. Ctrl-C and SIGTERM wait while the run is opened: one landing between the store creating it and
+    ``run`` naming it would leave it RUNNING with nobody to end it.
+    """
+    with sigterm_raises_terminated():
+        run = None
+        try:
+            with interrupts_deferred():
+                run = open_run()
+            yield run
+        except BaseException as error:
+            if run is not None:
+                run._end_with_error(error)
+            raise
+        run.finish("FINISHED")
 
 
 class TrackedRun:
@@ -150,21 +173,6 @@ class TrackedRun:
         from explab.tracking.ui import run_link
 
         return run_link(base_url, self.experiment_id, self.run_id)
-
-    @contextmanager
-    def lifecycle(self) -> Iterator[TrackedRun]:
-        """End the run with the status its outcome deserves; record the error of a failed run.
-
-        SIGTERM (a scheduler's stop, ``kill``) becomes an exception here, so the run ends KILLED instead of the
-        process dying with its run still RUNNING; during ``fit`` Lightning adds its own graceful handling.
-        """
-        with sigterm_raises_terminated():
-            try:
-                yield self
-            except BaseException as error:
-                self._end_with_error(error)
-                raise
-            self.finish("FINISHED")
 
     def _end_with_error(self, error: BaseException) -> None:
         status = run_status_for(error)
