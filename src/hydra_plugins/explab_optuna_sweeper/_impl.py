@@ -239,8 +239,10 @@ class ExplabOptunaSweeperImpl(Sweeper):
             return self._run_worker_pool(space, fixed, gpus)
         with sigterm_raises_terminated():
             study, n_trials = self._open_study(space, fixed)
-            parent = self._open_parent_run(study, space)
+            parent = None
             try:
+                with interrupts_deferred():  # a parent run created but not yet held here would stay RUNNING
+                    parent = self._open_parent_run(study, space)
                 returns = self._run_trials(study, space, fixed, parent, n_trials)
             except BaseException as error:
                 self._close_parent_run(study, parent, error, n_trials)
@@ -321,9 +323,11 @@ class ExplabOptunaSweeperImpl(Sweeper):
         ]
         with sigterm_raises_terminated():
             study, n_trials = self._open_study(space, fixed)
-            parent = self._open_parent_run(study, space)
-            log.info("Starting %d workers of study '%s' (%s)", len(gpus), study.study_name, self.storage_url)
+            parent = None
             try:
+                with interrupts_deferred():  # a parent run created but not yet held here would stay RUNNING
+                    parent = self._open_parent_run(study, space)
+                log.info("Starting %d workers of study '%s' (%s)", len(gpus), study.study_name, self.storage_url)
                 failed = WorkerPool(command, environments, max_replacements=n_trials).run()
                 if failed and not self._study_full(study, n_trials):
                     raise SweepAborted(
