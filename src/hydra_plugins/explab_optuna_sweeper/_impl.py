@@ -23,7 +23,8 @@ import math
 import os
 import socket
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -239,15 +240,8 @@ class ExplabOptunaSweeperImpl(Sweeper):
             return self._run_worker_pool(space, fixed, gpus)
         with sigterm_raises_terminated():
             study, n_trials = self._open_study(space, fixed)
-            parent = None
-            try:
-                with interrupts_deferred():  # a parent run created but not yet held here would stay RUNNING
-                    parent = self._open_parent_run(study, space)
+            with self._parent_run_held(study, space, n_trials) as parent:
                 returns = self._run_trials(study, space, fixed, parent, n_trials)
-            except BaseException as error:
-                self._close_parent_run(study, parent, error, n_trials)
-                raise
-            self._close_parent_run(study, parent, None, n_trials)
         assert self.config is not None
         write_results(study, self.objectives.names(), Path(str(self.config.hydra.sweep.dir)))
         return returns
@@ -323,23 +317,17 @@ class ExplabOptunaSweeperImpl(Sweeper):
         ]
         with sigterm_raises_terminated():
             study, n_trials = self._open_study(space, fixed)
-            parent = None
-            try:
-                with interrupts_deferred():  # a parent run created but not yet held here would stay RUNNING
-                    parent = self._open_parent_run(study, space)
-                log.info("Starting %d workers of study '%s' (%s)", len(gpus), study.study_name, self.storage_url)
-                failed = WorkerPool(command, environments, max_replacements=n_trials).run()
-                if failed and not self._study_full(study, n_trials):
-                    raise SweepAborted(
-                        f"{len(failed)} of {len(gpus)} workers failed (exit codes {failed}); their messages are "
-                        "above. Fix the cause, then run the same command to resume."
-                    )
-            except BaseException as error:
-                fail_trials_of_dead_workers(study)
-                self._close_parent_run(study, parent, error, n_trials)
-                raise
-            fail_trials_of_dead_workers(study)
-            self._close_parent_run(study, parent, None, n_trials)
+            with self._parent_run_held(study, space, n_trials):
+                try:
+                    log.info("Starting %d workers of study '%s' (%s)", len(gpus), study.study_name, self.storage_url)
+                    failed = WorkerPool(command, environments, max_replacements=n_trials).run()
+                    if failed and not self._study_full(study, n_trials):
+                        raise SweepAborted(
+                            f"{len(failed)} of {len(gpus)} workers failed (exit codes {failed}); their messages are "
+                            "above. Fix the cause, then run the same command to resume."
+                        )
+                finally:  # before the parent run is ended, which counts the study's finished and running trials
+                    fail_trials_of_dead_workers(study)
         log.info("All workers done: %s", describe_progress(study))
         return []
 
@@ -579,6 +567,24 @@ class ExplabOptunaSweeperImpl(Sweeper):
             if self.warm_start_record:
                 parent.set_tags({"explab.warm_start": "; ".join(self.warm_start_record)[:5000]})
         return parent
+
+    @contextmanager
+    def _parent_run_held(self, study: optuna.Study, space: SearchSpace, n_trials: int) -> Iterator[TrackedRun | None]:
+        """The study's parent run (None when the sweep records none), opened here and ended on the way out:
+        by the error that ends the block, or as ``close_parent_run`` decides from the study's progress.
+
+        Ctrl-C and SIGTERM wait while it is opened: one landing between the store creating it and ``parent``
+        naming it would leave it RUNNING with nobody to end it.
+        """
+        parent = None
+        try:
+            with interrupts_deferred():
+                parent = self._open_parent_run(study, space)
+            yield parent
+        except BaseException as error:
+            self._close_parent_run(study, parent, error, n_trials)
+            raise
+        self._close_parent_run(study, parent, None, n_trials)
 
     def _close_parent_run(
         self, study: optuna.Study, parent: TrackedRun | None, error: BaseException | None, n_trials: int
