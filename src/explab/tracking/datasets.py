@@ -17,6 +17,7 @@ from explab.utils.logging import get_logger
 
 if TYPE_CHECKING:
     from mlflow.data.dataset_source import DatasetSource
+    from mlflow.entities import DatasetInput
 
     from explab.data.base import TensorDataModule
     from explab.tracking.run import TrackedRun
@@ -69,4 +70,21 @@ def log_dataset_inputs(run: TrackedRun, datamodule: TensorDataModule) -> None:
             digest=datamodule.fingerprint,  # given, so MLflow does not hash the arrays again
         )
         inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)]))
-    run.client.log_inputs(run.run_id, datasets=inputs)
+    _log_inputs(run, inputs)
+
+
+def _log_inputs(run: TrackedRun, inputs: list[DatasetInput]) -> None:
+    """Link ``inputs`` to the run, making each dataset the experiment lacks.
+
+    MLflow looks up which datasets the experiment has, then inserts the others, without locking the lookup: two
+    runs of a sweep that log a new dataset at the same moment both insert it, and the later one fails on the
+    table's unique name and digest. Asked once more, MLflow finds the winner's dataset and links the run to it
+    (linking is idempotent); any other error fails again and is raised.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run.client.log_inputs(run.run_id, datasets=inputs)
+    except MlflowException as err:
+        log.debug("logging the dataset inputs again after %s", err)
+        run.client.log_inputs(run.run_id, datasets=inputs)
