@@ -61,14 +61,18 @@ def study_of(tmp_path: Path) -> optuna.Study | None:
         return None
 
 
-def running_trial_with_epochs(tmp_path: Path, timeout: float = 240) -> optuna.trial.FrozenTrial:
+def running_trial_with_epochs(tmp_path: Path, completed: int = 0, timeout: float = 240) -> optuna.trial.FrozenTrial:
     """A RUNNING trial that has finished at least one epoch and has a last.ckpt to continue from (an epoch is
-    counted before its checkpoint is written, and that becomes last.ckpt only once the store has the epoch)."""
+    counted before its checkpoint is written, and that becomes last.ckpt only once the store has the epoch),
+    once at least ``completed`` trials are COMPLETE."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         study = study_of(tmp_path)
         counted = Counter(line.split()[0] for line in epoch_lines(tmp_path))
-        for trial in study.get_trials(states=(TrialState.RUNNING,)) if study else []:
+        if study is None or len(study.get_trials(states=(TrialState.COMPLETE,))) < completed:
+            time.sleep(0.2)
+            continue
+        for trial in study.get_trials(states=(TrialState.RUNNING,)):
             checkpointed = any(tmp_path.glob(f"**/{trial.number}/checkpoints/last.ckpt"))
             pid = worker_pid(trial)
             if 1 <= counted[str(trial.number)] < EPOCHS and checkpointed and pid and process_alive(pid):
@@ -139,11 +143,13 @@ def test_chaos_three_kills_of_a_two_worker_sweep_lose_at_most_an_epoch_each(tmp_
     n_trials = 10
     command = sweep_command(tmp_path, n_trials, "hydra.sweeper.n_jobs=2", f"hydra.sweep.dir={tmp_path}/multirun")
     chance = random.Random()
+    # kills spread over the sweep by its progress, not by the clock, which a fast machine outruns: each waits
+    # for a number of finished trials that leaves the last three to run
+    kill_points = sorted(chance.randrange(n_trials - 3) for _ in range(3))
     sweep = start(command, tmp_path)
     cut_off = 0
-    for kill in range(3):
-        time.sleep(chance.uniform(1.0, 8.0))  # kills spread over the sweep
-        trial = running_trial_with_epochs(tmp_path)
+    for kill, completed in enumerate(kill_points):
+        trial = running_trial_with_epochs(tmp_path, completed)
         time.sleep(chance.uniform(0.0, 1.0))  # anywhere in its epoch
         if kill < 2:
             pid = worker_pid(trial)
