@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from explab.utils.signals import Terminated, interrupts_deferred, sigterm_raises_terminated
+from explab.utils.signals import Terminated, held, interrupts_deferred, sigterm_raises_terminated
 
 
 @pytest.fixture
@@ -40,3 +40,46 @@ def test_sigterm_inside_a_deferred_block_is_raised_after_the_block() -> None:
         finished.append("rest of the block")
     assert finished == ["rest of the block"] and stopped.value.code == 128 + signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def _ended_as(ended: list, stop: signal.Signals | None = None) -> tuple:
+    """A ``take`` that a signal interrupts just after the thing exists, and an ``end`` that records its call."""
+
+    def take() -> str:
+        if stop is not None:
+            os.kill(os.getpid(), stop)
+        return "run 7"
+
+    return take, lambda thing, error: ended.append((thing, type(error)))
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
+@pytest.mark.parametrize(("stop", "raised"), [(signal.SIGTERM, Terminated), (signal.SIGINT, KeyboardInterrupt)])
+def test_a_stop_while_a_thing_is_taken_ends_it_and_skips_the_block(stop: signal.Signals, raised: type) -> None:
+    """The moment that lost runs, trials and parent runs: the store has made the thing, ``take`` not yet
+    returned it. The stop waits for ``take``, then is raised in the block, before any of it runs."""
+    ended: list = []
+    body = []
+    with pytest.raises(raised), sigterm_raises_terminated(), held(*_ended_as(ended, stop)) as thing:
+        body.append(thing)
+    assert ended == [("run 7", raised)] and body == []
+
+
+def test_a_held_thing_is_ended_with_what_left_the_block() -> None:
+    ended: list = []
+    with held(*_ended_as(ended)) as thing:
+        assert thing == "run 7"
+    with pytest.raises(ValueError), held(*_ended_as(ended)):
+        raise ValueError("broken batch")
+    assert ended == [("run 7", type(None)), ("run 7", ValueError)]
+
+
+def test_nothing_is_ended_when_taking_fails() -> None:
+    ended: list = []
+
+    def take() -> str:
+        raise ConnectionError("store unreachable")
+
+    with pytest.raises(ConnectionError), held(take, lambda thing, error: ended.append(thing)):
+        pytest.fail("the block ran without the thing")
+    assert ended == []

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from explab.tracking.orphans import PID_TAG, close_orphaned_runs
 from explab.tracking.store import open_client
 from explab.utils.logging import get_logger
-from explab.utils.signals import interrupts_deferred, sigterm_raises_terminated
+from explab.utils.signals import held, sigterm_raises_terminated
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -62,17 +62,8 @@ def run_lifecycle(open_run: Callable[[], TrackedRun]) -> Iterator[TrackedRun]:
     handling. Ctrl-C and SIGTERM wait while the run is opened: one landing between the store creating it and
     ``run`` naming it would leave it RUNNING with nobody to end it.
     """
-    with sigterm_raises_terminated():
-        run = None
-        try:
-            with interrupts_deferred():
-                run = open_run()
-            yield run
-        except BaseException as error:
-            if run is not None:
-                run._end_with_error(error)
-            raise
-        run.finish("FINISHED")
+    with sigterm_raises_terminated(), held(open_run, TrackedRun.end) as run:
+        yield run
 
 
 class TrackedRun:
@@ -174,7 +165,11 @@ class TrackedRun:
 
         return run_link(base_url, self.experiment_id, self.run_id)
 
-    def _end_with_error(self, error: BaseException) -> None:
+    def end(self, error: BaseException | None) -> None:
+        """End the run with the status ``error`` deserves (FINISHED for None), recording a failure's error."""
+        if error is None:
+            self.finish("FINISHED")
+            return
         status = run_status_for(error)
         reason_tag = "explab.status_reason"
         if self.status_before_resume is not None and not self.resumed_training:

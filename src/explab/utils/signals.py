@@ -1,14 +1,16 @@
-"""Signals as exceptions: SIGTERM ends a run or a sweep the way Ctrl-C does, and short critical sections
-that neither Ctrl-C nor SIGTERM may cut in half."""
+"""Signals as exceptions: SIGTERM ends a run or a sweep the way Ctrl-C does, short critical sections that
+neither Ctrl-C nor SIGTERM may cut in half, and things (a run, a trial) that are always ended once taken."""
 
 from __future__ import annotations
 
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 STOPS = (signal.SIGINT, signal.SIGTERM)
 
@@ -43,6 +45,29 @@ def interrupts_deferred() -> Iterator[None]:
         handler(first, frame)
     else:  # SIG_DFL: die of the signal as the process would have
         os.kill(os.getpid(), first)
+
+
+@contextmanager
+def held(take: Callable[[], _T], end: Callable[[_T, BaseException | None], None]) -> Iterator[_T]:
+    """What ``take()`` returns (an MLflow run, an Optuna trial), ended by ``end(it, error)`` however the block
+    is left: ``error`` is the exception leaving the block, None when it finished. When ``take`` itself fails,
+    nothing was taken and ``end`` is not called.
+
+    Ctrl-C and SIGTERM wait while it is taken: one landing between a store creating the thing and ``take``
+    returning it would leave it in the store with nobody to end it. Once taken, a deferred signal is acted on
+    inside the block, so it too reaches ``end``.
+    """
+    taken = False
+    try:
+        with interrupts_deferred():
+            thing = take()
+            taken = True
+        yield thing
+    except BaseException as error:
+        if taken:
+            end(thing, error)
+        raise
+    end(thing, None)
 
 
 class Terminated(SystemExit):

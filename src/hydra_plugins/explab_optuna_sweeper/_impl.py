@@ -83,7 +83,7 @@ from explab.sweep.workers import (
     visible_gpus,
 )
 from explab.tracking import TrackedRun
-from explab.utils.signals import Terminated, interrupts_deferred, sigterm_raises_terminated
+from explab.utils.signals import Terminated, held, sigterm_raises_terminated
 
 log = logging.getLogger(__name__)
 _R = TypeVar("_R")
@@ -127,20 +127,18 @@ def hold_trial(study: optuna.Study, take: Callable[[], Trial | None], run: Calla
     is taken: one landing between the storage creating it and ``trial`` naming it would leave it RUNNING
     with nobody to end it.
     """
-    trial = None
-    try:
-        with interrupts_deferred():
-            trial = take()
-        return None if trial is None else run(trial)
-    except BaseException as error:
-        if trial is None:
-            raise
+
+    def end(trial: Trial | None, error: BaseException | None) -> None:
+        if trial is None or error is None:
+            return
         if isinstance(error, Terminated) and in_slurm_job():
             trial.set_user_attr(RELEASED_ATTR, True)
             log.warning("trial %d released: this SLURM job is stopping; the next worker continues it", trial.number)
         else:
             _tell_once(study, trial, None, TrialState.FAIL, skip_if_finished=True)
-        raise
+
+    with held(take, end) as trial:
+        return None if trial is None else run(trial)
 
 
 class ExplabOptunaSweeperImpl(Sweeper):
@@ -576,15 +574,11 @@ class ExplabOptunaSweeperImpl(Sweeper):
         Ctrl-C and SIGTERM wait while it is opened: one landing between the store creating it and ``parent``
         naming it would leave it RUNNING with nobody to end it.
         """
-        parent = None
-        try:
-            with interrupts_deferred():
-                parent = self._open_parent_run(study, space)
+        with held(
+            lambda: self._open_parent_run(study, space),
+            lambda parent, error: self._close_parent_run(study, parent, error, n_trials),
+        ) as parent:
             yield parent
-        except BaseException as error:
-            self._close_parent_run(study, parent, error, n_trials)
-            raise
-        self._close_parent_run(study, parent, None, n_trials)
 
     def _close_parent_run(
         self, study: optuna.Study, parent: TrackedRun | None, error: BaseException | None, n_trials: int
