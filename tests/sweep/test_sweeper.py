@@ -9,6 +9,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from explab.sweep.pruner import PRUNER_ATTR
@@ -188,6 +189,12 @@ def test_explab_sweep_records_parent_and_children_and_prunes(tmp_path: Path) -> 
     assert "PRUNED" in by_state, "lr=1e-7 stays under 50% accuracy and the threshold pruner stops it"
     pruned = [r for r in children if r.data.tags["optuna.trial_state"] == "PRUNED"]
     assert all(r.info.status == "KILLED" and r.data.params["optimizer.lr"] == "1e-07" for r in pruned)
+    # pruning is how a search works, not an error: no error line for it, no traceback on its run
+    output = done.stdout + done.stderr
+    assert "Error executing job" not in output and "][ERROR]" not in output, output[-3000:]
+    assert all(r.data.tags["explab.status_reason"].startswith("TrialPruned: pruned after epoch") for r in pruned)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    assert all(not client.list_artifacts(r.info.run_id, "error.txt") for r in pruned)
     complete = [r for r in children if r.data.tags["optuna.trial_state"] == "COMPLETE"]
     assert complete and all(r.info.status == "FINISHED" for r in complete)
     assert sorted(r.data.tags["optuna.trial_number"] for r in children) == ["0", "1", "2"]
@@ -206,9 +213,6 @@ def test_explab_sweep_records_parent_and_children_and_prunes(tmp_path: Path) -> 
         "upper": None,
         "n_warmup_steps": 0,
     }
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     # trials keep their checkpoint but skip the figures and the MLflow model (they cost time per trial)
     trial_artifacts = {a.path for a in client.list_artifacts(complete[0].info.run_id)}
     assert "checkpoints" in trial_artifacts and not {"plots", "model"} & trial_artifacts

@@ -6,6 +6,7 @@ does, so a run is FINISHED, FAILED or KILLED and never left RUNNING by an except
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -175,14 +176,16 @@ class TrackedRun:
         if self.status_before_resume is not None and not self.resumed_training:
             # the resume failed before training on: the run is as it was, and keeps its status
             status, reason_tag = self.status_before_resume, "explab.resume_failed"
+        pruned = is_trial_pruned(error)  # the search stopped it on purpose: an outcome, not an error
         try:
             self.set_tags({reason_tag: f"{type(error).__name__}: {error}"[:5000]})
-            if reason_tag == "explab.status_reason":
+            if reason_tag == "explab.status_reason" and not pruned:
                 self.log_text("".join(traceback.format_exception(error)), "error.txt")
         except Exception as logging_error:  # the store itself may be the problem; the status still matters
             log.warning("could not record the error in MLflow: %s", logging_error)
         self.finish(status)
-        log.error("MLflow run %s ended %s: %s", self.run_id, status, error)
+        level = logging.INFO if pruned else logging.ERROR if status == "FAILED" else logging.WARNING
+        log.log(level, "MLflow run %s ended %s: %s", self.run_id, status, error)
 
 
 def _create_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:

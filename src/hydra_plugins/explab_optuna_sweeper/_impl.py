@@ -669,10 +669,12 @@ class ExplabOptunaSweeperImpl(Sweeper):
         return self._tell(study, trial, TrialState.COMPLETE, values, None), job.return_value
 
     def _tell_job_error(self, study: optuna.Study, trial: Trial, job: JobReturn) -> tuple[TrialState, Any]:
+        # a failed job keeps what it raised in ``_return_value``; reading ``return_value`` re-raises it after
+        # printing "Error executing job", which a pruned trial is not
+        if isinstance(job._return_value, optuna.TrialPruned):
+            return self._tell(study, trial, TrialState.PRUNED, None, job._return_value), job._return_value
         try:
-            returned = job.return_value  # Hydra re-raises the job's exception here
-        except optuna.TrialPruned as pruned:
-            return self._tell(study, trial, TrialState.PRUNED, None, pruned), pruned
+            returned = job.return_value  # Hydra prints the job's overrides and re-raises its exception here
         except Exception as error:
             return self._tell(study, trial, TrialState.FAIL, None, error), error
         raise AssertionError(f"job of trial {trial.number} ended {job.status} but returned {returned!r}")
