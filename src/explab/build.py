@@ -21,7 +21,7 @@ from explab.models import TaskModule
 from explab.precision import training_precision
 from explab.tracking.store import open_client
 from explab.utils.distributed import configure_threads
-from explab.utils.logging import drop_lightning_tips, get_logger
+from explab.utils.logging import get_logger, tidy_lightning_logging
 
 if TYPE_CHECKING:
     from explab.sweep.trial import TrialJob
@@ -44,6 +44,7 @@ def build_job(cfg: DictConfig, run: TrackedRun | None, trial: TrialJob) -> Job:
     """Threads and seeds first, then data, model, every callback and the trainer; the data is loaded here,
     before the fit's clock starts. ``run`` is None when tracking is off and on ranks other than 0."""
     configure_threads(cfg)
+    tidy_lightning_logging()  # before Lightning's first message, the seed
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     model = build_model(cfg)
@@ -144,7 +145,6 @@ def has_validation_split(cfg: DictConfig) -> bool:
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Logger]) -> L.Trainer:
-    drop_lightning_tips()
     no_validation = {} if has_validation_split(cfg) else {"limit_val_batches": 0, "num_sanity_val_steps": 0}
     # checkpoints are written atomically in their own folder, whatever filesystem $TMPDIR is on
     precision = training_precision(cfg.trainer)

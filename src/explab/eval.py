@@ -39,9 +39,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from explab.build import build_datamodule, build_model, build_trainer
     from explab.checkpoints import load_checkpoint, recorded_config
     from explab.tracking import TrackedRun
+    from explab.utils.logging import tidy_lightning_logging
 
     if not cfg.get("run_id") and not cfg.get("ckpt_path"):
         raise UsageError("explab-eval needs run_id=<MLflow run id> or ckpt_path=<path to a .ckpt file>")
+    tidy_lightning_logging()
     L.seed_everything(cfg.seed, workers=True)
     with tempfile.TemporaryDirectory(prefix="explab-eval-") as folder:
         path = cfg.ckpt_path or _fetch_best_checkpoint(cfg.tracking_uri, cfg.run_id, folder)

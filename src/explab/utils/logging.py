@@ -57,7 +57,19 @@ class _DropTips(logging.Filter):
 _DROP_TIPS = _DropTips()
 
 
-def drop_lightning_tips() -> None:
-    """Lightning 2.6 prints two "💡 Tip: try installing litlogger / litmodels" lines for every Trainer:
-    advertising, not news about the run, repeated in every job of a sweep. Its other messages stay."""
+def tidy_lightning_logging() -> None:
+    """Lightning's messages once each, without its adverts.
+
+    The ``lightning`` package gives its logger a console handler of its own and lets records propagate as
+    well, so under Hydra's logging (handlers on the root logger) every Lightning message is printed twice,
+    once as ``INFO: ...``. Where the root logger has handlers, Lightning's own console handler is dropped and
+    its messages appear once, in Hydra's format and in the job's log file. Lightning 2.6 also prints two
+    "💡 Tip: try installing litlogger / litmodels" lines for every Trainer: advertising, not news about the
+    run, repeated in every job of a sweep; they are filtered out. Calling it again changes nothing.
+    """
+    if logging.getLogger().handlers:
+        lightning_logger = logging.getLogger("lightning")
+        for handler in list(lightning_logger.handlers):
+            if type(handler) is logging.StreamHandler:  # the console handler ``import lightning`` adds
+                lightning_logger.removeHandler(handler)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DROP_TIPS)  # adding twice is a no-op

@@ -23,6 +23,7 @@ import math
 import os
 import socket
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -597,7 +598,13 @@ class ExplabOptunaSweeperImpl(Sweeper):
         config = dict(self.sampler_cfg)
         if config.get("seed") is not None:
             config["seed"] = int(config["seed"]) + trial_number
-        return instantiate(config, **kwargs)
+        with warnings.catch_warnings():
+            # explab's TPE sets ``group`` on purpose (conf: SAMPLERS); Optuna calls it experimental each time a
+            # sampler is made, and a seeded sweep makes one per trial. A sampler that is experimental as a whole
+            # (QMC), chosen by the researcher, still says so
+            experimental = optuna.exceptions.ExperimentalWarning
+            warnings.filterwarnings("ignore", "Argument ``group`` is an experimental", experimental)
+            return instantiate(config, **kwargs)
 
     def _ask(self, study: optuna.Study, space: SearchSpace) -> Trial:
         """A new trial, sampled with a seed of its own number when a seed is set, and marked as this worker's;
