@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,8 +66,14 @@ def tidy_lightning_logging() -> None:
     once as ``INFO: ...``. Where the root logger has handlers, Lightning's own console handler is dropped and
     its messages appear once, in Hydra's format and in the job's log file. Lightning 2.6 also prints two
     "💡 Tip: try installing litlogger / litmodels" lines for every Trainer: advertising, not news about the
-    run, repeated in every job of a sweep; they are filtered out. Calling it again changes nothing.
+    run, repeated in every job of a sweep; they are filtered out. Where SLURM is installed, Lightning warns
+    twice per run that ``srun`` is not used and advises prefixing the command with it. Outside a SLURM job
+    (on a login node, a GPU server) explab reaches SLURM through its launcher (``hydra/launcher=slurm``), whose
+    jobs run under ``srun``, so the advice is dropped there; inside a job started without ``srun`` it stands.
+    Calling it again changes nothing.
     """
+    if "SLURM_JOB_ID" not in os.environ:
+        warnings.filterwarnings("ignore", "The `srun` command is available on your system but is not used")
     if logging.getLogger().handlers:
         lightning_logger = logging.getLogger("lightning")
         for handler in list(lightning_logger.handlers):
