@@ -72,7 +72,9 @@ def tidy_lightning_logging() -> None:
     jobs run under ``srun``, so the advice is dropped there; inside a job started without ``srun`` it stands.
     Calling it again changes nothing.
     """
-    if "SLURM_JOB_ID" not in os.environ:
+    from explab.sweep.slurm import in_slurm_job  # it logs through this module: imported here, not above
+
+    if not in_slurm_job():
         warnings.filterwarnings("ignore", "The `srun` command is available on your system but is not used")
     if logging.getLogger().handlers:
         lightning_logger = logging.getLogger("lightning")

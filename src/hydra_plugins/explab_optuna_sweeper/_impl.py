@@ -678,8 +678,9 @@ class ExplabOptunaSweeperImpl(Sweeper):
     def _tell_job_error(self, study: optuna.Study, trial: Trial, job: JobReturn) -> tuple[TrialState, Any]:
         # a failed job keeps what it raised in ``_return_value``; reading ``return_value`` re-raises it after
         # printing "Error executing job", which a pruned trial is not
-        if isinstance(job._return_value, optuna.TrialPruned):
-            return self._tell(study, trial, TrialState.PRUNED, None, job._return_value), job._return_value
+        raised = job._return_value
+        if isinstance(raised, optuna.TrialPruned):
+            return self._tell(study, trial, TrialState.PRUNED, None, raised), raised
         try:
             returned = job.return_value  # Hydra prints the job's overrides and re-raises its exception here
         except Exception as error:
