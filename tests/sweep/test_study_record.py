@@ -35,6 +35,7 @@ def test_a_changed_study_is_refused_or_accepted_and_then_recorded() -> None:
     first = sweep_definition(SPACE, "minimize", None, [])
     assert check_definition(study, first, allow_changes=False) == []
     assert study.user_attrs[RECORD_ATTR] == first
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=1.0))
     changed = sweep_definition({"optimizer.lr": SPACE["optimizer.lr"]}, "minimize", None, [])
     with pytest.raises(UsageError, match=r"search space model.depth: .* then, \(not searched\) now"):
         check_definition(study, changed, allow_changes=False)
@@ -43,6 +44,17 @@ def test_a_changed_study_is_refused_or_accepted_and_then_recorded() -> None:
         "search space model.depth: IntDistribution(high=3, log=False, low=1, step=1) then, (not searched) now"
     ]
     assert study.user_attrs[RECORD_ATTR] == changed
+
+
+def test_a_study_without_trials_takes_the_new_definition() -> None:
+    study = optuna.create_study()
+    check_definition(study, sweep_definition(SPACE, "minimize", None, ["y=1"]), allow_changes=False)
+    rerun = sweep_definition(SPACE, "minimize", None, ["y=2"])
+    assert check_definition(study, rerun, allow_changes=False) == [], "no trial would fail to compare"
+    assert study.user_attrs[RECORD_ATTR] == rerun
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=1.0))
+    with pytest.raises(UsageError, match="fixed override y=3 added"):
+        check_definition(study, sweep_definition(SPACE, "minimize", None, ["y=3"]), allow_changes=False)
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from explab.errors import UsageError
 from explab.sweep import WARM_START_ATTR
 from explab.sweep.objectives import Objectives
 from explab.sweep.storage import open_storage
@@ -65,6 +66,10 @@ def test_a_warm_start_source_that_does_not_exist_is_refused_before_any_trial(tmp
     assert "nowhere.journal does not exist" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "nowhere.journal").exists()
     assert not (tmp_path / "multirun").exists() or not list((tmp_path / "multirun").glob("*/.hydra"))
+    # the researcher drops the source and changes a setting: the study the refusal left has no trial to compare
+    fixed = sweep_plain_app(tmp_path, "hydra.sweeper.n_trials=1", "y=1")
+    assert fixed.returncode == 0, fixed.stderr[-3000:]
+    assert len(load(tmp_path, "plain").trials) == 1
 
 
 @pytest.mark.slow
@@ -124,3 +129,15 @@ def test_a_source_gives_its_complete_and_pruned_trials_inside_the_space_once(tmp
     assert added[0.5].state == TrialState.COMPLETE and added[0.5].value == 0.9
     # a pruned trial stays pruned: the sampler ranks it with the bad ones, the pruner sees its epochs
     assert added[0.1].state == TrialState.PRUNED and added[0.1].intermediate_values == {0: 0.2}
+
+
+def test_a_source_that_cannot_be_read_adds_nothing_from_the_others(tmp_path: Path) -> None:
+    url = f"journal:///{tmp_path}/source.journal"
+    space = {"x": FloatDistribution(0, 1)}
+    source = optuna.create_study(study_name="source", storage=open_storage(url), direction="maximize")
+    source.add_trial(create_trial(params={"x": 0.5}, distributions=space, value=0.9))
+    study = optuna.create_study(direction="maximize")
+    sources = [{"storage": url, "study_name": "source"}, {"storage": url, "study_name": "missing"}]
+    with pytest.raises(UsageError, match=r"no study 'missing'.*studies there: source"):
+        add_warm_start(study, sources, space, {}, Objectives.from_settings("maximize", None))
+    assert study.trials == [], "the readable source's point waits until every source can be read"

@@ -67,11 +67,14 @@ def differences(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> list[str
 def check_definition(study: optuna.Study, definition: dict[str, Any], allow_changes: bool) -> list[str]:
     """Record ``definition`` on a new study; on a resumed one, raise ``UsageError`` listing what changed.
 
+    A study that holds no trial yet takes ``definition`` as if new: an earlier command stopped before its first
+    trial (a warm-start source misnamed, say), and nothing in the study would fail to compare.
+
     Returns:
         The accepted changes (``allow_changes``), which then become the study's definition; empty otherwise.
     """
     recorded = study.user_attrs.get(RECORD_ATTR)
-    if recorded is None:
+    if recorded is None or not study.get_trials(deepcopy=False):
         study.set_user_attr(RECORD_ATTR, definition)
         return []
     changes = differences(recorded, definition)

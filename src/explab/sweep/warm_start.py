@@ -169,17 +169,22 @@ def add_warm_start(
         A line per source, added now or earlier: its label with the trials added and skipped.
 
     Raises:
-        UsageError: a source that does not exist, or that optimised another metric or direction.
+        UsageError: a source that does not exist, or that optimised another metric or direction; then nothing
+            is added.
     """
     import optuna
     from optuna.trial import TrialState
 
     done: dict[str, str] = dict(study.user_attrs.get(SOURCES_ATTR, {}))
-    for source in sources:
-        label = _label(source)
-        if label in done:
-            continue
-        points = _mlflow_points(source, objectives) if "mlflow" in source else _study_points(source, objectives)
+    # every source is read before any point is added, so a source that cannot be read leaves the study as it was
+    pending = {
+        _label(source): list(
+            _mlflow_points(source, objectives) if "mlflow" in source else _study_points(source, objectives)
+        )
+        for source in sources
+        if _label(source) not in done
+    }
+    for label, points in pending.items():
         added = skipped = 0
         for point in points:
             params = placed(point.params, space, conditions)
