@@ -117,6 +117,26 @@ def test_bootstrap_intervals_lie_inside_the_values(compose_cfg, seed_groups: str
     assert min(BASELINE.values()) <= low < high <= max(BASELINE.values()) and (low, high) != (t_low, t_high)
 
 
+def test_pooled_intervals_share_one_deviation_over_the_configurations(compose_cfg, seed_groups: str) -> None:
+    markdown, _ = _report(compose_cfg, seed_groups, "metrics=[test/acc]", "ci=pooled")
+    assert "Student t, pooled deviation" in markdown
+    groups = [list(g.values()) for g in GROUPS.values() if len(g) > 1]
+    freedom = sum(len(g) - 1 for g in groups)
+    pooled = np.sqrt(sum((len(g) - 1) * np.var(g, ddof=1) for g in groups) / freedom)
+    for lr in ("0.1", "0.2", "0.3", "0.4"):
+        values = list(GROUPS[lr].values())
+        half = stats.t.ppf(0.975, freedom) * pooled / np.sqrt(len(values))
+        expected = [
+            len(values),
+            np.mean(values),
+            np.std(values, ddof=1),
+            np.mean(values) - half,
+            np.mean(values) + half,
+        ]
+        assert _cells(markdown, f"optimizer.lr={lr}") == pytest.approx(expected, abs=1e-4), markdown
+    assert "| optimizer.lr=0.5 | 1 | 0.9500 | n too small |" in markdown
+
+
 def _holm(pvalues: list[float]) -> list[float]:
     """Holm's adjustment written out for the test: sorted p times (m, m-1, ...), kept non-decreasing."""
     order = sorted(range(len(pvalues)), key=pvalues.__getitem__)
@@ -168,7 +188,7 @@ def test_a_worse_configuration_is_called_worse(compose_cfg, seed_groups: str) ->
     [
         ("baseline=nobody", r"baseline=nobody matches no FINISHED training run; give a run name \(lr0.1-seed1"),
         ("baseline={model.name:cnn}", r"matches 5 configurations .*give more params"),
-        ("ci=normal", r"ci=normal is not an interval explab computes; choose one of \['t', 'bootstrap'\]"),
+        ("ci=normal", r"ci=normal is not an interval explab computes; choose one of \['t', 'bootstrap', 'pooled'\]"),
         ("test=mann-whitney", r"choose one of \['t', 'wilcoxon'\]"),
     ],
 )

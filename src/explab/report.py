@@ -78,15 +78,21 @@ def aggregate(
     """One row per configuration (``group_runs``): what sets it apart, n, seeds, and mean, std and interval of
     each metric."""
     named = labels(list(groups))
+    found_by_metric = {
+        metric: comparison.intervals_of(
+            [list(by_seed(members, metric).values()) for members in groups.values()], ci, confidence
+        )
+        for metric in metrics
+    }
     rows = []
-    for config, members in groups.items():
+    for i, (config, members) in enumerate(groups.items()):
         row: dict[str, Any] = {
             "configuration": named[config],
             "n": len(members),
             "seeds": " ".join(sorted(r.data.params.get("seed", "?") for r in members)),
         }
         for metric in metrics:
-            found = comparison.interval(list(by_seed(members, metric).values()), ci, confidence)
+            found = found_by_metric[metric][i]
             row |= {
                 f"{metric} mean": found.mean,
                 f"{metric} std": found.std,
@@ -243,7 +249,7 @@ def report(cfg: DictConfig) -> str:
     metrics = list(cfg.metrics)
     groups = group_runs(runs)
     rows = aggregate(groups, metrics, cfg.ci, cfg.confidence)
-    method = "Student t" if cfg.ci == "t" else "percentile bootstrap"
+    method = {"t": "Student t", "bootstrap": "percentile bootstrap", "pooled": "Student t, pooled deviation"}[cfg.ci]
     markdown = (
         f"# {cfg.experiment_name}: mean ± std over seeds, {cfg.confidence:.0%} confidence intervals ({method})\n\n"
         + to_markdown(rows, metrics, cfg.confidence)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+from optuna.distributions import FloatDistribution
+from optuna.trial import create_trial
 
-from explab.comparison import interval
+from explab.comparison import intervals_of
 from explab.sweep import REPLICATE_ATTR, is_replicate
-from explab.sweep.replicates import SEED_ATTR
+from explab.sweep.replicates import SEED_ATTR, replicated_configurations, winner
 from tests.conftest import run_cli, runs_in
 from tests.sweep.test_sweeper import explab_sweep, load
 
@@ -21,6 +24,26 @@ REPLICATED = (
     "hydra.sweeper.replicate_top=2",
     "trainer.max_epochs=1",
 )
+
+
+def test_two_seeds_that_tie_do_not_make_a_configuration_certain() -> None:
+    """A configuration whose two seeds tie, ranked by its own deviation, would have an interval of zero width
+    and beat one with a higher mean; on the pooled deviation the higher mean wins."""
+    study = optuna.create_study(direction="maximize")
+    space = {"lr": FloatDistribution(1e-4, 1e-1)}
+    for lr, values in ((1e-3, [0.9630, 0.9778]), (3e-3, [0.9519, 0.9519])):
+        [first, *again] = values
+        search = create_trial(params={"lr": lr}, distributions=space, value=first)
+        study.add_trial(search)
+        number = study.trials[-1].number
+        for value in again:
+            study.add_trial(
+                create_trial(params={"lr": lr}, distributions=space, value=value, user_attrs={REPLICATE_ATTR: number})
+            )
+    configurations = replicated_configurations(study)
+    tied = next(c for c in configurations if c.params["lr"] == 3e-3)
+    assert tied.interval.std == 0.0 and tied.interval.low < tied.interval.mean, "the spread is pooled"
+    assert winner(configurations, maximize=True).params == {"lr": 1e-3}
 
 
 def test_replicates_below_one_are_refused_before_any_trial(tmp_path: Path) -> None:
@@ -54,9 +77,10 @@ def test_the_winner_is_the_top_configuration_with_the_best_lower_bound(tmp_path:
         values[trial.number] = [children[trial.number].data.metrics["val/acc_best"]] + [
             r.data.metrics["val/acc_best"] for r in again
         ]
-    expected = max(values, key=lambda n: interval(values[n]).low)
+    lows = dict(zip(values, (i.low for i in intervals_of(list(values.values()), "pooled")), strict=True))
+    expected = max(lows, key=lows.__getitem__)
     assert parent.data.tags["explab.winner_trial"] == str(expected)
-    assert parent.data.metrics[f"replicates/trial_{expected}/ci_low"] == pytest.approx(interval(values[expected]).low)
+    assert parent.data.metrics[f"replicates/trial_{expected}/ci_low"] == pytest.approx(lows[expected])
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     folder = client.download_artifacts(parent.info.run_id, "sweep/replicates.csv", str(tmp_path / "download"))
@@ -69,6 +93,7 @@ def test_the_winner_is_the_top_configuration_with_the_best_lower_bound(tmp_path:
         "explab-report",
         "experiment=digits_cnn",
         f"sweep={parent.info.run_id}",
+        "ci=pooled",
         "metrics=[val/acc_best]",
         f"paths.mlruns_dir={tmp_path}/mlruns",
         cwd=tmp_path,
@@ -78,3 +103,4 @@ def test_the_winner_is_the_top_configuration_with_the_best_lower_bound(tmp_path:
     # the table's rows: | configuration | n | ...; the third configuration has only its search trial
     rows = [line.split("|")[1:-1] for line in report.stdout.splitlines() if line.startswith("| ")]
     assert sorted(cells[1].strip() for cells in rows[1:]) == ["1", "3", "3"], report.stdout
+    assert f"[{lows[expected]:.4f}, " in report.stdout, "the report's interval is the sweep's"

@@ -3,8 +3,9 @@
 One trial is one draw of its seed. After the search (``n_trials`` finished), the ``top`` best distinct
 configurations are trained ``replicates - 1`` more times, each with its own seed, as trials of the same study
 marked with the trial they repeat. The winner is the configuration whose 95 % confidence interval of the mean
-has the highest lower bound (the lowest upper bound when minimising): the one that is good on every seed with
-the most certainty, not the one with the luckiest draw.
+has the highest lower bound (the lowest upper bound when minimising): its mean over seeds, less what its
+number of seeds leaves uncertain, not the luckiest single draw. The intervals share one standard deviation,
+pooled over the configurations' seeds (``explab.comparison.intervals_of``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from explab.comparison import Interval, interval
+from explab.comparison import Interval, intervals_of
 from explab.sweep import REPLICATE_ATTR, is_replicate, search_trials
 
 if TYPE_CHECKING:
@@ -68,18 +69,25 @@ class ReplicatedConfiguration:
 
 
 def replicated(study: optuna.Study, top: Sequence[FrozenTrial]) -> list[ReplicatedConfiguration]:
-    """Each configuration of ``top`` with the values of its trial and of its COMPLETE replicates."""
+    """Each configuration of ``top`` with the values of its trial and of its COMPLETE replicates, and their
+    interval on the deviation pooled over the configurations (``intervals_of``)."""
     from optuna.trial import TrialState
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    configurations = []
+    values = []
     for trial in top:
         assert trial.value is not None  # top holds COMPLETE trials
-        values = [trial.value] + [
-            t.value for t in complete if t.user_attrs.get(REPLICATE_ATTR) == trial.number and t.value is not None
-        ]
-        configurations.append(ReplicatedConfiguration(trial.number, dict(trial.params), values, interval(values)))
-    return configurations
+        values.append(
+            [trial.value]
+            + [t.value for t in complete if t.user_attrs.get(REPLICATE_ATTR) == trial.number and t.value is not None]
+        )
+    # one model on one data set: its configurations share the seed noise, and a configuration's two or three
+    # seeds alone measure it poorly (a tie would be an interval of zero width, and win)
+    found = intervals_of(values, "pooled")
+    return [
+        ReplicatedConfiguration(trial.number, dict(trial.params), v, i)
+        for trial, v, i in zip(top, values, found, strict=True)
+    ]
 
 
 def winner(configurations: Sequence[ReplicatedConfiguration], maximize: bool) -> ReplicatedConfiguration:
