@@ -344,6 +344,33 @@ def test_predict_cli_names_the_bad_input_without_a_traceback(logged_run: str, st
     assert not (tmp_path / "out.csv").exists()
 
 
+@pytest.mark.parametrize(
+    ("command", "argument", "message"),
+    [
+        ("explab-eval", "run_id={run}", "no MLflow run {run} in sqlite:///"),
+        ("explab-train", "reproduce={run}", "no MLflow run {run} in sqlite:///"),
+        ("explab-predict", "model_uri=runs:/{run}/model input=.", "model_uri=runs:/{run}/model cannot be loaded"),
+    ],
+)
+def test_a_run_the_store_does_not_hold_is_named(tmp_path: Path, command: str, argument: str, message: str) -> None:
+    """A run id from another store, or mistyped: one message naming it and the store, no traceback."""
+    run = "0123456789abcdef0123456789abcdef"
+    done = run_cli(command, *argument.format(run=run).split(), f"paths.mlruns_dir={tmp_path}/mlruns", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert message.format(run=run) in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+def test_predict_from_a_run_without_a_model_says_how_to_log_one(tmp_path: Path) -> None:
+    client = MlflowClient(tracking_uri_for(tmp_path / "mlruns"))
+    run = client.create_run(client.create_experiment("trials")).info.run_id  # as a sweep trial: no model
+    client.set_terminated(run)
+    done = run_cli(
+        "explab-predict", f"model_uri=runs:/{run}/model", "input=.", f"paths.mlruns_dir={tmp_path}/mlruns", cwd=tmp_path
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "A run logs its model with log_model=true" in done.stderr
+
+
 @pytest.mark.slow
 # --- 8. a broken tracking store is named within seconds ------------------------------------------------
 def test_an_unreachable_server_is_named_at_once(tmp_path: Path) -> None:

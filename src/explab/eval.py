@@ -20,9 +20,9 @@ def _fetch_best_checkpoint(tracking_uri: str, run_id: str, folder: str) -> str:
     import mlflow.artifacts
 
     from explab.checkpoints import CheckpointError
-    from explab.tracking.store import open_client
+    from explab.tracking.store import find_run
 
-    run = open_client(tracking_uri).get_run(run_id)
+    run = find_run(tracking_uri, run_id)
     artifact = run.data.tags.get("explab.best_checkpoint")
     if not artifact:
         raise CheckpointError(f"run {run_id} has no logged checkpoint (tag explab.best_checkpoint is missing)")

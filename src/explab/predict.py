@@ -136,11 +136,20 @@ def _is_number(cell: str) -> bool:
 
 def predict(cfg: DictConfig) -> Path:
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     from explab.tracking.model import load_model
 
     mlflow.set_tracking_uri(cfg.tracking_uri)
-    model = load_model(cfg.model_uri)
+    try:
+        model = load_model(cfg.model_uri)
+    except MlflowException as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UsageError(
+            f"model_uri={cfg.model_uri} cannot be loaded from {cfg.tracking_uri}: {first}. A run logs its model "
+            "with log_model=true (sweep trials do not: explab-train reproduce=RUN_ID log_model=true gives one); "
+            "its URI is runs:/RUN_ID/model"
+        ) from None
     x, names = read_inputs(Path(cfg.input), input_recipe(model))
     outputs = np.asarray(model.predict(x))
     output = Path(cfg.output)

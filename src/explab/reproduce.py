@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, cast
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from explab.errors import UsageError
 from explab.resume_checks import check_resumable
 from explab.tracking.environment import git_state, versions
 from explab.tracking.record import hydra_overrides
@@ -35,15 +34,12 @@ def _recorded(cfg: DictConfig, run_id: str) -> tuple[Any, list[str]]:
     from explab.build import mlflow_logger_node
     from explab.config import tracking_uri
     from explab.tracking import TrackedRun
+    from explab.tracking.store import find_run
 
     logger_cfg = mlflow_logger_node(cfg)
     uri = logger_cfg.tracking_uri if logger_cfg is not None else tracking_uri(cfg.paths.mlruns_dir)
-    source = TrackedRun(uri, run_id)
-    try:
-        run = source.client.get_run(run_id)
-    except Exception as err:
-        raise UsageError(f"no MLflow run {run_id} in {uri}: {str(err).splitlines()[0]}") from err
-    return run, list(yaml.safe_load(source.load_text("config/overrides.yaml")) or [])
+    run = find_run(uri, run_id)
+    return run, list(yaml.safe_load(TrackedRun(uri, run_id).load_text("config/overrides.yaml")) or [])
 
 
 def merged_overrides(recorded: list[str], now: list[str]) -> list[str]:

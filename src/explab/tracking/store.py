@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from explab.errors import ExplabError
+from explab.errors import ExplabError, UsageError
 
 if TYPE_CHECKING:
+    from mlflow.entities import Run
     from mlflow.tracking import MlflowClient
 
 SQLITE_PREFIX = "sqlite:///"
@@ -47,6 +48,24 @@ def open_client(tracking_uri: str) -> MlflowClient:
         client = MlflowClient(tracking_uri)
         client.search_experiments(max_results=1)
     return client
+
+
+def find_run(tracking_uri: str, run_id: str) -> Run:
+    """The run ``run_id`` of the store at ``tracking_uri``.
+
+    Raises:
+        UsageError: no such run there, named with the store (a run id from another store is the usual cause).
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return open_client(tracking_uri).get_run(run_id)
+    except MlflowException as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UsageError(
+            f"no MLflow run {run_id} in {tracking_uri} ({first}); the runs' ids are in the UI (make ui) and in "
+            "each run's last log line"
+        ) from None
 
 
 @contextlib.contextmanager
