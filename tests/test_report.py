@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from explab.errors import UsageError
-from explab.report import report
+from explab.report import labels, report
 from explab.train import train
 from tests.conftest import run_cli, runs_in, tracking_uri_for
 
@@ -40,6 +40,20 @@ def test_report_groups_runs_by_config_minus_seed(compose_cfg, store: Path) -> No
         "report/report.csv",
         "report/intervals.png",
     }
+
+
+def test_labels_name_the_chosen_class_and_leave_out_settings_a_configuration_lacks() -> None:
+    adam = (("optimizer._target_", "torch.optim.Adam"), ("optimizer.lr", "0.1"))
+    sgd = (("optimizer._target_", "torch.optim.SGD"), ("optimizer.lr", "0.1"), ("optimizer.momentum", "0.9"))
+    plain_sgd = (("optimizer._target_", "torch.optim.SGD"), ("optimizer.lr", "0.1"), ("optimizer.momentum", "0.0"))
+    assert labels([adam, sgd, plain_sgd]) == {
+        adam: "optimizer=Adam",
+        sgd: "optimizer=SGD, optimizer.momentum=0.9",
+        plain_sgd: "optimizer=SGD, optimizer.momentum=0.0",
+    }
+    # lacking a key is all that sets this one apart: the label says so rather than nothing
+    without, extra = (("x", "1"),), (("x", "1"), ("y", "2"))
+    assert labels([without, extra]) == {without: "y=None", extra: "y=2"}
 
 
 def test_report_of_unknown_experiment_names_the_known_ones(compose_cfg, store: Path) -> None:

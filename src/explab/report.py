@@ -56,10 +56,25 @@ def group_runs(runs: Sequence[Any]) -> dict[Configuration, list[Any]]:
 
 
 def labels(configurations: Sequence[Configuration]) -> dict[Configuration, str]:
-    """What sets each configuration apart from the others (``all`` when there is one)."""
+    """What sets each configuration apart from the others (``all`` when there is one).
+
+    A class chosen by a config group reads as the group and the class (``optimizer=RMSprop`` for
+    ``optimizer._target_=torch.optim.RMSprop``), and a key a configuration does not have is left out of its
+    label (Adam has no ``optimizer.momentum``) unless nothing else would set it apart.
+    """
     settings = [dict(c) for c in configurations]
     varying = sorted({k for s in settings for k in s if len({t.get(k) for t in settings}) > 1})
-    return {c: ", ".join(f"{k}={dict(c).get(k)}" for k in varying) or "all" for c in configurations}
+
+    def part(key: str, value: str | None) -> str:
+        if key.endswith("._target_") and value is not None:
+            return f"{key.removesuffix('._target_')}={value.rpartition('.')[2]}"
+        return f"{key}={value}"
+
+    found = {}
+    for c, setting in zip(configurations, settings, strict=True):
+        has = [k for k in varying if k in setting]
+        found[c] = ", ".join(part(k, setting.get(k)) for k in has or varying) or "all"
+    return found
 
 
 def by_seed(runs: Sequence[Any], metric: str) -> dict[str, float]:

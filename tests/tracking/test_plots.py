@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from explab.tracking.plots import intervals_figure, learning_curves, parallel_coordinates
@@ -46,3 +48,20 @@ def test_intervals_figure_names_each_configuration() -> None:
     ]
     figure = intervals_figure(rows, ["m"], 0.95)
     assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == ["lr=0.1", "lr=0.2"]
+
+
+def test_long_configuration_labels_are_wrapped_and_fit_the_figure() -> None:
+    """A report of optimizers that differ in several settings: every label is laid out, none is cut."""
+    label = "model.backbone.depth=3, optimizer=RMSprop, optimizer.alpha=0.99, optimizer.lr=0.0023141589819278335"
+    rows = [
+        {"configuration": f"{label}, seed_group={i}", "m mean": 0.9, "m ci_low": 0.8, "m ci_high": 1.0}
+        for i in range(5)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns when tight_layout cannot fit the labels
+        figure = intervals_figure(rows, ["m"], 0.95)
+    ticks = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert all(
+        max(map(len, t.splitlines())) <= 48 and t.replace("\n", " ") == r["configuration"]
+        for t, r in zip(ticks, rows, strict=True)
+    )

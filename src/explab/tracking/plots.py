@@ -6,6 +6,7 @@ Matplotlib is imported here only, with the headless Agg backend, so training nev
 from __future__ import annotations
 
 import tempfile
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from explab.tracking import TrackedRun
 
 log = get_logger(__name__)
+LABEL_WIDTH = 48  # characters per line of a configuration's label in the report's figure
 
 
 def _pyplot() -> Any:
@@ -181,9 +183,12 @@ def log_run_plots(run: TrackedRun, model: TaskModule) -> None:
 def intervals_figure(rows: Sequence[dict[str, Any]], metrics: Sequence[str], confidence: float) -> Any:
     """Each configuration's mean with its confidence interval, one panel per metric (a report's rows)."""
     plt = _pyplot()
-    names = [row["configuration"] for row in rows]
-    height = 1.2 + 0.45 * len(names)
-    figure, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), height), squeeze=False, sharey=True)
+    # a configuration's label lists every setting that sets it apart: wrapped, and the figure sized to it
+    names = [textwrap.fill(row["configuration"], width=LABEL_WIDTH) for row in rows]
+    lines = max((name.count("\n") + 1 for name in names), default=1)
+    longest = max((len(line) for name in names for line in name.splitlines()), default=0)
+    size = (4.5 * len(metrics) + 0.07 * longest, 1.2 + len(names) * (0.2 + 0.18 * lines))
+    figure, axes = plt.subplots(1, len(metrics), figsize=size, squeeze=False, sharey=True)
     for axis, metric in zip(axes[0], metrics, strict=True):
         means = np.array([row[f"{metric} mean"] for row in rows], dtype=float)
         low = np.array([row[f"{metric} ci_low"] for row in rows], dtype=float)
@@ -194,7 +199,7 @@ def intervals_figure(rows: Sequence[dict[str, Any]], metrics: Sequence[str], con
         axis.set_title(metric)
         axis.grid(axis="x", alpha=0.3)
     axes[0][0].set_yticks(range(len(names)), names)
-    axes[0][0].invert_yaxis()
+    axes[0][0].set_ylim(len(names) - 0.5, -0.5)  # each label its own slot, the first on top
     figure.suptitle(f"mean and {confidence:.0%} confidence interval over seeds", fontsize=10)
     figure.tight_layout()
     return figure
