@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import pickle
 import signal
@@ -12,9 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from explab.checkpoints import CheckpointError, load_checkpoint
+from explab.reproduce import compare_with_source
+from explab.tracking import TrackedRun
 from explab.tracking.store import open_client
 from tests.conftest import BIN, ROOT, run_cli, runs_in, tracking_uri_for
 
@@ -68,6 +72,38 @@ def test_reproduce_gives_bit_identical_metrics(tmp_path: Path) -> None:
     for key in ("train/loss", "val/acc", "val/loss", "test/acc"):
         assert history(tmp_path, copy.info.run_id, key) == history(tmp_path, source.info.run_id, key), key
     assert "differs from the source run" not in again.stdout + again.stderr
+    assert copy.data.tags["explab.reproduced_metrics"] == "identical"
+    said = again.stdout + again.stderr
+    assert f"reproduced run {source.info.run_id}: its " in said and "to the bit" in said, said[-2000:]
+    assert "Downloading artifacts" not in said
+
+    # the reproduction records what it ran, not just reproduce=ID: reproducing it trains the same config again
+    chained = run_cli("explab-train", f"reproduce={copy.info.run_id}", *common(tmp_path), cwd=tmp_path)
+    assert chained.returncode == 0, chained.stderr[-2000:]
+    [last] = [
+        r
+        for r in runs_in(tmp_path / "mlruns", "digits_cnn")
+        if r.info.run_id not in (source.info.run_id, copy.info.run_id)
+    ]
+    assert last.data.tags["explab.reproduced_metrics"] == "identical"
+    assert history(tmp_path, last.info.run_id, "test/acc") == history(tmp_path, source.info.run_id, "test/acc")
+
+
+def test_a_reproduction_that_moved_names_the_metrics_that_differ(tmp_path: Path, caplog) -> None:
+    uri = tracking_uri_for(tmp_path / "mlruns")
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("digits_cnn")
+    source, copy = (client.create_run(experiment).info.run_id for _ in range(2))
+    client.log_batch(
+        source, [Metric(k, v, 0, 0) for k, v in {"test/acc": 0.97, "val/loss": 0.1, "perf/fit_seconds": 3.0}.items()]
+    )
+    client.log_batch(
+        copy, [Metric(k, v, 0, 0) for k, v in {"test/acc": 0.98, "val/loss": 0.1, "perf/fit_seconds": 2.0}.items()]
+    )
+    with caplog.at_level(logging.WARNING, logger="explab.reproduce"):
+        compare_with_source(TrackedRun(uri, copy), source)
+    assert client.get_run(copy).data.tags["explab.reproduced_metrics"] == "differ: test/acc", "timings are not compared"
+    assert "1 of 2 final metrics differ from the source's: test/acc 0.97 then, 0.98 now" in caplog.text
 
 
 @pytest.mark.slow

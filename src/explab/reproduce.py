@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
+    from explab.tracking import TrackedRun
+
 log = get_logger(__name__)
 
 # overrides that say how a job was started, not what it trains: the recorded ones are dropped, and of this
@@ -40,6 +42,23 @@ def _recorded(cfg: DictConfig, run_id: str) -> tuple[Any, list[str]]:
     uri = logger_cfg.tracking_uri if logger_cfg is not None else tracking_uri(cfg.paths.mlruns_dir)
     run = find_run(uri, run_id)
     return run, list(yaml.safe_load(TrackedRun(uri, run_id).load_text("config/overrides.yaml")) or [])
+
+
+def job_overrides(cfg: DictConfig) -> list[str]:
+    """The overrides this job's config is composed from: the command line's, and for ``reproduce=`` the source
+    run's merged with them (without ``reproduce=`` itself, which the tag ``explab.reproduced_from`` keeps), so
+    that reproducing a reproduced run trains the same config again."""
+    if not cfg.get("reproduce"):
+        return hydra_overrides()
+    return _with_recorded(_recorded(cfg, str(cfg.reproduce))[1])
+
+
+def _with_recorded(recorded: list[str]) -> list[str]:
+    """A run's ``recorded`` overrides, less how it was started, merged with what this command adds."""
+    return merged_overrides(
+        [o for o in recorded if not o.startswith(DROPPED_PREFIXES)],
+        [o for o in hydra_overrides() if not o.startswith(MODE_PREFIXES)],
+    )
 
 
 def merged_overrides(recorded: list[str], now: list[str]) -> list[str]:
@@ -66,10 +85,7 @@ def config_from_recorded_run(cfg: DictConfig) -> DictConfig:
         return cfg
     run_id = str(cfg[mode])
     run, recorded = _recorded(cfg, run_id)
-    overrides = merged_overrides(
-        [o for o in recorded if not o.startswith(DROPPED_PREFIXES)],
-        [o for o in hydra_overrides() if not o.startswith(MODE_PREFIXES)],
-    )
+    overrides = _with_recorded(recorded)
     rebuilt = compose(config_name="train", overrides=[*overrides, f"{mode}={run_id}"])
     with open_dict(rebuilt):
         rebuilt.paths.output_dir = cfg.paths.output_dir
@@ -100,6 +116,32 @@ def _warn_about_drift(run: Run, rebuilt: DictConfig) -> None:
             continue
         if key in params and params[key] != value:
             log.warning("config %s differs from the source run: %s then, %s now", key, params[key], value)
+
+
+REPRODUCED_TAG = "explab.reproduced_metrics"  # "identical", or "differ: " and the metrics that differ
+UNCOMPARED_PREFIXES = ("perf/", "system/")  # timings and machine load differ between any two runs
+
+
+def compare_with_source(run: TrackedRun, source_run_id: str) -> None:
+    """Say whether a reproduced run's final metrics, as MLflow holds them, are the source run's, in the log and
+    in the tag ``explab.reproduced_metrics``. Exact equality: a deterministic run on the same machine and
+    libraries reproduces every bit; anything else shows by how much it moved."""
+    then = run.client.get_run(source_run_id).data.metrics
+    metrics = run.client.get_run(run.run_id).data.metrics
+    compared = sorted(k for k in metrics if k in then and not k.startswith(UNCOMPARED_PREFIXES))
+    differ = [k for k in compared if then[k] != metrics[k]]
+    if not differ:
+        log.info("reproduced run %s: its %d final metrics are the source's, to the bit", source_run_id, len(compared))
+        run.set_tags({REPRODUCED_TAG: "identical"})
+        return
+    log.warning(
+        "reproduced run %s: %d of %d final metrics differ from the source's: %s",
+        source_run_id,
+        len(differ),
+        len(compared),
+        "; ".join(f"{k} {then[k]:.6g} then, {metrics[k]:.6g} now" for k in differ),
+    )
+    run.set_tags({REPRODUCED_TAG: f"differ: {', '.join(differ)}"[:5000]})
 
 
 def check_fingerprint(source_run_id: str, fingerprint: str, client: MlflowClient) -> None:

@@ -18,6 +18,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from explab.tracking.run import no_download_bars
+
 if TYPE_CHECKING:
     from explab.data.base import TensorDataModule
     from explab.models import TaskModule
@@ -75,7 +77,8 @@ def log_model(
         files["config"].write_text(OmegaConf.to_yaml(cfg, resolve=True))
         torch.save(net.state_dict(), files["weights"])
         files["recipe"].write_text(json.dumps(recipe))
-        with mlflow.start_run(run_id=run.run_id, nested=mlflow.active_run() is not None):
+        # MLflow reads the logged model back to validate the input example: a bar per small file, no news
+        with mlflow.start_run(run_id=run.run_id, nested=mlflow.active_run() is not None), no_download_bars():
             mlflow.pyfunc.log_model(
                 name=MODEL_NAME,
                 python_model=explab.serving_model_code.__file__,

@@ -86,7 +86,9 @@ def record_config(run: TrackedRun, cfg: DictConfig) -> None:
     resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     run.log_params(flatten_params(resolved))
     run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
-    run.log_text(yaml.safe_dump(hydra_overrides(), sort_keys=False), "config/overrides.yaml")
+    from explab.reproduce import job_overrides
+
+    run.log_text(yaml.safe_dump(job_overrides(cfg), sort_keys=False), "config/overrides.yaml")
     record = {"versions": environment.versions(), "environment": environment.allowed_environment()}
     run.log_text(yaml.safe_dump(record, sort_keys=True), "config/environment.yaml")
     diff = environment.git_diff(project_root())
@@ -119,7 +121,8 @@ def record_start(run: TrackedRun | None, job: Job) -> None:
 
 
 def record_end(run: TrackedRun | None, job: Job) -> None:
-    """What a finished fit leaves on its run: the best checkpoint, the figures and the MLflow model."""
+    """What a finished fit leaves on its run: the best checkpoint, the figures and the MLflow model; for a
+    ``reproduce=`` run, whether its final metrics are the source run's."""
     if run is None:
         return
     cfg = job.cfg
@@ -135,6 +138,10 @@ def record_end(run: TrackedRun | None, job: Job) -> None:
         from explab.tracking.model import log_model
 
         log_model(run, job.model, job.datamodule, cfg, cfg.get("registered_model_name"))
+    if cfg.get("reproduce"):
+        from explab.reproduce import compare_with_source
+
+        compare_with_source(run, str(cfg.reproduce))
 
 
 def announce_finished(run: TrackedRun | None, metrics: dict[str, float]) -> None:

@@ -20,10 +20,27 @@ from explab.tracking.store import open_client
 from explab.utils.logging import get_logger
 from explab.utils.signals import held, sigterm_raises_terminated
 
+PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # read by MLflow each time it starts a transfer
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 log = get_logger(__name__)
+
+
+@contextmanager
+def no_download_bars() -> Iterator[None]:
+    """MLflow without its artifact progress bars while inside: for reads of a few small files (a run's
+    overrides, a model read back to validate its input example), where a bar per file only fills the console."""
+    before = os.environ.get(PROGRESS_BAR)
+    os.environ[PROGRESS_BAR] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(PROGRESS_BAR, None)
+        else:
+            os.environ[PROGRESS_BAR] = before
 
 PARAMS_PER_CALL = 100  # MLflow's log_batch limit for params
 
@@ -155,10 +172,12 @@ class TrackedRun:
         self.client.set_terminated(self.run_id, status)
 
     def load_text(self, artifact_file: str) -> str:
-        """A text artifact of this run (config, overrides, vocabulary)."""
+        """A text artifact of this run (config, overrides, vocabulary), read without MLflow's progress bar: a
+        small file read at start-up would print a bar on the console each time."""
         import mlflow.artifacts
 
-        return mlflow.artifacts.load_text(f"{self.client.get_run(self.run_id).info.artifact_uri}/{artifact_file}")
+        with no_download_bars():
+            return mlflow.artifacts.load_text(f"{self.client.get_run(self.run_id).info.artifact_uri}/{artifact_file}")
 
     def ui_link(self, base_url: str = "http://127.0.0.1:5000") -> str:
         """This run's page in the MLflow UI (``make ui`` serves it at the default address)."""
