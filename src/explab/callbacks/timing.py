@@ -10,7 +10,8 @@ import lightning as L
 
 class EpochTimer(L.Callback):
     """Logs ``perf/epoch_seconds`` (training batches and validation of this epoch) and
-    ``perf/samples_per_second`` (training samples of all ranks over the time of the training batches).
+    ``perf/samples_per_second`` (training samples of all ranks over the time of the training batches); under
+    DDP, the slowest rank's.
 
     The whole fit's wall time, checkpoints and logging included, is ``perf/fit_seconds`` (logged by train).
     """
@@ -31,9 +32,9 @@ class EpochTimer(L.Callback):
         self._last_batch_end = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        pl_module.log("perf/epoch_seconds", time.perf_counter() - self._start)
+        # under DDP the job's epoch lasts as long as its slowest rank's, and it trains at that rank's pace
+        pl_module.log("perf/epoch_seconds", time.perf_counter() - self._start, sync_dist=True, reduce_fx="max")
         training = self._last_batch_end - self._start
-        if self._samples and training > 0:
-            # every rank trains an equal shard (TensorBatches), so the job's rate is this rank's times the world
+        if self._samples and training > 0:  # the same on every rank: each trains an equal shard (TensorBatches)
             rate = self._samples * trainer.world_size / training
-            pl_module.log("perf/samples_per_second", rate, rank_zero_only=True)
+            pl_module.log("perf/samples_per_second", rate, sync_dist=True, reduce_fx="min")

@@ -208,8 +208,10 @@ class TaskModule(L.LightningModule):
         loss, metrics = {f"{split}/loss": loss_state.compute()}, metric_state.compute()
         loss_state.reset()
         metric_state.reset()
-        self.log_dict(loss, prog_bar=split != "test")
-        self.log_dict(metrics)
+        # already equal on every rank; sync_dist=True says so (Lightning's mean of equal values changes nothing)
+        # instead of drawing its warning, per key, that epoch values should be synced
+        self.log_dict(loss, prog_bar=split != "test", sync_dist=True)
+        self.log_dict(metrics, sync_dist=True)
         return {**loss, **metrics}
 
     def _evaluation_states(self, split: str) -> tuple[MeanMetric, MetricCollection]:
@@ -223,8 +225,11 @@ class TaskModule(L.LightningModule):
         if summed is None:
             return
         loss, samples, sums = summed
-        self.log("train/loss", loss, prog_bar=True)
-        self.log_dict({f"train/{key}": value for key, value in self.epoch_values(sums, samples).items()})
+        # summed over the ranks already: sync_dist=True as in _log_epoch
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
+        self.log_dict(
+            {f"train/{key}": value for key, value in self.epoch_values(sums, samples).items()}, sync_dist=True
+        )
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
@@ -234,7 +239,7 @@ class TaskModule(L.LightningModule):
         if self.trainer.sanity_checking:  # sanity-check batches never count towards the best-so-far value
             return
         self.val_best.update(values[self.best_source_name])
-        self.log(self.best_metric_name, self.val_best.compute(), prog_bar=True)
+        self.log(self.best_metric_name, self.val_best.compute(), prog_bar=True, sync_dist=True)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         outputs = self._step(batch, "test")[1]

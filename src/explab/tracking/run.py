@@ -42,6 +42,7 @@ def no_download_bars() -> Iterator[None]:
         else:
             os.environ[PROGRESS_BAR] = before
 
+
 PARAMS_PER_CALL = 100  # MLflow's log_batch limit for params
 
 
