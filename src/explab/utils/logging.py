@@ -70,10 +70,18 @@ def tidy_lightning_logging() -> None:
     twice per run that ``srun`` is not used and advises prefixing the command with it. Outside a SLURM job
     (on a login node, a GPU server) explab reaches SLURM through its launcher (``hydra/launcher=slurm``), whose
     jobs run under ``srun``, so the advice is dropped there; inside a job started without ``srun`` it stands.
-    Calling it again changes nothing.
+    Lightning 2.6 also calls a pytree API that torch deprecated, and torch warns about it in every run
+    (Lightning-AI/pytorch-lightning#21326): nothing a researcher can act on, so that one warning is dropped
+    where Lightning's file raises it. Calling it again changes nothing.
     """
     from explab.sweep.slurm import in_slurm_job  # it logs through this module: imported here, not above
 
+    warnings.filterwarnings(
+        "ignore",
+        r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        FutureWarning,
+        module="lightning.pytorch.utilities._pytree",
+    )
     if not in_slurm_job():
         warnings.filterwarnings("ignore", "The `srun` command is available on your system but is not used")
     if logging.getLogger().handlers:
