@@ -47,8 +47,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
 @report_user_errors
 def _hydra_main(cfg: DictConfig) -> dict[str, float]:
     from explab.reproduce import config_from_recorded_run
-    from explab.sweep.continuation import continue_interrupted_trial
+    from explab.sweep.continuation import continue_interrupted_trial, outcome_of_ended_trial
 
+    ended = outcome_of_ended_trial(cfg)
+    if ended is not None:
+        return ended
     return train(config_from_recorded_run(continue_interrupted_trial(cfg)))
 
 

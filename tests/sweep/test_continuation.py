@@ -15,7 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from explab.sweep.continuation import ATTEMPTS_ATTR, RUN_ATTR
+from explab.sweep.continuation import ATTEMPTS_ATTR, RUN_ATTR, outcome_of_ended_trial
 from explab.sweep.heartbeat import worker_of
 from explab.sweep.storage import open_storage
 from explab.tracking.orphans import process_alive
@@ -23,6 +23,31 @@ from explab.tracking.store import open_client
 from tests.conftest import BIN, root_env, runs_in, tracking_uri_for
 
 EPOCHS = 4
+
+
+@pytest.mark.parametrize("state", ["COMPLETE", "PRUNED", None])
+def test_a_trial_whose_run_ended_before_the_tell_is_not_trained_again(compose_cfg, store: Path, state) -> None:
+    """The worker was cut off after its trial's run ended and before the sweeper told Optuna: the relaunched
+    job returns the run's metrics (or is pruned again) and trains nothing; a run that had not ended resumes."""
+    client = open_client(tracking_uri_for(store))
+    run = client.create_run(client.create_experiment("digits_cnn"))
+    client.log_metric(run.info.run_id, "val/acc_best", 0.95)
+    if state is not None:
+        client.set_tag(run.info.run_id, "optuna.trial_state", state)
+        client.set_terminated(run.info.run_id, "FINISHED" if state == "COMPLETE" else "KILLED")
+    url = f"journal:///{store}/optuna.journal"
+    trial = optuna.create_study(study_name="s", storage=open_storage(url), direction="maximize").ask()
+    trial.set_user_attr(RUN_ATTR, run.info.run_id)
+    cfg = compose_cfg(
+        "++optuna_trial.study_name=s", f"++optuna_trial.number={trial.number}", f"++optuna_trial.storage='{url}'"
+    )
+    if state == "PRUNED":
+        with pytest.raises(optuna.TrialPruned, match=f"trial {trial.number}'s run {run.info.run_id} was pruned"):
+            outcome_of_ended_trial(cfg)
+    elif state == "COMPLETE":
+        assert outcome_of_ended_trial(cfg) == {"val/acc_best": 0.95}
+    else:
+        assert outcome_of_ended_trial(cfg) is None, "a run cut off while RUNNING is continued, not taken as done"
 
 
 def sweep_command(tmp_path: Path, n_trials: int, *args: str) -> list[str]:

@@ -4,16 +4,22 @@ its own number, in its own MLflow run, from its own last.ckpt: never failed and 
 The job records its MLflow run on its Optuna trial as the run opens (``remember_run_of_trial``). Whoever
 launches the trial's job again (another worker that adopted it, a restarted command, a requeued SLURM
 job) gets the same ``optuna_trial`` overrides; ``continue_interrupted_trial`` then turns the job into a
-``resume=`` of that run, or, when the run never wrote a checkpoint, drops it and trains from scratch.
+``resume=`` of that run, or, when the run never wrote a checkpoint, drops it and trains from scratch. A run
+that had already ended COMPLETE or PRUNED when its worker was cut off (between the run's end and the tell)
+trains nothing again: ``outcome_of_ended_trial`` hands its outcome to the sweeper.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, open_dict
 
 from explab.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    from explab.tracking import TrackedRun
 
 log = get_logger(__name__)
 
@@ -30,28 +36,61 @@ def remember_run_of_trial(optuna_trial: DictConfig, run_id: str) -> None:
     trial.set_user_attr(ATTEMPTS_ATTR, int(trial.user_attrs.get(ATTEMPTS_ATTR, 0)) + 1)
 
 
+def _earlier_run(cfg: DictConfig) -> TrackedRun | None:
+    """The MLflow run an earlier attempt of this job's trial opened; None outside a sweep, on a first attempt,
+    for an explicit ``resume=``/``reproduce=``, or without MLflow."""
+    optuna_trial = cfg.get("optuna_trial")
+    if not optuna_trial or cfg.get("resume") or cfg.get("reproduce"):
+        return None
+    from explab.sweep.storage import trial_from_config
+
+    run_id = trial_from_config(optuna_trial).user_attrs.get(RUN_ATTR)
+    if not run_id:
+        return None
+    from explab.build import mlflow_logger_node
+    from explab.tracking import TrackedRun
+
+    logger_cfg = mlflow_logger_node(cfg)
+    return TrackedRun(logger_cfg.tracking_uri, str(run_id)) if logger_cfg is not None else None
+
+
+def outcome_of_ended_trial(cfg: DictConfig) -> dict[str, float] | None:
+    """The metrics of the trial's earlier run when it ended COMPLETE, which the job returns instead of
+    training: its worker was cut off after the run ended and before the sweeper told Optuna. None when the
+    trial has no such run.
+
+    Raises:
+        optuna.TrialPruned: the earlier run ended pruned; the sweeper tells the trial so.
+    """
+    earlier = _earlier_run(cfg)
+    if earlier is None:
+        return None
+    run = earlier.client.get_run(earlier.run_id)
+    state = run.data.tags.get("optuna.trial_state")  # the job tags it just before the run ends
+    number = cfg.optuna_trial.number
+    if run.info.status == "FINISHED" and state == "COMPLETE":
+        log.info(
+            "trial %s: its run %s had finished when its worker was cut off; its metrics stand", number, run.info.run_id
+        )
+        return dict(run.data.metrics)
+    if state == "PRUNED":
+        import optuna
+
+        raise optuna.TrialPruned(f"trial {number}'s run {run.info.run_id} was pruned before its worker was cut off")
+    return None
+
+
 def continue_interrupted_trial(cfg: DictConfig) -> DictConfig:
     """``cfg`` with ``resume`` set to the trial's earlier run when that run left a last.ckpt; ``cfg`` as it
     is for a job outside a sweep, a trial's first attempt, or an explicit ``resume=``/``reproduce=``."""
-    optuna_trial = cfg.get("optuna_trial")
-    if not optuna_trial or cfg.get("resume") or cfg.get("reproduce"):
+    earlier = _earlier_run(cfg)
+    if earlier is None:
         return cfg
     from explab.utils.logging import global_rank
 
     # DDP ranks 1..N start once rank 0 holds the trial's run: they follow its decision and change nothing
     rank_zero = global_rank() == 0
-    from explab.sweep.storage import trial_from_config
-
-    run_id = trial_from_config(optuna_trial).user_attrs.get(RUN_ATTR)
-    if not run_id:
-        return cfg
-    from explab.build import mlflow_logger_node
-    from explab.tracking import TrackedRun
-
-    logger_cfg = mlflow_logger_node(cfg)
-    if logger_cfg is None:
-        return cfg
-    earlier = TrackedRun(logger_cfg.tracking_uri, str(run_id))
+    optuna_trial, run_id = cfg.optuna_trial, earlier.run_id
     output_dir = earlier.client.get_run(earlier.run_id).data.params.get("paths.output_dir", "")
     checkpoint = Path(output_dir) / "checkpoints" / "last.ckpt" if output_dir else None
     if checkpoint is not None and checkpoint.is_file():
