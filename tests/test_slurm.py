@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ import pytest
 
 from explab.sweep.storage import open_storage
 from explab.tracking.store import open_client
-from tests.conftest import root_env, run_cli, runs_in
+from tests.conftest import BIN, as_from_a_terminal, root_env, run_cli, runs_in
 from tests.support.slurm import SlurmCluster, why_not_available
 from tests.sweep.test_sweeper import APP, load
 
@@ -218,3 +219,34 @@ def test_a_preempted_worker_job_is_requeued_and_continues_its_trial(slurm: Slurm
     client = open_client(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")]
     assert len(steps) == epochs and len(set(steps)) == epochs, steps
+
+
+def test_ctrl_c_on_a_login_node_sweep_stops_the_trial_job_it_left_running(slurm: SlurmCluster, tmp_path: Path) -> None:
+    """SLURM keeps a trial's job running when the command that submitted it is stopped. The sweep fails the
+    trial; the job sees that at its next epoch and stops, its run KILLED, instead of training for nobody."""
+    journal = f"journal:///{tmp_path}/optuna.journal"
+    command = [
+        str(BIN / "explab-train"), "-m", "hydra/launcher=slurm", *CPU_JOB, f"paths.mlruns_dir={tmp_path}/mlruns",
+        f"paths.log_dir={tmp_path}/logs", "trainer.enable_progress_bar=false", "hparams_search=digits_optuna",
+        "hydra/sweeper/pruner=none", "hydra.sweeper.n_trials=1", f"hydra.sweeper.storage={journal}",
+        "trainer.max_epochs=3000", "callbacks.early_stopping.patience=3000", "torch_threads=1",
+    ]  # fmt: skip
+    sweep = subprocess.Popen(
+        command, cwd=tmp_path, env=root_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=as_from_a_terminal,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if "val/acc" in r.data.metrics]:
+        assert time.monotonic() < deadline and sweep.poll() is None, "the trial's job trains an epoch"
+        time.sleep(1)
+    sweep.send_signal(signal.SIGINT)
+    sweep.communicate(timeout=60)
+    jobs = slurm.settled_jobs(timeout=120)
+    assert not [j for j in jobs if j["state"] in ("PENDING", "RUNNING")], jobs
+    [run] = [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if "optuna.trial_number" in r.data.tags]
+    assert run.info.status == "KILLED" and run.data.tags["explab.status_reason"].startswith("TrialEnded: "), (
+        run.info.status, run.data.tags.get("explab.status_reason"), slurm.logs()[-3000:],
+    )  # fmt: skip
+    open_storage.cache_clear()
+    [trial] = optuna.load_study(study_name="digits_cnn_optuna", storage=open_storage(journal)).trials
+    assert trial.state.name == "FAIL"

@@ -15,6 +15,11 @@ class UsageError(ExplabError, ValueError):
     """A command asked for something it cannot do as given (a run that cannot be resumed, unreadable input)."""
 
 
+class Stopped(ExplabError):
+    """The job was stopped on purpose, not broken (its trial was ended elsewhere): its run ends KILLED with the
+    message as its reason and no traceback."""
+
+
 class ConfigError(ExplabError, ValueError):
     """A config value of the wrong type or out of range, found before any run exists."""
 

@@ -31,6 +31,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     validate_config(cfg)
     trial = TrialJob(cfg)
+    trial.check_open()  # before a run exists: a job for a trial that is over records nothing
     lifecycle: contextlib.AbstractContextManager[TrackedRun | None] = (
         run_lifecycle(lambda: open_run(cfg, trial)) if tracked_here(cfg) else contextlib.nullcontext()
     )

@@ -57,7 +57,19 @@ class TrialJob:
         return f"trial-{self.optuna_trial.number}" if self.optuna_trial else None
 
     def callbacks(self) -> list[L.Callback]:
-        return [self.pruning] if self.pruning else []
+        if not self.optuna_trial:
+            return []
+        from explab.sweep.watch import TrialWatch
+
+        # the watch asks first: a report to an ended trial would fail the job with Optuna's error
+        return [TrialWatch(self.optuna_trial), *([self.pruning] if self.pruning else [])]
+
+    def check_open(self) -> None:
+        """Raise ``TrialEnded`` when the job's trial is over before the job starts (``explab.sweep.watch``)."""
+        if self.optuna_trial:
+            from explab.sweep.watch import check_trial_open
+
+            check_trial_open(self.optuna_trial)
 
     def raise_if_pruned(self) -> None:
         if self.pruning and self.pruning.pruned_at is not None:

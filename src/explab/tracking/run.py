@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from explab.errors import Stopped
 from explab.tracking.orphans import PID_TAG, close_orphaned_runs
 from explab.tracking.store import open_client
 from explab.utils.logging import get_logger
@@ -54,7 +55,7 @@ def run_status_for(error: BaseException | None) -> str:
         return "KILLED"
     if isinstance(error, SystemExit):
         return "FINISHED" if error.code in (0, None) else "KILLED"
-    if is_trial_pruned(error) or _is_lightning_sigterm(error):  # stopped on purpose, not broken
+    if is_trial_pruned(error) or isinstance(error, Stopped) or _is_lightning_sigterm(error):  # on purpose
         return "KILLED"
     return "FAILED"
 
@@ -199,7 +200,7 @@ class TrackedRun:
         pruned = is_trial_pruned(error)  # the search stopped it on purpose: an outcome, not an error
         try:
             self.set_tags({reason_tag: f"{type(error).__name__}: {error}"[:5000]})
-            if reason_tag == "explab.status_reason" and not pruned:
+            if reason_tag == "explab.status_reason" and not (pruned or isinstance(error, Stopped)):
                 self.log_text("".join(traceback.format_exception(error)), "error.txt")
         except Exception as logging_error:  # the store itself may be the problem; the status still matters
             log.warning("could not record the error in MLflow: %s", logging_error)

@@ -1,0 +1,85 @@
+"""A trial's job stops when the sweep ends its trial elsewhere: real journal studies, real training jobs."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from explab.sweep.storage import open_storage
+from explab.sweep.watch import TrialEnded
+from explab.train import train
+from tests.conftest import BIN, root_env, runs_in, tracking_uri_for
+
+
+def open_trial(store: Path) -> tuple[str, optuna.Study, optuna.Trial]:
+    url = f"journal:///{store}/optuna.journal"
+    study = optuna.create_study(study_name="watched", storage=open_storage(url), direction="maximize")
+    return url, study, study.ask()
+
+
+def trial_overrides(url: str, number: int) -> list[str]:
+    return [
+        "++optuna_trial.study_name=watched",
+        f"++optuna_trial.number={number}",
+        f"++optuna_trial.storage='{url}'",
+        "++optuna_trial.objective=[val/acc_best]",
+        "optimized_metric=val/acc_best",  # the pruning callback reports too: the watch must ask before it
+    ]
+
+
+def test_a_job_for_a_trial_that_is_over_trains_nothing_and_records_nothing(compose_cfg, store: Path) -> None:
+    url, study, trial = open_trial(store)
+    study.tell(trial, state=TrialState.FAIL)  # a stopped sweep failed it while its job waited in a queue
+    with pytest.raises(TrialEnded, match=f"trial {trial.number} of study 'watched' is already FAIL"):
+        train(compose_cfg(*trial_overrides(url, trial.number)))
+    assert runs_in(store, "digits_cnn") == []
+
+
+@pytest.mark.slow
+def test_a_running_job_stops_within_an_epoch_once_its_trial_is_ended(tmp_path: Path) -> None:
+    store = tmp_path / "mlruns"
+    store.mkdir()
+    url, study, trial = open_trial(store)
+    job = subprocess.Popen(
+        [
+            str(BIN / "explab-train"),
+            *trial_overrides(url, trial.number),
+            "trainer.max_epochs=500",
+            "callbacks.early_stopping.patience=500",
+            "log_model=false",
+            "trainer.enable_progress_bar=false",
+            f"paths.mlruns_dir={store}",
+            f"paths.log_dir={tmp_path}/logs",
+        ],
+        cwd=tmp_path,
+        env=root_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = optuna_free_client(store)
+    deadline = time.monotonic() + 120
+    while not (runs := runs_in(store, "digits_cnn")) or not client.get_metric_history(runs[0].info.run_id, "val/acc"):
+        assert time.monotonic() < deadline and job.poll() is None, "the job trains its first epoch"
+        time.sleep(0.2)
+    study.tell(trial, state=TrialState.FAIL)  # what Ctrl-C on the sweep does to the trials of its SLURM jobs
+    _, stderr = job.communicate(timeout=60)
+    assert job.returncode == 1 and "Traceback" not in stderr, stderr[-3000:]
+    assert f"trial {trial.number} of study 'watched' is already FAIL" in stderr and "this job stops" in stderr
+    [run] = runs_in(store, "digits_cnn")
+    assert run.info.status == "KILLED", "stopped on purpose, not broken"
+    assert run.data.tags["explab.status_reason"].startswith("TrialEnded: ")
+    epochs = len(client.get_metric_history(run.info.run_id, "val/acc"))
+    assert epochs < 100, f"{epochs} epochs: the job went on training for an ended trial"
+    assert "error.txt" not in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def optuna_free_client(store: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri_for(store))
