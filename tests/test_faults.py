@@ -358,6 +358,7 @@ def test_a_run_the_store_does_not_hold_is_named(tmp_path: Path, command: str, ar
     done = run_cli(command, *argument.format(run=run).split(), f"paths.mlruns_dir={tmp_path}/mlruns", cwd=tmp_path)
     assert done.returncode == 1, done.stderr[-2000:]
     assert message.format(run=run) in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "Seed set to" not in done.stdout + done.stderr, "a wrong run id is all the command says"
 
 
 def test_predict_from_a_run_without_a_model_says_how_to_log_one(tmp_path: Path) -> None:

@@ -44,10 +44,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if not cfg.get("run_id") and not cfg.get("ckpt_path"):
         raise UsageError("explab-eval needs run_id=<MLflow run id> or ckpt_path=<path to a .ckpt file>")
     tidy_lightning_logging()
-    L.seed_everything(cfg.seed, workers=True)
     with tempfile.TemporaryDirectory(prefix="explab-eval-") as folder:
         path = cfg.ckpt_path or _fetch_best_checkpoint(cfg.tracking_uri, cfg.run_id, folder)
         checkpoint = load_checkpoint(path)
+    L.seed_everything(cfg.seed, workers=True)  # once the checkpoint is found: a wrong run id says only that
     record = recorded_config(checkpoint, path)
     config = cast(
         DictConfig,
