@@ -17,7 +17,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from explab.checkpoints import CheckpointError, load_checkpoint
-from explab.reproduce import compare_with_source
+from explab.reproduce import compare_with_source, recorded_overrides
 from explab.tracking import TrackedRun
 from explab.tracking.store import open_client
 from tests.conftest import BIN, ROOT, run_cli, runs_in, tracking_uri_for
@@ -87,6 +87,19 @@ def test_reproduce_gives_bit_identical_metrics(tmp_path: Path) -> None:
     ]
     assert last.data.tags["explab.reproduced_metrics"] == "identical"
     assert history(tmp_path, last.info.run_id, "test/acc") == history(tmp_path, source.info.run_id, "test/acc")
+
+
+def test_a_reproduction_recorded_the_old_way_is_reproduced_with_its_sources_overrides(store: Path) -> None:
+    """Reproductions recorded before they kept their source's overrides hold only ``reproduce=SOURCE``."""
+    client = MlflowClient(tracking_uri_for(store))
+    experiment = client.create_experiment("digits_cnn")
+    source, old, older = (client.create_run(experiment).info.run_id for _ in range(3))
+    client.log_text(
+        source, "- trainer.max_epochs=3\n- optimizer.lr=0.01\n- hydra.job.chdir=false\n", "config/overrides.yaml"
+    )
+    client.log_text(old, f"- reproduce={source}\n- optimizer.lr=0.02\n", "config/overrides.yaml")
+    client.log_text(older, f"- reproduce={old}\n- seed=7\n", "config/overrides.yaml")
+    assert recorded_overrides(tracking_uri_for(store), older) == ["trainer.max_epochs=3", "optimizer.lr=0.02", "seed=7"]
 
 
 def test_a_reproduction_that_moved_names_the_metrics_that_differ(tmp_path: Path, caplog) -> None:

@@ -35,13 +35,28 @@ DROPPED_PREFIXES = ("++optuna_trial.", "+optuna_trial.", "optuna_trial.", *MODE_
 def _recorded(cfg: DictConfig, run_id: str) -> tuple[Any, list[str]]:
     from explab.build import mlflow_logger_node
     from explab.config import tracking_uri
-    from explab.tracking import TrackedRun
     from explab.tracking.store import find_run
 
     logger_cfg = mlflow_logger_node(cfg)
     uri = logger_cfg.tracking_uri if logger_cfg is not None else tracking_uri(cfg.paths.mlruns_dir)
     run = find_run(uri, run_id)
-    return run, list(yaml.safe_load(TrackedRun(uri, run_id).load_text("config/overrides.yaml")) or [])
+    return run, recorded_overrides(uri, run_id)
+
+
+def recorded_overrides(uri: str, run_id: str, links: int = 20) -> list[str]:
+    """The overrides run ``run_id`` recorded. A reproduction recorded before reproductions kept their
+    source's overrides holds only ``reproduce=SOURCE`` and its own: the source's are merged back in, along
+    the chain (at most ``links`` runs)."""
+    from explab.tracking import TrackedRun
+
+    recorded = list(yaml.safe_load(TrackedRun(uri, run_id).load_text("config/overrides.yaml")) or [])
+    source = next((o.partition("=")[2] for o in recorded if o.startswith("reproduce=")), None)
+    if source is None or links == 0:
+        return recorded
+    return merged_overrides(
+        [o for o in recorded_overrides(uri, source, links - 1) if not o.startswith(DROPPED_PREFIXES)],
+        [o for o in recorded if not o.startswith(MODE_PREFIXES)],
+    )
 
 
 def job_overrides(cfg: DictConfig) -> list[str]:
