@@ -68,6 +68,8 @@ def test_default_experiment_reaches_97_percent(tmp_path: Path) -> None:
     assert "Tip:" not in done.stderr + done.stdout, "Lightning's litlogger/litmodels adverts are dropped"
     assert "prepend your python command with `srun`" not in done.stderr, "explab reaches SLURM by its launcher"
     assert "LeafSpec" not in done.stderr, "Lightning's call into torch's deprecated pytree API is not news"
+    said = done.stderr + done.stdout
+    assert "system metrics" not in said and "Validating input example" not in said, "nor is MLflow narrating"
     # printed through the same Lightning logger as the tips, however the fit ends (early stopping or max_epochs)
     for message in ("Seed set to", "GPU available:"):  # the first message, and one from the Trainer
         assert (done.stderr + done.stdout).count(message) == 1, f"Lightning's other messages show, once: {message}"

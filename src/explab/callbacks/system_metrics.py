@@ -7,6 +7,7 @@ the GPUs this job's processes use on that node only, from the start of the fit t
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
 log = get_logger(__name__)
+
+GPU_MONITORS = ("GPUMonitor", "ROCMMonitor")  # MLflow's samplers of NVIDIA and AMD GPUs
 
 
 class SystemMetrics(L.Callback):
@@ -82,6 +85,9 @@ def start_sampler(
 ) -> SystemMetricsMonitor:
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
+    # MLflow narrates the sampler at INFO in every run ("Started monitoring", "Skip logging GPU metrics" on a
+    # machine without GPUs); the one line that matters, GPUs in use but unseen, explab says itself below
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
     monitor = SystemMetricsMonitor(
         run_id,
         sampling_interval=interval_seconds,
@@ -89,6 +95,11 @@ def start_sampler(
         node_id=node,
         tracking_uri=tracking_uri,
     )
+    if cuda_devices and not any(type(m).__name__ in GPU_MONITORS for m in monitor.monitors):
+        log.warning(
+            "this job trains on GPUs but records no system/gpu_* metrics: MLflow found no NVML (or ROCm SMI); "
+            "install explab's gpu extra (nvidia-ml-py)"
+        )
     for gpu in [m for m in monitor.monitors if hasattr(m, "gpu_handles")]:
         _keep_own_gpus(gpu, cuda_devices)
         if not gpu.gpu_handles:  # a CPU job on a GPU machine: other jobs' GPUs are not its to report

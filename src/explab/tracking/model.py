@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from explab.tracking.run import no_download_bars
+from explab.utils.logging import logger_at_least
 
 if TYPE_CHECKING:
     from explab.data.base import TensorDataModule
@@ -77,8 +79,13 @@ def log_model(
         files["config"].write_text(OmegaConf.to_yaml(cfg, resolve=True))
         torch.save(net.state_dict(), files["weights"])
         files["recipe"].write_text(json.dumps(recipe))
-        # MLflow reads the logged model back to validate the input example: a bar per small file, no news
-        with mlflow.start_run(run_id=run.run_id, nested=mlflow.active_run() is not None), no_download_bars():
+        # MLflow reads the logged model back to validate the input example, and says so at INFO in every run,
+        # with a progress bar per small file: no news (its warnings still show)
+        with (
+            mlflow.start_run(run_id=run.run_id, nested=mlflow.active_run() is not None),
+            no_download_bars(),
+            logger_at_least("mlflow.pyfunc", logging.WARNING),
+        ):
             mlflow.pyfunc.log_model(
                 name=MODEL_NAME,
                 python_model=explab.serving_model_code.__file__,

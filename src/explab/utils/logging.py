@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 # Lightning keeps the process's global rank on this function (``rank_zero_only.rank``); it lives in the small
@@ -90,3 +91,15 @@ def tidy_lightning_logging() -> None:
             if type(handler) is logging.StreamHandler:  # the console handler ``import lightning`` adds
                 lightning_logger.removeHandler(handler)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DROP_TIPS)  # adding twice is a no-op
+
+
+@contextlib.contextmanager
+def logger_at_least(name: str, level: int) -> Iterator[None]:
+    """The logger ``name`` drops records below ``level`` while inside, and is as it was after."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(max(before, level))
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
