@@ -33,15 +33,16 @@ def trial_state(optuna_trial: DictConfig) -> TrialState:
     return trial.study._storage.get_trial(trial._trial_id).state
 
 
-def check_trial_open(optuna_trial: DictConfig) -> None:
-    """Raise ``TrialEnded`` unless the job's trial is RUNNING (or WAITING, about to run)."""
+def check_trial_open(optuna_trial: DictConfig, then: str = "this job trains nothing for it") -> None:
+    """Raise ``TrialEnded`` unless the job's trial is RUNNING (or WAITING, about to run); ``then`` says what
+    the job does about it."""
     from optuna.trial import TrialState
 
     state = trial_state(optuna_trial)
     if state not in (TrialState.RUNNING, TrialState.WAITING):
         raise TrialEnded(
             f"trial {optuna_trial.number} of study '{optuna_trial.study_name}' is already {state.name} (the sweep "
-            "that launched this job was stopped, or gave up on the trial): this job trains nothing for it"
+            f"that launched this job was stopped, or gave up on the trial): {then}"
         )
 
 
@@ -73,9 +74,10 @@ class TrialWatch(L.Callback):
         ended: str | None = None
         if trainer.is_global_zero:
             try:
-                check_trial_open(self.optuna_trial)
+                check_trial_open(self.optuna_trial, then="this job stops")
             except TrialEnded as error:
                 ended = str(error)
+        # raised on every rank at once, so no rank waits in a collective for one that stopped
         ended = trainer.strategy.broadcast(ended, src=0)
         if ended is not None:
-            raise TrialEnded(ended.replace("this job trains nothing for it", "this job stops"))
+            raise TrialEnded(ended)
