@@ -41,7 +41,8 @@ def test_a_job_for_a_trial_that_is_over_trains_nothing_and_records_nothing(compo
 
 
 @pytest.mark.slow
-def test_a_running_job_stops_within_an_epoch_once_its_trial_is_ended(tmp_path: Path) -> None:
+@pytest.mark.parametrize("trainer", ["default", "ddp_cpu"])  # under DDP every rank stops at the same epoch
+def test_a_running_job_stops_within_an_epoch_once_its_trial_is_ended(tmp_path: Path, trainer: str) -> None:
     store = tmp_path / "mlruns"
     store.mkdir()
     url, study, trial = open_trial(store)
@@ -49,6 +50,7 @@ def test_a_running_job_stops_within_an_epoch_once_its_trial_is_ended(tmp_path: P
         [
             str(BIN / "explab-train"),
             *trial_overrides(url, trial.number),
+            f"trainer={trainer}",
             "trainer.max_epochs=500",
             "callbacks.early_stopping.patience=500",
             "log_model=false",
