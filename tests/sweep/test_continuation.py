@@ -16,13 +16,35 @@ import pytest
 from optuna.trial import TrialState
 
 from explab.sweep.continuation import ATTEMPTS_ATTR, RUN_ATTR, outcome_of_ended_trial
-from explab.sweep.heartbeat import worker_of
+from explab.sweep.heartbeat import worker_gone, worker_of
 from explab.sweep.storage import open_storage
 from explab.tracking.orphans import process_alive
 from explab.tracking.store import open_client
 from tests.conftest import BIN, root_env, runs_in, tracking_uri_for
+from tests.sweep.test_sweeper import load, sweep_plain_app
 
 EPOCHS = 4
+
+
+def test_a_trial_nobody_marked_counts_as_cut_off_once_a_beat_has_passed(tmp_path: Path) -> None:
+    study = optuna.create_study(storage=open_storage(f"journal:///{tmp_path}/optuna.journal"))
+    study.ask()  # a worker asked for it and was killed before it marked the trial as its own
+    [frozen] = study.trials
+    assert not worker_gone(frozen, seconds=5.0), "a trial asked a moment ago is about to be marked"
+    time.sleep(0.6)
+    assert worker_gone(frozen, seconds=0.5)
+
+
+def test_a_sweep_finishes_a_trial_its_killed_worker_asked_for_but_never_marked(tmp_path: Path) -> None:
+    """The study looks full (one trial of one RUNNING), but nobody holds that trial and it has no parameter
+    drawn: the command waits a beat, claims it, draws its parameters and runs it."""
+    storage = open_storage(f"journal:///{tmp_path}/optuna.journal")
+    optuna.create_study(study_name="plain", storage=storage, direction="minimize").ask()
+    done = sweep_plain_app(tmp_path, "hydra.sweeper.n_trials=1", "hydra.sweeper.heartbeat_seconds=1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    [trial] = load(tmp_path, "plain").trials
+    assert trial.state == TrialState.COMPLETE and set(trial.params) == {"x"}, trial
+    assert "trial 0 was cut off" in done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("state", ["COMPLETE", "PRUNED", None])

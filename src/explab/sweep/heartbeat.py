@@ -62,13 +62,19 @@ def worker_of(trial: FrozenTrial) -> tuple[str, str]:
 
 
 def worker_gone(trial: FrozenTrial, seconds: float) -> bool:
-    """Whether nobody is running ``trial`` (RUNNING in the study) any more."""
+    """Whether nobody is running ``trial`` (RUNNING in the study) any more.
+
+    A worker marks a trial it asked for at once; one still unmarked a beat (``seconds``) after it started was
+    asked by a worker killed in between, and nobody will mark it.
+    """
     if trial.user_attrs.get(RELEASED_ATTR) is True:
         return True
+    started = trial.datetime_start.timestamp() if trial.datetime_start else time.time()
+    if WORKER_ATTR not in trial.user_attrs:
+        return time.time() - started > seconds
     host, pid = worker_of(trial)
     if host == socket.gethostname() and pid.isdigit():
         return not process_alive(int(pid))
-    started = trial.datetime_start.timestamp() if trial.datetime_start else time.time()
     last_beat = float(trial.user_attrs.get(HEARTBEAT_ATTR, started))
     return time.time() - last_beat > MISSED_BEATS * seconds
 
@@ -107,3 +113,11 @@ def fail_trials_of_dead_workers(study: optuna.Study) -> None:
             continue
         study.tell(trial.number, state=TrialState.FAIL)
         log.warning("trial %d was left RUNNING by a dead worker (pid %s): marked FAIL", trial.number, pid)
+
+
+def unmarked_running(study: optuna.Study) -> bool:
+    """Whether a RUNNING trial carries no worker's mark yet: asked a moment ago, or by a worker killed before it
+    marked it (``worker_gone`` tells which once a beat has passed)."""
+    from optuna.trial import TrialState
+
+    return any(WORKER_ATTR not in t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))

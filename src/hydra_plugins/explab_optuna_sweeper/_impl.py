@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import socket
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -49,6 +50,7 @@ from explab.sweep.heartbeat import (
     claim_cut_off_trial,
     fail_trials_of_dead_workers,
     heartbeat,
+    unmarked_running,
 )
 from explab.sweep.objectives import Objectives
 from explab.sweep.parent_run import close_parent_run, open_parent_run
@@ -451,13 +453,17 @@ class ExplabOptunaSweeperImpl(Sweeper):
         while True:
             adopted = hold_trial(
                 study,
-                lambda: claim_cut_off_trial(study, self.worker, self.heartbeat_seconds),
+                lambda: self._claim(study, space),
                 lambda trial: self._run_trial(study, trial, fixed, parent),
             )
             if adopted is not None:
                 state, result = adopted
             elif self._study_full(study, n_trials):
                 replicate = self._next_replicate(study, fixed, n_trials)
+                if replicate is None and unmarked_running(study):
+                    # a worker killed between asking and marking left it: once a beat has passed it is claimed
+                    time.sleep(min(1.0, self.heartbeat_seconds))
+                    continue
                 if replicate is None:
                     break
                 state, result = self._run_replicate(study, fixed, parent, *replicate)
@@ -616,6 +622,20 @@ class ExplabOptunaSweeperImpl(Sweeper):
         and keeps its one sampler.
         """
         trial = study.ask()
+        self._sample(study, trial, space)
+        trial.set_user_attr(WORKER_ATTR, self.worker)
+        return trial
+
+    def _claim(self, study: optuna.Study, space: SearchSpace) -> Trial | None:
+        """A cut-off trial, claimed for this worker, with every parameter drawn: a worker killed while asking
+        may have left it with some or none (a parameter drawn already keeps its value)."""
+        trial = claim_cut_off_trial(study, self.worker, self.heartbeat_seconds)
+        if trial is not None:
+            self._sample(study, trial, space)
+        return trial
+
+    def _sample(self, study: optuna.Study, trial: Trial, space: SearchSpace) -> None:
+        """Draw ``trial``'s parameters, define-by-run; Optuna returns a parameter already drawn as it was."""
         if self.sampler_cfg.get("seed") is not None and not self._is_grid:
             study.sampler = self._sampler(trial.number)
         for name in self.order:
@@ -625,8 +645,6 @@ class ExplabOptunaSweeperImpl(Sweeper):
         if self.custom_search_space:
             assert self.config is not None
             get_method(self.custom_search_space.replace(":", "."))(self.config, trial)
-        trial.set_user_attr(WORKER_ATTR, self.worker)
-        return trial
 
     def _trial_overrides(self, study: optuna.Study, trial_number: int, parent: TrackedRun | None) -> list[str]:
         """``optuna_trial.*``: how the job finds its trial (to report for pruning), its parent run, and the
