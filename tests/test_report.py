@@ -78,7 +78,7 @@ def seed_groups(store: Path) -> str:
     """The groups above as FINISHED runs of experiment ``groups``; returns its tracking URI."""
     uri = tracking_uri_for(store)
     client = mlflow.tracking.MlflowClient(uri)
-    experiment = client.create_experiment("groups")
+    experiment = client.create_experiment("groups", artifact_location=str(store / "artifacts"))
     for lr, values in GROUPS.items():
         for seed, value in values.items():
             run = client.create_run(experiment, run_name=f"lr{lr}-seed{seed}")

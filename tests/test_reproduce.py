@@ -92,7 +92,7 @@ def test_reproduce_gives_bit_identical_metrics(tmp_path: Path) -> None:
 def test_a_reproduction_recorded_the_old_way_is_reproduced_with_its_sources_overrides(store: Path) -> None:
     """Reproductions recorded before they kept their source's overrides hold only ``reproduce=SOURCE``."""
     client = MlflowClient(tracking_uri_for(store))
-    experiment = client.create_experiment("digits_cnn")
+    experiment = client.create_experiment("digits_cnn", artifact_location=str(store / "artifacts"))
     source, old, older = (client.create_run(experiment).info.run_id for _ in range(3))
     client.log_text(
         source, "- trainer.max_epochs=3\n- optimizer.lr=0.01\n- hydra.job.chdir=false\n", "config/overrides.yaml"

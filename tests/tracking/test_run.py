@@ -26,10 +26,13 @@ def _status(run: TrackedRun) -> str:
 
 def test_a_run_ends_finished_or_failed_with_its_error(tmp_path: Path) -> None:
     uri = tracking_uri_for(tmp_path)
-    with run_lifecycle(lambda: TrackedRun.create(uri, "lifecycle")) as finished:
+    with run_lifecycle(lambda: TrackedRun.create(uri, "lifecycle", str(tmp_path / "artifacts"))) as finished:
         assert _status(finished) == "RUNNING"
     assert _status(finished) == "FINISHED"
-    with pytest.raises(ValueError), run_lifecycle(lambda: TrackedRun.create(uri, "lifecycle")) as failed:
+    with (
+        pytest.raises(ValueError),
+        run_lifecycle(lambda: TrackedRun.create(uri, "lifecycle", str(tmp_path / "artifacts"))) as failed,
+    ):
         raise ValueError("broken batch")
     assert _status(failed) == "FAILED"
     assert failed.client.get_run(failed.run_id).data.tags["explab.status_reason"] == "ValueError: broken batch"
@@ -41,7 +44,7 @@ def test_sigterm_while_the_run_is_opened_ends_it_killed(tmp_path: Path) -> None:
     opened: list[TrackedRun] = []
 
     def open_then_stopped() -> TrackedRun:
-        opened.append(TrackedRun.create(uri, "lifecycle"))
+        opened.append(TrackedRun.create(uri, "lifecycle", str(tmp_path / "artifacts")))
         os.kill(os.getpid(), signal.SIGTERM)
         return opened[0]
 
