@@ -13,7 +13,7 @@ from typing import NoReturn, TypeVar
 from omegaconf import DictConfig
 
 from explab.config import config_dir
-from explab.errors import ExplabError
+from explab.errors import ExplabError, first_line
 
 Result = TypeVar("Result")
 
@@ -105,7 +105,7 @@ def _parse_error(override: str) -> str | None:
     try:
         OverridesParser.create().parse_override(override)
     except Exception as error:
-        return (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return first_line(error)
     return None
 
 

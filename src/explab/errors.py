@@ -29,3 +29,9 @@ class ConfigError(ExplabError, ValueError):
             f"Change {key} on the command line or in the experiment's YAML."
         )
         self.key, self.value, self.allowed = key, value, allowed
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (its type's name when it has none): a third-party error quoted
+    inside one of explab's, without the rest of its text."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from explab.cli import report_user_errors
 from explab.config import config_dir
-from explab.errors import UsageError
+from explab.errors import UsageError, first_line
 from explab.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -144,11 +144,10 @@ def predict(cfg: DictConfig) -> Path:
     try:
         model = load_model(cfg.model_uri)
     except MlflowException as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise UsageError(
-            f"model_uri={cfg.model_uri} cannot be loaded from {cfg.tracking_uri}: {first}. A run logs its model "
-            "with log_model=true (sweep trials do not: explab-train reproduce=RUN_ID log_model=true gives one); "
-            "its URI is runs:/RUN_ID/model"
+            f"model_uri={cfg.model_uri} cannot be loaded from {cfg.tracking_uri}: {first_line(error)}. "
+            "A run logs its model with log_model=true (sweep trials do not: explab-train reproduce=RUN_ID "
+            "log_model=true gives one); its URI is runs:/RUN_ID/model"
         ) from None
     x, names = read_inputs(Path(cfg.input), input_recipe(model))
     outputs = np.asarray(model.predict(x))

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from explab.errors import ExplabError, UsageError
+from explab.errors import ExplabError, UsageError, first_line
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -61,10 +61,9 @@ def find_run(tracking_uri: str, run_id: str) -> Run:
     try:
         return open_client(tracking_uri).get_run(run_id)
     except MlflowException as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise UsageError(
-            f"no MLflow run {run_id} in {tracking_uri} ({first}); the runs' ids are in the UI (make ui) and in "
-            "each run's last log line"
+            f"no MLflow run {run_id} in {tracking_uri} ({first_line(error)}); the runs' ids are in the UI "
+            "(make ui) and in each run's last log line"
         ) from None
 
 
