@@ -7,6 +7,7 @@ same run from its last checkpoint.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -32,24 +33,37 @@ MODE_PREFIXES = ("resume=", "reproduce=", "hydra.")
 DROPPED_PREFIXES = ("++optuna_trial.", "+optuna_trial.", "optuna_trial.", *MODE_PREFIXES)
 
 
-def _recorded(cfg: DictConfig, run_id: str) -> tuple[Any, list[str]]:
+def _store_of(cfg: DictConfig) -> str:
+    """The tracking URI of the store ``cfg`` records into, where its ``resume=``/``reproduce=`` run lives."""
     from explab.build import mlflow_logger_node
     from explab.config import tracking_uri
-    from explab.tracking.store import find_run
 
     logger_cfg = mlflow_logger_node(cfg)
-    uri = logger_cfg.tracking_uri if logger_cfg is not None else tracking_uri(cfg.paths.mlruns_dir)
+    return logger_cfg.tracking_uri if logger_cfg is not None else tracking_uri(cfg.paths.mlruns_dir)
+
+
+def _recorded(cfg: DictConfig, run_id: str) -> tuple[Any, list[str]]:
+    from explab.tracking.store import find_run
+
+    uri = _store_of(cfg)
     run = find_run(uri, run_id)
     return run, recorded_overrides(uri, run_id)
+
+
+@functools.cache
+def _overrides_file(uri: str, run_id: str) -> tuple[str, ...]:
+    """``config/overrides.yaml`` of a run, read once per process: the job composes its config from it, then
+    records it again, and a run's record never changes."""
+    from explab.tracking import TrackedRun
+
+    return tuple(yaml.safe_load(TrackedRun(uri, run_id).load_text("config/overrides.yaml")) or [])
 
 
 def recorded_overrides(uri: str, run_id: str, links: int = 20) -> list[str]:
     """The overrides run ``run_id`` recorded. A reproduction recorded before reproductions kept their
     source's overrides holds only ``reproduce=SOURCE`` and its own: the source's are merged back in, along
     the chain (at most ``links`` runs)."""
-    from explab.tracking import TrackedRun
-
-    recorded = list(yaml.safe_load(TrackedRun(uri, run_id).load_text("config/overrides.yaml")) or [])
+    recorded = list(_overrides_file(uri, run_id))
     source = next((o.partition("=")[2] for o in recorded if o.startswith("reproduce=")), None)
     if source is None or links == 0:
         return recorded
@@ -65,7 +79,7 @@ def job_overrides(cfg: DictConfig) -> list[str]:
     that reproducing a reproduced run trains the same config again."""
     if not cfg.get("reproduce"):
         return hydra_overrides()
-    return _with_recorded(_recorded(cfg, str(cfg.reproduce))[1])
+    return _with_recorded(recorded_overrides(_store_of(cfg), str(cfg.reproduce)))
 
 
 def _with_recorded(recorded: list[str]) -> list[str]:
