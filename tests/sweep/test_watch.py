@@ -6,12 +6,18 @@ import subprocess
 import time
 from pathlib import Path
 
+import lightning as L
 import optuna
 import pytest
+from lightning.pytorch.demos.boring_classes import BoringModel
+from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from explab.sweep.pruning import OptunaPruning
 from explab.sweep.storage import open_storage
-from explab.sweep.watch import TrialEnded
+from explab.sweep.trial import TrialJob
+from explab.sweep.watch import TrialEnded, TrialWatch
+from explab.tracking.record import open_run
 from explab.train import train
 from tests.conftest import BIN, root_env, runs_in, tracking_uri_for
 
@@ -79,6 +85,49 @@ def test_a_running_job_stops_within_an_epoch_once_its_trial_is_ended(tmp_path: P
     epochs = len(client.get_metric_history(run.info.run_id, "val/acc"))
     assert epochs < 100, f"{epochs} epochs: the job went on training for an ended trial"
     assert "error.txt" not in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_a_trial_ended_between_the_watch_and_the_pruning_report_stops_the_job_the_same_way(store: Path) -> None:
+    """The sweep can end the trial in the moment between the watch's question and the pruning callback's
+    report; Optuna then refuses the report, which must not read as the job's own failure."""
+    url, study, trial = open_trial(store)
+    optuna_trial = OmegaConf.create({"study_name": "watched", "number": trial.number, "storage": url})
+
+    class LogsAccuracy(BoringModel):
+        def validation_step(self, batch, batch_idx):
+            self.log("val/acc", 0.5)
+            return super().validation_step(batch, batch_idx)
+
+    class EndsTheTrialInEpoch1(L.Callback):
+        def on_validation_end(self, trainer, pl_module) -> None:
+            if trainer.current_epoch == 1:
+                study.tell(trial, state=TrialState.FAIL)
+
+    trainer = L.Trainer(
+        max_epochs=5,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        callbacks=[TrialWatch(optuna_trial), EndsTheTrialInEpoch1(), OptunaPruning(optuna_trial, "val/acc")],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    with pytest.raises(TrialEnded, match=f"trial {trial.number} of study 'watched' is already FAIL.*this job stops"):
+        trainer.fit(LogsAccuracy())
+    assert trainer.current_epoch == 1
+    assert study.trials[0].intermediate_values == {0: 0.5}, "epoch 0 was reported, epoch 1 was not"
+
+
+def test_a_trial_ended_as_its_job_opens_a_run_ends_that_run_killed(compose_cfg, store: Path) -> None:
+    url, study, trial = open_trial(store)
+    cfg = compose_cfg(*trial_overrides(url, trial.number))
+    study.tell(trial, state=TrialState.FAIL)  # after the job's check_open, before it records its run on the trial
+    with pytest.raises(TrialEnded, match=r"is already FAIL.*this job stops"):
+        open_run(cfg, TrialJob(cfg))
+    [run] = runs_in(store, "digits_cnn")
+    assert run.info.status == "KILLED", "the run was created: it must not be left RUNNING"
 
 
 def optuna_free_client(store: Path):

@@ -28,12 +28,20 @@ ATTEMPTS_ATTR = "explab.attempts"  # how many times the trial's job started
 
 
 def remember_run_of_trial(optuna_trial: DictConfig, run_id: str) -> None:
-    """Record ``run_id`` on the job's Optuna trial, and count the attempt."""
+    """Record ``run_id`` on the job's Optuna trial, and count the attempt; raise ``TrialEnded`` when the
+    trial ended since the job found it open."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
     from explab.sweep.storage import trial_from_config
+    from explab.sweep.watch import check_trial_open
 
     trial = trial_from_config(optuna_trial)
-    trial.set_user_attr(RUN_ATTR, run_id)
-    trial.set_user_attr(ATTEMPTS_ATTR, int(trial.user_attrs.get(ATTEMPTS_ATTR, 0)) + 1)
+    try:
+        trial.set_user_attr(RUN_ATTR, run_id)
+        trial.set_user_attr(ATTEMPTS_ATTR, int(trial.user_attrs.get(ATTEMPTS_ATTR, 0)) + 1)
+    except UpdateFinishedTrialError:
+        check_trial_open(optuna_trial, then="this job stops")
+        raise
 
 
 def _earlier_run(cfg: DictConfig) -> TrackedRun | None:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import lightning as L
 from omegaconf import DictConfig
 
+from explab.sweep.watch import TrialEnded, trial_ended_message
+
 if TYPE_CHECKING:
     import optuna
 
@@ -39,7 +41,7 @@ class OptunaPruning(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        prune = False
+        prune, ended = False, None
         if trainer.is_global_zero:
             value = trainer.callback_metrics.get(self.monitor)
             if value is None:
@@ -47,12 +49,21 @@ class OptunaPruning(L.Callback):
                     f"pruning follows '{self.monitor}', which this model does not log; "
                     f"logged: {sorted(trainer.callback_metrics)}"
                 )
+            from optuna.exceptions import UpdateFinishedTrialError
+
             trial = self._trial_handle()
             # a study of several objectives has no pruner (the sweeper refuses one) and Optuna refuses reports
             if math.isfinite(float(value)) and len(trial.study.directions) == 1:
-                trial.report(float(value), step=trainer.current_epoch)
-                prune = trial.should_prune()
-        prune = bool(trainer.strategy.broadcast(prune, src=0))
+                try:
+                    trial.report(float(value), step=trainer.current_epoch)
+                    prune = trial.should_prune()
+                except UpdateFinishedTrialError as error:
+                    # the sweep ended the trial after TrialWatch found it open this epoch: the same clean stop
+                    ended = trial_ended_message(self.optuna_trial, then="this job stops") or str(error)
+        # raised on every rank at once, so no rank waits in a collective for one that stopped
+        prune, ended = trainer.strategy.broadcast((prune, ended), src=0)
+        if ended is not None:
+            raise TrialEnded(ended)
         if prune:
             self.pruned_at = trainer.current_epoch
             trainer.should_stop = True

@@ -33,17 +33,24 @@ def trial_state(optuna_trial: DictConfig) -> TrialState:
     return trial.study._storage.get_trial(trial._trial_id).state
 
 
-def check_trial_open(optuna_trial: DictConfig, then: str = "this job trains nothing for it") -> None:
-    """Raise ``TrialEnded`` unless the job's trial is RUNNING (or WAITING, about to run); ``then`` says what
-    the job does about it."""
+def trial_ended_message(optuna_trial: DictConfig, then: str) -> str | None:
+    """What stops the job when its trial is no longer RUNNING (or WAITING, about to run), or None while it
+    is; ``then`` says what the job does about it."""
     from optuna.trial import TrialState
 
     state = trial_state(optuna_trial)
-    if state not in (TrialState.RUNNING, TrialState.WAITING):
-        raise TrialEnded(
-            f"trial {optuna_trial.number} of study '{optuna_trial.study_name}' is already {state.name} (the sweep "
-            f"that launched this job was stopped, or gave up on the trial): {then}"
-        )
+    if state in (TrialState.RUNNING, TrialState.WAITING):
+        return None
+    return (
+        f"trial {optuna_trial.number} of study '{optuna_trial.study_name}' is already {state.name} (the sweep "
+        f"that launched this job was stopped, or gave up on the trial): {then}"
+    )
+
+
+def check_trial_open(optuna_trial: DictConfig, then: str = "this job trains nothing for it") -> None:
+    """Raise ``TrialEnded`` unless the job's trial is RUNNING (or WAITING, about to run)."""
+    if (ended := trial_ended_message(optuna_trial, then)) is not None:
+        raise TrialEnded(ended)
 
 
 class TrialWatch(L.Callback):
@@ -51,8 +58,9 @@ class TrialWatch(L.Callback):
     together when it is not (the answer is broadcast, as the pruning decision is).
 
     It asks after validation, before the pruning callback reports to the trial (Optuna refuses a report to
-    an ended trial with an error that would read as the job's own failure), or at the epoch's end when the
-    job does not validate. It must come before ``OptunaPruning`` in the trainer's callbacks.
+    an ended trial with an error that would read as the job's own failure; ``OptunaPruning`` turns that
+    refusal into the same stop when the trial ends between the two), or at the epoch's end when the job
+    does not validate. It must come before ``OptunaPruning`` in the trainer's callbacks.
     """
 
     def __init__(self, optuna_trial: DictConfig) -> None:
@@ -73,10 +81,7 @@ class TrialWatch(L.Callback):
         self._asked_in_epoch = trainer.current_epoch
         ended: str | None = None
         if trainer.is_global_zero:
-            try:
-                check_trial_open(self.optuna_trial, then="this job stops")
-            except TrialEnded as error:
-                ended = str(error)
+            ended = trial_ended_message(self.optuna_trial, then="this job stops")
         # raised on every rank at once, so no rank waits in a collective for one that stopped
         ended = trainer.strategy.broadcast(ended, src=0)
         if ended is not None:

@@ -77,7 +77,11 @@ def open_run(cfg: DictConfig, trial: TrialJob) -> TrackedRun:
         run_name=logger_cfg.get("run_name") or trial.run_name(),
         tags=run_tags(cfg, extra),
     )
-    trial.remember_run(run.run_id)
+    try:
+        trial.remember_run(run.run_id)
+    except BaseException as error:  # the run exists now: the caller's lifecycle only ends runs it was handed
+        run.end(error)
+        raise
     return run
 
 
