@@ -423,6 +423,17 @@ def test_a_bad_value_is_one_message_naming_the_key_before_any_run(tmp_path: Path
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sweep", [[], ["-m", "hparams_search=digits_optuna"]], ids=["run", "local-sweep"])
+def test_a_gpu_trainer_on_a_machine_without_gpus_is_one_message_before_any_run(tmp_path: Path, sweep) -> None:
+    no_gpus = {"CUDA_VISIBLE_DEVICES": ""}  # torch sees no GPU on any machine
+    done = run_cli("explab-train", *sweep, "trainer=gpu", *paths(tmp_path), cwd=tmp_path, env=no_gpus)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "trainer.accelerator=gpu with trainer.devices=1 needs 1 GPU" in done.stderr
+    assert "trainer=default" in done.stderr and "trainer=cpu" in done.stderr
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists(), "no run exists for a config this machine cannot train"
+
+
+@pytest.mark.slow
 def test_a_value_syntax_error_is_reported_as_a_value_error(tmp_path: Path) -> None:
     done = run_cli("explab-train", "optimizer.lr=interval(1e-3)", *paths(tmp_path), cwd=tmp_path)
     assert done.returncode != 0

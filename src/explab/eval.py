@@ -40,9 +40,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from explab.checkpoints import load_checkpoint, recorded_config
     from explab.tracking import TrackedRun
     from explab.utils.logging import tidy_lightning_logging
+    from explab.validation import check_devices_here
 
     if not cfg.get("run_id") and not cfg.get("ckpt_path"):
         raise UsageError("explab-eval needs run_id=<MLflow run id> or ckpt_path=<path to a .ckpt file>")
+    check_devices_here(cfg)
     tidy_lightning_logging()
     with tempfile.TemporaryDirectory(prefix="explab-eval-") as folder:
         path = cfg.ckpt_path or _fetch_best_checkpoint(cfg.tracking_uri, cfg.run_id, folder)

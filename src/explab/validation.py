@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from explab.errors import ConfigError
+from explab.errors import ConfigError, UsageError
 from explab.models.init import SCHEMES as INIT_SCHEMES
 
 MAX_SEED = 2**32 - 1  # numpy's seeds; Lightning seeds numpy with it
@@ -141,3 +141,55 @@ def check_time_to(cfg: DictConfig) -> None:
         numbers = list(values) if OmegaConf.is_list(values) else [values]
         if not numbers or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
             raise ConfigError(f"time_to.{metric}", values, "a list of numbers, e.g. [0.95, 0.99]")
+
+
+def check_devices_here(cfg: DictConfig) -> None:
+    """Refuse a trainer that asks this machine for more GPUs than torch sees, naming what it sees.
+
+    Lightning refuses it too, but only once the Trainer is built, after the run exists (which then ends
+    FAILED for a config it could never have run). Called where the job trains, and by a sweep only for jobs
+    it runs here: a sweep sent from a login node without GPUs runs its jobs on nodes that have them.
+    """
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto")).lower()
+    if accelerator not in ("gpu", "cuda"):
+        return  # auto takes what there is; cpu and mps are Lightning's to check
+    import torch
+
+    if accelerator == "gpu" and torch.backends.mps.is_available():
+        return
+    present = torch.cuda.device_count()
+    devices = OmegaConf.select(cfg, "trainer.devices", default=1)
+    wanted = _gpus_wanted(devices)
+    # torchrun shows each process the one GPU it uses, and Lightning accepts more devices than it sees there
+    torchrun = torch.distributed.is_available() and torch.distributed.is_torchelastic_launched()
+    if present >= wanted or (present == 1 and torchrun):
+        return
+    import os
+    import socket
+
+    if torch.version.cuda is None:
+        why = f"this torch ({torch.__version__}) is built without CUDA"
+    else:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        shown = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
+        why = f"torch sees {present} on {socket.gethostname()}{shown}"
+    fix = f"lower trainer.devices to {present}" if present else "train on the CPU with trainer=cpu"
+    raise UsageError(
+        f"trainer.accelerator={accelerator} with trainer.devices={devices} needs {wanted} GPU"
+        f"{'s' if wanted != 1 else ''}, and {why}. Use trainer=default, which takes the GPUs there are and "
+        f"else the CPU, or {fix}"
+    )
+
+
+def _gpus_wanted(devices: Any) -> int:
+    """How many GPUs Lightning's ``devices`` needs visible: a count, the highest index of a list (also as
+    "0,2"), and at least one for -1 or "auto"."""
+    if isinstance(devices, str) and "," in devices:
+        devices = [int(index) for index in devices.split(",") if index.strip()]
+    elif isinstance(devices, str) and devices.strip().isdigit():
+        devices = int(devices)
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices > 0:
+        return devices
+    if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
+        return max((int(index) + 1 for index in devices), default=1)
+    return 1
