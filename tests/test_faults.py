@@ -411,25 +411,35 @@ def test_another_applications_database_is_left_untouched(tmp_path: Path) -> None
         ("optimizer.lr=abc", "optimizer.lr must be a number > 0"),
         ("trainer.max_epochs=abc", "trainer.max_epochs must be null, -1 (no limit) or an integer >= 1"),
         ("data.batch_size=0", "data.batch_size must be an integer >= 1"),
+        ("trainer.precision=bf17", "trainer.precision must be auto, 32-true, bf16-mixed"),
+        ("monitor=val/accuracy", "monitor must be a metric this task logs: one of train/acc"),
+        ("scheduler=cosine scheduler.T_max=0", "scheduler.T_max must be null (the run's max_epochs) or an integer"),
     ],
 )
 def test_a_bad_value_is_one_message_naming_the_key_before_any_run(tmp_path: Path, bad: str, allowed: str) -> None:
-    done = run_cli("explab-train", bad, *paths(tmp_path), cwd=tmp_path)
+    done = run_cli("explab-train", *bad.split(), *paths(tmp_path), cwd=tmp_path)
     assert done.returncode == 1
     assert allowed in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "mlruns" / "mlflow.db").exists(), "no run exists for a config that is wrong"
-    full = run_cli("explab-train", bad, *paths(tmp_path), cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
+    full = run_cli("explab-train", *bad.split(), *paths(tmp_path), cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
     assert "Traceback" in full.stderr and "ConfigError" in full.stderr
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sweep", [[], ["-m", "hparams_search=digits_optuna"]], ids=["run", "local-sweep"])
-def test_a_gpu_trainer_on_a_machine_without_gpus_is_one_message_before_any_run(tmp_path: Path, sweep) -> None:
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (["trainer=gpu"], "trainer.accelerator=gpu with trainer.devices=1 needs 1 GPU, and"),
+        (["experiment=mnist_cnn", "data.data_dir=."], "train-images-idx3-ubyte[.gz] not found in"),
+    ],
+    ids=["no-gpu", "no-data"],
+)
+def test_what_this_machine_lacks_is_one_message_before_any_run(tmp_path: Path, sweep, setting, message) -> None:
     no_gpus = {"CUDA_VISIBLE_DEVICES": ""}  # torch sees no GPU on any machine
-    done = run_cli("explab-train", *sweep, "trainer=gpu", *paths(tmp_path), cwd=tmp_path, env=no_gpus)
+    done = run_cli("explab-train", *sweep, *setting, *paths(tmp_path), cwd=tmp_path, env=no_gpus)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert "trainer.accelerator=gpu with trainer.devices=1 needs 1 GPU" in done.stderr
-    assert "trainer=default" in done.stderr and "trainer=cpu" in done.stderr
+    assert done.stderr.count(message) == 1, done.stderr[-2000:]
     assert not (tmp_path / "mlruns" / "mlflow.db").exists(), "no run exists for a config this machine cannot train"
 
 

@@ -1,13 +1,14 @@
-"""Checks made before any run exists: a GPU trainer on a machine where torch sees too few GPUs."""
+"""Checks made before any run exists: values Lightning would refuse only once it trains, and what this
+machine lacks."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from explab.errors import UsageError
+from explab.errors import ConfigError, UsageError
 from explab.sweep.checks import check_job_config
-from explab.validation import _gpus_wanted, check_devices_here
+from explab.validation import _gpus_wanted, check_devices_here, validate_config
 
 TOO_MANY = torch.cuda.device_count() + 1  # more GPUs than this machine shows, whatever it is
 
@@ -37,3 +38,38 @@ def test_a_sweep_checks_the_gpus_of_the_machine_its_jobs_run_on(compose_cfg) -> 
     with pytest.raises(UsageError, match=f"needs {TOO_MANY} GPU"):
         check_job_config(compose_cfg(*gpu_job), "val/acc_best")
     check_job_config(compose_cfg(*gpu_job, "hydra/launcher=slurm"), "val/acc_best")
+
+
+@pytest.mark.parametrize("precision", ["auto", "32-true", "bf16-mixed", "16-mixed", "64-true", "32", 16])
+def test_precisions_lightning_takes_pass(compose_cfg, precision) -> None:
+    validate_config(compose_cfg(f"trainer.precision={precision}"))
+
+
+def test_a_precision_lightning_does_not_take_is_refused(compose_cfg) -> None:
+    with pytest.raises(ConfigError, match=r"trainer.precision='fp16' is not valid.*auto, 32-true, bf16-mixed"):
+        validate_config(compose_cfg("trainer.precision=fp16"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["monitor=val/accuracy"], "monitor"),  # every callback that follows ${monitor}: the root key is named
+        (["callbacks.early_stopping.monitor=val/acc_bset"], "callbacks.early_stopping.monitor"),
+        (["monitor=test/acc"], "monitor"),  # logged, but only after the fit the callbacks follow it in
+    ],
+)
+def test_a_monitor_the_task_never_logs_during_fit_is_refused(compose_cfg, overrides: list[str], key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{key}=.* must be a metric this task logs: one of train/acc, .*val/loss"):
+        validate_config(compose_cfg(*overrides))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["monitor=val/loss", "monitor_mode=min"],
+        ["monitor=perf/epoch_seconds", "monitor_mode=min"],  # timings and learning rates come from callbacks
+        ["experiment=diabetes_mlp"],  # a regression task follows its own metrics
+    ],
+)
+def test_monitors_the_task_or_its_callbacks_log_pass(compose_cfg, overrides: list[str]) -> None:
+    validate_config(compose_cfg(*overrides))

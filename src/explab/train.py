@@ -27,10 +27,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from explab.tracking import TrackedRun, run_lifecycle
     from explab.tracking.record import announce_finished, open_run, record_end, record_start, tracked_here
     from explab.utils.distributed import ddp_launch_scoped_to_job
-    from explab.validation import check_devices_here, validate_config
+    from explab.validation import check_machine, validate_config
 
     validate_config(cfg)
-    check_devices_here(cfg)
+    check_machine(cfg)
     trial = TrialJob(cfg)
     trial.check_open()  # before a run exists: a job for a trial that is over records nothing
     lifecycle: contextlib.AbstractContextManager[TrackedRun | None] = (

@@ -8,6 +8,7 @@ after the run was created, without naming the key.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,11 @@ RULES: dict[str, Rule] = {
     "model.backbone.depth": Rule("int", "an integer >= 0", lambda v: v >= 0),
     "model.backbone.width": _positive_int(),
     "model.backbone.dropout": _fraction(),
+    "scheduler.T_max": _positive_int("null (the run's max_epochs) or an integer >= 1", nullable=True),
+    "scheduler.step_size": _positive_int(),
+    "scheduler.gamma": Rule("float", "a number > 0", lambda v: v > 0),
+    "scheduler.total_steps": _positive_int("null (filled in from the trainer) or an integer >= 1", nullable=True),
+    "scheduler.pct_start": Rule("float", "a number between 0 and 1", lambda v: 0 < v < 1),
     "callbacks.early_stopping.patience": Rule("int", "an integer >= 0", lambda v: v >= 0),
     "callbacks.last_checkpoint.min_interval_seconds": Rule("float", "a number of seconds >= 0", lambda v: v >= 0),
 }
@@ -97,8 +103,54 @@ def validate_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is not _ABSENT and not rule.accepts(value):
             raise ConfigError(key, value, rule.allowed)
+    check_precision(cfg)
+    check_monitors(cfg)
     check_time_to(cfg)
     check_sparse_gradients(cfg)
+
+
+def check_precision(cfg: DictConfig) -> None:
+    """``trainer.precision`` is one Lightning takes, or explab's ``auto``: Lightning would refuse it only once
+    the Trainer is built, after the run exists."""
+    value = OmegaConf.select(cfg, "trainer.precision", default=None)
+    if value is None or value == "auto":
+        return
+    # Lightning's own check, so the values it accepts stay the ones accepted here
+    from lightning.fabric.connector import _convert_precision_to_unified_args
+
+    try:
+        with warnings.catch_warnings():  # its advice on legacy values (16) comes again when the Trainer is built
+            warnings.simplefilter("ignore")
+            _convert_precision_to_unified_args(value)
+    except ValueError:
+        raise ConfigError(
+            "trainer.precision", value, "auto, 32-true, bf16-mixed, 16-mixed (GPUs), bf16-true, 16-true or 64-true"
+        ) from None
+
+
+def check_monitors(cfg: DictConfig) -> None:
+    """The metric each callback follows (``monitor``, or a callback's own) is one the task logs, or a timing
+    (``perf/``) or learning rate (``lr-``): Lightning finds out after the first validation epoch."""
+    from hydra.utils import get_class
+
+    from explab.models import TaskModule
+
+    followed = {
+        f"callbacks.{name}.monitor": str(node.monitor)
+        for name, node in (cfg.get("callbacks") or {}).items()
+        if isinstance(node, DictConfig) and node.get("monitor")
+    }
+    target = OmegaConf.select(cfg, "model._target_", default=None)
+    if not followed or not target or not issubclass(get_class(target), TaskModule):
+        return
+    from explab.build import build_model
+
+    logged = {name for name in build_model(cfg).metric_names() if not name.startswith("test/")}  # after fit
+    for key, metric in followed.items():
+        if metric not in logged and not metric.startswith(("perf/", "lr-")):
+            # most callbacks follow the root's ``monitor``; that is the key to change then
+            key = "monitor" if metric == str(cfg.get("monitor")) else key
+            raise ConfigError(key, metric, f"a metric this task logs: one of {', '.join(sorted(logged))}")
 
 
 def check_sparse_gradients(cfg: DictConfig) -> None:
@@ -143,12 +195,23 @@ def check_time_to(cfg: DictConfig) -> None:
             raise ConfigError(f"time_to.{metric}", values, "a list of numbers, e.g. [0.95, 0.99]")
 
 
+def check_machine(cfg: DictConfig) -> None:
+    """What only the machine that trains can answer, before any run exists: its GPUs, and the data files.
+
+    Called where the job trains, and by a sweep only for jobs it runs on its own machine: a sweep sent from a
+    login node runs its jobs on nodes with their own GPUs and mounts.
+    """
+    from explab.build import build_datamodule
+
+    check_devices_here(cfg)
+    build_datamodule(cfg).check_source()
+
+
 def check_devices_here(cfg: DictConfig) -> None:
     """Refuse a trainer that asks this machine for more GPUs than torch sees, naming what it sees.
 
     Lightning refuses it too, but only once the Trainer is built, after the run exists (which then ends
-    FAILED for a config it could never have run). Called where the job trains, and by a sweep only for jobs
-    it runs here: a sweep sent from a login node without GPUs runs its jobs on nodes that have them.
+    FAILED for a config it could never have run).
     """
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto")).lower()
     if accelerator not in ("gpu", "cuda"):

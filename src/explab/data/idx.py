@@ -89,6 +89,11 @@ class IDXDataModule(TensorDataModule):
     def source(self) -> str:
         return str(self.data_dir.resolve())
 
+    def check_source(self) -> None:
+        if not (self.download and self.mirrors):
+            for name in (name for pair in FILES.values() for name in pair):
+                find_file(self.data_dir, name, self.how_to_get)
+
     def _path(self, name: str) -> Path:
         try:
             return find_file(self.data_dir, name, self.how_to_get)

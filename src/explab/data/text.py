@@ -144,7 +144,7 @@ class IMDBDataModule(TextDataModule):
     def source(self) -> str:
         return str(self.data_dir.resolve())
 
-    def read_texts(self) -> dict[str, tuple[list[str], np.ndarray]]:
+    def _root(self) -> Path:
         root = self.data_dir if (self.data_dir / "train").is_dir() else self.data_dir / "aclImdb"
         if not (root / "train").is_dir():
             raise DataError(
@@ -152,6 +152,13 @@ class IMDBDataModule(TextDataModule):
                 "https://ai.stanford.edu/~amaas/data/sentiment/ there (train/ and test/ with pos/ and neg/), "
                 "or use experiment=rotten_tomatoes_sentiment, which works offline"
             )
+        return root
+
+    def check_source(self) -> None:
+        self._root()
+
+    def read_texts(self) -> dict[str, tuple[list[str], np.ndarray]]:
+        root = self._root()
         texts, labels = _read_reviews(root / "train")
         train_idx, val_idx = holdout(len(labels), self.val_size, self.seed)
         test = _read_reviews(root / "test")
@@ -179,9 +186,12 @@ class MovieSnippetsDataModule(TextDataModule):
     def source(self) -> str:
         return str(self.path.resolve())
 
-    def read_texts(self) -> dict[str, tuple[list[str], np.ndarray]]:
+    def check_source(self) -> None:
         if not self.path.is_file():
             raise DataError(f"{self.path} not found. {self.HOW_TO_GET}; then data.path=/path/to/that/file")
+
+    def read_texts(self) -> dict[str, tuple[list[str], np.ndarray]]:
+        self.check_source()
         try:
             raw = gzip.decompress(self.path.read_bytes()) if self.path.suffix == ".gz" else self.path.read_bytes()
             rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8", errors="replace"))))

@@ -11,11 +11,11 @@ from explab.errors import UsageError
 def check_job_config(config: DictConfig, metric: str | list[str] | None) -> None:
     """The sweeper's pre-flight check for explab's train: the job's values are valid and ``metric`` (one name
     or one per objective) is logged."""
-    from explab.validation import check_devices_here, validate_config
+    from explab.validation import check_machine, validate_config
 
     validate_config(config)
     if "BasicLauncher" in str(OmegaConf.select(config, "hydra.launcher._target_", default="")):
-        check_devices_here(config)  # its jobs train on this machine; a cluster's launcher sends them elsewhere
+        check_machine(config)  # its jobs train on this machine; a cluster's launcher sends them elsewhere
     for name in [metric] if isinstance(metric, str) else list(metric or []):
         check_objective(config, name)
 

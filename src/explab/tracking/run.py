@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from explab.errors import Stopped
+from explab.errors import Stopped, first_line
 from explab.tracking.orphans import PID_TAG, close_orphaned_runs
 from explab.tracking.store import open_client
 from explab.utils.logging import get_logger
@@ -206,7 +206,8 @@ class TrackedRun:
             log.warning("could not record the error in MLflow: %s", logging_error)
         self.finish(status)
         level = logging.INFO if pruned else logging.ERROR if status == "FAILED" else logging.WARNING
-        log.log(level, "MLflow run %s ended %s: %s", self.run_id, status, error)
+        # the first line only: the console prints the whole error next, and the tag above keeps it
+        log.log(level, "MLflow run %s ended %s: %s", self.run_id, status, first_line(error))
 
 
 def _create_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
