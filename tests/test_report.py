@@ -204,12 +204,23 @@ def test_a_worse_configuration_is_called_worse(compose_cfg, seed_groups: str) ->
         ("baseline={model.name:cnn}", r"matches 5 configurations .*give more params"),
         ("ci=normal", r"ci=normal is not an interval explab computes; choose one of \['t', 'bootstrap', 'pooled'\]"),
         ("test=mann-whitney", r"choose one of \['t', 'wilcoxon'\]"),
+        (
+            "metrics=[test/accuracy]",
+            r"no run of 'groups' logged test/accuracy; give .* from what they logged: test/acc, test/loss$",
+        ),
     ],
 )
 def test_bad_report_settings_are_named(compose_cfg, seed_groups: str, override: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         _report(compose_cfg, seed_groups, override)
     assert not [r for r in runs_in_uri(seed_groups) if r.data.tags.get("explab.report")], "no report run is left"
+
+
+def test_a_metric_no_run_logged_is_left_out_with_a_warning(compose_cfg, seed_groups: str, caplog) -> None:
+    markdown, _ = _report(compose_cfg, seed_groups, "metrics=[test/acc,test/accuracy]")
+    header = next(line for line in markdown.splitlines() if line.startswith("| configuration |"))
+    assert header == "| configuration | n | test/acc | test/acc 95% CI |"
+    assert "no run of 'groups' logged test/accuracy: left out of the report" in caplog.text
 
 
 def runs_in_uri(uri: str) -> list:

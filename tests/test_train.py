@@ -160,10 +160,16 @@ def test_metrics_held_back_are_written_when_the_run_fails(compose_cfg, store: Pa
 
 
 def test_error_while_building_marks_the_run_failed(compose_cfg, store: Path) -> None:
-    cfg = compose_cfg("model.backbone.depth=0")
-    with pytest.raises(Exception, match="depth >= 1"):
+    cfg = compose_cfg("+trainer.no_such_setting=1")  # the Trainer is built once the run exists
+    with pytest.raises(Exception, match="no_such_setting"):
         train(cfg)
     assert only_run(store).info.status == "FAILED"
+
+
+def test_a_model_that_cannot_be_built_is_refused_before_any_run(compose_cfg, store: Path) -> None:
+    with pytest.raises(Exception, match="depth >= 1"):
+        train(compose_cfg("model.backbone.depth=0"))
+    assert not (store / "mlflow.db").exists()
 
 
 def test_logger_none_writes_no_store(compose_cfg, store: Path) -> None:

@@ -66,6 +66,16 @@ def build_model(cfg: DictConfig) -> TaskModule:
     return instantiate(cfg.model, optimizer=optimizer, scheduler=scheduler, _convert_="partial")
 
 
+def task_metric_names(cfg: DictConfig) -> set[str]:
+    """Every metric the task module of ``cfg`` logs (``TaskModule.metric_names``), for checks made before a
+    run exists. The module is built on the meta device: no memory, no initialisation, so a large model costs
+    no more to check than a small one."""
+    import torch
+
+    with torch.device("meta"):
+        return build_model(cfg).metric_names()
+
+
 def build_callbacks(
     cfg: DictConfig,
     run_id: str | None,

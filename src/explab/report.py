@@ -242,6 +242,25 @@ def check_settings(cfg: DictConfig) -> None:
         raise UsageError(f"alpha={cfg.alpha} and confidence={cfg.confidence} must lie between 0 and 1")
 
 
+def metrics_to_report(asked: list[str], runs: Sequence[Any], experiment_name: str) -> list[str]:
+    """The asked metrics some run logged; a warning names each that none did (a typo, or another task's
+    metric), and a UsageError lists what the runs logged when none of them is there."""
+    logged = {name for run in runs for name in run.data.metrics}
+    kept = [metric for metric in asked if metric in logged]
+    offered = ", ".join(sorted(name for name in logged if not name.startswith("system/")))
+    if not kept:
+        raise UsageError(
+            f"no run of '{experiment_name}' logged {', '.join(asked)}; give metrics=[...] from what they logged: "
+            f"{offered}"
+        )
+    for metric in asked:
+        if metric not in logged:
+            log.warning(
+                "no run of '%s' logged %s: left out of the report (they logged %s)", experiment_name, metric, offered
+            )
+    return kept
+
+
 def report(cfg: DictConfig) -> str:
     from explab.tracking import TrackedRun, run_lifecycle
     from explab.tracking.plots import intervals_figure, save_figure
@@ -261,7 +280,7 @@ def report(cfg: DictConfig) -> str:
     if not runs:
         of_sweep = f" in sweep {cfg.sweep} (its parent run's id)" if cfg.get("sweep") else ""
         raise UsageError(f"experiment '{cfg.experiment_name}' has no FINISHED training runs{of_sweep} to report")
-    metrics = list(cfg.metrics)
+    metrics = metrics_to_report(list(cfg.metrics), runs, cfg.experiment_name)
     groups = group_runs(runs)
     rows = aggregate(groups, metrics, cfg.ci, cfg.confidence)
     method = {"t": "Student t", "bootstrap": "percentile bootstrap", "pooled": "Student t, pooled deviation"}[cfg.ci]

@@ -90,11 +90,16 @@ _ABSENT = object()
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Raise ``ConfigError`` for the first known key whose value has the wrong type or is out of range.
-
-    Keys the config does not have, and mandatory values still missing (``???``, which Hydra reports by
-    name when they are used), are left alone.
+    """Raise ``ConfigError`` for the first value explab can tell is wrong before a run exists: a known key's
+    type or range, then the precision, the metrics callbacks follow, ``time_to`` and sparse gradients.
+    Mandatory values still missing (``???``) are named first; keys the config does not have are left alone.
     """
+    missing = sorted(key for key in OmegaConf.missing_keys(cfg) if not str(key).startswith("hydra."))
+    if missing:
+        raise UsageError(
+            f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} no value (???): give "
+            f"{missing[0]}=... on the command line, or set it in the experiment's YAML"
+        )
     for key, rule in RULES.items():
         parent, _, leaf = key.rpartition(".")
         node = OmegaConf.select(cfg, parent) if parent else cfg
@@ -143,9 +148,9 @@ def check_monitors(cfg: DictConfig) -> None:
     target = OmegaConf.select(cfg, "model._target_", default=None)
     if not followed or not target or not issubclass(get_class(target), TaskModule):
         return
-    from explab.build import build_model
+    from explab.build import task_metric_names
 
-    logged = {name for name in build_model(cfg).metric_names() if not name.startswith("test/")}  # after fit
+    logged = {name for name in task_metric_names(cfg) if not name.startswith("test/")}  # test/ comes after fit
     for key, metric in followed.items():
         if metric not in logged and not metric.startswith(("perf/", "lr-")):
             # most callbacks follow the root's ``monitor``; that is the key to change then
@@ -183,9 +188,9 @@ def check_time_to(cfg: DictConfig) -> None:
     allowed = "a mapping of metric names to lists of thresholds, e.g. {val/acc: [0.95, 0.99]}"
     if not isinstance(thresholds, DictConfig):
         raise ConfigError("time_to", thresholds, allowed)
-    from explab.build import build_model
+    from explab.build import task_metric_names
 
-    logged = build_model(cfg).metric_names()
+    logged = task_metric_names(cfg)
     for key, values in thresholds.items():
         metric = str(key)
         if metric not in logged:

@@ -23,9 +23,10 @@ def check_job_config(config: DictConfig, metric: str | list[str] | None) -> None
 def check_objective(config: DictConfig, metric: str) -> None:
     """explab's train returns every metric its task module logs; is ``metric`` one of them?
 
-    The task module is built from the job's config (no data is read), so the names are those it will log.
+    The task module is built from the job's config (``task_metric_names``: no data is read, no weights are
+    made), so the names are those it will log.
     """
-    from explab.build import build_model
+    from explab.build import task_metric_names
     from explab.fit import JOB_METRICS
     from explab.models import TaskModule
 
@@ -33,7 +34,7 @@ def check_objective(config: DictConfig, metric: str) -> None:
     task = get_class(target) if target else None
     if task is None or not issubclass(task, TaskModule):
         return
-    names = build_model(config).metric_names() | set(JOB_METRICS)
+    names = task_metric_names(config) | set(JOB_METRICS)
     if not config.get("test", True):
         names = {name for name in names if not name.startswith("test/")}
     if metric not in names:
