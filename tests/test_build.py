@@ -10,10 +10,18 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from explab.build import build_callbacks, build_datamodule, build_loggers, build_model, build_trainer
+from explab.build import (
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_model,
+    build_trainer,
+    task_metric_names,
+)
 from explab.config import config_dir
 from explab.models import TaskModule
 from explab.models.tasks import build_scheduler
+from explab.validation import validate_config
 from hydra_plugins.explab_optuna_sweeper.config import PRUNERS, SAMPLERS
 
 CONF = config_dir()
@@ -149,3 +157,12 @@ def test_slurm_launcher_composes(compose_cfg) -> None:
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.nodes, launcher.gpus_per_node, launcher.tasks_per_node) == (2, 4, 4)
     assert (cfg.trainer.num_nodes, cfg.trainer.strategy) == (2, "ddp")
+
+
+def test_task_metric_names_builds_a_model_that_needs_real_tensors(compose_cfg) -> None:
+    """Pre-run checks build the task on the meta device; a constructor that reads its weights needs real ones."""
+    measured = compose_cfg(
+        "~model.backbone", "+model.backbone={_target_: tests.support.models.MeasuredNet, num_outputs: 10}"
+    )
+    assert task_metric_names(measured) == task_metric_names(compose_cfg()) and "val/acc" in task_metric_names(measured)
+    validate_config(measured)

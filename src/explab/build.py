@@ -72,7 +72,12 @@ def task_metric_names(cfg: DictConfig) -> set[str]:
     no more to check than a small one."""
     import torch
 
-    with torch.device("meta"):
+    try:
+        with torch.device("meta"):
+            return build_model(cfg).metric_names()
+    except Exception:
+        # a module whose constructor computes with its tensors (``.item()``, a loaded file) needs real
+        # ones; a config that cannot be built fails here again, with its own error
         return build_model(cfg).metric_names()
 
 
