@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from explab.errors import ConfigError, UsageError
 from explab.sweep.checks import check_job_config
-from explab.validation import _gpus_wanted, check_devices_here, validate_config
+from explab.validation import _gpus_wanted, check_devices_here, missing_values, validate_config
 
 TOO_MANY = torch.cuda.device_count() + 1  # more GPUs than this machine shows, whatever it is
 
@@ -73,3 +74,15 @@ def test_a_monitor_the_task_never_logs_during_fit_is_refused(compose_cfg, overri
 )
 def test_monitors_the_task_or_its_callbacks_log_pass(compose_cfg, overrides: list[str]) -> None:
     validate_config(compose_cfg(*overrides))
+
+
+def test_missing_values_are_found_without_resolving_hydras_node() -> None:
+    """In a sweep's process ``hydra.sweep.subdir`` points at ``hydra.job.num``, which only a job has."""
+    cfg = OmegaConf.create(
+        {
+            "data": {"batch_size": "???", "sizes": [8, "???"]},
+            "lr": "${data.batch_size}",
+            "hydra": {"job": {"num": "???"}, "sweep": {"subdir": "${hydra.job.num}"}},
+        }
+    )
+    assert missing_values(cfg) == ["data.batch_size", "data.sizes[1]"]

@@ -92,9 +92,10 @@ _ABSENT = object()
 def validate_config(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for the first value explab can tell is wrong before a run exists: a known key's
     type or range, then the precision, the metrics callbacks follow, ``time_to`` and sparse gradients.
-    Mandatory values still missing (``???``) are named first; keys the config does not have are left alone.
+    Mandatory values still missing (``???``) come first, as a ``UsageError`` naming them; keys the config
+    does not have are left alone.
     """
-    missing = sorted(key for key in OmegaConf.missing_keys(cfg) if not str(key).startswith("hydra."))
+    missing = missing_values(cfg)
     if missing:
         raise UsageError(
             f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} no value (???): give "
@@ -112,6 +113,30 @@ def validate_config(cfg: DictConfig) -> None:
     check_monitors(cfg)
     check_time_to(cfg)
     check_sparse_gradients(cfg)
+
+
+def missing_values(cfg: DictConfig) -> list[str]:
+    """The keys whose value is still ``???``, outside Hydra's own node.
+
+    Read without resolving interpolations: in a sweep's process Hydra's node holds values that exist only
+    once a job runs (``hydra.job.num``), which OmegaConf's ``missing_keys`` would try to resolve.
+    """
+    found: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{path}.{key}" if path else str(key))
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, f"{path}[{index}]")
+        elif node == "???":
+            found.append(path)
+
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(plain, dict)
+    walk({key: value for key, value in plain.items() if key != "hydra"}, "")
+    return found
 
 
 def check_precision(cfg: DictConfig) -> None:
