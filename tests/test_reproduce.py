@@ -258,11 +258,20 @@ class _Payload:
 def test_tampered_checkpoint_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "last.ckpt"
     torch.save({"state_dict": {}, "evil": _Payload()}, path, pickle_protocol=pickle.HIGHEST_PROTOCOL)
-    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+    with pytest.raises(CheckpointError, match=r"cannot be loaded safely .*: .*[Uu]nsupported") as refused:
         load_checkpoint(path)
+    assert "weights_only" not in str(refused.value), "torch's advice to load it unsafely is not passed on"
     assert not Path("/tmp/explab-owned").exists()
     done = run_cli("explab-eval", f"ckpt_path={path}", *common(tmp_path)[:2], cwd=tmp_path)
     assert done.returncode != 0 and "cannot be loaded safely" in done.stderr
+
+
+def test_a_file_that_is_no_checkpoint_is_refused_with_torchs_reason(tmp_path: Path) -> None:
+    path = tmp_path / "notes.ckpt"
+    path.write_text("garbage")
+    with pytest.raises(CheckpointError, match=r"cannot be loaded safely .*: Unsupported operand") as refused:
+        load_checkpoint(path)
+    assert "weights_only" not in str(refused.value)
 
 
 def test_truncated_checkpoint_is_refused(tmp_path: Path) -> None:

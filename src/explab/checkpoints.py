@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from explab.callbacks.record import CHECKPOINT_KEY
-from explab.errors import ExplabError
+from explab.errors import ExplabError, first_line
 
 
 class CheckpointError(ExplabError, RuntimeError):
@@ -35,16 +35,25 @@ def unreadable_checkpoint_error(path: Path, error: BaseException) -> CheckpointE
     """The error for a checkpoint ``torch.load`` could not read: truncated (an incomplete zip archive, or
     empty), or refused because it holds arbitrary objects; named by its path either way."""
     size = path.stat().st_size if path.is_file() else 0
-    first_line = (str(error).splitlines() or [type(error).__name__])[0]
-    if size == 0 or isinstance(error, EOFError) or "central directory" in first_line or "zip archive" in first_line:
+    said = first_line(error)
+    if size == 0 or isinstance(error, EOFError) or "central directory" in said or "zip archive" in said:
         return CheckpointError(
             f"checkpoint {path} is truncated ({size} bytes): it was cut off while being written. "
-            f"Resume from another checkpoint in {path.parent}, or train again ({first_line})"
+            f"Resume from another checkpoint in {path.parent}, or train again ({said})"
         )
     return CheckpointError(
-        f"checkpoint {path} cannot be loaded safely (corrupt, or holding arbitrary objects): {first_line}. "
-        "Use a checkpoint written by explab-train, or train again."
+        f"checkpoint {path} cannot be loaded safely (corrupt, or holding arbitrary objects): "
+        f"{refusal_reason(error)}. Use a checkpoint written by explab-train, or train again."
     )
+
+
+def refusal_reason(error: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, without torch's surrounding paragraphs: they
+    advise loading it again with ``weights_only=False``, which would run whatever the file holds."""
+    text = str(error).split("WeightsUnpickler error:")[-1]
+    advice = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = (line.strip() for line in text.splitlines())
+    return next((line for line in lines if line and not line.startswith(advice)), type(error).__name__)
 
 
 def recorded_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
