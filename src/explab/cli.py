@@ -13,7 +13,7 @@ from typing import NoReturn, TypeVar
 from omegaconf import DictConfig
 
 from explab.config import config_dir
-from explab.errors import ExplabError, first_line
+from explab.errors import ExplabError, Stopped, first_line
 
 Result = TypeVar("Result")
 
@@ -42,10 +42,17 @@ def report_user_errors(task: Callable[[DictConfig], Result]) -> Callable[[DictCo
 
 
 def exit_with_message(error: ExplabError) -> NoReturn:
-    """Print ``error`` as one line and exit with status 1; with ``HYDRA_FULL_ERROR=1``, raise it instead."""
+    """Print ``error`` as one line and exit with status 1; with ``HYDRA_FULL_ERROR=1``, raise it instead.
+
+    A stop every DDP rank raises at once (``Stopped``: the decision is broadcast) is printed by rank 0
+    alone; any other error is printed by each rank that meets it, since it may be that rank's alone.
+    """
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         raise error
-    print(f"Error: {error}", file=sys.stderr)
+    from explab.utils.logging import global_rank
+
+    if not (isinstance(error, Stopped) and global_rank() != 0):
+        print(f"Error: {error}", file=sys.stderr)
     raise ReportedError(1) from None
 
 

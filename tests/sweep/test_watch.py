@@ -79,6 +79,7 @@ def test_a_running_job_stops_within_an_epoch_once_its_trial_is_ended(tmp_path: P
     _, stderr = job.communicate(timeout=60)
     assert job.returncode == 1 and "Traceback" not in stderr, stderr[-3000:]
     assert f"trial {trial.number} of study 'watched' is already FAIL" in stderr and "this job stops" in stderr
+    assert stderr.count("Error: ") == 1, "every rank stops together, and one of them says so"
     [run] = runs_in(store, "digits_cnn")
     assert run.info.status == "KILLED", "stopped on purpose, not broken"
     assert run.data.tags["explab.status_reason"].startswith("TrialEnded: ")
