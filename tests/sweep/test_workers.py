@@ -79,6 +79,7 @@ def test_ctrl_c_to_the_command_stops_every_worker_and_leaves_nothing_running(tmp
     ("setting", "message"),
     [
         ("hydra.sweeper.n_jobs=0", "n_jobs must be an integer >= 1"),
+        ("hydra.sweeper.n_trials=0", "Error: hydra.sweeper.n_trials must be an integer >= 1 (the finished trials"),
         ("hydra.sweeper.trials_per_gpu=2", "packs workers onto GPUs, but this machine shows none"),
     ],
 )

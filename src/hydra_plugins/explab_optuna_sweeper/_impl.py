@@ -177,12 +177,10 @@ class ExplabOptunaSweeperImpl(Sweeper):
         seed_key: str = "seed",
     ) -> None:
         super().__init__()
-        if n_trials < 1:
-            raise ValueError(f"hydra.sweeper.n_trials must be >= 1, got {n_trials}")
         # checked in sweep(), where a bad setting becomes a message instead of a traceback
         self.direction_setting, self.metric_setting = _plain(direction), _plain(metric)
         self.objectives = Objectives(("minimize",), ())
-        self.n_trials = int(n_trials)
+        self.n_trials = n_trials
         self.study_name = study_name
         self.storage_url = storage
         self.sampler_cfg: dict[str, Any] = dict(_plain(sampler) or {})
@@ -253,6 +251,11 @@ class ExplabOptunaSweeperImpl(Sweeper):
         return self.n_jobs > 1 or self.trials_per_gpu is not None
 
     def _check_settings(self) -> None:
+        if isinstance(self.n_trials, bool) or not isinstance(self.n_trials, int) or self.n_trials < 1:
+            raise UsageError(
+                f"hydra.sweeper.n_trials must be an integer >= 1 (the finished trials the study holds), got "
+                f"{self.n_trials}"
+            )
         self.objectives = Objectives.from_settings(self.direction_setting, self.metric_setting)
         if self.objectives.several and self.pruner_cfg:
             raise UsageError(
