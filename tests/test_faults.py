@@ -432,8 +432,9 @@ def test_a_bad_value_is_one_message_naming_the_key_before_any_run(tmp_path: Path
     [
         (["trainer=gpu"], "trainer.accelerator=gpu with trainer.devices=1 needs 1 GPU, and"),
         (["experiment=mnist_cnn", "data.data_dir=."], "train-images-idx3-ubyte[.gz] not found in"),
+        (["ckpt_path=gone/epoch_009.ckpt"], "ckpt_path=gone/epoch_009.ckpt: no such file here"),
     ],
-    ids=["no-gpu", "no-data"],
+    ids=["no-gpu", "no-data", "no-checkpoint"],
 )
 def test_what_this_machine_lacks_is_one_message_before_any_run(tmp_path: Path, sweep, setting, message) -> None:
     no_gpus = {"CUDA_VISIBLE_DEVICES": ""}  # torch sees no GPU on any machine

@@ -9,7 +9,13 @@ from omegaconf import OmegaConf
 
 from explab.errors import ConfigError, UsageError
 from explab.sweep.checks import check_job_config
-from explab.validation import _gpus_wanted, check_devices_here, missing_values, validate_config
+from explab.validation import (
+    _gpus_wanted,
+    check_devices_here,
+    check_start_checkpoint,
+    missing_values,
+    validate_config,
+)
 
 TOO_MANY = torch.cuda.device_count() + 1  # more GPUs than this machine shows, whatever it is
 
@@ -86,3 +92,15 @@ def test_missing_values_are_found_without_resolving_hydras_node() -> None:
         }
     )
     assert missing_values(cfg) == ["data.batch_size", "data.sizes[1]"]
+
+
+@pytest.mark.parametrize("name", ["last", "best", "hpc", "registry:my-model:latest", "s3://bucket/epoch_009.ckpt"])
+def test_checkpoints_lightning_finds_itself_are_left_to_it(compose_cfg, name: str) -> None:
+    check_start_checkpoint(compose_cfg(f"ckpt_path='{name}'"))
+
+
+def test_a_start_checkpoint_that_is_not_here_is_refused(compose_cfg, tmp_path) -> None:
+    with pytest.raises(UsageError, match=r"ckpt_path=.*gone.ckpt: no such file here.*resume=RUN_ID"):
+        check_start_checkpoint(compose_cfg(f"ckpt_path={tmp_path}/gone.ckpt"))
+    (tmp_path / "here.ckpt").write_bytes(b"")
+    check_start_checkpoint(compose_cfg(f"ckpt_path={tmp_path}/here.ckpt"))

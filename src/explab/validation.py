@@ -234,7 +234,23 @@ def check_machine(cfg: DictConfig) -> None:
     from explab.build import build_datamodule
 
     check_devices_here(cfg)
+    check_start_checkpoint(cfg)
     build_datamodule(cfg).check_source()
+
+
+def check_start_checkpoint(cfg: DictConfig) -> None:
+    """``ckpt_path`` (fit from a checkpoint, into a new run) names a file this machine has; Lightning's own
+    names (``last``, ``best``, ``hpc``, ``registry``) and remote URLs are Lightning's to find."""
+    from pathlib import Path
+
+    path = cfg.get("ckpt_path")
+    if not path or str(path).split(":")[0] in ("last", "best", "hpc", "registry") or "://" in str(path):
+        return
+    if not Path(str(path)).expanduser().is_file():
+        raise UsageError(
+            f"ckpt_path={path}: no such file here. Give the path of a .ckpt file, or resume=RUN_ID to continue "
+            "an MLflow run from its own last checkpoint"
+        )
 
 
 def check_devices_here(cfg: DictConfig) -> None:
