@@ -66,6 +66,14 @@ def build_model(cfg: DictConfig) -> TaskModule:
     return instantiate(cfg.model, optimizer=optimizer, scheduler=scheduler, _convert_="partial")
 
 
+def task_class(cfg: DictConfig) -> type[TaskModule] | None:
+    """The ``TaskModule`` class ``model._target_`` names; None for a model that is not one of explab's tasks,
+    whose metrics explab cannot know before it trains."""
+    target = OmegaConf.select(cfg, "model._target_", default=None)
+    task = get_class(str(target)) if target else None
+    return task if isinstance(task, type) and issubclass(task, TaskModule) else None
+
+
 def task_metric_names(cfg: DictConfig) -> set[str]:
     """Every metric the task module of ``cfg`` logs (``TaskModule.metric_names``), for checks made before a
     run exists. The module is built on the meta device: no memory, no initialisation, so a large model costs

@@ -161,20 +161,15 @@ def check_precision(cfg: DictConfig) -> None:
 def check_monitors(cfg: DictConfig) -> None:
     """The metric each callback follows (``monitor``, or a callback's own) is one the task logs, or a timing
     (``perf/``) or learning rate (``lr-``): Lightning finds out after the first validation epoch."""
-    from hydra.utils import get_class
-
-    from explab.models import TaskModule
+    from explab.build import task_class, task_metric_names
 
     followed = {
         f"callbacks.{name}.monitor": str(node.monitor)
         for name, node in (cfg.get("callbacks") or {}).items()
         if isinstance(node, DictConfig) and node.get("monitor")
     }
-    target = OmegaConf.select(cfg, "model._target_", default=None)
-    if not followed or not target or not issubclass(get_class(target), TaskModule):
+    if not followed or task_class(cfg) is None:
         return
-    from explab.build import task_metric_names
-
     logged = {name for name in task_metric_names(cfg) if not name.startswith("test/")}  # test/ comes after fit
     for key, metric in followed.items():
         if metric not in logged and not metric.startswith(("perf/", "lr-")):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from explab.errors import UsageError
@@ -26,13 +25,11 @@ def check_objective(config: DictConfig, metric: str) -> None:
     The task module is built from the job's config (``task_metric_names``: no data is read, no weights are
     made), so the names are those it will log.
     """
-    from explab.build import task_metric_names
+    from explab.build import task_class, task_metric_names
     from explab.fit import JOB_METRICS
-    from explab.models import TaskModule
 
-    target = config.get("model", {}).get("_target_")
-    task = get_class(target) if target else None
-    if task is None or not issubclass(task, TaskModule):
+    task = task_class(config)
+    if task is None:
         return
     names = task_metric_names(config) | set(JOB_METRICS)
     if not config.get("test", True):
