@@ -208,6 +208,8 @@ def test_a_worse_configuration_is_called_worse(compose_cfg, seed_groups: str) ->
             "metrics=[test/accuracy]",
             r"no run of 'groups' logged test/accuracy; give .* from what they logged: test/acc, test/loss$",
         ),
+        ("metrics=[]", r"metrics=\[\] names no metric"),
+        ("sweep=nosuch", r"sweep=nosuch is not a sweep of this experiment; give a study name or parent run id: none$"),
     ],
 )
 def test_bad_report_settings_are_named(compose_cfg, seed_groups: str, override: str, message: str) -> None:
@@ -221,6 +223,34 @@ def test_a_metric_no_run_logged_is_left_out_with_a_warning(compose_cfg, seed_gro
     header = next(line for line in markdown.splitlines() if line.startswith("| configuration |"))
     assert header == "| configuration | n | test/acc | test/acc 95% CI |"
     assert "no run of 'groups' logged test/accuracy: left out of the report" in caplog.text
+
+
+def test_one_metric_may_be_named_without_brackets(compose_cfg, seed_groups: str) -> None:
+    markdown, rows = _report(
+        compose_cfg, seed_groups, "metrics=test/acc", "lower_is_better=test/acc", "baseline=lr0.2-seed3"
+    )
+    header = next(line for line in markdown.splitlines() if line.startswith("| configuration |"))
+    assert header == "| configuration | n | test/acc | test/acc 95% CI |"
+    # test/acc declared lower-is-better: the configurations with the lower accuracy now win
+    assert rows["test/acc optimizer.lr=0.1"]["verdict"] == "better"
+
+
+def test_a_sweep_is_named_by_its_study_or_its_parent_run(compose_cfg, seed_groups: str) -> None:
+    client = mlflow.tracking.MlflowClient(seed_groups)
+    experiment = client.get_experiment_by_name("groups").experiment_id
+    parent = client.create_run(experiment, tags={"explab.sweep": "parent", "optuna.study_name": "lr_search"})
+    for run in client.search_runs([experiment], "params.`optimizer.lr` = '0.2'"):
+        client.set_tag(run.info.run_id, "mlflow.parentRunId", parent.info.run_id)
+    client.set_terminated(parent.info.run_id, "FINISHED")
+
+    by_study, _ = _report(compose_cfg, seed_groups, "metrics=[test/acc]", "sweep=lr_search")
+    rows = [line for line in by_study.splitlines() if line.startswith("| ") and "configuration" not in line]
+    assert rows == [next(line for line in by_study.splitlines() if line.startswith("| all | 4 |"))], by_study
+    client.delete_run(client.search_runs([experiment], "tags.`explab.report` = 'true'")[0].info.run_id)
+    by_id, _ = _report(compose_cfg, seed_groups, "metrics=[test/acc]", f"sweep={parent.info.run_id}")
+    assert by_id == by_study
+    with pytest.raises(UsageError, match=rf"sweep=lr_serch is not a sweep .*: lr_search \({parent.info.run_id}\)$"):
+        _report(compose_cfg, seed_groups, "sweep=lr_serch")
 
 
 def runs_in_uri(uri: str) -> list:

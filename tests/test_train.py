@@ -22,10 +22,15 @@ def only_run(store: Path, experiment: str = "digits_cnn"):
     return runs[0]
 
 
-def test_fast_dev_run_of_default_experiment(compose_cfg, store: Path) -> None:
+def test_fast_dev_run_of_default_experiment(compose_cfg, store: Path, recwarn) -> None:
     metrics = train(compose_cfg("trainer=fast_dev_run"))
     assert {"train/loss", "val/loss", "test/acc", "test/f1"} <= metrics.keys()
-    assert only_run(store).info.status == "FINISHED"
+    run = only_run(store)
+    assert run.info.status == "FINISHED"
+    # a smoke test logs no epoch: no empty learning-curve figure, and no matplotlib warning about one
+    plots = {a.path for a in MlflowClient(tracking_uri_for(store)).list_artifacts(run.info.run_id, "plots")}
+    assert plots == {"plots/confusion_matrix.png"}
+    assert not [w for w in recwarn if "No artists" in str(w.message)]
 
 
 def test_one_epoch_run_is_fully_recorded(compose_cfg, store: Path) -> None:

@@ -165,7 +165,7 @@ def compare_with_baseline(
     """One row per (metric, other configuration): the test, the difference, p, Holm's p, effect and verdict."""
     named = labels(list(groups))
     others = [c for c in sorted(groups, key=named.__getitem__) if c != baseline]
-    lower = set(cfg.lower_is_better) if cfg.lower_is_better is not None else None
+    lower = set(metric_names(cfg.lower_is_better)) if cfg.lower_is_better is not None else None
     rows = []
     for metric in metrics:
         reference = by_seed(groups[baseline], metric)
@@ -238,8 +238,32 @@ def check_settings(cfg: DictConfig) -> None:
         raise UsageError(f"ci={cfg.ci} is not an interval explab computes; choose one of {list(comparison.INTERVALS)}")
     if cfg.test not in comparison.TESTS:
         raise UsageError(f"test={cfg.test} is not a paired test explab runs; choose one of {list(comparison.TESTS)}")
+    if not metric_names(cfg.metrics):
+        raise UsageError("metrics=[] names no metric; give one or more, e.g. metrics=[test/acc,val/acc_best]")
     if not 0 < cfg.alpha < 1 or not 0 < cfg.confidence < 1:
         raise UsageError(f"alpha={cfg.alpha} and confidence={cfg.confidence} must lie between 0 and 1")
+
+
+def metric_names(value: Any) -> list[str]:
+    """Metric names as the config gives them: a list, or one name alone (``metrics=test/acc``), which
+    would otherwise be read letter by letter."""
+    return [value] if isinstance(value, str) else [str(name) for name in value]
+
+
+def sweep_parent(client: Any, experiment_id: str, sweep: str) -> str:
+    """The parent run id ``sweep=`` names: that id, or the study name of one of the experiment's sweeps."""
+    parents = client.search_runs([experiment_id], filter_string="tags.`explab.sweep` = 'parent'", max_results=5000)
+    if any(parent.info.run_id == sweep for parent in parents):
+        return sweep
+    named = [parent for parent in parents if parent.data.tags.get("optuna.study_name") == sweep]
+    if len(named) == 1:
+        return str(named[0].info.run_id)
+    known = ", ".join(f"{p.data.tags.get('optuna.study_name')} ({p.info.run_id})" for p in parents) or "none"
+    if named:
+        raise UsageError(
+            f"sweep={sweep} names {len(named)} sweeps of this experiment; give one's parent run id: {known}"
+        )
+    raise UsageError(f"sweep={sweep} is not a sweep of this experiment; give a study name or parent run id: {known}")
 
 
 def metrics_to_report(asked: list[str], runs: Sequence[Any], experiment_name: str) -> list[str]:
@@ -273,14 +297,15 @@ def report(cfg: DictConfig) -> str:
         names = sorted(e.name for e in client.search_experiments())
         raise UsageError(f"no experiment '{cfg.experiment_name}' in {cfg.tracking_uri}; there are: {names}")
     wanted = "attributes.status = 'FINISHED'"
-    if cfg.get("sweep"):  # one sweep's trials: its configurations, each over the seeds of its replicates
-        wanted += f" and tags.`mlflow.parentRunId` = '{cfg.sweep}'"
+    sweep = sweep_parent(client, experiment.experiment_id, str(cfg.sweep)) if cfg.get("sweep") else None
+    if sweep:  # one sweep's trials: its configurations, each over the seeds of its replicates
+        wanted += f" and tags.`mlflow.parentRunId` = '{sweep}'"
     found = client.search_runs([experiment.experiment_id], filter_string=wanted, max_results=5000)
     runs = [r for r in found if "explab.sweep" not in r.data.tags and "explab.report" not in r.data.tags]
     if not runs:
-        of_sweep = f" in sweep {cfg.sweep} (its parent run's id)" if cfg.get("sweep") else ""
+        of_sweep = f" in sweep {cfg.sweep}" if sweep else ""
         raise UsageError(f"experiment '{cfg.experiment_name}' has no FINISHED training runs{of_sweep} to report")
-    metrics = metrics_to_report(list(cfg.metrics), runs, cfg.experiment_name)
+    metrics = metrics_to_report(metric_names(cfg.metrics), runs, cfg.experiment_name)
     groups = group_runs(runs)
     rows = aggregate(groups, metrics, cfg.ci, cfg.confidence)
     method = {"t": "Student t", "bootstrap": "percentile bootstrap", "pooled": "Student t, pooled deviation"}[cfg.ci]

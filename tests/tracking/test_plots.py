@@ -41,6 +41,13 @@ def test_learning_curves_tick_whole_epochs() -> None:
     assert len(ticks) and np.all(ticks == np.round(ticks)), ticks
 
 
+def test_a_panel_without_curves_draws_no_legend() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns about a legend with nothing to name
+        figure = learning_curves({"train/loss": [1.0, 0.5], "train/acc": []})
+    assert [axis.get_legend() is not None for axis in figure.axes] == [True, False]
+
+
 def test_intervals_figure_names_each_configuration() -> None:
     rows = [
         {"configuration": "lr=0.1", "m mean": 0.9, "m ci_low": 0.88, "m ci_high": 0.92},

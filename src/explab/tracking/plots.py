@@ -50,7 +50,8 @@ def learning_curves(history: dict[str, Sequence[float]]) -> Any:
         axis.set_xlabel("epoch")
         integer_ticks(axis.xaxis)
         axis.set_title(name)
-        axis.legend()
+        if axis.get_lines():  # a panel with no curve has nothing to name, and matplotlib would warn
+            axis.legend()
         axis.grid(alpha=0.3)
     figure.tight_layout()
     return figure
@@ -166,7 +167,8 @@ def log_run_plots(run: TrackedRun, model: TaskModule) -> None:
         key: [m.value for m in sorted(run.client.get_metric_history(run.run_id, key), key=lambda m: m.step)]
         for key in keys
     }
-    figures = {"learning_curves.png": learning_curves(history)}
+    # a run without a logged epoch (fast_dev_run, a test-only run) has no curves to draw
+    figures = {"learning_curves.png": learning_curves(history)} if any(map(len, history.values())) else {}
     figures.update(model.test_figures())
     with tempfile.TemporaryDirectory(prefix="explab-plots-") as folder:
         for name, figure in figures.items():
