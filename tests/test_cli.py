@@ -50,6 +50,13 @@ def test_unknown_group_option_lists_the_choices(tmp_path: Path) -> None:
     assert "adamw" in done.stderr and "rmsprop" in done.stderr
 
 
+def test_a_list_of_overrides_left_unquoted_is_answered_with_the_quoted_form(tmp_path: Path) -> None:
+    done = run_cli("explab-eval", "run_id=abc", "config_overrides=[data.data_dir=/x,seed=1]", cwd=tmp_path)
+    assert done.returncode != 0
+    quoted = """'config_overrides=["data.data_dir=/x"]'"""
+    assert f"Quote each item that holds '=', and the whole argument for the shell: {quoted}" in done.stderr
+
+
 @pytest.mark.slow
 def test_a_missing_mandatory_value_is_named_before_any_run(tmp_path: Path) -> None:
     done = run_cli("explab-train", "data.batch_size=???", *common(tmp_path), cwd=tmp_path)

@@ -11,7 +11,6 @@ from mlflow.tracking import MlflowClient
 
 from explab.callbacks import NonFiniteLossError
 from explab.errors import ConfigError
-from explab.eval import evaluate
 from explab.train import train
 from tests.conftest import runs_in, tracking_uri_for
 
@@ -100,18 +99,6 @@ def test_one_epoch_run_is_fully_recorded(compose_cfg, store: Path) -> None:
         [run.info.experiment_id], f"dataset.digest = '{tags['data.fingerprint']}' AND dataset.context = 'test'"
     )
     assert [r.info.run_id for r in found] == [run.info.run_id]
-
-
-def test_eval_logs_into_the_same_run(compose_cfg, store: Path) -> None:
-    trained = train(compose_cfg("trainer.max_epochs=1", "trainer.enable_progress_bar=false"))
-    run_id = only_run(store).info.run_id
-    cfg = compose_cfg(f"run_id={run_id}", config_name="eval")
-    evaluated = evaluate(cfg)
-    assert evaluated["test/acc"] == pytest.approx(trained["test/acc"])
-    client = MlflowClient(tracking_uri_for(store))
-    history = client.get_metric_history(run_id, "test/acc")
-    assert len(history) == 2, "eval adds a test/acc point to the training run"
-    assert only_run(store).info.status == "FINISHED"
 
 
 def test_diverging_run_is_failed_with_a_clear_error(compose_cfg, store: Path) -> None:

@@ -20,6 +20,12 @@ class CheckpointError(ExplabError, RuntimeError):
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """``torch.load(weights_only=True)``: a checkpoint that smuggles in objects is refused, not executed."""
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.ckpt"))
+        raise CheckpointError(
+            f"checkpoint {path} is a folder; give a .ckpt file in it"
+            + (f" ({', '.join(found)})" if found else ", or a run_id")
+        )
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; give an existing .ckpt file or a run_id")
     try:

@@ -71,6 +71,13 @@ def _override_advice(config_name: str, overrides: list[str]) -> str | None:
 
     unparsable = next((o for o in overrides if _parse_error(o)), None)
     if unparsable is not None:
+        key, _, value = unparsable.partition("=")
+        if value.startswith("[") and "=" in value:  # a list of overrides, such as explab-eval's config_overrides
+            return (
+                f"Bad value in '{unparsable}': {_parse_error(unparsable)}\n"
+                f"Quote each item that holds '=', and the whole argument for the shell: "
+                f"'{key}=[\"{value[1:].split(',')[0].rstrip(']')}\"]'"
+            )
         return (
             f"Bad value in '{unparsable}': {_parse_error(unparsable)}\n"
             "The key is fine; write the value as Hydra's override grammar allows (quote it if it holds spaces, "
@@ -97,12 +104,16 @@ def _override_advice(config_name: str, overrides: list[str]) -> str | None:
     if not hasattr(node, "keys"):
         return f"'{override}': '{parent}' is not a config group or mapping."
     valid = sorted(str(k) for k in node)
-    close = difflib.get_close_matches(leaf, valid, n=3)
-    hint = f" Did you mean: {', '.join(f'{parent}.{c}' if parent else c for c in close)}?" if close else ""
     return (
-        f"Bad override '{override}'.{hint}\nValid keys under '{parent or '<root>'}': {', '.join(valid)}\n"
-        f"To add a new key on purpose, write +{key}=..."
+        f"Bad override '{override}'.{did_you_mean(parent, leaf, valid)}\n"
+        f"Valid keys under '{parent or '<root>'}': {', '.join(valid)}\nTo add a new key on purpose, write +{key}=..."
     )
+
+
+def did_you_mean(parent: str, leaf: str, valid: list[str]) -> str:
+    """`` Did you mean: a.b, a.c?`` for the keys under ``parent`` nearest to a mistyped ``leaf``; "" if none is."""
+    close = difflib.get_close_matches(leaf, valid, n=3)
+    return f" Did you mean: {', '.join(f'{parent}.{c}' if parent else c for c in close)}?" if close else ""
 
 
 def _parse_error(override: str) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from typing import cast
+from typing import Any, cast
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -15,20 +15,57 @@ from explab.utils.logging import get_logger
 
 log = get_logger(__name__)
 
+_ABSENT = object()
+
 
 def _fetch_best_checkpoint(tracking_uri: str, run_id: str, folder: str) -> str:
     import mlflow.artifacts
 
     from explab.checkpoints import CheckpointError
+    from explab.tracking.run import no_download_bars
     from explab.tracking.store import find_run
 
     run = find_run(tracking_uri, run_id)
     artifact = run.data.tags.get("explab.best_checkpoint")
     if not artifact:
         raise CheckpointError(f"run {run_id} has no logged checkpoint (tag explab.best_checkpoint is missing)")
-    return mlflow.artifacts.download_artifacts(
-        run_id=run_id, artifact_path=artifact, dst_path=folder, tracking_uri=tracking_uri
-    )
+    log.info("testing %s of run %s", artifact, run_id)
+    with no_download_bars():
+        return mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=artifact, dst_path=folder, tracking_uri=tracking_uri
+        )
+
+
+def with_overrides(recorded: dict[str, Any], overrides: Any) -> DictConfig:
+    """The run's recorded config with ``config_overrides`` applied (``["data.data_dir=/new/place"]``).
+
+    Each item names a key the run had (``+key=value`` adds one); the result passes the checks a training
+    run's config passes, so a typo or a value out of range is named before any data is read.
+    """
+    from explab.cli import did_you_mean
+    from explab.validation import validate_config
+
+    items = [overrides] if isinstance(overrides, str) else list(overrides)
+    config = OmegaConf.create(recorded)
+    for item in map(str, items):
+        key, is_set, _ = item.partition("=")
+        if not is_set or not key.lstrip("+"):
+            raise UsageError(
+                f"config_overrides item '{item}' is not key=value; quote each item on the command line: "
+                "'config_overrides=[\"data.data_dir=/new/place\"]'"
+            )
+        if key.startswith("+") or OmegaConf.select(config, key, default=_ABSENT) is not _ABSENT:
+            continue
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(config, parent, default=None) if parent else config
+        valid = sorted(map(str, node)) if isinstance(node, DictConfig) else []
+        raise UsageError(
+            f"config_overrides: the run's config has no {key}.{did_you_mean(parent, leaf, valid)} "
+            f"To add a new key on purpose, write +{key}=..."
+        )
+    merged = cast(DictConfig, OmegaConf.merge(config, OmegaConf.from_dotlist([i.lstrip("+") for i in items])))
+    validate_config(merged)
+    return merged
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -51,13 +88,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         checkpoint = load_checkpoint(path)
     L.seed_everything(cfg.seed, workers=True)  # once the checkpoint is found: a wrong run id says only that
     record = recorded_config(checkpoint, path)
-    config = cast(
-        DictConfig,
-        OmegaConf.merge(OmegaConf.create(record["config"]), OmegaConf.from_dotlist(list(cfg.config_overrides))),
-    )
+    config = with_overrides(record["config"], cfg.config_overrides)
     run_id = cfg.get("run_id") or record.get("mlflow_run_id")
 
     datamodule = build_datamodule(config)
+    datamodule.check_source()
     model = build_model(config)
     model.load_state_dict(checkpoint["state_dict"])
     trainer = build_trainer(cfg, callbacks=[], loggers=[])

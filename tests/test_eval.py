@@ -1,0 +1,84 @@
+"""explab-eval: test a run's checkpoint again, on this machine, and log the result into that run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from explab.checkpoints import CheckpointError
+from explab.errors import ExplabError
+from explab.eval import evaluate
+from explab.train import train
+from tests.conftest import runs_in, tracking_uri_for
+from tests.support.formats import write_mnist
+
+
+def _only_run_id(store: Path) -> str:
+    [run] = runs_in(store, "digits_cnn")
+    return str(run.info.run_id)
+
+
+def test_eval_logs_into_the_same_run(compose_cfg, store: Path) -> None:
+    trained = train(compose_cfg("trainer.max_epochs=1", "trainer.enable_progress_bar=false"))
+    run_id = _only_run_id(store)
+    evaluated = evaluate(compose_cfg(f"run_id={run_id}", config_name="eval"))
+    assert evaluated["test/acc"] == pytest.approx(trained["test/acc"])
+    history = MlflowClient(tracking_uri_for(store)).get_metric_history(run_id, "test/acc")
+    assert len(history) == 2, "eval adds a test/acc point to the training run"
+    assert runs_in(store, "digits_cnn")[0].info.status == "FINISHED"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            '["data.bach_size=3"]',
+            r"the run's config has no data.bach_size. Did you mean: data.batch_size, data.eval_batch_size\? "
+            r"To add a new key on purpose, write \+data.bach_size=",
+        ),
+        ('["data.eval_batch_size=0"]', r"data.eval_batch_size=0 is not valid: .* must be null or an integer >= 1"),
+        ('["data.eval_batch_size"]', r"item 'data.eval_batch_size' is not key=value; quote each item"),
+    ],
+    ids=["typo", "out-of-range", "no-value"],
+)
+def test_config_overrides_are_checked_like_a_training_config(compose_cfg, store: Path, overrides, message) -> None:
+    train(compose_cfg("trainer.max_epochs=1", "trainer.enable_progress_bar=false"))
+    run_id = _only_run_id(store)
+    with pytest.raises(ExplabError, match=message):
+        evaluate(compose_cfg(f"run_id={run_id}", f"config_overrides={overrides}", config_name="eval"))
+    history = MlflowClient(tracking_uri_for(store)).get_metric_history(run_id, "test/acc")
+    assert len(history) == 1, "nothing is logged into the run"
+
+
+def test_data_moved_since_training_is_named_and_found_again_with_an_override(compose_cfg, tmp_path: Path) -> None:
+    """The researcher's case: the run trained on one machine's files, which now live somewhere else."""
+    trained_on = write_mnist(tmp_path / "mnist")
+    cfg = compose_cfg(
+        "experiment=mnist_cnn",
+        f"data.data_dir={trained_on}",
+        "data.val_size=40",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+    )
+    trained = train(cfg)
+    [checkpoint] = (Path(cfg.paths.output_dir) / "checkpoints").glob("epoch_*.ckpt")
+    moved = shutil.move(trained_on, tmp_path / "moved")
+
+    with pytest.raises(ExplabError, match=rf"{trained_on}"):
+        evaluate(compose_cfg(f"ckpt_path={checkpoint}", config_name="eval"))
+    evaluated = evaluate(
+        compose_cfg(f"ckpt_path={checkpoint}", f'config_overrides=["data.data_dir={moved}"]', config_name="eval")
+    )
+    assert evaluated["test/acc"] == pytest.approx(trained["test/acc"])
+
+
+def test_a_checkpoint_folder_lists_the_checkpoints_in_it(compose_cfg, tmp_path: Path) -> None:
+    (tmp_path / "last.ckpt").write_bytes(b"")
+    (tmp_path / "epoch_003.ckpt").write_bytes(b"")
+    with pytest.raises(
+        CheckpointError, match=rf"{tmp_path} is a folder; give a .ckpt file in it \(epoch_003.ckpt, last.ckpt\)"
+    ):
+        evaluate(compose_cfg(f"ckpt_path={tmp_path}", config_name="eval"))
