@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import torch
@@ -328,6 +329,21 @@ def test_predict_reads_a_single_row_csv_as_one_input(tmp_path: Path) -> None:
     assert x.shape == (1, 8, 8) and names == ["0"]
 
 
+def test_predict_reads_one_input_of_the_models_own_shape(tmp_path: Path) -> None:
+    from sklearn.datasets import load_digits
+
+    np.save(tmp_path / "one.npy", load_digits().images[0])  # one 8x8 image, not eight rows of eight values
+    x, names = read_inputs(tmp_path / "one.npy", DIGITS_RECIPE)
+    assert x.shape == (1, 8, 8) and names == ["0"]
+
+
+def test_predict_names_a_missing_input_before_it_fetches_the_model(tmp_path: Path) -> None:
+    done = run_cli(
+        "explab-predict", "model_uri=runs:/0123/model", "input=nosuch.npy", f"paths.mlruns_dir={tmp_path}", cwd=tmp_path
+    )
+    assert done.returncode == 1 and "Error: input=nosuch.npy does not exist" in done.stderr, done.stderr[-2000:]
+
+
 @pytest.mark.slow
 def test_predict_cli_names_the_bad_input_without_a_traceback(logged_run: str, store: Path, tmp_path: Path) -> None:
     (tmp_path / "bad.csv").write_text("1,2,3\n")
@@ -342,6 +358,7 @@ def test_predict_cli_names_the_bad_input_without_a_traceback(logged_run: str, st
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "gives 3 values per input; this model takes 64 numbers per input" in done.stderr
     assert not (tmp_path / "out.csv").exists()
+    assert "Downloading artifacts" not in done.stderr, "no progress bar per file of the model"
 
 
 @pytest.mark.parametrize(

@@ -97,7 +97,8 @@ def read_inputs(path: Path, recipe: dict[str, Any]) -> tuple[Any, list[str]]:
         raise UsageError(
             f"{path}: give a .npy array, a numeric .csv or a folder of images (text models take a .txt file)"
         )
-    return _as_model_inputs(path, x, shape), [str(i) for i in range(len(x))]
+    inputs = _as_model_inputs(path, x, shape)
+    return inputs, [str(i) for i in range(len(inputs))]
 
 
 def _as_model_inputs(path: Path, x: np.ndarray, shape: list[int]) -> np.ndarray:
@@ -111,6 +112,8 @@ def _as_model_inputs(path: Path, x: np.ndarray, shape: list[int]) -> np.ndarray:
         raise UsageError(f"{path}: input(s) {rows} have empty or non-numeric values; every value must be a number")
     if not shape or list(x.shape[1:]) == shape:
         return x
+    if list(x.shape) == shape:  # one input, as the model takes it (a single image, one row of features)
+        return x[None]
     if x[0].size != math.prod(shape):
         raise UsageError(f"{path} gives {x[0].size} values per input; this model takes {expected}")
     return x.reshape(len(x), *shape)
@@ -140,6 +143,11 @@ def predict(cfg: DictConfig) -> Path:
 
     from explab.tracking.model import load_model
 
+    if not Path(cfg.input).exists():  # before the model is fetched: that can take a while
+        raise UsageError(
+            f"input={cfg.input} does not exist; give a .npy array, a numeric .csv, a folder of images, or a .txt "
+            "file of texts for a text model"
+        )
     mlflow.set_tracking_uri(cfg.tracking_uri)
     try:
         model = load_model(cfg.model_uri)

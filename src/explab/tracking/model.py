@@ -39,7 +39,10 @@ def load_model(model_uri: str) -> Any:
     """
     import mlflow.pyfunc
 
-    with tempfile.TemporaryDirectory(prefix="explab-model-") as folder:
+    from explab.tracking.run import no_download_bars
+
+    # a bar per file of a model of a few small files only fills the console
+    with tempfile.TemporaryDirectory(prefix="explab-model-") as folder, no_download_bars():
         return mlflow.pyfunc.load_model(model_uri, dst_path=folder)
 
 
