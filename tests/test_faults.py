@@ -16,10 +16,11 @@ import numpy as np
 import optuna
 import pytest
 import torch
+import yaml
 from mlflow.tracking import MlflowClient
 
 from explab.checkpoint_io import AtomicCheckpointIO
-from explab.checkpoints import CheckpointError, load_checkpoint
+from explab.checkpoints import CheckpointError, load_checkpoint, recorded_config
 from explab.data import DigitsDataModule
 from explab.errors import UsageError
 from explab.predict import read_inputs
@@ -96,6 +97,36 @@ def test_a_finished_run_resumes_only_to_train_further(tmp_path: Path) -> None:
     steps = [m.step for m in client.get_metric_history(run_id, "val/acc")]
     assert len(steps) == 3 and steps == sorted(set(steps)), "the third epoch follows the first two"
     assert client.get_run(run_id).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_a_resume_that_changes_settings_records_them_and_the_next_resume_keeps_them(tmp_path: Path) -> None:
+    """MLflow keeps a run's params as first logged: a resume with another learning rate says so on the run,
+    and a later resume goes on with that rate instead of falling back to the first one."""
+    run_id = trained_run(tmp_path)
+    client = client_for(tmp_path)
+    changed = ["optimizer.lr=0.01", "trainer.max_epochs=3"]
+    done = run_cli("explab-train", f"resume={run_id}", *changed, *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = client.get_run(run_id)
+    assert run.data.tags["explab.resumed_with"] == "optimizer.lr=0.01 (was 0.003), trainer.max_epochs=3 (was 2)"
+    assert run.data.params["optimizer.lr"] == "0.003", "params stay as first logged"
+    resumed = yaml.safe_load(Path(client.download_artifacts(run_id, "config/resumed.yaml", str(tmp_path))).read_text())
+    assert resumed["optimizer"]["lr"] == 0.01
+
+    done = run_cli("explab-train", f"resume={run_id}", "trainer.max_epochs=4", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trained_with = recorded_config(load_checkpoint(last_checkpoint(tmp_path, run_id)), "last.ckpt")["config"]
+    assert trained_with["optimizer"]["lr"] == 0.01 and trained_with["trainer"]["max_epochs"] == 4
+    assert client.get_run(run_id).data.tags["explab.resumed_with"].endswith("trainer.max_epochs=4 (was 2)")
+    assert len(client.get_metric_history(run_id, "val/acc")) == 4
+
+
+def test_resume_and_reproduce_together_are_refused(tmp_path: Path) -> None:
+    run = "0123456789abcdef0123456789abcdef"
+    done = run_cli("explab-train", f"resume={run}", f"reproduce={run}", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and "Error: resume= and reproduce= were both given" in done.stderr, done.stderr
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()
 
 
 @pytest.mark.slow

@@ -141,6 +141,7 @@ def test_sigkilled_run_is_resumed_into_the_same_run(tmp_path: Path) -> None:
     assert "marked KILLED" in resumed.stdout + resumed.stderr, "the orphaned run is noticed before it is continued"
     assert [r.info.run_id for r in runs_in(tmp_path / "mlruns", "digits_cnn")] == [run_id]
     assert client.get_run(run_id).info.status == "FINISHED"
+    assert "explab.resumed_with" not in client.get_run(run_id).data.tags, "a resume that changes nothing says nothing"
     for key in ("val/acc", "train/loss", "val/acc_best"):
         steps = [step for step, _ in history(tmp_path, run_id, key)]
         assert len(steps) == epochs and len(set(steps)) == epochs and steps == sorted(steps), (key, steps)

@@ -129,7 +129,7 @@ def build_callbacks(
     if trial is not None:
         callbacks.extend(trial.callbacks())
     if resumed_run is not None:
-        callbacks.append(ResumedTraining(resumed_run))
+        callbacks.append(ResumedTraining(resumed_run, cfg))
     return callbacks
 
 

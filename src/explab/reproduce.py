@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from explab.errors import UsageError
 from explab.resume_checks import check_resumable
 from explab.tracking.environment import git_state, versions
 from explab.tracking.record import hydra_overrides
@@ -52,8 +53,8 @@ def _recorded(cfg: DictConfig, run_id: str) -> tuple[Any, list[str]]:
 
 @functools.cache
 def _overrides_file(uri: str, run_id: str) -> tuple[str, ...]:
-    """``config/overrides.yaml`` of a run, read once per process: the job composes its config from it, then
-    records it again, and a run's record never changes."""
+    """``config/overrides.yaml`` of a run, read once per process: the job composes its config from it and
+    then records it again (a resume that changed settings rewrites it, after this job has composed its own)."""
     from explab.tracking import TrackedRun
 
     return tuple(yaml.safe_load(TrackedRun(uri, run_id).load_text("config/overrides.yaml")) or [])
@@ -74,12 +75,14 @@ def recorded_overrides(uri: str, run_id: str, links: int = 20) -> list[str]:
 
 
 def job_overrides(cfg: DictConfig) -> list[str]:
-    """The overrides this job's config is composed from: the command line's, and for ``reproduce=`` the source
-    run's merged with them (without ``reproduce=`` itself, which the tag ``explab.reproduced_from`` keeps), so
-    that reproducing a reproduced run trains the same config again."""
-    if not cfg.get("reproduce"):
+    """The overrides this job's config is composed from: the command line's, and for ``reproduce=`` or
+    ``resume=`` the run's merged with them (without ``reproduce=`` or ``resume=`` itself; the tag
+    ``explab.reproduced_from`` keeps the source), so that reproducing a reproduced run, or resuming a resumed
+    one, trains the same config again."""
+    mode = "resume" if cfg.get("resume") else "reproduce" if cfg.get("reproduce") else None
+    if mode is None:
         return hydra_overrides()
-    return _with_recorded(recorded_overrides(_store_of(cfg), str(cfg.reproduce)))
+    return _with_recorded(recorded_overrides(_store_of(cfg), str(cfg[mode])))
 
 
 def _with_recorded(recorded: list[str]) -> list[str]:
@@ -112,6 +115,11 @@ def config_from_recorded_run(cfg: DictConfig) -> DictConfig:
     mode = "resume" if cfg.get("resume") else "reproduce" if cfg.get("reproduce") else None
     if mode is None:
         return cfg
+    if cfg.get("resume") and cfg.get("reproduce"):
+        raise UsageError(
+            "resume= and reproduce= were both given: resume=RUN_ID continues that run from its last checkpoint, "
+            "reproduce=RUN_ID trains its config again into a new run. Give one"
+        )
     run_id = str(cfg[mode])
     run, recorded = _recorded(cfg, run_id)
     overrides = _with_recorded(recorded)
@@ -137,14 +145,43 @@ def _warn_about_drift(run: Run, rebuilt: DictConfig) -> None:
     for key in sorted(k for k in now if k.startswith("version.") or k in ("git.commit", "git.dirty")):
         if key in tags and tags[key] != now[key]:
             log.warning("%s differs from the source run: %s then, %s now", key, tags[key], now[key])
-    params = run.data.params
+    for key, (then, value) in config_changes(run.data.params, rebuilt).items():
+        log.warning("config %s differs from the source run: %s then, %s now", key, then, value)
+
+
+def config_changes(params: dict[str, str], cfg: DictConfig) -> dict[str, tuple[str, str]]:
+    """Each training setting of ``cfg`` whose value differs from a run's ``params``, or that the run did not
+    have (``+callbacks.x=...``, then ``(none)``): key -> (then, now)."""
     from explab.tracking.params import describes_training, flatten_params
 
-    for key, value in flatten_params(cast(dict[str, Any], OmegaConf.to_container(rebuilt, resolve=True))).items():
-        if not describes_training(key):
-            continue
-        if key in params and params[key] != value:
-            log.warning("config %s differs from the source run: %s then, %s now", key, params[key], value)
+    now = flatten_params(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)))
+    return {
+        key: (params.get(key, "(none)"), value)
+        for key, value in now.items()
+        if describes_training(key) and params.get(key) != value
+    }
+
+
+RESUMED_WITH_TAG = "explab.resumed_with"
+
+
+def record_resumed_config(run: TrackedRun, cfg: DictConfig) -> None:
+    """What a resume that trains on changed, on its run (MLflow keeps a run's params as first logged).
+
+    The tag ``explab.resumed_with`` lists each training setting that now differs from the params
+    (``optimizer.lr=0.1 (was 0.003)``), ``config/resumed.yaml`` is the config the run now trains with, and
+    ``config/overrides.yaml`` becomes the overrides that compose it: a later resume goes on with these
+    settings instead of falling back to the first ones, and ``reproduce=`` trains them from the start.
+    A resume that changes nothing leaves the record as it is.
+    """
+    changes = config_changes(run.client.get_run(run.run_id).data.params, cfg)
+    if not changes:
+        return
+    said = ", ".join(f"{key}={now} (was {then})" for key, (then, now) in changes.items())
+    run.set_tags({RESUMED_WITH_TAG: said[:5000]})
+    run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/resumed.yaml")
+    run.log_text(yaml.safe_dump(job_overrides(cfg), sort_keys=False), "config/overrides.yaml")
+    log.info("run %s resumed with %s", run.run_id, said)
 
 
 REPRODUCED_TAG = "explab.reproduced_metrics"  # "identical", or "differ: " and the metrics that differ

@@ -175,9 +175,11 @@ def test_a_killed_workers_trial_is_continued_by_the_restarted_command(tmp_path: 
     log = again.stdout + again.stderr
     assert f"trial {cut.number} was cut off" in log, log[-4000:]
     assert f"trial {cut.number} continues its MLflow run" in log, log[-4000:]
-    check_sweep_whole(tmp_path, 2)
+    children = check_sweep_whole(tmp_path, 2)
     trial = study_of(tmp_path).trials[cut.number]  # type: ignore[union-attr]
     assert trial.state == TrialState.COMPLETE and trial.user_attrs[ATTEMPTS_ATTR] == 1, "resumed, not restarted"
+    continued = next(r for r in children if r.info.run_id == trial.user_attrs[RUN_ATTR])
+    assert "explab.resumed_with" not in continued.data.tags, "a continued trial trains its own settings on"
     epochs = Counter(line.split()[0] for line in epoch_lines(tmp_path))
     assert epochs[str(cut.number)] <= EPOCHS + 1, "at most the epoch in flight is trained twice"
 
