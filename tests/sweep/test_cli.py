@@ -38,6 +38,7 @@ def test_status_counts_trials_and_names_the_best_and_who_runs_what(journal, tmp_
     ("args", "message"),
     [
         (["status", "elsewhere_optuna"], "no study 'elsewhere_optuna' in"),
+        (["status", "digits_cnn_optuan"], "(1 journals); it holds digits_cnn_optuna: give its storage"),
         (["status", "digits_cnn_optuna", "--storage", "journal:////nowhere/x.journal"], "there is no journal at"),
     ],
 )
@@ -46,3 +47,13 @@ def test_status_of_a_study_it_cannot_find_says_where_it_looked(journal, tmp_path
         main([*args, "--mlruns-dir", str(tmp_path / "mlruns")])
     assert exit_.value.code == 1 and message in capsys.readouterr().err
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_status_looks_in_the_projects_mlruns_from_any_folder(tmp_path, monkeypatch, capsys) -> None:
+    """explab-train keeps a sweep's journal under the project's mlruns/, wherever it was started."""
+    from explab.config import project_root
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["status", "no_such_study"])
+    assert f"in {project_root() / 'mlruns' / 'optuna'} (" in capsys.readouterr().err

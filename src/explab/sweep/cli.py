@@ -1,7 +1,7 @@
 """``explab-sweep status STUDY``: where a sweep stands, from any shell, while its workers run anywhere.
 
-The study is read from ``--storage`` or, by default, found among the journals under ``mlruns/optuna/``
-(where the ``hparams_search`` configs keep them).
+The study is read from ``--storage`` or, by default, found among the journals under the project's
+``mlruns/optuna/`` (where the ``hparams_search`` configs keep them), whichever folder the shell is in.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from explab.config import project_root
 from explab.errors import UsageError
 from explab.sweep.heartbeat import HEARTBEAT_ATTR, WORKER_ATTR
 from explab.sweep.storage import JOURNAL_PREFIX, load_study
@@ -24,18 +25,21 @@ def find_storage(study_name: str, mlruns_dir: Path) -> str:
     from explab.sweep.storage import open_storage
 
     journals = sorted((mlruns_dir / "optuna").glob("*.journal"))
-    holding = []
+    holding, known = [], []
     for journal in journals:
         url = f"{JOURNAL_PREFIX}{journal.resolve()}"
         storage = open_storage(url)
         assert storage is not None  # a URL was given
-        if any(s.study_name == study_name for s in optuna.get_all_study_summaries(storage)):
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        known.extend(names)
+        if study_name in names:
             holding.append(url)
     if len(holding) == 1:
         return holding[0]
     where = f"{mlruns_dir / 'optuna'} ({len(journals)} journals)"
     if not holding:
-        raise UsageError(f"no study '{study_name}' in {where}: give its storage with --storage URL")
+        there = f"; it holds {', '.join(sorted(known))}" if known else ""
+        raise UsageError(f"no study '{study_name}' in {where}{there}: give its storage with --storage URL")
     raise UsageError(f"study '{study_name}' is in several journals of {where}: choose one with --storage {holding[0]}")
 
 
@@ -68,7 +72,12 @@ def main(argv: list[str] | None = None) -> None:
     status = commands.add_parser("status", help="counts of complete, running, pruned and failed trials; best value")
     status.add_argument("study", help="the study name (hydra.sweeper.study_name)")
     status.add_argument("--storage", help="the study's storage URL (default: the journal under mlruns/optuna)")
-    status.add_argument("--mlruns-dir", type=Path, default=Path("mlruns"), help="where to look for journals")
+    status.add_argument(
+        "--mlruns-dir",
+        type=Path,
+        default=project_root() / "mlruns",  # where explab-train's sweeps keep their journals, from any folder
+        help="where to look for journals (default: the project's mlruns/)",
+    )
     args = parser.parse_args(argv)
     try:
         storage = args.storage or find_storage(args.study, args.mlruns_dir)
