@@ -47,6 +47,28 @@ def test_a_sweep_checks_the_gpus_of_the_machine_its_jobs_run_on(compose_cfg) -> 
     check_job_config(compose_cfg(*gpu_job, "hydra/launcher=slurm"), "val/acc_best")
 
 
+@pytest.mark.parametrize("devices", [1, 2, -1, "auto", "[0,1]", "'0,1'", "'1,'", "'2'"])
+def test_forms_of_devices_lightning_takes_pass(compose_cfg, devices) -> None:
+    validate_config(compose_cfg("trainer=ddp_cpu", f"trainer.devices={devices}"))
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("devices", "0"),
+        ("devices", "'0'"),
+        ("devices", "[]"),
+        ("devices", "-2"),
+        ("devices", "two"),
+        ("num_nodes", "0"),
+    ],
+)
+def test_no_devices_or_nodes_at_all_is_refused_before_the_run(compose_cfg, key: str, value: str) -> None:
+    cfg = compose_cfg("trainer=multinode", f"trainer.{key}={value}")
+    with pytest.raises(ConfigError, match=rf"trainer.{key}=.* is not valid: trainer.{key} must be"):
+        validate_config(cfg)
+
+
 @pytest.mark.parametrize("precision", ["auto", "32-true", "bf16-mixed", "16-mixed", "64-true", "32", 16])
 def test_precisions_lightning_takes_pass(compose_cfg, precision) -> None:
     validate_config(compose_cfg(f"trainer.precision={precision}"))

@@ -23,7 +23,7 @@ MAX_SEED = 2**32 - 1  # numpy's seeds; Lightning seeds numpy with it
 
 @dataclass(frozen=True)
 class Rule:
-    """What a key takes: ``kind`` "int", "float" (ints accepted) or "str", a range or membership check, and
+    """What a key takes: ``kind`` "int", "float" (ints accepted), "str" or "any", a range or membership check, and
     whether null is valid."""
 
     kind: str
@@ -42,7 +42,7 @@ class Rule:
             return False
         if self.kind == "float" and (not isinstance(value, int | float) or not math.isfinite(value)):
             return False
-        return self.in_range(value)
+        return self.in_range(value)  # kind "any": the range check alone decides
 
 
 def _positive_int(allowed: str = "an integer >= 1", nullable: bool = False) -> Rule:
@@ -51,6 +51,24 @@ def _positive_int(allowed: str = "an integer >= 1", nullable: bool = False) -> R
 
 def _fraction(allowed: str = "a number from 0 up to (not including) 1") -> Rule:
     return Rule("float", allowed, lambda v: 0 <= v < 1)
+
+
+def _devices(value: Any) -> bool:
+    """Lightning's ``devices``: a count >= 1, -1 or "auto" (all there are), or device indices (``[0, 2]``,
+    ``"0,2"``); 0 devices is no device at all."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text in ("auto", "-1"):
+            return True
+        if "," in text:
+            indices = [part.strip() for part in text.split(",") if part.strip()]
+            return bool(indices) and all(index.isdigit() for index in indices)
+        return text.isdigit() and int(text) >= 1
+    if isinstance(value, int):
+        return value == -1 or value >= 1
+    if isinstance(value, list | tuple) or OmegaConf.is_list(value):
+        return len(value) > 0 and all(type(index) is int and index >= 0 for index in value)
+    return False
 
 
 RULES: dict[str, Rule] = {
@@ -63,6 +81,10 @@ RULES: dict[str, Rule] = {
     "trainer.min_epochs": Rule("int", "null or an integer >= 0", lambda v: v >= 0, True),
     "trainer.max_steps": Rule("int", "-1 (no limit) or an integer >= 1", lambda v: v == -1 or v >= 1),
     "trainer.accumulate_grad_batches": _positive_int(),
+    "trainer.devices": Rule(
+        "any", 'an integer >= 1, -1 or "auto" (every device there is), or device indices such as [0,1]', _devices
+    ),
+    "trainer.num_nodes": _positive_int(),
     "trainer.gradient_clip_val": Rule("float", "null or a number >= 0", lambda v: v >= 0, True),
     "trainer.check_val_every_n_epoch": _positive_int("null or an integer >= 1", nullable=True),
     "trainer.log_every_n_steps": _positive_int(),
