@@ -167,6 +167,20 @@ def test_wrong_metric_fails_before_any_trial(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_search_space_typo_fails_before_the_study_exists_and_the_fixed_command_runs(tmp_path: Path) -> None:
+    """A mistyped key once failed every trial and left a study whose definition held it, so the corrected
+    command was refused as "another sweep definition" until the study was renamed."""
+    common = ["hydra.sweeper.n_trials=1", "trainer.max_epochs=1", "hydra.sweeper.params=null"]
+    typo = explab_sweep(tmp_path, *common, "optimizer.lrr=interval(0.001, 0.01)")
+    assert typo.returncode == 1 and "Traceback" not in typo.stderr, typo.stderr[-2000:]
+    assert "Error: the search space sets optimizer.lrr" in typo.stderr and "Did you mean: optimizer.lr?" in typo.stderr
+    assert not (tmp_path / "mlruns" / "optuna").exists(), "no study"
+    assert runs_in(tmp_path / "mlruns", "digits_cnn") == []
+    fixed = explab_sweep(tmp_path, *common, "optimizer.lr=interval(0.001, 0.01)")
+    assert fixed.returncode == 0, fixed.stderr[-2000:]
+
+
+@pytest.mark.slow
 def test_explab_sweep_records_parent_and_children_and_prunes(tmp_path: Path) -> None:
     done = explab_sweep(
         tmp_path,

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
 from omegaconf import DictConfig, OmegaConf
 
-from explab.errors import UsageError
+from explab.errors import UsageError, first_line
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+
+    from explab.sweep.space import Condition
 
 
 def check_job_config(config: DictConfig, metric: str | list[str] | None) -> None:
@@ -45,3 +53,76 @@ def check_objective(config: DictConfig, metric: str) -> None:
         raise UsageError(
             f"optimized_metric='{monitor}' is not logged by {task.__name__}; choose one of: {', '.join(sorted(names))}"
         )
+
+
+def check_space_composes(
+    compose: Callable[[list[str]], DictConfig],
+    space: Mapping[str, BaseDistribution],
+    conditions: Mapping[str, Condition],
+    fixed: list[str],
+) -> None:
+    """Every searched key is one the job's config has, and every choice of a config group is one of its
+    options: a typo in the search space stops the sweep before its study exists, rather than failing every
+    trial and leaving a study whose definition holds the typo.
+
+    ``compose`` builds the job's config from overrides. Each parameter is composed with its lowest value or
+    each of its choices, beside the values its condition (``when:``) asks of the parameters it depends on:
+    ``optimizer.momentum`` exists only under the optimizer it is searched for.
+    """
+    from optuna.distributions import CategoricalDistribution
+
+    from explab.sweep.space import as_override
+
+    for name, distribution in space.items():
+        given = _condition_overrides(name, conditions)
+        # a number's bounds are Optuna's to check; its key, and each choice of a config group, are Hydra's
+        values = distribution.choices if isinstance(distribution, CategoricalDistribution) else (_lowest(distribution),)
+        for value in values:
+            try:
+                compose([*fixed, *given.values(), as_override(name, value)])
+            except Exception as error:
+                raise UsageError(_why_not_composed(name, value, error, lambda: compose(fixed))) from None
+
+
+def _lowest(distribution: BaseDistribution) -> float:
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    assert isinstance(distribution, FloatDistribution | IntDistribution), distribution
+    return distribution.low
+
+
+def _condition_overrides(name: str, conditions: Mapping[str, Condition]) -> dict[str, str]:
+    """The overrides that make ``name``'s condition hold (the first value it allows of each parameter it
+    names, and theirs in turn), by key."""
+    from explab.sweep.space import as_override
+
+    given: dict[str, str] = {}
+    condition = conditions.get(name)
+    for parent, values in (condition.requires if condition else {}).items():
+        given.update(_condition_overrides(parent, conditions))
+        given[parent] = as_override(parent, values[0])
+    return given
+
+
+def _why_not_composed(name: str, value: object, error: Exception, base: Callable[[], DictConfig]) -> str:
+    from hydra.errors import MissingConfigException
+
+    from explab.cli import did_you_mean
+
+    said = str(error)
+    if isinstance(error, MissingConfigException):
+        # Hydra lists the group's options one per tab-indented line, then its config search path
+        options = [line.strip() for line in said.split("Config search path:")[0].splitlines() if line.startswith("\t")]
+        return (
+            f"the search space draws {name}={value}, which is not a config of {name.replace('.', '/')}/; "
+            f"its options: {', '.join(options)}"
+        )
+    if said.startswith("Could not override"):
+        parent, _, leaf = name.rpartition(".")
+        node = OmegaConf.select(base(), parent) if parent else base()
+        valid = sorted(map(str, node)) if isinstance(node, DictConfig) else []
+        return (
+            f"the search space sets {name}, which the job's config does not have.{did_you_mean(parent, leaf, valid)} "
+            "Search a key of the config (hydra.sweeper.params or a sweep override)"
+        )
+    return f"the search space's {name}={value} does not compose: {first_line(error)}"

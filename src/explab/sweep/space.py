@@ -31,6 +31,19 @@ class SearchSpaceError(ExplabError, ValueError):
 
 
 def _from_override(override: Any) -> BaseDistribution:
+    """The distribution of a sweep override; one Optuna refuses (a log scale from 0, bounds the wrong way
+    round, an empty range) is a ``SearchSpaceError`` naming the parameter."""
+    try:
+        return _distribution_of(override)
+    except ValueError as err:
+        empty = " (range(a, b) stops before b)" if override.is_range_sweep() else ""
+        raise SearchSpaceError(
+            f"'{override.get_key_element()}': {override.input_line} is not a search space Optuna can draw from: "
+            f"{str(err).rstrip('.')}{empty}"
+        ) from None
+
+
+def _distribution_of(override: Any) -> BaseDistribution:
     from hydra.core.override_parser.types import Transformer
 
     key = override.get_key_element()

@@ -44,6 +44,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from explab.errors import ExplabError, UsageError
 from explab.sweep import REPEATS_ATTR, REPLICATE_ATTR, is_repeat, is_replicate, search_trials
+from explab.sweep.checks import check_space_composes
 from explab.sweep.heartbeat import (
     RELEASED_ATTR,
     WORKER_ATTR,
@@ -231,7 +232,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
             study, n_trials = self._open_study(space, fixed)
             self._run_trials(study, space, fixed, self._open_parent_run(study, space, own=False), n_trials)
             return []
-        self._check_before_first_trial(fixed)
+        self._check_before_first_trial(space, fixed)
         if self.detach:
             return self._submit_detached_workers(space, fixed)
         gpus = gpu_per_worker(self.n_jobs, self.trials_per_gpu, visible_gpus()) if self._pooled else []
@@ -384,13 +385,17 @@ class ExplabOptunaSweeperImpl(Sweeper):
         self.order = sampling_order(space, self.conditions)
         return space, fixed
 
-    def _check_before_first_trial(self, fixed: list[str]) -> None:
-        """Run ``hydra.sweeper.check`` on the composed job config, so a typo fails before any trial."""
-        if not self.check:
-            return
+    def _check_before_first_trial(self, space: SearchSpace, fixed: list[str]) -> None:
+        """Run ``hydra.sweeper.check`` on the composed job config, and compose every searched key and choice,
+        so a typo fails before the study exists."""
         assert self.hydra_context is not None and self.config is not None
-        job_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(fixed))
-        get_method(self.check.replace(":", "."))(job_config, self.objectives.metric_setting)
+        loader, config = self.hydra_context.config_loader, self.config
+        if self.check:
+            job_config = loader.load_sweep_config(config, list(fixed))
+            get_method(self.check.replace(":", "."))(job_config, self.objectives.metric_setting)
+        check_space_composes(
+            lambda overrides: loader.load_sweep_config(config, overrides), space, self.conditions, fixed
+        )
 
     def _open_study(self, space: SearchSpace, fixed: list[str]) -> tuple[optuna.Study, int]:
         """Create the study or load it to resume (searched as it was started); returns it with the number of

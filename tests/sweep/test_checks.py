@@ -1,0 +1,67 @@
+"""What a sweep checks before its study exists: every searched key and choice composes into the job's config."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+from explab.config import config_dir
+from explab.errors import UsageError
+from explab.sweep.checks import check_space_composes
+from explab.sweep.space import parse_conditions, parse_search_space
+
+
+@pytest.fixture
+def compose_job() -> Iterator:
+    """The job config of a ``digits_optuna`` sweep, composed by Hydra from the given overrides."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+
+        def job(overrides: list[str]) -> DictConfig:
+            return compose("train", overrides=["hparams_search=digits_optuna", *overrides])
+
+        yield job
+    GlobalHydra.instance().clear()
+
+
+def check(compose_job, params: dict | None, *arguments: str) -> None:
+    space, fixed = parse_search_space(params, list(arguments))
+    check_space_composes(compose_job, space, parse_conditions(params, space), fixed)
+
+
+def test_the_shipped_spaces_compose(compose_job) -> None:
+    check(compose_job, None, "optimizer.lr=tag(log, interval(1e-4, 3e-2))", "optimizer=choice(adam,adamw,sgd)")
+    check(compose_job, {"model.backbone.depth": "range(1, 4)"}, "trainer.max_epochs=2")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ["optimizer.lrr=interval(0.01, 0.1)"],
+            r"sets optimizer.lrr, which the job's config does not have. Did you mean: optimizer.lr\?",
+        ),
+        (
+            ["optimizer=choice(adam, adamx)"],
+            r"draws optimizer=adamx, which is not a config of optimizer/; its options: adam, adamw, lazy_adam, "
+            r"rmsprop, sgd$",
+        ),
+    ],
+    ids=["unknown-key", "unknown-option"],
+)
+def test_a_search_space_typo_is_refused(compose_job, arguments: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        check(compose_job, None, *arguments)
+
+
+def test_a_key_of_one_config_is_composed_under_its_condition(compose_job) -> None:
+    """Only SGD has a momentum: searched for it alone, it composes; searched for every optimizer, it cannot."""
+    momentum = {"type": "float", "low": 0.0, "high": 0.99}
+    params = {"optimizer": "choice(adam, sgd)", "optimizer.momentum": {**momentum, "when": {"optimizer": "sgd"}}}
+    check(compose_job, params)
+    with pytest.raises(UsageError, match="sets optimizer.momentum, which the job's config does not have"):
+        check(compose_job, {"optimizer": "choice(adam, sgd)", "optimizer.momentum": momentum})
