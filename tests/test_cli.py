@@ -57,6 +57,16 @@ def test_a_list_of_overrides_left_unquoted_is_answered_with_the_quoted_form(tmp_
     assert f"Quote each item that holds '=', and the whole argument for the shell: {quoted}" in done.stderr
 
 
+def test_a_search_space_given_under_hydras_node_is_answered_with_the_override_that_works(tmp_path: Path) -> None:
+    space = "hydra.sweeper.params.optimizer.lr=tag(log,interval(1e-4,1e-1))"
+    done = run_cli("explab-train", "-m", "hparams_search=digits_optuna", space, *common(tmp_path), cwd=tmp_path)
+    assert done.returncode != 0
+    assert "Sweeping over Hydra's configuration is not supported" in done.stderr, "Hydra's own message"
+    assert "give its space as a sweep override of the key itself: 'optimizer.lr=tag(log,interval(1e-4,1e-1))'" in (
+        done.stderr
+    )
+
+
 @pytest.mark.slow
 def test_a_missing_mandatory_value_is_named_before_any_run(tmp_path: Path) -> None:
     done = run_cli("explab-train", "data.batch_size=???", *common(tmp_path), cwd=tmp_path)

@@ -16,6 +16,7 @@ from explab.config import config_dir
 from explab.errors import ExplabError, Stopped, first_line
 
 Result = TypeVar("Result")
+SEARCH_SPACE_PREFIX = "hydra.sweeper.params."
 
 
 class ReportedError(SystemExit):
@@ -69,6 +70,14 @@ def _override_advice(config_name: str, overrides: list[str]) -> str | None:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
+    searched = next((o for o in overrides if o.lstrip("+~").startswith(SEARCH_SPACE_PREFIX) and _is_sweep(o)), None)
+    if searched is not None:  # Hydra refuses sweeping its own node; the space is given on the key itself
+        key, _, space = searched.lstrip("+~").partition("=")
+        name = key.removeprefix(SEARCH_SPACE_PREFIX)
+        return (
+            f"To search {name}, give its space as a sweep override of the key itself: '{name}={space}' "
+            "(it adds to hydra.sweeper.params and wins over it)."
+        )
     unparsable = next((o for o in overrides if _parse_error(o)), None)
     if unparsable is not None:
         key, _, value = unparsable.partition("=")

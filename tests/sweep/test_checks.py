@@ -63,5 +63,5 @@ def test_a_key_of_one_config_is_composed_under_its_condition(compose_job) -> Non
     momentum = {"type": "float", "low": 0.0, "high": 0.99}
     params = {"optimizer": "choice(adam, sgd)", "optimizer.momentum": {**momentum, "when": {"optimizer": "sgd"}}}
     check(compose_job, params)
-    with pytest.raises(UsageError, match="sets optimizer.momentum, which the job's config does not have"):
+    with pytest.raises(UsageError, match=r"sets optimizer.momentum, which the job's config does not have"):
         check(compose_job, {"optimizer": "choice(adam, sgd)", "optimizer.momentum": momentum})
