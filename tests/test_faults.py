@@ -493,6 +493,16 @@ def test_what_this_machine_lacks_is_one_message_before_any_run(tmp_path: Path, s
 
 
 @pytest.mark.slow
+def test_a_multirun_with_one_bad_job_stops_before_any_job_trains(tmp_path: Path) -> None:
+    """Hydra's basic sweeper would train the good job, then end with the bad one's traceback."""
+    done = run_cli("explab-train", "-m", "optimizer.lr=0.01,-1", "trainer.max_epochs=1", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "Error: job 1 (optimizer.lr=-1 trainer.max_epochs=1 " in done.stderr
+    assert "optimizer.lr=-1 is not valid: optimizer.lr must be a number > 0" in done.stderr
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists(), "no job trained"
+
+
+@pytest.mark.slow
 def test_a_value_syntax_error_is_reported_as_a_value_error(tmp_path: Path) -> None:
     done = run_cli("explab-train", "optimizer.lr=interval(1e-3)", *paths(tmp_path), cwd=tmp_path)
     assert done.returncode != 0

@@ -1,0 +1,1 @@
+"""Hydra's basic sweeper, with every job's config checked before the first job runs."""

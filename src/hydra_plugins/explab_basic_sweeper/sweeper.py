@@ -1,0 +1,50 @@
+"""Hydra's basic sweeper (``-m a=1,2 b=x,y``), with every job's config checked before the first job runs.
+
+Hydra composes each job of a batch before launching it; this sweeper also runs ``hydra.sweeper.check`` on
+each composed config, so ``-m optimizer.lr=0.01,-1`` stops with one message before either job trains,
+instead of training the first and ending with the second's traceback.
+"""
+
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+
+class ExplabBasicSweeper(BasicSweeper):
+    """``hydra/sweeper=explab_basic``; settings in ``ExplabBasicSweeperConf``."""
+
+    def __init__(
+        self,
+        max_batch_size: Optional[int],  # noqa: UP045
+        params: Optional[dict[str, str]] = None,  # noqa: UP045
+        check: Optional[str] = None,  # noqa: UP045
+    ) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.check = check
+
+    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        if not self.check:
+            super().validate_batch_is_legal(batch)
+            return
+        from hydra.utils import get_method
+
+        from explab.errors import ExplabError, UsageError
+
+        assert self.hydra_context is not None and self.config is not None
+        check = get_method(self.check.replace(":", "."))
+        for number, overrides in enumerate(batch):
+            config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            try:
+                check(config, None)
+            except ExplabError as error:
+                raise UsageError(f"job {number} ({' '.join(overrides)}) of this multirun: {error}") from None
+
+    def sweep(self, arguments: list[str]) -> Any:
+        from explab.cli import exit_with_message
+        from explab.errors import ExplabError
+
+        try:
+            return super().sweep(arguments)
+        except ExplabError as error:  # found before a job started: a message, not a traceback
+            exit_with_message(error)
