@@ -462,6 +462,7 @@ def test_another_applications_database_is_left_untouched(tmp_path: Path) -> None
         ("trainer.precision=bf17", "trainer.precision must be auto, 32-true, bf16-mixed"),
         ("monitor=val/accuracy", "monitor must be a metric this task logs: one of train/acc"),
         ("scheduler=cosine scheduler.T_max=0", "scheduler.T_max must be null (the run's max_epochs) or an integer"),
+        ("monitor_mode=maxx", "monitor_mode='maxx' is not valid: monitor_mode must be min or max"),
     ],
 )
 def test_a_bad_value_is_one_message_naming_the_key_before_any_run(tmp_path: Path, bad: str, allowed: str) -> None:

@@ -126,3 +126,9 @@ def test_a_start_checkpoint_that_is_not_here_is_refused(compose_cfg, tmp_path) -
         check_start_checkpoint(compose_cfg(f"ckpt_path={tmp_path}/gone.ckpt"))
     (tmp_path / "here.ckpt").write_bytes(b"")
     check_start_checkpoint(compose_cfg(f"ckpt_path={tmp_path}/here.ckpt"))
+
+
+@pytest.mark.parametrize("key", ["monitor_mode", "callbacks.model_checkpoint.mode"])
+def test_a_mode_that_is_neither_min_nor_max_is_refused(compose_cfg, key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"{key}='up' is not valid: {key} must be min or max"):
+        validate_config(compose_cfg(f"{key}=up"))

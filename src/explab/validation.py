@@ -74,6 +74,7 @@ def _devices(value: Any) -> bool:
 RULES: dict[str, Rule] = {
     "seed": Rule("int", f"an integer from 0 to {MAX_SEED}", lambda v: 0 <= v <= MAX_SEED),
     "torch_threads": _positive_int("null or an integer >= 1", nullable=True),
+    "monitor_mode": Rule("str", "min or max", lambda v: v in ("min", "max")),
     "optimizer.lr": Rule("float", "a number > 0", lambda v: v > 0),
     "optimizer.weight_decay": Rule("float", "a number >= 0", lambda v: v >= 0),
     "optimizer.momentum": _fraction(),
@@ -105,6 +106,8 @@ RULES: dict[str, Rule] = {
     "scheduler.total_steps": _positive_int("null (filled in from the trainer) or an integer >= 1", nullable=True),
     "scheduler.pct_start": Rule("float", "a number between 0 and 1", lambda v: 0 < v < 1),
     "callbacks.early_stopping.patience": Rule("int", "an integer >= 0", lambda v: v >= 0),
+    "callbacks.early_stopping.mode": Rule("str", "min or max", lambda v: v in ("min", "max")),
+    "callbacks.model_checkpoint.mode": Rule("str", "min or max", lambda v: v in ("min", "max")),
     "callbacks.last_checkpoint.min_interval_seconds": Rule("float", "a number of seconds >= 0", lambda v: v >= 0),
 }
 
