@@ -132,3 +132,11 @@ def test_a_start_checkpoint_that_is_not_here_is_refused(compose_cfg, tmp_path) -
 def test_a_mode_that_is_neither_min_nor_max_is_refused(compose_cfg, key: str) -> None:
     with pytest.raises(ConfigError, match=rf"{key}='up' is not valid: {key} must be min or max"):
         validate_config(compose_cfg(f"{key}=up"))
+
+
+def test_held_out_fractions_that_leave_nothing_to_train_on_are_refused(compose_cfg) -> None:
+    validate_config(compose_cfg("data.val_fraction=0.5", "data.test_fraction=0.49"))
+    with pytest.raises(
+        ConfigError, match=r"data.test_fraction=0.99 is not valid: .* below 0.85 beside data.val_fraction=0.15"
+    ):
+        validate_config(compose_cfg("data.test_fraction=0.99"))

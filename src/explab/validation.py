@@ -116,7 +116,8 @@ _ABSENT = object()
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for the first value explab can tell is wrong before a run exists: a known key's
-    type or range, then the precision, the metrics callbacks follow, ``time_to`` and sparse gradients.
+    type or range, then the precision, the metrics callbacks follow, ``time_to``, sparse gradients and the
+    held-out fractions.
     Mandatory values still missing (``???``) come first, as a ``UsageError`` naming them; keys the config
     does not have are left alone.
     """
@@ -138,6 +139,7 @@ def validate_config(cfg: DictConfig) -> None:
     check_monitors(cfg)
     check_time_to(cfg)
     check_sparse_gradients(cfg)
+    check_held_out_fractions(cfg)
 
 
 def missing_values(cfg: DictConfig) -> list[str]:
@@ -243,6 +245,20 @@ def check_time_to(cfg: DictConfig) -> None:
         numbers = list(values) if OmegaConf.is_list(values) else [values]
         if not numbers or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
             raise ConfigError(f"time_to.{metric}", values, "a list of numbers, e.g. [0.95, 0.99]")
+
+
+def check_held_out_fractions(cfg: DictConfig) -> None:
+    """``data.val_fraction`` and ``data.test_fraction`` together hold out less than all the data, or nothing
+    would be left to train on (the data module refuses it too, but only once it is built)."""
+    val = OmegaConf.select(cfg, "data.val_fraction", default=None)
+    test = OmegaConf.select(cfg, "data.test_fraction", default=None)
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (val, test))
+    if numbers and val + test >= 1:
+        raise ConfigError(
+            "data.test_fraction",
+            test,
+            f"below {1 - val:g} beside data.val_fraction={val:g}, so that some data is left to train on",
+        )
 
 
 def check_machine(cfg: DictConfig) -> None:
