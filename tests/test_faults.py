@@ -452,6 +452,25 @@ def test_another_applications_database_is_left_untouched(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
+def test_a_study_storage_that_does_not_answer_is_named_without_its_password(tmp_path: Path) -> None:
+    storage = "postgresql://lab:s3cret@127.0.0.1:9/studies"  # port 9: nothing listens there
+    start = time.monotonic()
+    done = run_cli(
+        "explab-train",
+        "-m",
+        "hparams_search=digits_optuna",
+        f"hydra.sweeper.storage={storage}",
+        *paths(tmp_path),
+        cwd=tmp_path,
+    )
+    assert time.monotonic() - start < 60
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "Error: the study's storage postgresql://lab:***@127.0.0.1:9/studies cannot be opened" in done.stderr
+    assert "s3cret" not in done.stdout + done.stderr
+    assert runs_in(tmp_path / "mlruns", "digits_cnn") == [], "no parent run for a study that could not open"
+
+
+@pytest.mark.slow
 # --- 9. user errors read as one message, not a traceback -----------------------------------------------
 @pytest.mark.parametrize(
     ("bad", "allowed"),

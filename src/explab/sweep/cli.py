@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from explab.config import project_root
-from explab.errors import UsageError
+from explab.errors import ExplabError, UsageError
 from explab.sweep.heartbeat import HEARTBEAT_ATTR, WORKER_ATTR
 from explab.sweep.storage import JOURNAL_PREFIX, load_study
 from explab.sweep.summary import describe_progress
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         storage = args.storage or find_storage(args.study, args.mlruns_dir)
         print("\n".join(status_lines(args.study, storage)))
-    except UsageError as error:
+    except ExplabError as error:  # a study not found, or a storage that does not answer
         print(f"Error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
 

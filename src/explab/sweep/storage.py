@@ -10,11 +10,18 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from explab.errors import ExplabError, first_line
+
 if TYPE_CHECKING:
     import optuna
     from omegaconf import DictConfig
 
 JOURNAL_PREFIX = "journal:///"
+
+
+class StudyStorageError(ExplabError):
+    """A study's storage that cannot be opened (a database that does not answer); the message names it and
+    the fix."""
 
 # Studies opened by a sweeper in this process: in-process jobs report to the very same object.
 _LIVE_STUDIES: dict[tuple[str, str | None], optuna.Study] = {}
@@ -61,11 +68,25 @@ def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
     for attempt in range(attempts):
         try:
             return optuna.storages.RDBStorage(url)
-        except (IntegrityError, OperationalError, ProgrammingError):
+        except (IntegrityError, OperationalError, ProgrammingError) as error:
             if attempt == attempts - 1:
-                raise
+                raise StudyStorageError(
+                    f"the study's storage {shown_url(url)} cannot be opened: {first_line(error)}. Start the "
+                    "database or correct the URL, or give another hydra.sweeper.storage (a journal file, "
+                    "journal:///path/to/study.journal, needs no server)"
+                ) from None
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def shown_url(url: str) -> str:
+    """``url`` as it may be printed: a database URL's password masked."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy reads: nothing in it is a password it knows of
+        return url
 
 
 def remember_study(study: optuna.Study, url: str | None) -> None:
