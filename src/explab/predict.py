@@ -142,6 +142,7 @@ def predict(cfg: DictConfig) -> Path:
     from mlflow.exceptions import MlflowException
 
     from explab.tracking.model import load_model
+    from explab.tracking.store import shown_url
 
     if not Path(cfg.input).exists():  # before the model is fetched: that can take a while
         raise UsageError(
@@ -153,7 +154,7 @@ def predict(cfg: DictConfig) -> Path:
         model = load_model(cfg.model_uri)
     except MlflowException as error:
         raise UsageError(
-            f"model_uri={cfg.model_uri} cannot be loaded from {cfg.tracking_uri}: {first_line(error)}. "
+            f"model_uri={cfg.model_uri} cannot be loaded from {shown_url(cfg.tracking_uri)}: {first_line(error)}. "
             "A run logs its model with log_model=true (sweep trials do not: explab-train reproduce=RUN_ID "
             "log_model=true gives one); its URI is runs:/RUN_ID/model"
         ) from None

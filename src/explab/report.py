@@ -288,14 +288,14 @@ def metrics_to_report(asked: list[str], runs: Sequence[Any], experiment_name: st
 def report(cfg: DictConfig) -> str:
     from explab.tracking import TrackedRun, run_lifecycle
     from explab.tracking.plots import intervals_figure, save_figure
-    from explab.tracking.store import open_client
+    from explab.tracking.store import open_client, shown_url
 
     check_settings(cfg)
     client = open_client(cfg.tracking_uri)
     experiment = client.get_experiment_by_name(cfg.experiment_name)
     if experiment is None:
         names = sorted(e.name for e in client.search_experiments())
-        raise UsageError(f"no experiment '{cfg.experiment_name}' in {cfg.tracking_uri}; there are: {names}")
+        raise UsageError(f"no experiment '{cfg.experiment_name}' in {shown_url(cfg.tracking_uri)}; there are: {names}")
     wanted = "attributes.status = 'FINISHED'"
     sweep = sweep_parent(client, experiment.experiment_id, str(cfg.sweep)) if cfg.get("sweep") else None
     if sweep:  # one sweep's trials: its configurations, each over the seeds of its replicates

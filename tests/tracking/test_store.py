@@ -1,4 +1,4 @@
-"""The SQLite store: its connection settings and the check made before it is opened."""
+"""The tracking store: its SQLite connection settings, the check made before it is opened, and how its URL is shown."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import sqlite3
 import threading
 import time
 
+import pytest
 import sqlalchemy
 from mlflow.tracking import MlflowClient
 
-from explab.tracking.store import _store_lock, check_store, open_client
+from explab.tracking.store import _store_lock, check_store, open_client, shown_url
 
 
 def test_store_connections_use_wal_and_commit_without_waiting_for_the_disk(tmp_path) -> None:
@@ -52,3 +53,17 @@ def test_a_store_another_process_is_creating_is_waited_for_not_called_foreign(tm
     with contextlib.closing(sqlite3.connect(database)) as plain:
         tables = {row[0] for row in plain.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"experiments", "runs"} <= tables
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://lab:s3cret@db.lab:5432/mlflow", "postgresql://lab:***@db.lab:5432/mlflow"),
+        ("http://lab:s3cret@10.0.0.1:5000", "http://lab:***@10.0.0.1:5000"),
+        ("sqlite:////data/mlruns/mlflow.db", "sqlite:////data/mlruns/mlflow.db"),
+        ("http://127.0.0.1:5000?x=%20y", "http://127.0.0.1:5000?x=%20y"),  # no password: exactly as given
+        ("databricks", "databricks"),
+    ],
+)
+def test_a_printed_store_url_hides_its_password(url: str, shown: str) -> None:
+    assert shown_url(url) == shown

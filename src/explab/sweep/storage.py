@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from explab.errors import ExplabError, first_line
+from explab.tracking.store import shown_url
 
 if TYPE_CHECKING:
     import optuna
@@ -22,6 +23,7 @@ JOURNAL_PREFIX = "journal:///"
 class StudyStorageError(ExplabError):
     """A study's storage that cannot be opened (a database that does not answer); the message names it and
     the fix."""
+
 
 # Studies opened by a sweeper in this process: in-process jobs report to the very same object.
 _LIVE_STUDIES: dict[tuple[str, str | None], optuna.Study] = {}
@@ -77,16 +79,6 @@ def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
                 ) from None
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
-
-
-def shown_url(url: str) -> str:
-    """``url`` as it may be printed: a database URL's password masked."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy reads: nothing in it is a password it knows of
-        return url
 
 
 def remember_study(study: optuna.Study, url: str | None) -> None:

@@ -14,6 +14,7 @@ from explab.tracking import environment
 from explab.tracking.datasets import log_dataset_inputs
 from explab.tracking.params import flatten_params
 from explab.tracking.run import TrackedRun
+from explab.tracking.store import shown_url
 from explab.utils.logging import get_logger, global_rank
 
 if TYPE_CHECKING:
@@ -157,7 +158,7 @@ def announce_finished(run: TrackedRun | None, metrics: dict[str, float]) -> None
         "MLflow run %s FINISHED (%s) in %s; UI: make ui, then %s",
         run.run_id,
         summary,
-        run.tracking_uri,
+        shown_url(run.tracking_uri),
         run.ui_link(),
     )
 

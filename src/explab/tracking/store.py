@@ -20,6 +20,18 @@ SQLITE_PREFIX = "sqlite:///"
 PROBE_SECONDS = 5
 
 
+def shown_url(url: str) -> str:
+    """``url`` as it may be printed or logged: a password in it (``postgresql://lab:***@host/db``,
+    ``http://lab:***@host:5000``) masked; any other URL as it is."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # not a URL SQLAlchemy reads, so none with a password it knows of
+        return url
+    return url if parsed.password is None else parsed.render_as_string(hide_password=True)
+
+
 class TrackingStoreError(ExplabError):
     """The tracking URI names no MLflow store explab can use; the message says which URI and the fix."""
 
@@ -62,7 +74,7 @@ def find_run(tracking_uri: str, run_id: str) -> Run:
         return open_client(tracking_uri).get_run(run_id)
     except MlflowException as error:
         raise UsageError(
-            f"no MLflow run {run_id} in {tracking_uri} ({first_line(error)}); the runs' ids are in the UI "
+            f"no MLflow run {run_id} in {shown_url(tracking_uri)} ({first_line(error)}); the runs' ids are in the UI "
             "(make ui) and in each run's last log line"
         ) from None
 
@@ -103,8 +115,8 @@ def _probe_server(tracking_uri: str) -> None:
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise TrackingStoreError(
-            f"The MLflow tracking server {tracking_uri} does not answer ({reason}): start it (make server) or set "
-            "MLFLOW_TRACKING_URI to a server that is up (unset it to use the local store under mlruns/)."
+            f"The MLflow tracking server {shown_url(tracking_uri)} does not answer ({reason}): start it (make server) "
+            "or set MLFLOW_TRACKING_URI to a server that is up (unset it to use the local store under mlruns/)."
         ) from None
 
 
