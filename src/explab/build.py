@@ -19,6 +19,7 @@ from explab.checkpoint_io import AtomicCheckpointIO
 from explab.data.base import TensorDataModule
 from explab.models import TaskModule
 from explab.precision import training_precision
+from explab.tracking.params import recordable
 from explab.tracking.store import open_client
 from explab.utils.distributed import configure_threads
 from explab.utils.logging import get_logger, tidy_lightning_logging
@@ -124,8 +125,7 @@ def build_callbacks(
     if tracking is not None and cfg.get("system_metrics_seconds"):
         resumed = bool(cfg.get("resume"))
         callbacks.append(SystemMetrics(tracking.tracking_uri, run_id, cfg.system_metrics_seconds, resumed))
-    resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
-    callbacks.append(RecordInCheckpoint(resolved, run_id))
+    callbacks.append(RecordInCheckpoint(recordable(cfg), run_id))
     if trial is not None:
         callbacks.extend(trial.callbacks())
     if resumed_run is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -152,9 +152,9 @@ def _warn_about_drift(run: Run, rebuilt: DictConfig) -> None:
 def config_changes(params: dict[str, str], cfg: DictConfig) -> dict[str, tuple[str, str]]:
     """Each training setting of ``cfg`` whose value differs from a run's ``params``, or that the run did not
     have (``+callbacks.x=...``, then ``(none)``): key -> (then, now)."""
-    from explab.tracking.params import describes_training, flatten_params
+    from explab.tracking.params import describes_training, flatten_params, recordable
 
-    now = flatten_params(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)))
+    now = flatten_params(recordable(cfg))
     return {
         key: (params.get(key, "(none)"), value)
         for key, value in now.items()
@@ -174,12 +174,14 @@ def record_resumed_config(run: TrackedRun, cfg: DictConfig) -> None:
     settings instead of falling back to the first ones, and ``reproduce=`` trains them from the start.
     A resume that changes nothing leaves the record as it is.
     """
+    from explab.tracking.params import recordable
+
     changes = config_changes(run.client.get_run(run.run_id).data.params, cfg)
     if not changes:
         return
     said = ", ".join(f"{key}={now} (was {then})" for key, (then, now) in changes.items())
     run.set_tags({RESUMED_WITH_TAG: said[:5000]})
-    run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/resumed.yaml")
+    run.log_text(OmegaConf.to_yaml(OmegaConf.create(recordable(cfg))), "config/resumed.yaml")
     run.log_text(yaml.safe_dump(job_overrides(cfg), sort_keys=False), "config/overrides.yaml")
     log.info("run %s resumed with %s", run.run_id, said)
 

@@ -134,3 +134,45 @@ def test_server_receives_concurrent_training_and_sweep(server: dict[str, str], t
         if "optuna.trial_number" in t
     ]
     assert all("val/acc_best" in keys for keys in trial_metrics)
+
+
+def test_a_password_in_the_tracking_uri_is_recorded_nowhere(server: dict[str, str], tmp_path: Path) -> None:
+    """The tracking URI resolves into the config (logger.mlflow.tracking_uri) that every run records."""
+    with_password = server["uri"].replace("http://", "http://lab:s3cret@")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": with_password}
+    done = subprocess.run(
+        [
+            str(BIN / "explab-train"),
+            f"paths.log_dir={tmp_path}/logs",
+            "trainer.max_epochs=1",
+            "experiment_name=secrets",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # MLflow itself prints its links ("View run ... at: URL") to the terminal the URI was typed in
+    printed = [line for line in (done.stdout + done.stderr).splitlines() if "s3cret" in line]
+    assert printed and all(line.startswith(("🏃 View run", "🧪 View experiment")) for line in printed), printed
+    experiment = get_json(f"{server['uri']}/api/2.0/mlflow/experiments/get-by-name?experiment_name=secrets")
+    [run] = get_json(
+        f"{server['uri']}/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment["experiment"]["experiment_id"]]}
+    )["runs"]
+    params = {p["key"]: p["value"] for p in run["data"]["params"]}
+    assert params["logger.mlflow.tracking_uri"] == with_password.replace("s3cret", "***")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(server["uri"])
+    downloaded = Path(client.download_artifacts(run["info"]["run_id"], "", str(tmp_path / "artifacts")))
+    # (a checkout with this file uncommitted records the file itself in config/git_diff.patch)
+    leaking = [
+        str(p)
+        for p in downloaded.rglob("*")
+        if p.is_file() and p.name != "git_diff.patch" and b"s3cret" in p.read_bytes()
+    ]
+    assert not leaking, "config, checkpoints and the logged model record the URI masked"
+    assert not [p for p in (tmp_path / "logs").rglob("*") if p.is_file() and b"s3cret" in p.read_bytes()]

@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from explab.tracking.params import recordable
 from explab.tracking.run import no_download_bars
 from explab.utils.logging import logger_at_least
 
@@ -38,8 +39,6 @@ def load_model(model_uri: str) -> Any:
     memory (the network and its recipe are read at load).
     """
     import mlflow.pyfunc
-
-    from explab.tracking.run import no_download_bars
 
     # a bar per file of a model of a few small files only fills the console
     with tempfile.TemporaryDirectory(prefix="explab-model-") as folder, no_download_bars():
@@ -79,7 +78,7 @@ def log_model(
     with tempfile.TemporaryDirectory(prefix="explab-model-") as folder:
         files = {"config": Path(folder) / "config.yaml", "weights": Path(folder) / "weights.pt"}
         files["recipe"] = Path(folder) / "recipe.json"
-        files["config"].write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        files["config"].write_text(OmegaConf.to_yaml(OmegaConf.create(recordable(cfg))))
         torch.save(net.state_dict(), files["weights"])
         files["recipe"].write_text(json.dumps(recipe))
         # MLflow reads the logged model back to validate the input example, and says so at INFO in every run,

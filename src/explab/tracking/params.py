@@ -1,9 +1,12 @@
-"""Turn a nested config into MLflow params without ever tripping MLflow's size limits."""
+"""Turn a nested config into what a run records: MLflow params without ever tripping MLflow's size limits,
+and no password from a URL."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
+
+from omegaconf import DictConfig, OmegaConf
 
 # MLflow's limits (mlflow.utils.validation): a param key up to 250 chars, a value up to 6000.
 MAX_KEY_LENGTH = 250
@@ -41,3 +44,19 @@ def flatten_params(config: Mapping[str, Any], skip: tuple[str, ...] = ("hydra",)
             text = text[: MAX_VALUE_LENGTH - len(TRUNCATION_MARK)] + TRUNCATION_MARK
         params[key[:MAX_KEY_LENGTH]] = text
     return params
+
+
+def recordable(cfg: DictConfig) -> dict[str, Any]:
+    """``cfg`` resolved, as a run records it (params, ``config.yaml``, checkpoints, the logged model): a
+    password in a URL value masked, such as the tracking URI ``logger.mlflow.tracking_uri`` resolves from
+    ``MLFLOW_TRACKING_URI`` (``postgresql://lab:***@host/db``)."""
+    from explab.tracking.store import shown_url
+
+    def masked(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {key: masked(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [masked(value) for value in node]
+        return shown_url(node) if isinstance(node, str) and "@" in node and "://" in node else node
+
+    return cast(dict[str, Any], masked(OmegaConf.to_container(cfg, resolve=True)))

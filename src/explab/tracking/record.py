@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -12,7 +12,7 @@ from explab.callbacks.system_metrics import SystemMetrics
 from explab.config import project_root
 from explab.tracking import environment
 from explab.tracking.datasets import log_dataset_inputs
-from explab.tracking.params import flatten_params
+from explab.tracking.params import flatten_params, recordable
 from explab.tracking.run import TrackedRun
 from explab.tracking.store import shown_url
 from explab.utils.logging import get_logger, global_rank
@@ -88,9 +88,9 @@ def open_run(cfg: DictConfig, trial: TrialJob) -> TrackedRun:
 
 def record_config(run: TrackedRun, cfg: DictConfig) -> None:
     """Params from the flattened config; the resolved config, overrides and environment as artifacts."""
-    resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+    resolved = recordable(cfg)
     run.log_params(flatten_params(resolved))
-    run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
+    run.log_text(OmegaConf.to_yaml(OmegaConf.create(resolved)), "config/config.yaml")
     from explab.reproduce import job_overrides
 
     run.log_text(yaml.safe_dump(job_overrides(cfg), sort_keys=False), "config/overrides.yaml")

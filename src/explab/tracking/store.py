@@ -106,9 +106,13 @@ def check_store(tracking_uri: str) -> None:
 def _probe_server(tracking_uri: str) -> None:
     import urllib.error
     import urllib.request
+    from urllib.parse import urlsplit, urlunsplit
 
+    # urllib takes no credentials in the URL (user:password@host); /health answers without them
+    parts = urlsplit(tracking_uri)
+    bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
     try:
-        with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=PROBE_SECONDS):
+        with urllib.request.urlopen(f"{bare.rstrip('/')}/health", timeout=PROBE_SECONDS):
             return
     except urllib.error.HTTPError:
         return  # it answered: what it answers to MLflow's own calls is MLflow's to report
