@@ -483,6 +483,7 @@ def test_a_study_storage_that_does_not_answer_is_named_without_its_password(tmp_
         ("monitor=val/accuracy", "monitor must be a metric this task logs: one of train/acc"),
         ("scheduler=cosine scheduler.T_max=0", "scheduler.T_max must be null (the run's max_epochs) or an integer"),
         ("monitor_mode=maxx", "monitor_mode='maxx' is not valid: monitor_mode must be min or max"),
+        ("experiment_name=", "experiment_name='' is not valid: experiment_name must be a non-empty name"),
     ],
 )
 def test_a_bad_value_is_one_message_naming_the_key_before_any_run(tmp_path: Path, bad: str, allowed: str) -> None:

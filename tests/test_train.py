@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from explab.callbacks import NonFiniteLossError
-from explab.errors import ConfigError
+from explab.errors import ConfigError, UsageError
 from explab.train import train
 from tests.conftest import runs_in, tracking_uri_for
 
@@ -159,7 +159,9 @@ def test_error_while_building_marks_the_run_failed(compose_cfg, store: Path) -> 
 
 
 def test_a_model_that_cannot_be_built_is_refused_before_any_run(compose_cfg, store: Path) -> None:
-    with pytest.raises(Exception, match="depth >= 1"):
+    """The constructor's own ValueError, named by the config key that built it rather than in Hydra's
+    "Error in call to target" wrapping."""
+    with pytest.raises(UsageError, match=r"^model.backbone: ConvNet needs depth >= 1 .*got depth=0\. Change it"):
         train(compose_cfg("model.backbone.depth=0"))
     assert not (store / "mlflow.db").exists()
 

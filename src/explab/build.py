@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -17,6 +18,7 @@ from explab.callbacks.system_metrics import SystemMetrics
 from explab.callbacks.time_to import TimeToThreshold
 from explab.checkpoint_io import AtomicCheckpointIO
 from explab.data.base import TensorDataModule
+from explab.errors import UsageError
 from explab.models import TaskModule
 from explab.precision import training_precision
 from explab.tracking.params import recordable
@@ -80,14 +82,26 @@ def task_metric_names(cfg: DictConfig) -> set[str]:
     run exists. The module is built on the meta device: no memory, no initialisation, so a large model costs
     no more to check than a small one."""
     import torch
+    from hydra.errors import InstantiationException
 
     try:
         with torch.device("meta"):
             return build_model(cfg).metric_names()
     except Exception:
-        # a module whose constructor computes with its tensors (``.item()``, a loaded file) needs real
-        # ones; a config that cannot be built fails here again, with its own error
+        pass
+    # a module whose constructor computes with its tensors (``.item()``, a loaded file) needs real ones; a
+    # config that cannot be built fails here again, with its own error
+    try:
         return build_model(cfg).metric_names()
+    except InstantiationException as error:
+        if not isinstance(error.__cause__, ValueError):
+            raise
+        # a constructor refusing the values it was given (depth=0 for a ConvNet): the config's to fix
+        key = re.search(r"full_key: (\S+)", str(error))
+        raise UsageError(
+            f"{key.group(1) if key else 'model'}: {error.__cause__}. Change it on the command line or in the "
+            "experiment's YAML"
+        ) from error
 
 
 def build_callbacks(

@@ -73,6 +73,9 @@ def _devices(value: Any) -> bool:
 
 RULES: dict[str, Rule] = {
     "seed": Rule("int", f"an integer from 0 to {MAX_SEED}", lambda v: 0 <= v <= MAX_SEED),
+    "experiment_name": Rule(
+        "str", "a non-empty name (quote one made of digits: experiment_name='2024')", lambda v: bool(v.strip())
+    ),
     "torch_threads": _positive_int("null or an integer >= 1", nullable=True),
     "monitor_mode": Rule("str", "min or max", lambda v: v in ("min", "max")),
     "optimizer.lr": Rule("float", "a number > 0", lambda v: v > 0),
