@@ -3,6 +3,8 @@ machine lacks."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -140,3 +142,17 @@ def test_held_out_fractions_that_leave_nothing_to_train_on_are_refused(compose_c
         ConfigError, match=r"data.test_fraction=0.99 is not valid: .* below 0.85 beside data.val_fraction=0.15"
     ):
         validate_config(compose_cfg("data.test_fraction=0.99"))
+
+
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [
+        ("data.vocab_size=2", "an integer >= 3 (two entries are padding and unknown words)"),
+        ("data.max_len=0", "an integer >= 1"),
+        ("data.min_freq=0", "an integer >= 1"),
+    ],
+)
+def test_a_text_setting_that_leaves_no_word_is_refused(compose_cfg, value: str, allowed: str) -> None:
+    """A vocabulary without a word, or texts cut to nothing, would train to chance (or fail inside the fit)."""
+    with pytest.raises(ConfigError, match=re.escape(f"{value.split('=')[0]} must be {allowed}")):
+        validate_config(compose_cfg("experiment=rotten_tomatoes_fasttext", value))

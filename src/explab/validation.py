@@ -98,6 +98,10 @@ RULES: dict[str, Rule] = {
     "data.val_fraction": _fraction(),
     "data.test_fraction": Rule("float", "a number between 0 and 1", lambda v: 0 < v < 1),
     "data.val_size": Rule("float", "a count or a fraction >= 0", lambda v: v >= 0),
+    # text: two entries of the vocabulary are padding and unknown words, so 3 is the smallest that holds a word
+    "data.vocab_size": Rule("int", "an integer >= 3 (two entries are padding and unknown words)", lambda v: v >= 3),
+    "data.min_freq": _positive_int(),
+    "data.max_len": _positive_int(),
     "model.num_classes": Rule("int", "an integer >= 2", lambda v: v >= 2),
     "model.init": Rule("str", f"one of {', '.join(INIT_SCHEMES)}", lambda v: v in INIT_SCHEMES),
     "model.backbone.depth": Rule("int", "an integer >= 0", lambda v: v >= 0),
