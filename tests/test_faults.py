@@ -484,6 +484,8 @@ def test_a_study_storage_that_does_not_answer_is_named_without_its_password(tmp_
         ("scheduler=cosine scheduler.T_max=0", "scheduler.T_max must be null (the run's max_epochs) or an integer"),
         ("monitor_mode=maxx", "monitor_mode='maxx' is not valid: monitor_mode must be min or max"),
         ("experiment_name=", "experiment_name='' is not valid: experiment_name must be a non-empty name"),
+        ("log_model=maybe", "log_model='maybe' is not valid: log_model must be true or false"),
+        ("system_metrics_seconds=0", "system_metrics_seconds must be null (off) or a number of seconds > 0"),
     ],
 )
 def test_a_bad_value_is_one_message_naming_the_key_before_any_run(tmp_path: Path, bad: str, allowed: str) -> None:

@@ -23,8 +23,8 @@ MAX_SEED = 2**32 - 1  # numpy's seeds; Lightning seeds numpy with it
 
 @dataclass(frozen=True)
 class Rule:
-    """What a key takes: ``kind`` "int", "float" (ints accepted), "str" or "any", a range or membership check, and
-    whether null is valid."""
+    """What a key takes: ``kind`` "bool", "int", "float" (ints accepted), "str" or "any", a range or membership
+    check, and whether null is valid."""
 
     kind: str
     allowed: str
@@ -34,6 +34,8 @@ class Rule:
     def accepts(self, value: Any) -> bool:
         if value is None:
             return self.nullable
+        if self.kind == "bool":
+            return isinstance(value, bool)  # "maybe" or 1 would pass a truth test and silently mean true
         if isinstance(value, bool):
             return False
         if self.kind == "int" and not isinstance(value, int):
@@ -78,6 +80,9 @@ RULES: dict[str, Rule] = {
     ),
     "torch_threads": _positive_int("null or an integer >= 1", nullable=True),
     "monitor_mode": Rule("str", "min or max", lambda v: v in ("min", "max")),
+    **{key: Rule("bool", "true or false") for key in ("test", "log_model", "log_plots")},
+    "system_metrics_seconds": Rule("float", "null (off) or a number of seconds > 0", lambda v: v > 0, True),
+    "logger.mlflow.flush_seconds": Rule("float", "a number of seconds >= 0", lambda v: v >= 0),
     "optimizer.lr": Rule("float", "a number > 0", lambda v: v > 0),
     "optimizer.weight_decay": Rule("float", "a number >= 0", lambda v: v >= 0),
     "optimizer.momentum": _fraction(),
