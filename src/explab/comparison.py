@@ -55,7 +55,9 @@ class Comparison:
 
 
 def lower_is_better(metric: str) -> bool:
-    return bool(_LOWER_IS_BETTER.search(metric.rsplit("/", 1)[-1]))
+    """Whether less of ``metric`` is better: losses, errors, durations, and ``time_to/...`` (the seconds a
+    run took to reach a threshold, named after the metric it reached)."""
+    return metric.startswith("time_to/") or bool(_LOWER_IS_BETTER.search(metric.rsplit("/", 1)[-1]))
 
 
 def interval(values: Sequence[float], method: str = "t", confidence: float = 0.95, seed: int = 0) -> Interval:
