@@ -6,7 +6,6 @@ dataclasses with string annotations).
 """
 
 from dataclasses import dataclass
-from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -15,10 +14,10 @@ from hydra.core.config_store import ConfigStore
 class ExplabBasicSweeperConf:
     _target_: str = "hydra_plugins.explab_basic_sweeper.sweeper.ExplabBasicSweeper"
     # Hydra's basic sweeper's own: jobs launched per batch (None: all at once), and overrides every job gets
-    max_batch_size: Optional[int] = None  # noqa: UP045 (Hydra's dataclass loader needs typing's Optional)
-    params: Optional[dict[str, str]] = None  # noqa: UP045
+    max_batch_size: int | None = None
+    params: dict[str, str] | None = None
     # module:function(config, metric) run on every job's composed config before the first job starts
-    check: Optional[str] = None  # noqa: UP045
+    check: str | None = None
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="explab_basic", node=ExplabBasicSweeperConf, provider="explab")

@@ -6,7 +6,7 @@ instead of training the first and ending with the second's traceback.
 """
 
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
@@ -16,9 +16,9 @@ class ExplabBasicSweeper(BasicSweeper):
 
     def __init__(
         self,
-        max_batch_size: Optional[int],  # noqa: UP045
-        params: Optional[dict[str, str]] = None,  # noqa: UP045
-        check: Optional[str] = None,  # noqa: UP045
+        max_batch_size: int | None,
+        params: dict[str, str] | None = None,
+        check: str | None = None,
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.check = check
