@@ -108,20 +108,26 @@ def _override_advice(config_name: str, overrides: list[str]) -> str | None:
     key = override.split("=", 1)[0].lstrip("+~")
     if (config_dir() / key.split("@")[0]).is_dir():
         return None  # a config group: Hydra's own message already lists the available options
-    parent, _, leaf = key.rpartition(".")
+    parent = key.rpartition(".")[0]
     node = OmegaConf.select(good, parent) if parent else good
     if not hasattr(node, "keys"):
         return f"'{override}': '{parent}' is not a config group or mapping."
     valid = sorted(str(k) for k in node)
     return (
-        f"Bad override '{override}'.{did_you_mean(parent, leaf, valid)}\n"
+        f"Bad override '{override}'.{did_you_mean(good, key)}\n"
         f"Valid keys under '{parent or '<root>'}': {', '.join(valid)}\nTo add a new key on purpose, write +{key}=..."
     )
 
 
-def did_you_mean(parent: str, leaf: str, valid: list[str]) -> str:
-    """`` Did you mean: a.b, a.c?`` for the keys under ``parent`` nearest to a mistyped ``leaf``; "" if none is."""
-    close = difflib.get_close_matches(leaf, valid, n=3)
+def did_you_mean(config: DictConfig, key: str) -> str:
+    """`` Did you mean: a.b, a.c?`` for the keys of ``config`` beside a mistyped dotted ``key`` that are
+    nearest to it; "" when none is near, or ``key``'s parent is not a mapping of ``config``."""
+    from omegaconf import OmegaConf
+
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(config, parent, default=None) if parent else config
+    siblings = [str(k) for k in node] if isinstance(node, DictConfig) else []
+    close = difflib.get_close_matches(leaf, siblings, n=3)
     return f" Did you mean: {', '.join(f'{parent}.{c}' if parent else c for c in close)}?" if close else ""
 
 

@@ -56,11 +56,8 @@ def with_overrides(recorded: dict[str, Any], overrides: Any) -> DictConfig:
             )
         if key.startswith("+") or OmegaConf.select(config, key, default=_ABSENT) is not _ABSENT:
             continue
-        parent, _, leaf = key.rpartition(".")
-        node = OmegaConf.select(config, parent, default=None) if parent else config
-        valid = sorted(map(str, node)) if isinstance(node, DictConfig) else []
         raise UsageError(
-            f"config_overrides: the run's config has no {key}.{did_you_mean(parent, leaf, valid)} "
+            f"config_overrides: the run's config has no {key}.{did_you_mean(config, key)} "
             f"To add a new key on purpose, write +{key}=..."
         )
     merged = cast(DictConfig, OmegaConf.merge(config, OmegaConf.from_dotlist([i.lstrip("+") for i in items])))

@@ -79,10 +79,15 @@ def job_overrides(cfg: DictConfig) -> list[str]:
     ``resume=`` the run's merged with them (without ``reproduce=`` or ``resume=`` itself; the tag
     ``explab.reproduced_from`` keeps the source), so that reproducing a reproduced run, or resuming a resumed
     one, trains the same config again."""
-    mode = "resume" if cfg.get("resume") else "reproduce" if cfg.get("reproduce") else None
+    mode = _mode(cfg)
     if mode is None:
         return hydra_overrides()
     return _with_recorded(recorded_overrides(_store_of(cfg), str(cfg[mode])))
+
+
+def _mode(cfg: DictConfig) -> str | None:
+    """``resume`` or ``reproduce``: which of the two rebuilds this job from a run's record; None for neither."""
+    return "resume" if cfg.get("resume") else "reproduce" if cfg.get("reproduce") else None
 
 
 def _with_recorded(recorded: list[str]) -> list[str]:
@@ -112,7 +117,7 @@ def config_from_recorded_run(cfg: DictConfig) -> DictConfig:
     """The config a ``resume=`` or ``reproduce=`` job runs; ``cfg`` itself when it is neither."""
     from hydra import compose
 
-    mode = "resume" if cfg.get("resume") else "reproduce" if cfg.get("reproduce") else None
+    mode = _mode(cfg)
     if mode is None:
         return cfg
     if cfg.get("resume") and cfg.get("reproduce"):

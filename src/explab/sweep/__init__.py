@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import optuna
@@ -36,3 +37,11 @@ def search_trials(study: optuna.Study, states: tuple[TrialState, ...] | None = N
     training here, and replicates, trained after the search, left out."""
     trials = study.get_trials(deepcopy=False, states=states)
     return [t for t in trials if not (is_repeat(t) or is_warm_start(t) or is_replicate(t))]
+
+
+def named_function(spec: str) -> Callable[..., Any]:
+    """The function a sweeper setting names (``hydra.sweeper.check``, ``custom_search_space``), written
+    ``module:function`` or ``module.function``."""
+    from hydra.utils import get_method
+
+    return get_method(spec.replace(":", "."))

@@ -118,11 +118,8 @@ def _why_not_composed(name: str, value: object, error: Exception, base: Callable
             f"its options: {', '.join(options)}"
         )
     if said.startswith("Could not override"):
-        parent, _, leaf = name.rpartition(".")
-        node = OmegaConf.select(base(), parent) if parent else base()
-        valid = sorted(map(str, node)) if isinstance(node, DictConfig) else []
         return (
-            f"the search space sets {name}, which the job's config does not have.{did_you_mean(parent, leaf, valid)} "
+            f"the search space sets {name}, which the job's config does not have.{did_you_mean(base(), name)} "
             "Search a key of the config (hydra.sweeper.params or a sweep override)"
         )
     return f"the search space's {name}={value} does not compose: {first_line(error)}"

@@ -1,8 +1,7 @@
 """``hydra/sweeper=explab_basic``: Hydra's basic sweeper settings, and the check run on every job's config.
 
-Kept free of heavy imports (Hydra imports every plugin module at every start-up) and of
-``from __future__ import annotations`` (Hydra loads plugin modules outside sys.modules, which breaks
-dataclasses with string annotations).
+Written under the same constraints as ``explab_optuna_sweeper/config.py``, which gives the reasons: light
+imports only, and no postponed annotations.
 """
 
 from dataclasses import dataclass

@@ -27,12 +27,11 @@ class ExplabBasicSweeper(BasicSweeper):
         if not self.check:
             super().validate_batch_is_legal(batch)
             return
-        from hydra.utils import get_method
-
         from explab.errors import ExplabError, UsageError
+        from explab.sweep import named_function
 
         assert self.hydra_context is not None and self.config is not None
-        check = get_method(self.check.replace(":", "."))
+        check = named_function(self.check)
         for number, overrides in enumerate(batch):
             config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
             try:

@@ -36,14 +36,14 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from hydra.utils import get_method, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from explab.errors import ExplabError, UsageError
-from explab.sweep import REPEATS_ATTR, REPLICATE_ATTR, is_repeat, is_replicate, search_trials
+from explab.sweep import REPEATS_ATTR, REPLICATE_ATTR, is_repeat, is_replicate, named_function, search_trials
 from explab.sweep.checks import check_space_composes
 from explab.sweep.heartbeat import (
     RELEASED_ATTR,
@@ -392,7 +392,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
         loader, config = self.hydra_context.config_loader, self.config
         if self.check:
             job_config = loader.load_sweep_config(config, list(fixed))
-            get_method(self.check.replace(":", "."))(job_config, self.objectives.metric_setting)
+            named_function(self.check)(job_config, self.objectives.metric_setting)
         check_space_composes(
             lambda overrides: loader.load_sweep_config(config, overrides), space, self.conditions, fixed
         )
@@ -652,7 +652,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
                 suggest(trial, name, space[name])
         if self.custom_search_space:
             assert self.config is not None
-            get_method(self.custom_search_space.replace(":", "."))(self.config, trial)
+            named_function(self.custom_search_space)(self.config, trial)
 
     def _trial_overrides(self, study: optuna.Study, trial_number: int, parent: TrackedRun | None) -> list[str]:
         """``optuna_trial.*``: how the job finds its trial (to report for pruning), its parent run, and the
