@@ -156,3 +156,31 @@ def test_a_text_setting_that_leaves_no_word_is_refused(compose_cfg, value: str, 
     """A vocabulary without a word, or texts cut to nothing, would train to chance (or fail inside the fit)."""
     with pytest.raises(ConfigError, match=re.escape(f"{value.split('=')[0]} must be {allowed}")):
         validate_config(compose_cfg("experiment=rotten_tomatoes_fasttext", value))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["scheduler=onecycle", "trainer.max_epochs=-1", "+trainer.max_time=00:00:00:05"], "scheduler.total_steps"),
+        (["scheduler=cosine", "trainer.max_epochs=-1", "+trainer.max_steps=30"], "scheduler.T_max"),
+        (["scheduler=cosine", "trainer.max_epochs=null", "+trainer.max_steps=30"], "scheduler.T_max"),
+    ],
+)
+def test_a_scheduler_length_the_trainer_does_not_bound_is_refused(compose_cfg, overrides, key: str) -> None:
+    """OneCycleLR over an endless run failed in its first step; a cosine over "-1 epochs" got one epoch."""
+    with pytest.raises(ConfigError, match=rf"{key}=None is not valid: {key} must be .*\(trainer.max_epochs="):
+        validate_config(compose_cfg(*overrides))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["scheduler=onecycle", "trainer.max_epochs=-1", "+trainer.max_steps=30"],
+        ["scheduler=onecycle", "trainer.max_epochs=null"],
+        ["scheduler=cosine", "trainer.max_epochs=-1", "scheduler.T_max=3"],
+        ["scheduler=onecycle", "trainer.max_epochs=-1", "scheduler.total_steps=100"],
+        ["scheduler=cosine", "trainer.max_epochs=4"],
+    ],
+)
+def test_a_scheduler_length_the_trainer_or_the_config_gives_passes(compose_cfg, overrides) -> None:
+    validate_config(compose_cfg(*overrides))

@@ -128,8 +128,8 @@ _ABSENT = object()
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for the first value explab can tell is wrong before a run exists: a known key's
-    type or range, then the precision, the metrics callbacks follow, ``time_to``, sparse gradients and the
-    held-out fractions.
+    type or range, then the precision, the metrics callbacks follow, ``time_to``, sparse gradients, the
+    held-out fractions and the length a scheduler is fitted to.
     Mandatory values still missing (``???``) come first, as a ``UsageError`` naming them; keys the config
     does not have are left alone.
     """
@@ -152,6 +152,7 @@ def validate_config(cfg: DictConfig) -> None:
     check_time_to(cfg)
     check_sparse_gradients(cfg)
     check_held_out_fractions(cfg)
+    check_scheduler_length(cfg)
 
 
 def missing_values(cfg: DictConfig) -> list[str]:
@@ -270,6 +271,46 @@ def check_held_out_fractions(cfg: DictConfig) -> None:
             "data.test_fraction",
             test,
             f"below {1 - val:g} beside data.val_fraction={val:g}, so that some data is left to train on",
+        )
+
+
+def check_scheduler_length(cfg: DictConfig) -> None:
+    """A scheduler whose length explab fills in needs a run whose length the trainer bounds: OneCycleLR's
+    ``total_steps`` needs ``trainer.max_epochs`` or ``trainer.max_steps``, CosineAnnealingLR's ``T_max`` (in
+    epochs) needs ``trainer.max_epochs``. Otherwise OneCycleLR fails in the first step and the cosine, given
+    one epoch, would rise again after it.
+    """
+    node = cfg.get("scheduler")
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    if not isinstance(target, str):
+        return
+    from hydra.utils import get_method
+
+    from explab.models.tasks import filled_from_trainer
+
+    try:
+        filled = filled_from_trainer(get_method(target), node)
+    except Exception:  # an unknown target is named by the model's instantiation
+        return
+    max_epochs = OmegaConf.select(cfg, "trainer.max_epochs", default=None)
+    max_steps = OmegaConf.select(cfg, "trainer.max_steps", default=-1)
+    steps_bounded = type(max_steps) is int and max_steps >= 1
+    # Lightning trains 1000 epochs when neither limit is given, and with no epoch limit when only max_steps is
+    epochs_bounded = (type(max_epochs) is int and max_epochs >= 1) or (max_epochs is None and not steps_bounded)
+    epochs = "null" if max_epochs is None else max_epochs
+    if "total_steps" in filled and not (epochs_bounded or steps_bounded):
+        raise ConfigError(
+            "scheduler.total_steps",
+            None,
+            f"an integer >= 1 in a run of unbounded length (trainer.max_epochs={epochs} and no "
+            "trainer.max_steps): give it, or bound the run with trainer.max_epochs or +trainer.max_steps",
+        )
+    if "T_max" in filled and not epochs_bounded:
+        raise ConfigError(
+            "scheduler.T_max",
+            None,
+            f"a number of epochs in a run whose epochs are not bounded (trainer.max_epochs={epochs}): "
+            "give it, or set trainer.max_epochs",
         )
 
 

@@ -25,6 +25,19 @@ def test_schedulers_get_their_length_from_the_trainer() -> None:
     assert cosine["interval"] == "epoch" and cosine["scheduler"].T_max == 4
 
 
+@pytest.mark.parametrize(
+    ("scheduler", "trainer"),
+    [
+        (partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.1), {"estimated_stepping_batches": float("inf")}),
+        (partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=None), {"max_epochs": -1}),
+    ],
+)
+def test_a_scheduler_length_the_trainer_does_not_bound_is_refused(scheduler, trainer: dict) -> None:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(ValueError, match="cannot be filled in: the trainer has no"):
+        build_scheduler(scheduler, optimizer, SimpleNamespace(**trainer))
+
+
 @pytest.mark.parametrize("kind", ["classification", "regression"])
 def test_training_sums_give_what_torchmetrics_gives(kind: str) -> None:
     """train/loss, train/acc and train/r2 come from sums added up on the device, not from torchmetrics."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any, cast
@@ -35,21 +36,35 @@ OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 
 
+FILLED_FROM_TRAINER = ("total_steps", "T_max")
+
+
+def filled_from_trainer(scheduler: Callable[..., Any], given: Any) -> list[str]:
+    """The arguments of ``scheduler`` that :func:`build_scheduler` fills in from the trainer: those of
+    ``FILLED_FROM_TRAINER`` it takes and ``given`` (its configured keywords) leaves unset."""
+    params = inspect.signature(scheduler).parameters
+    return [name for name in FILLED_FROM_TRAINER if name in params and given.get(name) is None]
+
+
 def build_scheduler(factory: SchedulerFactory, optimizer: torch.optim.Optimizer, trainer: L.Trainer) -> dict:
     """Fill what a scheduler needs from the trainer (total steps, epochs) and pick its update interval.
 
-    Schedulers that take ``total_steps`` (OneCycleLR) step per batch; the rest step per epoch.
+    Schedulers that take ``total_steps`` (OneCycleLR) step per batch; the rest step per epoch. A length the
+    trainer does not bound is refused (``validation.check_scheduler_length`` says so before the run).
     """
     func = getattr(factory, "func", factory)
-    given = getattr(factory, "keywords", {}) or {}
-    params = inspect.signature(func).parameters
+    filled = filled_from_trainer(func, getattr(factory, "keywords", {}) or {})
     extra: dict[str, Any] = {}
     interval = "epoch"
-    if "total_steps" in params and given.get("total_steps") is None:
+    if "total_steps" in filled:
+        if math.isinf(trainer.estimated_stepping_batches):
+            raise ValueError("the scheduler's total_steps cannot be filled in: the trainer has no step limit")
         extra["total_steps"] = int(trainer.estimated_stepping_batches)
         interval = "step"
-    if "T_max" in params and given.get("T_max") is None:
-        extra["T_max"] = max(1, int(trainer.max_epochs or 1))
+    if "T_max" in filled:
+        if trainer.max_epochs is None or trainer.max_epochs < 1:
+            raise ValueError("the scheduler's T_max cannot be filled in: the trainer has no epoch limit")
+        extra["T_max"] = trainer.max_epochs
     return {"scheduler": factory(optimizer, **extra), "interval": interval}
 
 
