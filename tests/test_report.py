@@ -11,9 +11,12 @@ import mlflow
 import numpy as np
 import pytest
 from scipy import stats
+from torch import nn
+from torch.optim import SGD
 
 from explab.errors import UsageError
-from explab.report import labels, report
+from explab.models.tasks import ClassificationTask, RegressionTask, TaskModule
+from explab.report import HEADLINE_METRICS, labels, report
 from explab.train import train
 from tests.conftest import run_cli, runs_in, tracking_uri_for
 
@@ -40,6 +43,22 @@ def test_report_groups_runs_by_config_minus_seed(compose_cfg, store: Path) -> No
         "report/report.csv",
         "report/intervals.png",
     }
+
+
+def test_a_report_without_metrics_shows_its_tasks_headline_metrics(compose_cfg, store: Path) -> None:
+    """A regression's report asked for test/acc by default and stopped with an error."""
+    for seed in (1, 2):
+        train(compose_cfg("experiment=diabetes_mlp", f"seed={seed}", "trainer.max_epochs=1", "test=true"))
+    markdown = report(compose_cfg("experiment_name=diabetes_mlp", config_name="report"))
+    header = next(line for line in markdown.splitlines() if line.startswith("| configuration |"))
+    assert header == (
+        "| configuration | n | test/mse | test/mse 95% CI | test/r2 | test/r2 95% CI | val/mse_best | val/mse_best 95% CI |"
+    )
+
+
+@pytest.mark.parametrize("task", [ClassificationTask(nn.Identity(), 3, SGD), RegressionTask(nn.Identity(), SGD)])
+def test_each_task_has_headline_metrics_it_logs(task: TaskModule) -> None:
+    assert set(HEADLINE_METRICS[task.best_metric_name]) <= task.metric_names()
 
 
 def test_labels_name_the_chosen_class_and_leave_out_settings_a_configuration_lacks() -> None:

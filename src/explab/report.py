@@ -238,10 +238,28 @@ def check_settings(cfg: DictConfig) -> None:
         raise UsageError(f"ci={cfg.ci} is not an interval explab computes; choose one of {list(comparison.INTERVALS)}")
     if cfg.test not in comparison.TESTS:
         raise UsageError(f"test={cfg.test} is not a paired test explab runs; choose one of {list(comparison.TESTS)}")
-    if not metric_names(cfg.metrics):
+    if cfg.metrics is not None and not metric_names(cfg.metrics):
         raise UsageError("metrics=[] names no metric; give one or more, e.g. metrics=[test/acc,val/acc_best]")
     if not 0 < cfg.alpha < 1 or not 0 < cfg.confidence < 1:
         raise UsageError(f"alpha={cfg.alpha} and confidence={cfg.confidence} must lie between 0 and 1")
+
+
+# With metrics=null a report shows its task's headline metrics; the best-so-far metric the runs logged tells
+# which task they trained (explab.models.tasks defines both; importing it here would load torch).
+HEADLINE_METRICS = {
+    "val/acc_best": ["test/acc", "test/f1", "val/acc_best"],
+    "val/mse_best": ["test/mse", "test/r2", "val/mse_best"],
+}
+
+
+def headline_metrics(runs: Sequence[Any]) -> list[str]:
+    """The headline metrics of the tasks ``runs`` trained, in ``HEADLINE_METRICS``' order; otherwise every
+    ``test/`` metric and best-so-far value they logged."""
+    logged = {name for run in runs for name in run.data.metrics}
+    headline = [metric for best, metrics in HEADLINE_METRICS.items() if best in logged for metric in metrics]
+    return headline or sorted(
+        n for n in logged if n.startswith("test/") or (n.startswith("val/") and n.endswith("_best"))
+    )
 
 
 def metric_names(value: Any) -> list[str]:
@@ -305,7 +323,8 @@ def report(cfg: DictConfig) -> str:
     if not runs:
         of_sweep = f" in sweep {cfg.sweep}" if sweep else ""
         raise UsageError(f"experiment '{cfg.experiment_name}' has no FINISHED training runs{of_sweep} to report")
-    metrics = metrics_to_report(metric_names(cfg.metrics), runs, cfg.experiment_name)
+    asked = headline_metrics(runs) if cfg.metrics is None else metric_names(cfg.metrics)
+    metrics = metrics_to_report(asked, runs, cfg.experiment_name)
     groups = group_runs(runs)
     rows = aggregate(groups, metrics, cfg.ci, cfg.confidence)
     method = {"t": "Student t", "bootstrap": "percentile bootstrap", "pooled": "Student t, pooled deviation"}[cfg.ci]
