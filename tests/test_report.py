@@ -51,9 +51,8 @@ def test_a_report_without_metrics_shows_its_tasks_headline_metrics(compose_cfg, 
         train(compose_cfg("experiment=diabetes_mlp", f"seed={seed}", "trainer.max_epochs=1", "test=true"))
     markdown = report(compose_cfg("experiment_name=diabetes_mlp", config_name="report"))
     header = next(line for line in markdown.splitlines() if line.startswith("| configuration |"))
-    assert header == (
-        "| configuration | n | test/mse | test/mse 95% CI | test/r2 | test/r2 95% CI | val/mse_best | val/mse_best 95% CI |"
-    )
+    metrics = ("test/mse", "test/r2", "val/mse_best")
+    assert header == "| configuration | n | " + " | ".join(f"{m} | {m} 95% CI" for m in metrics) + " |"
 
 
 @pytest.mark.parametrize("task", [ClassificationTask(nn.Identity(), 3, SGD), RegressionTask(nn.Identity(), SGD)])
