@@ -418,6 +418,7 @@ def test_predict_from_a_run_without_a_model_says_how_to_log_one(tmp_path: Path) 
     )
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "A run logs its model with log_model=true" in done.stderr
+    assert ".. " not in done.stderr, "MLflow's message is quoted as a clause, without its own full stop"
 
 
 @pytest.mark.slow

@@ -33,5 +33,5 @@ class ConfigError(ExplabError, ValueError):
 
 def first_line(error: BaseException) -> str:
     """The first line of ``error``'s message (its type's name when it has none): a third-party error quoted
-    inside one of explab's, without the rest of its text."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+    inside one of explab's, without the rest of its text and without a closing full stop, as a clause."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
