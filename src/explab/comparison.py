@@ -20,6 +20,8 @@ INTERVALS = ("t", "bootstrap", "pooled")
 TESTS = ("t", "wilcoxon")
 # metrics where less is better, told apart by the last part of their name (val/loss, perf/fit_seconds, test/mse)
 _LOWER_IS_BETTER = re.compile(r"(loss|error|mse|mae|rmse|seconds|time)(_best)?$")
+# metrics whose name says more is better; any other name (model/parameters) says neither
+_HIGHER_IS_BETTER = re.compile(r"(acc|accuracy|f1|r2|precision|recall|auc|auroc)(_best)?$")
 # two repeats are the fewest that give a spread, so the fewest a test or an interval can use
 MIN_REPEATS = 2
 
@@ -58,6 +60,14 @@ def lower_is_better(metric: str) -> bool:
     """Whether less of ``metric`` is better: losses, errors, durations, and ``time_to/...`` (the seconds a
     run took to reach a threshold, named after the metric it reached)."""
     return metric.startswith("time_to/") or bool(_LOWER_IS_BETTER.search(metric.rsplit("/", 1)[-1]))
+
+
+def better_by_name(metric: str) -> str | None:
+    """``"minimize"`` or ``"maximize"`` where ``metric``'s name says which way is better (val/loss, test/acc),
+    None where it does not (model/parameters)."""
+    if lower_is_better(metric):
+        return "minimize"
+    return "maximize" if _HIGHER_IS_BETTER.search(metric.rsplit("/", 1)[-1]) else None
 
 
 def interval(values: Sequence[float], method: str = "t", confidence: float = 0.95, seed: int = 0) -> Interval:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import optuna
 import pytest
@@ -32,6 +33,28 @@ def test_settings_that_cannot_describe_objectives_are_refused() -> None:
     with pytest.raises(UsageError, match="minimize, maximize or a list"):
         Objectives.from_settings("up", None)
     assert Objectives.from_settings(["maximize"], "val/acc").direction_setting == "maximize"
+
+
+@pytest.mark.parametrize(
+    ("direction", "metric", "fix"),
+    [
+        ("maximize", "val/mse_best", "set hydra.sweeper.direction=minimize"),
+        ("minimize", "val/acc_best", "set hydra.sweeper.direction=maximize"),
+        (["maximize", "maximize"], ["val/acc_best", "perf/fit_seconds"], "set entry 2 of hydra.sweeper.direction to"),
+        ("maximize", "time_to/val/acc_0.95", "set hydra.sweeper.direction=minimize"),
+    ],
+)
+def test_a_direction_against_what_the_metrics_name_says_is_refused(direction, metric, fix: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(fix)):
+        Objectives.from_settings(direction, metric)
+
+
+@pytest.mark.parametrize(
+    ("direction", "metric"),
+    [("maximize", "model/parameters"), ("minimize", "model/parameters"), ("maximize", "custom/score")],
+)
+def test_a_metric_whose_name_says_neither_way_takes_either_direction(direction: str, metric: str) -> None:
+    assert Objectives.from_settings(direction, metric).directions == (direction,)
 
 
 def add(study: optuna.Study, *values: float, **attrs: int) -> None:

@@ -166,6 +166,18 @@ def test_wrong_metric_fails_before_any_trial(tmp_path: Path) -> None:
     assert runs_in(tmp_path / "mlruns", "digits_cnn") == []
 
 
+def test_a_metric_changed_without_its_direction_fails_before_the_study_exists(tmp_path: Path) -> None:
+    """Maximising val/loss ran the whole sweep and crowned its worst trial."""
+    done = explab_sweep(tmp_path, "optimized_metric=val/loss")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert (
+        "Error: hydra.sweeper.direction=maximize would maximize val/loss, and by its name lower is better: "
+        "set hydra.sweeper.direction=minimize"
+    ) in done.stderr
+    assert not (tmp_path / "mlruns" / "optuna").exists(), "no study"
+    assert runs_in(tmp_path / "mlruns", "digits_cnn") == []
+
+
 @pytest.mark.slow
 def test_a_search_space_typo_fails_before_the_study_exists_and_the_fixed_command_runs(tmp_path: Path) -> None:
     """A mistyped key once failed every trial and left a study whose definition held it, so the corrected

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from explab.comparison import better_by_name
 from explab.errors import UsageError
 
 DIRECTIONS = ("minimize", "maximize")
@@ -33,7 +34,9 @@ class Objectives:
         """From ``hydra.sweeper.direction`` and ``hydra.sweeper.metric``, each a string or a list.
 
         Raises:
-            UsageError: an unknown direction, or a metric list whose length differs from the directions'.
+            UsageError: an unknown direction, a metric list whose length differs from the directions', or a
+                direction against what a metric's name says is better (maximize val/mse_best), the slip of
+                changing the metric and not the direction, which would crown the worst trial.
         """
         # hydra-optuna-sweeper's configs may hold its Direction enum, whose name is the direction
         directions = tuple(str(getattr(d, "name", d)) for d in _as_list(direction))
@@ -45,6 +48,19 @@ class Objectives:
                 f"hydra.sweeper.direction lists {len(directions)} direction(s) and hydra.sweeper.metric "
                 f"{len(metrics)} metric(s) ({', '.join(metrics)}): give one direction per metric"
             )
+        for position, (metric, direction) in enumerate(zip(metrics, directions, strict=False)):
+            better = better_by_name(metric)
+            if better is not None and better != direction:
+                given = directions[0] if len(directions) == 1 else f"[{','.join(directions)}]"
+                fix = (
+                    f"hydra.sweeper.direction={better}"
+                    if len(directions) == 1
+                    else f"entry {position + 1} of hydra.sweeper.direction to {better}"
+                )
+                raise UsageError(
+                    f"hydra.sweeper.direction={given} would {direction} {metric}, and by its name "
+                    f"{'lower' if better == 'minimize' else 'higher'} is better: set {fix}"
+                )
         return cls(directions, metrics)
 
     @property
