@@ -376,6 +376,26 @@ def test_predict_names_a_missing_input_before_it_fetches_the_model(tmp_path: Pat
 
 
 @pytest.mark.slow
+def test_a_registered_model_that_does_not_load_is_answered_with_the_registry(logged_run: str, store: Path) -> None:
+    """models:/NAME/7 or models:/NAME@champion that the registry lacks was answered with how a run logs a model."""
+    client = MlflowClient(tracking_uri_for(store))
+    client.create_registered_model("digits")
+    client.create_model_version("digits", f"runs:/{logged_run}/model", run_id=logged_run)
+    client.set_registered_model_alias("digits", "prod", "1")
+    for uri, advice in [
+        ("models:/digits/7", "Registered model 'digits' has versions 1 and aliases @prod (version 1): give models:/"),
+        ("models:/digits@champion", "Registered model 'digits' has versions 1 and aliases @prod (version 1)"),
+        (
+            "models:/digit/1",
+            "The registry holds no model 'digit'; it holds: digits. explab-train registered_model_name=",
+        ),
+    ]:
+        done = run_cli("explab-predict", f"model_uri={uri}", f"input={store}", f"paths.mlruns_dir={store}", cwd=store)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+        assert f"Error: model_uri={uri} cannot be loaded" in done.stderr and advice in done.stderr, done.stderr[-2000:]
+
+
+@pytest.mark.slow
 def test_predict_cli_names_the_bad_input_without_a_traceback(logged_run: str, store: Path, tmp_path: Path) -> None:
     (tmp_path / "bad.csv").write_text("1,2,3\n")
     done = run_cli(

@@ -137,6 +137,36 @@ def _is_number(cell: str) -> bool:
     return True
 
 
+def model_uri_advice(model_uri: str) -> str:
+    """What to give instead of a model URI that did not load: for ``models:/NAME/...`` the versions and aliases
+    the registry holds for NAME (or the names it holds); otherwise how a run logs its model."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    if not model_uri.startswith("models:/"):
+        return (
+            "A run logs its model with log_model=true (sweep trials do not: explab-train reproduce=RUN_ID "
+            "log_model=true gives one); its URI is runs:/RUN_ID/model"
+        )
+    name = model_uri.removeprefix("models:/").split("/")[0].split("@")[0]
+    client = MlflowClient()
+    try:
+        registered = client.get_registered_model(name)
+    except MlflowException:
+        names = ", ".join(sorted(model.name for model in client.search_registered_models())) or "none"
+        return (
+            f"The registry holds no model '{name}'; it holds: {names}. explab-train registered_model_name=NAME "
+            "registers a run's model"
+        )
+    versions = sorted(int(version.version) for version in client.search_model_versions(f"name='{name}'"))
+    aliases = ", ".join(f"@{alias} (version {version})" for alias, version in sorted(registered.aliases.items()))
+    if aliases:
+        choices = f"aliases {aliases}: give models:/{name}/VERSION or models:/{name}@ALIAS"
+    else:
+        choices = f"no alias: give models:/{name}/VERSION"
+    return f"Registered model '{name}' has versions {', '.join(map(str, versions)) or 'none'} and {choices}"
+
+
 def predict(cfg: DictConfig) -> Path:
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -155,8 +185,7 @@ def predict(cfg: DictConfig) -> Path:
     except MlflowException as error:
         raise UsageError(
             f"model_uri={cfg.model_uri} cannot be loaded from {shown_url(cfg.tracking_uri)}: {first_line(error)}. "
-            "A run logs its model with log_model=true (sweep trials do not: explab-train reproduce=RUN_ID "
-            "log_model=true gives one); its URI is runs:/RUN_ID/model"
+            f"{model_uri_advice(str(cfg.model_uri))}"
         ) from None
     x, names = read_inputs(Path(cfg.input), input_recipe(model))
     outputs = np.asarray(model.predict(x))
