@@ -115,16 +115,27 @@ class TextDataModule(TensorDataModule):
         return {"vocabulary.json": self.vocabulary.to_dict(self.max_len)}
 
 
-def _read_reviews(folder: Path) -> tuple[list[str], np.ndarray]:
-    texts, labels = [], []
+def _review_folders(split: Path) -> list[tuple[int, Path]]:
+    """The (label, folder) pairs of an aclImdb split, without reading a review.
+
+    Raises:
+        DataError: ``neg/`` or ``pos/`` is missing or holds no ``.txt`` review.
+    """
+    folders = []
     for label, name in ((0, "neg"), (1, "pos")):
-        sub = folder / name
+        sub = split / name
         if not sub.is_dir():
             raise DataError(f"{sub} is missing: an aclImdb split holds pos/ and neg/ folders of .txt reviews")
-        files = sorted(sub.glob("*.txt"))
-        if not files:
+        if next(sub.glob("*.txt"), None) is None:
             raise DataError(f"{sub} holds no .txt reviews")
-        for path in files:
+        folders.append((label, sub))
+    return folders
+
+
+def _read_reviews(split: Path) -> tuple[list[str], np.ndarray]:
+    texts, labels = [], []
+    for label, sub in _review_folders(split):
+        for path in sorted(sub.glob("*.txt")):
             try:
                 texts.append(path.read_text(encoding="utf-8"))
             except UnicodeDecodeError as err:
@@ -155,7 +166,9 @@ class IMDBDataModule(TextDataModule):
         return root
 
     def check_source(self) -> None:
-        self._root()
+        root = self._root()
+        for split in ("train", "test"):
+            _review_folders(root / split)
 
     def read_texts(self) -> dict[str, tuple[list[str], np.ndarray]]:
         root = self._root()
