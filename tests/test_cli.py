@@ -48,6 +48,17 @@ def test_unknown_group_option_lists_the_choices(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "Could not find 'optimizer/adamm'" in done.stderr
     assert "adamw" in done.stderr and "rmsprop" in done.stderr
+    assert done.stderr.rstrip().endswith("Did you mean: optimizer=adam, optimizer=adamw?"), done.stderr[-500:]
+
+
+def test_the_multirun_flag_may_follow_the_overrides(tmp_path: Path) -> None:
+    """Hydra's argparse refused ``explab-train seed=1,2 -m experiment=...`` as "unrecognized arguments"."""
+    done = run_cli("explab-train", "seed=1,2", "-m", "experiment=mnist_cnnn", *common(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and "unrecognized arguments" not in done.stderr, done.stderr[-2000:]
+    assert (
+        "Could not find 'experiment/mnist_cnnn'" in done.stderr and "Did you mean: experiment=mnist_cnn," in done.stderr
+    )
+    assert runs_in(tmp_path / "mlruns", "mnist_cnn") == []
 
 
 def test_a_list_of_overrides_left_unquoted_is_answered_with_the_quoted_form(tmp_path: Path) -> None:

@@ -106,8 +106,14 @@ def _override_advice(config_name: str, overrides: list[str]) -> str | None:
         GlobalHydra.instance().clear()
     override = sweep_free[bad]
     key = override.split("=", 1)[0].lstrip("+~")
-    if (config_dir() / key.split("@")[0]).is_dir():
-        return None  # a config group: Hydra's own message already lists the available options
+    group = config_dir() / key.split("@")[0]
+    if group.is_dir():  # Hydra's own message already lists the group's options; name the nearest
+        options = sorted(path.stem for path in group.glob("*.yaml"))
+        chosen = override.partition("=")[2]
+        close = difflib.get_close_matches(chosen, options, n=3)
+        if chosen in options or not close:
+            return None
+        return f"Did you mean: {', '.join(f'{key}={option}' for option in close)}?"
     parent = key.rpartition(".")[0]
     node = OmegaConf.select(good, parent) if parent else good
     if not hasattr(node, "keys"):
@@ -161,8 +167,17 @@ def _composes(config_name: str, overrides: list[str]) -> bool:
     return True
 
 
+def _multirun_flag_first(arguments: list[str]) -> list[str]:
+    """``arguments`` with ``-m``/``--multirun`` first. Hydra's argparse takes the overrides as one list, so
+    ``explab-train seed=1,2 -m experiment=x`` was refused as "unrecognized arguments"; the flag takes no value,
+    so where it stands changes nothing else."""
+    flags = [a for a in arguments if a in ("-m", "--multirun")]
+    return [*flags, *(a for a in arguments if a not in flags)]
+
+
 def run_hydra_app(app: Callable[[], object], config_name: str) -> None:
     """Run a ``@hydra.main`` app; on a composition error, print which key is wrong and what is valid."""
+    sys.argv = [sys.argv[0], *_multirun_flag_first(sys.argv[1:])]
     try:
         app()
     except ReportedError:
