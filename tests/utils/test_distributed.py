@@ -29,6 +29,7 @@ def test_ddp_cpu_makes_one_run_with_metrics_over_all_ranks(tmp_path: Path) -> No
         "trainer=ddp_cpu",
         "trainer.max_epochs=2",
         "model.backbone.batch_norm=false",
+        "model.channels_last=true",
         "system_metrics_seconds=0.5",
         *common(tmp_path),
         cwd=tmp_path,
@@ -47,6 +48,8 @@ def test_ddp_cpu_makes_one_run_with_metrics_over_all_ranks(tmp_path: Path) -> No
     assert not [k for k in run.data.metrics if k.startswith("system/node_")], "one node: no node prefix"
     # every epoch value is the same on each rank, and Lightning is told so rather than warning once per key
     assert "sync_dist=True" not in done.stdout + done.stderr
+    # channels-last parameters before DDP lays out its gradient buckets, not after
+    assert "Grad strides do not match bucket view strides" not in done.stderr
     for key in ("perf/epoch_seconds", "perf/samples_per_second", "train/loss", "val/acc_best"):
         assert len(client.get_metric_history(run.info.run_id, key)) == 2, key
 
@@ -70,6 +73,24 @@ def test_ddp_cpu_makes_one_run_with_metrics_over_all_ranks(tmp_path: Path) -> No
     accuracy = (predictions == data.splits["val"].y).float().mean().item()
     history = MlflowClient(tracking_uri_for(tmp_path / "mlruns")).get_metric_history(run.info.run_id, "val/acc")
     assert max(history, key=lambda m: m.step).value == pytest.approx(accuracy, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_ddp_cpu_trains_a_regression_and_draws_its_test_pairs_from_all_ranks(tmp_path: Path) -> None:
+    """The predicted-vs-true pairs, gathered over the ranks, failed the test stage of every DDP regression."""
+    done = run_cli(
+        "explab-train",
+        "experiment=diabetes_mlp",
+        "trainer=ddp_cpu",
+        "trainer.max_epochs=1",
+        *common(tmp_path),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [run] = runs_in(tmp_path / "mlruns", "diabetes_mlp")
+    assert run.info.status == "FINISHED" and "test/mse" in run.data.metrics
+    client = MlflowClient(tracking_uri_for(tmp_path / "mlruns"))
+    assert "plots/predicted_vs_true.png" in {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
 
 
 @pytest.mark.slow

@@ -187,13 +187,13 @@ class TaskModule(L.LightningModule):
 
     # --- Lightning hooks ------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
+        if self.channels_last:
+            # before the strategy wraps the model: DDP lays its gradient buckets out after the parameters'
+            # strides, and a later change of layout costs a copy per bucket (and a warning) every step
+            self.to(memory_format=torch.channels_last)
         if self.compile_backbone and not self._compiled and stage == "fit":
             self.backbone = cast(nn.Module, torch.compile(self.backbone))
             self._compiled = True
-
-    def on_fit_start(self) -> None:
-        if self.channels_last:
-            self.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.channels_last and x.dim() == 4:
@@ -400,6 +400,6 @@ class PairsOfValues(Metric):
     def compute(self) -> tuple[Tensor, Tensor]:
         from torchmetrics.utilities import dim_zero_cat
 
-        if not self.true:
+        if isinstance(self.true, list) and not self.true:  # synced over DDP ranks, each state is one tensor
             return torch.zeros(0), torch.zeros(0)
         return dim_zero_cat(self.predicted), dim_zero_cat(self.true)
