@@ -38,6 +38,19 @@ def test_a_scheduler_length_the_trainer_does_not_bound_is_refused(scheduler, tra
         build_scheduler(scheduler, optimizer, SimpleNamespace(**trainer))
 
 
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_an_evaluation_loss_is_the_loss_over_the_whole_split(split: str) -> None:
+    """Batches of unequal size (a split's last batch, a DDP rank's shard) count by their samples."""
+    torch.manual_seed(0)
+    task = ClassificationTask(nn.Identity(), num_classes=5, optimizer=partial(torch.optim.SGD, lr=0.1))
+    batches = [(torch.randn(n, 5), torch.randint(0, 5, (n,))) for n in (16, 3)]
+    for batch in batches:
+        task._step(batch, split)
+    loss = (task.val_loss if split == "val" else task.test_loss).compute()
+    whole = nn.functional.cross_entropy(torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]))
+    assert loss.item() == pytest.approx(whole.item(), rel=1e-6)
+
+
 @pytest.mark.parametrize("kind", ["classification", "regression"])
 def test_training_sums_give_what_torchmetrics_gives(kind: str) -> None:
     """train/loss, train/acc and train/r2 come from sums added up on the device, not from torchmetrics."""

@@ -89,6 +89,8 @@ def test_ddp_cpu_trains_a_regression_and_draws_its_test_pairs_from_all_ranks(tmp
     assert done.returncode == 0, done.stderr[-3000:]
     [run] = runs_in(tmp_path / "mlruns", "diabetes_mlp")
     assert run.info.status == "FINISHED" and "test/mse" in run.data.metrics
+    # the loss is the mean squared error: over the whole split, not a mean of the two ranks' means
+    assert run.data.metrics["test/loss"] == pytest.approx(run.data.metrics["test/mse"], rel=1e-5)
     client = MlflowClient(tracking_uri_for(tmp_path / "mlruns"))
     assert "plots/predicted_vs_true.png" in {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
 

@@ -213,7 +213,10 @@ class TaskModule(L.LightningModule):
             self.train_sums.add(loss, len(y), self.batch_sums(outputs.detach(), y))
         else:
             loss_state, metrics = self._evaluation_states(split)
-            loss_state.update(loss.detach(), weight=len(y))
+            # one entry per sample weighs the batch by its size (a split's last batch, a DDP rank's shard):
+            # with nan_strategy="disable" MeanMetric replaces a weight it is given by 1
+            # (Lightning-AI/torchmetrics#3434), which made val/loss and test/loss a mean of batch means
+            loss_state.update(loss.detach().expand(len(y)))
             metrics.update(self.to_metric_inputs(outputs.detach()), y)
         return loss, outputs
 
