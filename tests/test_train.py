@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import mlflow
@@ -30,6 +31,13 @@ def test_fast_dev_run_of_default_experiment(compose_cfg, store: Path, recwarn) -
     plots = {a.path for a in MlflowClient(tracking_uri_for(store)).list_artifacts(run.info.run_id, "plots")}
     assert plots == {"plots/confusion_matrix.png"}
     assert not [w for w in recwarn if "No artists" in str(w.message)]
+
+
+def test_a_run_without_a_test_announces_its_best_validation_value(compose_cfg, store: Path, caplog) -> None:
+    """test=false once ended on "MLflow run ... FINISHED () in ..."."""
+    caplog.set_level(logging.INFO, logger="explab")
+    metrics = train(compose_cfg("trainer.max_epochs=1", "trainer.enable_progress_bar=false", "test=false"))
+    assert f"FINISHED (val/acc_best={metrics['val/acc_best']:.4f}) in" in caplog.text
 
 
 def test_one_epoch_run_is_fully_recorded(compose_cfg, store: Path) -> None:

@@ -150,10 +150,12 @@ def record_end(run: TrackedRun | None, job: Job) -> None:
 
 
 def announce_finished(run: TrackedRun | None, metrics: dict[str, float]) -> None:
-    """One log line with the run's test metrics and where to find it in the UI."""
+    """One log line with the run's test metrics (its best validation values when it ran no test) and where
+    to find it in the UI."""
     if run is None:
         return
-    summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k.startswith("test/"))
+    shown = [k for k in sorted(metrics) if k.startswith("test/")] or [k for k in sorted(metrics) if k.endswith("_best")]
+    summary = ", ".join(f"{k}={metrics[k]:.4f}" for k in shown)
     log.info(
         "MLflow run %s FINISHED (%s) in %s; UI: make ui, then %s",
         run.run_id,
