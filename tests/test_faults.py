@@ -231,6 +231,23 @@ def test_runs_started_together_get_their_own_folders_and_resume_refuses_a_foreig
     assert done.returncode == 1 and f"belongs to MLflow run {runs['2']}, not to run {runs['1']}" in done.stderr
 
 
+@pytest.mark.slow
+def test_multiruns_started_together_get_their_own_job_folders(tmp_path: Path) -> None:
+    """Two multiruns started in the same second shared job folders: one run's last.ckpt replaced the other's."""
+    command = [str(BIN / "explab-train"), "-m", "trainer.max_epochs=1", "log_model=false", "log_plots=false"]
+    workers = [
+        subprocess.Popen([*command, f"seed={seed}", *paths(tmp_path)], cwd=tmp_path, stderr=subprocess.PIPE)
+        for seed in (1, 2)
+    ]
+    for worker in workers:
+        assert worker.wait(timeout=300) == 0
+    runs = {r.data.params["seed"]: r.info.run_id for r in runs_in(tmp_path / "mlruns", "digits_cnn")}
+    first, second = last_checkpoint(tmp_path, runs["1"]), last_checkpoint(tmp_path, runs["2"])
+    assert first.parent != second.parent
+    assert load_checkpoint(first)["explab"]["mlflow_run_id"] == runs["1"]
+    assert load_checkpoint(second)["explab"]["mlflow_run_id"] == runs["2"]
+
+
 # --- 4. resume= without MLflow cannot rewrite a tracked run -------------------------------------------
 @pytest.mark.slow
 def test_a_resume_without_mlflow_is_refused(tmp_path: Path) -> None:

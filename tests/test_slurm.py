@@ -70,6 +70,9 @@ def test_multirun_of_two_seeds_is_two_slurm_jobs_and_two_finished_runs(slurm: Sl
     assert {r.info.status for r in runs} == {"FINISHED"}
     jobs = [j for j in slurm.settled_jobs() if j["name"] == "train" and j["state"] == "COMPLETED"]
     assert len(jobs) == 2, slurm.jobs()
+    # the jobs' folders are in the one the launcher submitted from: its process token reached the nodes
+    [folder] = {Path(r.data.params["paths.output_dir"]).parent for r in runs}
+    assert (folder / ".submitit").is_dir() and re.search(r"multiruns/[\d_-]+_[0-9a-f]{6}$", str(folder)), folder
 
 
 def test_a_job_of_two_slurm_tasks_trains_one_ddp_run(slurm: SlurmCluster, tmp_path: Path) -> None:

@@ -42,8 +42,10 @@ def tracking_uri(mlruns_dir: str) -> str:
 
 @functools.cache
 def process_token() -> str:
-    """Six random hex digits, the same for the whole process: two jobs started in the same second, on one
-    host or several sharing a folder, still get folders of their own."""
+    """Six random hex digits, the same for the whole process: two jobs or multiruns started in the same
+    second, on one host or several sharing a folder, still get folders of their own. Its resolver caches the
+    value in the config, so a multirun's jobs on other hosts (SLURM), which get the launching process's config
+    with Hydra's resolver cache, find the same folder."""
     return secrets.token_hex(3)
 
 
@@ -54,9 +56,10 @@ def register_resolvers() -> None:
         "explab.tracking_uri": tracking_uri,
         "explab.process_token": process_token,
     }
+    cached = {"explab.process_token"}
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, fn, use_cache=False)
+            OmegaConf.register_new_resolver(name, fn, use_cache=name in cached)
 
 
 register_resolvers()
