@@ -5,6 +5,7 @@ the real command against a temporary store and checks that nothing is lost and t
 from __future__ import annotations
 
 import hashlib
+import math
 import signal
 import sqlite3
 import subprocess
@@ -120,6 +121,35 @@ def test_a_resume_that_changes_settings_records_them_and_the_next_resume_keeps_t
     assert trained_with["optimizer"]["lr"] == 0.01 and trained_with["trainer"]["max_epochs"] == 4
     assert client.get_run(run_id).data.tags["explab.resumed_with"].endswith("trainer.max_epochs=4 (was 2)")
     assert len(client.get_metric_history(run_id, "val/acc")) == 4
+
+
+@pytest.mark.slow
+def test_a_resume_that_would_outrun_a_one_cycle_schedule_is_refused(tmp_path: Path) -> None:
+    """A one-cycle schedule resumed to more epochs failed in its first step past the old end ("Tried to step
+    21 times"), and turned the FINISHED run FAILED."""
+    run_id = trained_run(tmp_path, "scheduler=onecycle")
+    checkpoint = last_checkpoint(tmp_path, run_id)
+    before = digest(checkpoint)
+    done = run_cli("explab-train", f"resume={run_id}", "trainer.max_epochs=4", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "resuming with trainer.max_epochs=4 (was 2) would fail once it passes that end" in done.stderr
+    assert f"reproduce={run_id} and those overrides" in done.stderr
+    run = client_for(tmp_path).get_run(run_id)
+    assert run.info.status == "FINISHED" and "explab.resumed_with" not in run.data.tags
+    assert digest(checkpoint) == before
+
+
+@pytest.mark.slow
+def test_a_cosine_resumed_to_more_epochs_follows_the_cosine_of_its_new_length(tmp_path: Path) -> None:
+    """Restored with the length it was fitted to, the cosine started over past its old end: its learning rate
+    rose back to the first value over the added epochs."""
+    run_id = trained_run(tmp_path)  # digits_cnn: Adam at 0.003, scheduler=cosine fitted to 2 epochs
+    done = run_cli("explab-train", f"resume={run_id}", "trainer.max_epochs=4", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rates = [m.value for m in sorted(client_for(tmp_path).get_metric_history(run_id, "lr-Adam"), key=lambda m: m.step)]
+    four_epochs = [0.003 * (1 + math.cos(math.pi * epoch / 4)) / 2 for epoch in range(4)]
+    assert rates[:2] == pytest.approx([0.003, 0.0015]), "the first two epochs ran the two-epoch cosine"
+    assert rates[2:] == pytest.approx(four_epochs[2:]), rates
 
 
 def test_resume_and_reproduce_together_are_refused(tmp_path: Path) -> None:

@@ -17,6 +17,14 @@ if TYPE_CHECKING:
 
 # model settings a resume may change: they do not change what the checkpoint's weights mean
 MODEL_KEYS_A_RESUME_MAY_CHANGE = ("model.channels_last", "model.compile", "model.init")
+# what a one-cycle schedule fitted to the run (scheduler.total_steps left null) takes its length from
+SCHEDULE_LENGTH_KEYS = (
+    "trainer.max_epochs",
+    "trainer.max_steps",
+    "trainer.accumulate_grad_batches",
+    "trainer.limit_train_batches",
+    "data.batch_size",
+)
 
 
 def check_resumable(run: Run, config: DictConfig, checkpoint_path: Path) -> None:
@@ -43,14 +51,15 @@ def check_resumable(run: Run, config: DictConfig, checkpoint_path: Path) -> None
             "runs shared an output folder. Resume that run instead, or train this one again with "
             f"reproduce={run_id}"
         )
-    _check_same_model(run_id, record["config"], config)
+    then = flatten_params(record["config"])
+    now = flatten_params(cast(dict[str, Any], OmegaConf.to_container(config, resolve=True)))
+    _check_same_model(run_id, then, now)
+    _check_schedule_length(run_id, then, now, config)
     if run.info.status == "FINISHED":
         _check_something_left_to_train(run_id, checkpoint, config)
 
 
-def _check_same_model(run_id: str, recorded: dict[str, Any], config: DictConfig) -> None:
-    now = cast(dict[str, Any], OmegaConf.to_container(config, resolve=True))
-    then_params, now_params = flatten_params(recorded), flatten_params(now)
+def _check_same_model(run_id: str, then_params: dict[str, Any], now_params: dict[str, Any]) -> None:
     keys = sorted(
         key
         for key in {*then_params, *now_params}
@@ -67,6 +76,33 @@ def _check_same_model(run_id: str, recorded: dict[str, Any], config: DictConfig)
             f"Drop those overrides to resume the run as it was, or train the new config as a new run with "
             f"reproduce={run_id} and the overrides"
         )
+
+
+def _check_schedule_length(run_id: str, then: dict[str, Any], now: dict[str, Any], config: DictConfig) -> None:
+    """A one-cycle schedule fitted to the run's length is in the checkpoint with that length, and Lightning
+    restores it as it was: a resume that changes the length would fail past the old end. (A fitted cosine
+    is refitted to the new length instead: ``models.tasks.refit_cosine``.)"""
+    from hydra.utils import get_method
+
+    from explab.models.tasks import filled_from_trainer
+
+    node = config.get("scheduler")
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    if not isinstance(target, str):
+        return
+    try:
+        filled = filled_from_trainer(get_method(target), node)
+    except Exception:  # an unknown target is named when the model is built
+        return
+    changed = [key for key in SCHEDULE_LENGTH_KEYS if then.get(key) != now.get(key)]
+    if "total_steps" not in filled or not changed:
+        return
+    changes = ", ".join(f"{key}={now.get(key, '(none)')} (was {then.get(key, '(none)')})" for key in changed)
+    raise UsageError(
+        f"run {run_id}'s learning-rate schedule ({target.rsplit('.', 1)[-1]}) was fitted to the run's steps and "
+        f"is in its checkpoint with that length: resuming with {changes} would fail once it passes that end. "
+        f"Train the new length as a new run with reproduce={run_id} and those overrides, or resume without them"
+    )
 
 
 def _check_something_left_to_train(run_id: str, checkpoint: dict[str, Any], config: DictConfig) -> None:

@@ -68,6 +68,24 @@ def build_scheduler(factory: SchedulerFactory, optimizer: torch.optim.Optimizer,
     return {"scheduler": factory(optimizer, **extra), "interval": interval}
 
 
+def refit_cosine(scheduler: Any, t_max: int) -> None:
+    """Give a restored ``CosineAnnealingLR`` the length ``t_max`` and set each learning rate to where that
+    schedule is at the epochs already done.
+
+    A resume to more (or fewer) epochs restores the schedule with the length it was fitted to, which would
+    start the cosine over past its old end; refitted, the rest of the run follows the cosine of its new
+    length (what ``reproduce=`` of the resumed run trains from the start). The rate is set from the closed
+    form; the scheduler's own steps then go on from it.
+    """
+    if not isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) or scheduler.T_max == t_max:
+        return
+    scheduler.T_max = t_max
+    progress = (1 + math.cos(math.pi * scheduler.last_epoch / t_max)) / 2
+    for group, base_lr in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["lr"] = scheduler.eta_min + (base_lr - scheduler.eta_min) * progress
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
+
+
 class TaskModule(L.LightningModule):
     """Shared plumbing: backbone, loss, per-split metrics, optimiser and scheduler from partials.
 
@@ -107,6 +125,7 @@ class TaskModule(L.LightningModule):
         self.test_plot_state = self.make_test_plot_state()
         self.test_plot_data: Any = None
         self._compiled = False
+        self.fitted_t_max: int | None = None  # a cosine's length fitted to the trainer, kept for a resume
 
     def metric_names(self) -> set[str]:
         """Every metric name this task logs: ``{train,val,test}/loss``, the evaluation metrics of
@@ -276,10 +295,17 @@ class TaskModule(L.LightningModule):
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": build_scheduler(self.scheduler_factory, optimizer, self.trainer),
-        }
+        config = build_scheduler(self.scheduler_factory, optimizer, self.trainer)
+        func = getattr(self.scheduler_factory, "func", self.scheduler_factory)
+        if "T_max" in filled_from_trainer(func, getattr(self.scheduler_factory, "keywords", {}) or {}):
+            self.fitted_t_max = config["scheduler"].T_max
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def on_train_start(self) -> None:
+        # a checkpoint's schedule is restored (after configure_optimizers) with the length it was fitted to
+        if self.fitted_t_max is not None:
+            for config in self.trainer.lr_scheduler_configs:
+                refit_cosine(config.scheduler, self.fitted_t_max)
 
 
 class ClassificationTask(TaskModule):
