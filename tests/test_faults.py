@@ -240,19 +240,21 @@ def test_a_truncated_checkpoint_is_named_when_lightning_loads_it(compose_cfg, st
 
 
 # --- 3. two runs never share an output folder ---------------------------------------------------------
-@pytest.mark.slow
-def test_runs_started_together_get_their_own_folders_and_resume_refuses_a_foreign_checkpoint(tmp_path: Path) -> None:
-    command = [
-        str(BIN / "explab-train"),
-        "trainer.max_epochs=1",
-        "log_model=false",
-        "log_plots=false",
-        *paths(tmp_path),
+def seeds_started_together(tmp_path: Path, *args: str) -> dict[str, str]:
+    """Start one-epoch digits runs of seeds 1 and 2 at once, in two processes; their run ids by seed."""
+    command = [str(BIN / "explab-train"), *args, "trainer.max_epochs=1", "log_model=false", "log_plots=false"]
+    workers = [
+        subprocess.Popen([*command, f"seed={seed}", *paths(tmp_path)], cwd=tmp_path, stderr=subprocess.PIPE)
+        for seed in (1, 2)
     ]
-    workers = [subprocess.Popen([*command, f"seed={seed}"], cwd=tmp_path, stderr=subprocess.PIPE) for seed in (1, 2)]
     for worker in workers:
         assert worker.wait(timeout=300) == 0
-    runs = {r.data.params["seed"]: r.info.run_id for r in runs_in(tmp_path / "mlruns", "digits_cnn")}
+    return {r.data.params["seed"]: r.info.run_id for r in runs_in(tmp_path / "mlruns", "digits_cnn")}
+
+
+@pytest.mark.slow
+def test_runs_started_together_get_their_own_folders_and_resume_refuses_a_foreign_checkpoint(tmp_path: Path) -> None:
+    runs = seeds_started_together(tmp_path)
     first, second = last_checkpoint(tmp_path, runs["1"]), last_checkpoint(tmp_path, runs["2"])
     assert first.parent != second.parent
     assert load_checkpoint(first)["explab"]["mlflow_run_id"] == runs["1"]
@@ -264,14 +266,7 @@ def test_runs_started_together_get_their_own_folders_and_resume_refuses_a_foreig
 @pytest.mark.slow
 def test_multiruns_started_together_get_their_own_job_folders(tmp_path: Path) -> None:
     """Two multiruns started in the same second shared job folders: one run's last.ckpt replaced the other's."""
-    command = [str(BIN / "explab-train"), "-m", "trainer.max_epochs=1", "log_model=false", "log_plots=false"]
-    workers = [
-        subprocess.Popen([*command, f"seed={seed}", *paths(tmp_path)], cwd=tmp_path, stderr=subprocess.PIPE)
-        for seed in (1, 2)
-    ]
-    for worker in workers:
-        assert worker.wait(timeout=300) == 0
-    runs = {r.data.params["seed"]: r.info.run_id for r in runs_in(tmp_path / "mlruns", "digits_cnn")}
+    runs = seeds_started_together(tmp_path, "-m")
     first, second = last_checkpoint(tmp_path, runs["1"]), last_checkpoint(tmp_path, runs["2"])
     assert first.parent != second.parent
     assert load_checkpoint(first)["explab"]["mlflow_run_id"] == runs["1"]

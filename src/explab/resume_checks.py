@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from explab.checkpoints import load_checkpoint, recorded_config
 from explab.errors import UsageError
+from explab.models.schedules import configured_schedule
 from explab.tracking.params import flatten_params
 
 if TYPE_CHECKING:
@@ -82,18 +83,7 @@ def _check_schedule_length(run_id: str, then: dict[str, Any], now: dict[str, Any
     """A one-cycle schedule fitted to the run's length is in the checkpoint with that length, and Lightning
     restores it as it was: a resume that changes the length would fail past the old end. (A fitted cosine
     is refitted to the new length instead: ``models.tasks.refit_cosine``.)"""
-    from hydra.utils import get_method
-
-    from explab.models.tasks import filled_from_trainer
-
-    node = config.get("scheduler")
-    target = node.get("_target_") if isinstance(node, DictConfig) else None
-    if not isinstance(target, str):
-        return
-    try:
-        filled = filled_from_trainer(get_method(target), node)
-    except Exception:  # an unknown target is named when the model is built
-        return
+    target, filled = configured_schedule(config)
     changed = [key for key in SCHEDULE_LENGTH_KEYS if then.get(key) != now.get(key)]
     if "total_steps" not in filled or not changed:
         return

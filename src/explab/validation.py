@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from explab.errors import ConfigError, UsageError
 from explab.models.init import SCHEMES as INIT_SCHEMES
+from explab.models.schedules import configured_schedule
 
 MAX_SEED = 2**32 - 1  # numpy's seeds; Lightning seeds numpy with it
 
@@ -280,18 +281,7 @@ def check_scheduler_length(cfg: DictConfig) -> None:
     epochs) needs ``trainer.max_epochs``. Otherwise OneCycleLR fails in the first step and the cosine, given
     one epoch, would rise again after it.
     """
-    node = cfg.get("scheduler")
-    target = node.get("_target_") if isinstance(node, DictConfig) else None
-    if not isinstance(target, str):
-        return
-    from hydra.utils import get_method
-
-    from explab.models.tasks import filled_from_trainer
-
-    try:
-        filled = filled_from_trainer(get_method(target), node)
-    except Exception:  # an unknown target is named by the model's instantiation
-        return
+    _, filled = configured_schedule(cfg)
     max_epochs = OmegaConf.select(cfg, "trainer.max_epochs", default=None)
     max_steps = OmegaConf.select(cfg, "trainer.max_steps", default=-1)
     steps_bounded = type(max_steps) is int and max_steps >= 1

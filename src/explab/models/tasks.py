@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -31,19 +30,10 @@ from torchmetrics.classification import (
 
 from explab.models.epoch_sums import EpochSums
 from explab.models.init import initialise
+from explab.models.schedules import filled_from_trainer
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
-
-
-FILLED_FROM_TRAINER = ("total_steps", "T_max")
-
-
-def filled_from_trainer(scheduler: Callable[..., Any], given: Any) -> list[str]:
-    """The arguments of ``scheduler`` that :func:`build_scheduler` fills in from the trainer: those of
-    ``FILLED_FROM_TRAINER`` it takes and ``given`` (its configured keywords) leaves unset."""
-    params = inspect.signature(scheduler).parameters
-    return [name for name in FILLED_FROM_TRAINER if name in params and given.get(name) is None]
 
 
 def build_scheduler(factory: SchedulerFactory, optimizer: torch.optim.Optimizer, trainer: L.Trainer) -> dict:
