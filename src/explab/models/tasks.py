@@ -36,14 +36,18 @@ OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 
 
+def factory_fills(factory: SchedulerFactory) -> list[str]:
+    """What :func:`build_scheduler` fills in from the trainer for the scheduler partial ``factory``."""
+    return filled_from_trainer(getattr(factory, "func", factory), getattr(factory, "keywords", {}) or {})
+
+
 def build_scheduler(factory: SchedulerFactory, optimizer: torch.optim.Optimizer, trainer: L.Trainer) -> dict:
     """Fill what a scheduler needs from the trainer (total steps, epochs) and pick its update interval.
 
     Schedulers that take ``total_steps`` (OneCycleLR) step per batch; the rest step per epoch. A length the
     trainer does not bound is refused (``validation.check_scheduler_length`` says so before the run).
     """
-    func = getattr(factory, "func", factory)
-    filled = filled_from_trainer(func, getattr(factory, "keywords", {}) or {})
+    filled = factory_fills(factory)
     extra: dict[str, Any] = {}
     interval = "epoch"
     if "total_steps" in filled:
@@ -115,7 +119,6 @@ class TaskModule(L.LightningModule):
         self.test_plot_state = self.make_test_plot_state()
         self.test_plot_data: Any = None
         self._compiled = False
-        self.fitted_t_max: int | None = None  # a cosine's length fitted to the trainer, kept for a resume
 
     def metric_names(self) -> set[str]:
         """Every metric name this task logs: ``{train,val,test}/loss``, the evaluation metrics of
@@ -285,17 +288,21 @@ class TaskModule(L.LightningModule):
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        config = build_scheduler(self.scheduler_factory, optimizer, self.trainer)
-        func = getattr(self.scheduler_factory, "func", self.scheduler_factory)
-        if "T_max" in filled_from_trainer(func, getattr(self.scheduler_factory, "keywords", {}) or {}):
-            self.fitted_t_max = config["scheduler"].T_max
-        return {"optimizer": optimizer, "lr_scheduler": config}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": build_scheduler(self.scheduler_factory, optimizer, self.trainer),
+        }
 
     def on_train_start(self) -> None:
         # a checkpoint's schedule is restored (after configure_optimizers) with the length it was fitted to
-        if self.fitted_t_max is not None:
+        epochs = self.trainer.max_epochs  # the length build_scheduler fitted T_max to
+        if (
+            epochs is not None
+            and self.scheduler_factory is not None
+            and "T_max" in factory_fills(self.scheduler_factory)
+        ):
             for config in self.trainer.lr_scheduler_configs:
-                refit_cosine(config.scheduler, self.fitted_t_max)
+                refit_cosine(config.scheduler, epochs)
 
 
 class ClassificationTask(TaskModule):
