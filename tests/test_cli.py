@@ -23,6 +23,18 @@ def test_bad_key_names_it_and_suggests_the_right_one(tmp_path: Path) -> None:
     assert not (tmp_path / "mlruns" / "mlflow.db").exists(), "no run for a config that does not compose"
 
 
+def run_reporting_imports(module: str, argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``module``'s console script with ``argv``; its output ends with the heavy modules it imported."""
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('imported:', sorted(m for m in ('torch', 'lightning') if m in sys.modules)))\n"
+        f"sys.argv = {argv!r}\n"
+        f"from {module} import main\n"
+        "main()\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=False)
+
+
 @pytest.mark.parametrize(
     ("module", "config_name"),
     [("explab.train", "train"), ("explab.eval", "eval"), ("explab.report", "report"), ("explab.predict", "predict")],
@@ -30,17 +42,26 @@ def test_bad_key_names_it_and_suggests_the_right_one(tmp_path: Path) -> None:
 def test_commands_that_train_nothing_do_not_import_torch(tmp_path: Path, module: str, config_name: str) -> None:
     """`--cfg job`, `--help` and a mistyped override are answered by Hydra before the job runs; importing torch
     and Lightning for them would cost seconds each time."""
-    code = (
-        "import atexit, sys\n"
-        "atexit.register(lambda: print('imported:', sorted(m for m in ('torch', 'lightning') if m in sys.modules)))\n"
-        f"sys.argv = ['explab-{config_name}', '--cfg', 'job']\n"
-        f"from {module} import main\n"
-        "main()\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False)
+    done = run_reporting_imports(module, [f"explab-{config_name}", "--cfg", "job"], tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "_target_" in done.stdout or "experiment_name" in done.stdout, done.stdout[-2000:]
     assert "imported: []" in done.stdout, done.stdout[-500:]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("optimizer.lr=abc", "optimizer.lr must be a number > 0"),
+        ("data.batch_size=???", "data.batch_size has no value (???)"),
+        ("data.val_fraction=0.6 data.test_fraction=0.5", "data.test_fraction must be below 0.4"),
+    ],
+)
+def test_a_wrong_value_is_answered_before_torch_is_imported(tmp_path: Path, bad: str, message: str) -> None:
+    argv = ["explab-train", *bad.split(), *common(tmp_path)]
+    done = run_reporting_imports("explab.train", argv, tmp_path)
+    assert done.returncode == 1 and message in done.stderr, done.stderr[-2000:]
+    assert "imported: []" in done.stdout, done.stdout[-500:]
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()
 
 
 def test_unknown_group_option_lists_the_choices(tmp_path: Path) -> None:

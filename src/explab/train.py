@@ -48,6 +48,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 @report_user_errors
 def _hydra_main(cfg: DictConfig) -> dict[str, float]:
+    from explab.validation import check_values
+
+    if cfg.get("resume") is None and cfg.get("reproduce") is None:
+        # a mistyped value is answered now, not after the seconds torch and Lightning take to import; a
+        # resumed or reproduced run's config is the recorded one, composed below and checked in train()
+        check_values(cfg)
+
     from explab.reproduce import config_from_recorded_run
     from explab.sweep.continuation import continue_interrupted_trial, outcome_of_ended_trial
 

@@ -128,11 +128,21 @@ _ABSENT = object()
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Raise ``ConfigError`` for the first value explab can tell is wrong before a run exists: a known key's
-    type or range, then the precision, the metrics callbacks follow, ``time_to``, sparse gradients, the
-    held-out fractions and the length a scheduler is fitted to.
-    Mandatory values still missing (``???``) come first, as a ``UsageError`` naming them; keys the config
-    does not have are left alone.
+    """Raise ``ConfigError`` for the first value explab can tell is wrong before a run exists: the values
+    ``check_values`` reads from the config alone, then the precision, the metrics callbacks follow,
+    ``time_to`` and sparse gradients, which ask Lightning and the task.
+    """
+    check_values(cfg)
+    check_precision(cfg)
+    check_monitors(cfg)
+    check_time_to(cfg)
+    check_sparse_gradients(cfg)
+
+
+def check_values(cfg: DictConfig) -> None:
+    """The checks that need nothing but the config, and so no torch: ``UsageError`` naming the mandatory
+    values still missing (``???``), then ``ConfigError`` for a known key's type or range, the held-out
+    fractions and the length a scheduler is fitted to. Keys the config does not have are left alone.
     """
     missing = missing_values(cfg)
     if missing:
@@ -148,10 +158,6 @@ def validate_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is not _ABSENT and not rule.accepts(value):
             raise ConfigError(key, value, rule.allowed)
-    check_precision(cfg)
-    check_monitors(cfg)
-    check_time_to(cfg)
-    check_sparse_gradients(cfg)
     check_held_out_fractions(cfg)
     check_scheduler_length(cfg)
 

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from explab.errors import ConfigError
 
-# the layers Keras initialises with Glorot-uniform weights and zero biases
-KERAS_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def keras_init(module: nn.Module) -> None:
     """Keras' defaults for dense and convolution layers: Glorot-uniform weights, zero biases."""
+    # torch here, not above: the config check reads SCHEMES before torch is imported
+    from torch import nn
+
+    # the layers Keras initialises with Glorot-uniform weights and zero biases
+    keras_layers = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
     for layer in module.modules():
-        if isinstance(layer, KERAS_LAYERS):
+        if isinstance(layer, keras_layers):
             nn.init.xavier_uniform_(layer.weight)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
