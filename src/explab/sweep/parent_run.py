@@ -83,11 +83,11 @@ def close_parent_run(
     else:
         _hand_to_a_running_worker(study, parent)
     log.info(
-        "MLflow parent run %s: %d/%d trials finished; its trials in the UI (make ui): %s",
+        "MLflow parent run %s: %d/%d trials finished; its trials in the UI: %s",
         parent.run_id,
         finished,
         n_trials,
-        parent.ui_link(),
+        parent.where_to_view(),
     )
     with interrupts_deferred():
         try:

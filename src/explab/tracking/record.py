@@ -157,11 +157,11 @@ def announce_finished(run: TrackedRun | None, metrics: dict[str, float]) -> None
     shown = [k for k in sorted(metrics) if k.startswith("test/")] or [k for k in sorted(metrics) if k.endswith("_best")]
     summary = ", ".join(f"{k}={metrics[k]:.4f}" for k in shown)
     log.info(
-        "MLflow run %s FINISHED (%s) in %s; UI: make ui, then %s",
+        "MLflow run %s FINISHED (%s) in %s; UI: %s",
         run.run_id,
         summary,
         shown_url(run.tracking_uri),
-        run.ui_link(),
+        run.where_to_view(),
     )
 
 

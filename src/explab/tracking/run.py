@@ -181,11 +181,19 @@ class TrackedRun:
         with no_download_bars():
             return mlflow.artifacts.load_text(f"{self.client.get_run(self.run_id).info.artifact_uri}/{artifact_file}")
 
-    def ui_link(self, base_url: str = "http://127.0.0.1:5000") -> str:
-        """This run's page in the MLflow UI (``make ui`` serves it at the default address)."""
-        from explab.tracking.ui import run_link
+    def ui_link(self) -> str:
+        """This run's page in the MLflow UI that shows its store: its tracking server's own, or the one ``make
+        ui`` serves."""
+        from explab.tracking.ui import LOCAL_UI, run_link, server_ui
 
-        return run_link(base_url, self.experiment_id, self.run_id)
+        return run_link(server_ui(self.tracking_uri) or LOCAL_UI, self.experiment_id, self.run_id)
+
+    def where_to_view(self) -> str:
+        """How to open this run's page, as a log line says it: the link, after ``make ui, then`` for a store
+        the tracking server does not serve."""
+        from explab.tracking.ui import server_ui
+
+        return self.ui_link() if server_ui(self.tracking_uri) else f"make ui, then {self.ui_link()}"
 
     def end(self, error: BaseException | None) -> None:
         """End the run with the status ``error`` deserves (FINISHED for None), recording a failure's error."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,9 @@ def open_client(tracking_uri: str) -> MlflowClient:
 
     check_store(tracking_uri)
     if not tracking_uri.startswith(SQLITE_PREFIX):
+        # MLflow prints "View run ... at: URL" with the tracking URI as typed, a password included (into job
+        # logs on a cluster); explab's own line for each run links the server's page without it
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         return MlflowClient(tracking_uri)
     database = Path(tracking_uri.removeprefix(SQLITE_PREFIX))
     database.parent.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,20 @@ prints one link per experiment of a store.
 from __future__ import annotations
 
 import sys
+from urllib.parse import urlsplit, urlunsplit
 
 TRAINING_VIEW = "workflowType=machine_learning"
+LOCAL_UI = "http://127.0.0.1:5000"  # where ``make ui`` serves a store on disk
+
+
+def server_ui(tracking_uri: str) -> str | None:
+    """The UI of the tracking server at ``tracking_uri`` (it serves its own), without the user and password
+    the URI may carry: a browser asks for those itself, and a printed link must not show them. None for a
+    store on disk or in a database, which ``make ui`` serves at ``LOCAL_UI``."""
+    parts = urlsplit(tracking_uri)
+    if parts.scheme not in ("http", "https"):
+        return None
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 def run_link(base_url: str, experiment_id: str, run_id: str) -> str:
