@@ -20,6 +20,11 @@ from explab.config import config_dir
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).parents[1]
 
+# `make test` runs a pytest worker per core, each starting training processes: torch's default of a thread per
+# core would put several threads on each core, where OpenMP's waiting threads spin. One thread per process,
+# unless a test or the developer sets another (sweep workers and CPU DDP ranks set theirs explicitly).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def as_from_a_terminal() -> None:
     """``preexec_fn`` of a child that a test stops with Ctrl-C: SIGINT as a terminal leaves it. A suite that a

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from explab.errors import UsageError
+from explab.utils.cores import cores_each
 from explab.utils.logging import get_logger
 from explab.utils.signals import Terminated
 
@@ -71,7 +72,7 @@ def gpu_per_worker(n_jobs: int, trials_per_gpu: int | None, gpus: Sequence[str])
 
 def threads_per_worker(n_jobs: int) -> int:
     """This machine's cores (those this process may use) shared out between ``n_jobs`` workers."""
-    return max(1, len(os.sched_getaffinity(0)) // n_jobs)
+    return cores_each(n_jobs)
 
 
 def this_command() -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +10,7 @@ from typing import cast
 import torch
 from omegaconf import DictConfig, read_write
 
+from explab.utils.cores import cores_each
 from explab.utils.environment import variables_restored
 from explab.utils.logging import get_logger
 
@@ -29,13 +29,14 @@ def processes_per_node(trainer_cfg: DictConfig) -> int:
 
 
 def configure_threads(cfg: DictConfig) -> None:
-    """``torch_threads`` if set; else split the cores between the CPU processes of this node."""
+    """``torch_threads`` if set; else split the cores this process may use between the CPU processes of this
+    node."""
     threads = cfg.get("torch_threads")
     if not threads:
         procs = processes_per_node(cfg.trainer)
         if procs == 1:
             return
-        threads = max(1, (os.cpu_count() or 1) // procs)
+        threads = cores_each(procs)
     torch.set_num_threads(int(threads))
 
 
