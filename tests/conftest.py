@@ -19,6 +19,7 @@ from explab.config import config_dir
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).parents[1]
+HYDRA_APPS = ("explab-train", "explab-eval", "explab-report", "explab-predict")
 
 # `make test` runs a pytest worker per core, each starting training processes: torch's default of a thread per
 # core would put several threads on each core, where OpenMP's waiting threads spin. One thread per process,
@@ -94,7 +95,10 @@ def compose_cfg(tmp_path: Path, store: Path) -> Callable[..., DictConfig]:
 def run_cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    """Run a console script of this environment as a user would."""
+    """Run a console script of this environment as a user would; a Hydra app's job folder goes under ``cwd``
+    unless the arguments place it."""
+    if args[0] in HYDRA_APPS and not any(a.startswith(("paths.log_dir=", "paths.root_dir=")) for a in args):
+        args = (*args, f"paths.log_dir={cwd}/logs")  # not the checkout's logs/, which the suite would fill
     full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     full_env.update(env or {})
     return subprocess.run(
