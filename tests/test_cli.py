@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +83,13 @@ def test_the_multirun_flag_may_follow_the_overrides(tmp_path: Path) -> None:
     assert runs_in(tmp_path / "mlruns", "mnist_cnn") == []
 
 
+def test_an_option_between_overrides_is_taken_as_if_it_came_first(tmp_path: Path) -> None:
+    done = run_cli("explab-train", "experiment=mnist_cnn", "--cfg", "job", "seed=2", "--resolve", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {"experiment_name: mnist_cnn", "seed: 2"} <= set(done.stdout.splitlines()), done.stdout[:500]
+    assert "${" not in done.stdout, "--resolve, given last, still resolves"
+
+
 def test_a_list_of_overrides_left_unquoted_is_answered_with_the_quoted_form(tmp_path: Path) -> None:
     done = run_cli("explab-eval", "run_id=abc", "config_overrides=[data.data_dir=/x,seed=1]", cwd=tmp_path)
     assert done.returncode != 0
@@ -124,3 +132,31 @@ def test_default_experiment_reaches_97_percent(tmp_path: Path) -> None:
     runs = runs_in(tmp_path / "mlruns", "digits_cnn")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].data.metrics["test/acc"] >= 0.97
+
+
+def test_a_multirun_asked_only_to_show_its_config_says_what_to_drop(tmp_path: Path) -> None:
+    done = run_cli("explab-train", "-m", "seed=1,2", "--cfg", "job", cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "drop -m and give each swept key one value (seed=1,2,3 as seed=1)" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["explab-train", "explab-eval", "explab-report", "explab-predict"])
+def test_help_says_what_the_command_does_and_its_examples_compose(tmp_path: Path, command: str) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    done = run_cli(command, "--help", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.startswith(f"{command}: "), done.stdout[:500]
+    examples = [
+        shlex.split(line, comments=True)[1:] for line in done.stdout.splitlines() if line.startswith(f"  {command} ")
+    ]
+    assert examples, done.stdout[-1500:]
+    parser = OverridesParser.create()
+    for example in examples:
+        # RUN_ID stands for a run's id; one job of a sweep stands for the sweep (its first value of each key)
+        arguments = [a.replace("RUN_ID", "0" * 32) for a in example if a not in ("-m", "--multirun")]
+        arguments = [
+            f"{o.get_key_element()}={next(o.sweep_string_iterator())}" if o.is_sweep_override() else a
+            for a, o in ((a, parser.parse_override(a)) for a in arguments if "=" in a)
+        ]
+        composed = run_cli(command, *arguments, "--cfg", "job", cwd=tmp_path)
+        assert composed.returncode == 0, (example, composed.stderr[-2000:])

@@ -167,21 +167,64 @@ def _composes(config_name: str, overrides: list[str]) -> bool:
     return True
 
 
-def _multirun_flag_first(arguments: list[str]) -> list[str]:
-    """``arguments`` with ``-m``/``--multirun`` first. Hydra's argparse takes the overrides as one list, so
-    ``explab-train seed=1,2 -m experiment=x`` was refused as "unrecognized arguments"; the flag takes no value,
-    so where it stands changes nothing else."""
-    flags = [a for a in arguments if a in ("-m", "--multirun")]
-    return [*flags, *(a for a in arguments if a not in flags)]
+# Hydra's options: those that take a value, and --info, whose value is optional and one of these names
+_VALUE_OPTIONS = frozenset(
+    [
+        "--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
+        "--experimental-rerun",
+    ]
+)  # fmt: skip
+_INFO_OPTIONS = frozenset(["--info", "-i"])
+_INFO_TOPICS = frozenset(["all", "config", "defaults", "defaults-tree", "plugins", "searchpath"])
+
+
+def _options_first(arguments: list[str]) -> list[str]:
+    """``arguments`` with Hydra's options (``-m``, ``--cfg job``, ...) ahead of the overrides, in their order.
+
+    Hydra's argparse takes the overrides as one list, so an option between two overrides
+    (``explab-train seed=1,2 -m experiment=x``, ``explab-train experiment=x --cfg job seed=2``) was refused as
+    "unrecognized arguments"; options and overrides mean the same wherever they stand.
+    """
+    options: list[str] = []
+    overrides: list[str] = []
+    index = 0
+    while index < len(arguments):
+        argument = arguments[index]
+        index += 1
+        if not argument.startswith("-"):
+            overrides.append(argument)
+            continue
+        options.append(argument)
+        takes_value = argument in _VALUE_OPTIONS or (
+            argument in _INFO_OPTIONS and index < len(arguments) and arguments[index] in _INFO_TOPICS
+        )
+        if takes_value and index < len(arguments):
+            options.append(arguments[index])
+            index += 1
+    return [*options, *overrides]
+
+
+# what Hydra raises, as a traceback, for ``-m`` given with ``--cfg`` or ``--info``
+_ONE_MODE = "Only one of --run, --multirun, --cfg, --info and --shell_completion can be specified"
 
 
 def run_hydra_app(app: Callable[[], object], config_name: str) -> None:
     """Run a ``@hydra.main`` app; on a composition error, print which key is wrong and what is valid."""
-    sys.argv = [sys.argv[0], *_multirun_flag_first(sys.argv[1:])]
+    sys.argv = [sys.argv[0], *_options_first(sys.argv[1:])]
     try:
         app()
     except ReportedError:
         raise
+    except ValueError as error:
+        if str(error) != _ONE_MODE or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(
+            "Error: -m (--multirun) runs the jobs, while --cfg and --info only show a config: give one of them. "
+            "To see one job of the sweep, drop -m and give each swept key one value (seed=1,2,3 as seed=1); "
+            "an hparams_search's search space shows with --cfg hydra",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None
     except SystemExit as exit_:
         if exit_.code not in (0, None):
             advice = _override_advice(config_name, [a for a in sys.argv[1:] if "=" in a])
