@@ -137,6 +137,21 @@ def test_intervals_are_student_t_over_the_seeds(compose_cfg, seed_groups: str) -
     assert "| optimizer.lr=0.5 | 1 | 0.9500 | n too small |" in markdown
 
 
+def test_an_accuracys_interval_ends_at_1(compose_cfg, store: Path) -> None:
+    """Student t over 0.98, 0.99 and 1.0 reaches 1.0148; no mean accuracy lies there."""
+    uri = tracking_uri_for(store)
+    client = mlflow.tracking.MlflowClient(uri)
+    experiment = client.create_experiment("near_one", artifact_location=str(store / "artifacts"))
+    for seed, value in {"1": 0.98, "2": 0.99, "3": 1.0}.items():
+        run = client.create_run(experiment)
+        client.log_param(run.info.run_id, "seed", seed)
+        client.log_metric(run.info.run_id, "test/acc", value)
+        client.set_terminated(run.info.run_id, "FINISHED")
+    markdown = report(compose_cfg("experiment_name=near_one", f"tracking_uri={uri}", config_name="report"))
+    row = next(line for line in markdown.splitlines() if line.startswith("| ") and "| 3 |" in line)
+    assert "| 0.9900 ± 0.0100 | [0.9652, 1.0000] |" in row, markdown
+
+
 def test_bootstrap_intervals_lie_inside_the_values(compose_cfg, seed_groups: str) -> None:
     markdown, _ = _report(compose_cfg, seed_groups, "metrics=[test/acc]", "ci=bootstrap")
     assert "percentile bootstrap" in markdown

@@ -24,6 +24,11 @@ _LOWER_IS_BETTER = re.compile(r"(loss|error|mse|mae|rmse|seconds|time)(_best)?$"
 _HIGHER_IS_BETTER = re.compile(r"(acc|accuracy|f1|r2|precision|recall|auc|auroc)(_best)?$")
 # two repeats are the fewest that give a spread, so the fewest a test or an interval can use
 MIN_REPEATS = 2
+# metrics whose name bounds their values: shares of the samples in [0, 1], squared or absolute errors and
+# durations never negative, R² at most 1 (a loss may be negative, a Gaussian likelihood's, so it is not here)
+_SHARES = re.compile(r"(acc|accuracy|f1|precision|recall|auc|auroc)(_best)?$")
+_NON_NEGATIVE = re.compile(r"(mse|mae|rmse|seconds)(_best)?$")
+_AT_MOST_ONE = re.compile(r"r2(_best)?$")
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,28 @@ def better_by_name(metric: str) -> str | None:
     if lower_is_better(metric):
         return "minimize"
     return "maximize" if _HIGHER_IS_BETTER.search(metric.rsplit("/", 1)[-1]) else None
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """The values ``metric`` can take, as its name tells them (``test/acc``: 0 to 1); unbounded otherwise."""
+    last = metric.rsplit("/", 1)[-1]
+    if _SHARES.search(last):
+        return 0.0, 1.0
+    if _NON_NEGATIVE.search(last) or metric.startswith("time_to/"):
+        return 0.0, math.inf
+    if _AT_MOST_ONE.search(last):
+        return -math.inf, 1.0
+    return -math.inf, math.inf
+
+
+def within_range(found: Interval, metric: str) -> Interval:
+    """``found`` with its interval cut to the values ``metric`` can take. A Student t interval of accuracies
+    near 1 reaches past 1; the true mean lies in the range, so the cut drops only impossible values and keeps
+    the interval's coverage."""
+    low, high = metric_range(metric)
+    if math.isnan(found.low):
+        return found
+    return Interval(found.n, found.mean, found.std, max(found.low, low), min(found.high, high))
 
 
 def interval(values: Sequence[float], method: str = "t", confidence: float = 0.95, seed: int = 0) -> Interval:
