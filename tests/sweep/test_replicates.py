@@ -14,6 +14,7 @@ from optuna.trial import create_trial
 from explab.comparison import intervals_of
 from explab.sweep import REPLICATE_ATTR, is_replicate
 from explab.sweep.replicates import SEED_ATTR, replicated_configurations, winner
+from explab.sweep.study_record import RECORD_ATTR
 from tests.conftest import run_cli, runs_in
 from tests.sweep.test_sweeper import explab_sweep, load
 
@@ -44,6 +45,21 @@ def test_two_seeds_that_tie_do_not_make_a_configuration_certain() -> None:
     tied = next(c for c in configurations if c.params["lr"] == 3e-3)
     assert tied.interval.std == 0.0 and tied.interval.low < tied.interval.mean, "the spread is pooled"
     assert winner(configurations, maximize=True).params == {"lr": 1e-3}
+
+
+def test_an_accuracys_interval_over_seeds_ends_at_1() -> None:
+    """As explab-report cuts it: the sweep's table and the report's agree."""
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr(RECORD_ATTR, {"metric": "val/acc_best"})
+    space = {"lr": FloatDistribution(1e-4, 1e-1)}
+    for lr, values in ((1e-3, [0.99, 1.0]), (3e-3, [0.97, 0.99])):
+        study.add_trial(create_trial(params={"lr": lr}, distributions=space, value=values[0]))
+        number = study.trials[-1].number
+        study.add_trial(
+            create_trial(params={"lr": lr}, distributions=space, value=values[1], user_attrs={REPLICATE_ATTR: number})
+        )
+    found = {c.params["lr"]: c.interval for c in replicated_configurations(study)}
+    assert found[1e-3].high == 1.0 and found[3e-3].high == 1.0 and 0 < found[3e-3].low < found[1e-3].low
 
 
 def test_replicates_below_one_are_refused_before_any_trial(tmp_path: Path) -> None:
