@@ -57,3 +57,11 @@ def test_status_looks_in_the_projects_mlruns_from_any_folder(tmp_path, monkeypat
     with pytest.raises(SystemExit):
         main(["status", "no_such_study"])
     assert f"in {project_root() / 'mlruns' / 'optuna'} (" in capsys.readouterr().err
+
+
+def test_help_says_what_the_command_does_in_plain_text(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    said = capsys.readouterr().out
+    assert "explab-sweep status STUDY: where a sweep stands" in said and "``" not in said, said

@@ -67,7 +67,8 @@ def status_lines(study_name: str, storage_url: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     """Console script ``explab-sweep``."""
-    parser = argparse.ArgumentParser(prog="explab-sweep", description=__doc__.splitlines()[0])
+    # the module's first line, without its reStructuredText quotes
+    parser = argparse.ArgumentParser(prog="explab-sweep", description=__doc__.splitlines()[0].replace("``", ""))
     commands = parser.add_subparsers(dest="command", required=True)
     status = commands.add_parser("status", help="counts of complete, running, pruned and failed trials; best value")
     status.add_argument("study", help="the study name (hydra.sweeper.study_name)")
