@@ -65,6 +65,14 @@ def test_a_wrong_value_is_answered_before_torch_is_imported(tmp_path: Path, bad:
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()
 
 
+@pytest.mark.parametrize("mode", ["resume", "reproduce"])
+def test_a_run_id_that_names_no_run_is_answered_before_torch_is_imported(tmp_path: Path, mode: str) -> None:
+    argv = ["explab-train", f"{mode}=0123456789abcdef", *common(tmp_path)]
+    done = run_reporting_imports("explab.train", argv, tmp_path)
+    assert done.returncode == 1 and "no MLflow run 0123456789abcdef in sqlite:///" in done.stderr, done.stderr[-2000:]
+    assert "imported: []" in done.stdout, done.stdout[-500:]
+
+
 def test_unknown_group_option_lists_the_choices(tmp_path: Path) -> None:
     done = run_cli("explab-train", "optimizer=adamm", *common(tmp_path), cwd=tmp_path)
     assert done.returncode != 0

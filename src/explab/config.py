@@ -63,3 +63,12 @@ def register_resolvers() -> None:
 
 
 register_resolvers()
+
+
+def hydra_overrides() -> list[str]:
+    """The command-line overrides of this job, when it runs under Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)

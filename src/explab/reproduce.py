@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from explab.config import hydra_overrides
 from explab.errors import UsageError
 from explab.resume_checks import check_resumable
 from explab.tracking.environment import git_state, versions
-from explab.tracking.record import hydra_overrides
 from explab.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -36,11 +36,14 @@ DROPPED_PREFIXES = ("++optuna_trial.", "+optuna_trial.", "optuna_trial.", *MODE_
 
 def _store_of(cfg: DictConfig) -> str:
     """The tracking URI of the store ``cfg`` records into, where its ``resume=``/``reproduce=`` run lives."""
-    from explab.build import mlflow_logger_node
     from explab.config import tracking_uri
 
-    logger_cfg = mlflow_logger_node(cfg)
-    return logger_cfg.tracking_uri if logger_cfg is not None else tracking_uri(cfg.paths.mlruns_dir)
+    # the logger that names a tracking URI is MLflow's: read from the config, without importing Lightning's
+    # loggers to tell, so that a run id naming no run is answered before torch is imported
+    for node in (cfg.get("logger") or {}).values():
+        if isinstance(node, DictConfig) and node.get("tracking_uri"):
+            return str(node.tracking_uri)
+    return tracking_uri(cfg.paths.mlruns_dir)
 
 
 def _recorded(cfg: DictConfig, run_id: str) -> tuple[Any, list[str]]:

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
-from explab.checkpoints import load_checkpoint, recorded_config
 from explab.errors import UsageError
 from explab.models.schedules import configured_schedule
 from explab.tracking.params import flatten_params
@@ -44,6 +43,9 @@ def check_resumable(run: Run, config: DictConfig, checkpoint_path: Path) -> None
             f"run {run_id} has no last checkpoint at {checkpoint_path}: it cannot be resumed here "
             f"(use reproduce={run_id} to train it again from scratch)"
         )
+    # torch here, not above: a run id that names no run is answered before torch is imported
+    from explab.checkpoints import load_checkpoint, recorded_config
+
     checkpoint = load_checkpoint(checkpoint_path)  # refuses a truncated or tampered file, by name
     record = recorded_config(checkpoint, checkpoint_path)
     if record.get("mlflow_run_id") != run_id:

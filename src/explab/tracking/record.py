@@ -26,15 +26,6 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 
-def hydra_overrides() -> list[str]:
-    """The command-line overrides of this job, when it runs under Hydra."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return []
-    return list(HydraConfig.get().overrides.task)
-
-
 def run_tags(cfg: DictConfig, extra: dict[str, Any] | None = None) -> dict[str, str]:
     tags: dict[str, Any] = {
         **environment.SOURCE_TAGS,
