@@ -134,6 +134,10 @@ def test_server_receives_concurrent_training_and_sweep(server: dict[str, str], t
         if "optuna.trial_number" in t
     ]
     assert all("val/acc_best" in keys for keys in trial_metrics)
+    [parent] = [run for run, t in zip(found, tags, strict=True) if t.get("explab.sweep") == "parent"]
+    page = f"{server['uri']}/#/experiments/{parent['info']['experiment_id']}/runs/{parent['info']['run_id']}?"
+    said = "".join(out + err for out, err in outputs[1:])
+    assert f"its trials in the UI: {page}" in said, "the sweep links its parent on the server that holds it"
 
 
 def test_a_password_in_the_tracking_uri_is_recorded_nowhere(server: dict[str, str], tmp_path: Path) -> None:
