@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -149,22 +148,8 @@ def test_a_multirun_asked_only_to_show_its_config_says_what_to_drop(tmp_path: Pa
 
 
 @pytest.mark.parametrize("command", ["explab-train", "explab-eval", "explab-report", "explab-predict"])
-def test_help_says_what_the_command_does_and_its_examples_compose(tmp_path: Path, command: str) -> None:
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
+def test_help_says_what_the_command_does_and_ends_with_examples(tmp_path: Path, command: str) -> None:
+    """tests/docs/test_commands.py composes each example, as it does the documents' commands."""
     done = run_cli(command, "--help", cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.startswith(f"{command}: "), done.stdout[:500]
-    examples = [
-        shlex.split(line, comments=True)[1:] for line in done.stdout.splitlines() if line.startswith(f"  {command} ")
-    ]
-    assert examples, done.stdout[-1500:]
-    parser = OverridesParser.create()
-    for example in examples:
-        # RUN_ID stands for a run's id; one job of a sweep stands for the sweep (its first value of each key)
-        arguments = [a.replace("RUN_ID", "0" * 32) for a in example if a not in ("-m", "--multirun")]
-        arguments = [
-            f"{o.get_key_element()}={next(o.sweep_string_iterator())}" if o.is_sweep_override() else a
-            for a, o in ((a, parser.parse_override(a)) for a in arguments if "=" in a)
-        ]
-        composed = run_cli(command, *arguments, "--cfg", "job", cwd=tmp_path)
-        assert composed.returncode == 0, (example, composed.stderr[-2000:])
+    assert f"Examples:\n  {command} " in done.stdout, done.stdout[-1500:]

@@ -1,4 +1,5 @@
-"""Every explab and make command shown in the README, docs/ and examples/ composes as written.
+"""Every explab and make command shown in the README, docs/ and examples/, and in the examples each console
+script's ``--help`` ends with, composes as written.
 
 Single runs go through their console script with ``--cfg job`` appended (Hydra composes the config and
 prints it without running the job); multiruns compose their fixed overrides with Hydra and check that every
@@ -29,7 +30,11 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "examples").rglob("*.md"))]
 SCRIPTS = {"explab-train": "train", "explab-eval": "eval", "explab-report": "report", "explab-predict": "predict"}
 # what a reader replaces by hand
-PLACEHOLDERS = {"<RUN_ID>": "0123456789abcdef0123456789abcdef", "$SLURM_JOB_ID": "1"}
+PLACEHOLDERS = {
+    "<RUN_ID>": "0123456789abcdef0123456789abcdef",
+    "RUN_ID": "0123456789abcdef0123456789abcdef",
+    "$SLURM_JOB_ID": "1",
+}
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,17 @@ def documented_commands() -> list[Command]:
     return commands
 
 
+def help_examples() -> list[Command]:
+    """The example lines each console script's ``--help`` ends with (``  explab-train ...``)."""
+    commands = []
+    for script in SCRIPTS:
+        done = run_cli(script, "--help", cwd=ROOT)
+        for raw in done.stdout.splitlines():
+            if raw.startswith(f"  {script} "):
+                commands.append(Command(f"{script} --help", re.sub(r"\s+#.*$", "", raw).strip(), ROOT))
+    return commands
+
+
 def explab_args(command: Command) -> tuple[str, list[str]] | None:
     """(console script, its arguments) of a command that runs one, wherever it starts (srun, torchrun...)."""
     line = command.line
@@ -70,7 +86,7 @@ def explab_args(command: Command) -> tuple[str, list[str]] | None:
 
 
 COMMANDS = documented_commands()
-EXPLAB = [c for c in COMMANDS if explab_args(c)]
+EXPLAB = [c for c in [*COMMANDS, *help_examples()] if explab_args(c)]
 MAKE = [c for c in COMMANDS if c.line.startswith("make ")]
 SWEEP_CLI = [c for c in COMMANDS if Path(shlex.split(c.line)[0]).name == "explab-sweep"]
 
@@ -78,6 +94,7 @@ SWEEP_CLI = [c for c in COMMANDS if Path(shlex.split(c.line)[0]).name == "explab
 def test_the_documents_show_commands() -> None:
     assert len(EXPLAB) >= 20 and len(MAKE) >= 5, [c.line for c in COMMANDS]
     assert {Path(c.document).name for c in EXPLAB} >= {"README.md", "sweeps.md", "reproduce-and-resume.md"}
+    assert {c.document for c in EXPLAB} >= {f"{script} --help" for script in SCRIPTS}, "each --help shows examples"
 
 
 def _compose_multirun(script: str, args: list[str], cwd: Path) -> None:
