@@ -120,10 +120,15 @@ def interval(values: Sequence[float], method: str = "t", confidence: float = 0.9
 
 
 def intervals_of(
-    groups: Sequence[Sequence[float]], method: str = "t", confidence: float = 0.95, seed: int = 0
+    groups: Sequence[Sequence[float]],
+    method: str = "t",
+    confidence: float = 0.95,
+    seed: int = 0,
+    metric: str | None = None,
 ) -> list[Interval]:
     """:func:`interval` of each group's values; with ``method="pooled"``, Student t intervals whose standard
-    deviation is pooled over the groups.
+    deviation is pooled over the groups. Given the ``metric`` the values are of, each interval is cut to the
+    values it can take (:func:`within_range`).
 
     Pooling assumes the groups share one spread, as the configurations of one model on one data set share
     their seed noise. With the two or three seeds a configuration usually gets, its own deviation is mostly
@@ -131,8 +136,15 @@ def intervals_of(
     The pooled deviation takes its degrees of freedom from every group; a group's interval still narrows with
     its own n. A group of fewer than two values has no interval, as in :func:`interval`.
     """
-    if method != "pooled":
-        return [interval(values, method, confidence, seed) for values in groups]
+    found = (
+        [interval(values, method, confidence, seed) for values in groups]
+        if method != "pooled"
+        else _pooled_intervals(groups, confidence)
+    )
+    return found if metric is None else [within_range(i, metric) for i in found]
+
+
+def _pooled_intervals(groups: Sequence[Sequence[float]], confidence: float) -> list[Interval]:
     from scipy import stats
 
     arrays = [np.asarray(values, dtype=float) for values in groups]

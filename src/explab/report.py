@@ -94,12 +94,9 @@ def aggregate(
     each metric."""
     named = labels(list(groups))
     found_by_metric = {
-        metric: [
-            comparison.within_range(found, metric)
-            for found in comparison.intervals_of(
-                [list(by_seed(members, metric).values()) for members in groups.values()], ci, confidence
-            )
-        ]
+        metric: comparison.intervals_of(
+            [list(by_seed(members, metric).values()) for members in groups.values()], ci, confidence, metric=metric
+        )
         for metric in metrics
     }
     rows = []

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from explab.comparison import Interval, intervals_of, within_range
+from explab.comparison import Interval, intervals_of
 from explab.sweep import REPLICATE_ATTR, is_replicate, search_trials
 from explab.sweep.study_record import RECORD_ATTR
 
@@ -84,10 +84,9 @@ def replicated(study: optuna.Study, top: Sequence[FrozenTrial]) -> list[Replicat
         )
     # one model on one data set: its configurations share the seed noise, and a configuration's two or three
     # seeds alone measure it poorly (a tie would be an interval of zero width, and win)
-    found = intervals_of(values, "pooled")
+    # cut to the metric's range as explab-report cuts it (an accuracy's interval ends at 1)
     metric = (study.user_attrs.get(RECORD_ATTR) or {}).get("metric")
-    if isinstance(metric, str):  # cut as explab-report cuts it (an accuracy's interval ends at 1)
-        found = [within_range(interval, metric) for interval in found]
+    found = intervals_of(values, "pooled", metric=metric if isinstance(metric, str) else None)
     return [
         ReplicatedConfiguration(trial.number, dict(trial.params), v, i)
         for trial, v, i in zip(top, values, found, strict=True)
