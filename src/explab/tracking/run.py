@@ -193,7 +193,8 @@ class TrackedRun:
         the tracking server does not serve."""
         from explab.tracking.ui import server_ui
 
-        return self.ui_link() if server_ui(self.tracking_uri) else f"make ui, then {self.ui_link()}"
+        link = self.ui_link()
+        return link if server_ui(self.tracking_uri) else f"make ui, then {link}"
 
     def end(self, error: BaseException | None) -> None:
         """End the run with the status ``error`` deserves (FINISHED for None), recording a failure's error."""
