@@ -7,6 +7,8 @@ LINT   := $(wildcard src tests bench examples)
 # This machine keeps the CPU build of torch on disk; elsewhere pip takes it from the index.
 PIP_FLAGS := --constraint $(LOCK) $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 MLRUNS := $(CURDIR)/mlruns
+# the store `make ui` serves; a run's last log line names MLRUNS= or STORE= when it was kept elsewhere
+STORE  := sqlite:///$(MLRUNS)/mlflow.db
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 PYTEST_ARGS ?=
@@ -23,7 +25,7 @@ help:
 	@echo "make test    set up .venv with dev extras, run ruff, mypy and the whole test suite (what CI runs)"
 	@echo "make test-fast  the tests not marked slow"
 	@echo "make test-chaos the sweep kill tests alone (make test runs them too)"
-	@echo "make ui      MLflow UI over ./mlruns on http://$(HOST):$(PORT)"
+	@echo "make ui      MLflow UI over ./mlruns on http://$(HOST):$(PORT) (MLRUNS=folder or STORE=uri for another store)"
 	@echo "make server  team tracking server: MLflow on PostgreSQL with served artifacts, http://$(HOST):$(PORT)"
 	@echo "make lint    ruff check and mypy"
 	@echo "make bench   side-by-side benchmarks"
@@ -67,8 +69,8 @@ format: dev
 
 ui: install
 	@mkdir -p $(MLRUNS)/artifacts
-	@$(BIN)/python -m explab.tracking.ui sqlite:///$(MLRUNS)/mlflow.db http://$(HOST):$(PORT)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(MLRUNS)/mlflow.db \
+	@$(BIN)/python -m explab.tracking.ui $(STORE) http://$(HOST):$(PORT)
+	$(BIN)/mlflow ui --backend-store-uri $(STORE) \
 	    --default-artifact-root $(MLRUNS)/artifacts --host $(HOST) --port $(PORT) --workers 1
 
 server: install

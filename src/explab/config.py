@@ -36,8 +36,13 @@ def project_root() -> Path:
 
 
 def tracking_uri(mlruns_dir: str) -> str:
-    """MLflow tracking URI: ``MLFLOW_TRACKING_URI`` if set, else the project's SQLite store."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(mlruns_dir).resolve()}/mlflow.db"
+    """MLflow tracking URI: ``MLFLOW_TRACKING_URI`` if set, else the SQLite store in ``mlruns_dir``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or sqlite_store(mlruns_dir)
+
+
+def sqlite_store(mlruns_dir: str | Path) -> str:
+    """The URI of the SQLite store explab keeps in ``mlruns_dir`` (``mlflow.db``, beside ``artifacts/``)."""
+    return f"sqlite:///{Path(mlruns_dir).resolve()}/mlflow.db"
 
 
 @functools.cache

@@ -34,6 +34,7 @@ pytestmark = [
 ]
 SEEDS = (1, 2, 3)
 LINK = re.compile(r"http://127\.0\.0\.1:5000/\S+")
+SERVE = re.compile(r"UI: (make ui[^,]*), then http")
 
 
 @pytest.fixture(scope="module")
@@ -58,18 +59,22 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {
         "folder": folder,
         "run_links": LINK.findall(seeds.stdout + seeds.stderr),
+        "serve": SERVE.findall(seeds.stdout + seeds.stderr),
         "sweep_links": LINK.findall(sweep.stdout + sweep.stderr),
     }
 
 
 @pytest.fixture(scope="module")
 def ui(project: dict) -> Iterator[dict]:
-    """``make ui`` on a free port over the project's store; its printed links; stopped afterwards."""
+    """``make ui`` on a free port over the project's store, as each run's last line says to start it; its
+    printed links; stopped afterwards."""
+    [serve] = set(project["serve"])
+    assert serve == f"make ui MLRUNS={project['folder'].resolve()}/mlruns", "the store outside the checkout is named"
     port = free_port()
     log = project["folder"] / "ui.log"
     with log.open("w") as out:
         server = subprocess.Popen(
-            ["make", "-C", str(ROOT), "ui", f"MLRUNS={project['folder']}/mlruns", f"PORT={port}"],
+            ["make", "-C", str(ROOT), *serve.split()[1:], f"PORT={port}"],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from explab.tracking.ui import server_ui
+from explab.tracking.ui import server_ui, ui_command
 
 
 @pytest.mark.parametrize(
@@ -20,3 +20,14 @@ from explab.tracking.ui import server_ui
 )
 def test_a_tracking_server_serves_its_own_ui_without_the_uris_password(tracking_uri: str, ui: str | None) -> None:
     assert server_ui(tracking_uri) == ui
+
+
+def test_the_command_that_serves_a_store_names_any_store_but_the_projects(tmp_path) -> None:
+    from explab.config import project_root, sqlite_store
+
+    assert ui_command(sqlite_store(project_root() / "mlruns")) == "make ui"
+    # paths.root_dir or paths.mlruns_dir moved, to scratch space say: the folder is the store's
+    assert ui_command(sqlite_store(tmp_path / "mlruns")) == f"make ui MLRUNS={tmp_path.resolve()}/mlruns"
+    # MLFLOW_TRACKING_URI naming a file of another name, or a database: the store itself, without a password
+    assert ui_command(f"sqlite:///{tmp_path}/lab.db") == f"make ui STORE=sqlite:///{tmp_path}/lab.db"
+    assert ui_command("postgresql://lab:s3cret@db/mlflow") == "make ui STORE=postgresql://lab:***@db/mlflow"

@@ -182,19 +182,19 @@ class TrackedRun:
             return mlflow.artifacts.load_text(f"{self.client.get_run(self.run_id).info.artifact_uri}/{artifact_file}")
 
     def ui_link(self) -> str:
-        """This run's page in the MLflow UI that shows its store: its tracking server's own, or the one ``make
-        ui`` serves."""
+        """This run's page in the MLflow UI that shows its store: its tracking server's own, or the one
+        ``ui_command`` serves."""
         from explab.tracking.ui import LOCAL_UI, run_link, server_ui
 
         return run_link(server_ui(self.tracking_uri) or LOCAL_UI, self.experiment_id, self.run_id)
 
     def where_to_view(self) -> str:
-        """How to open this run's page, as a log line says it: the link, after ``make ui, then`` for a store
-        the tracking server does not serve."""
-        from explab.tracking.ui import server_ui
+        """How to open this run's page, as a log line says it: the link, after the command that serves the
+        store (``make ui, then``) for a store no tracking server serves."""
+        from explab.tracking.ui import server_ui, ui_command
 
         link = self.ui_link()
-        return link if server_ui(self.tracking_uri) else f"make ui, then {link}"
+        return link if server_ui(self.tracking_uri) else f"{ui_command(self.tracking_uri)}, then {link}"
 
     def end(self, error: BaseException | None) -> None:
         """End the run with the status ``error`` deserves (FINISHED for None), recording a failure's error."""

@@ -9,6 +9,7 @@ prints one link per experiment of a store.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 TRAINING_VIEW = "workflowType=machine_learning"
@@ -18,11 +19,27 @@ LOCAL_UI = "http://127.0.0.1:5000"  # where ``make ui`` serves a store on disk
 def server_ui(tracking_uri: str) -> str | None:
     """The UI of the tracking server at ``tracking_uri`` (it serves its own), without the user and password
     the URI may carry: a browser asks for those itself, and a printed link must not show them. None for a
-    store on disk or in a database, which ``make ui`` serves at ``LOCAL_UI``."""
+    store on disk or in a database, which ``ui_command`` serves at ``LOCAL_UI``."""
     parts = urlsplit(tracking_uri)
     if parts.scheme not in ("http", "https"):
         return None
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+def ui_command(tracking_uri: str) -> str:
+    """The command that serves the store at ``tracking_uri`` in the UI at ``LOCAL_UI``: ``make ui`` for the
+    project's own ``mlruns/``, told the folder (``MLRUNS=``) or the store (``STORE=``) of any other. A run
+    kept elsewhere (``paths.root_dir`` on scratch space, ``MLFLOW_TRACKING_URI`` naming a file) is not in the
+    UI a plain ``make ui`` serves."""
+    from explab.config import project_root, sqlite_store
+    from explab.tracking.store import shown_url
+
+    if tracking_uri == sqlite_store(project_root() / "mlruns"):
+        return "make ui"
+    folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
+    if tracking_uri == sqlite_store(folder):
+        return f"make ui MLRUNS={folder}"
+    return f"make ui STORE={shown_url(tracking_uri)}"
 
 
 def run_link(base_url: str, experiment_id: str, run_id: str) -> str:
