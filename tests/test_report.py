@@ -16,7 +16,7 @@ from torch.optim import SGD
 
 from explab.errors import UsageError
 from explab.models.tasks import ClassificationTask, RegressionTask, TaskModule
-from explab.report import HEADLINE_METRICS, labels, report
+from explab.report import HEADLINE_METRICS, Configuration, labels, report
 from explab.train import train
 from tests.conftest import run_cli, runs_in, tracking_uri_for
 
@@ -72,6 +72,30 @@ def test_labels_name_the_chosen_class_and_leave_out_settings_a_configuration_lac
     # lacking a key is all that sets this one apart: the label says so rather than nothing
     without, extra = (("x", "1"),), (("x", "1"), ("y", "2"))
     assert labels([without, extra]) == {without: "y=None", extra: "y=2"}
+
+
+def test_labels_name_a_subtree_another_configuration_lacks_by_its_entries_not_every_setting() -> None:
+    def callbacks(patience: str) -> Configuration:
+        return (
+            ("callbacks.early_stopping.monitor", "val/acc"),
+            ("callbacks.early_stopping.patience", patience),
+            ("callbacks.lr_monitor.logging_interval", "epoch"),
+            ("optimizer.lr", "0.1"),
+        )
+
+    patient, hasty, none = callbacks("10"), callbacks("3"), (("callbacks", "{}"), ("optimizer.lr", "0.1"))
+    # the setting that varies between the two with callbacks still tells those two apart
+    assert labels([patient, hasty, none]) == {
+        patient: "callbacks=early_stopping+lr_monitor, callbacks.early_stopping.patience=10",
+        hasty: "callbacks=early_stopping+lr_monitor, callbacks.early_stopping.patience=3",
+        none: "callbacks={}",
+    }
+    # a subtree with a class reads as the class, as a config group's choice does
+    ddp = (("trainer.strategy._target_", "lightning.pytorch.strategies.DDPStrategy"), ("trainer.strategy.x", "1"))
+    assert labels([ddp, (("trainer.strategy", "auto"),)])[ddp] == "trainer.strategy=DDPStrategy"
+    # subtrees with the same entries, told apart only deeper down: every setting, as it is
+    deep, other = (("a.b.c", "1"),), (("a.b.d", "1"),)
+    assert labels([deep, other, (("a", "{}"),)])[deep] == "a.b.c=1"
 
 
 def test_report_of_unknown_experiment_names_the_known_ones(compose_cfg, store: Path) -> None:

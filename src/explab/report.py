@@ -60,21 +60,46 @@ def labels(configurations: Sequence[Configuration]) -> dict[Configuration, str]:
 
     A class chosen by a config group reads as the group and the class (``optimizer=RMSprop`` for
     ``optimizer._target_=torch.optim.RMSprop``), and a key a configuration does not have is left out of its
-    label (Adam has no ``optimizer.momentum``) unless nothing else would set it apart.
+    label (Adam has no ``optimizer.momentum``) unless nothing else would set it apart. A subtree another
+    configuration has nothing of reads as its entries (``callbacks=early_stopping+lr_monitor`` against
+    ``callbacks={}``) or its class, not as every setting in it; a setting in it that varies is still shown.
     """
     settings = [dict(c) for c in configurations]
     varying = sorted({k for s in settings for k in s if len({t.get(k) for t in settings}) > 1})
+    folded = {c: _label(dict(c), varying, settings, fold=True) for c in configurations}
+    if len(set(folded.values())) == len(folded):
+        return folded
+    # two subtrees told apart only below their entries: every setting, as it is
+    return {c: _label(dict(c), varying, settings, fold=False) for c in configurations}
 
-    def part(key: str, value: str | None) -> str:
-        if key.endswith("._target_") and value is not None:
-            return f"{key.removesuffix('._target_')}={value.rpartition('.')[2]}"
-        return f"{key}={value}"
 
-    found = {}
-    for c, setting in zip(configurations, settings, strict=True):
-        has = [k for k in varying if k in setting]
-        found[c] = ", ".join(part(k, setting.get(k)) for k in has or varying) or "all"
-    return found
+def _label(setting: dict[str, str], varying: list[str], settings: list[dict[str, str]], fold: bool) -> str:
+    parts: dict[str, str] = {}
+    for key in [k for k in varying if k in setting] or varying:
+        tree = _missing_elsewhere(key, settings) if fold else None
+        if tree is None or len({s[key] for s in settings if key in s}) > 1:
+            parts[key] = _part(key, setting.get(key))
+        elif tree not in parts:
+            target = setting.get(f"{tree}._target_")
+            entries = sorted({k.removeprefix(f"{tree}.").split(".")[0] for k in setting if k.startswith(f"{tree}.")})
+            parts[tree] = _part(f"{tree}._target_", target) if target else f"{tree}={'+'.join(entries)}"
+    return ", ".join(parts.values()) or "all"
+
+
+def _part(key: str, value: str | None) -> str:
+    if key.endswith("._target_") and value is not None:
+        return f"{key.removesuffix('._target_')}={value.rpartition('.')[2]}"
+    return f"{key}={value}"
+
+
+def _missing_elsewhere(key: str, settings: list[dict[str, str]]) -> str | None:
+    """The outermost subtree holding ``key`` that some configuration has no setting under, or None."""
+    segments = key.split(".")
+    for depth in range(1, len(segments)):
+        tree = ".".join(segments[:depth])
+        if any(not any(k.startswith(f"{tree}.") for k in other) for other in settings):
+            return tree
+    return None
 
 
 def by_seed(runs: Sequence[Any], metric: str) -> dict[str, float]:
