@@ -83,6 +83,10 @@ def test_a_resume_with_another_model_is_refused_before_the_run_is_touched(tmp_pa
         assert done.returncode == 1 and "Traceback" not in done.stderr
         assert "would continue a different model or data set" in done.stderr and "model._target_" in done.stderr
         assert client.get_run(run_id).info.status == status, "the run keeps its status"
+    # Adam's moments and step counts would be loaded into SGD
+    done = run_cli("explab-train", "optimizer=sgd", f"resume={run_id}", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and "(optimizer: Adam then, SGD now)" in done.stderr, done.stderr[-3000:]
+    assert client.get_run(run_id).info.status == "KILLED"
 
 
 @pytest.mark.slow
@@ -114,19 +118,28 @@ def test_a_resume_that_changes_settings_records_them_and_the_next_resume_keeps_t
     assert run.data.params["optimizer.lr"] == "0.003", "params stay as first logged"
     resumed = yaml.safe_load(Path(client.download_artifacts(run_id, "config/resumed.yaml", str(tmp_path))).read_text())
     assert resumed["optimizer"]["lr"] == 0.01
+    # and it trains at that rate: the cosine of 3 epochs from 0.01, not the checkpoint's 0.003 (Lightning restores
+    # the optimizer's settings with its state)
+    rates = [m.value for m in sorted(client.get_metric_history(run_id, "lr-Adam"), key=lambda m: m.step)]
+    assert rates == pytest.approx([0.003, 0.0015, 0.01 * (1 + math.cos(2 * math.pi / 3)) / 2]), rates
 
     done = run_cli("explab-train", f"resume={run_id}", "trainer.max_epochs=4", *paths(tmp_path), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     trained_with = recorded_config(load_checkpoint(last_checkpoint(tmp_path, run_id)), "last.ckpt")["config"]
     assert trained_with["optimizer"]["lr"] == 0.01 and trained_with["trainer"]["max_epochs"] == 4
     assert client.get_run(run_id).data.tags["explab.resumed_with"].endswith("trainer.max_epochs=4 (was 2)")
+    assert max(client.get_metric_history(run_id, "lr-Adam"), key=lambda m: m.step).value == pytest.approx(
+        0.01 * (1 + math.cos(math.pi * 3 / 4)) / 2
+    )
     assert len(client.get_metric_history(run_id, "val/acc")) == 4
 
 
 @pytest.mark.slow
-def test_a_resume_that_would_outrun_a_one_cycle_schedule_is_refused(tmp_path: Path) -> None:
+def test_a_resume_or_a_fit_from_its_checkpoint_that_would_outrun_a_one_cycle_schedule_is_refused(
+    tmp_path: Path,
+) -> None:
     """A one-cycle schedule resumed to more epochs failed in its first step past the old end ("Tried to step
-    21 times"), and turned the FINISHED run FAILED."""
+    21 times"), and turned the FINISHED run FAILED; fitted on from with ``ckpt_path=``, it failed the new run."""
     run_id = trained_run(tmp_path, "scheduler=onecycle")
     checkpoint = last_checkpoint(tmp_path, run_id)
     before = digest(checkpoint)
@@ -137,6 +150,16 @@ def test_a_resume_that_would_outrun_a_one_cycle_schedule_is_refused(tmp_path: Pa
     run = client_for(tmp_path).get_run(run_id)
     assert run.info.status == "FINISHED" and "explab.resumed_with" not in run.data.tags
     assert digest(checkpoint) == before
+
+    # fitting on from the checkpoint into a new run holds the same schedule: refused before that run exists
+    start = [f"ckpt_path={checkpoint}", "trainer.max_epochs=4", *paths(tmp_path)]
+    done = run_cli("explab-train", "scheduler=onecycle", *start, cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "fitting on with trainer.max_epochs=4 (was 2) would fail once it passes that end" in done.stderr
+    # the default cosine would have been handed the one-cycle's state, and set its rate from that step count
+    done = run_cli("explab-train", *start, cwd=tmp_path)
+    assert done.returncode == 1 and "(scheduler: OneCycleLR then, CosineAnnealingLR now)" in done.stderr, done.stderr
+    assert [r.info.run_id for r in runs_in(tmp_path / "mlruns", "digits_cnn")] == [run_id]
 
 
 @pytest.mark.slow
@@ -229,14 +252,13 @@ def test_a_truncated_last_checkpoint_is_named_and_the_run_is_untouched(tmp_path:
     assert client_for(tmp_path).get_run(run_id).info.status == "FINISHED"
 
 
-def test_a_truncated_checkpoint_is_named_when_lightning_loads_it(compose_cfg, store: Path, tmp_path: Path) -> None:
+def test_a_truncated_start_checkpoint_is_named_before_the_run_exists(compose_cfg, store: Path, tmp_path: Path) -> None:
     checkpoint = tmp_path / "cut.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(1000)}}, checkpoint)
     checkpoint.write_bytes(checkpoint.read_bytes()[:300])
     with pytest.raises(CheckpointError, match=r"cut.ckpt is truncated \(300 bytes\)"):
         train(compose_cfg(f"ckpt_path={checkpoint}", "trainer.max_epochs=1"))
-    [run] = runs_in(store, "digits_cnn")
-    assert run.info.status == "FAILED"
+    assert runs_in(store, "digits_cnn") == []
 
 
 # --- 3. two runs never share an output folder ---------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from explab.checkpoints import CheckpointError
 from explab.errors import ConfigError, UsageError
 from explab.sweep.checks import check_job_config
 from explab.validation import (
@@ -126,7 +127,11 @@ def test_checkpoints_lightning_finds_itself_are_left_to_it(compose_cfg, name: st
 def test_a_start_checkpoint_that_is_not_here_is_refused(compose_cfg, tmp_path) -> None:
     with pytest.raises(UsageError, match=r"ckpt_path=.*gone.ckpt: no such file here.*resume=RUN_ID"):
         check_start_checkpoint(compose_cfg(f"ckpt_path={tmp_path}/gone.ckpt"))
-    (tmp_path / "here.ckpt").write_bytes(b"")
+    (tmp_path / "cut.ckpt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"cut.ckpt is truncated \(0 bytes\)"):
+        check_start_checkpoint(compose_cfg(f"ckpt_path={tmp_path}/cut.ckpt"))
+    # a Lightning checkpoint explab did not write: nothing recorded to check it against
+    torch.save({"state_dict": {}, "optimizer_states": [], "lr_schedulers": []}, tmp_path / "here.ckpt")
     check_start_checkpoint(compose_cfg(f"ckpt_path={tmp_path}/here.ckpt"))
 
 

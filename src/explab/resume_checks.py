@@ -57,6 +57,7 @@ def check_resumable(run: Run, config: DictConfig, checkpoint_path: Path) -> None
     then = flatten_params(record["config"])
     now = flatten_params(cast(dict[str, Any], OmegaConf.to_container(config, resolve=True)))
     _check_same_model(run_id, then, now)
+    _check_same_optimizer(run_id, then, now)
     _check_schedule_length(run_id, then, now, config)
     if run.info.status == "FINISHED":
         _check_something_left_to_train(run_id, checkpoint, config)
@@ -81,20 +82,74 @@ def _check_same_model(run_id: str, then_params: dict[str, Any], now_params: dict
         )
 
 
+def _check_same_optimizer(run_id: str, then: dict[str, Any], now: dict[str, Any]) -> None:
+    changes = restored_state_changes(then, now)
+    if changes:
+        raise UsageError(
+            f"resume={run_id} cannot change the optimizer or schedule whose state the checkpoint holds ({changes}): "
+            f"Lightning restores that state as it was saved. Drop those overrides to resume the run as it was, or "
+            f"train the new config as a new run with reproduce={run_id} and the overrides"
+        )
+
+
+def restored_state_changes(then: dict[str, Any], now: dict[str, Any]) -> str:
+    """What ``now`` changes (``optimizer: Adam then, SGD now; scheduler.gamma: 0.1 then, 0.5 now``) of the
+    optimizer and schedule whose state a checkpoint with the flattened config ``then`` holds; empty when none.
+
+    Lightning loads a checkpoint's optimizer and scheduler states into whatever the config builds: Adam's
+    moments into SGD, a one-cycle's step count into a cosine (whose rate it then sets from it), a StepLR's
+    saved ``gamma`` over the new one, silently. The optimizer's own settings (``optimizer.lr``) may change:
+    ``models.restored_optimizer`` writes them into the restored state, and a one-cycle's ``max_lr`` follows
+    ``optimizer.lr``.
+    """
+
+    def name(params: dict[str, Any], group: str) -> str:
+        return str(params.get(f"{group}._target_") or "none").rsplit(".", 1)[-1]
+
+    def follows_lr(params: dict[str, Any]) -> bool:
+        return params.get("scheduler.max_lr") == params.get("optimizer.lr")
+
+    changes = [
+        f"{group}: {name(then, group)} then, {name(now, group)} now"
+        for group in ("optimizer", "scheduler")
+        if name(then, group) != name(now, group)
+    ]
+    if name(then, "scheduler") == name(now, "scheduler"):
+        changes += [
+            f"{key}: {then.get(key, '(none)')} then, {now.get(key, '(none)')} now"
+            for key in sorted({k for k in (*then, *now) if k.startswith("scheduler.")})
+            if then.get(key) != now.get(key)
+            and key != "scheduler._target_"
+            and not (key == "scheduler.max_lr" and follows_lr(then) and follows_lr(now))
+        ]
+    return "; ".join(changes)
+
+
 def _check_schedule_length(run_id: str, then: dict[str, Any], now: dict[str, Any], config: DictConfig) -> None:
-    """A one-cycle schedule fitted to the run's length is in the checkpoint with that length, and Lightning
-    restores it as it was: a resume that changes the length would fail past the old end. (A fitted cosine
-    is refitted to the new length instead: ``models.tasks.refit_cosine``.)"""
+    schedule, changes = one_cycle_length_changes(then, now, config)
+    if changes:
+        raise UsageError(
+            f"run {run_id}'s learning-rate schedule ({schedule}) was fitted to the run's steps and is in its "
+            f"checkpoint with that length: resuming with {changes} would fail once it passes that end. Train the "
+            f"new length as a new run with reproduce={run_id} and those overrides, or resume without them"
+        )
+
+
+def one_cycle_length_changes(then: dict[str, Any], now: dict[str, Any], config: DictConfig) -> tuple[str, str]:
+    """The schedule's name and the settings (``trainer.max_epochs=4 (was 2)``) that change the length a one-cycle
+    schedule was fitted to (its ``total_steps`` left null), between a checkpoint's flattened config ``then``
+    and ``now``; no settings when none changed or the schedule is fitted to nothing.
+
+    Lightning restores a checkpoint's schedule as it was, with that length, so a fit on from it would fail once
+    it passes that end ("Tried to step 41 times"). (A fitted cosine is refitted to the new length instead:
+    ``models.tasks.refit_cosine``.)
+    """
     target, filled = configured_schedule(config)
     changed = [key for key in SCHEDULE_LENGTH_KEYS if then.get(key) != now.get(key)]
     if "total_steps" not in filled or not changed:
-        return
+        return target.rsplit(".", 1)[-1], ""
     changes = ", ".join(f"{key}={now.get(key, '(none)')} (was {then.get(key, '(none)')})" for key in changed)
-    raise UsageError(
-        f"run {run_id}'s learning-rate schedule ({target.rsplit('.', 1)[-1]}) was fitted to the run's steps and "
-        f"is in its checkpoint with that length: resuming with {changes} would fail once it passes that end. "
-        f"Train the new length as a new run with reproduce={run_id} and those overrides, or resume without them"
-    )
+    return target.rsplit(".", 1)[-1], changes
 
 
 def _check_something_left_to_train(run_id: str, checkpoint: dict[str, Any], config: DictConfig) -> None:

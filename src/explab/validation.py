@@ -11,7 +11,8 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -326,8 +327,6 @@ def check_machine(cfg: DictConfig) -> None:
 def check_start_checkpoint(cfg: DictConfig) -> None:
     """``ckpt_path`` (fit from a checkpoint, into a new run) names a file this machine has; Lightning's own
     names (``last``, ``best``, ``hpc``, ``registry``) and remote URLs are Lightning's to find."""
-    from pathlib import Path
-
     path = cfg.get("ckpt_path")
     if not path or str(path).split(":")[0] in ("last", "best", "hpc", "registry") or "://" in str(path):
         return
@@ -335,6 +334,36 @@ def check_start_checkpoint(cfg: DictConfig) -> None:
         raise UsageError(
             f"ckpt_path={path}: no such file here. Give the path of a .ckpt file, or resume=RUN_ID to continue "
             "an MLflow run from its own last checkpoint"
+        )
+    _check_fit_from_checkpoint(cfg, Path(str(path)).expanduser())
+
+
+def _check_fit_from_checkpoint(cfg: DictConfig, path: Path) -> None:
+    """The checkpoint's optimizer and scheduler states fit what ``cfg`` builds: the same classes, and a one-cycle
+    schedule of the length it was fitted to (Lightning restores both as they are)."""
+    from explab.checkpoints import CHECKPOINT_KEY, load_checkpoint
+    from explab.resume_checks import one_cycle_length_changes, restored_state_changes
+    from explab.tracking.params import flatten_params
+
+    record = load_checkpoint(path).get(CHECKPOINT_KEY)
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        return  # not written by explab-train: what it was trained with is not known here
+    then = flatten_params(record["config"])
+    now = flatten_params(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)))
+    changes = restored_state_changes(then, now)
+    if changes:
+        raise UsageError(
+            f"ckpt_path={path} holds the optimizer and schedule state of the run that wrote it, and this config "
+            f"changes them ({changes}): Lightning restores that state as it was saved. Fit on with the "
+            "checkpoint's optimizer and scheduler, or train the new ones from the start without ckpt_path"
+        )
+    schedule, changes = one_cycle_length_changes(then, now, cfg)
+    if changes:
+        raise UsageError(
+            f"ckpt_path={path}: its learning-rate schedule ({schedule}) was fitted to the steps of the run that "
+            f"wrote it, and the checkpoint holds it with that length: fitting on with {changes} would fail once "
+            "it passes that end. Fit on with the checkpoint's length, or train the new length from the start "
+            "without ckpt_path"
         )
 
 

@@ -28,8 +28,10 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from explab.callbacks.record import CHECKPOINT_KEY
 from explab.models.epoch_sums import EpochSums
 from explab.models.init import initialise
+from explab.models.restored_optimizer import apply_changed_settings, changed_settings
 from explab.models.schedules import filled_from_trainer
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -292,6 +294,17 @@ class TaskModule(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": build_scheduler(self.scheduler_factory, optimizer, self.trainer),
         }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning restores the optimizer's settings from the checkpoint after this: the ones the config now
+        # changes (a resume with optimizer.lr=1e-4) are written into the checkpoint first
+        record = checkpoint.get(CHECKPOINT_KEY)
+        then = record.get("config", {}).get("optimizer") if isinstance(record, dict) else None
+        now = getattr(self.optimizer_factory, "keywords", None)
+        if isinstance(then, dict) and now:
+            changed = changed_settings(then, now)
+            if changed:
+                apply_changed_settings(checkpoint, changed, lr_then=float(then.get("lr") or 1.0))
 
     def on_train_start(self) -> None:
         # a checkpoint's schedule is restored (after configure_optimizers) with the length it was fitted to
