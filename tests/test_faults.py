@@ -105,6 +105,20 @@ def test_a_finished_run_resumes_only_to_train_further(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_an_early_stopped_run_resumed_with_more_patience_stops_at_the_new_patience(tmp_path: Path) -> None:
+    """Lightning restores EarlyStopping's patience from the checkpoint: the resume the refusal message advises,
+    with a raised patience, stopped again at the old one while the run recorded the new."""
+    never_enough = ["callbacks.early_stopping.min_delta=1.0", "trainer.max_epochs=10"]  # no epoch improves by 1.0
+    run_id = trained_run(tmp_path, *never_enough, "callbacks.early_stopping.patience=1")
+    client = client_for(tmp_path)
+    assert len(client.get_metric_history(run_id, "val/acc")) == 2, "stopped one epoch after the first"
+    patient = "callbacks.early_stopping.patience=3"
+    done = run_cli("explab-train", f"resume={run_id}", *never_enough, patient, *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(client.get_metric_history(run_id, "val/acc")) == 4, "three epochs after the first"
+
+
+@pytest.mark.slow
 def test_a_resume_that_changes_settings_records_them_and_the_next_resume_keeps_them(tmp_path: Path) -> None:
     """MLflow keeps a run's params as first logged: a resume with another learning rate says so on the run,
     and a later resume goes on with that rate instead of falling back to the first one."""

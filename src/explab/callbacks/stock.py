@@ -1,4 +1,5 @@
-"""Lightning's ModelCheckpoint and EarlyStopping, the same in behaviour and saved state, minus their per-step cost.
+"""Lightning's ModelCheckpoint and EarlyStopping, the same in behaviour and saved state, minus their per-step cost
+(and, for EarlyStopping, with the patience the config gives rather than the checkpoint's).
 
 Lightning calls six hooks of every callback on every training step, and for each call formats the callback's
 ``state_key`` for its profiler, even when no profiler is on: for these two a ``repr`` of their settings.
@@ -36,4 +37,12 @@ class ModelCheckpoint(StateKeyOnce, _ModelCheckpoint):
 
 
 class EarlyStopping(StateKeyOnce, _EarlyStopping):
-    """Lightning's EarlyStopping, its ``state_key`` formatted once."""
+    """Lightning's EarlyStopping, its ``state_key`` formatted once, keeping its configured ``patience`` when a
+    checkpoint's state is loaded."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Lightning's restores the checkpoint's patience too: a resume with a raised patience, the way to train
+        # an early-stopped run further, would stop again at the old one while its record says the new one
+        patience = self.patience
+        super().load_state_dict(state_dict)
+        self.patience = patience
