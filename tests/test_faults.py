@@ -173,6 +173,10 @@ def test_a_resume_or_a_fit_from_its_checkpoint_that_would_outrun_a_one_cycle_sch
     # the default cosine would have been handed the one-cycle's state, and set its rate from that step count
     done = run_cli("explab-train", *start, cwd=tmp_path)
     assert done.returncode == 1 and "(scheduler: OneCycleLR then, CosineAnnealingLR now)" in done.stderr, done.stderr
+    # weights of another shape: Lightning's strict load failed the new run with a list of state_dict keys
+    done = run_cli("explab-train", "scheduler=onecycle", "model.backbone.depth=3", *start, cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "its weights do not fit the model this config builds (the checkpoint lacks backbone." in done.stderr
     assert [r.info.run_id for r in runs_in(tmp_path / "mlruns", "digits_cnn")] == [run_id]
 
 

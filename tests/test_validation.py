@@ -9,6 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from explab.build import build_model
 from explab.checkpoints import CheckpointError
 from explab.errors import ConfigError, UsageError
 from explab.sweep.checks import check_job_config
@@ -130,9 +131,31 @@ def test_a_start_checkpoint_that_is_not_here_is_refused(compose_cfg, tmp_path) -
     (tmp_path / "cut.ckpt").write_bytes(b"")
     with pytest.raises(CheckpointError, match=r"cut.ckpt is truncated \(0 bytes\)"):
         check_start_checkpoint(compose_cfg(f"ckpt_path={tmp_path}/cut.ckpt"))
-    # a Lightning checkpoint explab did not write: nothing recorded to check it against
-    torch.save({"state_dict": {}, "optimizer_states": [], "lr_schedulers": []}, tmp_path / "here.ckpt")
-    check_start_checkpoint(compose_cfg(f"ckpt_path={tmp_path}/here.ckpt"))
+    # a Lightning checkpoint of this model that explab did not write: no settings recorded to check it against
+    cfg = compose_cfg(f"ckpt_path={tmp_path}/here.ckpt")
+    torch.save({"state_dict": build_model(cfg).state_dict(), "optimizer_states": []}, tmp_path / "here.ckpt")
+    check_start_checkpoint(cfg)
+
+
+def test_weights_that_do_not_fit_are_named_by_key_and_shape() -> None:
+    from torch import nn
+
+    from explab.checkpoints import weights_mismatch
+
+    with torch.device("meta"):  # as the check builds the model
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    assert weights_mismatch(model, nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)).state_dict()) == ""
+    wider = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2), nn.Linear(2, 2)).state_dict()
+    assert weights_mismatch(model, wider) == (
+        "the model lacks 3.bias, 3.weight; shapes differ: 0.bias [16] in the checkpoint, [8] in the model, "
+        "0.weight [16, 4] in the checkpoint, [8, 4] in the model, "
+        "2.weight [2, 16] in the checkpoint, [2, 8] in the model"
+    )
+    # saved from a run whose backbone torch.compile wrapped: the same weights under backbone._orig_mod
+    task = nn.Module()
+    task.backbone = model
+    compiled = {f"backbone._orig_mod.{key.removeprefix('backbone.')}": v for key, v in task.state_dict().items()}
+    assert weights_mismatch(task, compiled) == ""
 
 
 @pytest.mark.parametrize("key", ["monitor_mode", "callbacks.model_checkpoint.mode"])

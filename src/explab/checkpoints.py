@@ -67,3 +67,33 @@ def recorded_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, A
     if not isinstance(record, dict) or "config" not in record:
         raise CheckpointError(f"checkpoint {path} carries no explab config: it was not written by explab-train")
     return record
+
+
+def weights_mismatch(model: torch.nn.Module, state_dict: dict[str, Any], shown: int = 3) -> str:
+    """How ``state_dict`` (a checkpoint's weights) fails to fit ``model``: keys it lacks, keys the model lacks
+    and tensors of another shape, a few of each named; empty when it fits. ``model`` may be on the meta device.
+    A compiled backbone's ``_orig_mod`` is ignored on both sides."""
+
+    def shapes(tensors: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        return {key.replace("._orig_mod", ""): tuple(value.shape) for key, value in tensors.items()}
+
+    def few(keys: list[str]) -> str:
+        return ", ".join(keys[:shown]) + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
+
+    expected, saved = shapes(model.state_dict()), shapes(state_dict)
+    missing = sorted(expected.keys() - saved.keys())
+    unexpected = sorted(saved.keys() - expected.keys())
+    reshaped = [
+        f"{key} {list(saved[key])} in the checkpoint, {list(expected[key])} in the model"
+        for key in sorted(expected.keys() & saved.keys())
+        if saved[key] != expected[key]
+    ]
+    return "; ".join(
+        f"{what} {few(keys)}"
+        for what, keys in (
+            ("the checkpoint lacks", missing),
+            ("the model lacks", unexpected),
+            ("shapes differ:", reshaped),
+        )
+        if keys
+    )

@@ -345,7 +345,14 @@ def _check_fit_from_checkpoint(cfg: DictConfig, path: Path) -> None:
     from explab.resume_checks import one_cycle_length_changes, restored_state_changes
     from explab.tracking.params import flatten_params
 
-    record = load_checkpoint(path).get(CHECKPOINT_KEY)
+    checkpoint = load_checkpoint(path)
+    mismatch = _weights_mismatch(cfg, checkpoint["state_dict"])
+    if mismatch:
+        raise UsageError(
+            f"ckpt_path={path}: its weights do not fit the model this config builds ({mismatch}). Give a "
+            "checkpoint of this model, or the model settings the checkpoint was trained with"
+        )
+    record = checkpoint.get(CHECKPOINT_KEY)
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
         return  # not written by explab-train: what it was trained with is not known here
     then = flatten_params(record["config"])
@@ -365,6 +372,22 @@ def _check_fit_from_checkpoint(cfg: DictConfig, path: Path) -> None:
             "it passes that end. Fit on with the checkpoint's length, or train the new length from the start "
             "without ckpt_path"
         )
+
+
+def _weights_mismatch(cfg: DictConfig, state_dict: dict[str, Any]) -> str:
+    """``checkpoints.weights_mismatch`` against the model ``cfg`` builds on the meta device (no memory, no
+    initialisation); empty for a model that needs real tensors to be built, which Lightning checks as it loads."""
+    import torch
+
+    from explab.build import build_model
+    from explab.checkpoints import weights_mismatch
+
+    try:
+        with torch.device("meta"):
+            model = build_model(cfg)
+    except Exception:
+        return ""
+    return weights_mismatch(model, state_dict)
 
 
 def check_devices_here(cfg: DictConfig) -> None:
