@@ -12,7 +12,7 @@ from explab.checkpoints import CheckpointError
 from explab.errors import ExplabError
 from explab.eval import evaluate
 from explab.train import train
-from tests.conftest import runs_in, tracking_uri_for
+from tests.conftest import run_cli, runs_in, tracking_uri_for
 from tests.support.formats import write_mnist
 
 
@@ -29,6 +29,24 @@ def test_eval_logs_into_the_same_run(compose_cfg, store: Path) -> None:
     history = MlflowClient(tracking_uri_for(store)).get_metric_history(run_id, "test/acc")
     assert len(history) == 2, "eval adds a test/acc point to the training run"
     assert runs_in(store, "digits_cnn")[0].info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_a_compiled_runs_checkpoints_evaluate_and_resume_without_compiling(tmp_path: Path) -> None:
+    """torch.compile names the backbone's weights ``backbone._orig_mod.x``: explab-eval of a compiled run, and a
+    resume with ``model.compile=false``, failed to load them."""
+    where = [f"paths.mlruns_dir={tmp_path}/mlruns", f"paths.log_dir={tmp_path}/logs", "log_model=false"]
+    short = ["+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1"]
+    done = run_cli("explab-train", "model.compile=true", "trainer.max_epochs=1", *short, *where, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_id = _only_run_id(tmp_path / "mlruns")
+    done = run_cli("explab-eval", f"run_id={run_id}", *where[:2], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_cli(
+        "explab-train", f"resume={run_id}", "model.compile=false", "trainer.max_epochs=2", *short, *where, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(MlflowClient(tracking_uri_for(tmp_path / "mlruns")).get_metric_history(run_id, "val/acc")) == 2
 
 
 @pytest.mark.parametrize(

@@ -69,13 +69,23 @@ def recorded_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, A
     return record
 
 
+COMPILED = "_orig_mod."  # what torch.compile's wrapper puts before the names of the module it wraps
+
+
+def plain_weights(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """``state_dict`` under the names of an uncompiled model: a backbone ``torch.compile`` wrapped saves
+    ``backbone._orig_mod.x`` for ``backbone.x``. Checkpoints are saved this way, so whether a run was compiled
+    does not decide which model can load them."""
+    return {key.replace(COMPILED, ""): value for key, value in state_dict.items()}
+
+
 def weights_mismatch(model: torch.nn.Module, state_dict: dict[str, Any], shown: int = 3) -> str:
     """How ``state_dict`` (a checkpoint's weights) fails to fit ``model``: keys it lacks, keys the model lacks
     and tensors of another shape, a few of each named; empty when it fits. ``model`` may be on the meta device.
     A compiled backbone's ``_orig_mod`` is ignored on both sides."""
 
     def shapes(tensors: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-        return {key.replace("._orig_mod", ""): tuple(value.shape) for key, value in tensors.items()}
+        return {key: tuple(value.shape) for key, value in plain_weights(tensors).items()}
 
     def few(keys: list[str]) -> str:
         return ", ".join(keys[:shown]) + (f" and {len(keys) - shown} more" if len(keys) > shown else "")

@@ -71,7 +71,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
 
     from explab.build import build_datamodule, build_model, build_trainer
-    from explab.checkpoints import load_checkpoint, recorded_config
+    from explab.checkpoints import load_checkpoint, plain_weights, recorded_config
     from explab.tracking import TrackedRun
     from explab.utils.logging import tidy_lightning_logging
     from explab.validation import check_devices_here
@@ -91,7 +91,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule = build_datamodule(config)
     datamodule.check_source()
     model = build_model(config)
-    model.load_state_dict(checkpoint["state_dict"])
+    model.load_state_dict(plain_weights(checkpoint["state_dict"]))  # saved from a compiled run before they were plain
     trainer = build_trainer(cfg, callbacks=[], loggers=[])
     results = trainer.test(model, datamodule=datamodule)
     metrics = {key: float(value) for key, value in results[0].items()}

@@ -12,6 +12,7 @@ from torch import nn
 from torchmetrics import MeanMetric, R2Score
 from torchmetrics.classification import MulticlassAccuracy
 
+from explab.checkpoints import plain_weights
 from explab.models.tasks import ClassificationTask, RegressionTask, build_scheduler
 
 
@@ -82,3 +83,29 @@ def test_training_sums_give_what_torchmetrics_gives(kind: str) -> None:
     for key, value in values.items():
         assert value.item() == pytest.approx(reference[key].compute().item(), rel=1e-5), key
     assert task.train_sums.pop(strategy) is None, "emptied for the next epoch"
+
+
+def test_weights_load_whether_or_not_the_saving_or_the_loading_backbone_was_compiled() -> None:
+    """torch.compile wraps the backbone in ``setup`` and its weights read ``backbone._orig_mod.x``: a compiled
+    run's checkpoint failed ``explab-eval`` and a resume with ``model.compile=false`` (strict loading)."""
+
+    def task(compile: bool) -> ClassificationTask:
+        module = ClassificationTask(
+            nn.Sequential(nn.Linear(4, 3)), 3, partial(torch.optim.SGD, lr=0.1), compile=compile
+        )
+        module.setup("fit")  # where the backbone is wrapped; compiling itself waits for the first forward pass
+        return module
+
+    compiled = task(compile=True)
+    saved_before = {"state_dict": compiled.state_dict()}  # as a compiled run's checkpoints held them until now
+    assert any("_orig_mod" in key for key in saved_before["state_dict"])
+    saved = {"state_dict": compiled.state_dict()}
+    compiled.on_save_checkpoint(saved)
+    assert not any("_orig_mod" in key for key in saved["state_dict"]), "saved under the plain names"
+    for checkpoint in (saved, saved_before):
+        for loading in (task(compile=False), task(compile=True)):
+            restored = {"state_dict": dict(checkpoint["state_dict"])}
+            loading.on_load_checkpoint(restored)  # what Lightning calls before it loads the weights, strictly
+            loading.load_state_dict(restored["state_dict"])
+            weight = plain_weights(loading.state_dict())["backbone.0.weight"]
+            assert torch.equal(weight, plain_weights(compiled.state_dict())["backbone.0.weight"])

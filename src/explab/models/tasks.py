@@ -29,6 +29,7 @@ from torchmetrics.classification import (
 )
 
 from explab.callbacks.record import CHECKPOINT_KEY
+from explab.checkpoints import COMPILED, plain_weights
 from explab.models.epoch_sums import EpochSums
 from explab.models.init import initialise
 from explab.models.restored_optimizer import apply_changed_settings, changed_settings
@@ -80,6 +81,11 @@ def refit_cosine(scheduler: Any, t_max: int) -> None:
     for group, base_lr in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=True):
         group["lr"] = scheduler.eta_min + (base_lr - scheduler.eta_min) * progress
     scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
+
+
+def _compiled_name(key: str) -> str:
+    """The name of the weight ``key`` once ``torch.compile`` wrapped the backbone."""
+    return f"backbone.{COMPILED}{key.removeprefix('backbone.')}" if key.startswith("backbone.") else key
 
 
 class TaskModule(L.LightningModule):
@@ -295,7 +301,16 @@ class TaskModule(L.LightningModule):
             "lr_scheduler": build_scheduler(self.scheduler_factory, optimizer, self.trainer),
         }
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = plain_weights(checkpoint["state_dict"])
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # weights are saved plain (on_save_checkpoint); a backbone torch.compile wrapped in setup, before this,
+        # loads them under its wrapper's names, and a checkpoint of a compiled run into a plain backbone
+        weights = plain_weights(checkpoint["state_dict"])
+        if self._compiled:
+            weights = {_compiled_name(key): value for key, value in weights.items()}
+        checkpoint["state_dict"] = weights
         # Lightning restores the optimizer's settings from the checkpoint after this: the ones the config now
         # changes (a resume with optimizer.lr=1e-4) are written into the checkpoint first
         record = checkpoint.get(CHECKPOINT_KEY)
