@@ -1,5 +1,6 @@
 """What ``resume=RUN_ID`` must find before it reopens a run: a readable checkpoint of that very run, the same
-model and data, MLflow on, and something left to train. Each refusal leaves the run exactly as it was."""
+model and data, MLflow on, and something left to train. Each refusal leaves the run exactly as it was. And
+what a checkpoint must hold before ``ckpt_path=`` fits on from it into a new run."""
 
 from __future__ import annotations
 
@@ -61,6 +62,58 @@ def check_resumable(run: Run, config: DictConfig, checkpoint_path: Path) -> None
     _check_schedule_length(run_id, then, now, config)
     if run.info.status == "FINISHED":
         _check_something_left_to_train(run_id, checkpoint, config)
+
+
+def check_fit_from_checkpoint(cfg: DictConfig, path: Path) -> None:
+    """Raise ``UsageError`` (or ``CheckpointError``) unless the checkpoint at ``path`` fits what ``cfg`` builds, so
+    that ``ckpt_path=`` can fit on from it into a new run: weights of the model's keys and shapes, and (when
+    explab wrote it) the optimizer and schedule whose state it holds, a one-cycle at the length it was
+    fitted to. Lightning restores all of them as they were saved."""
+    from explab.checkpoints import CHECKPOINT_KEY, load_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    mismatch = _weights_mismatch(cfg, checkpoint["state_dict"])
+    if mismatch:
+        raise UsageError(
+            f"ckpt_path={path}: its weights do not fit the model this config builds ({mismatch}). Give a "
+            "checkpoint of this model, or the model settings the checkpoint was trained with"
+        )
+    record = checkpoint.get(CHECKPOINT_KEY)
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        return  # not written by explab-train: what it was trained with is not known here
+    then = flatten_params(record["config"])
+    now = flatten_params(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)))
+    changes = restored_state_changes(then, now)
+    if changes:
+        raise UsageError(
+            f"ckpt_path={path} holds the optimizer and schedule state of the run that wrote it, and this config "
+            f"changes them ({changes}): Lightning restores that state as it was saved. Fit on with the "
+            "checkpoint's optimizer and scheduler, or train the new ones from the start without ckpt_path"
+        )
+    schedule, changes = one_cycle_length_changes(then, now, cfg)
+    if changes:
+        raise UsageError(
+            f"ckpt_path={path}: its learning-rate schedule ({schedule}) was fitted to the steps of the run that "
+            f"wrote it, and the checkpoint holds it with that length: fitting on with {changes} would fail once "
+            "it passes that end. Fit on with the checkpoint's length, or train the new length from the start "
+            "without ckpt_path"
+        )
+
+
+def _weights_mismatch(cfg: DictConfig, state_dict: dict[str, Any]) -> str:
+    """``checkpoints.weights_mismatch`` against the model ``cfg`` builds on the meta device (no memory, no
+    initialisation); empty for a model that needs real tensors to be built, which Lightning checks as it loads."""
+    import torch
+
+    from explab.build import build_model
+    from explab.checkpoints import weights_mismatch
+
+    try:
+        with torch.device("meta"):
+            model = build_model(cfg)
+    except Exception:
+        return ""
+    return weights_mismatch(model, state_dict)
 
 
 def _check_same_model(run_id: str, then_params: dict[str, Any], now_params: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -335,59 +335,9 @@ def check_start_checkpoint(cfg: DictConfig) -> None:
             f"ckpt_path={path}: no such file here. Give the path of a .ckpt file, or resume=RUN_ID to continue "
             "an MLflow run from its own last checkpoint"
         )
-    _check_fit_from_checkpoint(cfg, Path(str(path)).expanduser())
+    from explab.resume_checks import check_fit_from_checkpoint
 
-
-def _check_fit_from_checkpoint(cfg: DictConfig, path: Path) -> None:
-    """The checkpoint's optimizer and scheduler states fit what ``cfg`` builds: the same classes, and a one-cycle
-    schedule of the length it was fitted to (Lightning restores both as they are)."""
-    from explab.checkpoints import CHECKPOINT_KEY, load_checkpoint
-    from explab.resume_checks import one_cycle_length_changes, restored_state_changes
-    from explab.tracking.params import flatten_params
-
-    checkpoint = load_checkpoint(path)
-    mismatch = _weights_mismatch(cfg, checkpoint["state_dict"])
-    if mismatch:
-        raise UsageError(
-            f"ckpt_path={path}: its weights do not fit the model this config builds ({mismatch}). Give a "
-            "checkpoint of this model, or the model settings the checkpoint was trained with"
-        )
-    record = checkpoint.get(CHECKPOINT_KEY)
-    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
-        return  # not written by explab-train: what it was trained with is not known here
-    then = flatten_params(record["config"])
-    now = flatten_params(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)))
-    changes = restored_state_changes(then, now)
-    if changes:
-        raise UsageError(
-            f"ckpt_path={path} holds the optimizer and schedule state of the run that wrote it, and this config "
-            f"changes them ({changes}): Lightning restores that state as it was saved. Fit on with the "
-            "checkpoint's optimizer and scheduler, or train the new ones from the start without ckpt_path"
-        )
-    schedule, changes = one_cycle_length_changes(then, now, cfg)
-    if changes:
-        raise UsageError(
-            f"ckpt_path={path}: its learning-rate schedule ({schedule}) was fitted to the steps of the run that "
-            f"wrote it, and the checkpoint holds it with that length: fitting on with {changes} would fail once "
-            "it passes that end. Fit on with the checkpoint's length, or train the new length from the start "
-            "without ckpt_path"
-        )
-
-
-def _weights_mismatch(cfg: DictConfig, state_dict: dict[str, Any]) -> str:
-    """``checkpoints.weights_mismatch`` against the model ``cfg`` builds on the meta device (no memory, no
-    initialisation); empty for a model that needs real tensors to be built, which Lightning checks as it loads."""
-    import torch
-
-    from explab.build import build_model
-    from explab.checkpoints import weights_mismatch
-
-    try:
-        with torch.device("meta"):
-            model = build_model(cfg)
-    except Exception:
-        return ""
-    return weights_mismatch(model, state_dict)
+    check_fit_from_checkpoint(cfg, Path(str(path)).expanduser())
 
 
 def check_devices_here(cfg: DictConfig) -> None:

@@ -305,8 +305,9 @@ class TaskModule(L.LightningModule):
         checkpoint["state_dict"] = plain_weights(checkpoint["state_dict"])
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # weights are saved plain (on_save_checkpoint); a backbone torch.compile wrapped in setup, before this,
-        # loads them under its wrapper's names, and a checkpoint of a compiled run into a plain backbone
+        # weights are saved under their plain names (on_save_checkpoint): a backbone torch.compile wrapped in
+        # setup, before this hook, loads them under its wrapper's names; a plain one also loads the wrapper's
+        # names, which checkpoints of compiled runs held before
         weights = plain_weights(checkpoint["state_dict"])
         if self._compiled:
             weights = {_compiled_name(key): value for key, value in weights.items()}
