@@ -330,6 +330,8 @@ def check_start_checkpoint(cfg: DictConfig) -> None:
     path = cfg.get("ckpt_path")
     if not path or str(path).split(":")[0] in ("last", "best", "hpc", "registry") or "://" in str(path):
         return
+    if cfg.get("resume"):
+        return  # the run's own last.ckpt, which resume_checks.check_resumable read and checked
     if not Path(str(path)).expanduser().is_file():
         raise UsageError(
             f"ckpt_path={path}: no such file here. Give the path of a .ckpt file, or resume=RUN_ID to continue "
