@@ -31,6 +31,9 @@ def test_report_groups_runs_by_config_minus_seed(compose_cfg, store: Path) -> No
                 )
             )
             results.setdefault(lr, []).append(metrics["test/acc"])
+    # one process, as a multirun's jobs: MLflow drew names from the generator each job seeds, and repeated them
+    names = [r.info.run_name for r in runs_in(store, "digits_cnn")]
+    assert len(set(names)) == len(names) == 4, names
     markdown = report(compose_cfg("experiment_name=digits_cnn", "metrics=[test/acc]", config_name="report"))
     for lr, values in results.items():
         expected = f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}"
@@ -252,6 +255,29 @@ def test_a_worse_configuration_is_called_worse(compose_cfg, seed_groups: str) ->
     _, rows = _report(compose_cfg, seed_groups, "metrics=[test/acc]", "baseline=lr0.2-seed3")
     assert rows["test/acc optimizer.lr=0.1"]["verdict"] == "worse"
     assert rows["test/acc optimizer.lr=0.3"]["verdict"] == "worse"
+
+
+def test_a_baseline_names_a_config_groups_choice_as_labels_and_overrides_do(compose_cfg, store: Path) -> None:
+    uri = tracking_uri_for(store)
+    client = mlflow.tracking.MlflowClient(uri)
+    experiment = client.create_experiment("groups", artifact_location=str(store / "artifacts"))
+    for optimizer, values in {"Adam": (0.95, 0.96), "SGD": (0.90, 0.91)}.items():
+        for seed, value in enumerate(values, start=1):
+            run = client.create_run(experiment)
+            client.log_param(run.info.run_id, "optimizer._target_", f"torch.optim.{optimizer}")
+            client.log_param(run.info.run_id, "seed", seed)
+            client.log_metric(run.info.run_id, "test/acc", value)
+            client.set_terminated(run.info.run_id, "FINISHED")
+
+    def report_of(baseline: str) -> str:
+        return report(compose_cfg("experiment_name=groups", f"tracking_uri={uri}", baseline, config_name="report"))
+
+    for baseline in ("{optimizer:sgd}", "{optimizer:SGD}"):  # as overrides choose it, as labels name it
+        assert "## Against the baseline (optimizer=SGD)" in report_of(f"baseline={baseline}")
+    # a choice no run made: the params the message suggests are ones that match
+    with pytest.raises(UsageError, match=r"or params such as 'baseline=\{optimizer:(Adam|SGD)\}'") as refused:
+        report_of("baseline={optimizer:rmsprop}")
+    assert "## Against the baseline" in report_of(re.search(r"'(baseline=\{.*\})'", str(refused.value)).group(1))
 
 
 @pytest.mark.parametrize(

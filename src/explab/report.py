@@ -148,15 +148,16 @@ def find_baseline(spec: Any, groups: Mapping[Configuration, Sequence[Any]]) -> C
 
     def matches(run: Any) -> bool:
         if isinstance(spec, Mapping):
-            return all(_same(run.data.params.get(str(k)), v) for k, v in spec.items())
+            return all(_has(run.data.params, str(k), v) for k, v in spec.items())
         return str(spec) in (run.info.run_id, run.info.run_name)
 
     found = [config for config, members in groups.items() if any(map(matches, members))]
     named = labels(list(groups))
     if not found:
         names = sorted({r.info.run_name for members in groups.values() for r in members})
-        example = next((label for label in named.values() if "=" in label), "seed=1").split(", ")[0]
-        key, value = example.split("=", 1)
+        params = {k for config in groups for k, _ in config}
+        parts = [part.split("=", 1) for label in named.values() for part in label.split(", ") if "=" in part]
+        key, value = next(((k, v) for k, v in parts if k in params or f"{k}._target_" in params), ("seed", "1"))
         raise UsageError(
             f"baseline={spec} matches no FINISHED training run; give a run name ({', '.join(names[:8])}"
             f"{', ...' if len(names) > 8 else ''}), a run id, or params such as 'baseline={{{key}:{value}}}'"
@@ -167,6 +168,15 @@ def find_baseline(spec: Any, groups: Mapping[Configuration, Sequence[Any]]) -> C
             "name one run, or give more params so that one configuration is left"
         )
     return found[0]
+
+
+def _has(params: Mapping[str, str], key: str, wanted: Any) -> bool:
+    """Whether a run's params give ``key`` the value ``wanted``; a config group's choice matches by the class it
+    builds, as labels name it (``optimizer=SGD``) or as the override chose it (``optimizer=sgd``)."""
+    if _same(params.get(key), wanted):
+        return True
+    target = params.get(f"{key}._target_")
+    return target is not None and target.rpartition(".")[2].lower() == str(wanted).lower()
 
 
 def _same(recorded: str | None, wanted: Any) -> bool:

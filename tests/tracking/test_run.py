@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 from pathlib import Path
 
 import pytest
 
-from explab.tracking.run import TrackedRun, run_lifecycle, run_status_for
+from explab.tracking.run import TrackedRun, fresh_run_name, run_lifecycle, run_status_for
 from explab.utils.signals import Terminated
 from tests.conftest import tracking_uri_for
 
@@ -53,3 +54,11 @@ def test_sigterm_while_the_run_is_opened_ends_it_killed(tmp_path: Path) -> None:
         body.append("trained")
     assert body == [] and _status(opened[0]) == "KILLED"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_run_names_do_not_follow_the_seeded_generator_and_leave_it_as_it_was() -> None:
+    random.seed(7)
+    first, after = fresh_run_name(), random.random()
+    random.seed(7)
+    assert fresh_run_name() != first, "a job seeded alike is still named apart"
+    assert random.random() == after, "the training's own draws are not moved"

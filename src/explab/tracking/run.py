@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -86,6 +87,23 @@ def run_lifecycle(open_run: Callable[[], TrackedRun]) -> Iterator[TrackedRun]:
         yield run
 
 
+def fresh_run_name() -> str:
+    """A run name of MLflow's kind (``bald-calf-86``) drawn from the operating system's randomness.
+
+    MLflow draws its names from Python's global generator, which every job seeds: the jobs of a multirun,
+    one process, were named alike (seed 2 of one configuration as seed 3 of the one before). The global
+    generator is left as it was.
+    """
+    from mlflow.utils.name_utils import _generate_random_name
+
+    state = random.getstate()
+    random.seed()
+    try:
+        return _generate_random_name()
+    finally:
+        random.setstate(state)
+
+
 class TrackedRun:
     """A handle on one run in an MLflow store."""
 
@@ -119,7 +137,9 @@ class TrackedRun:
         else:
             experiment_id = experiment.experiment_id
             close_orphaned_runs(client, experiment_id)
-        run = client.create_run(experiment_id, run_name=run_name, tags={**(tags or {}), PID_TAG: str(os.getpid())})
+        run = client.create_run(
+            experiment_id, run_name=run_name or fresh_run_name(), tags={**(tags or {}), PID_TAG: str(os.getpid())}
+        )
         return cls(tracking_uri, run.info.run_id)
 
     @classmethod
