@@ -66,3 +66,17 @@ def test_predict_cli_encodes_text_with_the_runs_vocabulary(compose_cfg, store: P
     lines = (tmp_path / "out.csv").read_text().splitlines()
     assert lines[0] == "input,prediction,prob_0,prob_1" and len(lines) == 4
     assert [line.split(",")[-3] for line in lines[1:3]] == ["1", "0"], lines
+
+    # the same texts as the text column of a table, beside its labels; a table without one is refused
+    table = tmp_path / "reviews.csv"
+    table.write_text(
+        "label,text\n" + "".join(f'{label},"{text}"\n' for label, text in [(1, POSITIVE[0]), (0, NEGATIVE[0])])
+    )
+    where = [f"paths.mlruns_dir={store}", f"paths.log_dir={tmp_path}/logs"]
+    model = f"model_uri=runs:/{run.info.run_id}/model"
+    done = run_cli("explab-predict", model, f"input={table}", f"output={tmp_path / 'table.csv'}", *where, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "table.csv").read_text().splitlines()[1:] == lines[1:3]
+    table.write_text("review\ngood\n")
+    done = run_cli("explab-predict", model, f"input={table}", f"output={tmp_path / 'no.csv'}", *where, cwd=tmp_path)
+    assert done.returncode == 1 and "has no column named text (its header: review)" in done.stderr, done.stderr

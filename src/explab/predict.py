@@ -54,6 +54,24 @@ def read_texts(path: Path) -> tuple[Any, list[str]]:
     return pd.DataFrame({TEXT_COLUMN: texts}), [t[:60] for t in texts]
 
 
+def read_text_column(path: Path) -> tuple[Any, list[str]]:
+    """The ``text`` column of a .csv file (with a header row; other columns, such as labels, are left out)."""
+    import pandas as pd
+
+    from explab.serving import TEXT_COLUMN
+
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if TEXT_COLUMN not in table.columns:
+        raise UsageError(
+            f"{path} has no column named {TEXT_COLUMN} (its header: {', '.join(map(str, table.columns)) or 'none'}); "
+            f"head the column of texts {TEXT_COLUMN!r}, or give a .txt file with one text per line"
+        )
+    texts = [t.strip() for t in table[TEXT_COLUMN] if t.strip()]
+    if not texts:
+        raise UsageError(f"{path} holds no text in its {TEXT_COLUMN} column")
+    return pd.DataFrame({TEXT_COLUMN: texts}), [t[:60] for t in texts]
+
+
 def read_images(folder: Path, recipe: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
     """Each image converted and resized to the model's raw shape, its pixels on the data's own scale."""
     from PIL import Image
@@ -75,11 +93,19 @@ def read_images(folder: Path, recipe: dict[str, Any]) -> tuple[np.ndarray, list[
 
 
 def read_inputs(path: Path, recipe: dict[str, Any]) -> tuple[Any, list[str]]:
-    """Raw inputs from ``path``: texts from a ``.txt`` file, a folder of images, or a ``.npy`` / numeric
-    ``.csv`` array of raw values (digit pixels of 0..16, image pixels of 0..255, features in their units)."""
+    """Raw inputs from ``path``: texts from a ``.txt`` file or a ``.csv`` file's ``text`` column, a folder of
+    images, or a ``.npy`` / numeric ``.csv`` array of raw values (digit pixels of 0..16, image pixels of 0..255,
+    features in their units)."""
     if recipe.get("kind") == "text":
+        from explab.serving import TEXT_COLUMN
+
+        if path.suffix == ".csv" and path.is_file():
+            return read_text_column(path)
         if path.suffix != ".txt" or not path.is_file():
-            raise UsageError(f"input={path}: this is a text model; give a .txt file with one text per line")
+            raise UsageError(
+                f"input={path}: this is a text model; give a .txt file with one text per line, or a .csv file "
+                f"with a column named {TEXT_COLUMN}"
+            )
         return read_texts(path)
     shape = list(recipe.get("raw_shape", []))
     if path.is_dir():
