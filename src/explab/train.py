@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from explab.cli import report_user_errors
 from explab.config import config_dir
+from explab.errors import UsageError
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -50,6 +51,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def _hydra_main(cfg: DictConfig) -> dict[str, float]:
     from explab.validation import check_values
 
+    _check_a_search_is_a_multirun()
     if cfg.get("resume") is None and cfg.get("reproduce") is None:
         # a mistyped value is answered now, not after the seconds torch and Lightning take to import; a
         # resumed or reproduced run's config is the recorded one, composed below and checked in train()
@@ -62,6 +64,21 @@ def _hydra_main(cfg: DictConfig) -> dict[str, float]:
     if ended is not None:
         return ended
     return train(config_from_recorded_run(continue_interrupted_trial(cfg)))
+
+
+def _check_a_search_is_a_multirun() -> None:
+    """``hparams_search=NAME`` configures Hydra's sweeper, which Hydra runs only with ``-m``: without it the
+    command would train one run with the recipe's values and no search, as if it had worked."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    search = hydra_cfg.runtime.choices.get("hparams_search")
+    if search and hydra_cfg.mode == RunMode.RUN:
+        raise UsageError(
+            f"hparams_search={search} is an Optuna search, and a search runs only as a multirun: add -m "
+            f"(explab-train -m hparams_search={search} ...). Without it this would train one run and search nothing"
+        )
 
 
 def main() -> None:
