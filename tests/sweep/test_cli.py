@@ -38,7 +38,10 @@ def test_status_counts_trials_and_names_the_best_and_who_runs_what(journal, tmp_
     ("args", "message"),
     [
         (["status", "elsewhere_optuna"], "no study 'elsewhere_optuna' in"),
-        (["status", "digits_cnn_optuan"], "(1 journals); it holds digits_cnn_optuna: give its storage"),
+        (
+            ["status", "digits_cnn_optuan"],
+            "(1 journals); it holds digits_cnn_optuna: give the sweep's store with --mlruns-dir",
+        ),
         (["status", "digits_cnn_optuna", "--storage", "journal:////nowhere/x.journal"], "there is no journal at"),
     ],
 )

@@ -39,7 +39,10 @@ def find_storage(study_name: str, mlruns_dir: Path) -> str:
     where = f"{mlruns_dir / 'optuna'} ({len(journals)} journals)"
     if not holding:
         there = f"; it holds {', '.join(sorted(known))}" if known else ""
-        raise UsageError(f"no study '{study_name}' in {where}{there}: give its storage with --storage URL")
+        raise UsageError(
+            f"no study '{study_name}' in {where}{there}: give the sweep's store with --mlruns-dir FOLDER (its "
+            "paths.mlruns_dir, when paths.root_dir or paths.mlruns_dir was moved) or its storage with --storage URL"
+        )
     raise UsageError(f"study '{study_name}' is in several journals of {where}: choose one with --storage {holding[0]}")
 
 
