@@ -198,3 +198,9 @@ def test_time_to_a_metric_the_task_never_logs_is_refused_before_the_run(compose_
     ):
         train(compose_cfg("time_to={val/accuracy:[0.9]}"))
     assert not runs_in(store, "digits_cnn")
+    # an accuracy of 1.5 is never reached: the run would log no time_to and not say why
+    with pytest.raises(
+        ConfigError, match=r"time_to.val/acc=.*must be thresholds val/acc can reach \(0 to 1\), not \[1.5\]"
+    ):
+        train(compose_cfg("time_to={val/acc:[0.9,1.5]}"))
+    assert not runs_in(store, "digits_cnn")

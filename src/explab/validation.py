@@ -16,6 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from explab.comparison import metric_range
 from explab.errors import ConfigError, UsageError
 from explab.models.init import SCHEMES as INIT_SCHEMES
 from explab.models.schedules import configured_schedule
@@ -266,6 +267,13 @@ def check_time_to(cfg: DictConfig) -> None:
         numbers = list(values) if OmegaConf.is_list(values) else [values]
         if not numbers or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
             raise ConfigError(f"time_to.{metric}", values, "a list of numbers, e.g. [0.95, 0.99]")
+        low, high = metric_range(metric)
+        beyond = [v for v in numbers if not low <= v <= high]
+        if beyond:
+            # a threshold no value reaches would log nothing, and the run would not say why
+            raise ConfigError(
+                f"time_to.{metric}", values, f"thresholds {metric} can reach ({low:g} to {high:g}), not {beyond}"
+            )
 
 
 def check_held_out_fractions(cfg: DictConfig) -> None:
