@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import hydra
 from omegaconf import DictConfig
@@ -72,6 +73,8 @@ def _check_a_search_is_a_multirun() -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        return  # a DDP rank started for a trial's job, run as that job alone (utils.distributed): rank 0 checked
     hydra_cfg = HydraConfig.get()
     search = hydra_cfg.runtime.choices.get("hparams_search")
     if search and hydra_cfg.mode == RunMode.RUN:
