@@ -74,6 +74,8 @@ def labels(configurations: Sequence[Configuration]) -> dict[Configuration, str]:
 
 
 def _label(setting: dict[str, str], varying: list[str], settings: list[dict[str, str]], fold: bool) -> str:
+    """One configuration's label (see ``labels``): its ``varying`` keys; with ``fold``, the keys of a subtree
+    some configuration has nothing of, and that no two configurations holding it set apart, as one part."""
     parts: dict[str, str] = {}
     for key in [k for k in varying if k in setting] or varying:
         tree = _missing_elsewhere(key, settings) if fold else None
