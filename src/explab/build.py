@@ -77,18 +77,32 @@ def task_class(cfg: DictConfig) -> type[TaskModule] | None:
     return task if isinstance(task, type) and issubclass(task, TaskModule) else None
 
 
-def task_metric_names(cfg: DictConfig) -> set[str]:
-    """Every metric the task module of ``cfg`` logs (``TaskModule.metric_names``), for checks made before a
-    run exists. The module is built on the meta device: no memory, no initialisation, so a large model costs
-    no more to check than a small one."""
+def meta_model(cfg: DictConfig) -> TaskModule | None:
+    """The task module of ``cfg`` built on the meta device, for checks made before a run exists: no memory, no
+    initialisation, so a large model costs no more to check than a small one. None for a module whose
+    constructor computes with its tensors (``.item()``, a loaded file), or a config that cannot be built."""
     import torch
-    from hydra.errors import InstantiationException
 
     try:
         with torch.device("meta"):
-            return build_model(cfg).metric_names()
+            return build_model(cfg)
     except Exception:
-        pass
+        return None
+
+
+def task_metric_names(cfg: DictConfig) -> set[str]:
+    """Every metric the task module of ``cfg`` logs (``TaskModule.metric_names``), for checks made before a
+    run exists; from the module on the meta device (``meta_model``) where it can be built there."""
+    import torch
+    from hydra.errors import InstantiationException
+
+    model = meta_model(cfg)
+    if model is not None:
+        try:
+            with torch.device("meta"):  # the training curve's names are probed with tensors of the model's kind
+                return model.metric_names()
+        except Exception:
+            pass
     # a module whose constructor computes with its tensors (``.item()``, a loaded file) needs real ones; a
     # config that cannot be built fails here again, with its own error
     try:

@@ -20,13 +20,15 @@ INTERVALS = ("t", "bootstrap", "pooled")
 TESTS = ("t", "wilcoxon")
 # metrics where less is better, told apart by the last part of their name (val/loss, perf/fit_seconds, test/mse)
 _LOWER_IS_BETTER = re.compile(r"(loss|error|mse|mae|rmse|seconds|time)(_best)?$")
+# metrics that are shares of the samples, in [0, 1]
+_SHARE_NAMES = "acc|accuracy|f1|precision|recall|auc|auroc"
 # metrics whose name says more is better; any other name (model/parameters) says neither
-_HIGHER_IS_BETTER = re.compile(r"(acc|accuracy|f1|r2|precision|recall|auc|auroc)(_best)?$")
+_HIGHER_IS_BETTER = re.compile(rf"({_SHARE_NAMES}|r2)(_best)?$")
 # two repeats are the fewest that give a spread, so the fewest a test or an interval can use
 MIN_REPEATS = 2
 # metrics whose name bounds their values: shares of the samples in [0, 1], squared or absolute errors and
 # durations never negative, R² at most 1 (a loss may be negative, a Gaussian likelihood's, so it is not here)
-_SHARES = re.compile(r"(acc|accuracy|f1|precision|recall|auc|auroc)(_best)?$")
+_SHARES = re.compile(rf"({_SHARE_NAMES})(_best)?$")
 _NON_NEGATIVE = re.compile(r"(mse|mae|rmse|seconds)(_best)?$")
 _AT_MOST_ONE = re.compile(r"r2(_best)?$")
 

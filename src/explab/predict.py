@@ -44,13 +44,18 @@ def input_recipe(model: Any) -> dict[str, Any]:
 
 def read_texts(path: Path) -> tuple[Any, list[str]]:
     """One text per line, as the text column the model takes."""
+    texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        raise UsageError(f"{path} holds no text: give one review per line")
+    return _text_inputs(texts)
+
+
+def _text_inputs(texts: list[str]) -> tuple[Any, list[str]]:
+    """``texts`` as the text column the model takes, and each one's start as its name in the output."""
     import pandas as pd
 
     from explab.serving import TEXT_COLUMN
 
-    texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not texts:
-        raise UsageError(f"{path} holds no text: give one review per line")
     return pd.DataFrame({TEXT_COLUMN: texts}), [t[:60] for t in texts]
 
 
@@ -69,7 +74,7 @@ def read_text_column(path: Path) -> tuple[Any, list[str]]:
     texts = [t.strip() for t in table[TEXT_COLUMN] if t.strip()]
     if not texts:
         raise UsageError(f"{path} holds no text in its {TEXT_COLUMN} column")
-    return pd.DataFrame({TEXT_COLUMN: texts}), [t[:60] for t in texts]
+    return _text_inputs(texts)
 
 
 def read_images(folder: Path, recipe: dict[str, Any]) -> tuple[np.ndarray, list[str]]:

@@ -69,10 +69,12 @@ def check_fit_from_checkpoint(cfg: DictConfig, path: Path) -> None:
     that ``ckpt_path=`` can fit on from it into a new run: weights of the model's keys and shapes, and (when
     explab wrote it) the optimizer and schedule whose state it holds, a one-cycle at the length it was
     fitted to. Lightning restores all of them as they were saved."""
-    from explab.checkpoints import CHECKPOINT_KEY, load_checkpoint
+    from explab.build import meta_model
+    from explab.checkpoints import CHECKPOINT_KEY, load_checkpoint, weights_mismatch
 
     checkpoint = load_checkpoint(path)
-    mismatch = _weights_mismatch(cfg, checkpoint["state_dict"])
+    model = meta_model(cfg)  # None: a model that needs real tensors to be built, which Lightning checks as it loads
+    mismatch = weights_mismatch(model, checkpoint["state_dict"]) if model is not None else ""
     if mismatch:
         raise UsageError(
             f"ckpt_path={path}: its weights do not fit the model this config builds ({mismatch}). Give a "
@@ -98,22 +100,6 @@ def check_fit_from_checkpoint(cfg: DictConfig, path: Path) -> None:
             "it passes that end. Fit on with the checkpoint's length, or train the new length from the start "
             "without ckpt_path"
         )
-
-
-def _weights_mismatch(cfg: DictConfig, state_dict: dict[str, Any]) -> str:
-    """``checkpoints.weights_mismatch`` against the model ``cfg`` builds on the meta device (no memory, no
-    initialisation); empty for a model that needs real tensors to be built, which Lightning checks as it loads."""
-    import torch
-
-    from explab.build import build_model
-    from explab.checkpoints import weights_mismatch
-
-    try:
-        with torch.device("meta"):
-            model = build_model(cfg)
-    except Exception:
-        return ""
-    return weights_mismatch(model, state_dict)
 
 
 def _check_same_model(run_id: str, then_params: dict[str, Any], now_params: dict[str, Any]) -> None:

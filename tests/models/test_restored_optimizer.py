@@ -48,8 +48,8 @@ def test_a_new_learning_rate_carries_the_schedule_as_if_the_run_had_started_with
     checkpoint = {"optimizer_states": [optimizer.state_dict()], "lr_schedulers": [scheduler.state_dict()]}
     moments = checkpoint["optimizer_states"][0]["state"][0]["exp_avg"].clone()
 
-    changed = changed_settings({"lr": 0.003, "weight_decay": 0.0}, {"lr": 0.01, "weight_decay": 0.05})
-    apply_changed_settings(checkpoint, changed, lr_then=0.003)
+    then = {"lr": 0.003, "weight_decay": 0.0}
+    apply_changed_settings(checkpoint, changed_settings(then, {"lr": 0.01, "weight_decay": 0.05}), then)
 
     # what Lightning does on resume: the config's new optimizer and scheduler, then the checkpoint's states
     resumed = _trained(0.01, schedule, weight_decay=0.05)

@@ -27,11 +27,11 @@ def changed_settings(then: Mapping[str, Any], now: Mapping[str, Any]) -> dict[st
     }
 
 
-def apply_changed_settings(checkpoint: dict[str, Any], changed: Mapping[str, Any], lr_then: float) -> None:
-    """Write ``changed`` into every param group of ``checkpoint``'s optimizer states; a changed ``lr`` scales
-    the group's rates and the schedulers' ``base_lrs`` by ``lr / lr_then`` (towards a cosine's ``eta_min``
-    floor, which stays)."""
-    ratio = float(changed["lr"]) / lr_then if "lr" in changed else 1.0
+def apply_changed_settings(checkpoint: dict[str, Any], changed: Mapping[str, Any], then: Mapping[str, Any]) -> None:
+    """Write ``changed`` (from :func:`changed_settings`) into every param group of ``checkpoint``'s optimizer
+    states; a changed ``lr`` scales the group's rates and the schedulers' ``base_lrs`` by ``lr`` over ``then``'s
+    (towards a cosine's ``eta_min`` floor, which stays)."""
+    ratio = float(changed["lr"]) / float(then["lr"]) if "lr" in changed else 1.0
     schedulers = checkpoint.get("lr_schedulers") or []
     for state in checkpoint.get("optimizer_states") or []:
         for index, group in enumerate(state.get("param_groups", [])):

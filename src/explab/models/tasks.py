@@ -318,9 +318,7 @@ class TaskModule(L.LightningModule):
         then = record.get("config", {}).get("optimizer") if isinstance(record, dict) else None
         now = getattr(self.optimizer_factory, "keywords", None)
         if isinstance(then, dict) and now:
-            changed = changed_settings(then, now)
-            if changed:
-                apply_changed_settings(checkpoint, changed, lr_then=float(then.get("lr") or 1.0))
+            apply_changed_settings(checkpoint, changed_settings(then, now), then)
 
     def on_train_start(self) -> None:
         # a checkpoint's schedule is restored (after configure_optimizers) with the length it was fitted to
