@@ -91,7 +91,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule = build_datamodule(config)
     datamodule.check_source()
     model = build_model(config)
-    model.load_state_dict(plain_weights(checkpoint["state_dict"]))  # saved from a compiled run before they were plain
+    model.load_state_dict(plain_weights(checkpoint["state_dict"]))  # an earlier explab's compiled run: _orig_mod names
     trainer = build_trainer(cfg, callbacks=[], loggers=[])
     results = trainer.test(model, datamodule=datamodule)
     metrics = {key: float(value) for key, value in results[0].items()}

@@ -97,7 +97,7 @@ def test_weights_load_whether_or_not_the_saving_or_the_loading_backbone_was_comp
         return module
 
     compiled = task(compile=True)
-    saved_before = {"state_dict": compiled.state_dict()}  # as a compiled run's checkpoints held them until now
+    saved_before = {"state_dict": compiled.state_dict()}  # as earlier explab versions saved compiled runs
     assert any("_orig_mod" in key for key in saved_before["state_dict"])
     saved = {"state_dict": compiled.state_dict()}
     compiled.on_save_checkpoint(saved)

@@ -307,7 +307,7 @@ class TaskModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # weights are saved under their plain names (on_save_checkpoint): a backbone torch.compile wrapped in
         # setup, before this hook, loads them under its wrapper's names; a plain one also loads the wrapper's
-        # names, which checkpoints of compiled runs held before
+        # names, which checkpoints of compiled runs written by earlier explab versions hold
         weights = plain_weights(checkpoint["state_dict"])
         if self._compiled:
             weights = {_compiled_name(key): value for key, value in weights.items()}
