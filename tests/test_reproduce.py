@@ -20,7 +20,7 @@ from explab.checkpoints import CheckpointError, load_checkpoint
 from explab.reproduce import compare_with_source, recorded_overrides
 from explab.tracking import TrackedRun
 from explab.tracking.store import open_client
-from tests.conftest import BIN, ROOT, run_cli, runs_in, tracking_uri_for
+from tests.conftest import BIN, ROOT, as_from_a_terminal, run_cli, runs_in, tracking_uri_for
 
 
 def common(tmp_path: Path) -> list[str]:
@@ -43,6 +43,7 @@ def start(tmp_path: Path, *args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_from_a_terminal,
     )
 
 
@@ -237,6 +238,7 @@ def test_stop_signal_writes_last_checkpoint_at_once_and_the_run_resumes_mid_epoc
     client = MlflowClient(tracking_uri_for(tmp_path / "mlruns"))
     run = client.get_run(run_id)
     assert run.info.status == "KILLED", stderr[-2000:]
+    assert run.data.tags["explab.status_reason"] == f"Terminated by {signum.name}"
     checkpoint = load_checkpoint(Path(run.data.params["paths.output_dir"]) / "checkpoints" / "last.ckpt")
     epoch, done = checkpoint["epoch"], checkpoint["global_step"]
     steps_per_epoch = 1257 // 4 + 1  # digits' training split in batches of 4
@@ -249,6 +251,19 @@ def test_stop_signal_writes_last_checkpoint_at_once_and_the_run_resumes_mid_epoc
     steps = [step for step, _ in history(tmp_path, run_id, "val/acc")]
     gaps = {b - a for a, b in itertools.pairwise(steps)}
     assert len(steps) == epoch + 1 and gaps == {steps_per_epoch}, "the epoch is finished, not started again"
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_training_ends_the_run_killed_and_says_so(tmp_path: Path) -> None:
+    proc = start(tmp_path, "trainer.max_epochs=50", "data.batch_size=4")
+    run_id = wait_for_points(tmp_path, "val/acc", 1)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode != 0, stderr[-2000:]
+    run = MlflowClient(tracking_uri_for(tmp_path / "mlruns")).get_run(run_id)
+    assert run.info.status == "KILLED", stderr[-2000:]
+    assert run.data.tags["explab.status_reason"] == "Interrupted (Ctrl-C)", "not Lightning's SystemExit: 1"
+    assert f"MLflow run {run_id} ended KILLED: Interrupted (Ctrl-C)" in stdout
 
 
 class _Payload:

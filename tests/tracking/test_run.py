@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from explab.tracking.run import TrackedRun, fresh_run_name, run_lifecycle, run_status_for
+from explab.tracking.run import TrackedRun, fresh_run_name, run_lifecycle, run_status_for, stop_described
 from explab.utils.signals import Terminated
 from tests.conftest import tracking_uri_for
 
@@ -19,6 +19,22 @@ def test_run_status_mapping() -> None:
     assert run_status_for(KeyboardInterrupt()) == "KILLED"
     assert run_status_for(SystemExit(1)) == "KILLED"
     assert run_status_for(ValueError()) == "FAILED"
+
+
+def test_stops_are_described_as_the_stop_not_as_the_exit() -> None:
+    def ctrl_c_in_lightnings_fit() -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise SystemExit(1)  # what Lightning's handler of a Ctrl-C in fit does  # noqa: B904
+
+    with pytest.raises(SystemExit) as exit_:
+        ctrl_c_in_lightnings_fit()
+    assert stop_described(exit_.value) == "Interrupted (Ctrl-C)"
+    assert stop_described(KeyboardInterrupt()) == "Interrupted (Ctrl-C)"
+    assert stop_described(Terminated(128 + signal.SIGUSR1)) == "Terminated by SIGUSR1"
+    assert stop_described(SystemExit(1)) is None
+    assert stop_described(ValueError("broken batch")) is None
 
 
 def _status(run: TrackedRun) -> str:

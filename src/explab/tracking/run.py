@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -20,7 +21,7 @@ from explab.errors import Stopped, first_line
 from explab.tracking.orphans import PID_TAG, close_orphaned_runs
 from explab.tracking.store import open_client
 from explab.utils.logging import get_logger
-from explab.utils.signals import held, sigterm_raises_terminated
+from explab.utils.signals import Terminated, held, sigterm_raises_terminated
 
 PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # read by MLflow each time it starts a transfer
 
@@ -59,6 +60,22 @@ def run_status_for(error: BaseException | None) -> str:
     if is_trial_pruned(error) or isinstance(error, Stopped) or _is_lightning_sigterm(error):  # on purpose
         return "KILLED"
     return "FAILED"
+
+
+def stop_described(error: BaseException) -> str | None:
+    """What stopped the run when ``error`` is Ctrl-C or a signal ("Interrupted (Ctrl-C)", "Terminated by
+    SIGTERM"); None for any other error, which its own type and message describe.
+
+    Lightning answers Ctrl-C during ``fit`` with ``sys.exit(1)`` from inside its handler, so the interrupt is
+    the exit's context; "SystemExit: 1" would tell the reader of the run's tag nothing.
+    """
+    if isinstance(error, KeyboardInterrupt) or (
+        isinstance(error, SystemExit) and isinstance(error.__context__, KeyboardInterrupt)
+    ):
+        return "Interrupted (Ctrl-C)"
+    if isinstance(error, Terminated) and isinstance(error.code, int) and error.code > 128:
+        return f"Terminated by {signal.Signals(error.code - 128).name}"
+    return None
 
 
 def is_trial_pruned(error: BaseException) -> bool:
@@ -228,7 +245,8 @@ class TrackedRun:
             status, reason_tag = self.status_before_resume, "explab.resume_failed"
         pruned = is_trial_pruned(error)  # the search stopped it on purpose: an outcome, not an error
         try:
-            self.set_tags({reason_tag: f"{type(error).__name__}: {error}"[:5000]})
+            reason = stop_described(error) or f"{type(error).__name__}: {error}"
+            self.set_tags({reason_tag: reason[:5000]})
             if reason_tag == "explab.status_reason" and not (pruned or isinstance(error, Stopped)):
                 self.log_text("".join(traceback.format_exception(error)), "error.txt")
         except Exception as logging_error:  # the store itself may be the problem; the status still matters
@@ -236,7 +254,7 @@ class TrackedRun:
         self.finish(status)
         level = logging.INFO if pruned else logging.ERROR if status == "FAILED" else logging.WARNING
         # the first line only: the console prints the whole error next, and the tag above keeps it
-        log.log(level, "MLflow run %s ended %s: %s", self.run_id, status, first_line(error))
+        log.log(level, "MLflow run %s ended %s: %s", self.run_id, status, stop_described(error) or first_line(error))
 
 
 def _create_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
