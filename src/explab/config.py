@@ -29,6 +29,14 @@ def config_dir() -> Path:
     return _PACKAGE_DIR / "conf"
 
 
+def checkout_root() -> Path | None:
+    """The source checkout explab runs from, whose Makefile serves the UI and the team server; None for a
+    wheel install."""
+    if (_CHECKOUT_ROOT / "Makefile").is_file() and (_CHECKOUT_ROOT / "conf" / "train.yaml").is_file():
+        return _CHECKOUT_ROOT
+    return None
+
+
 def project_root() -> Path:
     """The folder that holds ``conf/``, ``mlruns/`` and ``data/``; the working directory for a wheel install."""
     conf = config_dir()

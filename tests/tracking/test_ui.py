@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from explab.config import sqlite_store
 from explab.tracking.ui import server_ui, ui_command
+from tests.conftest import ROOT
 
 
 @pytest.mark.parametrize(
@@ -22,12 +26,22 @@ def test_a_tracking_server_serves_its_own_ui_without_the_uris_password(tracking_
     assert server_ui(tracking_uri) == ui
 
 
-def test_the_command_that_serves_a_store_names_any_store_but_the_projects(tmp_path) -> None:
-    from explab.config import project_root, sqlite_store
-
-    assert ui_command(sqlite_store(project_root() / "mlruns")) == "make ui"
+def test_the_command_that_serves_a_store_names_any_store_but_the_checkouts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    assert ui_command(sqlite_store(ROOT / "mlruns")) == "make ui"
     # paths.root_dir or paths.mlruns_dir moved, to scratch space say: the folder is the store's
     assert ui_command(sqlite_store(tmp_path / "mlruns")) == f"make ui MLRUNS={tmp_path.resolve()}/mlruns"
     # MLFLOW_TRACKING_URI naming a file of another name, or a database: the store itself, without a password
     assert ui_command(f"sqlite:///{tmp_path}/lab.db") == f"make ui STORE=sqlite:///{tmp_path}/lab.db"
     assert ui_command("postgresql://lab:s3cret@db/mlflow") == "make ui STORE=postgresql://lab:***@db/mlflow"
+
+
+def test_the_command_names_the_checkout_when_run_from_another_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lab's own repository (examples/wine_lab) runs explab's commands from its folder, with no Makefile."""
+    monkeypatch.chdir(tmp_path)
+    assert ui_command(sqlite_store(ROOT / "mlruns")) == f"make -C {ROOT} ui"
+    assert ui_command(sqlite_store(tmp_path / "mlruns")) == f"make -C {ROOT} ui MLRUNS={tmp_path.resolve()}/mlruns"

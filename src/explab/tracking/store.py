@@ -74,12 +74,14 @@ def find_run(tracking_uri: str, run_id: str) -> Run:
     """
     from mlflow.exceptions import MlflowException
 
+    from explab.tracking.ui import server_ui, ui_command
+
     try:
         return open_client(tracking_uri).get_run(run_id)
     except MlflowException as error:
         raise UsageError(
             f"no MLflow run {run_id} in {shown_url(tracking_uri)} ({first_line(error)}); the runs' ids are in the UI "
-            "(make ui) and in each run's last log line"
+            f"({server_ui(tracking_uri) or ui_command(tracking_uri)}) and in each run's last log line"
         ) from None
 
 

@@ -27,19 +27,28 @@ def server_ui(tracking_uri: str) -> str | None:
 
 
 def ui_command(tracking_uri: str) -> str:
-    """The command that serves the store at ``tracking_uri`` in the UI at ``LOCAL_UI``: ``make ui`` for the
-    project's own ``mlruns/``, told the folder (``MLRUNS=``) or the store (``STORE=``) of any other. A run
-    kept elsewhere (``paths.root_dir`` on scratch space, ``MLFLOW_TRACKING_URI`` naming a file) is not in the
-    UI a plain ``make ui`` serves."""
-    from explab.config import project_root, sqlite_store
+    """The command that serves the store at ``tracking_uri`` in the UI at ``LOCAL_UI``, as typed where the
+    process runs.
+
+    From a source checkout, its ``make ui``: plain for the checkout's own ``mlruns/``, told the folder
+    (``MLRUNS=``) or the store (``STORE=``) of any other, since a run kept elsewhere (``paths.root_dir`` on
+    scratch space, ``MLFLOW_TRACKING_URI`` naming a file) is not in the UI a plain ``make ui`` serves; with
+    ``-C`` and the checkout when the working directory is another (a lab's own repository). A wheel install
+    has no Makefile: MLflow's own ``mlflow ui``, which serves ``LOCAL_UI`` as well.
+    """
+    from explab.config import checkout_root, sqlite_store
     from explab.tracking.store import shown_url
 
-    if tracking_uri == sqlite_store(project_root() / "mlruns"):
-        return "make ui"
+    checkout = checkout_root()
+    if checkout is None:
+        return f"mlflow ui --backend-store-uri {shown_url(tracking_uri)}"
+    make = "make" if Path.cwd().resolve() == checkout else f"make -C {checkout}"
+    if tracking_uri == sqlite_store(checkout / "mlruns"):
+        return f"{make} ui"
     folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
     if tracking_uri == sqlite_store(folder):
-        return f"make ui MLRUNS={folder}"
-    return f"make ui STORE={shown_url(tracking_uri)}"
+        return f"{make} ui MLRUNS={folder}"
+    return f"{make} ui STORE={shown_url(tracking_uri)}"
 
 
 def run_link(base_url: str, experiment_id: str, run_id: str) -> str:

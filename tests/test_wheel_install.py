@@ -1,0 +1,102 @@
+"""explab installed from its wheel, as a lab installs it into its own environment: no checkout, no Makefile.
+
+The wheel is built from this checkout and installed into a new virtual environment; its dependencies come from
+the suite's own environment (a ``.pth`` line), so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import sysconfig
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN, ROOT
+from tests.support.network import free_port, wait_until_answering
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``bin/`` folder of a new environment with explab's wheel installed."""
+    folder = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(folder / "dist"), str(ROOT)], check=True
+    )
+    [wheel] = (folder / "dist").glob("explab-*.whl")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder / "env")], check=True)
+    python = folder / "env" / "bin" / "python"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", str(wheel)], check=True
+    )
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], capture_output=True, text=True
+    ).stdout.strip()
+    Path(site, "suite_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    return folder / "env" / "bin"
+
+
+def _env(bin_dir: Path) -> dict[str, str]:
+    """The new environment's commands first; then the suite's, for ``mlflow``, which a full install would have
+    put beside explab's."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PYTHONPATH")}
+    return {**env, "PATH": os.pathsep.join([str(bin_dir), str(BIN), env["PATH"]])}
+
+
+def test_a_wheel_install_trains_in_its_folder_and_names_a_ui_command_that_serves_the_run(
+    installed: Path, tmp_path: Path
+) -> None:
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    trained = subprocess.run(
+        [
+            str(installed / "explab-train"),
+            "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false",
+            "log_model=false",
+        ],
+        cwd=lab,
+        env=_env(installed),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert (lab / "mlruns" / "mlflow.db").is_file(), "the store is the working folder's, from the packaged configs"
+    found = re.search(
+        r"MLflow run (\w+) FINISHED .*UI: (.+?), then http://127\.0\.0\.1:5000/", trained.stdout + trained.stderr
+    )
+    assert found, (trained.stdout + trained.stderr)[-3000:]
+    run_id, serve = found.groups()
+    assert serve == f"mlflow ui --backend-store-uri sqlite:///{lab.resolve()}/mlruns/mlflow.db", (
+        "no make ui without a Makefile"
+    )
+
+    port = free_port()
+    log = tmp_path / "ui.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [*serve.split(), "--port", str(port)],
+            cwd=tmp_path,
+            env=_env(installed),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # the UI's workers stop with it
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_answering(f"{base}/health", server, log.read_text)
+        with urllib.request.urlopen(f"{base}/api/2.0/mlflow/runs/get?run_id={run_id}", timeout=30) as answer:
+            run = json.load(answer)["run"]
+        assert run["info"]["status"] == "FINISHED"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
