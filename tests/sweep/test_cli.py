@@ -7,6 +7,7 @@ import pytest
 from optuna.trial import TrialState
 
 from explab.sweep.cli import main
+from explab.sweep.continuation import RUN_ATTR
 from explab.sweep.heartbeat import HEARTBEAT_ATTR, WORKER_ATTR
 from explab.sweep.storage import open_storage
 
@@ -18,7 +19,8 @@ def journal(tmp_path):
     path = tmp_path / "mlruns" / "optuna" / "digits_cnn.journal"
     study = optuna.create_study(study_name="digits_cnn_optuna", storage=open_storage(f"journal:///{path}"))
     for value in (0.5, 0.9):
-        study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=value))
+        run = {RUN_ATTR: f"run{value}"}
+        study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=value, user_attrs=run))
     study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED))
     running = study.ask()
     running.set_user_attr(WORKER_ATTR, "node7:123")
@@ -30,7 +32,7 @@ def test_status_counts_trials_and_names_the_best_and_who_runs_what(journal, tmp_
     main(["status", "digits_cnn_optuna", "--mlruns-dir", str(tmp_path / "mlruns")])
     out = capsys.readouterr().out
     assert out.startswith("study 'digits_cnn_optuna': 2 complete, 1 pruned, 0 failed, 1 running")
-    assert "best value 0.5 (trial 0" in out, "the study minimises"
+    assert "best value 0.5, trial 0 (MLflow run run0.5)" in out, "the study minimises; its run is named"
     assert "trial 3 running on node7:123, last heartbeat" in out
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -231,6 +232,13 @@ def test_explab_sweep_records_parent_and_children_and_prunes(tmp_path: Path) -> 
     assert parent.data.tags["optuna.sampler"] == "GridSampler"
     assert parent.data.tags["optuna.pruner"] == "ThresholdPruner"
     assert parent.data.metrics["best_value"] == max(r.data.metrics["val/acc_best"] for r in complete)
+    # the summary names the best trial's run, the one reproduce= takes, and how to get what the trials skipped
+    best = next(r for r in complete if r.data.metrics["val/acc_best"] == parent.data.metrics["best_value"])
+    trial, run_id = best.data.tags["optuna.trial_number"], best.info.run_id
+    assert f"Best trial {trial} (MLflow run {run_id}): val/acc_best = " in output
+    assert f"explab-train reproduce={run_id} log_model=true log_plots=true" in output
+    [results] = (tmp_path / "logs").rglob("optimization_results.yaml")
+    assert yaml.safe_load(results.read_text())["best_run_id"] == run_id
     # jobs that reopen the study from its storage (on SLURM nodes) read the rule from here
     study = optuna.load_study(
         study_name="digits_cnn_optuna", storage=open_storage(f"journal:///{tmp_path}/mlruns/optuna/digits_cnn.journal")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from explab.sweep import REPEATS_ATTR, is_repeat, is_replicate, is_warm_start
+from explab.sweep import REPEATS_ATTR, WARM_START_ATTR, is_repeat, is_replicate, is_warm_start
 from explab.sweep.continuation import RUN_ATTR
 from explab.sweep.pareto import hypervolume_history, pareto_front, reference_point
 from explab.sweep.replicates import ReplicatedConfiguration, replicated_configurations, winner
@@ -110,6 +110,16 @@ def trial_counts(study: optuna.Study) -> dict[str, int]:
     return counts
 
 
+def trial_named(trial: optuna.trial.FrozenTrial) -> str:
+    """``trial 3 (MLflow run <id>)``: the trial with where its record and checkpoints are, which
+    ``reproduce=`` and ``resume=`` take; a trial copied from a warm-start source names that source, and one
+    with no run (``logger=none``) only its number."""
+    if is_warm_start(trial):
+        return f"trial {trial.number} (copied from {trial.user_attrs[WARM_START_ATTR]})"
+    run_id = trial.user_attrs.get(RUN_ATTR)
+    return f"trial {trial.number} (MLflow run {run_id})" if run_id else f"trial {trial.number}"
+
+
 def _values(trial: optuna.trial.FrozenTrial) -> str:
     return ", ".join(f"{v:.6g}" for v in trial.values)
 
@@ -126,9 +136,10 @@ def describe_progress(study: optuna.Study) -> str:
         return f"{line}; no trial completed yet"
     if len(study.directions) > 1:
         front = pareto_front(study)
-        return f"{line}; Pareto front of {len(front)}: " + "; ".join(f"trial {t.number} ({_values(t)})" for t in front)
+        described = "; ".join(f"{trial_named(t)}: {_values(t)}" for t in front)
+        return f"{line}; Pareto front of {len(front)}: {described}"
     best = best_trained_trial(study)
-    return f"{line}; best value {best.value:.6g} (trial {best.number}: {best.params})"
+    return f"{line}; best value {best.value:.6g}, {trial_named(best)}: {best.params}"
 
 
 def sweep_results(study: optuna.Study, names: Sequence[str]) -> dict[str, Any]:
@@ -142,22 +153,38 @@ def sweep_results(study: optuna.Study, names: Sequence[str]) -> dict[str, Any]:
         return results
     if len(study.directions) > 1:
         results["solutions"] = [
-            {"trial": t.number, "params": t.params, "values": list(t.values)} for t in pareto_front(study)
+            {"trial": t.number, **_run_field(t), "params": t.params, "values": list(t.values)}
+            for t in pareto_front(study)
         ]
     else:
         best = best_trained_trial(study)
         results.update(best_params=best.params, best_value=best.value, best_trial=best.number)
+        if run := _run_field(best):
+            results["best_run_id"] = run["run_id"]
     configurations = replicated_configurations(study)
     if configurations:
         chosen = winner(configurations, study.direction == StudyDirection.MAXIMIZE)
-        results["winner"] = {"trial": chosen.trial, "params": chosen.params, **_interval_fields(chosen)}
+        results["winner"] = {
+            "trial": chosen.trial,
+            **_run_field(study.trials[chosen.trial]),
+            "params": chosen.params,
+            **_interval_fields(chosen),
+        }
         results["replicated"] = [{"trial": c.trial, "values": c.values, **_interval_fields(c)} for c in configurations]
     return results
 
 
-def write_results(study: optuna.Study, names: Sequence[str], folder: Path) -> None:
+def _run_field(trial: optuna.trial.FrozenTrial) -> dict[str, str]:
+    """``{"run_id": ...}`` for a trial with an MLflow run, else nothing."""
+    run_id = trial.user_attrs.get(RUN_ATTR)
+    return {"run_id": run_id} if run_id else {}
+
+
+def write_results(study: optuna.Study, names: Sequence[str], folder: Path, turned_off: Sequence[str] = ()) -> None:
     """Write ``sweep_results`` to ``folder/optimization_results.yaml``, as Hydra's own Optuna sweeper does,
-    and log them: the best trial, or every trial on the Pareto front, and the winner over seeds."""
+    and log them: the best trial, or every trial on the Pareto front, and the winner over seeds, each with
+    its MLflow run. ``turned_off`` names the records the trials' runs left out (``log_model``,
+    ``log_plots``): the log then says how to train the chosen configuration again with them."""
     from omegaconf import OmegaConf
     from optuna.study import StudyDirection
 
@@ -168,11 +195,11 @@ def write_results(study: optuna.Study, names: Sequence[str], folder: Path) -> No
         log.info("Pareto front (%s): %d trials", ", ".join(names), len(results["solutions"]))
         for solution in results["solutions"]:
             values = ", ".join(f"{v:.6g}" for v in solution["values"])
-            log.info("    trial %d: %s with %s", solution["trial"], values, solution["params"])
+            log.info("    %s: %s with %s", trial_named(study.trials[solution["trial"]]), values, solution["params"])
     elif "best_value" in results:
         log.info(
-            "Best trial %d: %s = %.6g with %s",
-            results["best_trial"],
+            "Best %s: %s = %.6g with %s",
+            trial_named(study.trials[results["best_trial"]]),
             names[0],
             results["best_value"],
             results["best_params"],
@@ -193,10 +220,19 @@ def write_results(study: optuna.Study, names: Sequence[str], folder: Path) -> No
         maximised = study.directions[0] == StudyDirection.MAXIMIZE
         bound = ("lower", winner["ci_low"]) if maximised else ("upper", winner["ci_high"])
         log.info(
-            "Winner over seeds: trial %d's configuration %s (the best %s bound, %.6g)",
-            winner["trial"],
+            "Winner over seeds: the configuration of %s, %s (the best %s bound, %.6g)",
+            trial_named(study.trials[winner["trial"]]),
             winner["params"],
             *bound,
+        )
+    chosen = results.get("winner", {}).get("run_id") or results.get("best_run_id")
+    if chosen and turned_off:
+        log.info(
+            "the trials ran with %s; to train the %s again with them: explab-train reproduce=%s %s",
+            " ".join(f"{key}=false" for key in turned_off),
+            "winner" if "winner" in results else "best trial",
+            chosen,
+            " ".join(f"{key}=true" for key in turned_off),
         )
 
 

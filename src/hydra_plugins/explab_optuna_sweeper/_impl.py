@@ -243,7 +243,9 @@ class ExplabOptunaSweeperImpl(Sweeper):
             with self._parent_run_held(study, space, n_trials) as parent:
                 returns = self._run_trials(study, space, fixed, parent, n_trials)
         assert self.config is not None
-        write_results(study, self.objectives.names(), Path(str(self.config.hydra.sweep.dir)))
+        # the hparams_search overlays turn these off to keep trials cheap; the winner deserves them
+        turned_off = [key for key in ("log_model", "log_plots") if self.config.get(key) is False]
+        write_results(study, self.objectives.names(), Path(str(self.config.hydra.sweep.dir)), turned_off)
         return returns
 
     # --- many workers -------------------------------------------------------------------------------------
