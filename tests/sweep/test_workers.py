@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from optuna.trial import TrialState
 
 from explab.errors import UsageError
@@ -46,6 +47,10 @@ def test_one_command_runs_k_workers_that_fill_one_study(tmp_path: Path) -> None:
     assert not any(process_alive(pid) for pid in pids), "no worker outlives the command"
     log = done.stdout + done.stderr
     assert log.count("All workers done") == 1 and "8 complete" in log, "one summary for all workers"
+    # the outcome, as one process's sweep gives it: the best trial logged once, and optimization_results.yaml
+    assert log.count(f"Best trial {study.best_trial.number}: ") == 1, log[-3000:]
+    results = yaml.safe_load((tmp_path / "multirun" / "optimization_results.yaml").read_text())
+    assert results["best_trial"] == study.best_trial.number and results["best_value"] == study.best_value
 
 
 @pytest.mark.slow

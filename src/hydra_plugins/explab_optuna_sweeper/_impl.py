@@ -242,11 +242,16 @@ class ExplabOptunaSweeperImpl(Sweeper):
             study, n_trials = self._open_study(space, fixed)
             with self._parent_run_held(study, space, n_trials) as parent:
                 returns = self._run_trials(study, space, fixed, parent, n_trials)
+        self._write_results(study)
+        return returns
+
+    def _write_results(self, study: optuna.Study) -> None:
+        """The sweep's outcome, once, from the process the command started: the best trial or the Pareto
+        front and the winner over seeds, logged and written to ``optimization_results.yaml``."""
         assert self.config is not None
         # the hparams_search overlays turn these off to keep trials cheap; the winner deserves them
         turned_off = [key for key in ("log_model", "log_plots") if self.config.get(key) is False]
         write_results(study, self.objectives.names(), Path(str(self.config.hydra.sweep.dir)), turned_off)
-        return returns
 
     # --- many workers -------------------------------------------------------------------------------------
     @property
@@ -336,6 +341,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
                 finally:  # before the parent run is ended, which counts the study's finished and running trials
                     fail_trials_of_dead_workers(study)
         log.info("All workers done: %s", describe_progress(study))
+        self._write_results(study)
         return []
 
     def _submit_detached_workers(self, space: SearchSpace, fixed: list[str]) -> list[Any]:
