@@ -40,6 +40,20 @@ def test_a_run_without_a_test_announces_its_best_validation_value(compose_cfg, s
     assert f"FINISHED (val/acc_best={metrics['val/acc_best']:.4f}) in" in caplog.text
 
 
+def test_validation_turned_off_in_lightnings_way_trains_and_tests_the_last_checkpoint(
+    compose_cfg, store: Path, caplog
+) -> None:
+    """``+trainer.limit_val_batches=0`` failed the run in Lightning's EarlyStopping, whose val/acc never came."""
+    caplog.set_level(logging.INFO, logger="explab")
+    metrics = train(
+        compose_cfg("trainer.max_epochs=2", "trainer.enable_progress_bar=false", "+trainer.limit_val_batches=0")
+    )
+    assert only_run(store).info.status == "FINISHED"
+    assert "test/acc" in metrics and not any(name.startswith("val/") for name in metrics)
+    assert "callbacks.early_stopping skipped: it follows val/acc and the fit does not validate" in caplog.text
+    assert "checkpoints/last.ckpt" in caplog.text, "the last checkpoint is tested, as with data.val_fraction=0"
+
+
 def test_one_epoch_run_is_fully_recorded(compose_cfg, store: Path) -> None:
     metrics = train(compose_cfg("trainer.max_epochs=2", "trainer.enable_progress_bar=false", "seed=7"))
     run = only_run(store)

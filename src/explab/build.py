@@ -129,7 +129,7 @@ def build_callbacks(
     resume the one that tells the reopened run when training goes on."""
     callbacks: list[L.Callback] = []
     progress_bar_on = cfg.trainer.get("enable_progress_bar", True)
-    validating = has_validation_split(cfg)
+    validating = validates(cfg)
     for name, node in (cfg.get("callbacks") or {}).items():
         if not node or "_target_" not in node:
             continue
@@ -138,7 +138,7 @@ def build_callbacks(
             log.info("callbacks.%s skipped: it needs a logger and logger is off", name)
             continue
         if not validating and str(getattr(callback, "monitor", None) or "").startswith("val/"):
-            log.info("callbacks.%s skipped: it follows %s and the data has no validation split", name, callback.monitor)
+            log.info("callbacks.%s skipped: it follows %s and the fit does not validate", name, callback.monitor)
             continue
         if isinstance(callback, ProgressBar) and not progress_bar_on:
             continue
@@ -195,8 +195,15 @@ def has_validation_split(cfg: DictConfig) -> bool:
     return data.get("val_size", None) != 0 and data.get("val_fraction", None) != 0
 
 
+def validates(cfg: DictConfig) -> bool:
+    """Whether the fit validates: the data holds out a validation split and the trainer runs it (Lightning's
+    ``trainer.limit_val_batches=0`` turns it off). Without it the callbacks that follow a ``val/`` metric are
+    left out, and the last checkpoint is the one tested."""
+    return has_validation_split(cfg) and (cfg.get("trainer") or {}).get("limit_val_batches", None) != 0
+
+
 def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Logger]) -> L.Trainer:
-    no_validation = {} if has_validation_split(cfg) else {"limit_val_batches": 0, "num_sanity_val_steps": 0}
+    no_validation = {} if validates(cfg) else {"limit_val_batches": 0, "num_sanity_val_steps": 0}
     # checkpoints are written atomically in their own folder, whatever filesystem $TMPDIR is on
     precision = training_precision(cfg.trainer)
     trainer: L.Trainer = instantiate(

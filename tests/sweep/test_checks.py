@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from explab.config import config_dir
 from explab.errors import UsageError
-from explab.sweep.checks import check_space_composes
+from explab.sweep.checks import check_objective, check_space_composes
 from explab.sweep.space import parse_conditions, parse_search_space
 
 
@@ -65,3 +65,12 @@ def test_a_key_of_one_config_is_composed_under_its_condition(compose_job) -> Non
     check(compose_job, params)
     with pytest.raises(UsageError, match=r"sets optimizer.momentum, which the job's config does not have"):
         check(compose_job, {"optimizer": "choice(adam, sgd)", "optimizer.momentum": momentum})
+
+
+@pytest.mark.parametrize("no_validation", ["data.val_fraction=0", "+trainer.limit_val_batches=0"])
+def test_a_validation_objective_without_validation_is_refused(compose_job, no_validation: str) -> None:
+    """Every trial would train, then fail for want of val/acc_best."""
+    check_objective(compose_job([]), "val/acc_best")
+    with pytest.raises(UsageError, match=r"never logs when the fit does not validate .*keep a validation split"):
+        check_objective(compose_job([no_validation]), "val/acc_best")
+    check_objective(compose_job([no_validation, "optimized_metric=test/acc"]), "test/acc")

@@ -15,6 +15,12 @@ if TYPE_CHECKING:
     from explab.sweep.space import Condition
 
 
+NO_VALIDATION = (
+    " when the fit does not validate (data.val_fraction=0 or data.val_size=0 train on every training sample, "
+    "trainer.limit_val_batches=0 skips validation): keep a validation split to search on"
+)
+
+
 def check_job_config(config: DictConfig, metric: str | list[str] | None) -> None:
     """The sweeper's pre-flight check for explab's train: the job's values are valid and ``metric`` (one name
     or one per objective) is logged."""
@@ -33,19 +39,23 @@ def check_objective(config: DictConfig, metric: str) -> None:
     The task module is built from the job's config (``task_metric_names``: no data is read, no weights are
     made), so the names are those it will log.
     """
-    from explab.build import task_class, task_metric_names
+    from explab.build import task_class, task_metric_names, validates
     from explab.fit import JOB_METRICS
 
     task = task_class(config)
     if task is None:
         return
     names = task_metric_names(config) | set(JOB_METRICS)
-    if not config.get("test", True):
-        names = {name for name in names if not name.startswith("test/")}
+    # a stage the job skips logs nothing: every trial would train, then fail for want of its objective
+    skipped = {
+        "test/": " with test=false" if not config.get("test", True) else "",
+        "val/": "" if validates(config) else NO_VALIDATION,
+    }
+    names = {name for name in names if not any(name.startswith(stage) for stage, why in skipped.items() if why)}
     if metric not in names:
+        why = next((why for stage, why in skipped.items() if metric.startswith(stage)), "")
         raise UsageError(
-            f"the sweep optimises '{metric}', which {task.__name__} never logs"
-            f"{' with test=false' if metric.startswith('test/') else ''}. "
+            f"the sweep optimises '{metric}', which {task.__name__} never logs{why}. "
             f"Choose one of: {', '.join(sorted(names))} (hydra.sweeper.metric / optimized_metric)"
         )
     monitor = config.get("optimized_metric")
