@@ -208,6 +208,9 @@ def _options_first(arguments: list[str]) -> list[str]:
 _ONE_MODE = "Only one of --run, --multirun, --cfg, --info and --shell_completion can be specified"
 
 
+CTRL_C_EXIT = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+
+
 def run_hydra_app(app: Callable[[], object], config_name: str) -> None:
     """Run a ``@hydra.main`` app; on a composition error, print which key is wrong and what is valid."""
     sys.argv = [sys.argv[0], *_options_first(sys.argv[1:])]
@@ -215,6 +218,10 @@ def run_hydra_app(app: Callable[[], object], config_name: str) -> None:
         app()
     except ReportedError:
         raise
+    except KeyboardInterrupt:
+        # Ctrl-C: whatever was open (a run, a trial, a sweep's workers) is closed and said so in the log by now;
+        # the traceback would only say where the interrupt landed. 130: the shell's code for it.
+        raise SystemExit(CTRL_C_EXIT) from None
     except ValueError as error:
         if str(error) != _ONE_MODE or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -226,6 +233,8 @@ def run_hydra_app(app: Callable[[], object], config_name: str) -> None:
         )
         raise SystemExit(1) from None
     except SystemExit as exit_:
+        if isinstance(exit_.__context__, KeyboardInterrupt):  # Lightning answers Ctrl-C in a fit with exit(1)
+            raise SystemExit(CTRL_C_EXIT) from None
         if exit_.code not in (0, None):
             advice = _override_advice(config_name, [a for a in sys.argv[1:] if "=" in a])
             if advice:

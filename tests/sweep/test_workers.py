@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from explab.errors import UsageError
 from explab.sweep.workers import gpu_per_worker
 from explab.tracking.orphans import process_alive
-from tests.conftest import as_from_a_terminal
+from tests.conftest import BIN, as_from_a_terminal
 from tests.sweep.test_continuation import worker_pid
 from tests.sweep.test_sweeper import load, plain_app_command, sweep_plain_app
 
@@ -51,6 +51,33 @@ def test_one_command_runs_k_workers_that_fill_one_study(tmp_path: Path) -> None:
     assert log.count(f"Best trial {study.best_trial.number}: ") == 1, log[-3000:]
     results = yaml.safe_load((tmp_path / "multirun" / "optimization_results.yaml").read_text())
     assert results["best_trial"] == study.best_trial.number and results["best_value"] == study.best_value
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_to_a_sweep_says_what_the_study_keeps_and_how_to_go_on(tmp_path: Path, workers: int) -> None:
+    """One worker is stopped inside Lightning's fit (which exits 1), a pool by its own handler (which raised
+    KeyboardInterrupt, printed as a traceback): both end as a shell expects of Ctrl-C, and say how to go on."""
+    command = [
+        str(BIN / "explab-train"), "-m", "hparams_search=digits_optuna", f"paths.mlruns_dir={tmp_path}/mlruns",
+        f"paths.log_dir={tmp_path}/logs", "hydra.sweeper.n_trials=4", f"hydra.sweeper.n_jobs={workers}",
+        "trainer.max_epochs=50", "data.batch_size=4", "trainer.enable_progress_bar=false",
+    ]  # fmt: skip
+    sweep = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal
+    )
+    journal = tmp_path / "mlruns" / "optuna" / "digits_cnn.journal"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and sweep.poll() is None:
+        if journal.exists() and len(load(journal.parent, "digits_cnn_optuna", journal.name).trials) >= workers:
+            break
+        time.sleep(0.3)
+    time.sleep(3)  # inside the trials' fits
+    sweep.send_signal(signal.SIGINT)
+    stdout, stderr = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+    assert "Interrupted (Ctrl-C): the sweep stopped with 0 of 4 trials finished" in stdout + stderr, stdout[-3000:]
+    assert "the same command goes on with it" in stdout + stderr
 
 
 @pytest.mark.slow

@@ -64,8 +64,9 @@ def _save_plots(
         try:
             with warnings.catch_warnings():  # Optuna marks its multi-objective plots experimental, on every call
                 warnings.simplefilter("ignore", ExperimentalWarning)
-                # and matplotlib warns through them about axes of one trial ("identical low and high xlims")
-                warnings.filterwarnings("ignore", category=UserWarning, module=r"optuna\.visualization")
+                # and matplotlib warns through them about axes of one trial ("identical low and high xlims"), as
+                # the importances do about too few trials to tell parameters apart (the plot shows them equal)
+                warnings.filterwarnings("ignore", category=UserWarning, module=r"optuna\.(visualization|importance)")
                 axes = plot()
         except Exception as err:  # e.g. importances need >1 complete trial with varying params
             log.info("plot %s skipped: %s", name, err)

@@ -87,6 +87,7 @@ from explab.sweep.workers import (
     visible_gpus,
 )
 from explab.tracking import TrackedRun
+from explab.tracking.run import stop_described
 from explab.utils.signals import Terminated, held, sigterm_raises_terminated
 
 log = logging.getLogger(__name__)
@@ -240,10 +241,27 @@ class ExplabOptunaSweeperImpl(Sweeper):
             return self._run_worker_pool(space, fixed, gpus)
         with sigterm_raises_terminated():
             study, n_trials = self._open_study(space, fixed)
-            with self._parent_run_held(study, space, n_trials) as parent:
+            with self._stop_says_how_to_go_on(study, n_trials), self._parent_run_held(study, space, n_trials) as parent:
                 returns = self._run_trials(study, space, fixed, parent, n_trials)
         self._write_results(study)
         return returns
+
+    @contextmanager
+    def _stop_says_how_to_go_on(self, study: optuna.Study, n_trials: int) -> Iterator[None]:
+        """A sweep stopped by Ctrl-C or a signal says so, with what the study keeps and how to go on with it."""
+        try:
+            yield
+        except BaseException as error:
+            stop = stop_described(error)
+            if stop is not None:
+                log.warning(
+                    "%s: the sweep stopped with %d of %d trials finished, which the study keeps (the trial in hand "
+                    "is marked FAIL); the same command goes on with it",
+                    stop,
+                    self._progress(study)[0],
+                    n_trials,
+                )
+            raise
 
     def _write_results(self, study: optuna.Study) -> None:
         """The sweep's outcome, once, from the process the command started: the best trial or the Pareto
@@ -329,7 +347,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
         ]
         with sigterm_raises_terminated():
             study, n_trials = self._open_study(space, fixed)
-            with self._parent_run_held(study, space, n_trials):
+            with self._stop_says_how_to_go_on(study, n_trials), self._parent_run_held(study, space, n_trials):
                 try:
                     log.info("Starting %d workers of study '%s' (%s)", len(gpus), study.study_name, self.storage_url)
                     failed = WorkerPool(command, environments, max_replacements=n_trials).run()
