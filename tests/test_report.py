@@ -17,6 +17,7 @@ from torch.optim import SGD
 from explab.errors import UsageError
 from explab.models.tasks import ClassificationTask, RegressionTask, TaskModule
 from explab.report import HEADLINE_METRICS, Configuration, labels, report
+from explab.reproduce import config_from_recorded_run
 from explab.train import train
 from tests.conftest import run_cli, runs_in, tracking_uri_for
 
@@ -46,6 +47,8 @@ def test_report_groups_runs_by_config_minus_seed(compose_cfg, store: Path) -> No
         "report/report.csv",
         "report/intervals.png",
     }
+    with pytest.raises(UsageError, match="is a report of explab-report, which trains nothing: give a run it compares"):
+        config_from_recorded_run(compose_cfg(f"reproduce={report_run.info.run_id}"))
 
 
 def test_a_report_without_metrics_shows_its_tasks_headline_metrics(compose_cfg, store: Path) -> None:

@@ -17,7 +17,8 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from explab.checkpoints import CheckpointError, load_checkpoint
-from explab.reproduce import compare_with_source, recorded_overrides
+from explab.errors import UsageError
+from explab.reproduce import compare_with_source, config_from_recorded_run, recorded_overrides
 from explab.tracking import TrackedRun
 from explab.tracking.store import open_client
 from tests.conftest import BIN, ROOT, as_from_a_terminal, run_cli, runs_in, tracking_uri_for
@@ -199,7 +200,6 @@ def test_a_run_killed_after_its_last_epoch_resumes_with_the_metrics_it_trained(t
     from hydra.core.global_hydra import GlobalHydra
 
     from explab.config import config_dir
-    from explab.reproduce import config_from_recorded_run
     from explab.train import train
 
     killed = run_cli(
@@ -264,6 +264,13 @@ def test_ctrl_c_during_training_ends_the_run_killed_and_says_so(tmp_path: Path) 
     assert run.info.status == "KILLED", stderr[-2000:]
     assert run.data.tags["explab.status_reason"] == "Interrupted (Ctrl-C)", "not Lightning's SystemExit: 1"
     assert f"MLflow run {run_id} ended KILLED: Interrupted (Ctrl-C)" in stdout
+
+
+def test_a_run_explab_train_did_not_record_is_refused_before_anything_runs(compose_cfg, store: Path) -> None:
+    client = MlflowClient(tracking_uri_for(store))
+    foreign = client.create_run(client.create_experiment("notebook")).info.run_id  # a run logged by hand
+    with pytest.raises(UsageError, match=rf"run {foreign} has no config/overrides.yaml: it was not recorded by"):
+        config_from_recorded_run(compose_cfg(f"reproduce={foreign}"))
 
 
 class _Payload:

@@ -23,9 +23,9 @@ def _fetch_best_checkpoint(tracking_uri: str, run_id: str, folder: str) -> str:
 
     from explab.checkpoints import CheckpointError
     from explab.tracking.run import no_download_bars
-    from explab.tracking.store import find_run
+    from explab.tracking.store import find_trained_run
 
-    run = find_run(tracking_uri, run_id)
+    run = find_trained_run(tracking_uri, run_id)
     artifact = run.data.tags.get("explab.best_checkpoint")
     if not artifact:
         raise CheckpointError(f"run {run_id} has no logged checkpoint (tag explab.best_checkpoint is missing)")

@@ -47,10 +47,10 @@ def _store_of(cfg: DictConfig) -> str:
 
 
 def _recorded(cfg: DictConfig, run_id: str) -> tuple[Any, list[str]]:
-    from explab.tracking.store import find_run
+    from explab.tracking.store import find_trained_run
 
     uri = _store_of(cfg)
-    run = find_run(uri, run_id)
+    run = find_trained_run(uri, run_id)
     return run, recorded_overrides(uri, run_id)
 
 
@@ -58,9 +58,18 @@ def _recorded(cfg: DictConfig, run_id: str) -> tuple[Any, list[str]]:
 def _overrides_file(uri: str, run_id: str) -> tuple[str, ...]:
     """``config/overrides.yaml`` of a run, read once per process: the job composes its config from it and
     then records it again (a resume that changed settings rewrites it, after this job has composed its own)."""
+    from mlflow.exceptions import MlflowException
+
     from explab.tracking import TrackedRun
 
-    return tuple(yaml.safe_load(TrackedRun(uri, run_id).load_text("config/overrides.yaml")) or [])
+    try:
+        text = TrackedRun(uri, run_id).load_text("config/overrides.yaml")
+    except MlflowException:
+        raise UsageError(
+            f"run {run_id} has no config/overrides.yaml: it was not recorded by explab-train, so there is no job "
+            "to compose again from it"
+        ) from None
+    return tuple(yaml.safe_load(text) or [])
 
 
 def recorded_overrides(uri: str, run_id: str, links: int = 20) -> list[str]:

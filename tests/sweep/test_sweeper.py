@@ -13,6 +13,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from explab.errors import UsageError
+from explab.eval import _fetch_best_checkpoint
+from explab.reproduce import config_from_recorded_run
 from explab.sweep.pruner import PRUNER_ATTR
 from explab.sweep.storage import open_storage
 from explab.sweep.summary import best_trained_trial
@@ -194,7 +197,7 @@ def test_a_search_space_typo_fails_before_the_study_exists_and_the_fixed_command
 
 
 @pytest.mark.slow
-def test_explab_sweep_records_parent_and_children_and_prunes(tmp_path: Path) -> None:
+def test_explab_sweep_records_parent_and_children_and_prunes(tmp_path: Path, compose_cfg) -> None:
     done = explab_sweep(
         tmp_path,
         "hydra.sweeper.n_trials=3",
@@ -239,6 +242,12 @@ def test_explab_sweep_records_parent_and_children_and_prunes(tmp_path: Path) -> 
     assert f"explab-train reproduce={run_id} log_model=true log_plots=true" in output
     [results] = (tmp_path / "logs").rglob("optimization_results.yaml")
     assert yaml.safe_load(results.read_text())["best_run_id"] == run_id
+    # the parent run trained nothing: resuming, reproducing or testing it is refused, naming the best trial's
+    for mode in ("resume", "reproduce"):
+        with pytest.raises(UsageError, match=rf"parent run of the sweep 'digits_cnn_optuna'.*\(the best: {run_id}\)"):
+            config_from_recorded_run(compose_cfg(f"{mode}={parent.info.run_id}"))
+    with pytest.raises(UsageError, match=rf"\(the best: {run_id}\)"):
+        _fetch_best_checkpoint(f"sqlite:///{tmp_path}/mlruns/mlflow.db", parent.info.run_id, str(tmp_path))
     # jobs that reopen the study from its storage (on SLURM nodes) read the rule from here
     study = optuna.load_study(
         study_name="digits_cnn_optuna", storage=open_storage(f"journal:///{tmp_path}/mlruns/optuna/digits_cnn.journal")

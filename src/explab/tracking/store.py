@@ -85,6 +85,39 @@ def find_run(tracking_uri: str, run_id: str) -> Run:
         ) from None
 
 
+def find_trained_run(tracking_uri: str, run_id: str) -> Run:
+    """The run ``run_id``, as ``find_run`` gives it, when it is one explab-train trained a model in.
+
+    Raises:
+        UsageError: no such run; or a sweep's parent run or a report run, which train nothing, named with the
+            run to give instead (the sweep's best trial's).
+    """
+    run = find_run(tracking_uri, run_id)
+    tags = run.data.tags
+    if tags.get("explab.sweep") == "parent":
+        best = _best_trial_run(tracking_uri, run)
+        raise UsageError(
+            f"run {run_id} is the parent run of the sweep '{tags.get('optuna.study_name')}', which trains nothing "
+            f"itself: give the run of one of its trials{f' (the best: {best})' if best else ''}"
+        )
+    if tags.get("explab.report"):
+        raise UsageError(f"run {run_id} is a report of explab-report, which trains nothing: give a run it compares")
+    return run
+
+
+def _best_trial_run(tracking_uri: str, parent: Run) -> str | None:
+    """The run of the best trial a sweep's parent run names (tag ``optuna.best_trial``), if it has one."""
+    number = parent.data.tags.get("optuna.best_trial")
+    if number is None:
+        return None
+    found = open_client(tracking_uri).search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.optuna.trial_number = '{number}'",
+        max_results=1,
+    )
+    return found[0].info.run_id if found else None
+
+
 @contextlib.contextmanager
 def _store_lock(database: Path, operation: int) -> Iterator[None]:
     """Hold the lock beside ``database``: exclusive while a store is created, shared while one is inspected."""
