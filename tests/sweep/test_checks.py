@@ -7,12 +7,13 @@ from collections.abc import Iterator
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from explab.config import config_dir
 from explab.errors import UsageError
 from explab.sweep.checks import check_objective, check_space_composes
 from explab.sweep.space import parse_conditions, parse_search_space
+from explab.sweep.trial import TrialJob
 
 
 @pytest.fixture
@@ -74,3 +75,15 @@ def test_a_validation_objective_without_validation_is_refused(compose_job, no_va
     with pytest.raises(UsageError, match=r"never logs when the fit does not validate .*keep a validation split"):
         check_objective(compose_job([no_validation]), "val/acc_best")
     check_objective(compose_job([no_validation, "optimized_metric=test/acc"]), "test/acc")
+
+
+@pytest.mark.parametrize(
+    ("objective", "hint"),
+    [("test/acc", "a test/ metric needs test=true"), ("val/acc_best", "a val/ metric needs validation")],
+)
+def test_a_trial_without_its_objective_fails_saying_what_would_log_it(objective: str, hint: str) -> None:
+    """What a job says when a check before the sweep could not know (a custom task, a callback that drops it)."""
+    job = TrialJob(OmegaConf.create({"optuna_trial": {"objective": [objective], "prune": False}}))
+    with pytest.raises(UsageError, match=rf"optimises '{objective}', which this job did not return") as refused:
+        job.check_objective({"train/loss": 0.1})
+    assert str(refused.value).endswith(f"(it returned train/loss); {hint}")

@@ -86,10 +86,10 @@ class TrialJob:
         objectives = [objectives] if isinstance(objectives, str) else list(objectives)
         for objective in objectives:
             if objective not in metrics:
-                needs = {"test/": "; a test/ metric needs test=true", "val/": "; a val/ metric needs validation"}
+                needs = {"test": "; a test/ metric needs test=true", "val": "; a val/ metric needs validation"}
                 raise UsageError(
                     f"the sweep optimises '{objective}', which this job did not return (it returned "
-                    f"{', '.join(sorted(metrics))}){needs.get(objective[: objective.find('/') + 1], '')}"
+                    f"{', '.join(sorted(metrics))}){needs.get(objective.split('/', 1)[0], '')}"
                 )
         for name in {*objectives, self.monitor} - {None}:
             if name in metrics and not math.isfinite(metrics[name]):
