@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from explab.errors import UsageError
 from explab.tracking.run import TrackedRun, fresh_run_name, run_lifecycle, run_status_for, stop_described
 from explab.utils.signals import Terminated
 from tests.conftest import tracking_uri_for
@@ -78,3 +81,21 @@ def test_run_names_do_not_follow_the_seeded_generator_and_leave_it_as_it_was() -
     random.seed(7)
     assert fresh_run_name() != first, "a job seeded alike is still named apart"
     assert random.random() == after, "the training's own draws are not moved"
+
+
+def test_a_run_running_in_a_live_process_is_not_taken_over_and_the_message_says_what_to_do(tmp_path: Path) -> None:
+    uri = tracking_uri_for(tmp_path)
+    live = TrackedRun.create(uri, "lifecycle", str(tmp_path / "artifacts"))  # this process: alive
+    live.set_tags({"hostname": socket.gethostname()})  # as every run's record says where it runs
+    with pytest.raises(UsageError, match=rf"is RUNNING in process {os.getpid()} on this host: stop it \(kill "):
+        TrackedRun.reopen(uri, live.run_id)
+    assert _status(live) == "RUNNING"
+
+    # on another host nobody here can tell whether it lives; the message gives the way out for a lost machine
+    live.set_tags({"hostname": "node7"})
+    with pytest.raises(UsageError, match=r"RUNNING in process \d+ on node7: stop it there") as refused:
+        TrackedRun.reopen(uri, live.run_id)
+    command = str(refused.value).split("end the run yourself: ", 1)[1]
+    ended = subprocess.run(command, shell=True, capture_output=True, text=True, check=False)
+    assert ended.returncode == 0, ended.stderr
+    assert _status(live) == "KILLED"

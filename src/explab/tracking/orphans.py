@@ -6,6 +6,7 @@ import os
 import socket
 from typing import TYPE_CHECKING
 
+from explab.tracking.store import shown_url
 from explab.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -49,3 +50,17 @@ def close_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
         closed.append(run.info.run_id)
         log.warning("MLflow run %s was left RUNNING by process %s, which is gone: marked KILLED", run.info.run_id, pid)
     return closed
+
+
+def still_running(client: MlflowClient, run_id: str) -> str:
+    """Why run ``run_id``, RUNNING after ``close_orphaned_runs``, cannot be taken over, and what to do: its
+    process lives on this host, or it runs on another host, where only that host can tell."""
+    tags = client.get_run(run_id).data.tags
+    pid, host = tags.get(PID_TAG, "?"), tags.get("hostname")
+    if host == socket.gethostname():
+        return f"run {run_id} is RUNNING in process {pid} on this host: stop it (kill {pid}) or let it end first"
+    return (
+        f"run {run_id} is RUNNING in process {pid} on {host or 'another host'}: stop it there or let it end first. "
+        f'If that machine was lost with the process, end the run yourself: python -c "import mlflow; '
+        f"mlflow.MlflowClient('{shown_url(client.tracking_uri)}').set_terminated('{run_id}', 'KILLED')\""
+    )

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from explab.errors import Stopped, first_line
-from explab.tracking.orphans import PID_TAG, close_orphaned_runs
+from explab.errors import Stopped, UsageError, first_line
+from explab.tracking.orphans import PID_TAG, close_orphaned_runs, still_running
 from explab.tracking.store import open_client
 from explab.utils.logging import get_logger
 from explab.utils.signals import Terminated, held, sigterm_raises_terminated
@@ -168,7 +168,7 @@ class TrackedRun:
             close_orphaned_runs(run.client, info.experiment_id)
             info = run.client.get_run(run_id).info
             if info.status == "RUNNING":
-                raise RuntimeError(f"run {run_id} is RUNNING in a live process; stop that process before resuming")
+                raise UsageError(still_running(run.client, run_id))
         run.status_before_resume = info.status
         run.client.update_run(run_id, status="RUNNING")
         run.set_tags({PID_TAG: os.getpid()})
