@@ -51,6 +51,21 @@ def test_report_groups_runs_by_config_minus_seed(compose_cfg, store: Path) -> No
         config_from_recorded_run(compose_cfg(f"reproduce={report_run.info.run_id}"))
 
 
+def test_a_seed_run_again_counts_once_and_what_a_run_only_records_sets_no_configuration_apart(
+    compose_cfg, store: Path
+) -> None:
+    """A reproduction (here of seed 1, with the model logged as a sweep's winner gets it) is no new sample: as a
+    second value it would make n 3 and narrow the interval with a seed already counted."""
+    common = ("trainer.max_epochs=1", "trainer.enable_progress_bar=false")
+    first, second = (train(compose_cfg(*common, f"seed={seed}"))["test/acc"] for seed in (1, 2))
+    again = train(compose_cfg(*common, "seed=1", "log_model=true", "log_plots=false"))["test/acc"]
+    markdown = report(compose_cfg("experiment_name=digits_cnn", "metrics=[test/acc]", config_name="report"))
+    [row] = [line for line in markdown.splitlines() if line.startswith("| all |")]
+    mean = statistics.fmean([(first + again) / 2, second])
+    assert row.startswith(f"| all | 2 | {mean:.4f} ± "), markdown
+    assert "1 run repeats a seed of its configuration (a reproduction or a rerun): each seed counts once" in markdown
+
+
 def test_a_report_without_metrics_shows_its_tasks_headline_metrics(compose_cfg, store: Path) -> None:
     """A regression's report asked for test/acc by default and stopped with an error."""
     for seed in (1, 2):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import math
+import statistics
 import tempfile
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -31,9 +32,22 @@ from explab.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-# besides where a run wrote: params that differ between repeats of one configuration without changing it
-REPEAT_KEYS = ("seed", "data.seed", "run_name", "test")
-REPEAT_PREFIXES = ("optuna_trial.", "logger.")
+# besides where a run wrote: params that differ between repeats of one configuration without changing it, as
+# what the run records besides its training (a reproduction with log_model=true trained the same thing)
+REPEAT_KEYS = (
+    "seed",
+    "data.seed",
+    "run_name",
+    "test",
+    "log_model",
+    "log_plots",
+    "registered_model_name",
+    "system_metrics_seconds",
+    "torch_threads",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+)
+REPEAT_PREFIXES = ("optuna_trial.", "logger.", "time_to.")
 
 Configuration = tuple[tuple[str, str], ...]
 
@@ -104,14 +118,24 @@ def _missing_elsewhere(key: str, settings: list[dict[str, str]]) -> str | None:
     return None
 
 
+def _seed(run: Any) -> str:
+    """The seed a run trained with; a run that records none stands for a seed of its own."""
+    return str(run.data.params.get("seed", run.info.run_id))
+
+
 def by_seed(runs: Sequence[Any], metric: str) -> dict[str, float]:
-    """Seed -> value of ``metric``; a seed run twice keeps both under distinct keys, so it is never paired."""
-    values: dict[str, float] = {}
+    """Seed -> value of ``metric``. A seed trained more than once (a reproduction, a rerun) is one sample, the
+    mean of its runs: counted twice, it would add to n without adding a seed, and narrow the interval."""
+    values: dict[str, list[float]] = defaultdict(list)
     for run in runs:
         if metric in run.data.metrics:
-            seed = run.data.params.get("seed", run.info.run_id)
-            values[seed if seed not in values else f"{seed}/{run.info.run_id}"] = run.data.metrics[metric]
-    return values
+            values[_seed(run)].append(run.data.metrics[metric])
+    return {seed: statistics.fmean(found) for seed, found in values.items()}
+
+
+def repeated_seeds(groups: Mapping[Configuration, Sequence[Any]]) -> int:
+    """How many runs repeat a seed their configuration already ran (``by_seed`` counts each seed once)."""
+    return sum(len(members) - len({_seed(r) for r in members}) for members in groups.values())
 
 
 def aggregate(
@@ -128,11 +152,8 @@ def aggregate(
     }
     rows = []
     for i, (config, members) in enumerate(groups.items()):
-        row: dict[str, Any] = {
-            "configuration": named[config],
-            "n": len(members),
-            "seeds": " ".join(sorted(r.data.params.get("seed", "?") for r in members)),
-        }
+        seeds = {_seed(r) for r in members}
+        row: dict[str, Any] = {"configuration": named[config], "n": len(seeds), "seeds": " ".join(sorted(seeds))}
         for metric in metrics:
             found = found_by_metric[metric][i]
             row |= {
@@ -369,6 +390,12 @@ def report(cfg: DictConfig) -> str:
         f"# {cfg.experiment_name}: mean ± std over seeds, {cfg.confidence:.0%} confidence intervals ({method})\n\n"
         + to_markdown(rows, metrics, cfg.confidence)
     )
+    repeats = repeated_seeds(groups)
+    if repeats:
+        who = f"{repeats} runs repeat a seed of their" if repeats > 1 else "1 run repeats a seed of its"
+        markdown += (
+            f"\n{who} configuration (a reproduction or a rerun): each seed counts once, as the mean of its runs.\n"
+        )
     tables: dict[str, list[dict[str, Any]]] = {"report.csv": rows}
     tags = {"explab.report": "true", "explab.report.runs": str(len(runs))}
     if cfg.baseline is not None:
