@@ -11,9 +11,11 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 
+from explab.errors import UsageError
 from explab.sweep import WARM_START_ATTR
-from explab.sweep.pruner import PRUNER_ATTR, build_pruner, record_pruner
+from explab.sweep.pruner import PRUNER_ATTR, build_pruner, check_pruner, record_pruner
 from explab.sweep.storage import open_storage
+from hydra_plugins.explab_optuna_sweeper.config import PRUNERS
 
 MEDIAN = {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 1, "n_warmup_steps": 0}
 X = {"x": FloatDistribution(0, 1)}
@@ -92,3 +94,22 @@ def test_a_job_in_another_process_prunes_by_the_rule_its_sweep_recorded(
     done = subprocess.run([sys.executable, "-c", job], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("\n")[-2] == expected
+
+
+@pytest.mark.parametrize("name", sorted(PRUNERS))
+def test_the_shipped_pruners_pass_the_check_a_sweep_runs_first(name: str) -> None:
+    config = {**PRUNERS[name], **({"lower": 0.5} if name == "threshold" else {})}  # a threshold needs its bound
+    for direction in ("minimize", "maximize"):
+        check_pruner(config, direction)
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ({"min_resource": 0}, "division by zero"),  # Optuna takes it, then fails at every trial's first epoch
+        ({"reduction_factor": 1}, "float division by zero"),
+    ],
+)
+def test_a_pruner_optuna_accepts_but_cannot_prune_with_is_refused(settings: dict, reason: str) -> None:
+    with pytest.raises(UsageError, match=rf"HyperbandPruner: .*\) cannot prune: {reason}\. Change its settings"):
+        check_pruner({**PRUNERS["hyperband"], **settings}, "maximize")

@@ -113,10 +113,16 @@ def test_ctrl_c_to_the_command_stops_every_worker_and_leaves_nothing_running(tmp
         ("hydra.sweeper.n_jobs=0", "n_jobs must be an integer >= 1"),
         ("hydra.sweeper.n_trials=0", "Error: hydra.sweeper.n_trials must be an integer >= 1 (the finished trials"),
         ("hydra.sweeper.trials_per_gpu=2", "packs workers onto GPUs, but this machine shows none"),
+        ("hydra.sweeper.sampler.seed=abc", "Error: hydra.sweeper.sampler.seed must be an integer or null"),
+        (
+            "hydra/sweeper/pruner=hyperband hydra.sweeper.pruner.min_resource=0",
+            "Error: hydra.sweeper.pruner (optuna.pruners.HyperbandPruner: min_resource=0, max_resource=auto, "
+            "reduction_factor=3) cannot prune: division by zero",
+        ),
     ],
 )
-def test_bad_pool_settings_are_refused_before_any_trial(tmp_path: Path, setting: str, message: str) -> None:
-    command = plain_app_command(tmp_path, "refused", setting, f"hydra.sweep.dir={tmp_path}/multirun")
+def test_bad_sweep_settings_are_refused_before_any_trial(tmp_path: Path, setting: str, message: str) -> None:
+    command = plain_app_command(tmp_path, "refused", *setting.split(), f"hydra.sweep.dir={tmp_path}/multirun")
     no_gpus = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=no_gpus)
     assert done.returncode == 1 and message in done.stderr, done.stderr[-2000:]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.pruners import BasePruner
+from optuna.study import StudyDirection
 
 from explab.sweep import is_warm_start
 
@@ -58,6 +59,39 @@ def build_pruner(config: Mapping[str, Any] | None) -> BasePruner:
     from hydra.utils import instantiate
 
     return TrainedTrialsPruner(instantiate(dict(config)))
+
+
+def check_pruner(config: Mapping[str, Any] | None, direction: str) -> None:
+    """The pruner ``config`` describes builds, and prunes: it is tried on three trials of a study in memory
+    before any trial trains. Optuna accepts settings it cannot prune with (Hyperband with ``min_resource=0``
+    or ``reduction_factor=1`` divides by zero at the first epoch), which would fail every trial.
+
+    Raises:
+        UsageError: naming the pruner and Optuna's own reason.
+    """
+    if not config:
+        return
+    from explab.errors import UsageError, first_line
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory" means nothing here
+    try:
+        study = optuna.create_study(direction=StudyDirection[direction.upper()], pruner=build_pruner(config))
+        for value in (0.1, 0.2, 0.3):
+            trial = study.ask()
+            for epoch in (1, 2, 3):
+                trial.report(value * epoch, epoch)
+                trial.should_prune()
+            study.tell(trial, value * 3)
+    except Exception as error:
+        cause = error.__cause__ or error  # Hydra wraps an error of the pruner's constructor in its own
+        settings = ", ".join(f"{key}={value}" for key, value in config.items() if key != "_target_")
+        raise UsageError(
+            f"hydra.sweeper.pruner ({config.get('_target_')}: {settings}) cannot prune: {first_line(cause)}. "
+            "Change its settings (hydra.sweeper.pruner.KEY=...), or choose another with hydra/sweeper/pruner=NAME"
+        ) from None
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def record_pruner(study: optuna.Study, config: Mapping[str, Any] | None) -> None:

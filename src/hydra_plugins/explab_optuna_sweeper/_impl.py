@@ -55,7 +55,7 @@ from explab.sweep.heartbeat import (
 )
 from explab.sweep.objectives import Objectives
 from explab.sweep.parent_run import close_parent_run, open_parent_run
-from explab.sweep.pruner import build_pruner, pruner_name, record_pruner
+from explab.sweep.pruner import build_pruner, check_pruner, pruner_name, record_pruner
 from explab.sweep.replicates import SEED_ATTR, missing, replicate_seeds, top_configurations
 from explab.sweep.slurm import (
     check_storage_reaches_every_node,
@@ -289,6 +289,10 @@ class ExplabOptunaSweeperImpl(Sweeper):
                 "compare one intermediate value per epoch. Drop the pruner (hydra/sweeper/pruner=none), or "
                 "search one objective"
             )
+        check_pruner(self.pruner_cfg, self.objectives.directions[0])
+        seed = self.sampler_cfg.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise UsageError(f"hydra.sweeper.sampler.seed must be an integer or null (unseeded), got {seed!r}")
         if self.max_failure_rate is not None and not 0.0 <= float(self.max_failure_rate) <= 1.0:
             raise UsageError(f"hydra.sweeper.max_failure_rate must be between 0 and 1, got {self.max_failure_rate}")
         if self.reference_point is not None and len(self.reference_point) != len(self.objectives.directions):
