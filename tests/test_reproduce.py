@@ -273,6 +273,27 @@ def test_a_run_explab_train_did_not_record_is_refused_before_anything_runs(compo
         config_from_recorded_run(compose_cfg(f"reproduce={foreign}"))
 
 
+def test_a_url_recorded_without_its_password_gives_way_to_the_store_of_this_command(compose_cfg, store: Path) -> None:
+    """A run records a URL given on its command line with the password masked; composed again as recorded,
+    ``http://lab:***@...`` would send a reproduction's record to the server with a wrong password."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from explab.config import config_dir
+
+    source = TrackedRun.create(tracking_uri_for(store), "digits_cnn", str(store / "artifacts"))
+    source.log_text(
+        "- logger.mlflow.tracking_uri=http://lab:***@10.0.0.5:5000\n- optimizer.lr=0.01\n", "config/overrides.yaml"
+    )
+    source.end(None)
+    cfg = compose_cfg(f"reproduce={source.run_id}")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        rebuilt = config_from_recorded_run(cfg)
+    assert rebuilt.optimizer.lr == 0.01, "the rest of the record is composed"
+    assert rebuilt.logger.mlflow.tracking_uri == tracking_uri_for(store)
+
+
 class _Payload:
     def __reduce__(self):
         return (os.system, ("echo owned > /tmp/explab-owned",))

@@ -90,11 +90,14 @@ def job_overrides(cfg: DictConfig) -> list[str]:
     """The overrides this job's config is composed from: the command line's, and for ``reproduce=`` or
     ``resume=`` the run's merged with them (without ``reproduce=`` or ``resume=`` itself; the tag
     ``explab.reproduced_from`` keeps the source), so that reproducing a reproduced run, or resuming a resumed
-    one, trains the same config again."""
+    one, trains the same config again. A password in a URL is masked: the run's record is read by the team."""
+    from explab.tracking.params import masked_override
+
     mode = _mode(cfg)
-    if mode is None:
-        return hydra_overrides()
-    return _with_recorded(recorded_overrides(_store_of(cfg), str(cfg[mode])))
+    overrides = (
+        hydra_overrides() if mode is None else _with_recorded(recorded_overrides(_store_of(cfg), str(cfg[mode])))
+    )
+    return [masked_override(o) for o in overrides]  # a password in a URL is not recorded
 
 
 def _mode(cfg: DictConfig) -> str | None:
@@ -104,8 +107,11 @@ def _mode(cfg: DictConfig) -> str | None:
 
 def _with_recorded(recorded: list[str]) -> list[str]:
     """A run's ``recorded`` overrides, less how it was started, merged with what this command adds."""
+    from explab.tracking.params import has_masked_password
+
+    # a URL recorded without its password cannot reach its server: this command's own setting applies instead
     return merged_overrides(
-        [o for o in recorded if not o.startswith(DROPPED_PREFIXES)],
+        [o for o in recorded if not o.startswith(DROPPED_PREFIXES) and not has_masked_password(o)],
         [o for o in hydra_overrides() if not o.startswith(MODE_PREFIXES)],
     )
 

@@ -69,7 +69,10 @@ def versions() -> dict[str, str]:
 
 
 def host_tags() -> dict[str, str]:
-    return {"hostname": socket.gethostname(), "platform": platform.platform(), "command": " ".join(sys.argv)}
+    from explab.tracking.params import masked_override
+
+    command = " ".join(masked_override(argument) for argument in sys.argv)  # a password in a URL never leaves
+    return {"hostname": socket.gethostname(), "platform": platform.platform(), "command": command}
 
 
 def allowed_environment() -> dict[str, str]:

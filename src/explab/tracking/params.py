@@ -46,6 +46,25 @@ def flatten_params(config: Mapping[str, Any], skip: tuple[str, ...] = ("hydra",)
     return params
 
 
+def masked_override(override: str) -> str:
+    """A command-line override (``key=value``) or argument as a run may record it: a password in a URL value
+    masked (``logger.mlflow.tracking_uri=http://lab:***@host:5000``); anything else as it is."""
+    from explab.tracking.store import shown_url
+
+    key, equals, value = override.partition("=")
+    if not equals:
+        key, value = "", override
+    if "://" not in value or "@" not in value:
+        return override
+    return f"{key}{equals}{shown_url(value)}"
+
+
+def has_masked_password(override: str) -> bool:
+    """Whether a recorded override carries a URL whose password ``masked_override`` took out: it cannot be
+    used again as it stands."""
+    return ":***@" in override
+
+
 def recordable(cfg: DictConfig) -> dict[str, Any]:
     """``cfg`` resolved, as a run records it (params, ``config.yaml``, checkpoints, the logged model): a
     password in a URL value masked, such as the tracking URI ``logger.mlflow.tracking_uri`` resolves from
