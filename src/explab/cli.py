@@ -64,12 +64,26 @@ def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+# a plain multirun's sweeper runs its jobs one after another; the Optuna sweeper's grid runs the same jobs K at a time
+PARALLEL_MULTIRUN = (
+    "{setting} is a setting of explab's Optuna sweeper (-m hparams_search=NAME). A plain multirun (-m seed=1,2,3) "
+    "runs its jobs one after another; to run them K at a time on this machine, give them as a grid: "
+    "-m hydra/sweeper=explab_optuna hydra/sweeper/sampler=grid 'seed=choice(1,2,3)' hydra.sweeper.n_jobs=K "
+    "hydra.sweeper.metric=val/acc_best hydra.sweeper.direction=maximize (docs/sweeps.md, Jobs in parallel)."
+)
+
+
 def _override_advice(config_name: str, overrides: list[str]) -> str | None:
     """Compose again to find the bad override; suggest the nearest valid keys. None when it composes."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
+    pooled = next(
+        (o for o in overrides if o.startswith(("hydra.sweeper.n_jobs=", "hydra.sweeper.trials_per_gpu="))), None
+    )
+    if pooled is not None and not any(o.startswith(("hparams_search=", "hydra/sweeper=")) for o in overrides):
+        return PARALLEL_MULTIRUN.format(setting=pooled.partition("=")[0])
     searched = next((o for o in overrides if o.lstrip("+~").startswith(SEARCH_SPACE_PREFIX) and _is_sweep(o)), None)
     if searched is not None:  # Hydra refuses sweeping its own node; the space is given on the key itself
         key, _, space = searched.lstrip("+~").partition("=")

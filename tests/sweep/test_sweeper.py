@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from explab.errors import UsageError
 from explab.eval import _fetch_best_checkpoint
+from explab.report import group_runs
 from explab.reproduce import config_from_recorded_run
 from explab.sweep.pruner import PRUNER_ATTR
 from explab.sweep.storage import open_storage
@@ -351,3 +352,34 @@ def test_ctrl_c_leaves_no_trial_running(tmp_path: Path) -> None:
     assert study.trials, "the sweep had started a trial"
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
     assert study.trials[-1].state == TrialState.FAIL
+
+
+@pytest.mark.slow
+def test_seeds_run_in_parallel_as_a_grid_once_the_sweep_names_its_metric(tmp_path: Path) -> None:
+    """Every trial used to train and then fail ("the job returned several metrics"); the advice is the fix."""
+    common = [
+        "-m", "hydra/sweeper=explab_optuna", "hydra/sweeper/sampler=grid", "seed=choice(1,2)", "trainer.max_epochs=1",
+        f"paths.mlruns_dir={tmp_path}/mlruns", f"paths.log_dir={tmp_path}/logs", "trainer.enable_progress_bar=false",
+    ]  # fmt: skip
+    refused = run_cli("explab-train", *common, cwd=tmp_path)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+    assert (
+        "the sweep names no metric to optimise, and each job returns every metric its run logs: set "
+        "hydra.sweeper.metric and its direction (hydra.sweeper.metric=val/acc_best hydra.sweeper.direction=maximize"
+    ) in refused.stderr
+    assert runs_in(tmp_path / "mlruns", "digits_cnn") == []
+    done = run_cli(
+        "explab-train", *common, "hydra.sweeper.n_jobs=2", "hydra.sweeper.metric=val/acc_best",
+        "hydra.sweeper.direction=maximize", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if "optuna.trial_number" in r.data.tags]
+    assert sorted(r.data.params["seed"] for r in trials) == ["1", "2"], "each grid point once"
+    assert len(group_runs(trials)) == 1, "one configuration over two seeds, as a plain multirun's"
+
+
+def test_workers_asked_of_a_plain_multirun_are_answered_with_the_grid_that_runs_them(tmp_path: Path) -> None:
+    done = run_cli("explab-train", "-m", "seed=1,2", "hydra.sweeper.n_jobs=2", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "hydra.sweeper.n_jobs is a setting of explab's Optuna sweeper" in done.stderr, done.stderr[-2000:]
+    assert "-m hydra/sweeper=explab_optuna hydra/sweeper/sampler=grid 'seed=choice(1,2,3)'" in done.stderr

@@ -124,6 +124,21 @@ def _tell_once(
             raise
 
 
+def _metric_needed(optimized_metric: str | None) -> str:
+    """What to say when a sweep of a job that returns every metric its run logs (explab's train: the one
+    ``hydra.sweeper.check`` is set for) names none to optimise; every trial would train, then fail."""
+    from explab.comparison import lower_is_better
+
+    example = optimized_metric or "val/acc_best"
+    direction = "minimize" if lower_is_better(example) else "maximize"
+    whose = ", the config's optimized_metric" if optimized_metric else ""
+    return (
+        "the sweep names no metric to optimise, and each job returns every metric its run logs: set "
+        f"hydra.sweeper.metric and its direction (hydra.sweeper.metric={example} hydra.sweeper.direction={direction}"
+        f"{whose}), or use a search config that sets both (hparams_search=NAME)"
+    )
+
+
 def hold_trial(study: optuna.Study, take: Callable[[], Trial | None], run: Callable[[Trial], _R]) -> _R | None:
     """``take()`` a trial (ask, queue or claim one) and ``run(trial)``; None when there was none to take.
 
@@ -422,6 +437,8 @@ class ExplabOptunaSweeperImpl(Sweeper):
         loader, config = self.hydra_context.config_loader, self.config
         if self.check:
             job_config = loader.load_sweep_config(config, list(fixed))
+            if self.objectives.metric_setting is None:
+                raise UsageError(_metric_needed(job_config.get("optimized_metric")))
             named_function(self.check)(job_config, self.objectives.metric_setting)
         check_space_composes(
             lambda overrides: loader.load_sweep_config(config, overrides), space, self.conditions, fixed
