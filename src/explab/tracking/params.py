@@ -46,17 +46,17 @@ def flatten_params(config: Mapping[str, Any], skip: tuple[str, ...] = ("hydra",)
     return params
 
 
-def masked_override(override: str) -> str:
-    """A command-line override (``key=value``) or argument as a run may record it: a password in a URL value
-    masked (``logger.mlflow.tracking_uri=http://lab:***@host:5000``); anything else as it is."""
+def masked_value(text: str) -> str:
+    """``text`` as a run may record it: a URL's password masked (``http://lab:***@host:5000``)."""
     from explab.tracking.store import shown_url
 
+    return shown_url(text) if "://" in text and "@" in text else text
+
+
+def masked_override(override: str) -> str:
+    """A command-line override (``key=value``) or argument as a run may record it, its value ``masked_value``."""
     key, equals, value = override.partition("=")
-    if not equals:
-        key, value = "", override
-    if "://" not in value or "@" not in value:
-        return override
-    return f"{key}{equals}{shown_url(value)}"
+    return f"{key}={masked_value(value)}" if equals else masked_value(override)
 
 
 def has_masked_password(override: str) -> bool:
@@ -69,13 +69,12 @@ def recordable(cfg: DictConfig) -> dict[str, Any]:
     """``cfg`` resolved, as a run records it (params, ``config.yaml``, checkpoints, the logged model): a
     password in a URL value masked, such as the tracking URI ``logger.mlflow.tracking_uri`` resolves from
     ``MLFLOW_TRACKING_URI`` (``postgresql://lab:***@host/db``)."""
-    from explab.tracking.store import shown_url
 
     def masked(node: Any) -> Any:
         if isinstance(node, dict):
             return {key: masked(value) for key, value in node.items()}
         if isinstance(node, list):
             return [masked(value) for value in node]
-        return shown_url(node) if isinstance(node, str) and "@" in node and "://" in node else node
+        return masked_value(node) if isinstance(node, str) else node
 
     return cast(dict[str, Any], masked(OmegaConf.to_container(cfg, resolve=True)))
