@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shlex
 import socket
+import sys
 from typing import TYPE_CHECKING
 
 from explab.tracking.store import shown_url
@@ -61,6 +63,7 @@ def still_running(client: MlflowClient, run_id: str) -> str:
         return f"run {run_id} is RUNNING in process {pid} on this host: stop it (kill {pid}) or let it end first"
     return (
         f"run {run_id} is RUNNING in process {pid} on {host or 'another host'}: stop it there or let it end first. "
-        f'If that machine was lost with the process, end the run yourself: python -c "import mlflow; '
-        f"mlflow.MlflowClient('{shown_url(client.tracking_uri)}').set_terminated('{run_id}', 'KILLED')\""
+        f"If that machine was lost with the process, end the run yourself: {shlex.quote(sys.executable)} -c "
+        f"\"import mlflow; mlflow.MlflowClient('{shown_url(client.tracking_uri)}').set_terminated('{run_id}', "
+        "'KILLED')\""
     )
