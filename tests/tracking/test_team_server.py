@@ -193,7 +193,10 @@ def test_a_password_in_the_tracking_uri_is_recorded_nowhere(server: dict[str, st
     assert not [p for p in local if b"s3cret" in p.read_bytes()]
     if given == "command line":  # recorded masked, so a resume leaves it out for the URI it is given now
         resumed = subprocess.run(
-            [str(BIN / "explab-train"), f"resume={run['info']['run_id']}", "trainer.max_epochs=2"],
+            [
+                str(BIN / "explab-train"), f"resume={run['info']['run_id']}", "trainer.max_epochs=2",
+                f"paths.log_dir={tmp_path}/logs",
+            ],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False,
         )  # fmt: skip
         assert resumed.returncode == 0, resumed.stderr[-3000:]
