@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from explab.config import config_dir
 from explab.errors import ExplabError, Stopped, first_line
+from explab.utils.signals import interrupted_by_ctrl_c
 
 Result = TypeVar("Result")
 SEARCH_SPACE_PREFIX = "hydra.sweeper.params."
@@ -247,7 +248,7 @@ def run_hydra_app(app: Callable[[], object], config_name: str) -> None:
         )
         raise SystemExit(1) from None
     except SystemExit as exit_:
-        if isinstance(exit_.__context__, KeyboardInterrupt):  # Lightning answers Ctrl-C in a fit with exit(1)
+        if interrupted_by_ctrl_c(exit_):  # Lightning answers Ctrl-C in a fit with exit(1)
             raise SystemExit(CTRL_C_EXIT) from None
         if exit_.code not in (0, None):
             advice = _override_advice(config_name, [a for a in sys.argv[1:] if "=" in a])

@@ -47,11 +47,12 @@ def check_objective(config: DictConfig, metric: str) -> None:
         return
     names = task_metric_names(config) | set(JOB_METRICS)
     # a stage the job skips logs nothing: every trial would train, then fail for want of its objective
-    skipped = {
-        "test/": " with test=false" if not config.get("test", True) else "",
-        "val/": "" if validates(config) else NO_VALIDATION,
-    }
-    names = {name for name in names if not any(name.startswith(stage) for stage, why in skipped.items() if why)}
+    skipped: dict[str, str] = {}  # the stage's prefix -> why it is skipped
+    if not config.get("test", True):
+        skipped["test/"] = " with test=false"
+    if not validates(config):
+        skipped["val/"] = NO_VALIDATION
+    names = {name for name in names if not name.startswith(tuple(skipped))}
     if metric not in names:
         why = next((why for stage, why in skipped.items() if metric.startswith(stage)), "")
         raise UsageError(

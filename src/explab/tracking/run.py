@@ -21,7 +21,7 @@ from explab.errors import Stopped, UsageError, first_line
 from explab.tracking.orphans import PID_TAG, close_orphaned_runs, still_running
 from explab.tracking.store import open_client
 from explab.utils.logging import get_logger
-from explab.utils.signals import Terminated, held, sigterm_raises_terminated
+from explab.utils.signals import Terminated, held, interrupted_by_ctrl_c, sigterm_raises_terminated
 
 PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # read by MLflow each time it starts a transfer
 
@@ -64,14 +64,9 @@ def run_status_for(error: BaseException | None) -> str:
 
 def stop_described(error: BaseException) -> str | None:
     """What stopped the run when ``error`` is Ctrl-C or a signal ("Interrupted (Ctrl-C)", "Terminated by
-    SIGTERM"); None for any other error, which its own type and message describe.
-
-    Lightning answers Ctrl-C during ``fit`` with ``sys.exit(1)`` from inside its handler, so the interrupt is
-    the exit's context; "SystemExit: 1" would tell the reader of the run's tag nothing.
-    """
-    if isinstance(error, KeyboardInterrupt) or (
-        isinstance(error, SystemExit) and isinstance(error.__context__, KeyboardInterrupt)
-    ):
+    SIGTERM"); None for any other error, which its own type and message describe. (Lightning's ``exit(1)``
+    after a Ctrl-C, as "SystemExit: 1", would tell the reader of the run's tag nothing.)"""
+    if interrupted_by_ctrl_c(error):
         return "Interrupted (Ctrl-C)"
     if isinstance(error, Terminated) and isinstance(error.code, int) and error.code > 128:
         return f"Terminated by {signal.Signals(error.code - 128).name}"

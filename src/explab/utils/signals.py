@@ -74,6 +74,14 @@ class Terminated(SystemExit):
     """SIGTERM arrived: leave the way Ctrl-C does, with the shell's 128 + 15 exit code."""
 
 
+def interrupted_by_ctrl_c(error: BaseException) -> bool:
+    """Whether ``error`` is how Ctrl-C ends a job: ``KeyboardInterrupt``, or the ``sys.exit(1)`` that Lightning
+    raises from inside its handler of one during ``fit`` (the interrupt is then the exit's context)."""
+    return isinstance(error, KeyboardInterrupt) or (
+        isinstance(error, SystemExit) and isinstance(error.__context__, KeyboardInterrupt)
+    )
+
+
 @contextmanager
 def sigterm_raises_terminated() -> Iterator[None]:
     """Within the block, SIGTERM (a scheduler's stop, ``kill``) raises ``Terminated``, so ``finally`` and
