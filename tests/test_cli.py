@@ -82,6 +82,20 @@ def test_unknown_group_option_lists_the_choices(tmp_path: Path) -> None:
     assert done.stderr.rstrip().endswith("Did you mean: optimizer=adam, optimizer=adamw?"), done.stderr[-500:]
 
 
+@pytest.mark.parametrize(
+    ("command", "override", "composes"),
+    [("explab-predict", "experiment=digits_cnn", "paths"), ("explab-eval", "model=cnn", "paths, trainer")],
+)
+def test_a_group_the_command_does_not_compose_is_named_as_such(
+    tmp_path: Path, command: str, override: str, composes: str
+) -> None:
+    """Hydra's answer, "use +experiment=...", would merge a whole experiment into a config the command ignores."""
+    done = run_cli(command, override, "run_id=0123", "model_uri=runs:/0123/model", "input=.", cwd=tmp_path)
+    group = override.partition("=")[0]
+    advice = f"{command} has no config group '{group}': it composes {composes} ({command} --help lists its settings)."
+    assert done.returncode == 1 and done.stderr.rstrip().endswith(advice), done.stderr[-1000:]
+
+
 def test_the_multirun_flag_may_follow_the_overrides(tmp_path: Path) -> None:
     """Hydra's argparse refused ``explab-train seed=1,2 -m experiment=...`` as "unrecognized arguments"."""
     done = run_cli("explab-train", "seed=1,2", "-m", "experiment=mnist_cnnn", *common(tmp_path), cwd=tmp_path)
@@ -149,9 +163,24 @@ def test_a_multirun_asked_only_to_show_its_config_says_what_to_drop(tmp_path: Pa
     assert "drop -m and give each swept key one value (seed=1,2,3 as seed=1)" in done.stderr
 
 
+GROUPS_OF = {
+    "explab-train": {
+        "callbacks", "data", "experiment", "hparams_search", "logger", "model", "optimizer", "paths", "precision",
+        "scheduler", "trainer",
+    },
+    "explab-eval": {"paths", "trainer"},
+    "explab-report": {"paths"},
+    "explab-predict": {"paths"},
+}  # fmt: skip
+
+
 @pytest.mark.parametrize("command", ["explab-train", "explab-eval", "explab-report", "explab-predict"])
 def test_help_says_what_the_command_does_and_ends_with_examples(tmp_path: Path, command: str) -> None:
     """tests/docs/test_commands.py composes each example, as it does the documents' commands."""
     done = run_cli(command, "--help", cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.startswith(f"{command}: "), done.stdout[:500]
     assert f"Examples:\n  {command} " in done.stdout, done.stdout[-1500:]
+    # the groups this command composes, not every group under conf/: explab-predict offered experiment= and model=
+    listed = done.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    groups = {line.split(":")[0] for line in listed.splitlines() if ": " in line and "(group=option)" not in line}
+    assert groups == GROUPS_OF[command], listed

@@ -24,7 +24,9 @@ def _only_run_id(store: Path) -> str:
 def test_eval_logs_into_the_same_run(compose_cfg, store: Path) -> None:
     trained = train(compose_cfg("trainer.max_epochs=1", "trainer.enable_progress_bar=false"))
     run_id = _only_run_id(store)
-    evaluated = evaluate(compose_cfg(f"run_id={run_id}", config_name="eval"))
+    cfg = compose_cfg(f"run_id={run_id}", "trainer=cpu", config_name="eval")
+    assert cfg.trainer.accelerator == "cpu" and not cfg.trainer.enable_progress_bar, "eval.yaml wins over the group"
+    evaluated = evaluate(cfg)
     assert evaluated["test/acc"] == pytest.approx(trained["test/acc"])
     history = MlflowClient(tracking_uri_for(store)).get_metric_history(run_id, "test/acc")
     assert len(history) == 2, "eval adds a test/acc point to the training run"

@@ -24,7 +24,7 @@ from explab.checkpoint_io import AtomicCheckpointIO
 from explab.checkpoints import CheckpointError, load_checkpoint, recorded_config
 from explab.data import DigitsDataModule
 from explab.errors import UsageError
-from explab.predict import read_inputs
+from explab.predict import model_uri_of, read_inputs
 from explab.sweep.storage import open_storage
 from explab.tracking.orphans import close_orphaned_runs
 from explab.train import train
@@ -448,6 +448,13 @@ def test_predict_reads_one_input_of_the_models_own_shape(tmp_path: Path) -> None
     np.save(tmp_path / "one.npy", load_digits().images[0])  # one 8x8 image, not eight rows of eight values
     x, names = read_inputs(tmp_path / "one.npy", DIGITS_RECIPE)
     assert x.shape == (1, 8, 8) and names == ["0"]
+
+
+def test_predict_takes_a_run_id_for_the_model_that_run_logged() -> None:
+    run = "8f0cdca934b14e639828fc71ee9525cd"
+    assert model_uri_of(run) == model_uri_of(f"runs:/{run}") == model_uri_of(f"runs:/{run}/") == f"runs:/{run}/model"
+    for kept in (f"runs:/{run}/model", f"runs:/{run}/other", "models:/digits/2", "models:/digits@best", "digits"):
+        assert model_uri_of(kept) == kept
 
 
 def test_predict_names_a_missing_input_before_it_fetches_the_model(tmp_path: Path) -> None:

@@ -21,10 +21,17 @@ def test_predict_cli_reads_arrays_and_image_folders(logged_run: str, store: Path
     for i in range(6):
         Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)).save(tmp_path / "images" / f"d{i}.png")
     np.save(tmp_path / "x.npy", digits.images[:6])  # raw pixels of 0..16, as the data set holds them
-    common = [f"model_uri=runs:/{logged_run}/model", f"paths.mlruns_dir={store}", f"paths.log_dir={tmp_path}/logs"]
-    for source, output in (("x.npy", "from_array.csv"), ("images", "from_images.csv")):
+    common = [f"paths.mlruns_dir={store}", f"paths.log_dir={tmp_path}/logs"]
+    # the run id alone, as the logs and the UI show it, names the model that run logged
+    uris = (f"runs:/{logged_run}/model", logged_run)
+    for uri, (source, output) in zip(uris, (("x.npy", "from_array.csv"), ("images", "from_images.csv")), strict=True):
         done = run_cli(
-            "explab-predict", f"input={tmp_path / source}", f"output={tmp_path / output}", *common, cwd=tmp_path
+            "explab-predict",
+            f"model_uri={uri}",
+            f"input={tmp_path / source}",
+            f"output={tmp_path / output}",
+            *common,
+            cwd=tmp_path,
         )
         assert done.returncode == 0, done.stderr[-2000:]
     rows = [(tmp_path / name).read_text().splitlines() for name in ("from_array.csv", "from_images.csv")]

@@ -12,7 +12,7 @@ from typing import NoReturn, TypeVar
 
 from omegaconf import DictConfig
 
-from explab.config import config_dir
+from explab.config import config_dir, config_groups
 from explab.errors import ExplabError, Stopped, first_line
 from explab.utils.signals import interrupted_by_ctrl_c
 
@@ -114,7 +114,8 @@ def _override_advice(config_name: str, overrides: list[str]) -> str | None:
             bad = next((i for i in range(len(sweep_free)) if not _composes(config_name, sweep_free[: i + 1])), None)
             if bad is None:
                 return None
-            good = compose(config_name, overrides=sweep_free[:bad])
+            good = compose(config_name, overrides=sweep_free[:bad], return_hydra_config=True)
+            groups = config_groups(good.hydra.runtime.choices)
     except Exception:
         return None
     finally:
@@ -122,6 +123,13 @@ def _override_advice(config_name: str, overrides: list[str]) -> str | None:
     override = sweep_free[bad]
     key = override.split("=", 1)[0].lstrip("+~")
     group = config_dir() / key.split("@")[0]
+    composed = [line.partition(":")[0] for line in groups.splitlines()]
+    if group.is_dir() and not override.startswith(("+", "~")) and key not in composed:
+        # Hydra answers "use +key=..."; that would merge the group's keys into a config this command never reads
+        return (
+            f"explab-{config_name} has no config group '{key}': it composes {', '.join(composed)} "
+            f"(explab-{config_name} --help lists its settings)."
+        )
     if group.is_dir():  # Hydra's own message already lists the group's options; name the nearest
         options = sorted(path.stem for path in group.glob("*.yaml"))
         chosen = override.partition("=")[2]

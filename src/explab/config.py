@@ -11,6 +11,7 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -62,12 +63,37 @@ def process_token() -> str:
     return secrets.token_hex(3)
 
 
+def config_groups(choices: Any) -> str:
+    """``group: option, ...`` lines for the config groups a command composes (``hydra.runtime.choices``), for
+    its ``--help``. Hydra's ``$APP_CONFIG_GROUPS`` lists every group on the search path, also those the command
+    does not take: ``explab-predict --help`` offered ``experiment`` and ``model``, which only fail there."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.object_type import ObjectType
+
+    if not GlobalHydra.instance().is_initialized():  # a config resolved whole outside Hydra: no help is shown
+        return ""
+    loader = GlobalHydra.instance().config_loader()
+    # with the command line's config and overrides, a lab's hydra.searchpath adds its own options
+    where: dict[str, Any] = {}
+    if HydraConfig.initialized():
+        hydra = HydraConfig.get()
+        where = {"config_name": hydra.job.config_name, "overrides": [*hydra.overrides.hydra, *hydra.overrides.task]}
+    lines = []
+    for group in sorted(str(name) for name in choices):
+        options = sorted(loader.get_group_options(group, results_filter=ObjectType.CONFIG, **where))
+        if options and group != "hydra" and not group.startswith("hydra/"):
+            lines.append(f"{group}: {', '.join(options)}")
+    return "\n".join(lines)
+
+
 def register_resolvers() -> None:
     """Idempotently register the ``explab.*`` resolvers used in ``conf/``."""
     resolvers: dict[str, Callable[..., str]] = {
         "explab.project_root": lambda: str(project_root()),
         "explab.tracking_uri": tracking_uri,
         "explab.process_token": process_token,
+        "explab.config_groups": config_groups,
     }
     cached = {"explab.process_token"}
     for name, fn in resolvers.items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from explab.errors import UsageError, first_line
 from explab.utils.logging import get_logger
 
 log = get_logger(__name__)
+RUN_ID = re.compile(r"[0-9a-f]{32}")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm"}
 
 
@@ -168,6 +170,17 @@ def _is_number(cell: str) -> bool:
     return True
 
 
+def model_uri_of(given: str) -> str:
+    """``given`` as an MLflow model URI: a bare run id and ``runs:/ID`` mean the model that run logged
+    (``runs:/ID/model``), since the id is what explab's logs and the UI show; any other URI is kept as typed."""
+    given = str(given).strip()
+    if RUN_ID.fullmatch(given):
+        return f"runs:/{given}/model"
+    if given.startswith("runs:/") and RUN_ID.fullmatch(given.removeprefix("runs:/").strip("/")):
+        return f"{given.rstrip('/')}/model"
+    return given
+
+
 def model_uri_advice(model_uri: str) -> str:
     """What to give instead of a model URI that did not load: for ``models:/NAME/...`` the versions and aliases
     the registry holds for NAME (or the names it holds); otherwise how a run logs its model."""
@@ -211,12 +224,13 @@ def predict(cfg: DictConfig) -> Path:
             "file of texts for a text model"
         )
     mlflow.set_tracking_uri(cfg.tracking_uri)
+    model_uri = model_uri_of(cfg.model_uri)
     try:
-        model = load_model(cfg.model_uri)
+        model = load_model(model_uri)
     except MlflowException as error:
         raise UsageError(
-            f"model_uri={cfg.model_uri} cannot be loaded from {shown_url(cfg.tracking_uri)}: {first_line(error)}. "
-            f"{model_uri_advice(str(cfg.model_uri))}"
+            f"model_uri={model_uri} cannot be loaded from {shown_url(cfg.tracking_uri)}: {first_line(error)}. "
+            f"{model_uri_advice(model_uri)}"
         ) from None
     x, names = read_inputs(Path(cfg.input), input_recipe(model))
     outputs = np.asarray(model.predict(x))

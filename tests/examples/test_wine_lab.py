@@ -58,3 +58,11 @@ def test_lab_search_space_sweeps_two_trials_under_one_parent_run(tmp_path: Path)
     assert sorted(r.data.tags["optuna.trial_number"] for r in trials) == ["0", "1"]
     assert all(r.info.status == "FINISHED" for r in trials)
     assert all(r.data.params["model.backbone._target_"] == "wine_lab.backbone.ResidualMLP" for r in trials)
+
+
+def test_help_lists_the_labs_own_options_beside_explabs(tmp_path: Path) -> None:
+    done = explab_train_in_lab(tmp_path, "--help")
+    assert done.returncode == 0, done.stderr[-3000:]
+    groups = dict(line.split(": ", 1) for line in done.stdout.splitlines() if line.startswith("data: "))
+    assert {"wine", "digits"} <= set(groups["data"].split(", ")), groups
+    assert "experiment: " in done.stdout and "wine_resmlp" in done.stdout.split("experiment: ")[1].splitlines()[0]
