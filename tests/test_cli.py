@@ -106,6 +106,24 @@ def test_the_multirun_flag_may_follow_the_overrides(tmp_path: Path) -> None:
     assert runs_in(tmp_path / "mlruns", "mnist_cnn") == []
 
 
+def test_hydras_own_settings_show_resolved(tmp_path: Path) -> None:
+    """Hydra resolved ``--cfg hydra`` apart from the job's config, whose paths.log_dir the run folder takes."""
+    done = run_cli("explab-train", "--cfg", "hydra", "--resolve", f"paths.log_dir={tmp_path}/logs", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"  dir: {tmp_path}/logs/digits_cnn/runs/" in done.stdout and "${" not in done.stdout, done.stdout[:500]
+    done = run_cli(
+        "explab-train",
+        "hparams_search=digits_optuna",
+        "--cfg",
+        "hydra",
+        "-p",
+        "hydra.sweeper",
+        "--resolve",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0 and "direction: maximize" in done.stdout, done.stderr[-2000:]
+
+
 def test_an_option_between_overrides_is_taken_as_if_it_came_first(tmp_path: Path) -> None:
     done = run_cli("explab-train", "experiment=mnist_cnn", "--cfg", "job", "seed=2", "--resolve", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -227,6 +227,23 @@ def _options_first(arguments: list[str]) -> list[str]:
     return [*options, *overrides]
 
 
+def _hydra_cfg_resolvable(options: list[str]) -> list[str]:
+    """``--cfg hydra --resolve`` as ``--cfg all --package hydra --resolve``, which prints the same node resolved.
+
+    Hydra resolves ``--cfg hydra`` apart from the job's config, where ``hydra.run.dir`` finds
+    ``paths.log_dir``: it ended in a traceback ("Interpolation key 'paths.log_dir' not found").
+    """
+    if "--resolve" not in options:
+        return options
+    shown = next((i + 1 for i, option in enumerate(options[:-1]) if option in ("--cfg", "-c")), None)
+    if shown is None or options[shown] != "hydra":
+        return options
+    rewritten = [*options[:shown], "all", *options[shown + 1 :]]
+    if not any(option in ("--package", "-p") for option in options):
+        rewritten += ["--package", "hydra"]
+    return rewritten
+
+
 # what Hydra raises, as a traceback, for ``-m`` given with ``--cfg`` or ``--info``
 _ONE_MODE = "Only one of --run, --multirun, --cfg, --info and --shell_completion can be specified"
 
@@ -236,7 +253,7 @@ CTRL_C_EXIT = 130  # 128 + SIGINT, what a shell reports for a command stopped by
 
 def run_hydra_app(app: Callable[[], object], config_name: str) -> None:
     """Run a ``@hydra.main`` app; on a composition error, print which key is wrong and what is valid."""
-    sys.argv = [sys.argv[0], *_options_first(sys.argv[1:])]
+    sys.argv = [sys.argv[0], *_hydra_cfg_resolvable(_options_first(sys.argv[1:]))]
     try:
         app()
     except ReportedError:

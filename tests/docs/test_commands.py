@@ -129,7 +129,8 @@ def _check(command: Command) -> str | None:
             return f"{command.document}: {command.line}\n  {type(error).__name__}: {error}"
         return None
     env = {"PYTHONPATH": str(command.cwd)} if command.cwd != ROOT else None
-    done = run_cli(script, *args, "--cfg", "job", cwd=command.cwd, env=env, timeout=120)
+    shows = {"--cfg", "-c"} & set(args)  # a command that only shows a config runs as written
+    done = run_cli(script, *args, *([] if shows else ["--cfg", "job"]), cwd=command.cwd, env=env, timeout=120)
     if done.returncode != 0 or not done.stdout.strip():
         return f"{command.document}: {command.line}\n  {done.stderr.strip()[-800:]}"
     return None
