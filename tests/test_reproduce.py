@@ -20,6 +20,7 @@ from explab.checkpoints import CheckpointError, load_checkpoint
 from explab.errors import UsageError
 from explab.reproduce import compare_with_source, config_from_recorded_run, recorded_overrides
 from explab.tracking import TrackedRun
+from explab.tracking.params import flatten_params, recordable
 from explab.tracking.store import open_client
 from tests.conftest import BIN, ROOT, as_from_a_terminal, run_cli, runs_in, tracking_uri_for
 
@@ -292,6 +293,33 @@ def test_a_url_recorded_without_its_password_gives_way_to_the_store_of_this_comm
         rebuilt = config_from_recorded_run(cfg)
     assert rebuilt.optimizer.lr == 0.01, "the rest of the record is composed"
     assert rebuilt.logger.mlflow.tracking_uri == tracking_uri_for(store)
+
+
+def test_a_setting_this_command_changes_is_noted_and_one_nobody_changed_is_warned_of(
+    compose_cfg, store: Path, caplog
+) -> None:
+    """``reproduce=ID log_model=true`` warned "config log_model differs from the source run" as loudly as a
+    default of conf/ that moved since the run, which nobody asked for and which moves its results."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from explab.config import config_dir
+
+    source = TrackedRun.create(tracking_uri_for(store), "digits_cnn", str(store / "artifacts"))
+    source.log_text("- seed=3\n", "config/overrides.yaml")
+    default_then = {"optimizer.lr": "0.01", "trainer.max_epochs": "20"}  # the defaults when the run was trained
+    source.log_params({**flatten_params(recordable(compose_cfg("seed=3"))), **default_then, "seed": "3"})
+    source.end(None)
+    cfg = compose_cfg(f"reproduce={source.run_id}", "trainer.max_epochs=2")
+    GlobalHydra.instance().clear()
+    with (
+        caplog.at_level(logging.INFO, logger="explab.reproduce"),
+        initialize_config_dir(str(config_dir()), version_base="1.3"),
+    ):
+        config_from_recorded_run(cfg)
+    said = {record.getMessage(): record.levelname for record in caplog.records}
+    assert said["config trainer.max_epochs: 20 then, 2 now, as this command gives it"] == "INFO", said
+    assert said["config optimizer.lr differs from the source run: 0.01 then, 0.003 now"] == "WARNING", said
 
 
 class _Payload:

@@ -168,8 +168,12 @@ def _warn_about_drift(run: Run, rebuilt: DictConfig) -> None:
     for key in sorted(k for k in now if k.startswith("version.") or k in ("git.commit", "git.dirty")):
         if key in tags and tags[key] != now[key]:
             log.warning("%s differs from the source run: %s then, %s now", key, tags[key], now[key])
+    given = [o.lstrip("+~").partition("=")[0] for o in hydra_overrides() if not o.startswith(MODE_PREFIXES)]
     for key, (then, value) in config_changes(run.data.params, rebuilt).items():
-        log.warning("config %s differs from the source run: %s then, %s now", key, then, value)
+        if any(key == name or key.startswith(f"{name}.") for name in given):
+            log.info("config %s: %s then, %s now, as this command gives it", key, then, value)
+        else:  # nobody asked for it here: a default in conf/ changed since the run, which moves its results
+            log.warning("config %s differs from the source run: %s then, %s now", key, then, value)
 
 
 def config_changes(params: dict[str, str], cfg: DictConfig) -> dict[str, tuple[str, str]]:
