@@ -67,6 +67,7 @@ def test_multirun_of_two_seeds_is_two_slurm_jobs_and_two_finished_runs(slurm: Sl
     assert done.returncode == 0, done.stderr[-3000:]
     runs = runs_in(tmp_path / "mlruns", "digits_cnn")
     assert sorted(r.data.tags["seed"] for r in runs) == ["1", "2"]
+    assert sorted(r.info.run_name for r in runs) == ["seed=1", "seed=2"], "named on the nodes as on this machine"
     assert {r.info.status for r in runs} == {"FINISHED"}
     jobs = [j for j in slurm.settled_jobs() if j["name"] == "train" and j["state"] == "COMPLETED"]
     assert len(jobs) == 2, slurm.jobs()

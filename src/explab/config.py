@@ -111,3 +111,16 @@ def hydra_overrides() -> list[str]:
     if not HydraConfig.initialized():
         return []
     return list(HydraConfig.get().overrides.task)
+
+
+def swept_values() -> str | None:
+    """``seed=2 optimizer.lr=0.01``: this multirun job's own values of the keys that differ between the
+    multirun's jobs (``hydra.sweeper.swept``, which explab's basic sweeper sets), to name its MLflow run by;
+    None outside such a multirun."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    swept = set(HydraConfig.get().sweeper.get("swept") or [])
+    values = [o.lstrip("+~") for o in hydra_overrides() if o.lstrip("+~").partition("=")[0] in swept]
+    return " ".join(values) or None

@@ -14,7 +14,7 @@ import pytest
 from explab.errors import UsageError
 from explab.tracking.run import TrackedRun, fresh_run_name, run_lifecycle, run_status_for, stop_described
 from explab.utils.signals import Terminated
-from tests.conftest import tracking_uri_for
+from tests.conftest import run_cli, runs_in, tracking_uri_for
 
 
 def test_run_status_mapping() -> None:
@@ -73,6 +73,21 @@ def test_sigterm_while_the_run_is_opened_ends_it_killed(tmp_path: Path) -> None:
         body.append("trained")
     assert body == [] and _status(opened[0]) == "KILLED"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@pytest.mark.slow
+def test_a_multiruns_runs_are_named_by_the_values_that_differ_between_its_jobs(tmp_path: Path) -> None:
+    """MLflow's random names (``bold-fox-89``) said nothing in the UI's run list and chart legends."""
+    done = run_cli(
+        "explab-train", "-m", "seed=1,2", "optimizer=adam,sgd", "trainer.max_epochs=1", "log_model=false",
+        "log_plots=false", "+trainer.limit_train_batches=2", f"paths.mlruns_dir={tmp_path}/mlruns", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = runs_in(tmp_path / "mlruns", "digits_cnn")
+    expected = {f"seed={seed} optimizer={name}" for seed in (1, 2) for name in ("adam", "sgd")}
+    assert {r.info.run_name for r in runs} == expected
+    recorded = TrackedRun(tracking_uri_for(tmp_path / "mlruns"), runs[0].info.run_id).load_text("config/overrides.yaml")
+    assert "swept" not in recorded, "the run records the job's own overrides only"
 
 
 def test_run_names_do_not_follow_the_seeded_generator_and_leave_it_as_it_was() -> None:

@@ -9,7 +9,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from explab.callbacks.system_metrics import SystemMetrics
-from explab.config import project_root
+from explab.config import project_root, swept_values
 from explab.tracking import environment
 from explab.tracking.datasets import log_dataset_inputs
 from explab.tracking.params import flatten_params, recordable
@@ -66,7 +66,7 @@ def open_run(cfg: DictConfig, trial: TrialJob) -> TrackedRun:
         tracking_uri=logger_cfg.tracking_uri,
         experiment_name=logger_cfg.experiment_name,
         artifact_location=logger_cfg.get("artifact_location"),
-        run_name=logger_cfg.get("run_name") or trial.run_name(),
+        run_name=logger_cfg.get("run_name") or trial.run_name() or swept_values(),
         tags=run_tags(cfg, extra),
     )
     try:

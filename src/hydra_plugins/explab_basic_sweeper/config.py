@@ -17,6 +17,9 @@ class ExplabBasicSweeperConf:
     params: dict[str, str] | None = None
     # module:function(config, metric) run on every job's composed config before the first job starts
     check: str | None = None
+    # set by the sweeper on each job, not by hand: the keys whose values differ between the multirun's jobs,
+    # which name each job's MLflow run (``seed=2 optimizer.lr=0.01``)
+    swept: list[str] | None = None
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="explab_basic", node=ExplabBasicSweeperConf, provider="explab")
