@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import lightning as L
 import pytest
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
 from explab.build import (
@@ -33,7 +34,7 @@ def options(group: str) -> list[str]:
 
 EXPERIMENTS = options("experiment")
 # groups whose options are swapped in on top of the default experiment
-GROUPS = ["optimizer", "scheduler", "trainer", "precision", "callbacks", "logger", "model"]
+GROUPS = ["optimizer", "scheduler", "trainer", "precision", "callbacks", "checkpoint", "logger", "model"]
 # models that need their own data (a vocabulary size, say) are checked inside their experiment
 MODEL_EXPERIMENT = {
     "text_rnn": "rotten_tomatoes_sentiment",
@@ -79,9 +80,10 @@ def test_group_option_instantiates(group: str, option: str, compose_cfg) -> None
         trainer = build_trainer(cfg, callbacks=[], loggers=[])
         # 16-mixed on a CPU runs as bf16-mixed; auto as what this machine computes natively
         assert trainer.precision in (option, "bf16-mixed", "32-true" if option == "auto" else option)
-    elif group == "callbacks":
+    elif group in ("callbacks", "checkpoint"):
         callbacks = build_callbacks(cfg, run_id=None, has_logger=True)
         assert all(isinstance(c, L.Callback) for c in callbacks)
+        assert any(isinstance(c, ModelCheckpoint) for c in callbacks) == (option != "none" or group == "callbacks")
     elif group == "logger":
         loggers = build_loggers(cfg, run_id=None)
         assert (option == "none") == (loggers == [])

@@ -183,8 +183,8 @@ def test_a_multirun_asked_only_to_show_its_config_says_what_to_drop(tmp_path: Pa
 
 GROUPS_OF = {
     "explab-train": {
-        "callbacks", "data", "experiment", "hparams_search", "logger", "model", "optimizer", "paths", "precision",
-        "scheduler", "trainer",
+        "callbacks", "checkpoint", "data", "experiment", "hparams_search", "logger", "model", "optimizer", "paths",
+        "precision", "scheduler", "trainer",
     },
     "explab-eval": {"paths", "trainer"},
     "explab-report": {"paths"},

@@ -54,6 +54,25 @@ def test_validation_turned_off_in_lightnings_way_trains_and_tests_the_last_check
     assert "checkpoints/last.ckpt" in caplog.text, "the last checkpoint is tested, as with data.val_fraction=0"
 
 
+@pytest.mark.parametrize("callbacks", ["callbacks=none", "callbacks=early_stopping"])
+def test_any_choice_of_callbacks_keeps_explabs_checkpoints(compose_cfg, store: Path, callbacks: str) -> None:
+    """They were an option of the callbacks group: ``callbacks=early_stopping`` tested Lightning's checkpoint of
+    the last epoch, tagged as the best, and left no last.ckpt to resume from."""
+    cfg = compose_cfg(callbacks, "trainer.max_epochs=2", "trainer.enable_progress_bar=false")
+    train(cfg)
+    tags = only_run(store).data.tags
+    assert tags["explab.best_checkpoint"].startswith("checkpoints/epoch_"), tags.get("explab.best_checkpoint")
+    assert (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_no_checkpoint_is_kept_when_asked(compose_cfg, store: Path, tmp_path: Path) -> None:
+    metrics = train(compose_cfg("checkpoint=none", "trainer.max_epochs=1", "trainer.enable_progress_bar=false"))
+    run = only_run(store)
+    assert run.info.status == "FINISHED" and "test/acc" in metrics
+    assert "explab.best_checkpoint" not in run.data.tags
+    assert not list(tmp_path.rglob("*.ckpt")), "nor one of Lightning's own"
+
+
 def test_one_epoch_run_is_fully_recorded(compose_cfg, store: Path) -> None:
     metrics = train(compose_cfg("trainer.max_epochs=2", "trainer.enable_progress_bar=false", "seed=7"))
     run = only_run(store)
@@ -159,9 +178,7 @@ def test_metrics_held_back_are_written_when_the_run_fails(compose_cfg, store: Pa
         "trainer.max_epochs=4",
         "trainer.enable_progress_bar=false",
         "logger.mlflow.flush_seconds=3600",
-        "~callbacks.model_checkpoint",  # no checkpoints: nothing is written before the run ends
-        "~callbacks.last_checkpoint",
-        "+trainer.enable_checkpointing=false",
+        "checkpoint=none",  # nothing is written before the run ends
         "+callbacks.fail._target_=tests.support.callbacks.FailAtEpoch",
         "+callbacks.fail.epoch=2",
     )
