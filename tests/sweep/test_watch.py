@@ -13,6 +13,7 @@ from lightning.pytorch.demos.boring_classes import BoringModel
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from explab.sweep.pruner import record_pruner
 from explab.sweep.pruning import OptunaPruning
 from explab.sweep.storage import open_storage
 from explab.sweep.trial import TrialJob
@@ -135,3 +136,26 @@ def optuna_free_client(store: Path):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri_for(store))
+
+
+@pytest.mark.parametrize(("max_epochs", "pruned_at"), [(3, 0), (1, None)])
+def test_a_trial_is_not_pruned_after_its_last_epoch(store: Path, max_epochs: int, pruned_at: int | None) -> None:
+    """Pruned after its last epoch, a trial that trained to the end was thrown away as PRUNED."""
+    url = f"journal:///{store}/optuna.journal"
+    study = optuna.create_study(study_name="pruned", storage=open_storage(url), direction="maximize")
+    record_pruner(study, {"_target_": "optuna.pruners.ThresholdPruner", "lower": 1.0})  # prunes any accuracy
+    trial = study.ask()
+    pruning = OptunaPruning(OmegaConf.create({"study_name": "pruned", "number": trial.number, "storage": url}), "acc")
+
+    class LogsAccuracy(BoringModel):
+        def validation_step(self, batch, batch_idx):
+            self.log("acc", 0.5)
+            return super().validation_step(batch, batch_idx)
+
+    trainer = L.Trainer(
+        max_epochs=max_epochs, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0, callbacks=[pruning],
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(LogsAccuracy())
+    assert pruning.pruned_at == pruned_at
+    assert study.trials[0].intermediate_values == {0: 0.5}, "the last epoch is still reported"

@@ -56,7 +56,9 @@ class OptunaPruning(L.Callback):
             if math.isfinite(float(value)) and len(trial.study.directions) == 1:
                 try:
                     trial.report(float(value), step=trainer.current_epoch)
-                    prune = trial.should_prune()
+                    # after the last epoch nothing is left to save: a pruned trial would throw away a complete
+                    # result, which the sampler learns more from than from a pruned one
+                    prune = not last_epoch(trainer) and trial.should_prune()
                 except UpdateFinishedTrialError as error:
                     # the sweep ended the trial after TrialWatch found it open this epoch: the same clean stop
                     ended = trial_ended_message(self.optuna_trial, then="this job stops") or str(error)
@@ -67,3 +69,10 @@ class OptunaPruning(L.Callback):
         if prune:
             self.pruned_at = trainer.current_epoch
             trainer.should_stop = True
+
+
+def last_epoch(trainer: L.Trainer) -> bool:
+    """Whether the epoch that just ended is the fit's last by ``max_epochs`` or ``max_steps``."""
+    if trainer.max_epochs is not None and trainer.max_epochs >= 0 and trainer.current_epoch >= trainer.max_epochs - 1:
+        return True
+    return trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
