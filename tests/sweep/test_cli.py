@@ -54,6 +54,30 @@ def test_status_of_a_study_it_cannot_find_says_where_it_looked(journal, tmp_path
     assert not (tmp_path / "nowhere").exists()
 
 
+def test_status_without_a_study_lists_every_study_it_finds(journal, tmp_path, capsys) -> None:
+    """The study's name was needed, and a researcher who forgot it had to read the journals to find it."""
+    other = tmp_path / "mlruns" / "optuna" / "mnist_cnn.journal"
+    optuna.create_study(study_name="mnist_cnn_optuna", storage=open_storage(f"journal:///{other}"))
+    main(["status", "--mlruns-dir", str(tmp_path / "mlruns")])
+    lines = capsys.readouterr().out.splitlines()
+    studies = [line for line in lines if line.startswith("study ")]
+    assert studies[0].startswith("study 'digits_cnn_optuna': 2 complete") and len(studies) == 2, lines
+    assert (
+        studies[1] == "study 'mnist_cnn_optuna': 0 complete, 0 pruned, 0 failed, 0 running (0 of the complete "
+        "are repeats); no trial completed yet"
+    )
+    main(["status", "--storage", f"journal:///{other}"])
+    assert capsys.readouterr().out.startswith("study 'mnist_cnn_optuna': 0 complete"), "only that storage's"
+
+
+@pytest.mark.parametrize("study", [[], ["digits_cnn_optuna"]])
+def test_status_of_a_storage_file_that_is_not_there_creates_none(tmp_path, capsys, study) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["status", *study, "--storage", f"sqlite:///{tmp_path}/nowhere/optuna.db"])
+    assert exit_.value.code == 1 and f"there is no database at {tmp_path}/nowhere/optuna.db" in capsys.readouterr().err
+    assert not (tmp_path / "nowhere").exists()
+
+
 def test_status_looks_in_the_projects_mlruns_from_any_folder(tmp_path, monkeypatch, capsys) -> None:
     """explab-train keeps a sweep's journal under the project's mlruns/, wherever it was started."""
     from explab.config import project_root
@@ -69,4 +93,4 @@ def test_help_says_what_the_command_does_in_plain_text(capsys) -> None:
         main(["--help"])
     assert exit_.value.code == 0
     said = capsys.readouterr().out
-    assert "explab-sweep status STUDY: where a sweep stands" in said and "``" not in said, said
+    assert "explab-sweep status [STUDY]: where a sweep stands" in said and "``" not in said, said

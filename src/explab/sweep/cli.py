@@ -1,4 +1,4 @@
-"""``explab-sweep status STUDY``: where a sweep stands, from any shell, while its workers run anywhere.
+"""``explab-sweep status [STUDY]``: where a sweep stands, from any shell, while its workers run anywhere.
 
 The study is read from ``--storage`` or, by default, found among the journals under the project's
 ``mlruns/optuna/`` (where the ``hparams_search`` configs keep them), whichever folder the shell is in.
@@ -12,33 +12,37 @@ import time
 from pathlib import Path
 
 from explab.config import project_root
-from explab.errors import ExplabError, UsageError
+from explab.errors import ExplabError, UsageError, first_line
 from explab.sweep.heartbeat import HEARTBEAT_ATTR, WORKER_ATTR
-from explab.sweep.storage import JOURNAL_PREFIX, load_study
+from explab.sweep.storage import JOURNAL_PREFIX, load_study, storage_file
 from explab.sweep.summary import describe_progress
 
 
-def find_storage(study_name: str, mlruns_dir: Path) -> str:
-    """The journal under ``mlruns_dir/optuna`` that holds ``study_name``."""
+def studies_in(mlruns_dir: Path) -> dict[str, list[str]]:
+    """Each journal under ``mlruns_dir/optuna`` (as a storage URL) and the studies it holds."""
     import optuna
 
     from explab.sweep.storage import open_storage
 
-    journals = sorted((mlruns_dir / "optuna").glob("*.journal"))
-    holding, known = [], []
-    for journal in journals:
+    held = {}
+    for journal in sorted((mlruns_dir / "optuna").glob("*.journal")):
         url = f"{JOURNAL_PREFIX}{journal.resolve()}"
         storage = open_storage(url)
         assert storage is not None  # a URL was given
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        known.extend(names)
-        if study_name in names:
-            holding.append(url)
+        held[url] = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    return held
+
+
+def find_storage(study_name: str, mlruns_dir: Path) -> str:
+    """The journal under ``mlruns_dir/optuna`` that holds ``study_name``."""
+    journals = studies_in(mlruns_dir)
+    holding = [url for url, names in journals.items() if study_name in names]
     if len(holding) == 1:
         return holding[0]
     where = f"{mlruns_dir / 'optuna'} ({len(journals)} journals)"
     if not holding:
-        there = f"; it holds {', '.join(sorted(known))}" if known else ""
+        known = sorted(name for names in journals.values() for name in names)
+        there = f"; it holds {', '.join(known)}" if known else ""
         raise UsageError(
             f"no study '{study_name}' in {where}{there}: give the sweep's store with --mlruns-dir FOLDER (its "
             "paths.mlruns_dir, when paths.root_dir or paths.mlruns_dir was moved) or its storage with --storage URL"
@@ -46,13 +50,45 @@ def find_storage(study_name: str, mlruns_dir: Path) -> str:
     raise UsageError(f"study '{study_name}' is in several journals of {where}: choose one with --storage {holding[0]}")
 
 
+def every_study(storage_url: str | None, mlruns_dir: Path) -> list[tuple[str, str]]:
+    """(study, storage URL) of every study in ``storage_url``, or else in the journals under ``mlruns_dir``."""
+    import optuna
+
+    from explab.sweep.storage import open_storage
+
+    if storage_url:
+        _check_exists(storage_url)
+        try:
+            storage = open_storage(storage_url)
+            assert storage is not None  # a URL was given
+            names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        except Exception as error:  # a URL that does not parse, a server that does not answer
+            raise UsageError(f"cannot read studies from {storage_url}: {first_line(error)}") from None
+        if not names:
+            raise UsageError(f"no study in {storage_url}")
+        return [(name, storage_url) for name in names]
+    found = [(name, url) for url, names in studies_in(mlruns_dir).items() for name in names]
+    if not found:
+        raise UsageError(
+            f"no study in {mlruns_dir / 'optuna'}: give the sweeps' store with --mlruns-dir FOLDER or their "
+            "storage with --storage URL"
+        )
+    return found
+
+
+def _check_exists(storage_url: str, prefix: str = "") -> None:
+    """A journal or SQLite file that is not there is named: opening it would create an empty one."""
+    path = storage_file(storage_url)
+    if path is not None and not path.is_file():
+        kind = "journal" if storage_url.startswith(JOURNAL_PREFIX) else "database"
+        raise UsageError(f"{prefix}there is no {kind} at {path}")
+
+
 def status_lines(study_name: str, storage_url: str) -> list[str]:
     """The study's progress, then one line per trial that is running: its worker and last heartbeat."""
     from optuna.trial import TrialState
 
-    journal = Path(storage_url.removeprefix(JOURNAL_PREFIX))
-    if storage_url.startswith(JOURNAL_PREFIX) and not journal.is_file():
-        raise UsageError(f"no study '{study_name}': there is no journal at {journal}")
+    _check_exists(storage_url, f"no study '{study_name}': ")
     try:
         study = load_study(study_name, storage_url)
     except KeyError:
@@ -74,7 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="explab-sweep", description=__doc__.splitlines()[0].replace("``", ""))
     commands = parser.add_subparsers(dest="command", required=True)
     status = commands.add_parser("status", help="counts of complete, running, pruned and failed trials; best value")
-    status.add_argument("study", help="the study name (hydra.sweeper.study_name)")
+    status.add_argument(
+        "study", nargs="?", help="the study name (hydra.sweeper.study_name); without it, every study found"
+    )
     status.add_argument("--storage", help="the study's storage URL (default: the journal under mlruns/optuna)")
     status.add_argument(
         "--mlruns-dir",
@@ -84,6 +122,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     try:
+        if args.study is None:
+            for name, storage in every_study(args.storage, args.mlruns_dir):
+                print("\n".join(status_lines(name, storage)))
+            return
         storage = args.storage or find_storage(args.study, args.mlruns_dir)
         print("\n".join(status_lines(args.study, storage)))
     except ExplabError as error:  # a study not found, or a storage that does not answer
