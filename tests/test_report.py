@@ -153,6 +153,55 @@ def seed_groups(store: Path) -> str:
     return uri
 
 
+def _recipe_runs(client, experiment_name: str, values: dict[int, float], fingerprint: str, lr: str = "0.1") -> None:
+    """Seed runs of one recipe, as explab-train leaves them: its experiment's name among the params."""
+    experiment = client.get_experiment_by_name(experiment_name)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(experiment_name)
+    for seed, value in values.items():
+        run = client.create_run(experiment_id)
+        params = {"experiment_name": experiment_name, "optimizer.lr": lr, "seed": seed}
+        for key, param in params.items():
+            client.log_param(run.info.run_id, key, param)
+        client.set_tag(run.info.run_id, "data.fingerprint", fingerprint)
+        client.log_metric(run.info.run_id, "test/acc", value)
+        client.set_terminated(run.info.run_id, "FINISHED")
+
+
+def test_recipes_of_several_experiments_are_reported_and_tested_together(compose_cfg, store: Path) -> None:
+    """One experiment at a time could not tell whether one recipe beats another on the same data."""
+    uri = tracking_uri_for(store)
+    client = mlflow.tracking.MlflowClient(uri)
+    _recipe_runs(client, "text_rnn", BASELINE, "abc")
+    _recipe_runs(client, "fasttext", CLEARLY_BETTER, "abc")
+    _recipe_runs(client, "fasttext", INDISTINGUISHABLE, "abc", lr="0.2")
+    markdown = report(
+        compose_cfg(
+            "experiment_name=[text_rnn,fasttext]",
+            f"tracking_uri={uri}",
+            "baseline={experiment_name:text_rnn}",
+            config_name="report",
+        )
+    )
+    assert markdown.startswith("# text_rnn vs fasttext: mean ± std over seeds"), markdown
+    rows = [line.split(" | ")[0] for line in markdown.splitlines() if line.startswith("| ") and " | 4 | " in line]
+    assert rows == ["| fasttext: optimizer.lr=0.1", "| fasttext: optimizer.lr=0.2", "| text_rnn"], markdown
+    better = next(line for line in markdown.splitlines() if "| fasttext: optimizer.lr=0.1 | 4 vs 4 | paired t" in line)
+    assert better.endswith("| better |"), better
+    assert "different data" not in markdown
+    [logged] = client.search_runs(
+        [client.get_experiment_by_name("text_rnn").experiment_id], "tags.`explab.report` = 'true'"
+    )
+    assert logged.data.tags["explab.report.experiments"] == "text_rnn vs fasttext", "logged in the first"
+
+    _recipe_runs(client, "other_data", ONE_SEED, "xyz")
+    markdown = report(compose_cfg("experiment_name=[text_rnn,other_data]", f"tracking_uri={uri}", config_name="report"))
+    assert "These runs trained on different data (data.fingerprint abc (4 runs), xyz (1 runs))" in markdown
+    with pytest.raises(UsageError, match="sweep=s is one experiment's sweep: give that experiment alone"):
+        report(
+            compose_cfg("experiment_name=[text_rnn,fasttext]", f"tracking_uri={uri}", "sweep=s", config_name="report")
+        )
+
+
 def _report(compose_cfg, uri: str, *overrides: str) -> tuple[str, dict[str, dict[str, str]]]:
     """The report's Markdown and its comparisons.csv, read back from the report run, keyed by configuration."""
     cfg = compose_cfg("experiment_name=groups", f"tracking_uri={uri}", *overrides, config_name="report")

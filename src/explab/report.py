@@ -1,5 +1,8 @@
 """``explab-report experiment=NAME``: every configuration an experiment ran, over its seeds, with intervals.
 
+``experiment=[A,B]`` reports the configurations of several experiments together (recipes on the same data),
+each labelled with its experiment; the report run is logged in the first.
+
 Runs are grouped by their params minus the seed (and minus what only says where a run wrote); each group
 gets n, mean, standard deviation and a confidence interval of the chosen metrics. With ``baseline=`` every
 other configuration is tested against the baseline's (:mod:`explab.comparison`). Written as Markdown, CSV and
@@ -70,6 +73,19 @@ def group_runs(runs: Sequence[Any]) -> dict[Configuration, list[Any]]:
 
 
 def labels(configurations: Sequence[Configuration]) -> dict[Configuration, str]:
+    """What sets each configuration apart from the others; configurations of several experiments read as their
+    experiment, and what sets each apart within it (``rotten_tomatoes_fasttext: optimizer.lr=0.01``)."""
+    experiment_of = {c: dict(c).get("experiment_name") for c in configurations}
+    if len(set(experiment_of.values())) < 2:
+        return _labels_within(configurations)
+    named: dict[Configuration, str] = {}
+    for experiment in set(experiment_of.values()):
+        inside = _labels_within([c for c in configurations if experiment_of[c] == experiment])
+        named |= {c: str(experiment) if label == "all" else f"{experiment}: {label}" for c, label in inside.items()}
+    return named
+
+
+def _labels_within(configurations: Sequence[Configuration]) -> dict[Configuration, str]:
     """What sets each configuration apart from the others (``all`` when there is one).
 
     A class chosen by a config group reads as the group and the class (``optimizer=RMSprop`` for
@@ -342,6 +358,23 @@ def sweep_parent(client: Any, experiment_id: str, sweep: str) -> str:
     raise UsageError(f"sweep={sweep} is not a sweep of this experiment; give a study name or parent run id: {known}")
 
 
+def other_data_note(runs: Sequence[Any]) -> str:
+    """A note when the runs trained on data of different fingerprints (the ``data.fingerprint`` tag), as
+    experiments on different data sets do: their numbers, and tests paired by seed, do not compare recipes on
+    the same examples. "" when they share their data."""
+    counts: dict[str, int] = defaultdict(int)
+    for run in runs:
+        counts[run.data.tags.get("data.fingerprint", "not recorded")] += 1
+    if len(counts) < 2:
+        return ""
+    said = ", ".join(f"{fingerprint} ({n} runs)" for fingerprint, n in sorted(counts.items()))
+    log.warning("these runs trained on different data: %s", said)
+    return (
+        f"\nThese runs trained on different data (data.fingerprint {said}): their numbers, and a test paired by "
+        "seed, do not compare configurations on the same examples.\n"
+    )
+
+
 def metrics_to_report(asked: list[str], runs: Sequence[Any], experiment_name: str) -> list[str]:
     """The asked metrics some run logged; a warning names each that none did (a typo, or another task's
     metric), and a UsageError lists what the runs logged when none of them is there."""
@@ -368,28 +401,35 @@ def report(cfg: DictConfig) -> str:
 
     check_settings(cfg)
     client = open_client(cfg.tracking_uri)
-    experiment = client.get_experiment_by_name(cfg.experiment_name)
-    if experiment is None:
-        names = sorted(e.name for e in client.search_experiments())
-        raise UsageError(f"no experiment '{cfg.experiment_name}' in {shown_url(cfg.tracking_uri)}; there are: {names}")
+    names = metric_names(cfg.experiment_name)  # one name, or a list of experiments to compare
+    experiments = [client.get_experiment_by_name(name) for name in names]
+    missing = [name for name, experiment in zip(names, experiments, strict=True) if experiment is None]
+    if missing:
+        known = sorted(e.name for e in client.search_experiments())
+        raise UsageError(f"no experiment '{missing[0]}' in {shown_url(cfg.tracking_uri)}; there are: {known}")
+    ids = [experiment.experiment_id for experiment in experiments if experiment is not None]
+    title = " vs ".join(names)
     wanted = "attributes.status = 'FINISHED'"
-    sweep = sweep_parent(client, experiment.experiment_id, str(cfg.sweep)) if cfg.get("sweep") else None
+    if cfg.get("sweep") and len(ids) > 1:
+        raise UsageError(f"sweep={cfg.sweep} is one experiment's sweep: give that experiment alone")
+    sweep = sweep_parent(client, ids[0], str(cfg.sweep)) if cfg.get("sweep") else None
     if sweep:  # one sweep's trials: its configurations, each over the seeds of its replicates
         wanted += f" and tags.`mlflow.parentRunId` = '{sweep}'"
-    found = client.search_runs([experiment.experiment_id], filter_string=wanted, max_results=5000)
+    found = client.search_runs(ids, filter_string=wanted, max_results=5000)
     runs = [r for r in found if "explab.sweep" not in r.data.tags and "explab.report" not in r.data.tags]
     if not runs:
         of_sweep = f" in sweep {cfg.sweep}" if sweep else ""
-        raise UsageError(f"experiment '{cfg.experiment_name}' has no FINISHED training runs{of_sweep} to report")
+        raise UsageError(f"experiment '{title}' has no FINISHED training runs{of_sweep} to report")
     asked = headline_metrics(runs) if cfg.metrics is None else metric_names(cfg.metrics)
-    metrics = metrics_to_report(asked, runs, cfg.experiment_name)
+    metrics = metrics_to_report(asked, runs, title)
     groups = group_runs(runs)
     rows = aggregate(groups, metrics, cfg.ci, cfg.confidence)
     method = {"t": "Student t", "bootstrap": "percentile bootstrap", "pooled": "Student t, pooled deviation"}[cfg.ci]
     markdown = (
-        f"# {cfg.experiment_name}: mean ± std over seeds, {cfg.confidence:.0%} confidence intervals ({method})\n\n"
+        f"# {title}: mean ± std over seeds, {cfg.confidence:.0%} confidence intervals ({method})\n\n"
         + to_markdown(rows, metrics, cfg.confidence)
     )
+    markdown += other_data_note(runs)
     repeats = repeated_seeds(groups)
     if repeats:
         who = f"{repeats} runs repeat a seed of their" if repeats > 1 else "1 run repeats a seed of its"
@@ -397,7 +437,7 @@ def report(cfg: DictConfig) -> str:
             f"\n{who} configuration (a reproduction or a rerun): each seed counts once, as the mean of its runs.\n"
         )
     tables: dict[str, list[dict[str, Any]]] = {"report.csv": rows}
-    tags = {"explab.report": "true", "explab.report.runs": str(len(runs))}
+    tags = {"explab.report": "true", "explab.report.runs": str(len(runs)), "explab.report.experiments": title}
     if cfg.baseline is not None:
         baseline = find_baseline(
             OmegaConf.to_object(cfg.baseline) if OmegaConf.is_config(cfg.baseline) else cfg.baseline, groups
@@ -414,9 +454,7 @@ def report(cfg: DictConfig) -> str:
         if compared:
             tables["comparisons.csv"] = compared
     print(markdown)
-    opened = run_lifecycle(
-        lambda: TrackedRun.create(cfg.tracking_uri, cfg.experiment_name, run_name="report", tags=tags)
-    )
+    opened = run_lifecycle(lambda: TrackedRun.create(cfg.tracking_uri, names[0], run_name="report", tags=tags))
     with opened as run, tempfile.TemporaryDirectory(prefix="explab-report-") as folder:
         (Path(folder) / "report.md").write_text(markdown)
         run.log_file(Path(folder) / "report.md", "report")
