@@ -11,7 +11,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from explab.callbacks import NonFiniteLossError
+from explab.checkpoints import CheckpointError
 from explab.errors import ConfigError, UsageError
+from explab.eval import evaluate
 from explab.train import train
 from tests.conftest import runs_in, tracking_uri_for
 
@@ -71,6 +73,10 @@ def test_no_checkpoint_is_kept_when_asked(compose_cfg, store: Path, tmp_path: Pa
     assert run.info.status == "FINISHED" and "test/acc" in metrics
     assert "explab.best_checkpoint" not in run.data.tags
     assert not list(tmp_path.rglob("*.ckpt")), "nor one of Lightning's own"
+    with pytest.raises(
+        CheckpointError, match=rf"checkpoint=none. explab-train reproduce={run.info.run_id} checkpoint="
+    ):
+        evaluate(compose_cfg(f"run_id={run.info.run_id}", config_name="eval"))
 
 
 def test_one_epoch_run_is_fully_recorded(compose_cfg, store: Path) -> None:

@@ -28,7 +28,14 @@ def _fetch_best_checkpoint(tracking_uri: str, run_id: str, folder: str) -> str:
     run = find_trained_run(tracking_uri, run_id)
     artifact = run.data.tags.get("explab.best_checkpoint")
     if not artifact:
-        raise CheckpointError(f"run {run_id} has no logged checkpoint (tag explab.best_checkpoint is missing)")
+        if run.data.params.get("trainer.enable_checkpointing") == "False":
+            why, again = "it trained with checkpoint=none", f"reproduce={run_id} checkpoint=default"
+        else:
+            why, again = "it ended before its first checkpoint, or that was not logged", f"reproduce={run_id}"
+        raise CheckpointError(
+            f"run {run_id} has no logged checkpoint (tag explab.best_checkpoint is missing): {why}. "
+            f"explab-train {again} trains it again with one"
+        )
     log.info("testing %s of run %s", artifact, run_id)
     with no_download_bars():
         return mlflow.artifacts.download_artifacts(
