@@ -637,6 +637,30 @@ def test_a_multirun_with_one_bad_job_stops_before_any_job_trains(tmp_path: Path)
 
 
 @pytest.mark.slow
+def test_a_multirun_trains_every_job_past_a_diverged_one_and_names_it_at_the_end(tmp_path: Path) -> None:
+    """The diverged job's error ended the multirun as a traceback, as if explab had a bug."""
+    done = run_cli(
+        "explab-train", "-m", "optimizer=sgd", "optimizer.lr=1e12,0.01", "trainer.max_epochs=1", *paths(tmp_path),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "Error: 1 of 2 jobs of this multirun failed; the other 1 finished:\n" in done.stderr
+    assert "  job 0 (optimizer.lr=1000000000000.0): training loss became nan at epoch 0" in done.stderr
+    runs = {r.info.run_name: r.info.status for r in runs_in(tmp_path / "mlruns", "digits_cnn")}
+    assert runs == {"optimizer.lr=1000000000000.0": "FAILED", "optimizer.lr=0.01": "FINISHED"}
+
+
+@pytest.mark.slow
+def test_a_multirun_whose_jobs_meet_a_bug_still_shows_its_traceback(tmp_path: Path) -> None:
+    done = run_cli(
+        "explab-train", "-m", "seed=1,2", "+callbacks.fail._target_=tests.support.callbacks.FailOnFitStart",
+        *paths(tmp_path), cwd=tmp_path, env=WITH_TEST_CALLBACKS,
+    )  # fmt: skip
+    assert done.returncode == 1 and "Error: 2 of 2 jobs of this multirun failed" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" in done.stderr and "failing on purpose before training" in done.stderr
+
+
+@pytest.mark.slow
 def test_a_value_syntax_error_is_reported_as_a_value_error(tmp_path: Path) -> None:
     done = run_cli("explab-train", "optimizer.lr=interval(1e-3)", *paths(tmp_path), cwd=tmp_path)
     assert done.returncode != 0

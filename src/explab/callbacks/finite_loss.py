@@ -7,9 +7,12 @@ from typing import Any
 import lightning as L
 import torch
 
+from explab.errors import ExplabError
 
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite."""
+
+class NonFiniteLossError(ExplabError, FloatingPointError):
+    """The training loss became NaN or infinite: a setting to change (its message says which), not a bug, so
+    the command prints the message without a traceback."""
 
 
 class NonFiniteLossGuard(L.Callback):

@@ -5,10 +5,12 @@ each composed config, so ``-m optimizer.lr=0.01,-1`` stops with one message befo
 instead of training the first and ending with the second's traceback.
 """
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.utils import JobReturn
 
 
 class ExplabBasicSweeper(BasicSweeper):
@@ -69,6 +71,57 @@ class ExplabBasicSweeper(BasicSweeper):
         from explab.errors import ExplabError
 
         try:
-            return super().sweep(arguments)
+            returns = self._launch_every_job(arguments)
         except ExplabError as error:  # found before a job started: a message, not a traceback
             exit_with_message(error)
+        _say_which_jobs_failed([job for batch in returns for job in batch], self.swept or [])
+        return returns
+
+    def _launch_every_job(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
+        """Hydra's ``BasicSweeper.sweep``, less its stop at the first batch with a failed job: a seed that
+        diverged does not keep the next batches from training, and the failures are told at the end."""
+        from pathlib import Path
+
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        from omegaconf import OmegaConf
+
+        assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        params = self._parse_config()
+        params.extend(arguments)
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        self.overrides = self.split_arguments(parser.parse_overrides(params), self.max_batch_size)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        returns: list[Sequence[JobReturn]] = []
+        while not self.is_done():
+            batch = self.get_job_batch()
+            self.validate_batch_is_legal(batch)
+            returns.append(self.launcher.launch(batch, initial_job_idx=sum(len(done) for done in returns)))
+        return returns
+
+
+def _say_which_jobs_failed(jobs: list[JobReturn], swept: list[str]) -> None:
+    """One line per failed job, named by its ``swept`` values, with its error's message; exit 1 when each is a
+    mistake explab names (a setting to change), or raise the first other error with its traceback, as Hydra
+    does."""
+    from hydra.core.utils import JobStatus, filter_overrides
+
+    from explab.cli import ReportedError
+    from explab.errors import ExplabError, first_line
+
+    failed = [(number, job) for number, job in enumerate(jobs) if job.status == JobStatus.FAILED]
+    if not failed:
+        return
+    lines = [
+        f"{len(failed)} of {len(jobs)} jobs of this multirun failed; the other {len(jobs) - len(failed)} finished:"
+    ]
+    for number, job in failed:
+        given = filter_overrides(job.overrides or [])
+        named = [o for o in given if o.lstrip("+~").partition("=")[0] in swept] or given
+        lines.append(f"  job {number} ({' '.join(named)}): {first_line(job._return_value)}")
+    print("Error: " + "\n".join(lines), file=sys.stderr)
+    bug = next((job for _, job in failed if not isinstance(job._return_value, ExplabError)), None)
+    if bug is not None:
+        bug.return_value  # noqa: B018 (Hydra's way: it says which job, and raises the error with its traceback)
+    raise ReportedError(1)
