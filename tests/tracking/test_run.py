@@ -88,6 +88,12 @@ def test_a_multiruns_runs_are_named_by_the_values_that_differ_between_its_jobs(t
     assert {r.info.run_name for r in runs} == expected
     recorded = TrackedRun(tracking_uri_for(tmp_path / "mlruns"), runs[0].info.run_id).load_text("config/overrides.yaml")
     assert "swept" not in recorded, "the run records the job's own overrides only"
+    # the multirun ends with the report it was run for, as a command that works where it was typed
+    said = "4 runs of this multirun finished; each configuration, over its seeds: explab-report experiment=digits_cnn "
+    command = next(line for line in (done.stdout + done.stderr).splitlines() if said in line).split(": ", 1)[1].split()
+    assert command[-1] == f"paths.mlruns_dir={tmp_path}/mlruns", command
+    reported = run_cli(*command, cwd=tmp_path)
+    assert reported.returncode == 0 and reported.stdout.count(" | 2 | ") == 2, reported.stdout[-2000:]
 
 
 def test_run_names_do_not_follow_the_seeded_generator_and_leave_it_as_it_was() -> None:

@@ -51,6 +51,23 @@ def ui_command(tracking_uri: str) -> str:
     return f"{make} ui STORE={shown_url(tracking_uri)}"
 
 
+def report_command(experiment_name: str, tracking_uri: str, shell_uri: str | None) -> str:
+    """The ``explab-report`` command for ``experiment_name`` in the store at ``tracking_uri``, as typed in the
+    shell that trained it, whose ``MLFLOW_TRACKING_URI`` was ``shell_uri``: told the store only when the
+    shell's default (that URI, or the project's ``mlruns/``) is another. The shell's value is given, since
+    MLflow sets the variable in this process once a run has been tracked."""
+    from explab.config import project_root, sqlite_store
+    from explab.tracking.store import shown_url
+
+    command = f"explab-report experiment={experiment_name}"
+    if tracking_uri == (shell_uri or sqlite_store(project_root() / "mlruns")):
+        return command
+    folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
+    if tracking_uri == sqlite_store(folder):
+        return f"{command} paths.mlruns_dir={folder}"
+    return f"{command} tracking_uri={shown_url(tracking_uri)}"
+
+
 def run_link(base_url: str, experiment_id: str, run_id: str) -> str:
     return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW}"
 

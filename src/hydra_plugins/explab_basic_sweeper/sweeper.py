@@ -5,12 +5,16 @@ each composed config, so ``-m optimizer.lr=0.01,-1`` stops with one message befo
 instead of training the first and ending with the second's traceback.
 """
 
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.utils import JobReturn
+from hydra.core.utils import JobReturn, JobStatus
+
+log = logging.getLogger(__name__)
 
 
 class ExplabBasicSweeper(BasicSweeper):
@@ -70,11 +74,14 @@ class ExplabBasicSweeper(BasicSweeper):
         from explab.cli import exit_with_message
         from explab.errors import ExplabError
 
+        shell_uri = os.environ.get("MLFLOW_TRACKING_URI")  # before a job's MLflow sets it in this process
         try:
             returns = self._launch_every_job(arguments)
         except ExplabError as error:  # found before a job started: a message, not a traceback
             exit_with_message(error)
-        _say_which_jobs_failed([job for batch in returns for job in batch], self.swept or [])
+        jobs = [job for batch in returns for job in batch]
+        _suggest_the_report(self.config, sum(job.status == JobStatus.COMPLETED for job in jobs), shell_uri)
+        _say_which_jobs_failed(jobs, self.swept or [])
         return returns
 
     def _launch_every_job(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
@@ -101,11 +108,23 @@ class ExplabBasicSweeper(BasicSweeper):
         return returns
 
 
+def _suggest_the_report(config: Any, finished: int, shell_uri: str | None) -> None:
+    """After two or more runs of explab's train, the command that reports each configuration over its seeds:
+    what a multirun of seeds is run for."""
+    from explab.tracking.ui import report_command
+
+    trackers = [node for node in (config.get("logger") or {}).values() if node and node.get("tracking_uri")]
+    if finished < 2 or not trackers or not config.get("experiment_name"):
+        return
+    command = report_command(str(config.experiment_name), str(trackers[0].tracking_uri), shell_uri)
+    log.info("%d runs of this multirun finished; each configuration, over its seeds: %s", finished, command)
+
+
 def _say_which_jobs_failed(jobs: list[JobReturn], swept: list[str]) -> None:
     """One line per failed job, named by its ``swept`` values, with its error's message; exit 1 when each is a
     mistake explab names (a setting to change), or raise the first other error with its traceback, as Hydra
     does."""
-    from hydra.core.utils import JobStatus, filter_overrides
+    from hydra.core.utils import filter_overrides
 
     from explab.cli import ReportedError
     from explab.errors import ExplabError, first_line
