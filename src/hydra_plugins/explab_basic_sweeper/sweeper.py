@@ -2,7 +2,9 @@
 
 Hydra composes each job of a batch before launching it; this sweeper also runs ``hydra.sweeper.check`` on
 each composed config, so ``-m optimizer.lr=0.01,-1`` stops with one message before either job trains,
-instead of training the first and ending with the second's traceback.
+instead of training the first and ending with the second's traceback. Besides Hydra's sweep it tells each job
+which keys vary between the jobs (its MLflow run is named by their values), runs every batch even after a
+job failed, and ends with the report command for the runs and one line per failed job.
 """
 
 import logging
