@@ -72,6 +72,7 @@ def test_reproduce_gives_bit_identical_metrics(tmp_path: Path) -> None:
     runs = runs_in(tmp_path / "mlruns", "digits_cnn")
     [copy] = [r for r in runs if r.info.run_id != source.info.run_id]
     assert copy.data.tags["explab.reproduced_from"] == source.info.run_id
+    assert copy.info.run_name == f"{source.info.run_name} (reproduced)", "the UI's list says what it reproduces"
     for key in ("train/loss", "val/acc", "val/loss", "test/acc"):
         assert history(tmp_path, copy.info.run_id, key) == history(tmp_path, source.info.run_id, key), key
     assert "differs from the source run" not in again.stdout + again.stderr
@@ -89,6 +90,7 @@ def test_reproduce_gives_bit_identical_metrics(tmp_path: Path) -> None:
         if r.info.run_id not in (source.info.run_id, copy.info.run_id)
     ]
     assert last.data.tags["explab.reproduced_metrics"] == "identical"
+    assert last.info.run_name == copy.info.run_name, "one suffix"
     assert history(tmp_path, last.info.run_id, "test/acc") == history(tmp_path, source.info.run_id, "test/acc")
 
 

@@ -46,6 +46,20 @@ def _store_of(cfg: DictConfig) -> str:
     return tracking_uri(cfg.paths.mlruns_dir)
 
 
+REPRODUCED = " (reproduced)"
+
+
+def reproduction_name(cfg: DictConfig) -> str | None:
+    """``<source run's name> (reproduced)`` for a ``reproduce=`` job, so that the UI's list of runs says what
+    it reproduces (a reproduction of a reproduction keeps one suffix); None for any other job."""
+    if not cfg.get("reproduce"):
+        return None
+    from explab.tracking.store import open_client
+
+    source = open_client(_store_of(cfg)).get_run(str(cfg.reproduce)).info.run_name or str(cfg.reproduce)
+    return source.removesuffix(REPRODUCED) + REPRODUCED
+
+
 def _recorded(cfg: DictConfig, run_id: str) -> tuple[Any, list[str]]:
     from explab.tracking.store import find_trained_run
 

@@ -54,6 +54,7 @@ def open_run(cfg: DictConfig, trial: TrialJob) -> TrackedRun:
     would make the same for every run.
     """
     from explab.build import mlflow_logger_node
+    from explab.reproduce import reproduction_name
 
     logger_cfg = mlflow_logger_node(cfg)
     assert logger_cfg is not None, "open_run is called only where tracked_here(cfg)"
@@ -66,7 +67,7 @@ def open_run(cfg: DictConfig, trial: TrialJob) -> TrackedRun:
         tracking_uri=logger_cfg.tracking_uri,
         experiment_name=logger_cfg.experiment_name,
         artifact_location=logger_cfg.get("artifact_location"),
-        run_name=logger_cfg.get("run_name") or trial.run_name() or swept_values(),
+        run_name=logger_cfg.get("run_name") or trial.run_name() or reproduction_name(cfg) or swept_values(),
         tags=run_tags(cfg, extra),
     )
     try:
