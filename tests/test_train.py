@@ -8,12 +8,16 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from mlflow.tracking import MlflowClient
 
 from explab.callbacks import NonFiniteLossError
 from explab.checkpoints import CheckpointError
+from explab.config import config_dir
 from explab.errors import ConfigError, UsageError
 from explab.eval import evaluate
+from explab.reproduce import config_from_recorded_run
 from explab.train import train
 from tests.conftest import runs_in, tracking_uri_for
 
@@ -77,6 +81,13 @@ def test_no_checkpoint_is_kept_when_asked(compose_cfg, store: Path, tmp_path: Pa
         CheckpointError, match=rf"checkpoint=none. explab-train reproduce={run.info.run_id} checkpoint="
     ):
         evaluate(compose_cfg(f"run_id={run.info.run_id}", config_name="eval"))
+    resume = compose_cfg(f"resume={run.info.run_id}")
+    GlobalHydra.instance().clear()
+    with (
+        initialize_config_dir(str(config_dir()), version_base="1.3"),
+        pytest.raises(UsageError, match=rf"checkpoint=none, .*: reproduce={run.info.run_id} checkpoint=default"),
+    ):
+        config_from_recorded_run(resume)
 
 
 def test_one_epoch_run_is_fully_recorded(compose_cfg, store: Path) -> None:

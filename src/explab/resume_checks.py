@@ -40,6 +40,11 @@ def check_resumable(run: Run, config: DictConfig, checkpoint_path: Path) -> None
             f"ckpt_path={checkpoint_path} hydra.run.dir=<a new folder> logger=none"
         )
     if not checkpoint_path.is_file():
+        if run.data.params.get("trainer.enable_checkpointing") == "False":
+            raise UsageError(
+                f"run {run_id} trained with checkpoint=none, which keeps no last checkpoint to resume from; "
+                f"train it again from scratch with one: reproduce={run_id} checkpoint=default"
+            )
         raise UsageError(
             f"run {run_id} has no last checkpoint at {checkpoint_path}: it cannot be resumed here "
             f"(use reproduce={run_id} to train it again from scratch)"
