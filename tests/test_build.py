@@ -168,3 +168,17 @@ def test_task_metric_names_builds_a_model_that_needs_real_tensors(compose_cfg) -
     )
     assert task_metric_names(measured) == task_metric_names(compose_cfg()) and "val/acc" in task_metric_names(measured)
     validate_config(measured)
+
+
+@pytest.mark.parametrize("option", [o for o in options("trainer") if o != "default"])
+def test_a_trainer_presets_settings_reach_the_trainer(option: str, compose_cfg) -> None:
+    """The experiment overlay comes after the trainer group, so a preset's setting that every experiment also
+    sets (``max_epochs: 2`` in ``limit_batches``) never applied, while its file said it did."""
+    import yaml
+
+    preset = yaml.safe_load((CONF / "trainer" / f"{option}.yaml").read_text())
+    cfg = compose_cfg(f"trainer={option}")
+    for key, value in preset.items():
+        if key != "defaults":
+            composed = OmegaConf.to_container(cfg.trainer)[key]  # type: ignore[index]
+            assert composed == value, f"trainer/{option}.yaml sets {key}: {value}, the trainer gets {composed}"
