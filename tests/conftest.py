@@ -38,6 +38,21 @@ def root_env() -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONPATH": str(ROOT)}
 
 
+def _checkout_outputs() -> set[Path]:
+    return {path for folder in ("mlruns", "logs") for path in (ROOT / folder).glob("*")}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _checkout_stays_clean():
+    """No test writes into the checkout's ``mlruns/`` or ``logs/``: MLflow puts an experiment created without
+    an artifact location under ``./mlruns`` of the working directory, and Hydra a job folder under the
+    project's ``logs/``."""
+    before = _checkout_outputs()
+    yield
+    leaked = sorted(str(path.relative_to(ROOT)) for path in _checkout_outputs() - before)
+    assert not leaked, f"tests wrote into the checkout: {leaked}"
+
+
 @pytest.fixture(autouse=True)
 def _isolated_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never write to the developer's store or a server named in the environment."""

@@ -153,10 +153,14 @@ def seed_groups(store: Path) -> str:
     return uri
 
 
-def _recipe_runs(client, experiment_name: str, values: dict[int, float], fingerprint: str, lr: str = "0.1") -> None:
+def _recipe_runs(
+    client, store: Path, experiment_name: str, values: dict[int, float], fingerprint: str, lr: str = "0.1"
+) -> None:
     """Seed runs of one recipe, as explab-train leaves them: its experiment's name among the params."""
     experiment = client.get_experiment_by_name(experiment_name)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(experiment_name)
+    # artifacts in the test's store: MLflow's default is ./mlruns of the working directory, the checkout's
+    location = str(store / "artifacts")
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(experiment_name, location)
     for seed, value in values.items():
         run = client.create_run(experiment_id)
         params = {"experiment_name": experiment_name, "optimizer.lr": lr, "seed": seed}
@@ -171,9 +175,9 @@ def test_recipes_of_several_experiments_are_reported_and_tested_together(compose
     """One experiment at a time could not tell whether one recipe beats another on the same data."""
     uri = tracking_uri_for(store)
     client = mlflow.tracking.MlflowClient(uri)
-    _recipe_runs(client, "text_rnn", BASELINE, "abc")
-    _recipe_runs(client, "fasttext", CLEARLY_BETTER, "abc")
-    _recipe_runs(client, "fasttext", INDISTINGUISHABLE, "abc", lr="0.2")
+    _recipe_runs(client, store, "text_rnn", BASELINE, "abc")
+    _recipe_runs(client, store, "fasttext", CLEARLY_BETTER, "abc")
+    _recipe_runs(client, store, "fasttext", INDISTINGUISHABLE, "abc", lr="0.2")
     markdown = report(
         compose_cfg(
             "experiment_name=[text_rnn,fasttext]",
@@ -193,7 +197,7 @@ def test_recipes_of_several_experiments_are_reported_and_tested_together(compose
     )
     assert logged.data.tags["explab.report.experiments"] == "text_rnn vs fasttext", "logged in the first"
 
-    _recipe_runs(client, "other_data", ONE_SEED, "xyz")
+    _recipe_runs(client, store, "other_data", ONE_SEED, "xyz")
     markdown = report(compose_cfg("experiment_name=[text_rnn,other_data]", f"tracking_uri={uri}", config_name="report"))
     assert "These runs trained on different data (data.fingerprint abc (4 runs), xyz (1 runs))" in markdown
     with pytest.raises(UsageError, match="sweep=s is one experiment's sweep: give that experiment alone"):
