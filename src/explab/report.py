@@ -239,7 +239,7 @@ def compare_with_baseline(
     """One row per (metric, other configuration): the test, the difference, p, Holm's p, effect and verdict."""
     named = labels(list(groups))
     others = [c for c in sorted(groups, key=named.__getitem__) if c != baseline]
-    lower = set(metric_names(cfg.lower_is_better)) if cfg.lower_is_better is not None else None
+    lower = set(names_given(cfg.lower_is_better)) if cfg.lower_is_better is not None else None
     rows = []
     for metric in metrics:
         reference = by_seed(groups[baseline], metric)
@@ -312,7 +312,7 @@ def check_settings(cfg: DictConfig) -> None:
         raise UsageError(f"ci={cfg.ci} is not an interval explab computes; choose one of {list(comparison.INTERVALS)}")
     if cfg.test not in comparison.TESTS:
         raise UsageError(f"test={cfg.test} is not a paired test explab runs; choose one of {list(comparison.TESTS)}")
-    if cfg.metrics is not None and not metric_names(cfg.metrics):
+    if cfg.metrics is not None and not names_given(cfg.metrics):
         raise UsageError("metrics=[] names no metric; give one or more, e.g. metrics=[test/acc,val/acc_best]")
     if not 0 < cfg.alpha < 1 or not 0 < cfg.confidence < 1:
         raise UsageError(f"alpha={cfg.alpha} and confidence={cfg.confidence} must lie between 0 and 1")
@@ -336,9 +336,9 @@ def headline_metrics(runs: Sequence[Any]) -> list[str]:
     )
 
 
-def metric_names(value: Any) -> list[str]:
-    """Metric names as the config gives them: a list, or one name alone (``metrics=test/acc``), which
-    would otherwise be read letter by letter."""
+def names_given(value: Any) -> list[str]:
+    """Names (of metrics, of experiments) as the config gives them: a list, or one name alone
+    (``metrics=test/acc``), which would otherwise be read letter by letter."""
     return [value] if isinstance(value, str) else [str(name) for name in value]
 
 
@@ -401,7 +401,7 @@ def report(cfg: DictConfig) -> str:
 
     check_settings(cfg)
     client = open_client(cfg.tracking_uri)
-    names = metric_names(cfg.experiment_name)  # one name, or a list of experiments to compare
+    names = names_given(cfg.experiment_name)  # one experiment, or several whose recipes are compared
     experiments = [client.get_experiment_by_name(name) for name in names]
     missing = [name for name, experiment in zip(names, experiments, strict=True) if experiment is None]
     if missing:
@@ -420,7 +420,7 @@ def report(cfg: DictConfig) -> str:
     if not runs:
         of_sweep = f" in sweep {cfg.sweep}" if sweep else ""
         raise UsageError(f"experiment '{title}' has no FINISHED training runs{of_sweep} to report")
-    asked = headline_metrics(runs) if cfg.metrics is None else metric_names(cfg.metrics)
+    asked = headline_metrics(runs) if cfg.metrics is None else names_given(cfg.metrics)
     metrics = metrics_to_report(asked, runs, title)
     groups = group_runs(runs)
     rows = aggregate(groups, metrics, cfg.ci, cfg.confidence)
