@@ -123,11 +123,10 @@ def _override_advice(config_name: str, overrides: list[str]) -> str | None:
     override = sweep_free[bad]
     key = override.split("=", 1)[0].lstrip("+~")
     group = config_dir() / key.split("@")[0]
-    composed = [line.partition(":")[0] for line in groups.splitlines()]
-    if group.is_dir() and not override.startswith(("+", "~")) and key not in composed:
+    if group.is_dir() and not override.startswith(("+", "~")) and key not in groups:
         # Hydra answers "use +key=..."; that would merge the group's keys into a config this command never reads
         return (
-            f"explab-{config_name} has no config group '{key}': it composes {', '.join(composed)} "
+            f"explab-{config_name} has no config group '{key}': it composes {', '.join(groups)} "
             f"(explab-{config_name} --help lists its settings)."
         )
     if group.is_dir():  # Hydra's own message already lists the group's options; name the nearest

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,28 +63,33 @@ def process_token() -> str:
     return secrets.token_hex(3)
 
 
-def config_groups(choices: Any) -> str:
-    """``group: option, ...`` lines for the config groups a command composes (``hydra.runtime.choices``), for
-    its ``--help``. Hydra's ``$APP_CONFIG_GROUPS`` lists every group on the search path, also those the command
-    does not take: ``explab-predict --help`` offered ``experiment`` and ``model``, which only fail there."""
+def config_groups(choices: Any) -> dict[str, list[str]]:
+    """The config groups a command composes (``hydra.runtime.choices``), Hydra's own left out, each with its
+    options. Hydra's ``$APP_CONFIG_GROUPS`` lists every group on the search path, also those the command does
+    not take: ``explab-predict --help`` offered ``experiment`` and ``model``, which only fail there."""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.object_type import ObjectType
 
     if not GlobalHydra.instance().is_initialized():  # a config resolved whole outside Hydra: no help is shown
-        return ""
+        return {}
     loader = GlobalHydra.instance().config_loader()
     # with the command line's config and overrides, a lab's hydra.searchpath adds its own options
     where: dict[str, Any] = {}
     if HydraConfig.initialized():
         hydra = HydraConfig.get()
         where = {"config_name": hydra.job.config_name, "overrides": [*hydra.overrides.hydra, *hydra.overrides.task]}
-    lines = []
+    groups = {}
     for group in sorted(str(name) for name in choices):
         options = sorted(loader.get_group_options(group, results_filter=ObjectType.CONFIG, **where))
         if options and group != "hydra" and not group.startswith("hydra/"):
-            lines.append(f"{group}: {', '.join(options)}")
-    return "\n".join(lines)
+            groups[group] = options
+    return groups
+
+
+def config_groups_help(choices: Any) -> str:
+    """``group: option, ...`` lines of ``config_groups``, as ``--help`` shows them (``explab.config_groups``)."""
+    return "\n".join(f"{group}: {', '.join(options)}" for group, options in config_groups(choices).items())
 
 
 def register_resolvers() -> None:
@@ -93,7 +98,7 @@ def register_resolvers() -> None:
         "explab.project_root": lambda: str(project_root()),
         "explab.tracking_uri": tracking_uri,
         "explab.process_token": process_token,
-        "explab.config_groups": config_groups,
+        "explab.config_groups": config_groups_help,
     }
     cached = {"explab.process_token"}
     for name, fn in resolvers.items():
@@ -113,6 +118,16 @@ def hydra_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task)
 
 
+def override_key(override: str) -> str:
+    """The key an override sets: ``optimizer.lr`` of ``+optimizer.lr=0.1``, ``optimizer`` of ``optimizer=sgd``."""
+    return override.lstrip("+~").partition("=")[0]
+
+
+def overrides_of(overrides: Sequence[str], keys: Any) -> list[str]:
+    """The ``overrides`` that set one of ``keys``, as given."""
+    return [o for o in overrides if override_key(o) in keys]
+
+
 def swept_values() -> str | None:
     """``seed=2 optimizer.lr=0.01``: this multirun job's own values of the keys that differ between the
     multirun's jobs (``hydra.sweeper.swept``, which explab's basic sweeper sets), to name its MLflow run by;
@@ -122,5 +137,4 @@ def swept_values() -> str | None:
     if not HydraConfig.initialized():
         return None
     swept = set(HydraConfig.get().sweeper.get("swept") or [])
-    values = [o.lstrip("+~") for o in hydra_overrides() if o.lstrip("+~").partition("=")[0] in swept]
-    return " ".join(values) or None
+    return " ".join(o.lstrip("+~") for o in overrides_of(hydra_overrides(), swept)) or None

@@ -22,13 +22,14 @@ def _fetch_best_checkpoint(tracking_uri: str, run_id: str, folder: str) -> str:
     import mlflow.artifacts
 
     from explab.checkpoints import CheckpointError
+    from explab.resume_checks import trained_without_checkpoints
     from explab.tracking.run import no_download_bars
     from explab.tracking.store import find_trained_run
 
     run = find_trained_run(tracking_uri, run_id)
     artifact = run.data.tags.get("explab.best_checkpoint")
     if not artifact:
-        if run.data.params.get("trainer.enable_checkpointing") == "False":
+        if trained_without_checkpoints(run):
             why, again = "it trained with checkpoint=none", f"reproduce={run_id} checkpoint=default"
         else:
             why, again = "it ended before its first checkpoint, or that was not logged", f"reproduce={run_id}"

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from explab.config import hydra_overrides
+from explab.config import hydra_overrides, override_key
 from explab.errors import UsageError
 from explab.resume_checks import check_resumable
 from explab.tracking.environment import git_state, versions
@@ -34,16 +34,21 @@ MODE_PREFIXES = ("resume=", "reproduce=", "hydra.")
 DROPPED_PREFIXES = ("++optuna_trial.", "+optuna_trial.", "optuna_trial.", *MODE_PREFIXES)
 
 
-def _store_of(cfg: DictConfig) -> str:
-    """The tracking URI of the store ``cfg`` records into, where its ``resume=``/``reproduce=`` run lives."""
-    from explab.config import tracking_uri
-
+def logger_tracking_uri(cfg: DictConfig) -> str | None:
+    """The tracking URI ``cfg``'s MLflow logger records into; None with ``logger=none``."""
     # the logger that names a tracking URI is MLflow's: read from the config, without importing Lightning's
     # loggers to tell, so that a run id naming no run is answered before torch is imported
     for node in (cfg.get("logger") or {}).values():
         if isinstance(node, DictConfig) and node.get("tracking_uri"):
             return str(node.tracking_uri)
-    return tracking_uri(cfg.paths.mlruns_dir)
+    return None
+
+
+def _store_of(cfg: DictConfig) -> str:
+    """The tracking URI of the store ``cfg`` records into, where its ``resume=``/``reproduce=`` run lives."""
+    from explab.config import tracking_uri
+
+    return logger_tracking_uri(cfg) or tracking_uri(cfg.paths.mlruns_dir)
 
 
 REPRODUCED = " (reproduced)"
@@ -136,12 +141,8 @@ def merged_overrides(recorded: list[str], now: list[str]) -> list[str]:
     Hydra refuses the same ``+key=`` twice, which a job that repeats its run's overrides (a continued
     sweep trial, ``resume=ID +callbacks.x=...``) would otherwise give it.
     """
-
-    def key(override: str) -> str:
-        return override.lstrip("+~").partition("=")[0]
-
-    merged = {key(o): o for o in recorded}
-    merged.update({key(o): o for o in now})
+    merged = {override_key(o): o for o in recorded}
+    merged.update({override_key(o): o for o in now})
     return list(merged.values())
 
 
@@ -182,7 +183,7 @@ def _warn_about_drift(run: Run, rebuilt: DictConfig) -> None:
     for key in sorted(k for k in now if k.startswith("version.") or k in ("git.commit", "git.dirty")):
         if key in tags and tags[key] != now[key]:
             log.warning("%s differs from the source run: %s then, %s now", key, tags[key], now[key])
-    given = [o.lstrip("+~").partition("=")[0] for o in hydra_overrides() if not o.startswith(MODE_PREFIXES)]
+    given = [override_key(o) for o in hydra_overrides() if not o.startswith(MODE_PREFIXES)]
     for key, (then, value) in config_changes(run.data.params, rebuilt).items():
         if any(key == name or key.startswith(f"{name}.") for name in given):
             log.info("config %s: %s then, %s now, as this command gives it", key, then, value)

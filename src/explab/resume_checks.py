@@ -28,6 +28,11 @@ SCHEDULE_LENGTH_KEYS = (
 )
 
 
+def trained_without_checkpoints(run: Run) -> bool:
+    """Whether ``run`` trained with ``checkpoint=none``, which keeps neither a best nor a last checkpoint."""
+    return run.data.params.get("trainer.enable_checkpointing") == "False"
+
+
 def check_resumable(run: Run, config: DictConfig, checkpoint_path: Path) -> None:
     """Raise ``UsageError`` (or ``CheckpointError``) when resuming ``run`` with ``config`` would damage it."""
     from explab.build import mlflow_logger_node
@@ -40,7 +45,7 @@ def check_resumable(run: Run, config: DictConfig, checkpoint_path: Path) -> None
             f"ckpt_path={checkpoint_path} hydra.run.dir=<a new folder> logger=none"
         )
     if not checkpoint_path.is_file():
-        if run.data.params.get("trainer.enable_checkpointing") == "False":
+        if trained_without_checkpoints(run):
             raise UsageError(
                 f"run {run_id} trained with checkpoint=none, which keeps no last checkpoint to resume from; "
                 f"train it again from scratch with one: reproduce={run_id} checkpoint=default"

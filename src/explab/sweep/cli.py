@@ -18,19 +18,21 @@ from explab.sweep.storage import JOURNAL_PREFIX, load_study, storage_file
 from explab.sweep.summary import describe_progress
 
 
-def studies_in(mlruns_dir: Path) -> dict[str, list[str]]:
-    """Each journal under ``mlruns_dir/optuna`` (as a storage URL) and the studies it holds."""
+def study_names(storage_url: str) -> list[str]:
+    """The names of the studies the storage at ``storage_url`` holds."""
     import optuna
 
     from explab.sweep.storage import open_storage
 
-    held = {}
-    for journal in sorted((mlruns_dir / "optuna").glob("*.journal")):
-        url = f"{JOURNAL_PREFIX}{journal.resolve()}"
-        storage = open_storage(url)
-        assert storage is not None  # a URL was given
-        held[url] = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-    return held
+    storage = open_storage(storage_url)
+    assert storage is not None  # a URL was given
+    return [s.study_name for s in optuna.get_all_study_summaries(storage)]
+
+
+def studies_in(mlruns_dir: Path) -> dict[str, list[str]]:
+    """Each journal under ``mlruns_dir/optuna`` (as a storage URL) and the studies it holds."""
+    journals = sorted((mlruns_dir / "optuna").glob("*.journal"))
+    return {url: study_names(url) for url in (f"{JOURNAL_PREFIX}{journal.resolve()}" for journal in journals)}
 
 
 def find_storage(study_name: str, mlruns_dir: Path) -> str:
@@ -52,16 +54,10 @@ def find_storage(study_name: str, mlruns_dir: Path) -> str:
 
 def every_study(storage_url: str | None, mlruns_dir: Path) -> list[tuple[str, str]]:
     """(study, storage URL) of every study in ``storage_url``, or else in the journals under ``mlruns_dir``."""
-    import optuna
-
-    from explab.sweep.storage import open_storage
-
     if storage_url:
         _check_exists(storage_url)
         try:
-            storage = open_storage(storage_url)
-            assert storage is not None  # a URL was given
-            names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+            names = study_names(storage_url)
         except Exception as error:  # a URL that does not parse, a server that does not answer
             raise UsageError(f"cannot read studies from {storage_url}: {first_line(error)}") from None
         if not names:

@@ -26,6 +26,14 @@ def server_ui(tracking_uri: str) -> str | None:
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
+def mlruns_folder(tracking_uri: str) -> Path | None:
+    """The folder ``tracking_uri`` names when it is explab's SQLite store in one (``paths.mlruns_dir``)."""
+    from explab.config import sqlite_store
+
+    folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
+    return folder if tracking_uri == sqlite_store(folder) else None
+
+
 def ui_command(tracking_uri: str) -> str:
     """The command that serves the store at ``tracking_uri`` in the UI at ``LOCAL_UI``, as typed where the
     process runs.
@@ -45,8 +53,8 @@ def ui_command(tracking_uri: str) -> str:
     make = "make" if Path.cwd().resolve() == checkout else f"make -C {checkout}"
     if tracking_uri == sqlite_store(checkout / "mlruns"):
         return f"{make} ui"
-    folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
-    if tracking_uri == sqlite_store(folder):
+    folder = mlruns_folder(tracking_uri)
+    if folder is not None:
         return f"{make} ui MLRUNS={folder}"
     return f"{make} ui STORE={shown_url(tracking_uri)}"
 
@@ -62,8 +70,8 @@ def report_command(experiment_name: str, tracking_uri: str, shell_uri: str | Non
     command = f"explab-report experiment={experiment_name}"
     if tracking_uri == (shell_uri or sqlite_store(project_root() / "mlruns")):
         return command
-    folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
-    if tracking_uri == sqlite_store(folder):
+    folder = mlruns_folder(tracking_uri)
+    if folder is not None:
         return f"{command} paths.mlruns_dir={folder}"
     return f"{command} tracking_uri={shown_url(tracking_uri)}"
 

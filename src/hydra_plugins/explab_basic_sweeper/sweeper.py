@@ -39,13 +39,14 @@ class ExplabBasicSweeper(BasicSweeper):
         A Hydra override: the job's own overrides, which the run records and ``reproduce=`` composes again,
         stay as they were.
         """
+        from explab.config import override_key
+
         assert self.overrides is not None, "sweep() splits the arguments into batches first"
         if self.swept is None:
             jobs = [job for batch in self.overrides for job in batch]
             values: dict[str, set[str]] = {}
             for override in (o for job in jobs for o in job):
-                key, _, value = override.lstrip("+~").partition("=")
-                values.setdefault(key, set()).add(value)
+                values.setdefault(override_key(override), set()).add(override.partition("=")[2])
             self.swept = [key for key, seen in values.items() if len(seen) > 1 and not key.startswith("hydra.")]
         batch = super().get_job_batch()
         if not self.swept:
@@ -113,12 +114,13 @@ class ExplabBasicSweeper(BasicSweeper):
 def _suggest_the_report(config: Any, finished: int, shell_uri: str | None) -> None:
     """After two or more runs of explab's train, the command that reports each configuration over its seeds:
     what a multirun of seeds is run for."""
+    from explab.reproduce import logger_tracking_uri
     from explab.tracking.ui import report_command
 
-    trackers = [node for node in (config.get("logger") or {}).values() if node and node.get("tracking_uri")]
-    if finished < 2 or not trackers or not config.get("experiment_name"):
+    tracked_in = logger_tracking_uri(config)
+    if finished < 2 or tracked_in is None or not config.get("experiment_name"):
         return
-    command = report_command(str(config.experiment_name), str(trackers[0].tracking_uri), shell_uri)
+    command = report_command(str(config.experiment_name), tracked_in, shell_uri)
     log.info("%d runs of this multirun finished; each configuration, over its seeds: %s", finished, command)
 
 
@@ -129,6 +131,7 @@ def _say_which_jobs_failed(jobs: list[JobReturn], swept: list[str]) -> None:
     from hydra.core.utils import filter_overrides
 
     from explab.cli import ReportedError
+    from explab.config import overrides_of
     from explab.errors import ExplabError, first_line
 
     failed = [(number, job) for number, job in enumerate(jobs) if job.status == JobStatus.FAILED]
@@ -139,7 +142,7 @@ def _say_which_jobs_failed(jobs: list[JobReturn], swept: list[str]) -> None:
     ]
     for number, job in failed:
         given = filter_overrides(job.overrides or [])
-        named = [o for o in given if o.lstrip("+~").partition("=")[0] in swept] or given
+        named = overrides_of(given, swept) or given
         lines.append(f"  job {number} ({' '.join(named)}): {first_line(job._return_value)}")
     print("Error: " + "\n".join(lines), file=sys.stderr)
     bug = next((job for _, job in failed if not isinstance(job._return_value, ExplabError)), None)
