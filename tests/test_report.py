@@ -95,6 +95,17 @@ def test_labels_name_the_chosen_class_and_leave_out_settings_a_configuration_lac
     assert labels([without, extra]) == {without: "y=None", extra: "y=2"}
 
 
+def test_labels_round_a_drawn_number_only_as_far_as_keeps_configurations_apart() -> None:
+    drawn = [(("optimizer.lr", lr), ("model.depth", "2")) for lr in ("0.0012022983166419944", "0.00228811366847")]
+    assert sorted(labels(drawn).values()) == ["optimizer.lr=0.001202", "optimizer.lr=0.002288"]
+    # two values alike in their first four digits keep as many as tell them apart
+    close = [(("optimizer.lr", lr),) for lr in ("0.0012022983", "0.0012024117", "0.01")]
+    assert sorted(labels(close).values()) == ["optimizer.lr=0.0012023", "optimizer.lr=0.0012024", "optimizer.lr=0.01"]
+    # values as typed stay as typed, names too
+    typed = [(("optimizer.momentum", m), ("run", name)) for m, name in (("0.0", "a1.5"), ("0.9", "b"))]
+    assert sorted(labels(typed).values()) == ["optimizer.momentum=0.0, run=a1.5", "optimizer.momentum=0.9, run=b"]
+
+
 def test_labels_name_a_subtree_another_configuration_lacks_by_its_entries_not_every_setting() -> None:
     def callbacks(patience: str) -> Configuration:
         return (
@@ -349,6 +360,29 @@ def test_a_baseline_names_a_config_groups_choice_as_labels_and_overrides_do(comp
     with pytest.raises(UsageError, match=r"or params such as 'baseline=\{optimizer:(Adam|SGD)\}'") as refused:
         report_of("baseline={optimizer:rmsprop}")
     assert "## Against the baseline" in report_of(re.search(r"'(baseline=\{.*\})'", str(refused.value)).group(1))
+
+
+def test_a_baseline_may_be_a_drawn_number_as_the_table_shows_it(compose_cfg, store: Path) -> None:
+    uri = tracking_uri_for(store)
+    client = mlflow.tracking.MlflowClient(uri)
+    experiment = client.create_experiment("drawn", artifact_location=str(store / "artifacts"))
+    for lr, values in {"0.0012022983166419944": (0.95, 0.96), "0.0022881136684755237": (0.90, 0.91)}.items():
+        for seed, value in enumerate(values, start=1):
+            run = client.create_run(experiment)
+            client.log_param(run.info.run_id, "optimizer.lr", lr)
+            client.log_param(run.info.run_id, "seed", seed)
+            client.log_metric(run.info.run_id, "test/acc", value)
+            client.set_terminated(run.info.run_id, "FINISHED")
+
+    def report_of(baseline: str) -> str:
+        return report(compose_cfg("experiment_name=drawn", f"tracking_uri={uri}", baseline, config_name="report"))
+
+    table = report_of("baseline=null")
+    assert "| optimizer.lr=0.001202 | 2 |" in table and "0.0012022983" not in table
+    assert "## Against the baseline (optimizer.lr=0.002288)" in report_of("baseline={optimizer.lr:0.002288}")
+    # fewer digits than a label shows are a value of their own, not a prefix
+    with pytest.raises(UsageError, match="matches no FINISHED training run"):
+        report_of("baseline={optimizer.lr:0.002}")
 
 
 @pytest.mark.parametrize(

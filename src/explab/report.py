@@ -51,6 +51,8 @@ REPEAT_KEYS = (
     "trainer.enable_model_summary",
 )
 REPEAT_PREFIXES = ("optuna_trial.", "logger.", "time_to.")
+# a label's numbers keep at least this many significant digits, more only where two values need them to differ
+LABEL_DIGITS = 4
 
 Configuration = tuple[tuple[str, str], ...]
 
@@ -94,13 +96,41 @@ def _labels_within(configurations: Sequence[Configuration]) -> dict[Configuratio
     configuration has nothing of reads as its entries (``callbacks=early_stopping+lr_monitor`` against
     ``callbacks={}``) or its class, not as every setting in it; a setting in it that varies is still shown.
     """
-    settings = [dict(c) for c in configurations]
+    shown = _shown_values(configurations)
+    settings = [{k: shown[k, v] for k, v in c} for c in configurations]
     varying = sorted({k for s in settings for k in s if len({t.get(k) for t in settings}) > 1})
-    folded = {c: _label(dict(c), varying, settings, fold=True) for c in configurations}
-    if len(set(folded.values())) == len(folded):
-        return folded
-    # two subtrees told apart only below their entries: every setting, as it is
-    return {c: _label(dict(c), varying, settings, fold=False) for c in configurations}
+    folded = [_label(s, varying, settings, fold=True) for s in settings]
+    if len(set(folded)) < len(folded):
+        # two subtrees told apart only below their entries: every setting, as it is
+        folded = [_label(s, varying, settings, fold=False) for s in settings]
+    return dict(zip(configurations, folded, strict=True))
+
+
+def _shown_values(configurations: Sequence[Configuration]) -> dict[tuple[str, str], str]:
+    """(key, value) -> the value as a label shows it: a number a sampler drew (``0.0012022983166419944``) to
+    the fewest significant digits, at least ``LABEL_DIGITS``, that keep this key's values apart (``0.001202``);
+    any other value as recorded."""
+    values: dict[str, set[str]] = defaultdict(set)
+    for key, value in (pair for c in configurations for pair in c):
+        values[key].add(value)
+    shown: dict[tuple[str, str], str] = {}
+    for key, found in values.items():
+        for digits in range(LABEL_DIGITS, 18):
+            rounded = {value: _rounded(value, digits) for value in found}
+            if len(set(rounded.values())) == len(found):
+                break
+        shown |= {(key, value): short for value, short in rounded.items()}
+    return shown
+
+
+def _rounded(value: str, digits: int) -> str:
+    """``value`` to ``digits`` significant digits when it is a number with more, else as it is."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    short = f"{number:.{digits}g}"
+    return value if not math.isfinite(number) or float(short) == number else short
 
 
 def _label(setting: dict[str, str], varying: list[str], settings: list[dict[str, str]], fold: bool) -> str:
@@ -225,9 +255,18 @@ def _same(recorded: str | None, wanted: Any) -> bool:
     if recorded == str(wanted):
         return True
     try:
-        return math.isclose(float(recorded), float(wanted))
+        number = float(recorded)
+        return math.isclose(number, float(wanted)) or _shown_as(number, str(wanted))
     except (TypeError, ValueError):
         return False
+
+
+def _shown_as(number: float, label_value: str) -> bool:
+    """Whether a label could show ``number`` as ``label_value``: a value copied from a report's table, rounded
+    to its significant digits (``LABEL_DIGITS`` or more) as ``_shown_values`` rounds."""
+    mantissa = label_value.lower().lstrip("+-").partition("e")[0].replace(".", "").lstrip("0")
+    digits = len(mantissa)
+    return digits >= LABEL_DIGITS and float(f"{number:.{digits}g}") == float(label_value)
 
 
 def compare_with_baseline(
