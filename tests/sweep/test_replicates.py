@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import re
+import shlex
 from pathlib import Path
 
 import optuna
@@ -105,16 +107,18 @@ def test_the_winner_is_the_top_configuration_with_the_best_lower_bound(tmp_path:
     assert set(rows) == set(values) and rows[expected]["winner"] == "True"
     assert "Winner over seeds" in done.stdout
 
-    report = run_cli(
-        "explab-report",
+    # the sweep ends with the report of its replicates, as a command that works where it was typed
+    said = re.search(r"each configuration over its seeds: (explab-report .*)", done.stdout)
+    assert said, done.stdout[-2000:]
+    command = shlex.split(said.group(1))
+    assert command[1:] == [
         "experiment=digits_cnn",
-        f"sweep={parent.info.run_id}",
-        "ci=pooled",
-        "metrics=[val/acc_best]",
         f"paths.mlruns_dir={tmp_path}/mlruns",
-        cwd=tmp_path,
-        timeout=120,
-    )
+        "sweep=digits_cnn_optuna",
+        "ci=pooled",
+        "metrics=val/acc_best",
+    ]
+    report = run_cli(*command, cwd=tmp_path, timeout=120)
     assert report.returncode == 0, report.stderr[-2000:]
     # the table's rows: | configuration | n | ...; the third configuration has only its search trial
     rows = [line.split("|")[1:-1] for line in report.stdout.splitlines() if line.startswith("| ")]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shlex
 import socket
 import time
 import uuid
@@ -225,6 +226,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
         self.conditions: dict[str, Condition] = {}
         self.order: list[str] = []
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.shell_uri: str | None = None
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Launcher | None = None
@@ -242,6 +244,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
         SIGTERM anywhere in the sweep, like Ctrl-C, fails the trial in hand and ends the parent run KILLED;
         inside a SLURM job (a preemption) the trial is left to be continued instead.
         """
+        self.shell_uri = os.environ.get("MLFLOW_TRACKING_URI")  # before a trial's MLflow sets it in this process
         self._check_settings()
         space, fixed = self._search_space(arguments)
         if is_pool_worker():  # the pool's process checked, opened the study and owns the parent run
@@ -285,6 +288,21 @@ class ExplabOptunaSweeperImpl(Sweeper):
         # the hparams_search overlays turn these off to keep trials cheap; the winner deserves them
         turned_off = [key for key in ("log_model", "log_plots") if self.config.get(key) is False]
         write_results(study, self.objectives.names(), Path(str(self.config.hydra.sweep.dir)), turned_off)
+        if self.replicates > 1 and self.mlflow_cfg and self.mlflow_cfg.get("experiment_name"):
+            self._suggest_the_report(study)
+
+    def _suggest_the_report(self, study: optuna.Study) -> None:
+        """The ``explab-report`` command that tables the replicated configurations over their seeds, with the
+        intervals the winner was chosen by."""
+        from explab.tracking.ui import report_command
+
+        assert self.mlflow_cfg is not None
+        command = report_command(
+            str(self.mlflow_cfg["experiment_name"]), self.mlflow_cfg["tracking_uri"], self.shell_uri
+        )
+        metric = self.objectives.names()[0]
+        sweep = shlex.quote(f"sweep={study.study_name}")
+        log.info("each configuration over its seeds: %s %s ci=pooled metrics=%s", command, sweep, metric)
 
     # --- many workers -------------------------------------------------------------------------------------
     @property
