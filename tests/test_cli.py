@@ -156,6 +156,23 @@ def test_a_missing_mandatory_value_is_named_before_any_run(tmp_path: Path) -> No
     assert runs_in(tmp_path / "mlruns", "digits_cnn") == []
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ((), "explab-report needs experiment_name=... on its command line, for example: explab-report experiment="),
+        (("explab-predict",), "explab-predict needs model_uri=... and input=... on its command line, for example: "),
+        (("explab-predict", "model_uri=abc"), "explab-predict needs input=... on its command line"),
+    ],
+)
+def test_a_command_without_the_value_it_needs_says_which_and_shows_an_example(
+    tmp_path: Path, arguments: tuple[str, ...], message: str
+) -> None:
+    """They ended in a traceback; explab-report's, inside Hydra's formatting of its own error."""
+    done = run_cli(*(arguments or ("explab-report",)), cwd=tmp_path, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert f"Error: {message}" in done.stderr
+
+
 @pytest.mark.slow
 def test_default_experiment_reaches_97_percent(tmp_path: Path) -> None:
     """What `make train` runs, in a subprocess with the default config."""

@@ -8,11 +8,12 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from omegaconf import DictConfig
 
-from explab.config import config_dir, config_groups
+from explab.config import config_dir, config_groups, override_key
 from explab.errors import ExplabError, Stopped, first_line
 from explab.utils.signals import interrupted_by_ctrl_c
 
@@ -250,9 +251,35 @@ _ONE_MODE = "Only one of --run, --multirun, --cfg, --info and --shell_completion
 CTRL_C_EXIT = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 
 
+def _say_what_is_missing(config_name: str, arguments: list[str]) -> None:
+    """Exit with one message when the command line leaves a value the command needs unset (``???`` in its root
+    config: ``explab-predict``'s ``model_uri`` and ``input``). Unchecked, Hydra met it as a traceback, inside
+    the task or, for a key the job folder's name uses, while formatting its own error."""
+    from omegaconf import OmegaConf
+
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in arguments):
+        return  # --help, --cfg, --info: they show the config, ??? included
+    root = OmegaConf.load(config_dir() / f"{config_name}.yaml")
+    given = {override_key(a) for a in arguments if "=" in a}
+    missing = [str(key) for key in root if OmegaConf.is_missing(root, key) and key not in given]
+    if not missing:
+        return
+    command = Path(sys.argv[0]).name
+    footer = str(OmegaConf.select(root, "hydra.help.footer", default=""))
+    example = next((line.strip() for line in footer.splitlines() if line.strip().startswith(command)), None)
+    print(
+        f"Error: {command} needs {' and '.join(f'{key}=...' for key in missing)} on its command line"
+        + (f", for example: {example}" if example else "")
+        + f" ({command} --help lists its settings)",
+        file=sys.stderr,
+    )
+    raise SystemExit(1)
+
+
 def run_hydra_app(app: Callable[[], object], config_name: str) -> None:
     """Run a ``@hydra.main`` app; on a composition error, print which key is wrong and what is valid."""
     sys.argv = [sys.argv[0], *_hydra_cfg_resolvable(_options_first(sys.argv[1:]))]
+    _say_what_is_missing(config_name, sys.argv[1:])
     try:
         app()
     except ReportedError:
