@@ -73,6 +73,13 @@ def test_hypervolume_grows_with_the_front_against_a_fixed_point() -> None:
     assert [t.number for t in pareto_front(study)] == [0, 1, 2]
 
 
+def test_the_front_reads_along_the_trade_off_best_first_by_the_first_objective() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for point in [(0.92, 0.28), (0.96, 0.37), (0.91, 0.19), (0.95, 0.29), (0.90, 0.30)]:  # the last is dominated
+        add(study, *point)
+    assert [t.number for t in pareto_front(study)] == [1, 3, 0, 2]
+
+
 def test_a_maximised_objective_counts_upwards() -> None:
     study = optuna.create_study(directions=["maximize", "minimize"])
     add(study, 0.9, 2.0)

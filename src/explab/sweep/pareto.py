@@ -38,9 +38,12 @@ def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
-    """The trials no other trial beats on every objective (ties kept), each one that trained."""
-    numbers = sorted({t.user_attrs.get(REPEATS_ATTR, t.number) for t in study.best_trials})
-    return [study.trials[n] for n in numbers]
+    """The trials no other trial beats on every objective (ties kept), each one that trained, best first by the
+    first objective: along the front, so that the trade-off reads in order (the most accurate, then ever
+    cheaper ones)."""
+    numbers = {t.user_attrs.get(REPEATS_ATTR, t.number) for t in study.best_trials}
+    signs = _signs(study)
+    return sorted((study.trials[n] for n in numbers), key=lambda t: ([*(signs * np.array(t.values))], t.number))
 
 
 def reference_point(study: optuna.Study, given: Sequence[float] | None = None) -> list[float] | None:
