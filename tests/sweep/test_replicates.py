@@ -106,6 +106,12 @@ def test_the_winner_is_the_top_configuration_with_the_best_lower_bound(tmp_path:
         rows = {int(row["trial"]): row for row in csv.DictReader(table)}
     assert set(rows) == set(values) and rows[expected]["winner"] == "True"
     assert "Winner over seeds" in done.stdout
+    assert parent.data.metrics["trials_replicates"] == 4
+    status = run_cli("explab-sweep", "status", "digits_cnn_optuna", "--mlruns-dir", f"{tmp_path}/mlruns", cwd=tmp_path)
+    assert "7 complete, 0 pruned, 0 failed, 0 running (0 of the complete are repeats; 4 replicates" in status.stdout
+    winning = children[expected].info.run_id
+    assert f"winner over seeds: trial {expected} (MLflow run {winning}), mean " in status.stdout, status.stdout
+    assert f"over 3 seeds, 95% interval [{lows[expected]:.6g}, " in status.stdout
 
     # the sweep ends with the report of its replicates, as a command that works where it was typed
     said = re.search(r"each configuration over its seeds: (explab-report .*)", done.stdout)

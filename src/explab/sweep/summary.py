@@ -101,13 +101,15 @@ def best_trained_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
 
 def trial_counts(study: optuna.Study) -> dict[str, int]:
     """Trials by state (``complete``, ``pruned``, ``fail``, ``running``, ``waiting``), ``repeated``: the
-    complete ones told an earlier trial's value, and ``warm_started``: those copied from a warm-start source."""
+    complete ones told an earlier trial's value, ``warm_started``: those copied from a warm-start source, and
+    ``replicates``: top configurations trained again with other seeds."""
     from optuna.trial import TrialState
 
     states = [t.state for t in study.trials]
     counts = {state.name.lower(): states.count(state) for state in TrialState}
     counts["repeated"] = sum(map(is_repeat, study.trials))
     counts["warm_started"] = sum(map(is_warm_start, study.trials))
+    counts["replicates"] = sum(map(is_replicate, study.trials))
     return counts
 
 
@@ -131,7 +133,8 @@ def describe_progress(study: optuna.Study) -> str:
     line = (
         f"study '{study.study_name}': {counts['complete']} complete, {counts['pruned']} pruned, "
         f"{counts['fail']} failed, {counts['running']} running ({counts['repeated']} of the complete are repeats"
-        f"{'; ' + str(counts['warm_started']) + ' copied from warm-start sources' if counts['warm_started'] else ''})"
+        f"{'; ' + str(counts['warm_started']) + ' copied from warm-start sources' if counts['warm_started'] else ''}"
+        f"{'; ' + str(counts['replicates']) + ' replicates of top configurations' if counts['replicates'] else ''})"
     )
     if not counts["complete"]:
         return f"{line}; no trial completed yet"
@@ -139,8 +142,18 @@ def describe_progress(study: optuna.Study) -> str:
         front = pareto_front(study)
         described = "; ".join(f"{trial_named(t)}: {_values(t)}" for t in front)
         return f"{line}; Pareto front of {len(front)}: {described}"
+    from optuna.study import StudyDirection
+
     best = best_trained_trial(study)
-    return f"{line}; best value {best.value:.6g}, {trial_named(best)}: {best.params}"
+    line = f"{line}; best value {best.value:.6g}, {trial_named(best)}: {best.params}"
+    configurations = replicated_configurations(study)
+    if not configurations:
+        return line
+    chosen = winner(configurations, study.direction == StudyDirection.MAXIMIZE)
+    return (
+        f"{line}; winner over seeds: {trial_named(study.trials[chosen.trial])}, mean {chosen.interval.mean:.6g} "
+        f"over {len(chosen.values)} seeds, 95% interval [{chosen.interval.low:.6g}, {chosen.interval.high:.6g}]"
+    )
 
 
 def sweep_results(study: optuna.Study, names: Sequence[str]) -> dict[str, Any]:
