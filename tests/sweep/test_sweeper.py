@@ -13,9 +13,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from explab.configurations import group_runs
 from explab.errors import UsageError
 from explab.eval import _fetch_best_checkpoint
-from explab.report import group_runs
 from explab.reproduce import config_from_recorded_run
 from explab.sweep.pruner import PRUNER_ATTR
 from explab.sweep.storage import open_storage

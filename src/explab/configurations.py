@@ -1,0 +1,194 @@
+"""Runs grouped into configurations, and each configuration named by what sets it apart.
+
+A configuration is a run's params minus what differs between repeats of one recipe (the seed, where the run
+wrote, what it only records); its runs are that recipe's seeds. ``explab-report`` tables and tests them, the
+notebooks plot them, and the labels here are what both call them.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from explab.tracking.params import describes_training
+
+# besides where a run wrote: params that differ between repeats of one configuration without changing it, as
+# what the run records besides its training (a reproduction with log_model=true trained the same thing)
+REPEAT_KEYS = (
+    "seed",
+    "data.seed",
+    "run_name",
+    "test",
+    "log_model",
+    "log_plots",
+    "registered_model_name",
+    "system_metrics_seconds",
+    "torch_threads",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+)
+REPEAT_PREFIXES = ("optuna_trial.", "logger.", "time_to.")
+# a label's numbers keep at least this many significant digits, more only where two values need them to differ
+LABEL_DIGITS = 4
+
+Configuration = tuple[tuple[str, str], ...]
+
+
+def sets_apart(key: str) -> bool:
+    """Whether a param can tell two configurations apart (a seed or an output folder cannot)."""
+    return describes_training(key) and key not in REPEAT_KEYS and not key.startswith(REPEAT_PREFIXES)
+
+
+def configuration_of(params: dict[str, str]) -> Configuration:
+    return tuple(sorted((k, v) for k, v in params.items() if sets_apart(k)))
+
+
+def group_runs(runs: Sequence[Any]) -> dict[Configuration, list[Any]]:
+    """Runs by configuration, each group one configuration's seed repeats."""
+    groups: dict[Configuration, list[Any]] = defaultdict(list)
+    for run in runs:
+        groups[configuration_of(run.data.params)].append(run)
+    return dict(groups)
+
+
+def labels(configurations: Sequence[Configuration]) -> dict[Configuration, str]:
+    """What sets each configuration apart from the others; configurations of several experiments read as their
+    experiment, and what sets each apart within it (``rotten_tomatoes_fasttext: optimizer.lr=0.01``)."""
+    experiment_of = {c: dict(c).get("experiment_name") for c in configurations}
+    if len(set(experiment_of.values())) < 2:
+        return _labels_within(configurations)
+    named: dict[Configuration, str] = {}
+    for experiment in set(experiment_of.values()):
+        inside = _labels_within([c for c in configurations if experiment_of[c] == experiment])
+        named |= {c: str(experiment) if label == "all" else f"{experiment}: {label}" for c, label in inside.items()}
+    return named
+
+
+def _labels_within(configurations: Sequence[Configuration]) -> dict[Configuration, str]:
+    """What sets each configuration apart from the others (``all`` when there is one).
+
+    A class chosen by a config group reads as the group and the class (``optimizer=RMSprop`` for
+    ``optimizer._target_=torch.optim.RMSprop``), and a key a configuration does not have is left out of its
+    label (Adam has no ``optimizer.momentum``) unless nothing else would set it apart. A subtree another
+    configuration has nothing of reads as its entries (``callbacks=early_stopping+lr_monitor`` against
+    ``callbacks={}``) or its class, not as every setting in it; a setting in it that varies is still shown.
+    """
+    shown = _shown_values(configurations)
+    settings = [{k: shown[k, v] for k, v in c} for c in configurations]
+    varying = sorted({k for s in settings for k in s if len({t.get(k) for t in settings}) > 1})
+    folded = [_label(s, varying, settings, fold=True) for s in settings]
+    if len(set(folded)) < len(folded):
+        # two subtrees told apart only below their entries: every setting, as it is
+        folded = [_label(s, varying, settings, fold=False) for s in settings]
+    return dict(zip(configurations, folded, strict=True))
+
+
+def _shown_values(configurations: Sequence[Configuration]) -> dict[tuple[str, str], str]:
+    """(key, value) -> the value as a label shows it: a number a sampler drew (``0.0012022983166419944``) to
+    the fewest significant digits, at least ``LABEL_DIGITS``, that keep this key's values apart (``0.001202``);
+    any other value as recorded."""
+    values: dict[str, set[str]] = defaultdict(set)
+    for key, value in (pair for c in configurations for pair in c):
+        values[key].add(value)
+    shown: dict[tuple[str, str], str] = {}
+    for key, found in values.items():
+        for digits in range(LABEL_DIGITS, 18):
+            rounded = {value: _rounded(value, digits) for value in found}
+            if len(set(rounded.values())) == len(found):
+                break
+        shown |= {(key, value): short for value, short in rounded.items()}
+    return shown
+
+
+def _rounded(value: str, digits: int) -> str:
+    """``value`` to ``digits`` significant digits when it is a number with more, else as it is."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    short = f"{number:.{digits}g}"
+    return value if not math.isfinite(number) or float(short) == number else short
+
+
+def _label(setting: dict[str, str], varying: list[str], settings: list[dict[str, str]], fold: bool) -> str:
+    """One configuration's label (see ``labels``): its ``varying`` keys; with ``fold``, the keys of a subtree
+    some configuration has nothing of, and that no two configurations holding it set apart, as one part."""
+    parts: dict[str, str] = {}
+    for key in [k for k in varying if k in setting] or varying:
+        tree = _missing_elsewhere(key, settings) if fold else None
+        if tree is None or len({s[key] for s in settings if key in s}) > 1:
+            parts[key] = _part(key, setting.get(key))
+        elif tree not in parts:
+            target = setting.get(f"{tree}._target_")
+            entries = sorted({k.removeprefix(f"{tree}.").split(".")[0] for k in setting if k.startswith(f"{tree}.")})
+            parts[tree] = _part(f"{tree}._target_", target) if target else f"{tree}={'+'.join(entries)}"
+    return ", ".join(parts.values()) or "all"
+
+
+def _part(key: str, value: str | None) -> str:
+    if key.endswith("._target_") and value is not None:
+        return f"{key.removesuffix('._target_')}={value.rpartition('.')[2]}"
+    return f"{key}={value}"
+
+
+def _missing_elsewhere(key: str, settings: list[dict[str, str]]) -> str | None:
+    """The outermost subtree holding ``key`` that some configuration has no setting under, or None."""
+    segments = key.split(".")
+    for depth in range(1, len(segments)):
+        tree = ".".join(segments[:depth])
+        if any(not any(k.startswith(f"{tree}.") for k in other) for other in settings):
+            return tree
+    return None
+
+
+def seed_of(run: Any) -> str:
+    """The seed a run trained with; a run that records none stands for a seed of its own."""
+    return str(run.data.params.get("seed", run.info.run_id))
+
+
+def by_seed(runs: Sequence[Any], metric: str) -> dict[str, float]:
+    """Seed -> value of ``metric``. A seed trained more than once (a reproduction, a rerun) is one sample, the
+    mean of its runs: counted twice, it would add to n without adding a seed, and narrow the interval."""
+    values: dict[str, list[float]] = defaultdict(list)
+    for run in runs:
+        if metric in run.data.metrics:
+            values[seed_of(run)].append(run.data.metrics[metric])
+    return {seed: statistics.fmean(found) for seed, found in values.items()}
+
+
+def repeated_seeds(groups: Mapping[Configuration, Sequence[Any]]) -> int:
+    """How many runs repeat a seed their configuration already ran (``by_seed`` counts each seed once)."""
+    return sum(len(members) - len({seed_of(r) for r in members}) for members in groups.values())
+
+
+def has_setting(params: Mapping[str, str], key: str, wanted: Any) -> bool:
+    """Whether a run's params give ``key`` the value ``wanted``; a config group's choice matches by the class it
+    builds, as labels name it (``optimizer=SGD``) or as the override chose it (``optimizer=sgd``)."""
+    if _same(params.get(key), wanted):
+        return True
+    target = params.get(f"{key}._target_")
+    return target is not None and target.rpartition(".")[2].lower() == str(wanted).lower()
+
+
+def _same(recorded: str | None, wanted: Any) -> bool:
+    """A param as MLflow stored it (a string) against a value from the command line (a number, a string)."""
+    if recorded is None:
+        return False
+    if recorded == str(wanted):
+        return True
+    try:
+        number = float(recorded)
+        return math.isclose(number, float(wanted)) or _shown_as(number, str(wanted))
+    except (TypeError, ValueError):
+        return False
+
+
+def _shown_as(number: float, label_value: str) -> bool:
+    """Whether a label could show ``number`` as ``label_value``: a value copied from a report's table, rounded
+    to its significant digits (``LABEL_DIGITS`` or more) as ``_shown_values`` rounds."""
+    mantissa = label_value.lower().lstrip("+-").partition("e")[0].replace(".", "").lstrip("0")
+    digits = len(mantissa)
+    return digits >= LABEL_DIGITS and float(f"{number:.{digits}g}") == float(label_value)

@@ -1,0 +1,54 @@
+"""What sets a configuration apart, as report tables and notebooks name it."""
+
+from __future__ import annotations
+
+from explab.configurations import Configuration, labels
+
+
+def test_labels_name_the_chosen_class_and_leave_out_settings_a_configuration_lacks() -> None:
+    adam = (("optimizer._target_", "torch.optim.Adam"), ("optimizer.lr", "0.1"))
+    sgd = (("optimizer._target_", "torch.optim.SGD"), ("optimizer.lr", "0.1"), ("optimizer.momentum", "0.9"))
+    plain_sgd = (("optimizer._target_", "torch.optim.SGD"), ("optimizer.lr", "0.1"), ("optimizer.momentum", "0.0"))
+    assert labels([adam, sgd, plain_sgd]) == {
+        adam: "optimizer=Adam",
+        sgd: "optimizer=SGD, optimizer.momentum=0.9",
+        plain_sgd: "optimizer=SGD, optimizer.momentum=0.0",
+    }
+    # lacking a key is all that sets this one apart: the label says so rather than nothing
+    without, extra = (("x", "1"),), (("x", "1"), ("y", "2"))
+    assert labels([without, extra]) == {without: "y=None", extra: "y=2"}
+
+
+def test_labels_round_a_drawn_number_only_as_far_as_keeps_configurations_apart() -> None:
+    drawn = [(("optimizer.lr", lr), ("model.depth", "2")) for lr in ("0.0012022983166419944", "0.00228811366847")]
+    assert sorted(labels(drawn).values()) == ["optimizer.lr=0.001202", "optimizer.lr=0.002288"]
+    # two values alike in their first four digits keep as many as tell them apart
+    close = [(("optimizer.lr", lr),) for lr in ("0.0012022983", "0.0012024117", "0.01")]
+    assert sorted(labels(close).values()) == ["optimizer.lr=0.0012023", "optimizer.lr=0.0012024", "optimizer.lr=0.01"]
+    # values as typed stay as typed, names too
+    typed = [(("optimizer.momentum", m), ("run", name)) for m, name in (("0.0", "a1.5"), ("0.9", "b"))]
+    assert sorted(labels(typed).values()) == ["optimizer.momentum=0.0, run=a1.5", "optimizer.momentum=0.9, run=b"]
+
+
+def test_labels_name_a_subtree_another_configuration_lacks_by_its_entries_not_every_setting() -> None:
+    def callbacks(patience: str) -> Configuration:
+        return (
+            ("callbacks.early_stopping.monitor", "val/acc"),
+            ("callbacks.early_stopping.patience", patience),
+            ("callbacks.lr_monitor.logging_interval", "epoch"),
+            ("optimizer.lr", "0.1"),
+        )
+
+    patient, hasty, none = callbacks("10"), callbacks("3"), (("callbacks", "{}"), ("optimizer.lr", "0.1"))
+    # the setting that varies between the two with callbacks still tells those two apart
+    assert labels([patient, hasty, none]) == {
+        patient: "callbacks=early_stopping+lr_monitor, callbacks.early_stopping.patience=10",
+        hasty: "callbacks=early_stopping+lr_monitor, callbacks.early_stopping.patience=3",
+        none: "callbacks={}",
+    }
+    # a subtree with a class reads as the class, as a config group's choice does
+    ddp = (("trainer.strategy._target_", "lightning.pytorch.strategies.DDPStrategy"), ("trainer.strategy.x", "1"))
+    assert labels([ddp, (("trainer.strategy", "auto"),)])[ddp] == "trainer.strategy=DDPStrategy"
+    # subtrees with the same entries, told apart only deeper down: every setting, as it is
+    deep, other = (("a.b.c", "1"),), (("a.b.d", "1"),)
+    assert labels([deep, other, (("a", "{}"),)])[deep] == "a.b.c=1"
