@@ -52,3 +52,17 @@ def test_labels_name_a_subtree_another_configuration_lacks_by_its_entries_not_ev
     # subtrees with the same entries, told apart only deeper down: every setting, as it is
     deep, other = (("a.b.c", "1"),), (("a.b.d", "1"),)
     assert labels([deep, other, (("a", "{}"),)])[deep] == "a.b.c=1"
+
+
+def test_a_classs_own_settings_the_same_wherever_they_occur_stay_out_of_its_label() -> None:
+    adam = (("optimizer._target_", "torch.optim.Adam"), ("optimizer.lr", "0.1"))
+    sgd = (
+        ("optimizer._target_", "torch.optim.SGD"),
+        ("optimizer.lr", "0.1"),
+        ("optimizer.momentum", "0.9"),
+        ("optimizer.nesterov", "False"),
+    )
+    assert labels([adam, sgd]) == {adam: "optimizer=Adam", sgd: "optimizer=SGD"}
+    # the class alone no longer tells two apart: what does is shown
+    slow_sgd = (*sgd[:1], ("optimizer.lr", "0.01"), *sgd[2:])
+    assert labels([adam, sgd, slow_sgd])[slow_sgd] == "optimizer=SGD, optimizer.lr=0.01"

@@ -75,15 +75,24 @@ def _labels_within(configurations: Sequence[Configuration]) -> dict[Configuratio
     label (Adam has no ``optimizer.momentum``) unless nothing else would set it apart. A subtree another
     configuration has nothing of reads as its entries (``callbacks=early_stopping+lr_monitor`` against
     ``callbacks={}``) or its class, not as every setting in it; a setting in it that varies is still shown.
+    A setting only some configurations have, the same in each of them, is left out where the rest of the
+    label tells them apart (``optimizer=SGD``, not ``optimizer=SGD, optimizer.momentum=0.9`` beside Adam).
     """
     shown = _shown_values(configurations)
     settings = [{k: shown[k, v] for k, v in c} for c in configurations]
     varying = sorted({k for s in settings for k in s if len({t.get(k) for t in settings}) > 1})
-    folded = [_label(s, varying, settings, fold=True) for s in settings]
-    if len(set(folded)) < len(folded):
-        # two subtrees told apart only below their entries: every setting, as it is
-        folded = [_label(s, varying, settings, fold=False) for s in settings]
-    return dict(zip(configurations, folded, strict=True))
+    # a class's own defaults (SGD's momentum, nesterov) vary only by being absent from the other classes
+    comes_along = {
+        k for k in varying if any(k not in s for s in settings) and len({s[k] for s in settings if k in s}) == 1
+    }
+    essential = [k for k in varying if k not in comes_along]
+    tries = [(essential, True)] if all(any(k in s for k in essential) for s in settings) else []
+    # the last: two subtrees told apart only below their entries, every setting as it is
+    for keys, fold in [*tries, (varying, True), (varying, False)]:
+        named = [_label(s, keys, settings, fold) for s in settings]
+        if len(set(named)) == len(named):
+            break
+    return dict(zip(configurations, named, strict=True))
 
 
 def _shown_values(configurations: Sequence[Configuration]) -> dict[tuple[str, str], str]:
