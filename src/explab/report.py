@@ -38,6 +38,7 @@ from explab.configurations import (
     seed_of,
 )
 from explab.errors import UsageError
+from explab.tracking.store import every_run
 from explab.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -212,7 +213,7 @@ def names_given(value: Any) -> list[str]:
 
 def sweep_parent(client: Any, experiment_id: str, sweep: str) -> str:
     """The parent run id ``sweep=`` names: that id, or the study name of one of the experiment's sweeps."""
-    parents = client.search_runs([experiment_id], filter_string="tags.`explab.sweep` = 'parent'", max_results=5000)
+    parents = every_run(client, [experiment_id], "tags.`explab.sweep` = 'parent'")
     if any(parent.info.run_id == sweep for parent in parents):
         return sweep
     named = [parent for parent in parents if parent.data.tags.get("optuna.study_name") == sweep]
@@ -283,7 +284,7 @@ def report(cfg: DictConfig) -> str:
     sweep = sweep_parent(client, ids[0], str(cfg.sweep)) if cfg.get("sweep") else None
     if sweep:  # one sweep's trials: its configurations, each over the seeds of its replicates
         wanted += f" and tags.`mlflow.parentRunId` = '{sweep}'"
-    found = client.search_runs(ids, filter_string=wanted, max_results=5000)
+    found = every_run(client, ids, wanted)
     runs = [r for r in found if "explab.sweep" not in r.data.tags and "explab.report" not in r.data.tags]
     if not runs:
         of_sweep = f" in sweep {cfg.sweep}" if sweep else ""

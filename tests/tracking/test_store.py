@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy
 from mlflow.tracking import MlflowClient
 
-from explab.tracking.store import _store_lock, check_store, open_client, shown_url
+from explab.tracking.store import _store_lock, check_store, every_run, open_client, shown_url
+from tests.conftest import tracking_uri_for
 
 
 def test_store_connections_use_wal_and_commit_without_waiting_for_the_disk(tmp_path) -> None:
@@ -67,3 +68,16 @@ def test_a_store_another_process_is_creating_is_waited_for_not_called_foreign(tm
 )
 def test_a_printed_store_url_hides_its_password(url: str, shown: str) -> None:
     assert shown_url(url) == shown
+
+
+def test_every_run_reads_every_page(tmp_path) -> None:
+    """One search returns one page: a report of an experiment with more runs than a page left the rest out."""
+    client = MlflowClient(tracking_uri_for(tmp_path))
+    experiment = client.create_experiment("many", artifact_location=str(tmp_path / "artifacts"))
+    made = set()
+    for _ in range(5):
+        run = client.create_run(experiment)
+        client.set_terminated(run.info.run_id, "FINISHED")
+        made.add(run.info.run_id)
+    found = every_run(client, [experiment], "attributes.status = 'FINISHED'", page_size=2)
+    assert len(found) == 5 and {r.info.run_id for r in found} == made

@@ -84,7 +84,7 @@ def _study_points(source: Mapping[str, Any], objectives: Objectives) -> Iterator
 
 
 def _mlflow_points(source: Mapping[str, Any], objectives: Objectives) -> Iterator[Point]:
-    from explab.tracking.store import open_client
+    from explab.tracking.store import every_run, open_client
 
     if not objectives.metrics:
         raise UsageError("warm start from MLflow runs reads the metrics named by hydra.sweeper.metric; set it")
@@ -93,9 +93,7 @@ def _mlflow_points(source: Mapping[str, Any], objectives: Objectives) -> Iterato
     experiment = client.get_experiment_by_name(str(experiment_name))
     if experiment is None:
         raise UsageError(f"warm start: no MLflow experiment '{experiment_name}' in {uri}")
-    runs = client.search_runs(
-        [experiment.experiment_id], filter_string="attributes.status = 'FINISHED'", max_results=50000
-    )
+    runs = every_run(client, [experiment.experiment_id], "attributes.status = 'FINISHED'")
     for run in runs:
         if run.data.tags.get("explab.sweep") == "parent":
             continue

@@ -66,6 +66,20 @@ def open_client(tracking_uri: str) -> MlflowClient:
     return client
 
 
+def every_run(client: MlflowClient, experiment_ids: list[str], filter_string: str, page_size: int = 5000) -> list[Run]:
+    """Every run of ``experiment_ids`` that ``filter_string`` selects, page after page: one call returns at most
+    ``page_size`` runs, and an experiment a lab has trained in for months holds more, which a report or a warm
+    start would otherwise leave out without a word."""
+    runs: list[Run] = []
+    token = None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string, max_results=page_size, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
 def find_run(tracking_uri: str, run_id: str) -> Run:
     """The run ``run_id`` of the store at ``tracking_uri``.
 
