@@ -290,6 +290,19 @@ def test_a_worse_configuration_is_called_worse(compose_cfg, seed_groups: str) ->
     assert rows["test/acc optimizer.lr=0.3"]["verdict"] == "worse"
 
 
+def test_an_experiment_without_finished_runs_says_what_its_runs_did(compose_cfg, store: Path) -> None:
+    uri = tracking_uri_for(store)
+    client = mlflow.tracking.MlflowClient(uri)
+    experiment = client.create_experiment("diverged", artifact_location=str(store / "artifacts"))
+    for status in ("FAILED", "FAILED", "KILLED"):
+        client.set_terminated(client.create_run(experiment).info.run_id, status)
+    cfg = compose_cfg("experiment_name=diverged", f"tracking_uri={uri}", config_name="report")
+    with pytest.raises(
+        UsageError, match=r"'diverged' has no FINISHED training runs to report \(its runs: 2 FAILED, 1 KILLED;"
+    ):
+        report(cfg)
+
+
 def test_a_baseline_names_a_config_groups_choice_as_labels_and_overrides_do(compose_cfg, store: Path) -> None:
     uri = tracking_uri_for(store)
     client = mlflow.tracking.MlflowClient(uri)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import math
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -244,6 +244,15 @@ def other_data_note(runs: Sequence[Any]) -> str:
     )
 
 
+def _others(client: Any, experiment_ids: list[str]) -> str:
+    """What the experiments' training runs did instead of finishing, counted by status (`` (its runs: 2 FAILED,
+    1 KILLED)``); nothing when there are none."""
+    found = every_run(client, experiment_ids, "attributes.status != 'FINISHED'")
+    statuses = Counter(r.info.status for r in found if "explab.sweep" not in r.data.tags)
+    counted = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+    return f" (its runs: {counted}; each says why in its tag explab.status_reason)" if counted else ""
+
+
 def metrics_to_report(asked: list[str], runs: Sequence[Any], experiment_name: str) -> list[str]:
     """The asked metrics some run logged; a warning names each that none did (a typo, or another task's
     metric), and a UsageError lists what the runs logged when none of them is there."""
@@ -288,7 +297,9 @@ def report(cfg: DictConfig) -> str:
     runs = [r for r in found if "explab.sweep" not in r.data.tags and "explab.report" not in r.data.tags]
     if not runs:
         of_sweep = f" in sweep {cfg.sweep}" if sweep else ""
-        raise UsageError(f"experiment '{title}' has no FINISHED training runs{of_sweep} to report")
+        raise UsageError(
+            f"experiment '{title}' has no FINISHED training runs{of_sweep} to report{_others(client, ids)}"
+        )
     asked = headline_metrics(runs) if cfg.metrics is None else names_given(cfg.metrics)
     metrics = metrics_to_report(asked, runs, title)
     groups = group_runs(runs)
