@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from explab.configurations import Configuration, labels
+from explab.configurations import Configuration, label_order, labels
 
 
 def test_labels_name_the_chosen_class_and_leave_out_settings_a_configuration_lacks() -> None:
@@ -66,3 +66,19 @@ def test_a_classs_own_settings_the_same_wherever_they_occur_stay_out_of_its_labe
     # the class alone no longer tells two apart: what does is shown
     slow_sgd = (*sgd[:1], ("optimizer.lr", "0.01"), *sgd[2:])
     assert labels([adam, sgd, slow_sgd])[slow_sgd] == "optimizer=SGD, optimizer.lr=0.01"
+
+
+def test_labels_sort_by_their_numbers_as_numbers() -> None:
+    shown = ["optimizer.lr=0.01", "optimizer.lr=1e-05", "optimizer.lr=0.001, depth=10", "optimizer.lr=0.001, depth=2"]
+    assert sorted(shown, key=label_order) == [
+        "optimizer.lr=1e-05",
+        "optimizer.lr=0.001, depth=2",
+        "optimizer.lr=0.001, depth=10",
+        "optimizer.lr=0.01",
+    ]
+    # names and words keep their order as text, after the numbers of the same key
+    assert sorted(["optimizer=SGD", "optimizer=Adam", "all"], key=label_order) == [
+        "all",
+        "optimizer=Adam",
+        "optimizer=SGD",
+    ]

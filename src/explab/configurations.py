@@ -95,6 +95,21 @@ def _labels_within(configurations: Sequence[Configuration]) -> dict[Configuratio
     return dict(zip(configurations, named, strict=True))
 
 
+def label_order(label: str) -> list[tuple[str, int, float, str]]:
+    """A sort key that reads a label's numbers as numbers: ``optimizer.lr=1e-05`` before ``optimizer.lr=0.001``,
+    and ``depth=2`` before ``depth=10``, where the text alone would put them the other way round."""
+    key: list[tuple[str, int, float, str]] = []
+    for part in label.split(", "):
+        name, equals, value = part.rpartition("=")
+        if not equals:  # an experiment's name, "all": the part is its own name
+            name, value = part, ""
+        try:
+            key.append((name, 0, float(value), ""))
+        except ValueError:
+            key.append((name, 1, 0.0, value))
+    return key
+
+
 def _shown_values(configurations: Sequence[Configuration]) -> dict[tuple[str, str], str]:
     """(key, value) -> the value as a label shows it: a number a sampler drew (``0.0012022983166419944``) to
     the fewest significant digits, at least ``LABEL_DIGITS``, that keep this key's values apart (``0.001202``);

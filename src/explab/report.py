@@ -33,6 +33,7 @@ from explab.configurations import (
     by_seed,
     group_runs,
     has_setting,
+    label_order,
     labels,
     repeated_seeds,
     seed_of,
@@ -69,7 +70,7 @@ def aggregate(
                 f"{metric} ci_high": found.high,
             }
         rows.append(row)
-    return sorted(rows, key=lambda r: r["configuration"])
+    return sorted(rows, key=lambda r: label_order(r["configuration"]))
 
 
 def find_baseline(spec: Any, groups: Mapping[Configuration, Sequence[Any]]) -> Configuration:
@@ -107,7 +108,7 @@ def compare_with_baseline(
 ) -> list[dict[str, Any]]:
     """One row per (metric, other configuration): the test, the difference, p, Holm's p, effect and verdict."""
     named = labels(list(groups))
-    others = [c for c in sorted(groups, key=named.__getitem__) if c != baseline]
+    others = [c for c in sorted(groups, key=lambda c: label_order(named[c])) if c != baseline]
     lower = set(names_given(cfg.lower_is_better)) if cfg.lower_is_better is not None else None
     rows = []
     for metric in metrics:
