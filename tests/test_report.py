@@ -303,17 +303,25 @@ def test_an_experiment_without_finished_runs_says_what_its_runs_did(compose_cfg,
         report(cfg)
 
 
-def test_a_baseline_names_a_config_groups_choice_as_labels_and_overrides_do(compose_cfg, store: Path) -> None:
+def _seed_runs(store: Path, experiment_name: str, key: str, seeds_by_value: dict[str, tuple[float, ...]]) -> str:
+    """FINISHED runs of ``experiment_name``: for each value of ``key``, one run per seed 1, 2, ... with its
+    ``test/acc``; returns the store's URI."""
     uri = tracking_uri_for(store)
     client = mlflow.tracking.MlflowClient(uri)
-    experiment = client.create_experiment("groups", artifact_location=str(store / "artifacts"))
-    for optimizer, values in {"Adam": (0.95, 0.96), "SGD": (0.90, 0.91)}.items():
+    experiment = client.create_experiment(experiment_name, artifact_location=str(store / "artifacts"))
+    for param, values in seeds_by_value.items():
         for seed, value in enumerate(values, start=1):
             run = client.create_run(experiment)
-            client.log_param(run.info.run_id, "optimizer._target_", f"torch.optim.{optimizer}")
+            client.log_param(run.info.run_id, key, param)
             client.log_param(run.info.run_id, "seed", seed)
             client.log_metric(run.info.run_id, "test/acc", value)
             client.set_terminated(run.info.run_id, "FINISHED")
+    return uri
+
+
+def test_a_baseline_names_a_config_groups_choice_as_labels_and_overrides_do(compose_cfg, store: Path) -> None:
+    classes = {"torch.optim.Adam": (0.95, 0.96), "torch.optim.SGD": (0.90, 0.91)}
+    uri = _seed_runs(store, "groups", "optimizer._target_", classes)
 
     def report_of(baseline: str) -> str:
         return report(compose_cfg("experiment_name=groups", f"tracking_uri={uri}", baseline, config_name="report"))
@@ -327,16 +335,8 @@ def test_a_baseline_names_a_config_groups_choice_as_labels_and_overrides_do(comp
 
 
 def test_a_baseline_may_be_a_drawn_number_as_the_table_shows_it(compose_cfg, store: Path) -> None:
-    uri = tracking_uri_for(store)
-    client = mlflow.tracking.MlflowClient(uri)
-    experiment = client.create_experiment("drawn", artifact_location=str(store / "artifacts"))
-    for lr, values in {"0.0012022983166419944": (0.95, 0.96), "0.0022881136684755237": (0.90, 0.91)}.items():
-        for seed, value in enumerate(values, start=1):
-            run = client.create_run(experiment)
-            client.log_param(run.info.run_id, "optimizer.lr", lr)
-            client.log_param(run.info.run_id, "seed", seed)
-            client.log_metric(run.info.run_id, "test/acc", value)
-            client.set_terminated(run.info.run_id, "FINISHED")
+    drawn = {"0.0012022983166419944": (0.95, 0.96), "0.0022881136684755237": (0.90, 0.91)}
+    uri = _seed_runs(store, "drawn", "optimizer.lr", drawn)
 
     def report_of(baseline: str) -> str:
         return report(compose_cfg("experiment_name=drawn", f"tracking_uri={uri}", baseline, config_name="report"))
