@@ -105,6 +105,24 @@ def test_a_finished_run_resumes_only_to_train_further(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_fewer_epochs_than_a_checkpoint_completed_are_refused_before_the_fit(tmp_path: Path) -> None:
+    """Lightning refused them with a traceback once the fit had begun."""
+    run_id = trained_run(tmp_path)  # 2 epochs
+    client = client_for(tmp_path)
+    client.set_terminated(run_id, "KILLED")
+    done = run_cli("explab-train", f"resume={run_id}", "trainer.max_epochs=1", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert f"resume={run_id}: the run has trained 2 epochs, more than trainer.max_epochs=1: give " in done.stderr
+    assert "trainer.max_epochs=2 or more, or leave it out to keep the run's own (2)" in done.stderr
+    assert client.get_run(run_id).info.status == "KILLED", "the run keeps its status"
+    checkpoint = last_checkpoint(tmp_path, run_id)
+    done = run_cli("explab-train", f"ckpt_path={checkpoint}", "trainer.max_epochs=1", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "fitting on from it continues its epoch count, and it has trained 2 epochs" in done.stderr
+    assert len(runs_in(tmp_path / "mlruns", "digits_cnn")) == 1, "no run for a fit that cannot start"
+
+
+@pytest.mark.slow
 def test_an_early_stopped_run_resumed_with_more_patience_stops_at_the_new_patience(tmp_path: Path) -> None:
     """Lightning restores EarlyStopping's patience from the checkpoint: the resume the refusal message advises,
     with a raised patience, stopped again at the old one while the run recorded the new."""

@@ -70,6 +70,12 @@ def check_resumable(run: Run, config: DictConfig, checkpoint_path: Path) -> None
     _check_same_model(run_id, then, now)
     _check_same_optimizer(run_id, then, now)
     _check_schedule_length(run_id, then, now, config)
+    _check_epochs_reach_the_checkpoint(
+        f"resume={run_id}: the run has",
+        checkpoint,
+        config,
+        f"leave it out to keep the run's own ({then.get('trainer.max_epochs')})",
+    )
     if run.info.status == "FINISHED":
         _check_something_left_to_train(run_id, checkpoint, config)
 
@@ -83,6 +89,12 @@ def check_fit_from_checkpoint(cfg: DictConfig, path: Path) -> None:
     from explab.checkpoints import CHECKPOINT_KEY, load_checkpoint, weights_mismatch
 
     checkpoint = load_checkpoint(path)
+    _check_epochs_reach_the_checkpoint(
+        f"ckpt_path={path}: fitting on from it continues its epoch count, and it has",
+        checkpoint,
+        cfg,
+        "train from the start without ckpt_path",
+    )
     model = meta_model(cfg)  # None: a model that needs real tensors to be built, which Lightning checks as it loads
     mismatch = weights_mismatch(model, checkpoint["state_dict"]) if model is not None else ""
     if mismatch:
@@ -199,6 +211,23 @@ def one_cycle_length_changes(then: dict[str, Any], now: dict[str, Any], config: 
         return target.rsplit(".", 1)[-1], ""
     changes = ", ".join(f"{key}={now.get(key, '(none)')} (was {then.get(key, '(none)')})" for key in changed)
     return target.rsplit(".", 1)[-1], changes
+
+
+def _check_epochs_reach_the_checkpoint(
+    subject: str, checkpoint: dict[str, Any], config: DictConfig, other: str
+) -> None:
+    """A ``trainer.max_epochs`` below the epochs a checkpoint has trained through is refused: Lightning stops
+    such a fit with a traceback once it has begun (a checkpoint saved within an epoch), or trains nothing and
+    tests (one saved at an epoch's end) while the run records fewer epochs than it trained."""
+    max_epochs = config.trainer.get("max_epochs")
+    progress = (checkpoint.get("loops") or {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    # processed: epochs whose every batch ran, whether the checkpoint was saved at an epoch's end or within the next
+    trained = int(progress.get("processed", int(checkpoint.get("epoch", -1)) + 1))
+    if max_epochs not in (None, -1) and trained > max_epochs:
+        raise UsageError(
+            f"{subject} trained {trained} epochs, more than trainer.max_epochs={max_epochs}: give "
+            f"trainer.max_epochs={trained} or more, or {other}"
+        )
 
 
 def _check_something_left_to_train(run_id: str, checkpoint: dict[str, Any], config: DictConfig) -> None:
