@@ -33,6 +33,23 @@ def test_eval_logs_into_the_same_run(compose_cfg, store: Path) -> None:
     assert runs_in(store, "digits_cnn")[0].info.status == "FINISHED"
 
 
+def test_a_killed_run_is_pointed_to_its_last_checkpoint(compose_cfg, store: Path) -> None:
+    """A run logs its best checkpoint as it ends; one killed before has only last.ckpt, which eval can test."""
+    train(compose_cfg("trainer.max_epochs=1", "trainer.enable_progress_bar=false"))
+    run_id = _only_run_id(store)
+    client = MlflowClient(tracking_uri_for(store))
+    client.delete_tag(run_id, "explab.best_checkpoint")  # as a run killed in its fit leaves it
+    client.set_terminated(run_id, "KILLED")
+    last = Path(client.get_run(run_id).data.params["paths.output_dir"]) / "checkpoints" / "last.ckpt"
+    with pytest.raises(
+        CheckpointError, match=f"run {run_id} ended KILLED before it logged its best checkpoint"
+    ) as said:
+        evaluate(compose_cfg(f"run_id={run_id}", "trainer=cpu", config_name="eval"))
+    assert f"explab-train resume={run_id}, or test that state now with explab-eval ckpt_path={last}" in str(said.value)
+    assert evaluate(compose_cfg(f"ckpt_path={last}", "trainer=cpu", config_name="eval"))["test/acc"] > 0.5
+    assert len(client.get_metric_history(run_id, "test/acc")) == 2, "logged into the run the checkpoint belongs to"
+
+
 @pytest.mark.slow
 def test_a_compiled_runs_checkpoints_evaluate_and_resume_without_compiling(tmp_path: Path) -> None:
     """torch.compile names the backbone's weights ``backbone._orig_mod.x``: explab-eval of a compiled run, and a

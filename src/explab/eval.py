@@ -22,12 +22,20 @@ def _fetch_best_checkpoint(tracking_uri: str, run_id: str, folder: str) -> str:
     import mlflow.artifacts
 
     from explab.checkpoints import CheckpointError
-    from explab.resume_checks import trained_without_checkpoints
+    from explab.resume_checks import last_checkpoint_of, trained_without_checkpoints
     from explab.tracking.run import no_download_bars
     from explab.tracking.store import find_trained_run
 
     run = find_trained_run(tracking_uri, run_id)
     artifact = run.data.tags.get("explab.best_checkpoint")
+    last = last_checkpoint_of(run)
+    if not artifact and run.info.status != "FINISHED" and last.is_file():
+        # a run logs its best checkpoint as it ends: a killed one has only the state it was stopped in
+        raise CheckpointError(
+            f"run {run_id} ended {run.info.status} before it logged its best checkpoint; its training stopped at "
+            f"{last}. Continue the run to its end with explab-train resume={run_id}, or test that state now with "
+            f"explab-eval ckpt_path={last}"
+        )
     if not artifact:
         if trained_without_checkpoints(run):
             why, again = "it trained with checkpoint=none", f"reproduce={run_id} checkpoint=default"

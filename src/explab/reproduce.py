@@ -8,7 +8,6 @@ same run from its last checkpoint.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -16,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from explab.config import hydra_overrides, override_key
 from explab.errors import UsageError
-from explab.resume_checks import check_resumable
+from explab.resume_checks import check_resumable, last_checkpoint_of
 from explab.tracking.environment import git_state, versions
 from explab.utils.logging import get_logger
 
@@ -165,10 +164,9 @@ def config_from_recorded_run(cfg: DictConfig) -> DictConfig:
     with open_dict(rebuilt):
         rebuilt.paths.output_dir = cfg.paths.output_dir
         if mode == "resume":
-            output_dir = run.data.params.get("paths.output_dir") or ""
-            checkpoint = Path(output_dir) / "checkpoints" / "last.ckpt"
+            checkpoint = last_checkpoint_of(run)
             check_resumable(run, rebuilt, checkpoint)
-            rebuilt.paths.output_dir = output_dir
+            rebuilt.paths.output_dir = run.data.params.get("paths.output_dir") or ""
             rebuilt.ckpt_path = str(checkpoint)
     _warn_about_drift(run, rebuilt)
     log.info("%s of run %s with overrides %s", mode, run_id, overrides)

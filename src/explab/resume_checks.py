@@ -33,6 +33,11 @@ def trained_without_checkpoints(run: Run) -> bool:
     return run.data.params.get("trainer.enable_checkpointing") == "False"
 
 
+def last_checkpoint_of(run: Run) -> Path:
+    """Where ``run``'s ``last.ckpt`` is, in the output folder it recorded (which may be gone)."""
+    return Path(run.data.params.get("paths.output_dir") or "") / "checkpoints" / "last.ckpt"
+
+
 def check_resumable(run: Run, config: DictConfig, checkpoint_path: Path) -> None:
     """Raise ``UsageError`` (or ``CheckpointError``) when resuming ``run`` with ``config`` would damage it."""
     from explab.build import mlflow_logger_node
