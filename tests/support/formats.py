@@ -16,11 +16,12 @@ import numpy as np
 
 
 def digit_images(count: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` real digits from scikit-learn, upscaled to ``size`` x ``size`` uint8 images."""
+    """``count`` real digits from scikit-learn, upscaled to ``size`` x ``size`` uint8 images; more than its 1,797
+    repeat some."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    idx = np.random.default_rng(seed).choice(len(digits.images), count, replace=False)
+    idx = np.random.default_rng(seed).choice(len(digits.images), count, replace=count > len(digits.images))
     small = (digits.images[idx] * 255 / 16).astype(np.uint8)
     factor = -(-size // 8)
     big = small.repeat(factor, axis=1).repeat(factor, axis=2)[:, :size, :size]

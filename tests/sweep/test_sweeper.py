@@ -21,6 +21,7 @@ from explab.sweep.pruner import PRUNER_ATTR
 from explab.sweep.storage import open_storage
 from explab.sweep.summary import best_trained_trial
 from tests.conftest import BIN, as_from_a_terminal, run_cli, runs_in
+from tests.support.formats import write_mnist
 
 APP = Path(__file__).parents[1] / "support" / "apps" / "quadratic.py"
 
@@ -383,3 +384,25 @@ def test_workers_asked_of_a_plain_multirun_are_answered_with_the_grid_that_runs_
     assert done.returncode == 1
     assert "hydra.sweeper.n_jobs is a setting of explab's Optuna sweeper" in done.stderr, done.stderr[-2000:]
     assert "-m hydra/sweeper=explab_optuna hydra/sweeper/sampler=grid 'seed=choice(1,2,3)'" in done.stderr
+
+
+@pytest.mark.slow
+def test_the_mnist_search_runs_on_the_mnist_recipe_that_keeps_no_validation_split(tmp_path: Path) -> None:
+    """mnist_cnn trains on every training image, as Keras does; its search ranks trials on a validation split
+    of its own. Without one it was refused: val/acc_best is never logged."""
+    mnist = write_mnist(tmp_path / "mnist", n_train=5100)  # the search's validation split is 5,000 images
+    done = run_cli(
+        "explab-train",
+        "-m",
+        "hparams_search=mnist_optuna",  # mnist_cnn's search, and mnist_cnn where no experiment is named
+        f"data.data_dir={mnist}",
+        "hydra.sweeper.n_trials=1",
+        "trainer=limit_batches",
+        "trainer.max_epochs=1",
+        f"paths.mlruns_dir={tmp_path}/mlruns",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [trial] = [r for r in runs_in(tmp_path / "mlruns", "mnist_cnn") if "explab.sweep" not in r.data.tags]
+    assert trial.info.status == "FINISHED" and "val/acc_best" in trial.data.metrics
+    assert trial.data.params["data.val_size"] == "5000"
