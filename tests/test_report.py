@@ -76,6 +76,22 @@ def test_a_report_without_metrics_shows_its_tasks_headline_metrics(compose_cfg, 
     assert header == "| configuration | n | " + " | ".join(f"{m} | {m} 95% CI" for m in metrics) + " |"
 
 
+def test_a_classifier_trained_without_validation_reports_its_headline_test_metrics(compose_cfg, store: Path) -> None:
+    """mnist_cnn keeps no validation split: its report showed every test/ metric, loss and recall included."""
+    uri = tracking_uri_for(store)
+    client = mlflow.tracking.MlflowClient(uri)
+    experiment = client.create_experiment("keras_style", artifact_location=str(store / "artifacts"))
+    for seed in (1, 2):
+        run = client.create_run(experiment)
+        client.log_param(run.info.run_id, "seed", seed)
+        for name in ("test/acc", "test/f1", "test/loss", "test/recall", "train/loss"):
+            client.log_metric(run.info.run_id, name, 0.9 + seed / 100)
+        client.set_terminated(run.info.run_id, "FINISHED")
+    markdown = report(compose_cfg("experiment_name=keras_style", f"tracking_uri={uri}", config_name="report"))
+    header = next(line for line in markdown.splitlines() if line.startswith("| configuration |"))
+    assert header == "| configuration | n | test/acc | test/acc 95% CI | test/f1 | test/f1 95% CI |"
+
+
 @pytest.mark.parametrize("task", [ClassificationTask(nn.Identity(), 3, SGD), RegressionTask(nn.Identity(), SGD)])
 def test_each_task_has_headline_metrics_it_logs(task: TaskModule) -> None:
     assert set(HEADLINE_METRICS[task.best_metric_name]) <= task.metric_names()

@@ -197,10 +197,10 @@ HEADLINE_METRICS = {
 
 
 def headline_metrics(runs: Sequence[Any]) -> list[str]:
-    """The headline metrics of the tasks ``runs`` trained, in ``HEADLINE_METRICS``' order; otherwise every
-    ``test/`` metric and best-so-far value they logged."""
+    """The headline metrics of the tasks ``runs`` trained that they logged, in ``HEADLINE_METRICS``' order (a fit
+    without validation logs no ``val/``); otherwise every ``test/`` metric and best-so-far value they logged."""
     logged = {name for run in runs for name in run.data.metrics}
-    headline = [metric for best, metrics in HEADLINE_METRICS.items() if best in logged for metric in metrics]
+    headline = [m for metrics in HEADLINE_METRICS.values() if logged & set(metrics) for m in metrics if m in logged]
     return headline or sorted(
         n for n in logged if n.startswith("test/") or (n.startswith("val/") and n.endswith("_best"))
     )
