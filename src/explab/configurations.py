@@ -43,6 +43,7 @@ def sets_apart(key: str) -> bool:
 
 
 def configuration_of(params: dict[str, str]) -> Configuration:
+    """A run's configuration: its params that ``sets_apart``, sorted by key."""
     return tuple(sorted((k, v) for k, v in params.items() if sets_apart(k)))
 
 
