@@ -15,7 +15,8 @@ from explab.sweep import WARM_START_ATTR
 from explab.sweep.objectives import Objectives
 from explab.sweep.storage import open_storage
 from explab.sweep.warm_start import add_warm_start
-from tests.sweep.test_sweeper import load, sweep_plain_app
+from tests.conftest import runs_in
+from tests.sweep.test_sweeper import explab_sweep, load, sweep_plain_app
 
 
 def trained(study) -> list:
@@ -141,3 +142,32 @@ def test_a_source_that_cannot_be_read_adds_nothing_from_the_others(tmp_path: Pat
     with pytest.raises(UsageError, match=r"no study 'missing'.*studies there: source"):
         add_warm_start(study, sources, space, {}, Objectives.from_settings("maximize", None))
     assert study.trials == [], "the readable source's point waits until every source can be read"
+
+
+@pytest.mark.slow
+def test_explab_runs_warm_start_a_search_over_config_group_options(tmp_path: Path) -> None:
+    """The params hold what a group's option built (optimizer._target_), not its name: every earlier run of a
+    search over `optimizer` fell outside the space. Runs name their options in explab.choice.* tags; a run
+    recorded before those is read by its class."""
+    earlier = explab_sweep(tmp_path, "hydra.sweeper.n_trials=3", "trainer.max_epochs=1")
+    assert earlier.returncode == 0, earlier.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    runs = [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if "explab.sweep" not in r.data.tags]
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    assert finished and all(r.data.tags["explab.choice.optimizer"] in ("adam", "adamw", "rmsprop") for r in runs)
+    for key in [k for k in finished[0].data.tags if k.startswith("explab.choice.")]:
+        client.delete_tag(finished[0].info.run_id, key)  # as an earlier explab recorded it
+    later = explab_sweep(
+        tmp_path,
+        "hydra.sweeper.study_name=later",
+        "hydra.sweeper.n_trials=1",
+        "trainer.max_epochs=1",
+        "hydra.sweeper.warm_start=[{mlflow: digits_cnn}]",
+    )
+    assert later.returncode == 0, later.stderr[-3000:]
+    assert f"{len(finished)} trials added, 0 skipped" in later.stdout, later.stdout[-3000:]
+    # each run comes in with the option its trial drew, the untagged one's read from its class
+    source = load(tmp_path, "digits_cnn_optuna", "mlruns/optuna/digits_cnn.journal")
+    drawn = sorted((t.params["optimizer"], t.value) for t in source.trials if t.state == TrialState.COMPLETE)
+    study = load(tmp_path, "later", "mlruns/optuna/digits_cnn.journal")
+    assert sorted((t.params["optimizer"], t.value) for t in study.trials if WARM_START_ATTR in t.user_attrs) == drawn

@@ -99,7 +99,31 @@ def _mlflow_points(source: Mapping[str, Any], objectives: Objectives) -> Iterato
             continue
         if all(m in run.data.metrics for m in objectives.metrics):
             values = [run.data.metrics[m] for m in objectives.metrics]
-            yield Point(run.data.params, values, f"run {run.info.run_id}")
+            yield Point({**chosen_options(run), **run.data.params}, values, f"run {run.info.run_id}")
+
+
+def chosen_options(run: Any) -> dict[str, str]:
+    """The config groups' options ``run`` was composed with (``optimizer: adamw``), which a search space draws
+    by name while the params hold what they built: from the run's ``explab.choice.*`` tags; for a run recorded
+    before those, a group whose class is named as an option is (``optimizer._target_=torch.optim.AdamW`` for
+    ``adamw``; ``lazy_adam`` for ``LazyAdam``)."""
+    from explab.tracking.record import CHOICE_TAG
+
+    tagged = {k.removeprefix(CHOICE_TAG): v for k, v in run.data.tags.items() if k.startswith(CHOICE_TAG)}
+    if tagged:
+        return tagged
+    return {
+        key.removesuffix("._target_"): ClassName(value.rpartition(".")[2])
+        for key, value in run.data.params.items()
+        if key.endswith("._target_")
+    }
+
+
+class ClassName(str):
+    """The class a config group built, standing for the group's option of that name (see ``chosen_options``)."""
+
+    def names(self, option: Any) -> bool:
+        return str(option).replace("_", "").lower() == self.lower()
 
 
 def _label(source: Mapping[str, Any]) -> str:
@@ -126,7 +150,8 @@ def _as_drawn(value: Any, distribution: BaseDistribution) -> Any:
     if not isinstance(value, str):
         return value
     if isinstance(distribution, CategoricalDistribution):
-        return next((c for c in distribution.choices if str(c) == value), value)
+        named = value.names if isinstance(value, ClassName) else lambda c: str(c) == value
+        return next((c for c in distribution.choices if named(c)), value)
     try:
         return int(float(value)) if isinstance(distribution, IntDistribution) else float(value)
     except ValueError:

@@ -34,9 +34,29 @@ def run_tags(cfg: DictConfig, extra: dict[str, Any] | None = None) -> dict[str, 
         **environment.host_tags(),
         **environment.git_state(project_root()),
         **{f"version.{name}": v for name, v in environment.versions().items()},
+        **config_group_choices(),
     }
     tags.update(extra or {})
     return {key: str(value) for key, value in tags.items() if value is not None}
+
+
+CHOICE_TAG = "explab.choice."
+
+
+def config_group_choices() -> dict[str, str]:
+    """``explab.choice.optimizer: adamw``, one tag per config group the job composed, as Hydra chose it: the
+    params hold what the choice built (``optimizer._target_``), not the option's name that a search space or a
+    warm start draws. Empty outside a Hydra app."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {
+        f"{CHOICE_TAG}{group}": str(option)
+        for group, option in choices.items()
+        if option and group.split("/")[0] != "hydra"
+    }
 
 
 def tracked_here(cfg: DictConfig) -> bool:
