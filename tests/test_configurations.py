@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from explab.configurations import Configuration, label_order, labels
+from explab.configurations import Configuration, builds, label_order, labels
 
 
 def test_labels_name_the_chosen_class_and_leave_out_settings_a_configuration_lacks() -> None:
@@ -82,3 +82,9 @@ def test_labels_sort_by_their_numbers_as_numbers() -> None:
         "optimizer=Adam",
         "optimizer=SGD",
     ]
+
+
+def test_an_option_builds_the_class_it_is_named_after() -> None:
+    assert builds("adamw", "torch.optim.AdamW") and builds("AdamW", "torch.optim.AdamW")
+    assert builds("lazy_adam", "explab.models.LazyAdam"), "the option's underscores are not in the class name"
+    assert not builds("adam", "torch.optim.AdamW")

@@ -195,7 +195,14 @@ def has_setting(params: Mapping[str, str], key: str, wanted: Any) -> bool:
     if _same(params.get(key), wanted):
         return True
     target = params.get(f"{key}._target_")
-    return target is not None and target.rpartition(".")[2].lower() == str(wanted).lower()
+    return target is not None and builds(wanted, target)
+
+
+def builds(option: Any, target: str) -> bool:
+    """Whether a config group's option, by its name, is the one that builds the class ``target``: explab names
+    its options after their classes (``adamw`` builds ``torch.optim.AdamW``, ``lazy_adam``
+    ``explab.models.LazyAdam``), and labels name them by the class (``optimizer=AdamW``)."""
+    return str(option).replace("_", "").lower() == target.rpartition(".")[2].lower()
 
 
 def _same(recorded: str | None, wanted: Any) -> bool:

@@ -105,25 +105,27 @@ def _mlflow_points(source: Mapping[str, Any], objectives: Objectives) -> Iterato
 def chosen_options(run: Any) -> dict[str, str]:
     """The config groups' options ``run`` was composed with (``optimizer: adamw``), which a search space draws
     by name while the params hold what they built: from the run's ``explab.choice.*`` tags; for a run recorded
-    before those, a group whose class is named as an option is (``optimizer._target_=torch.optim.AdamW`` for
-    ``adamw``; ``lazy_adam`` for ``LazyAdam``)."""
+    before those, the option that builds the group's class (``adamw`` for ``optimizer._target_=torch.optim.AdamW``,
+    ``explab.configurations.builds``)."""
     from explab.tracking.record import CHOICE_TAG
 
     tagged = {k.removeprefix(CHOICE_TAG): v for k, v in run.data.tags.items() if k.startswith(CHOICE_TAG)}
     if tagged:
         return tagged
     return {
-        key.removesuffix("._target_"): ClassName(value.rpartition(".")[2])
+        key.removesuffix("._target_"): BuiltClass(value)
         for key, value in run.data.params.items()
         if key.endswith("._target_")
     }
 
 
-class ClassName(str):
-    """The class a config group built, standing for the group's option of that name (see ``chosen_options``)."""
+class BuiltClass(str):
+    """The class a config group built, standing for the group's option that builds it (see ``chosen_options``)."""
 
-    def names(self, option: Any) -> bool:
-        return str(option).replace("_", "").lower() == self.lower()
+    def built_by(self, option: Any) -> bool:
+        from explab.configurations import builds
+
+        return builds(option, self)
 
 
 def _label(source: Mapping[str, Any]) -> str:
@@ -150,7 +152,7 @@ def _as_drawn(value: Any, distribution: BaseDistribution) -> Any:
     if not isinstance(value, str):
         return value
     if isinstance(distribution, CategoricalDistribution):
-        named = value.names if isinstance(value, ClassName) else lambda c: str(c) == value
+        named = value.built_by if isinstance(value, BuiltClass) else lambda c: str(c) == value
         return next((c for c in distribution.choices if named(c)), value)
     try:
         return int(float(value)) if isinstance(distribution, IntDistribution) else float(value)
