@@ -82,9 +82,14 @@ def config_groups(choices: Any) -> dict[str, list[str]]:
     groups = {}
     for group in sorted(str(name) for name in choices):
         options = sorted(loader.get_group_options(group, results_filter=ObjectType.CONFIG, **where))
-        if options and group != "hydra" and not group.startswith("hydra/"):
+        if options and not is_hydra_group(group):
             groups[group] = options
     return groups
+
+
+def is_hydra_group(group: str) -> bool:
+    """Whether ``group`` is Hydra's own (``hydra``, ``hydra/launcher``, ...) rather than one of the job's."""
+    return group.split("/")[0] == "hydra"
 
 
 def config_groups_help(choices: Any) -> str:

@@ -105,6 +105,13 @@ def winner(configurations: Sequence[ReplicatedConfiguration], maximize: bool) ->
     return max(configurations, key=bound)
 
 
+def study_winner(study: optuna.Study, configurations: Sequence[ReplicatedConfiguration]) -> ReplicatedConfiguration:
+    """``winner`` of ``configurations`` in the direction ``study`` optimises."""
+    from optuna.study import StudyDirection
+
+    return winner(configurations, study.direction == StudyDirection.MAXIMIZE)
+
+
 def replicated_configurations(study: optuna.Study) -> list[ReplicatedConfiguration]:
     """The configurations that have replicates, each with its trial's and its replicates' values."""
     numbers = sorted({t.user_attrs[REPLICATE_ATTR] for t in study.get_trials(deepcopy=False) if is_replicate(t)})

@@ -15,7 +15,7 @@ import yaml
 from explab.sweep import REPEATS_ATTR, WARM_START_ATTR, is_repeat, is_replicate, is_warm_start
 from explab.sweep.continuation import RUN_ATTR
 from explab.sweep.pareto import hypervolume_history, pareto_front, reference_point
-from explab.sweep.replicates import ReplicatedConfiguration, replicated_configurations, winner
+from explab.sweep.replicates import ReplicatedConfiguration, replicated_configurations, study_winner
 from explab.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -142,14 +142,12 @@ def describe_progress(study: optuna.Study) -> str:
         front = pareto_front(study)
         described = "; ".join(f"{trial_named(t)}: {_values(t)}" for t in front)
         return f"{line}; Pareto front of {len(front)}: {described}"
-    from optuna.study import StudyDirection
-
     best = best_trained_trial(study)
     line = f"{line}; best value {best.value:.6g}, {trial_named(best)}: {best.params}"
     configurations = replicated_configurations(study)
     if not configurations:
         return line
-    chosen = winner(configurations, study.direction == StudyDirection.MAXIMIZE)
+    chosen = study_winner(study, configurations)
     return (
         f"{line}; winner over seeds: {trial_named(study.trials[chosen.trial])}, mean {chosen.interval.mean:.6g} "
         f"over {len(chosen.values)} seeds, 95% interval [{chosen.interval.low:.6g}, {chosen.interval.high:.6g}]"
@@ -160,8 +158,6 @@ def sweep_results(study: optuna.Study, names: Sequence[str]) -> dict[str, Any]:
     """The sweep's outcome as Hydra's own Optuna sweeper writes it to ``optimization_results.yaml``
     (``best_params`` and ``best_value``, or ``solutions`` for several objectives), with trial numbers, and
     with replicates the ``winner`` and each ``replicated`` configuration's values and interval."""
-    from optuna.study import StudyDirection
-
     results: dict[str, Any] = {"name": "optuna", "objectives": list(names)}
     if not trial_counts(study)["complete"]:
         return results
@@ -177,7 +173,7 @@ def sweep_results(study: optuna.Study, names: Sequence[str]) -> dict[str, Any]:
             results["best_run_id"] = run["run_id"]
     configurations = replicated_configurations(study)
     if configurations:
-        chosen = winner(configurations, study.direction == StudyDirection.MAXIMIZE)
+        chosen = study_winner(study, configurations)
         results["winner"] = {
             "trial": chosen.trial,
             **_run_field(study.trials[chosen.trial]),
@@ -261,9 +257,7 @@ def _log_replicates(study: optuna.Study, run: TrackedRun, folder: Path) -> None:
     configurations = replicated_configurations(study)
     if not configurations:
         return
-    from optuna.study import StudyDirection
-
-    chosen = winner(configurations, study.direction == StudyDirection.MAXIMIZE)
+    chosen = study_winner(study, configurations)
     params = sorted({key for c in configurations for key in c.params})
     with (folder / "replicates.csv").open("w", newline="") as out:
         writer = csv.writer(out)

@@ -9,7 +9,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from explab.callbacks.system_metrics import SystemMetrics
-from explab.config import project_root, swept_values
+from explab.config import is_hydra_group, project_root, swept_values
 from explab.tracking import environment
 from explab.tracking.datasets import log_dataset_inputs
 from explab.tracking.params import flatten_params, recordable
@@ -53,9 +53,7 @@ def config_group_choices() -> dict[str, str]:
         return {}
     choices = HydraConfig.get().runtime.choices
     return {
-        f"{CHOICE_TAG}{group}": str(option)
-        for group, option in choices.items()
-        if option and group.split("/")[0] != "hydra"
+        f"{CHOICE_TAG}{group}": str(option) for group, option in choices.items() if option and not is_hydra_group(group)
     }
 
 
