@@ -121,7 +121,7 @@ def test_hydras_own_settings_show_resolved(tmp_path: Path) -> None:
         "--resolve",
         cwd=tmp_path,
     )
-    assert done.returncode == 0 and "direction: maximize" in done.stdout, done.stderr[-2000:]
+    assert done.returncode == 0 and "metric: val/acc_best" in done.stdout, done.stderr[-2000:]
 
 
 def test_an_option_between_overrides_is_taken_as_if_it_came_first(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ def test_values_come_from_metrics_numbers_or_a_number_per_objective() -> None:
 def test_settings_that_cannot_describe_objectives_are_refused() -> None:
     with pytest.raises(UsageError, match="one direction per metric"):
         Objectives.from_settings(["maximize", "minimize"], ["val/acc"])
-    with pytest.raises(UsageError, match="minimize, maximize or a list"):
+    with pytest.raises(UsageError, match="minimize, maximize, auto or a list"):
         Objectives.from_settings("up", None)
     assert Objectives.from_settings(["maximize"], "val/acc").direction_setting == "maximize"
 
@@ -55,6 +55,35 @@ def test_a_direction_against_what_the_metrics_name_says_is_refused(direction, me
 )
 def test_a_metric_whose_name_says_neither_way_takes_either_direction(direction: str, metric: str) -> None:
     assert Objectives.from_settings(direction, metric).directions == (direction,)
+
+
+@pytest.mark.parametrize(
+    ("direction", "metric", "directions"),
+    [
+        ("auto", "val/mse_best", ("minimize",)),
+        ("auto", "val/acc_best", ("maximize",)),
+        ("auto", ["val/acc_best", "perf/fit_seconds"], ("maximize", "minimize")),
+        (["auto", "minimize"], ["val/r2_best", "model/parameters"], ("maximize", "minimize")),
+    ],
+)
+def test_auto_takes_each_direction_from_its_metrics_name(direction, metric, directions) -> None:
+    """explab's search configs say ``direction: auto``, so a search of a regression experiment minimises."""
+    objectives = Objectives.from_settings(direction, metric)
+    assert objectives.directions == directions
+    assert objectives.direction_setting == (directions[0] if len(directions) == 1 else list(directions))
+
+
+@pytest.mark.parametrize(
+    ("direction", "metric", "says"),
+    [
+        ("auto", "model/parameters", "whether more model/parameters is better"),
+        (["maximize", "auto"], ["val/acc_best", "custom/score"], "whether more custom/score is better"),
+        ("auto", None, "hydra.sweeper.metric names none"),
+    ],
+)
+def test_auto_without_a_metric_whose_name_says_which_way_is_refused(direction, metric, says: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(says)):
+        Objectives.from_settings(direction, metric)
 
 
 def add(study: optuna.Study, *values: float, **attrs: int) -> None:

@@ -172,9 +172,10 @@ def test_wrong_metric_fails_before_any_trial(tmp_path: Path) -> None:
     assert runs_in(tmp_path / "mlruns", "digits_cnn") == []
 
 
-def test_a_metric_changed_without_its_direction_fails_before_the_study_exists(tmp_path: Path) -> None:
-    """Maximising val/loss ran the whole sweep and crowned its worst trial."""
-    done = explab_sweep(tmp_path, "optimized_metric=val/loss")
+def test_a_direction_against_the_metric_fails_before_the_study_exists(tmp_path: Path) -> None:
+    """Maximising val/loss ran the whole sweep and crowned its worst trial. (Without a direction, the search
+    configs' ``auto`` follows the metric's name.)"""
+    done = explab_sweep(tmp_path, "optimized_metric=val/loss", "hydra.sweeper.direction=maximize")
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert (
         "Error: hydra.sweeper.direction=maximize would maximize val/loss, and by its name lower is better: "
@@ -374,6 +375,8 @@ def test_seeds_run_in_parallel_as_a_grid_once_the_sweep_names_its_metric(tmp_pat
         "hydra.sweeper.direction=maximize", cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+    # hydra/sweeper=explab_optuna alone keeps no study to resume and no MLflow parent run, and says so
+    assert "(hparams_search=optuna sets both for any experiment)" in done.stdout, done.stdout[-3000:]
     trials = [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if "optuna.trial_number" in r.data.tags]
     assert sorted(r.data.params["seed"] for r in trials) == ["1", "2"], "each grid point once"
     assert len(group_runs(trials)) == 1, "one configuration over two seeds, as a plain multirun's"
@@ -384,6 +387,28 @@ def test_workers_asked_of_a_plain_multirun_are_answered_with_the_grid_that_runs_
     assert done.returncode == 1
     assert "hydra.sweeper.n_jobs is a setting of explab's Optuna sweeper" in done.stderr, done.stderr[-2000:]
     assert "-m hydra/sweeper=explab_optuna hydra/sweeper/sampler=grid 'seed=choice(1,2,3)'" in done.stderr
+
+
+@pytest.mark.slow
+def test_any_experiment_is_searched_with_hparams_search_optuna_in_the_direction_its_metric_says(tmp_path: Path) -> None:
+    """``hydra/sweeper=explab_optuna`` alone kept its study in memory and made no MLflow parent run; a regression
+    experiment's search needed its direction spelt out."""
+    common = [
+        "-m", "experiment=diabetes_mlp", "hparams_search=optuna", "optimizer.lr=tag(log, interval(1e-4, 1e-2))",
+        "trainer.max_epochs=2", f"paths.mlruns_dir={tmp_path}/mlruns", f"paths.log_dir={tmp_path}/logs",
+    ]  # fmt: skip
+    first = run_cli("explab-train", *common, "hydra.sweeper.n_trials=2", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = run_cli("explab-train", *common, "hydra.sweeper.n_trials=3", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    study = load(tmp_path, "diabetes_mlp_optuna", "mlruns/optuna/diabetes_mlp.journal")
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE, "val/mse_best: lower is better"
+    assert states(study) == ["COMPLETE"] * 3, "the same command resumed the study"
+    runs = runs_in(tmp_path / "mlruns", "diabetes_mlp")
+    [parent] = [r for r in runs if r.data.tags.get("explab.sweep") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.data.tags["optuna.trial_number"] for r in children) == ["0", "1", "2"]
+    assert {r.data.params["log_model"] for r in children} == {"False"}, "trials log no model, as every search's"
 
 
 @pytest.mark.slow

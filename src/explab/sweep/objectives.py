@@ -11,6 +11,9 @@ from explab.comparison import better_by_name
 from explab.errors import UsageError
 
 DIRECTIONS = ("minimize", "maximize")
+# the direction each metric's name says is better (val/acc_best: maximize); explab's search configs use it, so a
+# search of a regression experiment minimises its error without being told
+AUTO = "auto"
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -19,6 +22,26 @@ def _as_list(value: Any) -> list[Any]:
     if isinstance(value, str) or not isinstance(value, Sequence):
         return [value]
     return list(value)
+
+
+def _directions_by_name(directions: tuple[str, ...], metrics: tuple[str, ...]) -> tuple[str, ...]:
+    """``directions`` with each ``auto`` replaced by what its metric's name says is better."""
+    if not metrics:
+        raise UsageError(
+            "hydra.sweeper.direction=auto reads the direction from the metric's name, and hydra.sweeper.metric "
+            "names none: set the metric, or the direction (minimize or maximize)"
+        )
+    named = []
+    for metric, direction in zip(metrics, directions, strict=False):
+        better = better_by_name(metric) if direction == AUTO else direction
+        if better is None:
+            raise UsageError(
+                f"hydra.sweeper.direction=auto cannot tell from its name whether more {metric} is better: set "
+                f"its direction, hydra.sweeper.direction=maximize or minimize (a list, one per metric, for "
+                f"several objectives)"
+            )
+        named.append(better)
+    return tuple(named)
 
 
 @dataclass(frozen=True)
@@ -33,21 +56,31 @@ class Objectives:
     def from_settings(cls, direction: Any, metric: Any) -> Objectives:
         """From ``hydra.sweeper.direction`` and ``hydra.sweeper.metric``, each a string or a list.
 
+        ``auto`` takes each metric's direction from its name (``better_by_name``): one ``auto`` serves a whole
+        metric list, and an ``auto`` entry of a direction list serves its own metric.
+
         Raises:
-            UsageError: an unknown direction, a metric list whose length differs from the directions', or a
+            UsageError: an unknown direction, a metric list whose length differs from the directions', a
                 direction against what a metric's name says is better (maximize val/mse_best), the slip of
-                changing the metric and not the direction, which would crown the worst trial.
+                changing the metric and not the direction, which would crown the worst trial, or ``auto`` for
+                a metric whose name says neither (model/parameters) or for no metric at all.
         """
         # hydra-optuna-sweeper's configs may hold its Direction enum, whose name is the direction
         directions = tuple(str(getattr(d, "name", d)) for d in _as_list(direction))
         metrics = tuple(str(m) for m in _as_list(metric))
-        if not directions or any(d not in DIRECTIONS for d in directions):
-            raise UsageError(f"hydra.sweeper.direction must be minimize, maximize or a list of them, got {direction!r}")
+        if directions == (AUTO,) and len(metrics) > 1:
+            directions = (AUTO,) * len(metrics)
+        if not directions or any(d not in (*DIRECTIONS, AUTO) for d in directions):
+            raise UsageError(
+                f"hydra.sweeper.direction must be minimize, maximize, auto or a list of them, got {direction!r}"
+            )
         if metrics and len(metrics) != len(directions):
             raise UsageError(
                 f"hydra.sweeper.direction lists {len(directions)} direction(s) and hydra.sweeper.metric "
                 f"{len(metrics)} metric(s) ({', '.join(metrics)}): give one direction per metric"
             )
+        if AUTO in directions:
+            directions = _directions_by_name(directions, metrics)
         for position, (metric, direction) in enumerate(zip(metrics, directions, strict=False)):
             better = better_by_name(metric)
             if better is not None and better != direction:

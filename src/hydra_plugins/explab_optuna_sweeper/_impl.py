@@ -136,8 +136,23 @@ def _metric_needed(optimized_metric: str | None) -> str:
     return (
         "the sweep names no metric to optimise, and each job returns every metric its run logs: set "
         f"hydra.sweeper.metric and its direction (hydra.sweeper.metric={example} hydra.sweeper.direction={direction}"
-        f"{whose}), or use a search config that sets both (hparams_search=NAME)"
+        f"{whose}), or use a search config that sets both (hparams_search=optuna searches any experiment)"
     )
+
+
+def _what_goes_unrecorded(storage: Any, mlflow: Any) -> str | None:
+    """What an explab sweep chosen as ``hydra/sweeper=explab_optuna`` alone, without the wiring of
+    ``hparams_search=optuna``, does without; None when it has both."""
+    missing = []
+    if not storage:
+        missing.append(
+            "hydra.sweeper.storage is unset: the study is this command's own, and running it again starts anew"
+        )
+    if not mlflow:
+        missing.append("hydra.sweeper.mlflow is unset: no MLflow parent run records the study")
+    if not missing:
+        return None
+    return "; ".join(missing) + " (hparams_search=optuna sets both for any experiment)"
 
 
 def hold_trial(study: optuna.Study, take: Callable[[], Trial | None], run: Callable[[Trial], _R]) -> _R | None:
@@ -453,7 +468,10 @@ class ExplabOptunaSweeperImpl(Sweeper):
         so a typo fails before the study exists."""
         assert self.hydra_context is not None and self.config is not None
         loader, config = self.hydra_context.config_loader, self.config
-        if self.check:
+        if self.check:  # an explab job, whose sweeps are meant to be kept and recorded
+            unrecorded = _what_goes_unrecorded(self.storage_url, self.mlflow_cfg)
+            if unrecorded:
+                log.warning(unrecorded)
             job_config = loader.load_sweep_config(config, list(fixed))
             if self.objectives.metric_setting is None:
                 raise UsageError(_metric_needed(job_config.get("optimized_metric")))
