@@ -7,14 +7,16 @@ from pathlib import Path
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
-from optuna.distributions import FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
 from explab.errors import UsageError
 from explab.sweep import WARM_START_ATTR
 from explab.sweep.objectives import Objectives
+from explab.sweep.space import Condition
 from explab.sweep.storage import open_storage
-from explab.sweep.warm_start import add_warm_start
+from explab.sweep.study_record import RECORD_ATTR
+from explab.sweep.warm_start import add_warm_start, configured_values, placed
 from tests.conftest import runs_in
 from tests.sweep.test_sweeper import explab_sweep, load, sweep_plain_app
 
@@ -130,6 +132,85 @@ def test_a_source_gives_its_complete_and_pruned_trials_inside_the_space_once(tmp
     assert added[0.5].state == TrialState.COMPLETE and added[0.5].value == 0.9
     # a pruned trial stays pruned: the sampler ranks it with the bad ones, the pruner sees its epochs
     assert added[0.1].state == TrialState.PRUNED and added[0.1].intermediate_values == {0: 0.2}
+
+
+def test_a_widened_space_places_earlier_trials_at_the_values_their_config_gave_what_they_did_not_search(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A search that adds a dimension (depth) to an earlier one (lr only) skipped every earlier trial as
+    "outside the space": they lacked depth, yet had all run at the config's depth."""
+    url = f"journal:///{tmp_path}/source.journal"
+    lr = {"lr": FloatDistribution(1e-4, 1e-2, log=True)}
+    source = optuna.create_study(study_name="source", storage=open_storage(url), direction="maximize")
+    source.set_user_attr(RECORD_ATTR, {"fixed": ["experiment=digits_cnn", "paths.root_dir=/elsewhere", "seed=7"]})
+    source.add_trial(create_trial(params={"lr": 1e-3}, distributions=lr, value=0.9))
+    wide = {**lr, "depth": IntDistribution(1, 3)}
+    study = optuna.create_study(direction="maximize")
+    with caplog.at_level("WARNING"):
+        lines = add_warm_start(
+            study, [{"storage": url, "study_name": "source"}], wide, {}, Objectives.from_settings("maximize", None),
+            configured={"depth": 2, "lr": 3e-3}, fixed=["experiment=digits_cnn", "trainer.max_epochs=3"],
+        )  # fmt: skip
+    assert lines == [f"study source ({url}): 1 added, 0 outside the space"]
+    [trial] = study.trials
+    assert trial.params == {"lr": 1e-3, "depth": 2} and trial.value == 0.9, "its own lr, the config's depth"
+    # where it ran (paths.*) is no difference; what its trials computed with is
+    assert "other fixed overrides (seed=7 there only, trainer.max_epochs=3 here only)" in caplog.text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("fixed", "y"), [((), 0), (("y=1",), 1)])  # the config's y, or the earlier command's
+def test_a_search_that_adds_a_dimension_learns_from_the_earlier_one(tmp_path: Path, fixed: tuple, y: int) -> None:
+    first = sweep_plain_app(tmp_path, "hydra.sweeper.n_trials=2", *fixed, study="first")  # x only
+    assert first.returncode == 0, first.stderr[-3000:]
+    source = f"[{{storage: 'journal:///{tmp_path}/optuna.journal', study_name: first}}]"
+    second = sweep_plain_app(
+        tmp_path, "hydra.sweeper.n_trials=1", "y=range(0, 3)", f"hydra.sweeper.warm_start={source}", study="second"
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    earlier = {t.params["x"]: t.value for t in load(tmp_path, "first").trials}
+    warm = [t for t in load(tmp_path, "second").trials if WARM_START_ATTR in t.user_attrs]
+    assert {t.params["x"]: (t.params["y"], t.value) for t in warm} == {x: (y, v) for x, v in earlier.items()}
+
+
+def test_configured_values_name_group_options_and_read_keys(compose_cfg) -> None:
+    cfg = compose_cfg("optimizer=sgd", "model.backbone.depth=3")
+    names = ["optimizer", "optimizer.momentum", "model.backbone.depth", "trainer", "optimizer.nope"]
+    assert configured_values(cfg, names) == {
+        "optimizer": "sgd",  # the option's name, as a search space chooses it
+        "optimizer.momentum": cfg.optimizer.momentum,
+        "model.backbone.depth": 3,
+        "trainer": "default",
+    }, "a key the config lacks is left out"
+
+
+@pytest.mark.parametrize(
+    ("params", "unsearched", "expected"),
+    [
+        # a fixed override's string, drawn as an int
+        ({"lr": 0.1}, {"depth": "2", "opt": "adam"}, {"lr": 0.1, "depth": 2, "opt": "adam"}),
+        ({"lr": 0.1}, {"depth": 5, "opt": "adam"}, None),  # the config's depth lies outside the new space
+        ({"lr": 0.1, "depth": 3, "opt": "sgd"}, {"depth": 2}, None),  # the condition holds, momentum is missing
+        ({"lr": 0.1, "depth": 3}, {"depth": 2, "opt": "adam"}, {"lr": 0.1, "depth": 3, "opt": "adam"}),  # drawn wins
+        # a conditional parameter is given where its condition holds, also on a parameter given so
+        (
+            {"lr": 0.1},
+            {"depth": 2, "opt": "sgd", "momentum": 0.9},
+            {"lr": 0.1, "depth": 2, "opt": "sgd", "momentum": 0.9},
+        ),
+        ({"lr": 0.1}, {"depth": 2, "opt": "adam", "momentum": 0.9}, {"lr": 0.1, "depth": 2, "opt": "adam"}),
+    ],
+)
+def test_placed_gives_a_parameter_the_trial_lacks_its_configured_value(params, unsearched, expected) -> None:
+    space = {
+        "lr": FloatDistribution(1e-3, 1.0),
+        "depth": IntDistribution(1, 3),
+        "opt": CategoricalDistribution(["adam", "sgd"]),
+        "momentum": FloatDistribution(0.5, 0.99),
+    }
+    conditions = {"momentum": Condition({"opt": ("sgd",)})}
+    assert placed(params, space, conditions, unsearched) == expected
+    assert placed(params, space, conditions) is None, "without the config's values the trial lacks depth"
 
 
 def test_a_source_that_cannot_be_read_adds_nothing_from_the_others(tmp_path: Path) -> None:

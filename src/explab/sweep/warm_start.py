@@ -6,14 +6,17 @@ to the new study in its state, with its objective values or, pruned, the values 
 (Optuna's ``add_trial``): the sampler learns from it, a proposal that repeats a COMPLETE one is told its
 values (``skip_repeats``), and it is never trained again or counted towards ``n_trials``. The pruner does not
 see them: a trial is judged against the trials this study trained (``explab.sweep.pruner``). Parameters the new
-space does not search are ignored, so the sources should have run with the same fixed settings. Points
-outside the space are skipped and counted. Each source is added once per study, so resuming the sweep adds
-nothing twice.
+space does not search are ignored, so the sources should have run with the same fixed settings; a study's
+trials that ran under other fixed overrides are added with a warning naming them. A parameter the new space
+searches and a study's trial did not (a widened space, or a condition of the source's that did not hold) had
+the value its job's config gave it: the source's fixed override of it, else the value the new sweep's config
+has. Points outside the space are skipped and counted. Each source is added once per study, so resuming the
+sweep adds nothing twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,9 +46,35 @@ class Point:
     values: Sequence[float] | None
     origin: str
     intermediate: Mapping[int, float] = field(default_factory=dict)
+    # the source's fixed overrides, by key: what a parameter it did not search was set to
+    fixed: Mapping[str, str] = field(default_factory=dict)
 
 
-def _study_points(source: Mapping[str, Any], objectives: Objectives) -> Iterator[Point]:
+# fixed overrides that say where a sweep ran or how fast, not what its trials computed
+_PLACE_OVERRIDES = ("paths.", "hydra.")
+
+
+def _by_key(overrides: Sequence[str]) -> dict[str, str]:
+    """``key=value`` overrides as {key: value}, Hydra's ``+``/``++`` prefixes dropped (``~key`` deletions left out)."""
+    return {
+        key.lstrip("+"): value
+        for key, _, value in (str(o).partition("=") for o in overrides)
+        if not key.startswith("~")
+    }
+
+
+def _other_settings(source_fixed: Sequence[str], fixed: Sequence[str]) -> list[str]:
+    """How the fixed overrides of a source differ from this sweep's, leaving out where and how fast they ran."""
+    from explab.sweep.study_record import RESOURCE_OVERRIDES
+
+    def telling(overrides: Sequence[str]) -> set[str]:
+        return {o for o in overrides if not o.lstrip("+~").startswith((*_PLACE_OVERRIDES, *RESOURCE_OVERRIDES))}
+
+    then, now = telling(source_fixed), telling(fixed)
+    return [f"{o} there only" for o in sorted(then - now)] + [f"{o} here only" for o in sorted(now - then)]
+
+
+def _study_points(source: Mapping[str, Any], objectives: Objectives, fixed: Sequence[str]) -> Iterator[Point]:
     import optuna
     from optuna.trial import TrialState
 
@@ -76,11 +105,21 @@ def _study_points(source: Mapping[str, Any], objectives: Objectives) -> Iterator
             f"warm start: study '{name}' was {', '.join(d.name.lower() for d in study.directions)}, this sweep is "
             f"{', '.join(objectives.directions)}"
         )
+    source_fixed = list(recorded.get("fixed", []))
+    other = _other_settings(source_fixed, fixed) if "fixed" in recorded else []
+    if other:
+        log.warning(
+            "warm start from study '%s': its trials ran under other fixed overrides (%s); their values may not "
+            "hold for this sweep",
+            name,
+            ", ".join(other),
+        )
     # pruned trials too: they tell the sampler where the bad regions are
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         if REPEATS_ATTR not in trial.user_attrs:
             values = trial.values if trial.state == TrialState.COMPLETE else None
-            yield Point(trial.params, values, f"study {name} trial {trial.number}", trial.intermediate_values)
+            origin = f"study {name} trial {trial.number}"
+            yield Point(trial.params, values, origin, trial.intermediate_values, _by_key(source_fixed))
 
 
 def _mlflow_points(source: Mapping[str, Any], objectives: Objectives) -> Iterator[Point]:
@@ -145,6 +184,21 @@ def check_sources(sources: Sequence[Mapping[str, Any]]) -> None:
             )
 
 
+def configured_values(job_config: Any, names: Iterable[str]) -> dict[str, Any]:
+    """The value each of ``names`` has in ``job_config``: a config group's chosen option by its name
+    (``hydra.runtime.choices``), any other key's value; keys the config lacks or holds a mapping under are left
+    out."""
+    from omegaconf import OmegaConf
+
+    choices = OmegaConf.select(job_config, "hydra.runtime.choices", default=None) or {}
+    values = {}
+    for name in names:
+        value = choices[name] if name in choices else OmegaConf.select(job_config, name, default=None)
+        if value is not None and not OmegaConf.is_config(value):
+            values[name] = value
+    return values
+
+
 def _as_drawn(value: Any, distribution: BaseDistribution) -> Any:
     """``value`` as the distribution draws it; MLflow keeps parameters as strings."""
     from optuna.distributions import CategoricalDistribution, IntDistribution
@@ -161,10 +215,17 @@ def _as_drawn(value: Any, distribution: BaseDistribution) -> Any:
 
 
 def placed(
-    params: Mapping[str, Any], space: Mapping[str, BaseDistribution], conditions: Mapping[str, Condition]
+    params: Mapping[str, Any],
+    space: Mapping[str, BaseDistribution],
+    conditions: Mapping[str, Condition],
+    unsearched: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """``params`` restricted to ``space`` and converted to its values; None when they fall outside it (a value
-    it cannot draw, or a searched parameter missing where its condition holds)."""
+    it cannot draw, or a searched parameter missing where its condition holds).
+
+    ``unsearched`` gives the value a parameter had where ``params`` lack it (its job's config value), taken
+    wherever its condition holds, conditions on parameters so given included.
+    """
     point: dict[str, Any] = {}
     for name in space:
         if name not in params:
@@ -173,6 +234,15 @@ def placed(
         if not possible(space[name], value):
             return None
         point[name] = value
+    missing = [name for name in space if name not in point and name in (unsearched or {})]
+    while missing:  # a parameter given this way can make another's condition hold
+        ready = [n for n in missing if conditions.get(n) is None or conditions[n].holds(point)]
+        for name in ready:
+            value = _as_drawn((unsearched or {})[name], space[name])
+            if not possible(space[name], value):
+                return None
+            point[name] = value
+        missing = [n for n in missing if n not in ready] if ready else []
     for name in space:
         condition = conditions.get(name)
         applies = condition is None or condition.holds(point)
@@ -187,8 +257,14 @@ def add_warm_start(
     space: Mapping[str, BaseDistribution],
     conditions: Mapping[str, Condition],
     objectives: Objectives,
+    configured: Mapping[str, Any] | None = None,
+    fixed: Sequence[str] = (),
 ) -> list[str]:
     """Add each source's points inside ``space`` to ``study`` as COMPLETE trials, once per source.
+
+    ``configured`` holds the value each searched parameter has in this sweep's job config (its fixed overrides
+    ``fixed`` applied), which a study's trial that did not search it ran with unless its own fixed overrides
+    set it.
 
     Returns:
         A line per source, added now or earlier: its label with the trials added and skipped.
@@ -204,7 +280,7 @@ def add_warm_start(
     # every source is read before any point is added, so a source that cannot be read leaves the study as it was
     pending = {
         _label(source): list(
-            _mlflow_points(source, objectives) if "mlflow" in source else _study_points(source, objectives)
+            _mlflow_points(source, objectives) if "mlflow" in source else _study_points(source, objectives, fixed)
         )
         for source in sources
         if _label(source) not in done
@@ -212,7 +288,7 @@ def add_warm_start(
     for label, points in pending.items():
         added = skipped = 0
         for point in points:
-            params = placed(point.params, space, conditions)
+            params = placed(point.params, space, conditions, {**(configured or {}), **point.fixed})
             if params is None:
                 skipped += 1
                 continue

@@ -77,7 +77,7 @@ from explab.sweep.space import (
 from explab.sweep.storage import open_storage, remember_study
 from explab.sweep.study_record import check_definition, sweep_definition
 from explab.sweep.summary import describe_progress, write_results
-from explab.sweep.warm_start import add_warm_start, check_sources, enqueue_once
+from explab.sweep.warm_start import add_warm_start, check_sources, configured_values, enqueue_once
 from explab.sweep.workers import (
     POOL_ENV,
     WorkerPool,
@@ -512,7 +512,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
         if self.accepted_changes:
             log.warning("study '%s' resumed with changes: %s", study.study_name, "; ".join(self.accepted_changes))
         record_pruner(study, self.pruner_cfg)
-        self._warm_start(study, space)
+        self._warm_start(study, space, fixed)
         log.info(
             "Study '%s' (%s, %s, %s): %d/%d trials finished",
             study.study_name,
@@ -524,12 +524,18 @@ class ExplabOptunaSweeperImpl(Sweeper):
         )
         return study, n_trials
 
-    def _warm_start(self, study: optuna.Study, space: SearchSpace) -> None:
+    def _warm_start(self, study: optuna.Study, space: SearchSpace, fixed: list[str]) -> None:
         """Add the warm-start sources' points and queue ``enqueue``, once per study."""
         if self.warm_start:
+            assert self.hydra_context is not None and self.config is not None
             default_uri = (self.mlflow_cfg or {}).get("tracking_uri")
             sources = [{"tracking_uri": default_uri, **s} if "mlflow" in s else s for s in self.warm_start]
-            self.warm_start_record = add_warm_start(study, sources, space, self.conditions, self.objectives)
+            # what an earlier trial that did not search a parameter of this space ran with
+            job_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(fixed))
+            configured = configured_values(job_config, space)
+            self.warm_start_record = add_warm_start(
+                study, sources, space, self.conditions, self.objectives, configured, fixed
+            )
         if self.enqueue:
             enqueue_once(study, self.enqueue, space)
 
