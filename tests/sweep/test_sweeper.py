@@ -375,8 +375,8 @@ def test_seeds_run_in_parallel_as_a_grid_once_the_sweep_names_its_metric(tmp_pat
         "hydra.sweeper.direction=maximize", cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    # hydra/sweeper=explab_optuna alone keeps no study to resume and no MLflow parent run, and says so
-    assert "(hparams_search=optuna sets both for any experiment)" in done.stdout, done.stdout[-3000:]
+    # a grid is a plain multirun run two at a time: not warned that it keeps no study, as a search is
+    assert "hparams_search=optuna sets both" not in done.stdout, done.stdout[-3000:]
     trials = [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if "optuna.trial_number" in r.data.tags]
     assert sorted(r.data.params["seed"] for r in trials) == ["1", "2"], "each grid point once"
     assert len(group_runs(trials)) == 1, "one configuration over two seeds, as a plain multirun's"
@@ -387,6 +387,22 @@ def test_workers_asked_of_a_plain_multirun_are_answered_with_the_grid_that_runs_
     assert done.returncode == 1
     assert "hydra.sweeper.n_jobs is a setting of explab's Optuna sweeper" in done.stderr, done.stderr[-2000:]
     assert "-m hydra/sweeper=explab_optuna hydra/sweeper/sampler=grid 'seed=choice(1,2,3)'" in done.stderr
+
+
+def test_a_search_without_hparams_search_says_it_keeps_no_study_and_no_parent_run(tmp_path: Path) -> None:
+    done = run_cli(
+        "explab-train", "-m", "hydra/sweeper=explab_optuna", "optimizer.lr=interval(1e-3, 1e-2)",
+        "hydra.sweeper.n_trials=1", "hydra.sweeper.metric=val/acc_best", "hydra.sweeper.direction=auto",
+        "trainer.max_epochs=1", f"paths.mlruns_dir={tmp_path}/mlruns", f"paths.log_dir={tmp_path}/logs", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (
+        "hydra.sweeper.storage is unset: the study is this command's own, and running it again starts anew; "
+        "hydra.sweeper.mlflow is unset: no MLflow parent run records the study (hparams_search=optuna sets both "
+        "for any experiment)"
+    ) in done.stdout, done.stdout[-3000:]
+    [trial] = runs_in(tmp_path / "mlruns", "digits_cnn")
+    assert "explab.sweep" not in trial.data.tags and trial.info.status == "FINISHED"
 
 
 @pytest.mark.slow

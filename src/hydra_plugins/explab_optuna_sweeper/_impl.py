@@ -469,7 +469,8 @@ class ExplabOptunaSweeperImpl(Sweeper):
         assert self.hydra_context is not None and self.config is not None
         loader, config = self.hydra_context.config_loader, self.config
         if self.check:  # an explab job, whose sweeps are meant to be kept and recorded
-            unrecorded = _what_goes_unrecorded(self.storage_url, self.mlflow_cfg)
+            # a grid is a plain multirun run K at a time (seeds in parallel), kept as its jobs' runs
+            unrecorded = None if self._is_grid else _what_goes_unrecorded(self.storage_url, self.mlflow_cfg)
             if unrecorded:
                 log.warning(unrecorded)
             job_config = loader.load_sweep_config(config, list(fixed))
