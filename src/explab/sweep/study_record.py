@@ -7,7 +7,7 @@ study attribute; every later one compares its own and refuses the differences, u
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from explab.errors import UsageError
@@ -20,6 +20,12 @@ RECORD_ATTR = "explab.sweep_definition"
 
 # fixed overrides that change where or how fast trials run, never what they compute
 RESOURCE_OVERRIDES = ("torch_threads=", "trainer.devices=", "data.num_workers=")
+
+
+def computing_overrides(fixed: Iterable[str]) -> list[str]:
+    """``fixed``, sorted, without the overrides that change only where or how fast trials run
+    (``RESOURCE_OVERRIDES``)."""
+    return sorted(o for o in fixed if not o.lstrip("+~").startswith(RESOURCE_OVERRIDES))
 
 
 def sweep_definition(
@@ -40,7 +46,7 @@ def sweep_definition(
         },
         "direction": direction,
         "metric": metric,
-        "fixed": sorted(o for o in fixed if not o.lstrip("+~").startswith(RESOURCE_OVERRIDES)),
+        "fixed": computing_overrides(fixed),
     }
     if custom_search_space:  # recorded only when set, so studies recorded before it existed still compare
         definition["custom_search_space"] = custom_search_space

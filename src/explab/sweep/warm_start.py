@@ -55,20 +55,19 @@ _PLACE_OVERRIDES = ("paths.", "hydra.")
 
 
 def _by_key(overrides: Sequence[str]) -> dict[str, str]:
-    """``key=value`` overrides as {key: value}, Hydra's ``+``/``++`` prefixes dropped (``~key`` deletions left out)."""
-    return {
-        key.lstrip("+"): value
-        for key, _, value in (str(o).partition("=") for o in overrides)
-        if not key.startswith("~")
-    }
+    """``key=value`` overrides as {key: value} (``~key`` deletions left out)."""
+    from explab.config import override_key
+
+    return {override_key(o): o.partition("=")[2] for o in overrides if not o.startswith("~")}
 
 
 def _other_settings(source_fixed: Sequence[str], fixed: Sequence[str]) -> list[str]:
     """How the fixed overrides of a source differ from this sweep's, leaving out where and how fast they ran."""
-    from explab.sweep.study_record import RESOURCE_OVERRIDES
+    from explab.config import override_key
+    from explab.sweep.study_record import computing_overrides
 
     def telling(overrides: Sequence[str]) -> set[str]:
-        return {o for o in overrides if not o.lstrip("+~").startswith((*_PLACE_OVERRIDES, *RESOURCE_OVERRIDES))}
+        return {o for o in computing_overrides(overrides) if not override_key(o).startswith(_PLACE_OVERRIDES)}
 
     then, now = telling(source_fixed), telling(fixed)
     return [f"{o} there only" for o in sorted(then - now)] + [f"{o} here only" for o in sorted(now - then)]
@@ -114,12 +113,13 @@ def _study_points(source: Mapping[str, Any], objectives: Objectives, fixed: Sequ
             name,
             ", ".join(other),
         )
+    set_by_source = _by_key(source_fixed)
     # pruned trials too: they tell the sampler where the bad regions are
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         if REPEATS_ATTR not in trial.user_attrs:
             values = trial.values if trial.state == TrialState.COMPLETE else None
             origin = f"study {name} trial {trial.number}"
-            yield Point(trial.params, values, origin, trial.intermediate_values, _by_key(source_fixed))
+            yield Point(trial.params, values, origin, trial.intermediate_values, set_by_source)
 
 
 def _mlflow_points(source: Mapping[str, Any], objectives: Objectives) -> Iterator[Point]:
@@ -226,6 +226,7 @@ def placed(
     ``unsearched`` gives the value a parameter had where ``params`` lack it (its job's config value), taken
     wherever its condition holds, conditions on parameters so given included.
     """
+    unsearched = unsearched or {}
     point: dict[str, Any] = {}
     for name in space:
         if name not in params:
@@ -234,11 +235,11 @@ def placed(
         if not possible(space[name], value):
             return None
         point[name] = value
-    missing = [name for name in space if name not in point and name in (unsearched or {})]
+    missing = [name for name in space if name not in point and name in unsearched]
     while missing:  # a parameter given this way can make another's condition hold
         ready = [n for n in missing if conditions.get(n) is None or conditions[n].holds(point)]
         for name in ready:
-            value = _as_drawn((unsearched or {})[name], space[name])
+            value = _as_drawn(unsearched[name], space[name])
             if not possible(space[name], value):
                 return None
             point[name] = value

@@ -230,7 +230,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
         self.enqueue: list[dict[str, Any]] = list(_plain(enqueue) or [])
         self.warm_start_record: list[str] = []
         self.replicates, self.replicate_top, self.seed_key = replicates, replicate_top, seed_key
-        self.base_seed: int | None = None
+        self._composed_job: DictConfig | None = None
         self.skip_repeats = bool(skip_repeats)
         self.n_jobs = n_jobs
         self.trials_per_gpu = trials_per_gpu
@@ -463,6 +463,13 @@ class ExplabOptunaSweeperImpl(Sweeper):
         self.order = sampling_order(space, self.conditions)
         return space, fixed
 
+    def _job_config(self, fixed: list[str]) -> DictConfig:
+        """The job's config under the sweep's fixed overrides (no searched value), composed once per process."""
+        if self._composed_job is None:
+            assert self.hydra_context is not None and self.config is not None
+            self._composed_job = self.hydra_context.config_loader.load_sweep_config(self.config, list(fixed))
+        return self._composed_job
+
     def _check_before_first_trial(self, space: SearchSpace, fixed: list[str]) -> None:
         """Run ``hydra.sweeper.check`` on the composed job config, and compose every searched key and choice,
         so a typo fails before the study exists."""
@@ -473,7 +480,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
             unrecorded = None if self._is_grid else _what_goes_unrecorded(self.storage_url, self.mlflow_cfg)
             if unrecorded:
                 log.warning(unrecorded)
-            job_config = loader.load_sweep_config(config, list(fixed))
+            job_config = self._job_config(fixed)
             if self.objectives.metric_setting is None:
                 raise UsageError(_metric_needed(job_config.get("optimized_metric")))
             named_function(self.check)(job_config, self.objectives.metric_setting)
@@ -528,12 +535,10 @@ class ExplabOptunaSweeperImpl(Sweeper):
     def _warm_start(self, study: optuna.Study, space: SearchSpace, fixed: list[str]) -> None:
         """Add the warm-start sources' points and queue ``enqueue``, once per study."""
         if self.warm_start:
-            assert self.hydra_context is not None and self.config is not None
             default_uri = (self.mlflow_cfg or {}).get("tracking_uri")
             sources = [{"tracking_uri": default_uri, **s} if "mlflow" in s else s for s in self.warm_start]
             # what an earlier trial that did not search a parameter of this space ran with
-            job_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(fixed))
-            configured = configured_values(job_config, space)
+            configured = configured_values(self._job_config(fixed), space)
             self.warm_start_record = add_warm_start(
                 study, sources, space, self.conditions, self.objectives, configured, fixed
             )
@@ -601,12 +606,9 @@ class ExplabOptunaSweeperImpl(Sweeper):
         while other workers still run search trials (the top is not known yet: the last of them does it)."""
         if self.replicates <= 1 or (self._progress(study)[0] < n_trials and not self._grid_exhausted(study)):
             return None
-        if self.base_seed is None:
-            assert self.hydra_context is not None and self.config is not None
-            job_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(fixed))
-            self.base_seed = int(job_config.get(self.seed_key) or 0)
+        base_seed = int(self._job_config(fixed).get(self.seed_key) or 0)
         top = top_configurations(study, self.replicate_top)
-        todo = missing(study, top, replicate_seeds(self.base_seed, self.replicates))
+        todo = missing(study, top, replicate_seeds(base_seed, self.replicates))
         return todo[0] if todo else None
 
     def _run_replicate(
