@@ -610,7 +610,7 @@ def test_a_study_storage_that_does_not_answer_is_named_without_its_password(tmp_
         ("trainer.precision=bf17", "trainer.precision must be auto, 32-true, bf16-mixed"),
         ("monitor=val/accuracy", "monitor must be a metric this task logs: one of train/acc"),
         ("scheduler=cosine scheduler.T_max=0", "scheduler.T_max must be null (the run's max_epochs) or an integer"),
-        ("monitor_mode=maxx", "monitor_mode='maxx' is not valid: monitor_mode must be min or max"),
+        ("monitor_mode=maxx", "monitor_mode='maxx' is not valid: monitor_mode must be min, max or auto"),
         ("experiment_name=", "experiment_name='' is not valid: experiment_name must be a non-empty name"),
         ("log_model=maybe", "log_model='maybe' is not valid: log_model must be true or false"),
         ("system_metrics_seconds=0", "system_metrics_seconds must be null (off) or a number of seconds > 0"),

@@ -159,6 +159,18 @@ def test_one_epoch_run_is_fully_recorded(compose_cfg, store: Path) -> None:
     assert [r.info.run_id for r in found] == [run.info.run_id]
 
 
+def test_a_monitor_given_alone_keeps_the_checkpoint_its_name_says_is_best(compose_cfg, store: Path) -> None:
+    """``monitor=val/loss`` without its mode kept the epoch with the highest loss and tested it as the best."""
+    train(compose_cfg("monitor=val/loss", "trainer.max_epochs=3", "trainer.enable_progress_bar=false"))
+    run = only_run(store)
+    history = MlflowClient(tracking_uri_for(store)).get_metric_history(run.info.run_id, "val/loss")
+    lowest = min(range(len(history)), key=lambda epoch: history[epoch].value)
+    assert len(history) == 3 and lowest > 0, "the test needs a loss that falls after the first epoch"
+    assert run.data.tags["explab.best_checkpoint"] == f"checkpoints/epoch_{lowest:03d}.ckpt"
+    # recorded as the mode it used, so the run compares equal to one that set monitor_mode=min
+    assert run.data.params["monitor_mode"] == run.data.params["callbacks.model_checkpoint.mode"] == "min"
+
+
 def test_diverging_run_is_failed_with_a_clear_error(compose_cfg, store: Path) -> None:
     cfg = compose_cfg("optimizer=sgd", "optimizer.lr=1e12", "trainer.max_epochs=2", "trainer.enable_progress_bar=false")
     with pytest.raises(NonFiniteLossError, match="Lower the learning rate"):

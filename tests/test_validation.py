@@ -159,9 +159,40 @@ def test_weights_that_do_not_fit_are_named_by_key_and_shape() -> None:
 
 
 @pytest.mark.parametrize("key", ["monitor_mode", "callbacks.model_checkpoint.mode"])
-def test_a_mode_that_is_neither_min_nor_max_is_refused(compose_cfg, key: str) -> None:
-    with pytest.raises(ConfigError, match=rf"{key}='up' is not valid: {key} must be min or max"):
+def test_a_mode_that_is_neither_min_max_nor_auto_is_refused(compose_cfg, key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"{key}='up' is not valid: {key} must be min, max or auto"):
         validate_config(compose_cfg(f"{key}=up"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "fix"),
+    [
+        (["monitor=val/loss", "monitor_mode=max"], "monitor_mode", "min"),
+        (["experiment=diabetes_mlp", "monitor=val/r2", "monitor_mode=min"], "monitor_mode", "max"),
+        # a callback following a metric of its own in the root's mode
+        (["callbacks.early_stopping.monitor=val/loss", "monitor_mode=max"], "callbacks.early_stopping.mode", "min"),
+    ],
+)
+def test_a_mode_against_what_the_metrics_name_says_is_refused(compose_cfg, overrides, key: str, fix: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{key}='(min|max)' is not valid: {key} must be {fix} \(or auto\)"):
+        validate_config(compose_cfg(*overrides))
+
+
+def test_auto_for_a_metric_whose_name_says_neither_way_is_refused(compose_cfg) -> None:
+    with pytest.raises(ConfigError, match=r"^monitor_mode='auto' .* must be min or max for lr-Adam, whose name"):
+        validate_config(compose_cfg("monitor=lr-Adam"))
+    validate_config(compose_cfg("monitor=lr-Adam", "monitor_mode=max"))
+
+
+def test_auto_gives_each_callback_the_mode_its_own_metric_needs(compose_cfg) -> None:
+    from explab.build import build_callbacks
+    from explab.callbacks.stock import EarlyStopping, ModelCheckpoint
+
+    cfg = compose_cfg("callbacks.early_stopping.monitor=val/loss")
+    validate_config(cfg)
+    callbacks = build_callbacks(cfg, run_id=None, has_logger=False)
+    modes = {type(c): c.mode for c in callbacks if isinstance(c, EarlyStopping | ModelCheckpoint) and c.monitor}
+    assert modes == {EarlyStopping: "min", ModelCheckpoint: "max"}  # val/loss, and the root's val/acc
 
 
 def test_held_out_fractions_that_leave_nothing_to_train_on_are_refused(compose_cfg) -> None:

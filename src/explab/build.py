@@ -20,6 +20,7 @@ from explab.checkpoint_io import AtomicCheckpointIO
 from explab.data.base import TensorDataModule
 from explab.errors import UsageError
 from explab.models import TaskModule
+from explab.monitor_mode import settle_modes
 from explab.precision import training_precision
 from explab.tracking.params import recordable
 from explab.tracking.store import open_client
@@ -126,7 +127,12 @@ def build_callbacks(
     resumed_run: TrackedRun | None = None,
 ) -> list[L.Callback]:
     """Every callback a job gets: the configured ones, explab's own guards and record, the trial's, and on a
-    resume the one that tells the reopened run when training goes on."""
+    resume the one that tells the reopened run when training goes on.
+
+    Each ``mode: auto`` in ``cfg`` is settled to min or max first, in place, so the run records the mode its
+    callbacks use.
+    """
+    settle_modes(cfg)
     callbacks: list[L.Callback] = []
     progress_bar_on = cfg.trainer.get("enable_progress_bar", True)
     validating = validates(cfg)

@@ -149,6 +149,8 @@ def config_from_recorded_run(cfg: DictConfig) -> DictConfig:
     """The config a ``resume=`` or ``reproduce=`` job runs; ``cfg`` itself when it is neither."""
     from hydra import compose
 
+    from explab.monitor_mode import settle_modes
+
     mode = _mode(cfg)
     if mode is None:
         return cfg
@@ -161,6 +163,7 @@ def config_from_recorded_run(cfg: DictConfig) -> DictConfig:
     run, recorded = _recorded(cfg, run_id)
     overrides = _with_recorded(recorded)
     rebuilt = compose(config_name="train", overrides=[*overrides, f"{mode}={run_id}"])
+    settle_modes(rebuilt)  # as the run recorded them: min or max, where the config may say auto
     with open_dict(rebuilt):
         rebuilt.paths.output_dir = cfg.paths.output_dir
         if mode == "resume":

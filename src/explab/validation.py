@@ -20,6 +20,7 @@ from explab.comparison import metric_range
 from explab.errors import ConfigError, UsageError
 from explab.models.init import SCHEMES as INIT_SCHEMES
 from explab.models.schedules import configured_schedule
+from explab.monitor_mode import AUTO, MODES, mode_by_name
 
 MAX_SEED = 2**32 - 1  # numpy's seeds; Lightning seeds numpy with it
 
@@ -76,13 +77,15 @@ def _devices(value: Any) -> bool:
     return False
 
 
+_MODE_RULE = Rule("str", "min, max or auto (what the followed metric's name says is better)", lambda v: v in MODES)
+
 RULES: dict[str, Rule] = {
     "seed": Rule("int", f"an integer from 0 to {MAX_SEED}", lambda v: 0 <= v <= MAX_SEED),
     "experiment_name": Rule(
         "str", "a non-empty name (quote one made of digits: experiment_name='2024')", lambda v: bool(v.strip())
     ),
     "torch_threads": _positive_int("null or an integer >= 1", nullable=True),
-    "monitor_mode": Rule("str", "min or max", lambda v: v in ("min", "max")),
+    "monitor_mode": _MODE_RULE,
     **{key: Rule("bool", "true or false") for key in ("test", "log_model", "log_plots")},
     "system_metrics_seconds": Rule("float", "null (off) or a number of seconds > 0", lambda v: v > 0, True),
     "logger.mlflow.flush_seconds": Rule("float", "a number of seconds >= 0", lambda v: v >= 0),
@@ -121,8 +124,8 @@ RULES: dict[str, Rule] = {
     "scheduler.total_steps": _positive_int("null (filled in from the trainer) or an integer >= 1", nullable=True),
     "scheduler.pct_start": Rule("float", "a number between 0 and 1", lambda v: 0 < v < 1),
     "callbacks.early_stopping.patience": Rule("int", "an integer >= 0", lambda v: v >= 0),
-    "callbacks.early_stopping.mode": Rule("str", "min or max", lambda v: v in ("min", "max")),
-    "callbacks.model_checkpoint.mode": Rule("str", "min or max", lambda v: v in ("min", "max")),
+    "callbacks.early_stopping.mode": _MODE_RULE,
+    "callbacks.model_checkpoint.mode": _MODE_RULE,
     "callbacks.last_checkpoint.min_interval_seconds": Rule("float", "a number of seconds >= 0", lambda v: v >= 0),
 }
 
@@ -131,12 +134,13 @@ _ABSENT = object()
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for the first value explab can tell is wrong before a run exists: the values
-    ``check_values`` reads from the config alone, then the precision, the metrics callbacks follow,
-    ``time_to`` and sparse gradients, which ask Lightning and the task.
+    ``check_values`` reads from the config alone, then the precision, the metrics callbacks follow and which
+    way each is better, ``time_to`` and sparse gradients, which ask Lightning and the task.
     """
     check_values(cfg)
     check_precision(cfg)
     check_monitors(cfg)
+    check_monitor_modes(cfg)
     check_time_to(cfg)
     check_sparse_gradients(cfg)
 
@@ -225,6 +229,33 @@ def check_monitors(cfg: DictConfig) -> None:
             # most callbacks follow the root's ``monitor``; that is the key to change then
             key = "monitor" if metric == str(cfg.get("monitor")) else key
             raise ConfigError(key, metric, f"a metric this task logs: one of {', '.join(sorted(logged))}")
+
+
+def check_monitor_modes(cfg: DictConfig) -> None:
+    """Each callback that follows a metric keeps the mode its name says is better: ``auto`` needs a name that
+    says which way (``lr-Adam`` does not), and a mode against the name (max of ``val/loss``) would keep the
+    worst checkpoint, test it as the run's best, and stop early while the metric still improves."""
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if not isinstance(node, DictConfig) or not node.get("monitor") or node.get("mode") is None:
+            continue
+        metric, mode = str(node.monitor), node.mode
+        # most callbacks follow the root's monitor in the root's mode; that is the key to change then
+        key = (
+            "monitor_mode"
+            if (metric, mode) == (cfg.get("monitor"), cfg.get("monitor_mode"))
+            else f"callbacks.{name}.mode"
+        )
+        better = mode_by_name(metric)
+        if mode == AUTO and better is None:
+            raise ConfigError(key, mode, f"min or max for {metric}, whose name does not say which way is better")
+        if mode != AUTO and better is not None and mode != better:
+            lower = "lower" if better == "min" else "higher"
+            raise ConfigError(
+                key,
+                mode,
+                f"{better} (or auto) for {metric}, whose name says {lower} is better: {mode} would take its worst "
+                "value for its best",
+            )
 
 
 def check_sparse_gradients(cfg: DictConfig) -> None:
