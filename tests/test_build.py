@@ -22,6 +22,7 @@ from explab.build import (
 from explab.config import config_dir
 from explab.models import TaskModule
 from explab.models.tasks import build_scheduler
+from explab.monitor_mode import settle_modes
 from explab.validation import validate_config
 from hydra_plugins.explab_optuna_sweeper.config import PRUNERS, SAMPLERS
 from tests.support.formats import write_mnist
@@ -82,6 +83,7 @@ def test_group_option_instantiates(group: str, option: str, compose_cfg) -> None
         # 16-mixed on a CPU runs as bf16-mixed; auto as what this machine computes natively
         assert trainer.precision in (option, "bf16-mixed", "32-true" if option == "auto" else option)
     elif group in ("callbacks", "checkpoint"):
+        settle_modes(cfg)  # as build_job does first: monitor_mode auto becomes min or max
         callbacks = build_callbacks(cfg, run_id=None, has_logger=True)
         assert all(isinstance(c, L.Callback) for c in callbacks)
         assert any(isinstance(c, ModelCheckpoint) for c in callbacks) == (option != "none" or group == "callbacks")

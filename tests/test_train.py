@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from mlflow.tracking import MlflowClient
@@ -169,6 +170,28 @@ def test_a_monitor_given_alone_keeps_the_checkpoint_its_name_says_is_best(compos
     assert run.data.tags["explab.best_checkpoint"] == f"checkpoints/epoch_{lowest:03d}.ckpt"
     # recorded as the mode it used, so the run compares equal to one that set monitor_mode=min
     assert run.data.params["monitor_mode"] == run.data.params["callbacks.model_checkpoint.mode"] == "min"
+
+
+def test_a_plateau_scheduler_cuts_the_learning_rate_when_the_monitor_stops_improving(compose_cfg, store) -> None:
+    """``scheduler=plateau`` steps torch's ReduceLROnPlateau with the run's monitor in its mode: the learning
+    rates the run logged are those torch's own scheduler gives for the validation accuracies it logged."""
+    train(
+        compose_cfg(
+            "scheduler=plateau", "scheduler.patience=0", "trainer.max_epochs=5", "trainer.enable_progress_bar=false"
+        )
+    )
+    run = only_run(store)
+    client = MlflowClient(tracking_uri_for(store))
+    accuracies = [m.value for m in client.get_metric_history(run.info.run_id, "val/acc")]
+    rates = [m.value for m in client.get_metric_history(run.info.run_id, "lr-Adam")]
+    assert run.data.params["scheduler.mode"] == "max"
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=rates[0])
+    oracle = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", patience=0)
+    expected = [rates[0]]
+    for accuracy in accuracies[:-1]:
+        oracle.step(accuracy)
+        expected.append(optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx(expected)
 
 
 def test_diverging_run_is_failed_with_a_clear_error(compose_cfg, store: Path) -> None:

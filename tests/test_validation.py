@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from explab.build import build_model
 from explab.checkpoints import CheckpointError
 from explab.errors import ConfigError, UsageError
+from explab.monitor_mode import settle_modes
 from explab.sweep.checks import check_job_config
 from explab.validation import (
     _gpus_wanted,
@@ -178,6 +179,21 @@ def test_a_mode_against_what_the_metrics_name_says_is_refused(compose_cfg, overr
         validate_config(compose_cfg(*overrides))
 
 
+@pytest.mark.parametrize(
+    ("overrides", "refusal"),
+    [
+        (["scheduler.monitor=val/accuracy"], r"^scheduler.monitor='val/accuracy' .* a metric this task logs"),
+        (["scheduler.mode=triangular"], r"^scheduler.mode='triangular' .* must be min, max or auto"),
+        (["scheduler.mode=min"], r"^scheduler.mode='min' .* must be max \(or auto\) for val/acc"),
+        # nothing would step it: Lightning fails the fit at its first epoch's end
+        (["data.val_fraction=0"], r"^monitor='val/acc' .* this run does not validate"),
+    ],
+)
+def test_a_plateau_scheduler_following_what_it_cannot_is_refused(compose_cfg, overrides, refusal: str) -> None:
+    with pytest.raises(ConfigError, match=refusal):
+        validate_config(compose_cfg("scheduler=plateau", *overrides))
+
+
 def test_auto_for_a_metric_whose_name_says_neither_way_is_refused(compose_cfg) -> None:
     with pytest.raises(ConfigError, match=r"^monitor_mode='auto' .* must be min or max for lr-Adam, whose name"):
         validate_config(compose_cfg("monitor=lr-Adam"))
@@ -190,6 +206,7 @@ def test_auto_gives_each_callback_the_mode_its_own_metric_needs(compose_cfg) -> 
 
     cfg = compose_cfg("callbacks.early_stopping.monitor=val/loss")
     validate_config(cfg)
+    settle_modes(cfg)  # as build_job does first
     callbacks = build_callbacks(cfg, run_id=None, has_logger=False)
     modes = {type(c): c.mode for c in callbacks if isinstance(c, EarlyStopping | ModelCheckpoint) and c.monitor}
     assert modes == {EarlyStopping: "min", ModelCheckpoint: "max"}  # val/loss, and the root's val/acc

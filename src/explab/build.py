@@ -46,7 +46,12 @@ class Job:
 
 def build_job(cfg: DictConfig, run: TrackedRun | None, trial: TrialJob) -> Job:
     """Threads and seeds first, then data, model, every callback and the trainer; the data is loaded here,
-    before the fit's clock starts. ``run`` is None when tracking is off and on ranks other than 0."""
+    before the fit's clock starts. ``run`` is None when tracking is off and on ranks other than 0.
+
+    Each ``mode: auto`` in ``cfg`` is settled to min or max before anything is built, in place, so the run
+    records the mode its callbacks and scheduler use.
+    """
+    settle_modes(cfg)
     configure_threads(cfg)
     tidy_lightning_logging()  # before Lightning's first message, the seed
     L.seed_everything(cfg.seed, workers=True)
@@ -127,12 +132,7 @@ def build_callbacks(
     resumed_run: TrackedRun | None = None,
 ) -> list[L.Callback]:
     """Every callback a job gets: the configured ones, explab's own guards and record, the trial's, and on a
-    resume the one that tells the reopened run when training goes on.
-
-    Each ``mode: auto`` in ``cfg`` is settled to min or max first, in place, so the run records the mode its
-    callbacks use.
-    """
-    settle_modes(cfg)
+    resume the one that tells the reopened run when training goes on."""
     callbacks: list[L.Callback] = []
     progress_bar_on = cfg.trainer.get("enable_progress_bar", True)
     validating = validates(cfg)

@@ -20,7 +20,7 @@ from explab.comparison import metric_range
 from explab.errors import ConfigError, UsageError
 from explab.models.init import SCHEMES as INIT_SCHEMES
 from explab.models.schedules import configured_schedule
-from explab.monitor_mode import AUTO, MODES, mode_by_name
+from explab.monitor_mode import AUTO, MODES, followers, mode_by_name
 
 MAX_SEED = 2**32 - 1  # numpy's seeds; Lightning seeds numpy with it
 
@@ -126,6 +126,7 @@ RULES: dict[str, Rule] = {
     "callbacks.early_stopping.patience": Rule("int", "an integer >= 0", lambda v: v >= 0),
     "callbacks.early_stopping.mode": _MODE_RULE,
     "callbacks.model_checkpoint.mode": _MODE_RULE,
+    "scheduler.patience": Rule("int", "an integer >= 0", lambda v: v >= 0),
     "callbacks.last_checkpoint.min_interval_seconds": Rule("float", "a number of seconds >= 0", lambda v: v >= 0),
 }
 
@@ -212,15 +213,23 @@ def check_precision(cfg: DictConfig) -> None:
 
 
 def check_monitors(cfg: DictConfig) -> None:
-    """The metric each callback follows (``monitor``, or a callback's own) is one the task logs, or a timing
-    (``perf/``) or learning rate (``lr-``): Lightning finds out after the first validation epoch."""
-    from explab.build import task_class, task_metric_names
+    """The metric each callback and the scheduler follow (``monitor``, or one of their own) is one the task logs,
+    or a timing (``perf/``) or learning rate (``lr-``): Lightning finds out after the first validation epoch. A
+    scheduler cannot follow a validation metric in a fit that does not validate (the callbacks that would
+    are left out of it)."""
+    from explab.build import task_class, task_metric_names, validates
 
-    followed = {
-        f"callbacks.{name}.monitor": str(node.monitor)
-        for name, node in (cfg.get("callbacks") or {}).items()
-        if isinstance(node, DictConfig) and node.get("monitor")
-    }
+    followed = {f"{key}.monitor": str(node.monitor) for key, node in followers(cfg).items()}
+    scheduled = followed.get("scheduler.monitor", "")
+    if scheduled.startswith("val/") and not validates(cfg):
+        key = "monitor" if scheduled == str(cfg.get("monitor")) else "scheduler.monitor"
+        raise ConfigError(
+            key,
+            scheduled,
+            "a metric the fit logs, and this run does not validate (no validation split, or "
+            "trainer.limit_val_batches=0): follow a training metric (scheduler.monitor=train/loss), or choose "
+            "another scheduler",
+        )
     if not followed or task_class(cfg) is None:
         return
     logged = {name for name in task_metric_names(cfg) if not name.startswith("test/")}  # test/ comes after fit
@@ -232,19 +241,18 @@ def check_monitors(cfg: DictConfig) -> None:
 
 
 def check_monitor_modes(cfg: DictConfig) -> None:
-    """Each callback that follows a metric keeps the mode its name says is better: ``auto`` needs a name that
-    says which way (``lr-Adam`` does not), and a mode against the name (max of ``val/loss``) would keep the
-    worst checkpoint, test it as the run's best, and stop early while the metric still improves."""
-    for name, node in (cfg.get("callbacks") or {}).items():
-        if not isinstance(node, DictConfig) or not node.get("monitor") or node.get("mode") is None:
+    """Each callback or scheduler that follows a metric takes the mode its name says is better: ``auto`` needs
+    a name that says which way (``lr-Adam`` does not), and a mode against the name (max of ``val/loss``) would
+    keep the worst checkpoint, test it as the run's best, stop early and cut the learning rate while the
+    metric still improves."""
+    for follower, node in followers(cfg).items():
+        if node.get("mode") is None:
             continue
         metric, mode = str(node.monitor), node.mode
-        # most callbacks follow the root's monitor in the root's mode; that is the key to change then
-        key = (
-            "monitor_mode"
-            if (metric, mode) == (cfg.get("monitor"), cfg.get("monitor_mode"))
-            else f"callbacks.{name}.mode"
-        )
+        # most follow the root's monitor in the root's mode; that is the key to change then
+        key = "monitor_mode" if (metric, mode) == (cfg.get("monitor"), cfg.get("monitor_mode")) else f"{follower}.mode"
+        if mode not in MODES:  # a scheduler's mode (a callback's is a rule of check_values)
+            raise ConfigError(key, mode, _MODE_RULE.allowed)
         better = mode_by_name(metric)
         if mode == AUTO and better is None:
             raise ConfigError(key, mode, f"min or max for {metric}, whose name does not say which way is better")

@@ -13,6 +13,7 @@ from torchmetrics import MeanMetric, R2Score
 from torchmetrics.classification import MulticlassAccuracy
 
 from explab.checkpoints import plain_weights
+from explab.models.plateau import on_plateau
 from explab.models.tasks import ClassificationTask, RegressionTask, build_scheduler
 
 
@@ -24,6 +25,16 @@ def test_schedulers_get_their_length_from_the_trainer() -> None:
     assert onecycle["interval"] == "step" and onecycle["scheduler"].total_steps == 40
     cosine = build_scheduler(partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=None), optimizer, trainer)
     assert cosine["interval"] == "epoch" and cosine["scheduler"].T_max == 4
+
+
+@pytest.mark.parametrize(("monitor", "mode"), [("val/acc", "max"), ("val/loss", "min")])
+def test_a_plateau_scheduler_is_handed_to_lightning_with_the_metric_it_follows(monitor: str, mode: str) -> None:
+    """Lightning refuses a ReduceLROnPlateau whose config names no metric; auto takes the metric's way."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    made = build_scheduler(partial(on_plateau, monitor=monitor, mode="auto", patience=2), optimizer, SimpleNamespace())
+    assert made["monitor"] == monitor and made["interval"] == "epoch"
+    assert isinstance(made["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
+    assert (made["scheduler"].mode, made["scheduler"].patience) == (mode, 2)
 
 
 @pytest.mark.parametrize(

@@ -62,7 +62,9 @@ def build_scheduler(factory: SchedulerFactory, optimizer: torch.optim.Optimizer,
         if trainer.max_epochs is None or trainer.max_epochs < 1:
             raise ValueError("the scheduler's T_max cannot be filled in: the trainer has no epoch limit")
         extra["T_max"] = trainer.max_epochs
-    return {"scheduler": factory(optimizer, **extra), "interval": interval}
+    made = factory(optimizer, **extra)
+    # a factory may return Lightning's scheduler config itself (models.plateau: with the metric it follows)
+    return {"interval": interval, **made} if isinstance(made, dict) else {"scheduler": made, "interval": interval}
 
 
 def refit_cosine(scheduler: Any, t_max: int) -> None:
