@@ -13,7 +13,7 @@ from torchmetrics import MeanMetric, R2Score
 from torchmetrics.classification import MulticlassAccuracy
 
 from explab.checkpoints import plain_weights
-from explab.models.plateau import on_plateau
+from explab.models.plateau import reduce_lr_on_plateau
 from explab.models.tasks import ClassificationTask, RegressionTask, build_scheduler
 
 
@@ -31,7 +31,9 @@ def test_schedulers_get_their_length_from_the_trainer() -> None:
 def test_a_plateau_scheduler_is_handed_to_lightning_with_the_metric_it_follows(monitor: str, mode: str) -> None:
     """Lightning refuses a ReduceLROnPlateau whose config names no metric; auto takes the metric's way."""
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    made = build_scheduler(partial(on_plateau, monitor=monitor, mode="auto", patience=2), optimizer, SimpleNamespace())
+    made = build_scheduler(
+        partial(reduce_lr_on_plateau, monitor=monitor, mode="auto", patience=2), optimizer, SimpleNamespace()
+    )
     assert made["monitor"] == monitor and made["interval"] == "epoch"
     assert isinstance(made["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
     assert (made["scheduler"].mode, made["scheduler"].patience) == (mode, 2)

@@ -9,7 +9,9 @@ import torch
 from explab.monitor_mode import AUTO, mode_by_name
 
 
-def on_plateau(optimizer: torch.optim.Optimizer, monitor: str, mode: str = AUTO, **settings: Any) -> dict[str, Any]:
+def reduce_lr_on_plateau(
+    optimizer: torch.optim.Optimizer, monitor: str, mode: str = AUTO, **settings: Any
+) -> dict[str, Any]:
     """A ``ReduceLROnPlateau`` of ``optimizer`` made with ``settings`` (factor, patience, ...), as the Lightning
     scheduler config that steps it with ``monitor``'s value after each validation epoch.
 
