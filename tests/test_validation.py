@@ -186,7 +186,7 @@ def test_a_mode_against_what_the_metrics_name_says_is_refused(compose_cfg, overr
         (["scheduler.mode=triangular"], r"^scheduler.mode='triangular' .* must be min, max or auto"),
         (["scheduler.mode=min"], r"^scheduler.mode='min' .* must be max \(or auto\) for val/acc"),
         # nothing would step it: Lightning fails the fit at its first epoch's end
-        (["data.val_fraction=0"], r"^monitor='val/acc' .* this run does not validate"),
+        (["data.val_fraction=0"], r"^scheduler.monitor='val/acc' .* this run does not validate"),
     ],
 )
 def test_a_plateau_scheduler_following_what_it_cannot_is_refused(compose_cfg, overrides, refusal: str) -> None:

@@ -222,9 +222,8 @@ def check_monitors(cfg: DictConfig) -> None:
     followed = {f"{key}.monitor": str(node.monitor) for key, node in followers(cfg).items()}
     scheduled = followed.get("scheduler.monitor", "")
     if scheduled.startswith("val/") and not validates(cfg):
-        key = "monitor" if scheduled == str(cfg.get("monitor")) else "scheduler.monitor"
         raise ConfigError(
-            key,
+            "scheduler.monitor",
             scheduled,
             "a metric the fit logs, and this run does not validate (no validation split, or "
             "trainer.limit_val_batches=0): follow a training metric (scheduler.monitor=train/loss), or choose "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from omegaconf import OmegaConf
 from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 
@@ -15,6 +16,7 @@ from explab.errors import UsageError
 from explab.sweep import WARM_START_ATTR
 from explab.sweep.pruner import PRUNER_ATTR, build_pruner, check_pruner, record_pruner
 from explab.sweep.storage import open_storage
+from explab.sweep.trial import TrialJob
 from hydra_plugins.explab_optuna_sweeper.config import PRUNERS
 
 MEDIAN = {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 1, "n_warmup_steps": 0}
@@ -113,3 +115,21 @@ def test_the_shipped_pruners_pass_the_check_a_sweep_runs_first(name: str) -> Non
 def test_a_pruner_optuna_accepts_but_cannot_prune_with_is_refused(settings: dict, reason: str) -> None:
     with pytest.raises(UsageError, match=rf"HyperbandPruner: .*\) cannot prune: {reason}\. Change its settings"):
         check_pruner({**PRUNERS["hyperband"], **settings}, "maximize")
+
+
+@pytest.mark.parametrize(
+    ("objective", "follows"),
+    [
+        (["val/loss"], "val/loss"),  # the study's metric, not the recipe's optimized_metric (val/acc_best)
+        (["test/acc"], None),  # logged only after the fit: nothing to report each epoch
+        # several objectives: the recipe's, which the callback does not report to such a study (Optuna prunes none)
+        (["val/acc_best", "perf/fit_seconds"], "val/acc_best"),
+        ([], "val/acc_best"),  # a sweep that names no metric: the recipe's
+    ],
+)
+def test_a_trial_job_prunes_on_what_its_study_optimises(objective: list[str], follows: str | None) -> None:
+    """hydra.sweeper.metric=val/loss with the recipe's optimized_metric=val/acc_best reported accuracies to a
+    study minimising the loss, and pruned the trials with the best accuracy."""
+    trial = {"study_name": "s", "number": 0, "storage": "journal:///nowhere.journal", "objective": objective}
+    job = TrialJob(OmegaConf.create({"optuna_trial": trial, "optimized_metric": "val/acc_best"}))
+    assert (job.pruning.monitor if job.pruning else None) == follows

@@ -172,6 +172,24 @@ def test_wrong_metric_fails_before_any_trial(tmp_path: Path) -> None:
     assert runs_in(tmp_path / "mlruns", "digits_cnn") == []
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("metric", ["val/loss", "test/acc"])
+def test_the_pruner_follows_the_metric_the_study_optimises(tmp_path: Path, metric: str) -> None:
+    """``hydra.sweeper.metric`` given instead of ``optimized_metric``: the trials reported validation accuracy
+    to a study minimising the loss, so the pruner stopped the most accurate trials."""
+    done = explab_sweep(tmp_path, f"hydra.sweeper.metric={metric}", "hydra.sweeper.n_trials=2", "trainer.max_epochs=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = load(tmp_path, "digits_cnn_optuna", "mlruns/optuna/digits_cnn.journal")
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 2
+    if metric == "val/loss":  # each trial's last report is the loss it ended with
+        assert study.direction == optuna.study.StudyDirection.MINIMIZE
+        assert [t.intermediate_values[1] for t in complete] == pytest.approx([t.value for t in complete])
+    else:  # known only after the fit: nothing to report, and the sweep says the pruner prunes nothing
+        assert [t.intermediate_values for t in complete] == [{}, {}]
+        assert "test/acc is known only once the fit is over: no trial will be pruned" in done.stdout + done.stderr
+
+
 def test_a_direction_against_the_metric_fails_before_the_study_exists(tmp_path: Path) -> None:
     """Maximising val/loss ran the whole sweep and crowned its worst trial. (Without a direction, the search
     configs' ``auto`` follows the metric's name.)"""

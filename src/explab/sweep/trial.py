@@ -21,16 +21,30 @@ if TYPE_CHECKING:
 class TrialJob:
     """What a job launched by the sweeper needs from its trial; empty (falsy) for a job outside a sweep.
 
-    Built from ``cfg.optuna_trial`` (study_name, number, storage, parent_run_id; for a replicate of a top
-    trial ``replicate_of`` and ``prune=false``), which the sweeper sets on each job it launches, and
-    ``cfg.optimized_metric``, the metric the pruner follows.
+    Built from ``cfg.optuna_trial`` (study_name, number, storage, parent_run_id, the study's ``objective``
+    metrics; for a replicate of a top trial ``replicate_of`` and ``prune=false``), which the sweeper sets on
+    each job it launches. The pruner follows what the study optimises: its one objective metric, else
+    ``cfg.optimized_metric``; it is left out for a metric no validation epoch logs (``test/``, ``perf/``), which
+    it could not report.
     """
 
     def __init__(self, cfg: DictConfig) -> None:
         self.optuna_trial: DictConfig | None = cfg.get("optuna_trial")
-        self.monitor: str | None = cfg.get("optimized_metric")
-        prune = bool(self.optuna_trial and self.monitor and self.optuna_trial.get("prune", True))
-        self.pruning = OptunaPruning(self.optuna_trial, self.monitor) if prune else None
+        objectives = self.objectives()
+        # hydra.sweeper.metric=val/loss with the recipe's optimized_metric=val/acc_best reported accuracies to
+        # a study minimising the loss: the pruner stopped the trials with the best accuracy
+        self.monitor: str | None = objectives[0] if len(objectives) == 1 else cfg.get("optimized_metric")
+        prune = bool(self.optuna_trial and self.optuna_trial.get("prune", True))
+        prune = prune and str(self.monitor or "").startswith("val/")
+        self.pruning = OptunaPruning(self.optuna_trial, str(self.monitor)) if prune else None
+
+    def objectives(self) -> list[str]:
+        """The metrics the job's study optimises, one per objective; empty outside a sweep or where the sweep
+        names none (its jobs return one number)."""
+        found = self.optuna_trial.get("objective") if self.optuna_trial else None
+        if not found:
+            return []
+        return [str(found)] if isinstance(found, str) else [str(name) for name in found]
 
     def __bool__(self) -> bool:
         return bool(self.optuna_trial)
@@ -82,8 +96,7 @@ class TrialJob:
         Optuna: both stores then say the same."""
         if not self.optuna_trial:
             return
-        objectives = self.optuna_trial.get("objective") or []
-        objectives = [objectives] if isinstance(objectives, str) else list(objectives)
+        objectives = self.objectives()
         for objective in objectives:
             if objective not in metrics:
                 needs = {"test": "; a test/ metric needs test=true", "val": "; a val/ metric needs validation"}

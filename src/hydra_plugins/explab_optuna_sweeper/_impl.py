@@ -155,6 +155,19 @@ def _what_goes_unrecorded(storage: Any, mlflow: Any) -> str | None:
     return "; ".join(missing) + " (hparams_search=optuna sets both for any experiment)"
 
 
+def _unpruned_objective(metrics: tuple[str, ...], pruner: Any) -> str | None:
+    """Why a pruner set for explab's train will prune nothing: its jobs report their one objective after each
+    validation epoch, and a metric known only after the fit (``test/acc``, ``perf/fit_seconds``) has no such
+    value. None when the pruner can follow the objective, or there is no pruner."""
+    if not pruner or len(metrics) != 1 or metrics[0].startswith("val/"):
+        return None
+    return (
+        f"hydra.sweeper.pruner judges a trial by its objective after each validation epoch, and {metrics[0]} is "
+        "known only once the fit is over: no trial will be pruned. Optimise a val/ metric to prune, or say so "
+        "with hydra/sweeper/pruner=none"
+    )
+
+
 def hold_trial(study: optuna.Study, take: Callable[[], Trial | None], run: Callable[[Trial], _R]) -> _R | None:
     """``take()`` a trial (ask, queue or claim one) and ``run(trial)``; None when there was none to take.
 
@@ -484,6 +497,9 @@ class ExplabOptunaSweeperImpl(Sweeper):
             if self.objectives.metric_setting is None:
                 raise UsageError(_metric_needed(job_config.get("optimized_metric")))
             named_function(self.check)(job_config, self.objectives.metric_setting)
+            unpruned = _unpruned_objective(self.objectives.metrics, self.pruner_cfg)
+            if unpruned:
+                log.warning(unpruned)
         check_space_composes(
             lambda overrides: loader.load_sweep_config(config, overrides), space, self.conditions, fixed
         )
