@@ -39,6 +39,6 @@ def settle_modes(cfg: DictConfig) -> None:
     for node in followers(cfg).values():
         if node.get("mode") == AUTO:
             node.mode = mode_by_name(str(node.monitor))
-    monitor = cfg.get("monitor")
-    if cfg.get("monitor_mode") == AUTO and monitor and mode_by_name(str(monitor)):
-        cfg.monitor_mode = mode_by_name(str(monitor))
+    named = mode_by_name(str(cfg.get("monitor") or ""))
+    if cfg.get("monitor_mode") == AUTO and named is not None:
+        cfg.monitor_mode = named

@@ -16,6 +16,13 @@ DIRECTIONS = ("minimize", "maximize")
 AUTO = "auto"
 
 
+def reported_each_epoch(metric: str) -> bool:
+    """Whether a job of explab's train has ``metric`` after each validation epoch, to report to its trial for
+    pruning: the ``val/`` metrics. ``test/``, ``perf/fit_seconds`` and ``model/`` come only once the fit is
+    over."""
+    return metric.startswith("val/")
+
+
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []

@@ -11,6 +11,7 @@ import lightning as L
 from omegaconf import DictConfig
 
 from explab.errors import UsageError
+from explab.sweep.objectives import reported_each_epoch
 from explab.sweep.pruning import OptunaPruning
 from explab.tracking.run import is_trial_pruned
 
@@ -35,7 +36,7 @@ class TrialJob:
         # a study minimising the loss: the pruner stopped the trials with the best accuracy
         self.monitor: str | None = objectives[0] if len(objectives) == 1 else cfg.get("optimized_metric")
         prune = bool(self.optuna_trial and self.optuna_trial.get("prune", True))
-        prune = prune and str(self.monitor or "").startswith("val/")
+        prune = prune and reported_each_epoch(str(self.monitor or ""))
         self.pruning = OptunaPruning(self.optuna_trial, str(self.monitor)) if prune else None
 
     def objectives(self) -> list[str]:

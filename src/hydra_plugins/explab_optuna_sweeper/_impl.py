@@ -54,7 +54,7 @@ from explab.sweep.heartbeat import (
     heartbeat,
     unmarked_running,
 )
-from explab.sweep.objectives import Objectives
+from explab.sweep.objectives import Objectives, reported_each_epoch
 from explab.sweep.parent_run import close_parent_run, open_parent_run
 from explab.sweep.pruner import build_pruner, check_pruner, pruner_name, record_pruner
 from explab.sweep.replicates import SEED_ATTR, missing, replicate_seeds, top_configurations
@@ -159,7 +159,7 @@ def _unpruned_objective(metrics: tuple[str, ...], pruner: Any) -> str | None:
     """Why a pruner set for explab's train will prune nothing: its jobs report their one objective after each
     validation epoch, and a metric known only after the fit (``test/acc``, ``perf/fit_seconds``) has no such
     value. None when the pruner can follow the objective, or there is no pruner."""
-    if not pruner or len(metrics) != 1 or metrics[0].startswith("val/"):
+    if not pruner or len(metrics) != 1 or reported_each_epoch(metrics[0]):
         return None
     return (
         f"hydra.sweeper.pruner judges a trial by its objective after each validation epoch, and {metrics[0]} is "
