@@ -460,12 +460,59 @@ def test_predict_reads_a_single_row_csv_as_one_input(tmp_path: Path) -> None:
     assert x.shape == (1, 8, 8) and names == ["0"]
 
 
+def test_predict_reads_a_spreadsheets_csv_with_its_byte_order_mark(tmp_path: Path) -> None:
+    row = ",".join(["0.5"] * 64) + "\n"
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + (row * 2).encode())  # "CSV UTF-8": its first row is data, not a header
+    x, names = read_inputs(path, DIGITS_RECIPE)
+    assert x.shape == (2, 8, 8) and names == ["0", "1"]
+    path.write_bytes((row * 2).encode("utf-16"))  # "Unicode text"
+    with pytest.raises(UsageError, match=r"excel.csv is not UTF-8 text \(byte 0xff on line 1\)"):
+        read_inputs(path, DIGITS_RECIPE)
+
+
 def test_predict_reads_one_input_of_the_models_own_shape(tmp_path: Path) -> None:
     from sklearn.datasets import load_digits
 
     np.save(tmp_path / "one.npy", load_digits().images[0])  # one 8x8 image, not eight rows of eight values
     x, names = read_inputs(tmp_path / "one.npy", DIGITS_RECIPE)
     assert x.shape == (1, 8, 8) and names == ["0"]
+
+
+TEXT_RECIPE = {"kind": "text"}  # what read_inputs reads of a text model's recipe; the vocabulary is the model's
+
+
+def test_predict_reads_a_folder_of_text_files_one_text_each(tmp_path: Path) -> None:
+    folder = tmp_path / "pos"  # aclImdb's layout: one review per file, named id_rating.txt
+    folder.mkdir()
+    (folder / "0_9.txt").write_text("A moving film.<br /><br />Great acting.\n")
+    (folder / "1_10.txt").write_text("  \n")  # an empty review is left out, not predicted as ""
+    (folder / "2_8.txt").write_text("Funny, and warm.")
+    (folder / "urls.lst").write_text("http://example.org\n")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "3_1.txt").write_text("not entered")
+    frame, names = read_inputs(folder, TEXT_RECIPE)
+    assert names == ["0_9.txt", "2_8.txt"]
+    assert list(frame["text"]) == ["A moving film.<br /><br />Great acting.", "Funny, and warm."]
+    (folder / "0_9.txt").write_text("")
+    (folder / "2_8.txt").unlink()
+    with pytest.raises(UsageError, match=r"holds no \.txt file with text"):
+        read_inputs(folder, TEXT_RECIPE)
+
+
+@pytest.mark.parametrize("name", ["reviews.txt", "reviews.csv", "folder"])
+def test_predict_refuses_texts_that_are_not_utf8_with_the_fix(tmp_path: Path, name: str) -> None:
+    latin1 = "text\nun film très réussi\n".encode("latin1")
+    path = tmp_path / name
+    if name == "folder":
+        path.mkdir()
+        (path / "0_1.txt").write_bytes(latin1)
+    else:
+        path.write_bytes(latin1)
+    with pytest.raises(
+        UsageError, match=r"is not UTF-8 text \(byte 0xe8 on line 2\): save it as UTF-8, for instance iconv"
+    ):
+        read_inputs(path, TEXT_RECIPE)
 
 
 def test_predict_takes_a_run_id_for_the_model_that_run_logged() -> None:

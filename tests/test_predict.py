@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,17 @@ def test_predict_cli_encodes_text_with_the_runs_vocabulary(compose_cfg, store: P
     done = run_cli("explab-predict", model, f"input={table}", f"output={tmp_path / 'table.csv'}", *where, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "table.csv").read_text().splitlines()[1:] == lines[1:3]
+    # and as a folder of one review per file, named by file
+    (tmp_path / "pos").mkdir()
+    (tmp_path / "pos" / "0_9.txt").write_text(POSITIVE[0])
+    (tmp_path / "pos" / "1_2.txt").write_text(NEGATIVE[0])
+    done = run_cli(
+        "explab-predict", model, f"input={tmp_path / 'pos'}", f"output={tmp_path / 'files.csv'}", *where, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    by_text = list(csv.reader(lines[1:3]))
+    by_file = list(csv.reader((tmp_path / "files.csv").read_text().splitlines()[1:]))
+    assert by_file == [["0_9.txt", *by_text[0][1:]], ["1_2.txt", *by_text[1][1:]]]
     table.write_text("review\ngood\n")
     done = run_cli("explab-predict", model, f"input={table}", f"output={tmp_path / 'no.csv'}", *where, cwd=tmp_path)
     assert done.returncode == 1 and "has no column named text (its header: review)" in done.stderr, done.stderr

@@ -2,12 +2,14 @@
 
 Inputs are raw, as the logged model takes them (it holds the data module's preprocessing): a ``.npy`` array
 or a numeric ``.csv`` of raw values, a folder of images (converted and resized to the model's raw shape), or
-a ``.txt`` file of texts, one per line.
+for a text model a ``.txt`` file of texts (one per line), a ``.csv`` file's ``text`` column or a folder of
+``.txt`` files (one text each, as aclImdb's ``pos/`` and ``neg/`` hold reviews).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
 import warnings
@@ -44,12 +46,39 @@ def input_recipe(model: Any) -> dict[str, Any]:
     return inner.recipe
 
 
+def utf8_text(path: Path) -> str:
+    """The content of ``path``, refused with the offending byte and the fix when it is not UTF-8 (the encoding
+    the model's vocabulary was built from)."""
+    raw = path.read_bytes()
+    try:
+        # utf-8-sig: the byte-order mark spreadsheets write is not part of the first text or number
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise UsageError(
+            f"{path} is not UTF-8 text (byte 0x{raw[error.start]:02x} on line {line}): save it as UTF-8, for "
+            f"instance iconv -f latin1 -t utf-8 {path.name} > utf8_{path.name}"
+        ) from None
+
+
 def read_texts(path: Path) -> tuple[Any, list[str]]:
     """One text per line, as the text column the model takes."""
-    texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = [line.strip() for line in utf8_text(path).splitlines() if line.strip()]
     if not texts:
         raise UsageError(f"{path} holds no text: give one review per line")
     return _text_inputs(texts)
+
+
+def read_text_files(folder: Path) -> tuple[Any, list[str]]:
+    """Each ``.txt`` file of ``folder`` as one text, named by its file name (the aclImdb layout, one review per
+    file); subfolders are not entered, so ``aclImdb/test/pos`` is read and ``aclImdb/test``'s lists are not."""
+    files = sorted(p for p in folder.iterdir() if p.suffix == ".txt" and p.is_file())
+    texts = [utf8_text(p).strip() for p in files]
+    if not any(texts):
+        raise UsageError(f"{folder} holds no .txt file with text: give a folder of .txt files, one text each")
+    kept = [(p.name, text) for p, text in zip(files, texts, strict=True) if text]
+    frame, _ = _text_inputs([text for _, text in kept])
+    return frame, [name for name, _ in kept]
 
 
 def _text_inputs(texts: list[str]) -> tuple[Any, list[str]]:
@@ -67,7 +96,7 @@ def read_text_column(path: Path) -> tuple[Any, list[str]]:
 
     from explab.serving import TEXT_COLUMN
 
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table = pd.read_csv(io.StringIO(utf8_text(path)), dtype=str, keep_default_na=False)
     if TEXT_COLUMN not in table.columns:
         raise UsageError(
             f"{path} has no column named {TEXT_COLUMN} (its header: {', '.join(map(str, table.columns)) or 'none'}); "
@@ -100,18 +129,20 @@ def read_images(folder: Path, recipe: dict[str, Any]) -> tuple[np.ndarray, list[
 
 
 def read_inputs(path: Path, recipe: dict[str, Any]) -> tuple[Any, list[str]]:
-    """Raw inputs from ``path``: texts from a ``.txt`` file or a ``.csv`` file's ``text`` column, a folder of
-    images, or a ``.npy`` / numeric ``.csv`` array of raw values (digit pixels of 0..16, image pixels of 0..255,
-    features in their units)."""
+    """Raw inputs from ``path``: texts from a ``.txt`` file, a ``.csv`` file's ``text`` column or a folder of
+    ``.txt`` files; a folder of images, or a ``.npy`` / numeric ``.csv`` array of raw values (digit pixels of
+    0..16, image pixels of 0..255, features in their units)."""
     if recipe.get("kind") == "text":
         from explab.serving import TEXT_COLUMN
 
         if path.suffix == ".csv" and path.is_file():
             return read_text_column(path)
+        if path.is_dir():
+            return read_text_files(path)
         if path.suffix != ".txt" or not path.is_file():
             raise UsageError(
-                f"input={path}: this is a text model; give a .txt file with one text per line, or a .csv file "
-                f"with a column named {TEXT_COLUMN}"
+                f"input={path}: this is a text model; give a .txt file with one text per line, a .csv file "
+                f"with a column named {TEXT_COLUMN}, or a folder of .txt files with one text each"
             )
         return read_texts(path)
     shape = list(recipe.get("raw_shape", []))
@@ -123,12 +154,15 @@ def read_inputs(path: Path, recipe: dict[str, Any]) -> tuple[Any, list[str]]:
         x = np.load(path, allow_pickle=False).astype(np.float64)
     elif path.suffix == ".csv":
         # ndmin=2: a one-row file is one input, not a column of numbers; an empty file is refused below
+        text = utf8_text(path)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Empty input file.*")
-            x = np.genfromtxt(path, delimiter=",", dtype=np.float64, skip_header=int(_has_header(path)), ndmin=2)
+            x = np.genfromtxt(
+                io.StringIO(text), delimiter=",", dtype=np.float64, skip_header=int(_has_header(text)), ndmin=2
+            )
     else:
         raise UsageError(
-            f"{path}: give a .npy array, a numeric .csv or a folder of images (text models take a .txt file)"
+            f"{path}: give a .npy array, a numeric .csv or a folder of images (text models take .txt files)"
         )
     inputs = _as_model_inputs(path, x, shape)
     return inputs, [str(i) for i in range(len(inputs))]
@@ -152,10 +186,9 @@ def _as_model_inputs(path: Path, x: np.ndarray, shape: list[int]) -> np.ndarray:
     return x.reshape(len(x), *shape)
 
 
-def _has_header(path: Path) -> bool:
+def _has_header(text: str) -> bool:
     """A first row of names only (no cell is a number) is a header; a row with some numbers is data."""
-    with path.open() as handle:
-        first = handle.readline().strip()
+    first = text.partition("\n")[0].strip()
     if not first:
         return False
     cells = [cell.strip() for cell in first.split(",")]
