@@ -87,6 +87,13 @@ def test_a_resume_with_another_model_is_refused_before_the_run_is_touched(tmp_pa
     done = run_cli("explab-train", "optimizer=sgd", f"resume={run_id}", *paths(tmp_path), cwd=tmp_path)
     assert done.returncode == 1 and "(optimizer: Adam then, SGD now)" in done.stderr, done.stderr[-3000:]
     assert client.get_run(run_id).info.status == "KILLED"
+    # the run kept only its best epoch by val/acc: its best checkpoint would be picked from the resumed epochs
+    done = run_cli("explab-train", "monitor=val/loss", f"resume={run_id}", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and "cannot change what picks its best checkpoint" in done.stderr
+    assert "(callbacks.model_checkpoint.monitor: val/acc then, val/loss now; callbacks.model_checkpoint.mode: " in (
+        done.stderr
+    )
+    assert f"reproduce={run_id}" in done.stderr and client.get_run(run_id).info.status == "KILLED"
 
 
 @pytest.mark.slow

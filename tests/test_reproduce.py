@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from explab.checkpoints import CheckpointError, load_checkpoint
 from explab.errors import UsageError
+from explab.monitor_mode import settle_modes
 from explab.reproduce import compare_with_source, config_from_recorded_run, recorded_overrides
 from explab.tracking import TrackedRun
 from explab.tracking.params import flatten_params, recordable
@@ -310,9 +311,12 @@ def test_a_setting_this_command_changes_is_noted_and_one_nobody_changed_is_warne
     source = TrackedRun.create(tracking_uri_for(store), "digits_cnn", str(store / "artifacts"))
     source.log_text("- seed=3\n", "config/overrides.yaml")
     default_then = {"optimizer.lr": "0.01", "trainer.max_epochs": "20"}  # the defaults when the run was trained
-    source.log_params({**flatten_params(recordable(compose_cfg("seed=3"))), **default_then, "seed": "3"})
+    recorded = compose_cfg("seed=3")
+    settle_modes(recorded)  # a run records the modes it settled: max for val/acc
+    source.log_params({**flatten_params(recordable(recorded)), **default_then, "seed": "3"})
     source.end(None)
-    cfg = compose_cfg(f"reproduce={source.run_id}", "trainer.max_epochs=2")
+    # monitor= moves what follows it too (the callbacks' monitor and mode): the command's doing, not a drift
+    cfg = compose_cfg(f"reproduce={source.run_id}", "trainer.max_epochs=2", "monitor=val/loss")
     GlobalHydra.instance().clear()
     with (
         caplog.at_level(logging.INFO, logger="explab.reproduce"),
@@ -322,6 +326,11 @@ def test_a_setting_this_command_changes_is_noted_and_one_nobody_changed_is_warne
     said = {record.getMessage(): record.levelname for record in caplog.records}
     assert said["config trainer.max_epochs: 20 then, 2 now, as this command gives it"] == "INFO", said
     assert said["config optimizer.lr differs from the source run: 0.01 then, 0.003 now"] == "WARNING", said
+    for key, then, now in [("monitor", "val/acc", "val/loss"), ("callbacks.model_checkpoint.mode", "max", "min")]:
+        assert said[f"config {key}: {then} then, {now} now, as this command gives it"] == "INFO", said
+    assert [m for m, level in said.items() if level == "WARNING"] == [
+        "config optimizer.lr differs from the source run: 0.01 then, 0.003 now"
+    ], said
 
 
 class _Payload:

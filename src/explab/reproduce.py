@@ -125,13 +125,15 @@ def _mode(cfg: DictConfig) -> str | None:
 
 def _with_recorded(recorded: list[str]) -> list[str]:
     """A run's ``recorded`` overrides, less how it was started, merged with what this command adds."""
+    return merged_overrides(_replayed(recorded), [o for o in hydra_overrides() if not o.startswith(MODE_PREFIXES)])
+
+
+def _replayed(recorded: list[str]) -> list[str]:
+    """The ``recorded`` overrides that compose a run's config again: less how it was started, and less a URL
+    recorded without its password, which cannot reach its server (this command's own setting applies)."""
     from explab.tracking.params import has_masked_password
 
-    # a URL recorded without its password cannot reach its server: this command's own setting applies instead
-    return merged_overrides(
-        [o for o in recorded if not o.startswith(DROPPED_PREFIXES) and not has_masked_password(o)],
-        [o for o in hydra_overrides() if not o.startswith(MODE_PREFIXES)],
-    )
+    return [o for o in recorded if not o.startswith(DROPPED_PREFIXES) and not has_masked_password(o)]
 
 
 def merged_overrides(recorded: list[str], now: list[str]) -> list[str]:
@@ -171,22 +173,47 @@ def config_from_recorded_run(cfg: DictConfig) -> DictConfig:
             check_resumable(run, rebuilt, checkpoint)
             rebuilt.paths.output_dir = run.data.params.get("paths.output_dir") or ""
             rebuilt.ckpt_path = str(checkpoint)
-    _warn_about_drift(run, rebuilt)
+    _warn_about_drift(run, rebuilt, _composed_as_recorded(recorded, f"{mode}={run_id}"))
     log.info("%s of run %s with overrides %s", mode, run_id, overrides)
     return rebuilt
 
 
-def _warn_about_drift(run: Run, rebuilt: DictConfig) -> None:
-    tags = run.data.tags
-    from explab.config import project_root
+def _composed_as_recorded(recorded: list[str], mode: str) -> DictConfig | None:
+    """The config the run's own overrides compose today, without this command's: what the command changes and
+    what conf/ changed since the run are told apart by it. None when they no longer compose alone (an option
+    since removed, which this command replaces)."""
+    from hydra import compose
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
+    from explab.monitor_mode import settle_modes
+
+    try:
+        composed = compose(config_name="train", overrides=[*_replayed(recorded), mode])
+    except (HydraException, OmegaConfBaseException):
+        return None
+    settle_modes(composed)
+    return composed
+
+
+def _warn_about_drift(run: Run, rebuilt: DictConfig, as_recorded: DictConfig | None) -> None:
+    """Warn of each difference between the run's record and the ``rebuilt`` config that this command did not
+    ask for (a library, the commit, a default of conf/ that moved since the run: they move its results); a
+    setting the command changes, given or following one given (``monitor=`` moves the checkpoint's monitor
+    and mode), is an info line. ``as_recorded`` is the config of the run's own overrides, composed now."""
+    from explab.config import project_root
+    from explab.tracking.params import flatten_params, recordable
+
+    tags = run.data.tags
     now = {**{f"version.{k}": v for k, v in versions().items()}, **git_state(project_root())}
     for key in sorted(k for k in now if k.startswith("version.") or k in ("git.commit", "git.dirty")):
         if key in tags and tags[key] != now[key]:
             log.warning("%s differs from the source run: %s then, %s now", key, tags[key], now[key])
     given = [override_key(o) for o in hydra_overrides() if not o.startswith(MODE_PREFIXES)]
+    composed_then = flatten_params(recordable(as_recorded)) if as_recorded is not None else {}
     for key, (then, value) in config_changes(run.data.params, rebuilt).items():
-        if any(key == name or key.startswith(f"{name}.") for name in given):
+        followed = key in composed_then and composed_then[key] == then  # the run's overrides still give `then`
+        if followed or any(key == name or key.startswith(f"{name}.") for name in given):
             log.info("config %s: %s then, %s now, as this command gives it", key, then, value)
         else:  # nobody asked for it here: a default in conf/ changed since the run, which moves its results
             log.warning("config %s differs from the source run: %s then, %s now", key, then, value)

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 # model settings a resume may change: they do not change what the checkpoint's weights mean
 MODEL_KEYS_A_RESUME_MAY_CHANGE = ("model.channels_last", "model.compile", "model.init")
+# what picks a run's best checkpoint: the one its test, explab-eval and the logged model take
+BEST_CHECKPOINT_KEYS = ("callbacks.model_checkpoint.monitor", "callbacks.model_checkpoint.mode")
 # what a one-cycle schedule fitted to the run (scheduler.total_steps left null) takes its length from
 SCHEDULE_LENGTH_KEYS = (
     "trainer.max_epochs",
@@ -74,6 +76,7 @@ def check_resumable(run: Run, config: DictConfig, checkpoint_path: Path) -> None
     now = flatten_params(cast(dict[str, Any], OmegaConf.to_container(config, resolve=True)))
     _check_same_model(run_id, then, now)
     _check_same_optimizer(run_id, then, now)
+    _check_same_best_checkpoint_rule(run_id, then, now)
     _check_schedule_length(run_id, then, now, config)
     _check_epochs_reach_the_checkpoint(
         f"resume={run_id}: the run has",
@@ -155,6 +158,21 @@ def _check_same_optimizer(run_id: str, then: dict[str, Any], now: dict[str, Any]
             f"resume={run_id} cannot change the optimizer or schedule whose state the checkpoint holds ({changes}): "
             f"Lightning restores that state as it was saved. Drop those overrides to resume the run as it was, or "
             f"train the new config as a new run with reproduce={run_id} and the overrides"
+        )
+
+
+def _check_same_best_checkpoint_rule(run_id: str, then: dict[str, Any], now: dict[str, Any]) -> None:
+    # the checkpoint callback keeps only its best file so far, by the old rule: under a new one the epochs
+    # before the resume could never be chosen, and the run's best checkpoint would be the best of the rest
+    changed = [key for key in BEST_CHECKPOINT_KEYS if key in then and key in now and then[key] != now[key]]
+    if changed:
+        changes = "; ".join(f"{key}: {then[key]} then, {now[key]} now" for key in changed)
+        raise UsageError(
+            f"resume={run_id} cannot change what picks its best checkpoint ({changes}): the run kept only the best "
+            f"epoch by {then[BEST_CHECKPOINT_KEYS[0]]}, so the epochs before the resume could not be compared by "
+            f"the new rule. Resume by the run's own (leave out the monitor, monitor_mode or "
+            f"callbacks.model_checkpoint override), or train by the new rule from the start with reproduce={run_id} "
+            "and the override"
         )
 
 
