@@ -172,26 +172,38 @@ def test_a_monitor_given_alone_keeps_the_checkpoint_its_name_says_is_best(compos
     assert run.data.params["monitor_mode"] == run.data.params["callbacks.model_checkpoint.mode"] == "min"
 
 
-def test_a_plateau_scheduler_cuts_the_learning_rate_when_the_monitor_stops_improving(compose_cfg, store) -> None:
-    """``scheduler=plateau`` steps torch's ReduceLROnPlateau with the run's monitor in its mode: the learning
-    rates the run logged are those torch's own scheduler gives for the validation accuracies it logged."""
+@pytest.mark.parametrize("every", [1, 2])
+def test_a_plateau_scheduler_cuts_the_learning_rate_when_the_monitor_stops_improving(
+    compose_cfg, store, every: int
+) -> None:
+    """``scheduler=plateau`` steps torch's ReduceLROnPlateau with the run's monitor in its mode after each epoch
+    that validates: the learning rates the run logged are those torch's own scheduler gives for the validation
+    accuracies it logged. Validating every second epoch, Lightning failed the fit in the first ("conditioned on
+    metric val/acc which is not available")."""
+    epochs = 6
     train(
         compose_cfg(
-            "scheduler=plateau", "scheduler.patience=0", "trainer.max_epochs=5", "trainer.enable_progress_bar=false"
+            "scheduler=plateau",
+            "scheduler.patience=0",
+            "+scheduler.threshold=0.5",  # no epoch after the first improves by half: the rate is cut each time
+            f"trainer.max_epochs={epochs}",
+            f"trainer.check_val_every_n_epoch={every}",
+            "trainer.enable_progress_bar=false",
         )
     )
     run = only_run(store)
     client = MlflowClient(tracking_uri_for(store))
-    accuracies = [m.value for m in client.get_metric_history(run.info.run_id, "val/acc")]
+    accuracies = iter(m.value for m in client.get_metric_history(run.info.run_id, "val/acc"))
     rates = [m.value for m in client.get_metric_history(run.info.run_id, "lr-Adam")]
-    assert run.data.params["scheduler.mode"] == "max"
+    assert run.data.params["scheduler.mode"] == "max" and len(rates) == epochs
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=rates[0])
-    oracle = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", patience=0)
+    oracle = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", patience=0, threshold=0.5)
     expected = [rates[0]]
-    for accuracy in accuracies[:-1]:
-        oracle.step(accuracy)
+    for epoch in range(1, epochs):
+        if epoch % every == 0:  # the epoch before this one validated
+            oracle.step(next(accuracies))
         expected.append(optimizer.param_groups[0]["lr"])
-    assert rates == pytest.approx(expected)
+    assert rates == pytest.approx(expected) and rates[-1] < rates[0]
 
 
 def test_diverging_run_is_failed_with_a_clear_error(compose_cfg, store: Path) -> None:

@@ -45,7 +45,8 @@ def factory_fills(factory: SchedulerFactory) -> list[str]:
 
 
 def build_scheduler(factory: SchedulerFactory, optimizer: torch.optim.Optimizer, trainer: L.Trainer) -> dict:
-    """Fill what a scheduler needs from the trainer (total steps, epochs) and pick its update interval.
+    """Fill what a scheduler needs from the trainer (total steps, epochs) and pick its update interval (and,
+    for one following a validation metric, its frequency: the epochs that validate).
 
     Schedulers that take ``total_steps`` (OneCycleLR) step per batch; the rest step per epoch. A length the
     trainer does not bound is refused (``validation.check_scheduler_length`` says so before the run).
@@ -63,8 +64,15 @@ def build_scheduler(factory: SchedulerFactory, optimizer: torch.optim.Optimizer,
             raise ValueError("the scheduler's T_max cannot be filled in: the trainer has no epoch limit")
         extra["T_max"] = trainer.max_epochs
     made = factory(optimizer, **extra)
-    # a factory may return Lightning's scheduler config itself (models.plateau: with the metric it follows)
-    return {"interval": interval, **made} if isinstance(made, dict) else {"scheduler": made, "interval": interval}
+    if not isinstance(made, dict):
+        return {"scheduler": made, "interval": interval}
+    # a factory may return Lightning's scheduler config itself (models.plateau: with the metric it follows).
+    # A validation metric exists only after the epochs that validate: a scheduler following one steps with them
+    # (trainer.check_val_every_n_epoch=2: after epochs 2, 4, ...), where Lightning would fail the fit in epoch 1
+    validating_every = trainer.check_val_every_n_epoch
+    if str(made.get("monitor", "")).startswith("val/") and validating_every:
+        return {"interval": interval, "frequency": validating_every, **made}
+    return {"interval": interval, **made}
 
 
 def refit_cosine(scheduler: Any, t_max: int) -> None:
