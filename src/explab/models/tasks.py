@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import GradClipAlgorithmType
 from torch import Tensor, nn
 from torchmetrics import (
     MaxMetric,
@@ -31,6 +32,7 @@ from torchmetrics.classification import (
 from explab.callbacks.record import CHECKPOINT_KEY
 from explab.checkpoints import COMPILED, plain_weights
 from explab.models.epoch_sums import EpochSums
+from explab.models.gradient_clipping import clip_gradients, has_sparse_gradients
 from explab.models.init import initialise
 from explab.models.restored_optimizer import apply_changed_settings, changed_settings
 from explab.models.schedules import filled_from_trainer
@@ -310,6 +312,20 @@ class TaskModule(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": build_scheduler(self.scheduler_factory, optimizer, self.trainer),
         }
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        if gradient_clip_val and has_sparse_gradients(parameters):
+            # torch's clipping has no kernel for sparse embedding gradients (model.backbone.sparse=true)
+            algorithm = GradClipAlgorithmType(gradient_clip_algorithm or GradClipAlgorithmType.NORM)
+            clip_gradients(parameters, float(gradient_clip_val), algorithm.value)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["state_dict"] = plain_weights(checkpoint["state_dict"])
