@@ -20,7 +20,7 @@ from explab.reproduce import config_from_recorded_run
 from explab.sweep.pruner import PRUNER_ATTR
 from explab.sweep.storage import open_storage
 from explab.sweep.summary import best_trained_trial
-from tests.conftest import BIN, as_from_a_terminal, run_cli, runs_in
+from tests.conftest import BIN, as_from_a_terminal, run_cli, runs_in, tracking_uri_for
 from tests.support.formats import write_mnist
 
 APP = Path(__file__).parents[1] / "support" / "apps" / "quadratic.py"
@@ -188,6 +188,20 @@ def test_the_pruner_follows_the_metric_the_study_optimises(tmp_path: Path, metri
     else:  # known only after the fit: nothing to report, and the sweep says the pruner prunes nothing
         assert [t.intermediate_values for t in complete] == [{}, {}]
         assert "test/acc is known only once the fit is over: no trial will be pruned" in done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_a_job_validating_within_epochs_reports_each_validation(tmp_path: Path) -> None:
+    """Reported at their epoch, the second validation of each epoch repeated a step: Optuna kept the first
+    value and dropped the rest, so a one-epoch fit on a large data set gave its pruner one value."""
+    done = explab_sweep(tmp_path, "hydra.sweeper.n_trials=1", "trainer.max_epochs=2", "+trainer.val_check_interval=0.5")
+    assert done.returncode == 0, done.stderr[-3000:]
+    [trial] = load(tmp_path, "digits_cnn_optuna", "mlruns/optuna/digits_cnn.journal").trials
+    [child] = [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if "optuna.trial_number" in r.data.tags]
+    logged = MlflowClient(tracking_uri_for(tmp_path / "mlruns")).get_metric_history(child.info.run_id, "val/acc_best")
+    assert len(trial.intermediate_values) == len(logged) == 4
+    reported = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
+    assert reported == pytest.approx([m.value for m in sorted(logged, key=lambda m: m.step)])
 
 
 def test_a_direction_against_the_metric_fails_before_the_study_exists(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ class OptunaPruning(L.Callback):
 
     Args:
         optuna_trial: the job's ``cfg.optuna_trial`` node (study_name, storage, number).
-        monitor: the metric reported after each validation epoch.
+        monitor: the metric reported after each validation (at ``report_step``).
     """
 
     def __init__(self, optuna_trial: DictConfig, monitor: str) -> None:
@@ -55,7 +55,7 @@ class OptunaPruning(L.Callback):
             # a study of several objectives has no pruner (the sweeper refuses one) and Optuna refuses reports
             if math.isfinite(float(value)) and len(trial.study.directions) == 1:
                 try:
-                    trial.report(float(value), step=trainer.current_epoch)
+                    trial.report(float(value), step=report_step(trainer))
                     # after the last epoch nothing is left to save: a pruned trial would throw away a complete
                     # result, which the sampler learns more from than from a pruned one
                     prune = not last_epoch(trainer) and trial.should_prune()
@@ -69,6 +69,16 @@ class OptunaPruning(L.Callback):
         if prune:
             self.pruned_at = trainer.current_epoch
             trainer.should_stop = True
+
+
+def report_step(trainer: L.Trainer) -> int:
+    """The step a validation's value is reported to the trial at: its epoch when the fit validates at most once
+    an epoch, so trials of any batch size are compared epoch by epoch; the optimizer step when it validates
+    within epochs (``trainer.val_check_interval=0.25``, or every N batches), where each report at its epoch
+    would repeat a step and Optuna keeps only the first (a one-epoch fit on a large data set: one report)."""
+    interval = trainer.val_check_interval
+    within_epochs = isinstance(interval, int) or float(interval) < 1.0
+    return trainer.global_step if within_epochs else trainer.current_epoch
 
 
 def last_epoch(trainer: L.Trainer) -> bool:
