@@ -24,7 +24,8 @@ from explab.checkpoint_io import AtomicCheckpointIO
 from explab.checkpoints import CheckpointError, load_checkpoint, recorded_config
 from explab.data import DigitsDataModule
 from explab.errors import UsageError
-from explab.predict import model_uri_of, read_inputs
+from explab.predict import model_uri_of
+from explab.raw_inputs import read_inputs
 from explab.sweep.storage import open_storage
 from explab.tracking.orphans import close_orphaned_runs
 from explab.train import train

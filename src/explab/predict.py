@@ -1,18 +1,12 @@
 """``explab-predict model_uri=runs:/ID/model input=PATH``: predictions with class probabilities as CSV.
 
-Inputs are raw, as the logged model takes them (it holds the data module's preprocessing): a ``.npy`` array
-or a numeric ``.csv`` of raw values, a folder of images (converted and resized to the model's raw shape), or
-for a text model a ``.txt`` file of texts (one per line), a ``.csv`` file's ``text`` column or a folder of
-``.txt`` files (one text each, as aclImdb's ``pos/`` and ``neg/`` hold reviews).
+Inputs are raw, as the logged model takes them: arrays, images or texts (``explab.raw_inputs`` reads them).
 """
 
 from __future__ import annotations
 
 import csv
-import io
-import math
 import re
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +17,11 @@ from omegaconf import DictConfig
 from explab.cli import report_user_errors
 from explab.config import config_dir
 from explab.errors import UsageError, first_line
+from explab.raw_inputs import read_inputs
 from explab.utils.logging import get_logger
 
 log = get_logger(__name__)
 RUN_ID = re.compile(r"[0-9a-f]{32}")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm"}
 
 
 def input_recipe(model: Any) -> dict[str, Any]:
@@ -44,163 +38,6 @@ def input_recipe(model: Any) -> dict[str, Any]:
             "train the run again (explab-train reproduce=RUN_ID) to log one"
         )
     return inner.recipe
-
-
-def utf8_text(path: Path) -> str:
-    """The content of ``path``, refused with the offending byte and the fix when it is not UTF-8 (the encoding
-    the model's vocabulary was built from)."""
-    raw = path.read_bytes()
-    try:
-        # utf-8-sig: the byte-order mark spreadsheets write is not part of the first text or number
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise UsageError(
-            f"{path} is not UTF-8 text (byte 0x{raw[error.start]:02x} on line {line}): save it as UTF-8, for "
-            f"instance iconv -f latin1 -t utf-8 {path.name} > utf8_{path.name}"
-        ) from None
-
-
-def read_texts(path: Path) -> tuple[Any, list[str]]:
-    """One text per line, as the text column the model takes."""
-    texts = [line.strip() for line in utf8_text(path).splitlines() if line.strip()]
-    if not texts:
-        raise UsageError(f"{path} holds no text: give one review per line")
-    return _text_inputs(texts)
-
-
-def read_text_files(folder: Path) -> tuple[Any, list[str]]:
-    """Each ``.txt`` file of ``folder`` as one text, named by its file name (the aclImdb layout, one review per
-    file); subfolders are not entered, so ``aclImdb/test/pos`` is read and ``aclImdb/test``'s lists are not."""
-    files = sorted(p for p in folder.iterdir() if p.suffix == ".txt" and p.is_file())
-    texts = [utf8_text(p).strip() for p in files]
-    if not any(texts):
-        raise UsageError(f"{folder} holds no .txt file with text: give a folder of .txt files, one text each")
-    kept = [(p.name, text) for p, text in zip(files, texts, strict=True) if text]
-    frame, _ = _text_inputs([text for _, text in kept])
-    return frame, [name for name, _ in kept]
-
-
-def _text_inputs(texts: list[str]) -> tuple[Any, list[str]]:
-    """``texts`` as the text column the model takes, and each one's start as its name in the output."""
-    import pandas as pd
-
-    from explab.serving import TEXT_COLUMN
-
-    return pd.DataFrame({TEXT_COLUMN: texts}), [t[:60] for t in texts]
-
-
-def read_text_column(path: Path) -> tuple[Any, list[str]]:
-    """The ``text`` column of a .csv file (with a header row; other columns, such as labels, are left out)."""
-    import pandas as pd
-
-    from explab.serving import TEXT_COLUMN
-
-    table = pd.read_csv(io.StringIO(utf8_text(path)), dtype=str, keep_default_na=False)
-    if TEXT_COLUMN not in table.columns:
-        raise UsageError(
-            f"{path} has no column named {TEXT_COLUMN} (its header: {', '.join(map(str, table.columns)) or 'none'}); "
-            f"head the column of texts {TEXT_COLUMN!r}, or give a .txt file with one text per line"
-        )
-    texts = [t.strip() for t in table[TEXT_COLUMN] if t.strip()]
-    if not texts:
-        raise UsageError(f"{path} holds no text in its {TEXT_COLUMN} column")
-    return _text_inputs(texts)
-
-
-def read_images(folder: Path, recipe: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
-    """Each image converted and resized to the model's raw shape, its pixels on the data's own scale."""
-    from PIL import Image
-
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise UsageError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    shape = list(recipe.get("raw_shape", []))
-    if recipe.get("kind") != "numeric" or len(shape) not in (2, 3):
-        raise UsageError(f"this model takes inputs of shape {shape or 'unknown'}, not images")
-    height, width = shape[:2]
-    mode = "RGB" if len(shape) == 3 else "L"
-    # an image file's pixels are 0..255; the model's raw pixels are on its data's scale (0..16 for digits)
-    arrays = [
-        np.asarray(Image.open(p).convert(mode).resize((width, height)), dtype=np.float64) / 255.0 * recipe["scale"]
-        for p in files
-    ]
-    return np.stack(arrays).reshape(len(files), *shape), [p.name for p in files]
-
-
-def read_inputs(path: Path, recipe: dict[str, Any]) -> tuple[Any, list[str]]:
-    """Raw inputs from ``path``: texts from a ``.txt`` file, a ``.csv`` file's ``text`` column or a folder of
-    ``.txt`` files; a folder of images, or a ``.npy`` / numeric ``.csv`` array of raw values (digit pixels of
-    0..16, image pixels of 0..255, features in their units)."""
-    if recipe.get("kind") == "text":
-        from explab.serving import TEXT_COLUMN
-
-        if path.suffix == ".csv" and path.is_file():
-            return read_text_column(path)
-        if path.is_dir():
-            return read_text_files(path)
-        if path.suffix != ".txt" or not path.is_file():
-            raise UsageError(
-                f"input={path}: this is a text model; give a .txt file with one text per line, a .csv file "
-                f"with a column named {TEXT_COLUMN}, or a folder of .txt files with one text each"
-            )
-        return read_texts(path)
-    shape = list(recipe.get("raw_shape", []))
-    if path.is_dir():
-        return read_images(path, recipe)
-    if not path.is_file():
-        raise UsageError(f"input={path} does not exist; give a .npy array, a numeric .csv or a folder of images")
-    if path.suffix == ".npy":
-        x = np.load(path, allow_pickle=False).astype(np.float64)
-    elif path.suffix == ".csv":
-        # ndmin=2: a one-row file is one input, not a column of numbers; an empty file is refused below
-        text = utf8_text(path)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*Empty input file.*")
-            x = np.genfromtxt(
-                io.StringIO(text), delimiter=",", dtype=np.float64, skip_header=int(_has_header(text)), ndmin=2
-            )
-    else:
-        raise UsageError(
-            f"{path}: give a .npy array, a numeric .csv or a folder of images (text models take .txt files)"
-        )
-    inputs = _as_model_inputs(path, x, shape)
-    return inputs, [str(i) for i in range(len(inputs))]
-
-
-def _as_model_inputs(path: Path, x: np.ndarray, shape: list[int]) -> np.ndarray:
-    """``x`` as a batch of the model's input shape; empty input, empty or non-numeric cells and a wrong
-    number of values per input are refused with the shape the model expects."""
-    expected = f"{math.prod(shape)} numbers per input (shape {shape})" if shape else "numbers"
-    if x.size == 0 or len(x) == 0:
-        raise UsageError(f"{path} holds no inputs: give one row per input, {expected}")
-    if np.isnan(x).any():
-        rows = sorted({int(i) + 1 for i in np.argwhere(np.isnan(x.reshape(len(x), -1)))[:, 0]})[:10]
-        raise UsageError(f"{path}: input(s) {rows} have empty or non-numeric values; every value must be a number")
-    if not shape or list(x.shape[1:]) == shape:
-        return x
-    if list(x.shape) == shape:  # one input, as the model takes it (a single image, one row of features)
-        return x[None]
-    if x[0].size != math.prod(shape):
-        raise UsageError(f"{path} gives {x[0].size} values per input; this model takes {expected}")
-    return x.reshape(len(x), *shape)
-
-
-def _has_header(text: str) -> bool:
-    """A first row of names only (no cell is a number) is a header; a row with some numbers is data."""
-    first = text.partition("\n")[0].strip()
-    if not first:
-        return False
-    cells = [cell.strip() for cell in first.split(",")]
-    return not any(_is_number(cell) for cell in cells)
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
 
 
 def model_uri_of(given: str) -> str:
