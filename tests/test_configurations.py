@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from explab.configurations import Configuration, builds, label_order, labels
+from explab.configurations import Configuration, builds, configuration_of, label_order, labels
 
 
 def test_labels_name_the_chosen_class_and_leave_out_settings_a_configuration_lacks() -> None:
@@ -88,3 +88,13 @@ def test_an_option_builds_the_class_it_is_named_after() -> None:
     assert builds("adamw", "torch.optim.AdamW") and builds("AdamW", "torch.optim.AdamW")
     assert builds("lazy_adam", "explab.models.LazyAdam"), "the option's underscores are not in the class name"
     assert not builds("adam", "torch.optim.AdamW")
+
+
+def test_how_often_a_run_saves_and_logs_does_not_set_it_apart() -> None:
+    """Runs that differ only in how often last.ckpt is written or steps are logged trained the same thing:
+    a report gave them a row each, labelled callbacks.last_checkpoint.min_interval_seconds=0 and =10.0."""
+    trained = {"optimizer.lr": "0.003", "trainer.max_epochs": "3"}
+    often = {**trained, "callbacks.last_checkpoint.min_interval_seconds": "0", "trainer.log_every_n_steps": "1"}
+    rarely = {**trained, "callbacks.last_checkpoint.min_interval_seconds": "10.0", "trainer.log_every_n_steps": "50"}
+    assert configuration_of(often) == configuration_of(rarely) == tuple(sorted(trained.items()))
+    assert configuration_of({**trained, "callbacks.model_checkpoint.monitor": "val/loss"}) != configuration_of(trained)

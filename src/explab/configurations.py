@@ -29,8 +29,10 @@ REPEAT_KEYS = (
     "torch_threads",
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
 )
-REPEAT_PREFIXES = ("optuna_trial.", "logger.", "time_to.")
+# how often last.ckpt is written (a test's min_interval_seconds=0) trains nothing differently
+REPEAT_PREFIXES = ("optuna_trial.", "logger.", "time_to.", "callbacks.last_checkpoint.")
 # a label's numbers keep at least this many significant digits, more only where two values need them to differ
 LABEL_DIGITS = 4
 
