@@ -74,6 +74,44 @@ def test_no_devices_or_nodes_at_all_is_refused_before_the_run(compose_cfg, key: 
         validate_config(cfg)
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("val_check_interval", "1.5"),  # Lightning refused it once the run existed, with a traceback
+        ("val_check_interval", "0"),
+        ("val_check_interval", "-1"),
+        ("limit_val_batches", "1.5"),
+        ("limit_train_batches", "-2"),
+        ("gradient_clip_algorithm", "max"),
+    ],
+)
+def test_batch_amounts_and_clipping_lightning_would_refuse_in_the_run_are_refused(
+    compose_cfg, key: str, value: str
+) -> None:
+    cfg = compose_cfg(f"+trainer.{key}={value}")
+    with pytest.raises(ConfigError, match=rf"trainer.{key}=.* is not valid: trainer.{key} must be"):
+        validate_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("val_check_interval", "0.25"),  # four times an epoch
+        ("val_check_interval", "1.0"),
+        ("val_check_interval", "5"),  # every 5 batches
+        ("limit_val_batches", "0"),  # no validation
+        ("limit_train_batches", "0.5"),
+        ("limit_test_batches", "3"),
+        ("gradient_clip_algorithm", "value"),
+    ],
+)
+def test_batch_amounts_and_clipping_lightning_takes_pass(compose_cfg, key: str, value: str) -> None:
+    overrides = [f"+trainer.{key}={value}"]
+    if key == "limit_val_batches":
+        overrides.append("callbacks=none")  # nothing then follows a validation metric
+    validate_config(compose_cfg(*overrides))
+
+
 @pytest.mark.parametrize("precision", ["auto", "32-true", "bf16-mixed", "16-mixed", "64-true", "32", 16])
 def test_precisions_lightning_takes_pass(compose_cfg, precision) -> None:
     validate_config(compose_cfg(f"trainer.precision={precision}"))

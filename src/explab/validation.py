@@ -77,6 +77,17 @@ def _devices(value: Any) -> bool:
     return False
 
 
+def _fraction_or_count(above_zero: bool) -> Callable[[Any], bool]:
+    """Lightning's batch amounts: a float is a fraction of an epoch's batches, an int a number of batches."""
+
+    def accepts(value: Any) -> bool:
+        if isinstance(value, int):
+            return value >= (1 if above_zero else 0)
+        return (0 < value <= 1) if above_zero else (0 <= value <= 1)
+
+    return accepts
+
+
 _MODE_RULE = Rule("str", "min, max or auto (what the followed metric's name says is better)", lambda v: v in MODES)
 
 RULES: dict[str, Rule] = {
@@ -102,6 +113,24 @@ RULES: dict[str, Rule] = {
     "trainer.num_nodes": _positive_int(),
     "trainer.gradient_clip_val": Rule("float", "null or a number >= 0", lambda v: v >= 0, True),
     "trainer.check_val_every_n_epoch": _positive_int("null or an integer >= 1", nullable=True),
+    "trainer.gradient_clip_algorithm": Rule("str", "norm or value", lambda v: v in ("norm", "value"), True),
+    # YAML's 1 is an int (validate every batch) and 1.0 a float (once an epoch), as Lightning reads them
+    "trainer.val_check_interval": Rule(
+        "float",
+        "null, a fraction of an epoch above 0 up to 1.0 (0.25: four times an epoch), or a number of training "
+        "batches >= 1",
+        _fraction_or_count(above_zero=True),
+        True,
+    ),
+    **{
+        f"trainer.limit_{split}_batches": Rule(
+            "float",
+            "null, a fraction of the batches from 0 to 1.0, or a number of batches >= 0",
+            _fraction_or_count(above_zero=False),
+            True,
+        )
+        for split in ("train", "val", "test", "predict")
+    },
     "trainer.log_every_n_steps": _positive_int(),
     "trainer.num_sanity_val_steps": Rule("int", "-1 (all batches) or an integer >= 0", lambda v: v >= -1),
     "data.batch_size": _positive_int(),
