@@ -479,6 +479,28 @@ def test_predict_reads_a_spreadsheets_csv_with_its_byte_order_mark(tmp_path: Pat
         read_inputs(path, DIGITS_RECIPE)
 
 
+def test_predict_reads_a_tables_features_by_their_names(tmp_path: Path) -> None:
+    """A header that names the features in another order, beside the target, was read by position."""
+    from sklearn.datasets import load_diabetes
+
+    from explab.data.tabular import DiabetesDataModule
+
+    recipe = DiabetesDataModule().input_recipe()
+    table = load_diabetes(as_frame=True, scaled=False).frame.head(4)
+    in_order = table.drop(columns="target").to_numpy()
+    table[["target", *reversed(recipe["columns"])]].to_csv(tmp_path / "shuffled.csv", index=False)
+    x, names = read_inputs(tmp_path / "shuffled.csv", recipe)
+    assert names == ["0", "1", "2", "3"]
+    np.testing.assert_array_equal(x, in_order)
+    table.drop(columns=["target", "bmi"]).to_csv(tmp_path / "no_bmi.csv", index=False)
+    with pytest.raises(UsageError, match=r"no_bmi.csv has no column bmi \(its header: age, sex, bp, "):
+        read_inputs(tmp_path / "no_bmi.csv", recipe)
+    # a model logged before its recipe named the columns reads them in the file's order, as it always did
+    table[list(reversed(recipe["columns"]))].to_csv(tmp_path / "reversed.csv", index=False)
+    x, _ = read_inputs(tmp_path / "reversed.csv", {**recipe, "columns": None})
+    np.testing.assert_array_equal(x[:, 0], table["s6"])
+
+
 def test_predict_reads_one_input_of_the_models_own_shape(tmp_path: Path) -> None:
     from sklearn.datasets import load_digits
 

@@ -130,9 +130,12 @@ def read_inputs(path: Path, recipe: dict[str, Any]) -> tuple[Any, list[str]]:
         text = utf8_text(path)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Empty input file.*")
+            header = _header(text)
             x = np.genfromtxt(
-                io.StringIO(text), delimiter=",", dtype=np.float64, skip_header=int(_has_header(text)), ndmin=2
+                io.StringIO(text), delimiter=",", dtype=np.float64, skip_header=int(header is not None), ndmin=2
             )
+        if header is not None and recipe.get("columns") and x.size:
+            x = _by_column_names(path, x, header, list(recipe["columns"]))
     else:
         raise UsageError(
             f"{path}: give a .npy array, a numeric .csv or a folder of images (text models take .txt files)"
@@ -159,13 +162,27 @@ def _as_model_inputs(path: Path, x: np.ndarray, shape: list[int]) -> np.ndarray:
     return x.reshape(len(x), *shape)
 
 
-def _has_header(text: str) -> bool:
-    """A first row of names only (no cell is a number) is a header; a row with some numbers is data."""
+def _header(text: str) -> list[str] | None:
+    """The column names of a first row of names only (no cell is a number); None for a row with some numbers,
+    which is data."""
     first = text.partition("\n")[0].strip()
     if not first:
-        return False
-    cells = [cell.strip() for cell in first.split(",")]
-    return not any(_is_number(cell) for cell in cells)
+        return None
+    cells = [cell.strip().strip('"').strip() for cell in first.split(",")]
+    return None if any(_is_number(cell) for cell in cells) else cells
+
+
+def _by_column_names(path: Path, x: np.ndarray, header: list[str], columns: list[str]) -> np.ndarray:
+    """The columns of ``x`` in the order the model takes them, found by their names in ``header``: a table
+    whose columns come in another order, or with more (a target beside the features), is read right."""
+    missing = [name for name in columns if name not in header]
+    if missing:
+        raise UsageError(
+            f"{path} has no column {', '.join(missing)} (its header: {', '.join(header)}); this model takes the "
+            f"columns {', '.join(columns)}, by name in any order (others are left out), or a file without a "
+            "header whose rows hold them in that order"
+        )
+    return x[:, [header.index(name) for name in columns]]
 
 
 def _is_number(cell: str) -> bool:

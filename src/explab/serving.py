@@ -5,7 +5,8 @@ JSON record logged with the model:
 
 - ``{"kind": "numeric", "raw_shape": [8, 8], "scale": 16, "mean": ..., "std": ..., "shape": [1, 8, 8]}``:
   a raw value ``v`` (a pixel of 0..16 here, 0..255 for MNIST, a feature in its own unit) becomes
-  ``(v / scale - mean) / std``, reshaped from ``raw_shape`` to the network's ``shape``; ``channels_last``
+  ``(v / scale - mean) / std``, reshaped from ``raw_shape`` to the network's ``shape``; ``columns`` (tabular
+  data) names the features, which ``explab-predict`` finds by name in a table's header; ``channels_last``
   moves the last axis of a raw colour image to the front; ``target_mean`` and ``target_std`` turn a
   regression output back into the target's unit;
 - ``{"kind": "text", "index": ..., "max_len": ...}``: raw text, tokenised and encoded with the training

@@ -37,6 +37,7 @@ class DiabetesDataModule(TensorDataModule):
         self.target_mean, self.target_std = 0.0, 1.0
         self.feature_mean: list[float] = []
         self.feature_std: list[float] = []
+        self.feature_names: list[str] = []
 
     def input_recipe(self) -> dict[str, Any]:
         """Raw rows are the 10 features in their own units; predictions come back in the target's unit."""
@@ -44,6 +45,7 @@ class DiabetesDataModule(TensorDataModule):
         return {
             "kind": "numeric",
             "raw_shape": [len(self.feature_mean)],
+            "columns": self.feature_names,  # explab-predict reads a table's columns by these names
             "scale": 1.0,
             "mean": self.feature_mean,
             "std": self.feature_std,
@@ -58,7 +60,9 @@ class DiabetesDataModule(TensorDataModule):
     def load_splits(self) -> LoadedData:
         from sklearn.datasets import load_diabetes
 
-        x, y = load_diabetes(return_X_y=True, scaled=False)
+        data = load_diabetes(scaled=False)
+        x, y = data.data, data.target
+        self.feature_names = [str(name) for name in data.feature_names]
         train, val, test = stratified_split(y, (self.val_fraction, self.test_fraction), self.seed, stratify=False)
         mean, std = x[train].mean(axis=0), x[train].std(axis=0) + 1e-8
         self.feature_mean, self.feature_std = mean.tolist(), std.tolist()
