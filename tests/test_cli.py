@@ -106,6 +106,12 @@ def test_the_multirun_flag_may_follow_the_overrides(tmp_path: Path) -> None:
     assert runs_in(tmp_path / "mlruns", "mnist_cnn") == []
 
 
+def test_a_recipes_file_path_for_its_option_is_answered_with_its_name(tmp_path: Path) -> None:
+    done = run_cli("explab-train", "experiment=experiments/digits_cnn.yaml", *common(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stderr.rstrip().endswith("Give the option's name, not its file: experiment=digits_cnn")
+
+
 def test_hydras_own_settings_show_resolved(tmp_path: Path) -> None:
     """Hydra resolved ``--cfg hydra`` apart from the job's config, whose paths.log_dir the run folder takes."""
     done = run_cli("explab-train", "--cfg", "hydra", "--resolve", f"paths.log_dir={tmp_path}/logs", cwd=tmp_path)

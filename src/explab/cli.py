@@ -133,6 +133,9 @@ def _override_advice(config_name: str, overrides: list[str]) -> str | None:
     if group.is_dir():  # Hydra's own message already lists the group's options; name the nearest
         options = sorted(path.stem for path in group.glob("*.yaml"))
         chosen = override.partition("=")[2]
+        named = Path(chosen).stem if chosen.endswith((".yaml", ".yml")) else chosen
+        if named != chosen and named in options:  # a file's path given for the option's name
+            return f"Give the option's name, not its file: {key}={named}"
         close = difflib.get_close_matches(chosen, options, n=3)
         if chosen in options or not close:
             return None
