@@ -98,6 +98,24 @@ def test_a_resume_with_another_model_is_refused_before_the_run_is_touched(tmp_pa
 
 
 @pytest.mark.slow
+def test_a_deleted_run_is_restored_before_it_is_resumed_or_evaluated(tmp_path: Path) -> None:
+    """MLflow refuses writes to a run in its trash: the resume failed with its traceback once the fit was done."""
+    run_id = trained_run(tmp_path)
+    client = client_for(tmp_path)
+    client.delete_run(run_id)
+    for command in (["explab-train", f"resume={run_id}", "trainer.max_epochs=3"], ["explab-eval", f"run_id={run_id}"]):
+        done = run_cli(*command, *paths(tmp_path)[:2], cwd=tmp_path)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+        assert f"run {run_id} is deleted (in the MLflow trash of " in done.stderr
+        assert f"mlflow runs restore --run-id {run_id}" in done.stderr and f"reproduce={run_id}" in done.stderr
+    assert len(client.get_metric_history(run_id, "val/acc")) == 2 and client.get_run(run_id).info.status == "FINISHED"
+    client.restore_run(run_id)
+    done = run_cli("explab-train", f"resume={run_id}", "trainer.max_epochs=3", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(client.get_metric_history(run_id, "val/acc")) == 3
+
+
+@pytest.mark.slow
 def test_a_finished_run_resumes_only_to_train_further(tmp_path: Path) -> None:
     run_id = trained_run(tmp_path)
     done = run_cli("explab-train", f"resume={run_id}", *paths(tmp_path), cwd=tmp_path)

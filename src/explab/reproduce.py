@@ -68,7 +68,7 @@ def _recorded(cfg: DictConfig, run_id: str) -> tuple[Any, list[str]]:
     from explab.tracking.store import find_trained_run
 
     uri = _store_of(cfg)
-    run = find_trained_run(uri, run_id)
+    run = find_trained_run(uri, run_id, to_write=bool(cfg.get("resume")))  # reproduce= only reads its record
     return run, recorded_overrides(uri, run_id)
 
 

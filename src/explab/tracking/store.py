@@ -99,14 +99,22 @@ def find_run(tracking_uri: str, run_id: str) -> Run:
         ) from None
 
 
-def find_trained_run(tracking_uri: str, run_id: str) -> Run:
-    """The run ``run_id``, as ``find_run`` gives it, when it is one explab-train trained a model in.
+def find_trained_run(tracking_uri: str, run_id: str, to_write: bool = True) -> Run:
+    """The run ``run_id``, as ``find_run`` gives it, when it is one explab-train trained a model in; with
+    ``to_write`` (a resume or an eval logs into it), one that is not in the MLflow trash.
 
     Raises:
-        UsageError: no such run; or a sweep's parent run or a report run, which train nothing, named with the
-            run to give instead (the sweep's best trial's).
+        UsageError: no such run; a sweep's parent run or a report run, which train nothing, named with the
+            run to give instead (the sweep's best trial's); a deleted run to write to, with how to restore it.
     """
     run = find_run(tracking_uri, run_id)
+    if to_write and run.info.lifecycle_stage == "deleted":
+        # MLflow refuses any write to a deleted run: the resume or eval would fail once it had done its work
+        raise UsageError(
+            f"run {run_id} is deleted (in the MLflow trash of {shown_url(tracking_uri)}): restore it first, with "
+            f"MLFLOW_TRACKING_URI={shown_url(tracking_uri)} mlflow runs restore --run-id {run_id}, or the UI's "
+            f"trash; or train it again as a new run with explab-train reproduce={run_id}"
+        )
     tags = run.data.tags
     if tags.get("explab.sweep") == "parent":
         best = _best_trial_run(tracking_uri, run)
