@@ -120,3 +120,24 @@ def test_a_run_running_in_a_live_process_is_not_taken_over_and_the_message_says_
     ended = subprocess.run(command, shell=True, capture_output=True, text=True, check=False)
     assert ended.returncode == 0, ended.stderr
     assert _status(live) == "KILLED"
+
+
+def test_a_deleted_experiment_is_named_with_how_to_restore_it(tmp_path: Path) -> None:
+    """MLflow refuses runs in an experiment deleted in its UI, and its name stays taken: every run of the
+    experiment failed with MLflow's traceback."""
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri_for(tmp_path / "mlruns")
+    first = TrackedRun.create(uri, "digits_cnn")
+    first.end(None)
+    client = MlflowClient(uri)
+    experiment_id = client.get_run(first.run_id).info.experiment_id
+    client.delete_experiment(experiment_id)
+    with pytest.raises(UsageError, match="experiment 'digits_cnn' is deleted") as refused:
+        TrackedRun.create(uri, "digits_cnn")
+    assert f"mlflow experiments restore --experiment-id {experiment_id}" in str(refused.value)
+    assert "experiment_name=NEW_NAME" in str(refused.value)
+    client.restore_experiment(experiment_id)
+    again = TrackedRun.create(uri, "digits_cnn")
+    again.end(None)
+    assert client.get_run(again.run_id).info.experiment_id == experiment_id
