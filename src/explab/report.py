@@ -276,7 +276,7 @@ def metrics_to_report(asked: list[str], runs: Sequence[Any], experiment_name: st
 def report(cfg: DictConfig) -> str:
     from explab.tracking import TrackedRun, run_lifecycle
     from explab.tracking.plots import intervals_figure, save_figure
-    from explab.tracking.store import open_client, shown_url
+    from explab.tracking.store import deleted_experiment, open_client, shown_url
 
     check_settings(cfg)
     client = open_client(cfg.tracking_uri)
@@ -286,6 +286,9 @@ def report(cfg: DictConfig) -> str:
     if missing:
         known = sorted(e.name for e in client.search_experiments())
         raise UsageError(f"no experiment '{missing[0]}' in {shown_url(cfg.tracking_uri)}; there are: {known}")
+    for experiment in experiments:
+        if experiment is not None and experiment.lifecycle_stage == "deleted":  # its runs are in the trash too
+            raise deleted_experiment(cfg.tracking_uri, experiment.name, experiment.experiment_id)
     ids = [experiment.experiment_id for experiment in experiments if experiment is not None]
     title = " vs ".join(names)
     wanted = "attributes.status = 'FINISHED'"

@@ -141,3 +141,10 @@ def test_a_deleted_experiment_is_named_with_how_to_restore_it(tmp_path: Path) ->
     again = TrackedRun.create(uri, "digits_cnn")
     again.end(None)
     assert client.get_run(again.run_id).info.experiment_id == experiment_id
+    # explab-report reads the experiment: it is named the same way before anything is reported
+    client.delete_experiment(experiment_id)
+    done = run_cli(
+        "explab-report", "experiment_name=digits_cnn", f"paths.mlruns_dir={tmp_path / 'mlruns'}", cwd=tmp_path
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "experiment 'digits_cnn' is deleted" in done.stderr and "mlflow experiments restore" in done.stderr

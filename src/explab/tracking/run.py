@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from explab.errors import Stopped, UsageError, first_line
 from explab.tracking.orphans import PID_TAG, close_orphaned_runs, still_running
-from explab.tracking.store import open_client, shown_url
+from explab.tracking.store import deleted_experiment, open_client
 from explab.utils.logging import get_logger
 from explab.utils.signals import Terminated, held, interrupted_by_ctrl_c, sigterm_raises_terminated
 
@@ -147,12 +147,11 @@ class TrackedRun:
                 )
             experiment_id = _create_experiment(client, experiment_name, location)
         elif experiment.lifecycle_stage == "deleted":
-            # MLflow keeps a deleted experiment's name taken and refuses runs in it
-            url = shown_url(tracking_uri)
-            raise UsageError(
-                f"experiment '{experiment_name}' is deleted (in the MLflow trash of {url}): restore it with "
-                f"MLFLOW_TRACKING_URI={url} mlflow experiments restore --experiment-id {experiment.experiment_id}, "
-                "or record into another with experiment_name=NEW_NAME"
+            raise deleted_experiment(
+                tracking_uri,
+                experiment_name,
+                experiment.experiment_id,
+                ", or record into another with experiment_name=NEW_NAME",
             )
         else:
             experiment_id = experiment.experiment_id

@@ -99,6 +99,16 @@ def find_run(tracking_uri: str, run_id: str) -> Run:
         ) from None
 
 
+def deleted_experiment(tracking_uri: str, name: str, experiment_id: str, otherwise: str = "") -> UsageError:
+    """The error for experiment ``name`` found in the MLflow trash (MLflow keeps its name taken and refuses runs
+    in it): the command that restores it, then ``otherwise``, what else to do."""
+    url = shown_url(tracking_uri)
+    return UsageError(
+        f"experiment '{name}' is deleted (in the MLflow trash of {url}): restore it with "
+        f"MLFLOW_TRACKING_URI={url} mlflow experiments restore --experiment-id {experiment_id}{otherwise}"
+    )
+
+
 def find_trained_run(tracking_uri: str, run_id: str, to_write: bool = True) -> Run:
     """The run ``run_id``, as ``find_run`` gives it, when it is one explab-train trained a model in; with
     ``to_write`` (a resume or an eval logs into it), one that is not in the MLflow trash.
