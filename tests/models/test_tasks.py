@@ -27,14 +27,22 @@ def test_schedulers_get_their_length_from_the_trainer() -> None:
     assert cosine["interval"] == "epoch" and cosine["scheduler"].T_max == 4
 
 
-@pytest.mark.parametrize(("monitor", "mode"), [("val/acc", "max"), ("val/loss", "min")])
-def test_a_plateau_scheduler_is_handed_to_lightning_with_the_metric_it_follows(monitor: str, mode: str) -> None:
-    """Lightning refuses a ReduceLROnPlateau whose config names no metric; auto takes the metric's way."""
+@pytest.mark.parametrize(
+    ("monitor", "mode", "frequency"), [("val/acc", "max", 3), ("val/loss", "min", 3), ("train/loss", "min", 1)]
+)
+def test_a_plateau_scheduler_is_handed_to_lightning_with_the_metric_it_follows(
+    monitor: str, mode: str, frequency: int
+) -> None:
+    """Lightning refuses a ReduceLROnPlateau whose config names no metric; auto takes the metric's way. One
+    following a validation metric steps after the epochs that validate (every third here)."""
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     made = build_scheduler(
-        partial(reduce_lr_on_plateau, monitor=monitor, mode="auto", patience=2), optimizer, SimpleNamespace()
+        partial(reduce_lr_on_plateau, monitor=monitor, mode="auto", patience=2),
+        optimizer,
+        SimpleNamespace(check_val_every_n_epoch=3),
     )
     assert made["monitor"] == monitor and made["interval"] == "epoch"
+    assert made.get("frequency", 1) == frequency
     assert isinstance(made["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
     assert (made["scheduler"].mode, made["scheduler"].patience) == (mode, 2)
 
