@@ -128,9 +128,9 @@ def read_inputs(path: Path, recipe: dict[str, Any]) -> tuple[Any, list[str]]:
     elif path.suffix == ".csv":
         # ndmin=2: a one-row file is one input, not a column of numbers; an empty file is refused below
         text = utf8_text(path)
+        header = _header(text)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Empty input file.*")
-            header = _header(text)
             x = np.genfromtxt(
                 io.StringIO(text), delimiter=",", dtype=np.float64, skip_header=int(header is not None), ndmin=2
             )

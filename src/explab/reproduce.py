@@ -8,6 +8,7 @@ same run from its last checkpoint.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -173,7 +174,7 @@ def config_from_recorded_run(cfg: DictConfig) -> DictConfig:
             check_resumable(run, rebuilt, checkpoint)
             rebuilt.paths.output_dir = run.data.params.get("paths.output_dir") or ""
             rebuilt.ckpt_path = str(checkpoint)
-    _warn_about_drift(run, rebuilt, _composed_as_recorded(recorded, f"{mode}={run_id}"))
+    _warn_about_drift(run, rebuilt, lambda: _composed_as_recorded(recorded, f"{mode}={run_id}"))
     log.info("%s of run %s with overrides %s", mode, run_id, overrides)
     return rebuilt
 
@@ -196,11 +197,12 @@ def _composed_as_recorded(recorded: list[str], mode: str) -> DictConfig | None:
     return composed
 
 
-def _warn_about_drift(run: Run, rebuilt: DictConfig, as_recorded: DictConfig | None) -> None:
+def _warn_about_drift(run: Run, rebuilt: DictConfig, as_recorded: Callable[[], DictConfig | None]) -> None:
     """Warn of each difference between the run's record and the ``rebuilt`` config that this command did not
     ask for (a library, the commit, a default of conf/ that moved since the run: they move its results); a
     setting the command changes, given or following one given (``monitor=`` moves the checkpoint's monitor
-    and mode), is an info line. ``as_recorded`` is the config of the run's own overrides, composed now."""
+    and mode), is an info line. ``as_recorded`` composes the config of the run's own overrides now; it is
+    called only for a difference no override of this command names."""
     from explab.config import project_root
     from explab.tracking.params import flatten_params, recordable
 
@@ -210,10 +212,13 @@ def _warn_about_drift(run: Run, rebuilt: DictConfig, as_recorded: DictConfig | N
         if key in tags and tags[key] != now[key]:
             log.warning("%s differs from the source run: %s then, %s now", key, tags[key], now[key])
     given = [override_key(o) for o in hydra_overrides() if not o.startswith(MODE_PREFIXES)]
-    composed_then = flatten_params(recordable(as_recorded)) if as_recorded is not None else {}
-    for key, (then, value) in config_changes(run.data.params, rebuilt).items():
+    changes = config_changes(run.data.params, rebuilt)
+    unnamed = [key for key in changes if not any(key == name or key.startswith(f"{name}.") for name in given)]
+    composed = as_recorded() if unnamed else None  # a second composition, only where it can tell anything
+    composed_then = flatten_params(recordable(composed)) if composed is not None else {}
+    for key, (then, value) in changes.items():
         followed = key in composed_then and composed_then[key] == then  # the run's overrides still give `then`
-        if followed or any(key == name or key.startswith(f"{name}.") for name in given):
+        if key not in unnamed or followed:
             log.info("config %s: %s then, %s now, as this command gives it", key, then, value)
         else:  # nobody asked for it here: a default in conf/ changed since the run, which moves its results
             log.warning("config %s differs from the source run: %s then, %s now", key, then, value)

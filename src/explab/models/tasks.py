@@ -319,12 +319,14 @@ class TaskModule(L.LightningModule):
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
     ) -> None:
-        parameters = [p for group in optimizer.param_groups for p in group["params"]]
-        if gradient_clip_val and has_sparse_gradients(parameters):
-            # torch's clipping has no kernel for sparse embedding gradients (model.backbone.sparse=true)
-            algorithm = GradClipAlgorithmType(gradient_clip_algorithm or GradClipAlgorithmType.NORM)
-            clip_gradients(parameters, float(gradient_clip_val), algorithm.value)
-            return
+        # called before every optimizer step: the parameters are only gathered when there is something to clip
+        if gradient_clip_val:
+            parameters = [p for group in optimizer.param_groups for p in group["params"]]
+            if has_sparse_gradients(parameters):
+                # torch's clipping has no kernel for sparse embedding gradients (model.backbone.sparse=true)
+                algorithm = GradClipAlgorithmType(gradient_clip_algorithm or GradClipAlgorithmType.NORM)
+                clip_gradients(parameters, float(gradient_clip_val), algorithm.value)
+                return
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
