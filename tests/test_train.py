@@ -254,6 +254,32 @@ def test_metrics_held_back_are_written_when_the_run_fails(compose_cfg, store: Pa
     assert len(history) == 2, "the values held back are written when Lightning finalizes the failed fit"
 
 
+def test_validating_less_often_than_an_epoch_holds_is_named_with_the_batches_there_are(
+    compose_cfg, store: Path
+) -> None:
+    """Lightning counts the batches only inside the fit, after the run opened: the run ends FAILED, and the error
+    names the count and the fixes instead of Lightning's traceback."""
+    cfg = compose_cfg("+trainer.val_check_interval=100000", "trainer.enable_progress_bar=false")
+    with pytest.raises(UsageError, match=r"val_check_interval=100000 validates .* an epoch here has 20 per device"):
+        train(cfg)
+    assert only_run(store).info.status == "FAILED"
+
+
+def test_validating_every_n_batches_across_epochs_trains(compose_cfg, store: Path) -> None:
+    """The way out that message names: with check_val_every_n_epoch=null the batches count across epochs."""
+    cfg = compose_cfg(
+        "+trainer.val_check_interval=30",
+        "trainer.check_val_every_n_epoch=null",
+        "trainer.max_epochs=3",
+        "test=false",
+        "trainer.enable_progress_bar=false",
+    )
+    train(cfg)
+    run = only_run(store)
+    history = MlflowClient(tracking_uri_for(store)).get_metric_history(run.info.run_id, "val/acc")
+    assert run.info.status == "FINISHED" and len(history) == 2, "60 training batches, validated after 30 and 60"
+
+
 def test_error_while_building_marks_the_run_failed(compose_cfg, store: Path) -> None:
     cfg = compose_cfg("+trainer.no_such_setting=1")  # the Trainer is built once the run exists
     with pytest.raises(Exception, match="no_such_setting"):

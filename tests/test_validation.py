@@ -18,6 +18,7 @@ from explab.validation import (
     _gpus_wanted,
     check_devices_here,
     check_start_checkpoint,
+    check_values,
     missing_values,
     validate_config,
 )
@@ -110,6 +111,39 @@ def test_batch_amounts_and_clipping_lightning_takes_pass(compose_cfg, key: str, 
     if key == "limit_val_batches":
         overrides.append("callbacks=none")  # nothing then follows a validation metric
     validate_config(compose_cfg(*overrides))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        # Lightning refused the fraction when it built the trainer, once the run existed
+        (
+            ["+trainer.val_check_interval=0.5"],
+            "trainer.val_check_interval=0.5 is not valid: .*batches \\(an integer\\)",
+        ),
+        # the plateau steps at each epoch's end; before the first validation, Lightning failed the fit there
+        (
+            ["+trainer.val_check_interval=30", "scheduler=plateau"],
+            "trainer.check_val_every_n_epoch=None is not valid: .* a scheduler that follows val/acc",
+        ),
+    ],
+)
+def test_validation_across_epochs_that_lightning_would_fail_is_refused(compose_cfg, overrides, refused) -> None:
+    cfg = compose_cfg("trainer.check_val_every_n_epoch=null", *overrides)
+    with pytest.raises(ConfigError, match=refused):
+        check_values(cfg)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["+trainer.val_check_interval=30"],
+        ["scheduler=plateau"],  # no interval: once an epoch, as with 1
+        ["+trainer.val_check_interval=30", "scheduler=plateau", "scheduler.monitor=train/loss"],
+    ],
+)
+def test_validation_across_epochs_lightning_takes_passes(compose_cfg, overrides) -> None:
+    validate_config(compose_cfg("trainer.check_val_every_n_epoch=null", *overrides))
 
 
 @pytest.mark.parametrize("precision", ["auto", "32-true", "bf16-mixed", "16-mixed", "64-true", "32", 16])

@@ -8,8 +8,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from explab.build import Job
+from explab.errors import UsageError
 
 if TYPE_CHECKING:
+    import lightning as L
+
     from explab.sweep.trial import TrialJob
     from explab.tracking import TrackedRun
 
@@ -31,7 +34,10 @@ def fit_and_test(job: Job, trial: TrialJob, run: TrackedRun | None) -> dict[str,
     """
     cfg, trainer = job.cfg, job.trainer
     start = time.perf_counter()
-    trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    try:
+        trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    except ValueError as error:
+        raise _explained(error, trainer) from error
     # the whole fit (sanity check, epochs, validation, checkpoints, logging): sweeps and benchmarks compare it
     # with the job's total time
     metrics = {**as_floats(trainer.callback_metrics), FIT_SECONDS: time.perf_counter() - start}
@@ -50,6 +56,22 @@ def fit_and_test(job: Job, trial: TrialJob, run: TrackedRun | None) -> dict[str,
         metrics.update(as_floats(trainer.callback_metrics))
     trial.check_objective(metrics)
     return metrics
+
+
+def _explained(error: ValueError, trainer: L.Trainer) -> ValueError:
+    """A validation interval longer than an epoch as a ``UsageError`` that names the fix; ``error`` otherwise.
+
+    Lightning finds it only once it has counted the training batches, inside ``fit`` and so after the run
+    opened; its count is still on the fit loop, in this device's batches.
+    """
+    interval, batches = trainer.val_check_interval, trainer.fit_loop.max_batches
+    if not (isinstance(interval, int) and trainer.check_val_every_n_epoch is not None and batches < interval):
+        return error
+    return UsageError(
+        f"trainer.val_check_interval={interval} validates every {interval} training batches, and an epoch here has "
+        f"{batches:g} per device. Give at most {batches:g}, a fraction of an epoch (0.25: four times an epoch), "
+        f"or set trainer.check_val_every_n_epoch=null to count the {interval} batches across epochs"
+    )
 
 
 def as_floats(metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -196,6 +196,7 @@ def check_values(cfg: DictConfig) -> None:
             raise ConfigError(key, value, rule.allowed)
     check_held_out_fractions(cfg)
     check_scheduler_length(cfg)
+    check_validation_across_epochs(cfg)
 
 
 def missing_values(cfg: DictConfig) -> list[str]:
@@ -354,6 +355,36 @@ def check_held_out_fractions(cfg: DictConfig) -> None:
             "data.test_fraction",
             test,
             f"below {1 - val:g} beside data.val_fraction={val:g}, so that some data is left to train on",
+        )
+
+
+def check_validation_across_epochs(cfg: DictConfig) -> None:
+    """``trainer.check_val_every_n_epoch=null`` counts the training batches between validations across epochs.
+    Its ``val_check_interval`` is then a number of batches: Lightning refuses a fraction once the run exists. A
+    scheduler following a ``val/`` metric still steps at each epoch's end, out of step with validations every N
+    batches: an epoch that ends before the first one fails the fit, and a later one steps on a value seen before.
+    Without an interval it validates once an epoch, as with 1.
+    """
+    if OmegaConf.select(cfg, "trainer.check_val_every_n_epoch", default=1) is not None:
+        return
+    interval = OmegaConf.select(cfg, "trainer.val_check_interval", default=None)
+    if isinstance(interval, float):
+        raise ConfigError(
+            "trainer.val_check_interval",
+            interval,
+            "a number of training batches (an integer) with trainer.check_val_every_n_epoch=null, which counts "
+            "them across epochs; to validate at a fraction of each epoch, set trainer.check_val_every_n_epoch=1",
+        )
+    scheduler = followers(cfg).get("scheduler")
+    if isinstance(interval, int) and scheduler is not None and str(scheduler.monitor).startswith("val/"):
+        raise ConfigError(
+            "trainer.check_val_every_n_epoch",
+            None,
+            f"an integer >= 1 with a scheduler that follows {scheduler.monitor}: the scheduler steps at each "
+            "epoch's end, and null validates every val_check_interval batches across epochs, so it would step on "
+            "a value it has seen, or on none. Validate within epochs (trainer.check_val_every_n_epoch=1, and "
+            "+trainer.val_check_interval at most an epoch's batches), or follow a training metric "
+            "(scheduler.monitor=train/loss)",
         )
 
 
