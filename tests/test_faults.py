@@ -5,6 +5,7 @@ the real command against a temporary store and checks that nothing is lost and t
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import signal
 import sqlite3
@@ -173,6 +174,7 @@ def test_a_resume_that_changes_settings_records_them_and_the_next_resume_keeps_t
     assert done.returncode == 0, done.stderr[-3000:]
     run = client.get_run(run_id)
     assert run.data.tags["explab.resumed_with"] == "optimizer.lr=0.01 (was 0.003), trainer.max_epochs=3 (was 2)"
+    assert json.loads(run.data.tags["explab.resumed_params"]) == {"optimizer.lr": "0.01", "trainer.max_epochs": "3"}
     assert run.data.params["optimizer.lr"] == "0.003", "params stay as first logged"
     resumed = yaml.safe_load(Path(client.download_artifacts(run_id, "config/resumed.yaml", str(tmp_path))).read_text())
     assert resumed["optimizer"]["lr"] == 0.01

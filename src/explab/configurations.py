@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from explab.tracking.params import describes_training
+from explab.tracking.params import describes_training, trained_params
 
 # besides where a run wrote: params that differ between repeats of one configuration without changing it, as
 # what the run records besides its training (a reproduction with log_model=true trained the same thing)
@@ -50,10 +50,11 @@ def configuration_of(params: dict[str, str]) -> Configuration:
 
 
 def group_runs(runs: Sequence[Any]) -> dict[Configuration, list[Any]]:
-    """Runs by configuration, each group one configuration's seed repeats."""
+    """Runs by configuration, each group one configuration's seed repeats; a run resumed with other settings
+    is grouped by what it trained (``trainer.max_epochs=20 (resumed from 10)``)."""
     groups: dict[Configuration, list[Any]] = defaultdict(list)
     for run in runs:
-        groups[configuration_of(run.data.params)].append(run)
+        groups[configuration_of(trained_params(run.data.params, run.data.tags))].append(run)
     return dict(groups)
 
 

@@ -39,6 +39,7 @@ from explab.configurations import (
     seed_of,
 )
 from explab.errors import UsageError
+from explab.tracking.params import trained_params
 from explab.tracking.store import every_run
 from explab.utils.logging import get_logger
 
@@ -78,7 +79,8 @@ def find_baseline(spec: Any, groups: Mapping[Configuration, Sequence[Any]]) -> C
 
     def matches(run: Any) -> bool:
         if isinstance(spec, Mapping):
-            return all(has_setting(run.data.params, str(k), v) for k, v in spec.items())
+            params = trained_params(run.data.params, run.data.tags)
+            return all(has_setting(params, str(k), v) for k, v in spec.items())
         return str(spec) in (run.info.run_id, run.info.run_name)
 
     found = [config for config, members in groups.items() if any(map(matches, members))]

@@ -8,6 +8,7 @@ same run from its last checkpoint.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from explab.config import hydra_overrides, override_key
 from explab.errors import UsageError
 from explab.resume_checks import check_resumable, last_checkpoint_of
 from explab.tracking.environment import git_state, versions
+from explab.tracking.params import RESUMED_PARAMS_TAG, RESUMED_WITH_TAG
 from explab.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -237,25 +239,39 @@ def config_changes(params: dict[str, str], cfg: DictConfig) -> dict[str, tuple[s
     }
 
 
-RESUMED_WITH_TAG = "explab.resumed_with"
+RESUMED_VALUE_LENGTH = 200  # a few dozen changed settings stay within MLflow's 8000 characters of a tag
 
 
 def record_resumed_config(run: TrackedRun, cfg: DictConfig) -> None:
     """What a resume that trains on changed, on its run (MLflow keeps a run's params as first logged).
 
     The tag ``explab.resumed_with`` lists each training setting that now differs from the params
-    (``optimizer.lr=0.1 (was 0.003)``), ``config/resumed.yaml`` is the config the run now trains with, and
-    ``config/overrides.yaml`` becomes the overrides that compose it: a later resume goes on with these
-    settings instead of falling back to the first ones, and ``reproduce=`` trains them from the start.
+    (``optimizer.lr=0.1 (was 0.003)``), ``explab.resumed_params`` holds the same as JSON for the comparisons
+    (``explab-report`` counts the run as a configuration of its own), ``config/resumed.yaml`` is the config the
+    run now trains with, and ``config/overrides.yaml`` becomes the overrides that compose it: a later resume goes
+    on with these settings instead of falling back to the first ones, and ``reproduce=`` trains them from the
+    start.
     A resume that changes nothing leaves the record as it is.
     """
     from explab.tracking.params import recordable
 
-    changes = config_changes(run.client.get_run(run.run_id).data.params, cfg)
+    params = run.client.get_run(run.run_id).data.params
+    changes = config_changes(params, cfg)
     if not changes:
         return
+    if "optuna_trial.number" in params:
+        # the resume trains the run alone: its study, parent run and any search warm-started from it keep the value
+        log.warning(
+            "run %s is trial %s of study %s: the study keeps the value the trial scored, and its best trial and "
+            "summary do not see what this resume trains",
+            run.run_id,
+            params["optuna_trial.number"],
+            params.get("optuna_trial.study_name", "?"),
+        )
     said = ", ".join(f"{key}={now} (was {then})" for key, (then, now) in changes.items())
-    run.set_tags({RESUMED_WITH_TAG: said[:5000]})
+    # the same as data, for the comparisons (tracking.params.trained_params); a value cut short still tells apart
+    trained = json.dumps({key: now[:RESUMED_VALUE_LENGTH] for key, (_, now) in changes.items()})
+    run.set_tags({RESUMED_WITH_TAG: said[:5000], RESUMED_PARAMS_TAG: trained})
     run.log_text(OmegaConf.to_yaml(OmegaConf.create(recordable(cfg))), "config/resumed.yaml")
     run.log_text(yaml.safe_dump(job_overrides(cfg), sort_keys=False), "config/overrides.yaml")
     log.info("run %s resumed with %s", run.run_id, said)

@@ -191,6 +191,28 @@ def test_the_pruner_follows_the_metric_the_study_optimises(tmp_path: Path, metri
 
 
 @pytest.mark.slow
+def test_a_trial_resumed_with_other_settings_says_its_study_keeps_the_value(tmp_path: Path) -> None:
+    """Training the best trial on (resume=, more epochs) changes its run alone: the researcher is told that the
+    study, its best trial and its summary keep what the trial scored."""
+    done = explab_sweep(tmp_path, "hydra.sweeper.n_trials=1", "trainer.max_epochs=1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    [trial] = load(tmp_path, "digits_cnn_optuna", "mlruns/optuna/digits_cnn.journal").trials
+    [child] = [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if "optuna.trial_number" in r.data.tags]
+    resumed = run_cli(
+        "explab-train",
+        f"resume={child.info.run_id}",
+        "trainer.max_epochs=2",
+        f"paths.mlruns_dir={tmp_path}/mlruns",
+        f"paths.log_dir={tmp_path}/logs",
+        cwd=tmp_path,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    said = f"run {child.info.run_id} is trial 0 of study digits_cnn_optuna: the study keeps the value the trial scored"
+    assert said in resumed.stdout + resumed.stderr
+    assert load(tmp_path, "digits_cnn_optuna", "mlruns/optuna/digits_cnn.journal").trials[0].value == trial.value
+
+
+@pytest.mark.slow
 def test_a_job_validating_within_epochs_reports_each_validation(tmp_path: Path) -> None:
     """Reported at their epoch, the second validation of each epoch repeated a step: Optuna kept the first
     value and dropped the rest, so a one-epoch fit on a large data set gave its pruner one value."""

@@ -80,11 +80,13 @@ def test_finished_mlflow_runs_inside_the_space_become_trials(tmp_path: Path) -> 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
     experiment = client.create_experiment("earlier", artifact_location=str(tmp_path / "artifacts"))
-    for x, status in [(1.0, "FINISHED"), (3.0, "FINISHED"), (9.0, "FINISHED"), (2.0, "FAILED")]:
+    for x, status in [(1.0, "FINISHED"), (3.0, "FINISHED"), (9.0, "FINISHED"), (2.0, "FAILED"), (1.5, "FINISHED")]:
         run = client.create_run(experiment)
         client.log_param(run.info.run_id, "x", str(x))
         client.log_param(run.info.run_id, "y", "0")
         client.log_metric(run.info.run_id, "value", (x - 2.0) ** 2)
+        if x == 1.5:  # resumed at another y: its value is no point's
+            client.set_tag(run.info.run_id, "explab.resumed_with", "y=1 (was 0)")
         client.set_terminated(run.info.run_id, status)
     done = sweep_plain_app(
         tmp_path,
@@ -96,7 +98,7 @@ def test_finished_mlflow_runs_inside_the_space_become_trials(tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr[-3000:]
     study = load(tmp_path, "plain")
     warm = sorted((t.params["x"], t.value) for t in study.trials if WARM_START_ATTR in t.user_attrs)
-    assert warm == [(1.0, 1.0), (3.0, 1.0)], "x=9 lies outside interval(-4, 4); the FAILED run is not a result"
+    assert warm == [(1.0, 1.0), (3.0, 1.0)], "x=9 lies outside interval(-4, 4); the FAILED and resumed runs no result"
     assert len(trained(study)) == 2
     [parent] = [
         r

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from explab.errors import UsageError
 from explab.sweep import REPEATS_ATTR, WARM_START_ATTR
 from explab.sweep.space import Condition, possible
+from explab.tracking.params import RESUMED_WITH_TAG
 from explab.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -133,8 +134,12 @@ def _mlflow_points(source: Mapping[str, Any], objectives: Objectives) -> Iterato
     if experiment is None:
         raise UsageError(f"warm start: no MLflow experiment '{experiment_name}' in {uri}")
     runs = every_run(client, [experiment.experiment_id], "attributes.status = 'FINISHED'")
+    resumed = [run.info.run_id for run in runs if RESUMED_WITH_TAG in run.data.tags]
+    if resumed:
+        # its metrics come from two settings (10 epochs, then 20): no point of the space scored them
+        log.info("warm start from %s leaves out %d run(s) resumed with other settings", experiment_name, len(resumed))
     for run in runs:
-        if run.data.tags.get("explab.sweep") == "parent":
+        if run.data.tags.get("explab.sweep") == "parent" or run.info.run_id in resumed:
             continue
         if all(m in run.data.metrics for m in objectives.metrics):
             values = [run.data.metrics[m] for m in objectives.metrics]

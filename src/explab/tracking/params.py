@@ -3,6 +3,7 @@ and no password from a URL."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
@@ -19,10 +20,27 @@ LOCATION_PREFIXES = ("paths.", "trainer.default_root_dir")
 LOCATION_SUFFIXES = (".dirpath",)  # any checkpoint callback's folder
 START_KEYS = ("ckpt_path", "resume", "reproduce")
 
+# on a run resumed with other settings (MLflow keeps a run's params as first logged): each one changed, for people
+# ("optimizer.lr=0.1 (was 0.003)"), and as a JSON object of the values it trains on with, for the comparisons
+RESUMED_WITH_TAG = "explab.resumed_with"
+RESUMED_PARAMS_TAG = "explab.resumed_params"
+
 
 def describes_training(key: str) -> bool:
     """False for params that differ between two runs of the very same training (output folders, resume)."""
     return key not in START_KEYS and not key.startswith(LOCATION_PREFIXES) and not key.endswith(LOCATION_SUFFIXES)
+
+
+def trained_params(params: Mapping[str, str], tags: Mapping[str, str]) -> dict[str, str]:
+    """A run's params as it trained: a setting a resume changed reads ``20 (resumed from 10)``.
+
+    A run resumed to 20 epochs from 10, or at another learning rate, trained neither setting throughout: it is
+    a configuration of its own, not one more seed of the runs its params name.
+    """
+    changed = json.loads(tags.get(RESUMED_PARAMS_TAG) or "{}")
+    if not changed:
+        return dict(params)
+    return {**params, **{key: f"{now} (resumed from {params.get(key, '(none)')})" for key, now in changed.items()}}
 
 
 def _walk(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
