@@ -75,6 +75,28 @@ def test_a_warm_start_source_that_does_not_exist_is_refused_before_any_trial(tmp
     assert len(load(tmp_path, "plain").trials) == 1
 
 
+def test_a_warm_start_from_a_deleted_experiment_names_the_restore_command(tmp_path: Path) -> None:
+    """Its runs went to the MLflow trash with it: the search started cold, saying it had added 0 trials."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("earlier", artifact_location=str(tmp_path / "artifacts"))
+    run = client.create_run(experiment)
+    client.log_param(run.info.run_id, "x", "1.0")
+    client.log_metric(run.info.run_id, "value", 1.0)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    client.delete_experiment(experiment)
+    done = sweep_plain_app(
+        tmp_path,
+        "hydra.sweeper.metric=value",
+        "hydra.sweeper.warm_start=[{mlflow: earlier}]",
+        f"hydra.sweeper.mlflow={{tracking_uri: '{uri}', experiment_name: later}}",
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert f"experiment 'earlier' is deleted (in the MLflow trash of {uri}): restore it with" in done.stderr
+    assert f"mlflow experiments restore --experiment-id {experiment}" in done.stderr
+    assert not (tmp_path / "ran.txt").exists(), "no trial ran"
+
+
 @pytest.mark.slow
 def test_finished_mlflow_runs_inside_the_space_become_trials(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"

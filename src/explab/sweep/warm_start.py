@@ -124,7 +124,7 @@ def _study_points(source: Mapping[str, Any], objectives: Objectives, fixed: Sequ
 
 
 def _mlflow_points(source: Mapping[str, Any], objectives: Objectives) -> Iterator[Point]:
-    from explab.tracking.store import every_run, open_client
+    from explab.tracking.store import deleted_experiment, every_run, open_client
 
     if not objectives.metrics:
         raise UsageError("warm start from MLflow runs reads the metrics named by hydra.sweeper.metric; set it")
@@ -133,6 +133,11 @@ def _mlflow_points(source: Mapping[str, Any], objectives: Objectives) -> Iterato
     experiment = client.get_experiment_by_name(str(experiment_name))
     if experiment is None:
         raise UsageError(f"warm start: no MLflow experiment '{experiment_name}' in {uri}")
+    if experiment.lifecycle_stage == "deleted":
+        # its runs went to the trash with it: the search would start cold, saying it added nothing
+        raise deleted_experiment(
+            uri, experiment.name, experiment.experiment_id, ", or warm-start from another experiment"
+        )
     runs = every_run(client, [experiment.experiment_id], "attributes.status = 'FINISHED'")
     resumed = [run.info.run_id for run in runs if RESUMED_WITH_TAG in run.data.tags]
     if resumed:
