@@ -136,7 +136,7 @@ def _mlflow_points(source: Mapping[str, Any], objectives: Objectives) -> Iterato
     if experiment.lifecycle_stage == "deleted":
         # its runs went to the trash with it: the search would start cold, saying it added nothing
         raise deleted_experiment(
-            uri, experiment.name, experiment.experiment_id, ", or warm-start from another experiment"
+            str(uri), experiment.name, experiment.experiment_id, ", or warm-start from another experiment"
         )
     runs = every_run(client, [experiment.experiment_id], "attributes.status = 'FINISHED'")
     resumed = [run.info.run_id for run in runs if RESUMED_WITH_TAG in run.data.tags]
