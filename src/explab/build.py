@@ -20,7 +20,7 @@ from explab.checkpoint_io import AtomicCheckpointIO
 from explab.data.base import TensorDataModule
 from explab.errors import UsageError
 from explab.models import TaskModule
-from explab.monitor_mode import settle_modes
+from explab.monitor_mode import after_validation, settle_modes
 from explab.precision import training_precision
 from explab.tracking.params import recordable
 from explab.tracking.store import open_client
@@ -143,7 +143,7 @@ def build_callbacks(
         if isinstance(callback, LearningRateMonitor) and not has_logger:
             log.info("callbacks.%s skipped: it needs a logger and logger is off", name)
             continue
-        if not validating and str(getattr(callback, "monitor", None) or "").startswith("val/"):
+        if not validating and after_validation(getattr(callback, "monitor", None) or ""):
             log.info("callbacks.%s skipped: it follows %s and the fit does not validate", name, callback.monitor)
             continue
         if isinstance(callback, ProgressBar) and not progress_bar_on:

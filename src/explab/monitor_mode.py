@@ -16,6 +16,13 @@ AUTO = "auto"
 MODES = ("min", "max", AUTO)
 
 
+def after_validation(metric: str) -> bool:
+    """Whether ``metric`` is a validation metric (``val/``): Lightning holds it only once a validation loop has
+    run, so a fit that does not validate never has it, and one that validates every N epochs or batches has
+    none before the first."""
+    return str(metric).startswith("val/")
+
+
 def mode_by_name(metric: str) -> str | None:
     """``"min"`` or ``"max"`` where ``metric``'s name says which way is better; None where it does not."""
     return {"minimize": "min", "maximize": "max", None: None}[better_by_name(metric)]

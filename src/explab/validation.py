@@ -20,7 +20,7 @@ from explab.comparison import metric_range
 from explab.errors import ConfigError, UsageError
 from explab.models.init import SCHEMES as INIT_SCHEMES
 from explab.models.schedules import configured_schedule
-from explab.monitor_mode import AUTO, MODES, followers, mode_by_name
+from explab.monitor_mode import AUTO, MODES, after_validation, followers, mode_by_name
 
 MAX_SEED = 2**32 - 1  # numpy's seeds; Lightning seeds numpy with it
 
@@ -251,7 +251,7 @@ def check_monitors(cfg: DictConfig) -> None:
 
     followed = {f"{key}.monitor": str(node.monitor) for key, node in followers(cfg).items()}
     scheduled = followed.get("scheduler.monitor", "")
-    if scheduled.startswith("val/") and not validates(cfg):
+    if after_validation(scheduled) and not validates(cfg):
         raise ConfigError(
             "scheduler.monitor",
             scheduled,
@@ -376,7 +376,7 @@ def check_validation_across_epochs(cfg: DictConfig) -> None:
             "them across epochs; to validate at a fraction of each epoch, set trainer.check_val_every_n_epoch=1",
         )
     scheduler = followers(cfg).get("scheduler")
-    if isinstance(interval, int) and scheduler is not None and str(scheduler.monitor).startswith("val/"):
+    if isinstance(interval, int) and scheduler is not None and after_validation(scheduler.monitor):
         raise ConfigError(
             "trainer.check_val_every_n_epoch",
             None,

@@ -36,6 +36,7 @@ from explab.models.gradient_clipping import clip_gradients, has_sparse_gradients
 from explab.models.init import initialise
 from explab.models.restored_optimizer import apply_changed_settings, changed_settings
 from explab.models.schedules import filled_from_trainer
+from explab.monitor_mode import after_validation
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -72,7 +73,7 @@ def build_scheduler(factory: SchedulerFactory, optimizer: torch.optim.Optimizer,
     # A validation metric exists only after the epochs that validate: a scheduler following one steps with them
     # (trainer.check_val_every_n_epoch=2: after epochs 2, 4, ...), where Lightning would fail the fit in epoch 1
     validating_every = trainer.check_val_every_n_epoch
-    if str(made.get("monitor", "")).startswith("val/") and validating_every:
+    if after_validation(made.get("monitor", "")) and validating_every:
         return {"interval": interval, "frequency": validating_every, **made}
     return {"interval": interval, **made}
 

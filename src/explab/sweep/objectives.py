@@ -9,6 +9,7 @@ from typing import Any
 
 from explab.comparison import better_by_name
 from explab.errors import UsageError
+from explab.monitor_mode import after_validation
 
 DIRECTIONS = ("minimize", "maximize")
 # the direction each metric's name says is better (val/acc_best: maximize); explab's search configs use it, so a
@@ -20,7 +21,7 @@ def reported_each_epoch(metric: str) -> bool:
     """Whether a job of explab's train has ``metric`` after each validation epoch, to report to its trial for
     pruning: the ``val/`` metrics. ``test/``, ``perf/fit_seconds`` and ``model/`` come only once the fit is
     over."""
-    return metric.startswith("val/")
+    return after_validation(metric)
 
 
 def _as_list(value: Any) -> list[Any]:
