@@ -132,6 +132,27 @@ def test_a_finished_run_resumes_only_to_train_further(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_run_its_time_limit_ended_resumes_only_with_a_longer_one(tmp_path: Path) -> None:
+    """Lightning's Timer counts on from the time the checkpoint holds: the resume stopped again at once, tested
+    the run again, and said FINISHED as if it had trained."""
+    timed = ["+trainer.max_time=00:00:00:01", "trainer.max_epochs=1000", "callbacks.early_stopping=null"]
+    run_id = trained_run(tmp_path, *timed)
+    client = client_for(tmp_path)
+    epochs = len(client.get_metric_history(run_id, "val/acc"))
+    assert 0 < epochs < 1000, "the time limit ended it"
+    checkpoint = last_checkpoint(tmp_path, run_id)
+    before = digest(checkpoint)
+    done = run_cli("explab-train", f"resume={run_id}", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert f"run {run_id} is FINISHED: its time limit ended it after 1 s of training" in done.stderr
+    assert "Give a longer +trainer.max_time=DD:HH:MM:SS to train it further" in done.stderr
+    assert digest(checkpoint) == before and len(client.get_metric_history(run_id, "test/acc")) == 1
+    done = run_cli("explab-train", f"resume={run_id}", "+trainer.max_time=00:00:00:03", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(client.get_metric_history(run_id, "val/acc")) > epochs
+
+
+@pytest.mark.slow
 def test_fewer_epochs_than_a_checkpoint_completed_are_refused_before_the_fit(tmp_path: Path) -> None:
     """Lightning refused them with a traceback once the fit had begun."""
     run_id = trained_run(tmp_path)  # 2 epochs

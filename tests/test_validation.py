@@ -84,9 +84,13 @@ def test_no_devices_or_nodes_at_all_is_refused_before_the_run(compose_cfg, key: 
         ("limit_val_batches", "1.5"),
         ("limit_train_batches", "-2"),
         ("gradient_clip_algorithm", "max"),
+        ("max_time", "1h"),  # Lightning refused it as it built its trainer, with a traceback
+        ("max_time", "00:01:00"),
+        ("max_time", "00:00:00:00"),
+        ("max_time", "{hourz: 1}"),
     ],
 )
-def test_batch_amounts_and_clipping_lightning_would_refuse_in_the_run_are_refused(
+def test_batch_amounts_clipping_and_time_limits_lightning_would_refuse_in_the_run_are_refused(
     compose_cfg, key: str, value: str
 ) -> None:
     cfg = compose_cfg(f"+trainer.{key}={value}")
@@ -104,9 +108,11 @@ def test_batch_amounts_and_clipping_lightning_would_refuse_in_the_run_are_refuse
         ("limit_train_batches", "0.5"),
         ("limit_test_batches", "3"),
         ("gradient_clip_algorithm", "value"),
+        ("max_time", "00:12:00:00"),
+        ("max_time", "{hours: 12}"),
     ],
 )
-def test_batch_amounts_and_clipping_lightning_takes_pass(compose_cfg, key: str, value: str) -> None:
+def test_batch_amounts_clipping_and_time_limits_lightning_takes_pass(compose_cfg, key: str, value: str) -> None:
     overrides = [f"+trainer.{key}={value}"]
     if key == "limit_val_batches":
         overrides.append("callbacks=none")  # nothing then follows a validation metric

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from explab.errors import UsageError
 from explab.models.schedules import configured_schedule
 from explab.tracking.params import flatten_params
+from explab.validation import duration_seconds
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -268,6 +269,16 @@ def _check_something_left_to_train(run_id: str, checkpoint: dict[str, Any], conf
         raise UsageError(
             f"run {run_id} is FINISHED and already trained {epochs_done} epochs (trainer.max_epochs={max_epochs}): "
             f"nothing is left to train. Give trainer.max_epochs={epochs_done + 1} or more to train it further"
+        )
+    max_time = OmegaConf.select(config, "trainer.max_time", default=None)
+    limit = duration_seconds(max_time)
+    # Lightning's Timer keeps the time trained in the checkpoint and counts on from it
+    trained_for = ((checkpoint.get("callbacks") or {}).get("Timer") or {}).get("time_elapsed", {}).get("train")
+    if limit is not None and trained_for is not None and trained_for >= limit:
+        raise UsageError(
+            f"run {run_id} is FINISHED: its time limit ended it after {trained_for:.0f} s of training "
+            f"(trainer.max_time={max_time}), and it would stop again at once, counting on from that time. Give "
+            f"a longer +trainer.max_time=DD:HH:MM:SS to train it further"
         )
     patience = OmegaConf.select(config, "callbacks.early_stopping.patience")
     for key, state in (checkpoint.get("callbacks") or {}).items():

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,20 @@ def _devices(value: Any) -> bool:
     return False
 
 
+def duration_seconds(value: Any) -> float | None:
+    """Lightning's ``trainer.max_time`` in seconds: ``DD:HH:MM:SS`` (``00:12:00:00``) or a mapping of
+    ``datetime.timedelta``'s arguments (``{hours: 12}``); None for anything Lightning would refuse."""
+    try:
+        if isinstance(value, str):
+            days, hours, minutes, seconds = (int(part) for part in value.split(":"))
+            return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds).total_seconds()
+        if isinstance(value, Mapping):
+            return timedelta(**{str(k): v for k, v in value.items()}).total_seconds()
+    except (TypeError, ValueError):
+        return None
+    return None
+
+
 def _fraction_or_count(above_zero: bool) -> Callable[[Any], bool]:
     """Lightning's batch amounts: a float is a fraction of an epoch's batches, an int a number of batches."""
 
@@ -131,6 +146,12 @@ RULES: dict[str, Rule] = {
         )
         for split in ("train", "val", "test", "predict")
     },
+    "trainer.max_time": Rule(
+        "any",
+        "null, a duration DD:HH:MM:SS above zero (00:12:00:00: twelve hours) or a mapping such as {hours: 12}",
+        lambda v: (duration_seconds(v) or 0) > 0,
+        True,
+    ),
     "trainer.log_every_n_steps": _positive_int(),
     "trainer.num_sanity_val_steps": Rule("int", "-1 (all batches) or an integer >= 0", lambda v: v >= -1),
     "data.batch_size": _positive_int(),
