@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -78,7 +79,9 @@ def _defaults(config_name: str) -> list[str]:
 
 @pytest.fixture
 def compose_cfg(tmp_path: Path, store: Path) -> Callable[..., DictConfig]:
-    """Compose a root config as Hydra would, with every output under tmp_path."""
+    """Compose a root config as Hydra would, with every output under tmp_path and each job's in a folder of its
+    own (``out``, ``out-1``, ...), as Hydra gives each run."""
+    composed = itertools.count()
 
     def _compose(*overrides: str, config_name: str = "train") -> DictConfig:
         GlobalHydra.instance().clear()
@@ -93,7 +96,8 @@ def compose_cfg(tmp_path: Path, store: Path) -> Callable[..., DictConfig]:
                 ],
                 return_hydra_config=True,
             )
-        output_dir = tmp_path / "out"
+        number = next(composed)
+        output_dir = tmp_path / ("out" if number == 0 else f"out-{number}")
         output_dir.mkdir(exist_ok=True)
         with open_dict(cfg):
             cfg.hydra.runtime.output_dir = str(output_dir)

@@ -371,6 +371,28 @@ def test_runs_started_together_get_their_own_folders_and_resume_refuses_a_foreig
 
 
 @pytest.mark.slow
+def test_a_new_run_into_a_folder_another_run_holds_is_refused_before_it_exists(tmp_path: Path) -> None:
+    """The same hydra.run.dir given twice: the second run overwrote the first's last.ckpt, and the first could no
+    longer be resumed ("belongs to MLflow run ...")."""
+    folder = tmp_path / "fixed"
+    run_id = trained_run(tmp_path, f"hydra.run.dir={folder}")
+    before = digest(folder / "checkpoints" / "last.ckpt")
+    done = run_cli("explab-train", "trainer.max_epochs=1", f"hydra.run.dir={folder}", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert f"{folder} already holds the last checkpoint of MLflow run {run_id}: a new run there would" in done.stderr
+    assert f"or continue that run with resume={run_id}" in done.stderr
+    assert [r.info.run_id for r in runs_in(tmp_path / "mlruns", "digits_cnn")] == [run_id], "no run was created"
+    assert digest(folder / "checkpoints" / "last.ckpt") == before
+    done = run_cli("explab-train", f"resume={run_id}", "trainer.max_epochs=3", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # a SLURM job requeued into the folder its first attempt wrote (hydra.run.dir=/shared/runs/$SLURM_JOB_ID)
+    requeued = {"SLURM_RESTART_COUNT": "1"}
+    again = ["trainer.max_epochs=1", f"hydra.run.dir={folder}", *paths(tmp_path)]
+    done = run_cli("explab-train", *again, cwd=tmp_path, env=requeued)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
 def test_multiruns_started_together_get_their_own_job_folders(tmp_path: Path) -> None:
     """Two multiruns started in the same second shared job folders: one run's last.ckpt replaced the other's."""
     runs = seeds_started_together(tmp_path, "-m")

@@ -75,9 +75,8 @@ def test_a_run_resumed_with_other_settings_is_a_configuration_of_its_own(compose
     common = ("trainer.max_epochs=1", "trainer.enable_progress_bar=false", "test=false")
     for seed in (1, 2):
         train(compose_cfg(*common, f"seed={seed}"))
-    # the fixture's runs share one output folder: the last one's checkpoints are there
-    second = next(r for r in runs_in(store, "digits_cnn") if r.data.params["seed"] == "2")
-    cfg = compose_cfg(f"resume={second.info.run_id}", "trainer.max_epochs=2", "trainer.enable_progress_bar=false")
+    first = next(r for r in runs_in(store, "digits_cnn") if r.data.params["seed"] == "1")
+    cfg = compose_cfg(f"resume={first.info.run_id}", "trainer.max_epochs=2", "trainer.enable_progress_bar=false")
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(config_dir()), version_base="1.3"):  # the recorded overrides are composed again
         train(config_from_recorded_run(cfg))

@@ -29,10 +29,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from explab.tracking import TrackedRun, run_lifecycle
     from explab.tracking.record import announce_finished, open_run, record_end, record_start, tracked_here
     from explab.utils.distributed import ddp_launch_scoped_to_job
-    from explab.validation import check_machine, validate_config
+    from explab.validation import check_machine, check_output_folder_free, validate_config
 
     validate_config(cfg)
     check_machine(cfg)
+    check_output_folder_free(cfg)
     trial = TrialJob(cfg)
     trial.check_open()  # before a run exists: a job for a trial that is over records nothing
     lifecycle: contextlib.AbstractContextManager[TrackedRun | None] = (

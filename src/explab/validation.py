@@ -8,6 +8,7 @@ after the run was created, without naming the key.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -467,6 +468,38 @@ def check_start_checkpoint(cfg: DictConfig) -> None:
     from explab.resume_checks import check_fit_from_checkpoint
 
     check_fit_from_checkpoint(cfg, Path(str(path)).expanduser())
+
+
+def check_output_folder_free(cfg: DictConfig) -> None:
+    """A new run's output folder holds no other run's ``last.ckpt``.
+
+    The new run would overwrite it, and the run it belongs to could no longer be resumed: the same
+    ``hydra.run.dir`` given twice, or a multirun run again into its ``hydra.sweep.dir``. Each run gets a folder
+    of its own unless one is given; a resume writes on in its own run's folder, DDP ranks 1..N in rank 0's, and
+    a SLURM job requeued into its folder (``hydra.run.dir=/shared/runs/$SLURM_JOB_ID``) in its first attempt's,
+    from which Lightning restores it. Only where the job trains: a sweep's check of its jobs has no job folder.
+    """
+    from explab.utils.logging import global_rank
+
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+    if cfg.get("resume") or global_rank() != 0 or requeued:
+        return
+    last = Path(str(OmegaConf.select(cfg, "paths.output_dir", default="") or ".")) / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return
+    from explab.checkpoints import CHECKPOINT_KEY, CheckpointError, load_checkpoint
+
+    try:
+        owner = (load_checkpoint(last).get(CHECKPOINT_KEY) or {}).get("mlflow_run_id")
+    except CheckpointError:
+        owner = None  # a torn file still names a folder that is taken
+    whose = f"MLflow run {owner}" if owner else "an earlier run"
+    resume = f", or continue that run with resume={owner}" if owner else ""
+    raise UsageError(
+        f"{last.parent.parent} already holds the last checkpoint of {whose}: a new run there would overwrite it, "
+        f"and that run could no longer be resumed. Give this run a folder of its own (leave hydra.run.dir and "
+        f"hydra.sweep.dir out, and each run gets a new one){resume}"
+    )
 
 
 def check_devices_here(cfg: DictConfig) -> None:
