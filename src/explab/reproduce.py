@@ -250,8 +250,7 @@ def record_resumed_config(run: TrackedRun, cfg: DictConfig) -> None:
     (``explab-report`` counts the run as a configuration of its own), ``config/resumed.yaml`` is the config the
     run now trains with, and ``config/overrides.yaml`` becomes the overrides that compose it: a later resume goes
     on with these settings instead of falling back to the first ones, and ``reproduce=`` trains them from the
-    start.
-    A resume that changes nothing leaves the record as it is.
+    start. A resume that changes nothing leaves the record as it is.
     """
     from explab.tracking.params import recordable
 

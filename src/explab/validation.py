@@ -484,8 +484,9 @@ def check_output_folder_free(cfg: DictConfig) -> None:
     requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
     if cfg.get("resume") or global_rank() != 0 or requeued:
         return
-    last = Path(str(OmegaConf.select(cfg, "paths.output_dir", default="") or ".")) / "checkpoints" / "last.ckpt"
-    if not last.is_file():
+    output_dir = OmegaConf.select(cfg, "paths.output_dir", default=None)
+    last = Path(str(output_dir)) / "checkpoints" / "last.ckpt"
+    if not output_dir or not last.is_file():
         return
     from explab.checkpoints import CHECKPOINT_KEY, CheckpointError, load_checkpoint
 
