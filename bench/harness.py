@@ -11,6 +11,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,14 +32,16 @@ REPEATS = int(os.environ.get("EXPLAB_BENCH_REPEATS", 2 if QUICK else 5))
 
 
 def config(tmp: Path, *overrides: str) -> DictConfig:
-    """explab's own composition, writing into ``tmp``; progress bar off, as a benchmark run would have it."""
+    """explab's own composition, writing into ``tmp``; progress bar off, as a benchmark run would have it. Each
+    run gets an output folder of its own, as Hydra gives it (explab refuses a new run into another's)."""
+    output_dir = tempfile.mkdtemp(prefix="out-", dir=tmp)
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         return compose(
             "train",
             overrides=[
                 f"paths.mlruns_dir={tmp}/mlruns",
-                f"paths.output_dir={tmp}/out",
+                f"paths.output_dir={output_dir}",
                 f"paths.log_dir={tmp}/logs",
                 "trainer.enable_progress_bar=false",
                 "log_model=false",
