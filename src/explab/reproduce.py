@@ -246,7 +246,7 @@ def record_resumed_config(run: TrackedRun, cfg: DictConfig) -> None:
     """What a resume that trains on changed, on its run (MLflow keeps a run's params as first logged).
 
     The tag ``explab.resumed_with`` lists each training setting that now differs from the params
-    (``optimizer.lr=0.1 (was 0.003)``), ``explab.resumed_params`` holds the same as JSON for the comparisons
+    (``optimizer.lr=0.1 (was 0.003)``), ``explab.resumed_params`` their new values as JSON for the comparisons
     (``explab-report`` counts the run as a configuration of its own), ``config/resumed.yaml`` is the config the
     run now trains with, and ``config/overrides.yaml`` becomes the overrides that compose it: a later resume goes
     on with these settings instead of falling back to the first ones, and ``reproduce=`` trains them from the

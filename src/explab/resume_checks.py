@@ -36,9 +36,14 @@ def trained_without_checkpoints(run: Run) -> bool:
     return run.data.params.get("trainer.enable_checkpointing") == "False"
 
 
+def last_checkpoint_in(output_dir: str | Path) -> Path:
+    """Where a run with output folder ``output_dir`` keeps its ``last.ckpt`` (conf/checkpoint: its checkpoints/)."""
+    return Path(output_dir) / "checkpoints" / "last.ckpt"
+
+
 def last_checkpoint_of(run: Run) -> Path:
     """Where ``run``'s ``last.ckpt`` is, in the output folder it recorded (which may be gone)."""
-    return Path(run.data.params.get("paths.output_dir") or "") / "checkpoints" / "last.ckpt"
+    return last_checkpoint_in(run.data.params.get("paths.output_dir") or "")
 
 
 def check_resumable(run: Run, config: DictConfig, checkpoint_path: Path) -> None:

@@ -484,16 +484,17 @@ def check_output_folder_free(cfg: DictConfig) -> None:
     requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
     if cfg.get("resume") or global_rank() != 0 or requeued:
         return
+    from explab.resume_checks import last_checkpoint_in
+
     output_dir = OmegaConf.select(cfg, "paths.output_dir", default=None)
-    last = Path(str(output_dir)) / "checkpoints" / "last.ckpt"
-    if not output_dir or not last.is_file():
+    if not output_dir or not (last := last_checkpoint_in(str(output_dir))).is_file():
         return
-    from explab.checkpoints import CHECKPOINT_KEY, CheckpointError, load_checkpoint
+    from explab.checkpoints import CheckpointError, load_checkpoint, recorded_config
 
     try:
-        owner = (load_checkpoint(last).get(CHECKPOINT_KEY) or {}).get("mlflow_run_id")
+        owner = recorded_config(load_checkpoint(last), last).get("mlflow_run_id")
     except CheckpointError:
-        owner = None  # a torn file still names a folder that is taken
+        owner = None  # a torn file, or one not explab's, still names a folder that is taken
     whose = f"MLflow run {owner}" if owner else "an earlier run"
     resume = f", or continue that run with resume={owner}" if owner else ""
     raise UsageError(

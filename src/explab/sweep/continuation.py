@@ -11,7 +11,6 @@ trains nothing again: ``outcome_of_ended_trial`` hands its outcome to the sweepe
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, open_dict
@@ -94,13 +93,14 @@ def continue_interrupted_trial(cfg: DictConfig) -> DictConfig:
     earlier = _earlier_run(cfg)
     if earlier is None:
         return cfg
+    from explab.resume_checks import last_checkpoint_in
     from explab.utils.logging import global_rank
 
     # DDP ranks 1..N start once rank 0 holds the trial's run: they follow its decision and change nothing
     rank_zero = global_rank() == 0
     optuna_trial, run_id = cfg.optuna_trial, earlier.run_id
     output_dir = earlier.client.get_run(earlier.run_id).data.params.get("paths.output_dir", "")
-    checkpoint = Path(output_dir) / "checkpoints" / "last.ckpt" if output_dir else None
+    checkpoint = last_checkpoint_in(output_dir) if output_dir else None
     if checkpoint is not None and checkpoint.is_file():
         log.info("trial %s continues its MLflow run %s from %s", optuna_trial.number, run_id, checkpoint)
         with open_dict(cfg):

@@ -138,17 +138,18 @@ def _mlflow_points(source: Mapping[str, Any], objectives: Objectives) -> Iterato
         raise deleted_experiment(
             str(uri), experiment.name, experiment.experiment_id, ", or warm-start from another experiment"
         )
-    runs = every_run(client, [experiment.experiment_id], "attributes.status = 'FINISHED'")
-    resumed = [run.info.run_id for run in runs if RESUMED_WITH_TAG in run.data.tags]
-    if resumed:
-        # its metrics come from two settings (10 epochs, then 20): no point of the space scored them
-        log.info("warm start from %s leaves out %d run(s) resumed with other settings", experiment_name, len(resumed))
-    for run in runs:
-        if run.data.tags.get("explab.sweep") == "parent" or run.info.run_id in resumed:
+    resumed = 0
+    for run in every_run(client, [experiment.experiment_id], "attributes.status = 'FINISHED'"):
+        if run.data.tags.get("explab.sweep") == "parent":
+            continue
+        if RESUMED_WITH_TAG in run.data.tags:
+            resumed += 1  # its metrics come from two settings (10 epochs, then 20): no point of the space scored them
             continue
         if all(m in run.data.metrics for m in objectives.metrics):
             values = [run.data.metrics[m] for m in objectives.metrics]
             yield Point({**chosen_options(run), **run.data.params}, values, f"run {run.info.run_id}")
+    if resumed:
+        log.info("warm start from %s leaves out %d run(s) resumed with other settings", experiment_name, resumed)
 
 
 def chosen_options(run: Any) -> dict[str, str]:
