@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import logging
 from pathlib import Path
 
@@ -204,6 +205,21 @@ def test_a_plateau_scheduler_cuts_the_learning_rate_when_the_monitor_stops_impro
             oracle.step(next(accuracies))
         expected.append(optimizer.param_groups[0]["lr"])
     assert rates == pytest.approx(expected) and rates[-1] < rates[0]
+
+
+@pytest.mark.parametrize("steps", [50, 60])
+def test_a_cosine_ends_where_a_step_limit_ends_the_run(compose_cfg, store, steps: int) -> None:
+    """Fitted to ``trainer.max_epochs=10``, a cosine in a run that ``+trainer.max_steps`` ended within 3 epochs
+    had barely begun to fall (0.0027 of 0.003 in the last epoch). An epoch here is 20 batches; a limit within
+    an epoch counts that epoch."""
+    train(
+        compose_cfg(
+            "scheduler=cosine", "trainer.max_epochs=10", f"+trainer.max_steps={steps}", "trainer.enable_progress_bar=false"
+        )
+    )
+    run = only_run(store)
+    rates = [m.value for m in MlflowClient(tracking_uri_for(store)).get_metric_history(run.info.run_id, "lr-Adam")]
+    assert rates == pytest.approx([0.003 * (1 + math.cos(math.pi * epoch / 3)) / 2 for epoch in range(3)])
 
 
 def test_diverging_run_is_failed_with_a_clear_error(compose_cfg, store: Path) -> None:

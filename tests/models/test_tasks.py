@@ -20,7 +20,7 @@ from explab.models.tasks import ClassificationTask, RegressionTask, build_schedu
 def test_schedulers_get_their_length_from_the_trainer() -> None:
     params = [torch.nn.Parameter(torch.zeros(1))]
     optimizer = torch.optim.SGD(params, lr=0.1)
-    trainer = SimpleNamespace(estimated_stepping_batches=40, max_epochs=4)
+    trainer = SimpleNamespace(estimated_stepping_batches=40, max_epochs=4, max_steps=-1, num_training_batches=10)
     onecycle = build_scheduler(partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.1), optimizer, trainer)
     assert onecycle["interval"] == "step" and onecycle["scheduler"].total_steps == 40
     cosine = build_scheduler(partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=None), optimizer, trainer)

@@ -65,7 +65,7 @@ def build_scheduler(factory: SchedulerFactory, optimizer: torch.optim.Optimizer,
     if "T_max" in filled:
         if trainer.max_epochs is None or trainer.max_epochs < 1:
             raise ValueError("the scheduler's T_max cannot be filled in: the trainer has no epoch limit")
-        extra["T_max"] = trainer.max_epochs
+        extra["T_max"] = epochs_in_fit(trainer)
     made = factory(optimizer, **extra)
     if not isinstance(made, dict):
         return {"scheduler": made, "interval": interval}
@@ -76,6 +76,19 @@ def build_scheduler(factory: SchedulerFactory, optimizer: torch.optim.Optimizer,
     if after_validation(made.get("monitor", "")) and validating_every:
         return {"interval": interval, "frequency": validating_every, **made}
     return {"interval": interval, **made}
+
+
+def epochs_in_fit(trainer: L.Trainer) -> int:
+    """The epochs a fit bounded by ``trainer.max_epochs`` trains in: fewer when ``trainer.max_steps`` ends it
+    first, the epoch it ends within counted. A schedule in epochs (a cosine's ``T_max``) fitted to this ends
+    where the run does, not past a ``max_epochs`` the run never reaches.
+    """
+    steps = trainer.estimated_stepping_batches  # Lightning sets up the training data to count it
+    batches = trainer.num_training_batches
+    if trainer.max_steps in (None, -1) or math.isinf(steps) or math.isinf(batches):
+        return trainer.max_epochs
+    steps_per_epoch = math.ceil(batches / trainer.accumulate_grad_batches)
+    return min(trainer.max_epochs, math.ceil(steps / steps_per_epoch))
 
 
 def refit_cosine(scheduler: Any, t_max: int) -> None:
@@ -351,12 +364,12 @@ class TaskModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         # a checkpoint's schedule is restored (after configure_optimizers) with the length it was fitted to
-        epochs = self.trainer.max_epochs  # the length build_scheduler fitted T_max to
         if (
-            epochs is not None
+            self.trainer.max_epochs is not None
             and self.scheduler_factory is not None
             and "T_max" in factory_fills(self.scheduler_factory)
         ):
+            epochs = epochs_in_fit(self.trainer)  # the length build_scheduler fits T_max to
             for config in self.trainer.lr_scheduler_configs:
                 refit_cosine(config.scheduler, epochs)
 
