@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 from pathlib import Path
 
 import mlflow
@@ -214,7 +214,10 @@ def test_a_cosine_ends_where_a_step_limit_ends_the_run(compose_cfg, store, steps
     an epoch counts that epoch."""
     train(
         compose_cfg(
-            "scheduler=cosine", "trainer.max_epochs=10", f"+trainer.max_steps={steps}", "trainer.enable_progress_bar=false"
+            "scheduler=cosine",
+            "trainer.max_epochs=10",
+            f"+trainer.max_steps={steps}",
+            "trainer.enable_progress_bar=false",
         )
     )
     run = only_run(store)

@@ -83,12 +83,13 @@ def epochs_in_fit(trainer: L.Trainer) -> int:
     first, the epoch it ends within counted. A schedule in epochs (a cosine's ``T_max``) fitted to this ends
     where the run does, not past a ``max_epochs`` the run never reaches.
     """
+    epochs = cast(int, trainer.max_epochs)
     steps = trainer.estimated_stepping_batches  # Lightning sets up the training data to count it
     batches = trainer.num_training_batches
     if trainer.max_steps in (None, -1) or math.isinf(steps) or math.isinf(batches):
-        return trainer.max_epochs
+        return epochs
     steps_per_epoch = math.ceil(batches / trainer.accumulate_grad_batches)
-    return min(trainer.max_epochs, math.ceil(steps / steps_per_epoch))
+    return min(epochs, math.ceil(steps / steps_per_epoch))
 
 
 def refit_cosine(scheduler: Any, t_max: int) -> None:
