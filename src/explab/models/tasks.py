@@ -84,9 +84,11 @@ def epochs_in_fit(trainer: L.Trainer) -> int:
     where the run does, not past a ``max_epochs`` the run never reaches.
     """
     epochs = cast(int, trainer.max_epochs)
+    if trainer.max_steps in (None, -1):
+        return epochs
     steps = trainer.estimated_stepping_batches  # Lightning sets up the training data to count it
     batches = trainer.num_training_batches
-    if trainer.max_steps in (None, -1) or math.isinf(steps) or math.isinf(batches):
+    if math.isinf(steps) or math.isinf(batches):
         return epochs
     steps_per_epoch = math.ceil(batches / trainer.accumulate_grad_batches)
     return min(epochs, math.ceil(steps / steps_per_epoch))
