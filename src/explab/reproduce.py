@@ -250,23 +250,27 @@ def record_resumed_config(run: TrackedRun, cfg: DictConfig) -> None:
     (``explab-report`` counts the run as a configuration of its own), ``config/resumed.yaml`` is the config the
     run now trains with, and ``config/overrides.yaml`` becomes the overrides that compose it: a later resume goes
     on with these settings instead of falling back to the first ones, and ``reproduce=`` trains them from the
-    start. A resume that changes nothing leaves the record as it is.
+    start. A resume that changes nothing leaves the record as it is. ``resume=`` of a sweep trial's run (not
+    its sweep continuing the trial) warns that the study keeps the trial as it ended.
     """
     from explab.tracking.params import recordable
 
-    params = run.client.get_run(run.run_id).data.params
-    changes = config_changes(params, cfg)
-    if not changes:
-        return
-    if "optuna_trial.number" in params:
-        # the resume trains the run alone: its study, parent run and any search warm-started from it keep the value
+    recorded = run.client.get_run(run.run_id).data
+    params = recorded.params
+    if "optuna_trial.number" in params and not cfg.get("optuna_trial"):
+        # resume= of a trial's run trains it alone (its sweep continuing the trial keeps optuna_trial): the
+        # study, the parent run and any search warm-started from it keep what the trial had when it ended
         log.warning(
-            "run %s is trial %s of study %s: the study keeps the value the trial scored, and its best trial and "
-            "summary do not see what this resume trains",
+            "run %s is trial %s of study %s, %s there: the study keeps the trial as it ended, and its best trial "
+            "and summary do not see what this resume trains",
             run.run_id,
             params["optuna_trial.number"],
             params.get("optuna_trial.study_name", "?"),
+            recorded.tags.get("optuna.trial_state", "ended"),
         )
+    changes = config_changes(params, cfg)
+    if not changes:
+        return
     said = ", ".join(f"{key}={now} (was {then})" for key, (then, now) in changes.items())
     # the same as data, for the comparisons (tracking.params.trained_params); a value cut short still tells apart
     trained = json.dumps({key: now[:RESUMED_VALUE_LENGTH] for key, (_, now) in changes.items()})

@@ -207,9 +207,42 @@ def test_a_trial_resumed_with_other_settings_says_its_study_keeps_the_value(tmp_
         cwd=tmp_path,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    said = f"run {child.info.run_id} is trial 0 of study digits_cnn_optuna: the study keeps the value the trial scored"
+    said = f"run {child.info.run_id} is trial 0 of study digits_cnn_optuna, COMPLETE there: the study keeps the trial"
     assert said in resumed.stdout + resumed.stderr
     assert load(tmp_path, "digits_cnn_optuna", "mlruns/optuna/digits_cnn.journal").trials[0].value == trial.value
+
+
+@pytest.mark.slow
+def test_a_pruned_trial_resumed_to_its_end_finishes_without_its_pruning_as_its_reason(tmp_path: Path) -> None:
+    """Trained on to its last epoch, a pruned trial's run ended FINISHED still tagged "TrialPruned: pruned after
+    epoch 0" as its reason, and the researcher was not told that the study keeps the trial pruned."""
+    done = explab_sweep(
+        tmp_path,
+        "hydra.sweeper.n_trials=1",
+        "trainer.max_epochs=2",
+        "hydra.sweeper.params=null",
+        "optimizer.lr=choice(1e-7)",
+        "hydra/sweeper/pruner=threshold",
+        "hydra.sweeper.pruner.lower=0.5",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [child] = [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if "optuna.trial_number" in r.data.tags]
+    assert child.data.tags["optuna.trial_state"] == "PRUNED", "lr=1e-7 stays under 50 % and the pruner stops it"
+    run_id = child.info.run_id
+    resumed = run_cli(
+        "explab-train",
+        f"resume={run_id}",
+        f"paths.mlruns_dir={tmp_path}/mlruns",
+        f"paths.log_dir={tmp_path}/logs",
+        cwd=tmp_path,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    said = f"run {run_id} is trial 0 of study digits_cnn_optuna, PRUNED there: the study keeps the trial as it ended"
+    assert said in resumed.stdout + resumed.stderr
+    run = MlflowClient(tracking_uri_for(tmp_path / "mlruns")).get_run(run_id)
+    assert run.info.status == "FINISHED" and "explab.status_reason" not in run.data.tags
+    assert run.data.tags["explab.resumed_after"] == "KILLED: TrialPruned: pruned after epoch 0 on val/acc_best"
+    assert load(tmp_path, "digits_cnn_optuna", "mlruns/optuna/digits_cnn.journal").trials[0].state == TrialState.PRUNED
 
 
 @pytest.mark.slow

@@ -58,6 +58,24 @@ def test_a_run_ends_finished_or_failed_with_its_error(tmp_path: Path) -> None:
     assert failed.client.get_run(failed.run_id).data.tags["explab.status_reason"] == "ValueError: broken batch"
 
 
+def test_a_resume_that_trains_on_leaves_no_reason_of_the_ending_it_is_past(tmp_path: Path) -> None:
+    """Terminated, then resumed once without training (its failure tagged), then resumed to its end: the
+    FINISHED run kept "Terminated by SIGTERM" as the reason it ended, and the failed resume's tag."""
+    uri = tracking_uri_for(tmp_path)
+    with pytest.raises(Terminated), run_lifecycle(lambda: TrackedRun.create(uri, "lifecycle")) as run:
+        raise Terminated(128 + signal.SIGTERM)
+    with pytest.raises(ValueError), run_lifecycle(lambda: TrackedRun.reopen(uri, run.run_id)):
+        raise ValueError("no checkpoint")  # before training: the run stays KILLED, its reason kept
+    tags = run.client.get_run(run.run_id).data.tags
+    assert _status(run) == "KILLED" and tags["explab.status_reason"] == "Terminated by SIGTERM"
+    assert tags["explab.resume_failed"] == "ValueError: no checkpoint"
+    with run_lifecycle(lambda: TrackedRun.reopen(uri, run.run_id)) as resumed:
+        resumed.training_resumed()
+    tags = run.client.get_run(run.run_id).data.tags
+    assert _status(run) == "FINISHED" and tags["explab.resumed_after"] == "KILLED: Terminated by SIGTERM"
+    assert "explab.status_reason" not in tags and "explab.resume_failed" not in tags
+
+
 def test_sigterm_while_the_run_is_opened_ends_it_killed(tmp_path: Path) -> None:
     """A scheduler's stop landing just after the store created the run, before the code holds it."""
     uri = tracking_uri_for(tmp_path)

@@ -13,9 +13,10 @@ if TYPE_CHECKING:
 
 
 class ResumedTraining(L.Callback):
-    """Marks ``run.resumed_training`` once Lightning has restored the checkpoint and passed the sanity check,
-    and records then what the resume changed (``explab.reproduce.record_resumed_config``): a resume that
-    fails before this point leaves the run's record as it was."""
+    """Tells the run once Lightning has restored the checkpoint and passed the sanity check
+    (``TrackedRun.training_resumed``), and records then what the resume changed
+    (``explab.reproduce.record_resumed_config``): a resume that fails before this point leaves the run's record
+    as it was."""
 
     def __init__(self, run: TrackedRun, cfg: DictConfig) -> None:
         self.run = run
@@ -24,5 +25,5 @@ class ResumedTraining(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from explab.reproduce import record_resumed_config
 
-        self.run.resumed_training = True
+        self.run.training_resumed()
         record_resumed_config(self.run, self.cfg)

@@ -47,6 +47,9 @@ def no_download_bars() -> Iterator[None]:
 
 
 PARAMS_PER_CALL = 100  # MLflow's log_batch limit for params
+STATUS_REASON_TAG = "explab.status_reason"  # why the run ended as it did (FAILED, KILLED)
+RESUME_FAILED_TAG = "explab.resume_failed"  # why a resume failed before training, the run kept as it was
+RESUMED_AFTER_TAG = "explab.resumed_after"  # how the run had ended before a resume trained it on
 
 
 def run_status_for(error: BaseException | None) -> str:
@@ -176,6 +179,18 @@ class TrackedRun:
         run.set_tags({PID_TAG: os.getpid()})
         return run
 
+    def training_resumed(self) -> None:
+        """The reopened run trains on: from here a failure ends it as it would end a new run, and how it had
+        ended before (``KILLED: TrialPruned: pruned after epoch 2``) moves from ``explab.status_reason`` to
+        ``explab.resumed_after``, so a run that now finishes carries no reason of an ending it is past."""
+        self.resumed_training = True
+        tags = self.client.get_run(self.run_id).data.tags
+        if STATUS_REASON_TAG in tags:
+            self.set_tags({RESUMED_AFTER_TAG: f"{self.status_before_resume}: {tags[STATUS_REASON_TAG]}"[:5000]})
+        for stale in (STATUS_REASON_TAG, RESUME_FAILED_TAG):
+            if stale in tags:
+                self.client.delete_tag(self.run_id, stale)
+
     @property
     def experiment_id(self) -> str:
         return self.client.get_run(self.run_id).info.experiment_id
@@ -241,15 +256,15 @@ class TrackedRun:
             self.finish("FINISHED")
             return
         status = run_status_for(error)
-        reason_tag = "explab.status_reason"
+        reason_tag = STATUS_REASON_TAG
         if self.status_before_resume is not None and not self.resumed_training:
             # the resume failed before training on: the run is as it was, and keeps its status
-            status, reason_tag = self.status_before_resume, "explab.resume_failed"
+            status, reason_tag = self.status_before_resume, RESUME_FAILED_TAG
         pruned = is_trial_pruned(error)  # the search stopped it on purpose: an outcome, not an error
         try:
             reason = stop_described(error) or f"{type(error).__name__}: {error}"
             self.set_tags({reason_tag: reason[:5000]})
-            if reason_tag == "explab.status_reason" and not (pruned or isinstance(error, Stopped)):
+            if reason_tag == STATUS_REASON_TAG and not (pruned or isinstance(error, Stopped)):
                 self.log_text("".join(traceback.format_exception(error)), "error.txt")
         except Exception as logging_error:  # the store itself may be the problem; the status still matters
             log.warning("could not record the error in MLflow: %s", logging_error)
