@@ -670,10 +670,28 @@ def test_predict_cli_names_the_bad_input_without_a_traceback(logged_run: str, st
 def test_a_run_the_store_does_not_hold_is_named(tmp_path: Path, command: str, argument: str, message: str) -> None:
     """A run id from another store, or mistyped: one message naming it and the store, no traceback."""
     run = "0123456789abcdef0123456789abcdef"
+    MlflowClient(tracking_uri_for(tmp_path / "mlruns")).search_experiments()  # a store, without that run
     done = run_cli(command, *argument.format(run=run).split(), f"paths.mlruns_dir={tmp_path}/mlruns", cwd=tmp_path)
     assert done.returncode == 1, done.stderr[-2000:]
     assert message.format(run=run) in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "Seed set to" not in done.stdout + done.stderr, "a wrong run id is all the command says"
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["explab-eval", "run_id=0123456789abcdef0123456789abcdef"],
+        ["explab-train", "resume=0123456789abcdef0123456789abcdef"],
+        ["explab-report", "experiment_name=digits_cnn"],
+    ],
+)
+def test_a_store_that_does_not_exist_is_named_and_not_created(tmp_path: Path, arguments: list[str]) -> None:
+    """A mistyped store, or a command started where no run was recorded: MLflow created an empty store there,
+    tables and folder, and the command answered that it held no such run or experiment."""
+    done = run_cli(*arguments, f"paths.mlruns_dir={tmp_path}/typo", cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert f"There is no MLflow store at {tmp_path}/typo/mlflow.db: nothing was recorded there." in done.stderr
+    assert not (tmp_path / "typo").exists()
 
 
 def test_predict_from_a_run_without_a_model_says_how_to_log_one(tmp_path: Path) -> None:

@@ -278,10 +278,10 @@ def metrics_to_report(asked: list[str], runs: Sequence[Any], experiment_name: st
 def report(cfg: DictConfig) -> str:
     from explab.tracking import TrackedRun, run_lifecycle
     from explab.tracking.plots import intervals_figure, save_figure
-    from explab.tracking.store import deleted_experiment, open_client, shown_url
+    from explab.tracking.store import deleted_experiment, open_recorded_store, shown_url
 
     check_settings(cfg)
-    client = open_client(cfg.tracking_uri)
+    client = open_recorded_store(cfg.tracking_uri)
     names = names_given(cfg.experiment_name)  # one experiment, or several whose recipes are compared
     experiments = [client.get_experiment_by_name(name) for name in names]
     missing = [name for name, experiment in zip(names, experiments, strict=True) if experiment is None]

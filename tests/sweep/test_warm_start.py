@@ -75,6 +75,26 @@ def test_a_warm_start_source_that_does_not_exist_is_refused_before_any_trial(tmp
     assert len(load(tmp_path, "plain").trials) == 1
 
 
+@pytest.mark.parametrize(
+    ("source", "refusal"),
+    [
+        (
+            "{mlflow: earlier}",
+            "warm start from MLflow experiment 'earlier': this sweep records no MLflow runs, so give",
+        ),
+        ("{mlflow: earlier, tracking_uri: 'sqlite:///TMP/typo/mlflow.db'}", "There is no MLflow store at TMP/typo"),
+    ],
+)
+def test_a_warm_start_from_a_store_that_is_not_there_is_refused(tmp_path: Path, source: str, refusal: str) -> None:
+    """Without a store named (in a sweep that records no MLflow runs), the sweep failed in a traceback; a
+    mistyped store was created empty, its folder with it, and the search said the experiment did not exist."""
+    source = source.replace("TMP", str(tmp_path))
+    done = sweep_plain_app(tmp_path, "hydra.sweeper.metric=value", f"hydra.sweeper.warm_start=[{source}]")
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert refusal.replace("TMP", str(tmp_path)) in done.stderr
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "ran.txt").exists()
+
+
 def test_a_warm_start_from_a_deleted_experiment_names_the_restore_command(tmp_path: Path) -> None:
     """Its runs went to the MLflow trash with it: the search started cold, saying it had added 0 trials."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"

@@ -124,12 +124,17 @@ def _study_points(source: Mapping[str, Any], objectives: Objectives, fixed: Sequ
 
 
 def _mlflow_points(source: Mapping[str, Any], objectives: Objectives) -> Iterator[Point]:
-    from explab.tracking.store import deleted_experiment, every_run, open_client
+    from explab.tracking.store import deleted_experiment, every_run, open_recorded_store
 
     if not objectives.metrics:
         raise UsageError("warm start from MLflow runs reads the metrics named by hydra.sweeper.metric; set it")
     experiment_name, uri = source["mlflow"], source.get("tracking_uri")
-    client = open_client(uri)
+    if not uri:  # a sweep that records no MLflow runs has no store of its own to read them from
+        raise UsageError(
+            f"warm start from MLflow experiment '{experiment_name}': this sweep records no MLflow runs, so give the "
+            f"store that holds them: {{mlflow: {experiment_name}, tracking_uri: URI}}"
+        )
+    client = open_recorded_store(str(uri))
     experiment = client.get_experiment_by_name(str(experiment_name))
     if experiment is None:
         raise UsageError(f"warm start: no MLflow experiment '{experiment_name}' in {uri}")

@@ -91,7 +91,7 @@ def find_run(tracking_uri: str, run_id: str) -> Run:
     from explab.tracking.ui import server_ui, ui_command
 
     try:
-        return open_client(tracking_uri).get_run(run_id)
+        return open_recorded_store(tracking_uri).get_run(run_id)
     except MlflowException as error:
         raise UsageError(
             f"no MLflow run {run_id} in {shown_url(tracking_uri)} ({first_line(error)}); the runs' ids are in the UI "
@@ -148,6 +148,24 @@ def _best_trial_run(tracking_uri: str, parent: Run) -> str | None:
         max_results=1,
     )
     return found[0].info.run_id if found else None
+
+
+def open_recorded_store(tracking_uri: str) -> MlflowClient:
+    """``open_client`` for a store that must hold runs already (a report, a warm start, a run looked up by id).
+
+    Raises:
+        TrackingStoreError: a SQLite store whose file does not exist. ``open_client`` would create it, tables
+            and folder, so a mistyped path or a command started from another folder left an empty store
+            behind and answered that it held no such experiment or run.
+    """
+    if tracking_uri.startswith(SQLITE_PREFIX):
+        database = Path(tracking_uri.removeprefix(SQLITE_PREFIX))
+        if not database.is_file():
+            raise TrackingStoreError(
+                f"There is no MLflow store at {database}: nothing was recorded there. Give the store that holds "
+                "the runs (MLFLOW_TRACKING_URI, or paths.mlruns_dir), or train a run first."
+            )
+    return open_client(tracking_uri)
 
 
 @contextlib.contextmanager
