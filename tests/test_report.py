@@ -10,19 +10,17 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from hydra import initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from scipy import stats
 from torch import nn
 from torch.optim import SGD
 
-from explab.config import config_dir
 from explab.errors import UsageError
 from explab.models.tasks import ClassificationTask, RegressionTask, TaskModule
 from explab.report import HEADLINE_METRICS, report
 from explab.reproduce import config_from_recorded_run
 from explab.train import train
 from tests.conftest import run_cli, runs_in, tracking_uri_for
+from tests.support.resumed import two_seeds_one_resumed_to_two_epochs
 
 
 def test_report_groups_runs_by_config_minus_seed(compose_cfg, store: Path) -> None:
@@ -72,14 +70,7 @@ def test_a_seed_run_again_counts_once_and_what_a_run_only_records_sets_no_config
 def test_a_run_resumed_with_other_settings_is_a_configuration_of_its_own(compose_cfg, store: Path) -> None:
     """MLflow keeps a run's params as first logged: a seed resumed from one epoch to two was counted as one more
     one-epoch seed, its two-epoch accuracy averaged in, and a baseline named by the params took it."""
-    common = ("trainer.max_epochs=1", "trainer.enable_progress_bar=false", "test=false")
-    for seed in (1, 2):
-        train(compose_cfg(*common, f"seed={seed}"))
-    first = next(r for r in runs_in(store, "digits_cnn") if r.data.params["seed"] == "1")
-    cfg = compose_cfg(f"resume={first.info.run_id}", "trainer.max_epochs=2", "trainer.enable_progress_bar=false")
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):  # the recorded overrides are composed again
-        train(config_from_recorded_run(cfg))
+    two_seeds_one_resumed_to_two_epochs(compose_cfg, store)
     markdown = report(compose_cfg("experiment_name=digits_cnn", "metrics=[val/acc_best]", config_name="report"))
     rows = [line.split(" | ")[:2] for line in markdown.splitlines() if line.startswith("| trainer.")]
     assert rows == [["| trainer.max_epochs=1", "1"], ["| trainer.max_epochs=2 (resumed from 1)", "1"]], markdown

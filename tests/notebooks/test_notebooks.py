@@ -6,15 +6,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from hydra import initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 
-from explab.config import config_dir
-from explab.reproduce import config_from_recorded_run
-from explab.train import train
 from tests.conftest import run_cli, runs_in, tracking_uri_for
+from tests.support.resumed import two_seeds_one_resumed_to_two_epochs
 
 NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
 
@@ -76,14 +72,7 @@ def test_compare_runs_notebook(swept: Path) -> None:
 def test_the_compare_table_shows_what_a_resumed_run_trained(compose_cfg, store: Path) -> None:
     """MLflow keeps a run's params as first logged: a seed resumed from one epoch to two showed
     trainer.max_epochs 1 in the table, next to the seed that trained one epoch (explab-report tells them apart)."""
-    common = ("trainer.max_epochs=1", "trainer.enable_progress_bar=false", "test=false")
-    for seed in (1, 2):
-        train(compose_cfg(*common, f"seed={seed}"))
-    first = next(r for r in runs_in(store, "digits_cnn") if r.data.params["seed"] == "1")
-    cfg = compose_cfg(f"resume={first.info.run_id}", "trainer.max_epochs=2", "trainer.enable_progress_bar=false")
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):  # the recorded overrides are composed again
-        train(config_from_recorded_run(cfg))
+    two_seeds_one_resumed_to_two_epochs(compose_cfg, store)
     notebook = execute("compare_runs.ipynb", f'TRACKING_URI = "{tracking_uri_for(store)}"', store.parent)
     tables = [
         o["data"]["text/html"] for c in notebook.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})
