@@ -62,7 +62,10 @@ def test_a_resume_that_trains_on_leaves_no_reason_of_the_ending_it_is_past(tmp_p
     """Terminated, then resumed once without training (its failure tagged), then resumed to its end: the
     FINISHED run kept "Terminated by SIGTERM" as the reason it ended, and the failed resume's tag."""
     uri = tracking_uri_for(tmp_path)
-    with pytest.raises(Terminated), run_lifecycle(lambda: TrackedRun.create(uri, "lifecycle")) as run:
+    with (
+        pytest.raises(Terminated),
+        run_lifecycle(lambda: TrackedRun.create(uri, "lifecycle", str(tmp_path / "artifacts"))) as run,
+    ):
         raise Terminated(128 + signal.SIGTERM)
     with pytest.raises(ValueError), run_lifecycle(lambda: TrackedRun.reopen(uri, run.run_id)):
         raise ValueError("no checkpoint")  # before training: the run stays KILLED, its reason kept
