@@ -65,7 +65,9 @@ def test_group_option_instantiates(group: str, option: str, compose_cfg) -> None
     cfg = compose_cfg(f"{group}={option}", *([f"experiment={experiment}"] if experiment else []))
     if group in ("optimizer", "scheduler", "model"):
         model = build_model(cfg)
-        fake_trainer = SimpleNamespace(estimated_stepping_batches=100, max_epochs=5, check_val_every_n_epoch=1)
+        fake_trainer = SimpleNamespace(
+            estimated_stepping_batches=100, max_epochs=5, max_steps=-1, check_val_every_n_epoch=1
+        )
         optimizer = model.optimizer_factory(params=model.parameters())
         assert optimizer.defaults["lr"] == cfg.optimizer.lr
         if model.scheduler_factory is not None:
