@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import signal
 import sqlite3
 import subprocess
@@ -120,7 +121,7 @@ def test_a_deleted_run_is_restored_before_it_is_resumed_or_evaluated(tmp_path: P
 def test_a_finished_run_resumes_only_to_train_further(tmp_path: Path) -> None:
     run_id = trained_run(tmp_path)
     done = run_cli("explab-train", f"resume={run_id}", *paths(tmp_path), cwd=tmp_path)
-    assert done.returncode == 1 and "nothing is left to train" in done.stderr
+    assert done.returncode == 1 and "nothing is left to train" in done.stdout
     assert "trainer.max_epochs=3" in done.stderr, "the message says how to train further"
     client = client_for(tmp_path)
     assert len(client.get_metric_history(run_id, "test/acc")) == 1, "test/ is not logged twice"
@@ -385,11 +386,56 @@ def test_a_new_run_into_a_folder_another_run_holds_is_refused_before_it_exists(t
     assert digest(folder / "checkpoints" / "last.ckpt") == before
     done = run_cli("explab-train", f"resume={run_id}", "trainer.max_epochs=3", *paths(tmp_path), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    # a SLURM job requeued into the folder its first attempt wrote (hydra.run.dir=/shared/runs/$SLURM_JOB_ID)
-    requeued = {"SLURM_RESTART_COUNT": "1"}
+    # a SLURM job requeued into the folder its first attempt wrote (hydra.run.dir=/shared/runs/$SLURM_JOB_ID),
+    # after its run had finished: nothing is left to train, and the job ends as its run did
+    requeued = {"SLURM_RESTART_COUNT": "1", "SLURM_JOB_ID": "42"}
     again = ["trainer.max_epochs=1", f"hydra.run.dir={folder}", *paths(tmp_path)]
     done = run_cli("explab-train", *again, cwd=tmp_path, env=requeued)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert f"requeued SLURM job 42: its MLflow run {run_id} had finished; nothing is left to train" in done.stdout
+    assert [r.info.run_id for r in runs_in(tmp_path / "mlruns", "digits_cnn")] == [run_id]
+    assert len(client_for(tmp_path).get_metric_history(run_id, "val/acc")) == 3
+
+
+@pytest.mark.slow
+def test_a_requeued_job_continues_the_run_its_stopped_attempt_left_in_its_folder(tmp_path: Path) -> None:
+    """A preempted SLURM job that SLURM starts again with the same command trained from the start into a second
+    MLflow run, over the last.ckpt its stop signal had made the first attempt write."""
+    folder = tmp_path / "runs" / "42"
+    command = [
+        str(BIN / "explab-train"), "trainer.max_epochs=6", "data.batch_size=8", f"hydra.run.dir={folder}",
+        "callbacks.last_checkpoint.min_interval_seconds=3600", "callbacks.early_stopping.patience=100",
+        "log_model=false", "log_plots=false", *paths(tmp_path),
+    ]  # fmt: skip
+    # an attempt SLURM started again into a folder still empty: told, and trained from the start
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    log = tmp_path / "attempt-1.log"
+    with log.open("w") as output:
+        first = subprocess.Popen(
+            command, cwd=tmp_path, env={**env, "SLURM_JOB_ID": "42", "SLURM_RESTART_COUNT": "1"}, stdout=output,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(folder.glob("checkpoints/epoch_*.ckpt")):
+        time.sleep(0.2)  # the best checkpoint: an epoch has validated
+    first.send_signal(signal.SIGTERM)  # preempted during its second epoch
+    first.wait(timeout=120)
+    output = log.read_text()
+    assert first.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert "SLURM job 42 was requeued (restart 1) into" in output and "it trains from the start" in output
+    [stopped] = runs_in(tmp_path / "mlruns", "digits_cnn")
+    assert stopped.info.status == "KILLED"
+    epochs_done = len(client_for(tmp_path).get_metric_history(stopped.info.run_id, "val/acc"))
+    assert 1 <= epochs_done < 6
+
+    done = run_cli("explab-train", *command[1:], cwd=tmp_path, env={"SLURM_JOB_ID": "42", "SLURM_RESTART_COUNT": "2"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"requeued SLURM job 42 continues its MLflow run {stopped.info.run_id} from {folder}" in done.stdout
+    [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
+    assert run.info.run_id == stopped.info.run_id and run.info.status == "FINISHED"
+    assert run.data.tags["explab.resumed_after"].startswith("KILLED"), run.data.tags
+    steps = [m.step for m in client_for(tmp_path).get_metric_history(run.info.run_id, "val/acc")]
+    assert sorted(steps) == sorted(set(steps)) and len(steps) == 6, steps
 
 
 @pytest.mark.slow

@@ -225,6 +225,72 @@ def test_a_preempted_worker_job_is_requeued_and_continues_its_trial(slurm: Slurm
     assert len(steps) == epochs and len(set(steps)) == epochs, steps
 
 
+def test_a_job_lightning_requeues_continues_its_run_in_the_folder_of_its_job_id(
+    slurm: SlurmCluster, tmp_path: Path
+) -> None:
+    """The recipe of docs/devices-and-clusters.md: ``srun explab-train ... hydra.run.dir=.../$SLURM_JOB_ID`` in a
+    batch job. SIGUSR1 (``sbatch --signal=USR1@90`` before the time limit, here sent at once) makes the run write
+    last.ckpt and Lightning requeue the job; the requeued job continues the same MLflow run from it."""
+    epochs = 30  # long enough that the signal lands mid-run on an idle machine too
+    script = tmp_path / "train.sh"
+    script.write_text(
+        "#!/bin/bash\n"
+        f"srun {BIN}/explab-train trainer.max_epochs={epochs} data.batch_size=8 torch_threads=1 "
+        "callbacks.last_checkpoint.min_interval_seconds=3600 callbacks.early_stopping.patience=1000 "
+        f"log_model=false log_plots=false trainer.enable_progress_bar=false paths.mlruns_dir={tmp_path}/mlruns "
+        f"paths.log_dir={tmp_path}/logs hydra.run.dir={tmp_path}/runs/$SLURM_JOB_ID\n"
+    )
+    job = slurm.run(
+        "sbatch", "--parsable", "--requeue", "--ntasks=1", "--cpus-per-task=1", "--mem=1G", f"--chdir={tmp_path}",
+        f"--output={tmp_path}/job-%j.out", str(script),
+    ).stdout.strip()  # fmt: skip
+    folder = tmp_path / "runs" / job
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(folder.glob("checkpoints/epoch_*.ckpt")):
+        time.sleep(0.5)  # the best checkpoint: an epoch has validated
+    slurm.run("scancel", "--signal=USR1", job)
+
+    deadline = time.monotonic() + 300  # the requeued job starts anew and trains the epochs left
+    while time.monotonic() < deadline and next(j for j in slurm.jobs() if j["id"] == job)["state"] != "COMPLETED":
+        time.sleep(2)
+    output = (tmp_path / f"job-{job}.out").read_text()
+    assert (folder / "hpc_ckpt_1.ckpt").is_file(), f"Lightning's requeue on SIGUSR1 saved its checkpoint: {output}"
+    [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
+    assert run.info.status == "FINISHED", output[-3000:]
+    assert f"requeued SLURM job {job} continues its MLflow run {run.info.run_id}" in output
+    assert run.data.tags["explab.resumed_after"].startswith("KILLED"), run.data.tags
+    client = open_client(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")]
+    assert len(steps) == epochs and len(set(steps)) == epochs, steps
+
+
+def test_a_multirun_job_submitit_requeues_continues_its_run(slurm: SlurmCluster, tmp_path: Path) -> None:
+    """submitit's preemption signal (SIGUSR2) to a job of a plain multirun: submitit requeues it into its job
+    folder, where it continues its MLflow run, and the command gets the job's result."""
+    epochs = 30
+    command = [
+        str(BIN / "explab-train"), "-m", "hydra/launcher=slurm", *CPU_JOB, f"paths.mlruns_dir={tmp_path}/mlruns",
+        f"paths.log_dir={tmp_path}/logs", "trainer.enable_progress_bar=false", "seed=7", f"trainer.max_epochs={epochs}",
+        "data.batch_size=8", "torch_threads=1", "callbacks.last_checkpoint.min_interval_seconds=3600",
+        "callbacks.early_stopping.patience=1000", "log_model=false", "log_plots=false",
+    ]  # fmt: skip
+    sweep = subprocess.Popen(
+        command, cwd=tmp_path, env=root_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list((tmp_path / "logs").glob("**/checkpoints/epoch_*.ckpt")):
+        time.sleep(0.5)  # the best checkpoint: an epoch has validated
+    [job] = [j for j in slurm.jobs() if j["state"] == "RUNNING"]
+    slurm.run("scancel", "--signal=USR2", job["id"])
+    output, _ = sweep.communicate(timeout=400)
+    assert sweep.returncode == 0, output[-3000:]
+    [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
+    assert run.info.status == "FINISHED" and run.data.tags["explab.resumed_after"].startswith("KILLED"), run.data.tags
+    client = open_client(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")]
+    assert len(steps) == epochs and len(set(steps)) == epochs, steps
+
+
 def test_ctrl_c_on_a_login_node_sweep_stops_the_trial_job_it_left_running(slurm: SlurmCluster, tmp_path: Path) -> None:
     """SLURM keeps a trial's job running when the command that submitted it is stopped. The sweep fails the
     trial; the job sees that at its next epoch and stops, its run KILLED, instead of training for nobody."""

@@ -60,12 +60,18 @@ def _hydra_main(cfg: DictConfig) -> dict[str, float]:
         check_values(cfg)
 
     from explab.reproduce import config_from_recorded_run
+    from explab.requeue import earlier_attempt
     from explab.sweep.continuation import continue_interrupted_trial, outcome_of_ended_trial
 
     ended = outcome_of_ended_trial(cfg)
     if ended is not None:
         return ended
-    return train(config_from_recorded_run(continue_interrupted_trial(cfg)))
+    requeued = earlier_attempt(cfg)
+    if requeued is None:
+        return train(config_from_recorded_run(continue_interrupted_trial(cfg)))
+    if requeued.finished_metrics is not None:
+        return requeued.finished_metrics
+    return train(config_from_recorded_run(requeued.continued(cfg)))
 
 
 def _check_a_search_is_a_multirun() -> None:

@@ -477,7 +477,8 @@ def check_output_folder_free(cfg: DictConfig) -> None:
     ``hydra.run.dir`` given twice, or a multirun run again into its ``hydra.sweep.dir``. Each run gets a folder
     of its own unless one is given; a resume writes on in its own run's folder, DDP ranks 1..N in rank 0's, and
     a SLURM job requeued into its folder (``hydra.run.dir=/shared/runs/$SLURM_JOB_ID``) in its first attempt's,
-    from which Lightning restores it. Only where the job trains: a sweep's check of its jobs has no job folder.
+    whose run it continues (``explab.requeue``). Only where the job trains: a sweep's check of its jobs has no
+    job folder.
     """
     from explab.utils.logging import global_rank
 
