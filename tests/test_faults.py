@@ -29,6 +29,7 @@ from explab.errors import UsageError
 from explab.predict import model_uri_of
 from explab.raw_inputs import read_inputs
 from explab.sweep.storage import open_storage
+from explab.tracking import TrackedRun
 from explab.tracking.orphans import close_orphaned_runs
 from explab.train import train
 from tests.conftest import BIN, run_cli, runs_in, tracking_uri_for
@@ -407,7 +408,13 @@ def test_a_requeued_job_continues_the_run_its_stopped_attempt_left_in_its_folder
         "callbacks.last_checkpoint.min_interval_seconds=3600", "callbacks.early_stopping.patience=100",
         "log_model=false", "log_plots=false", *paths(tmp_path),
     ]  # fmt: skip
-    # an attempt SLURM started again into a folder still empty: told, and trained from the start
+    # an attempt whose node was lost before it wrote a checkpoint: its run stayed RUNNING, of another host
+    lost = TrackedRun.create(
+        tracking_uri_for(tmp_path / "mlruns"), "digits_cnn", str(tmp_path / "mlruns" / "artifacts"),
+        tags={"hostname": "lost-node", "explab.pid": "1"},
+    )  # fmt: skip
+    lost.log_params({"paths.output_dir": str(folder)})
+    # the attempt SLURM starts again into the folder, still without a checkpoint: told, trained from the start
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     log = tmp_path / "attempt-1.log"
     with log.open("w") as output:
@@ -423,18 +430,25 @@ def test_a_requeued_job_continues_the_run_its_stopped_attempt_left_in_its_folder
     output = log.read_text()
     assert first.returncode == 128 + signal.SIGTERM, output[-3000:]
     assert "SLURM job 42 was requeued (restart 1) into" in output and "it trains from the start" in output
-    [stopped] = runs_in(tmp_path / "mlruns", "digits_cnn")
+    client = client_for(tmp_path)
+    ended = client.get_run(lost.run_id)
+    assert ended.info.status == "KILLED", "not left RUNNING for ever"
+    assert "was requeued (restart 1) while this run was RUNNING" in ended.data.tags["explab.status_reason"]
+    [stopped] = [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if r.info.run_id != lost.run_id]
     assert stopped.info.status == "KILLED"
-    epochs_done = len(client_for(tmp_path).get_metric_history(stopped.info.run_id, "val/acc"))
+    epochs_done = len(client.get_metric_history(stopped.info.run_id, "val/acc"))
     assert 1 <= epochs_done < 6
+    # this attempt's node is lost too, after its checkpoint: the run stays RUNNING, of a host this job cannot ask
+    client.update_run(stopped.info.run_id, status="RUNNING")
+    client.set_tag(stopped.info.run_id, "hostname", "lost-node")
 
     done = run_cli("explab-train", *command[1:], cwd=tmp_path, env={"SLURM_JOB_ID": "42", "SLURM_RESTART_COUNT": "2"})
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"requeued SLURM job 42 continues its MLflow run {stopped.info.run_id} from {folder}" in done.stdout
-    [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
-    assert run.info.run_id == stopped.info.run_id and run.info.status == "FINISHED"
-    assert run.data.tags["explab.resumed_after"].startswith("KILLED"), run.data.tags
-    steps = [m.step for m in client_for(tmp_path).get_metric_history(run.info.run_id, "val/acc")]
+    run = client.get_run(stopped.info.run_id)
+    assert run.info.status == "FINISHED" and len(runs_in(tmp_path / "mlruns", "digits_cnn")) == 2
+    assert run.data.tags["explab.resumed_after"].startswith("KILLED: SLURM job 42 was requeued (restart 2)")
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")]
     assert sorted(steps) == sorted(set(steps)) and len(steps) == 6, steps
 
 

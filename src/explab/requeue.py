@@ -13,10 +13,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from explab.utils.logging import get_logger
+from explab.tracking.run import STATUS_REASON_TAG
+from explab.utils.logging import get_logger, global_rank
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
 
 log = get_logger(__name__)
 
@@ -62,6 +68,8 @@ def earlier_attempt(cfg: DictConfig) -> EarlierAttempt | None:
     output_dir = OmegaConf.select(cfg, "paths.output_dir", default=None)
     checkpoint = last_checkpoint_in(output_dir or "")
     if not output_dir or not checkpoint.is_file():
+        if output_dir:
+            _end_runs_left_running(cfg, output_dir)
         log.warning(
             "SLURM job %s was requeued (restart %d) into %s, which holds no last checkpoint of an earlier attempt: "
             "it trains from the start, as a new MLflow run. A job continues its run when its attempts share a "
@@ -84,17 +92,62 @@ def earlier_attempt(cfg: DictConfig) -> EarlierAttempt | None:
     return EarlierAttempt(checkpoint, run_id, finished)
 
 
-def _metrics_if_finished(cfg: DictConfig, run_id: str) -> dict[str, float] | None:
-    from mlflow.exceptions import MlflowException
-
+def _store_of(cfg: DictConfig) -> MlflowClient | None:
+    """The job's tracking store, None without MLflow or when no store exists yet (then nothing is left in it)."""
     from explab.build import mlflow_logger_node
-    from explab.tracking.store import open_recorded_store
+    from explab.tracking.store import TrackingStoreError, open_recorded_store
 
     logger_cfg = mlflow_logger_node(cfg)
     if logger_cfg is None:
-        return None  # resume= refuses to continue a tracked run without its logger, and says so
+        return None
     try:
-        run = open_recorded_store(str(logger_cfg.tracking_uri)).get_run(run_id)
+        return open_recorded_store(str(logger_cfg.tracking_uri))
+    except TrackingStoreError:
+        return None
+
+
+def _end_left_running(client: MlflowClient, run: Run) -> None:
+    """End KILLED the run an earlier attempt left RUNNING (its node lost, or SIGKILL after SLURM's grace time):
+    SLURM runs one attempt of a job at a time, so nobody trains it any more. ``resume=`` would otherwise refuse
+    a RUNNING run of another host, where this job cannot tell that its process is gone."""
+    if run.info.status != "RUNNING" or global_rank() != 0:
+        return
+    reason = (
+        f"SLURM job {os.environ.get('SLURM_JOB_ID', '?')} was requeued (restart {restart_count()}) while this "
+        "run was RUNNING: its attempt ended without closing it (a lost node, or SIGKILL)"
+    )
+    client.set_tag(run.info.run_id, STATUS_REASON_TAG, reason)
+    client.set_terminated(run.info.run_id, "KILLED")
+    log.warning("MLflow run %s: %s; marked KILLED", run.info.run_id, reason)
+
+
+def _end_runs_left_running(cfg: DictConfig, output_dir: str) -> None:
+    """End KILLED the runs of this job's folder that an earlier attempt left RUNNING before it wrote a
+    last.ckpt: the new attempt trains a new run, and the old ones would stay RUNNING for ever."""
+    from explab.build import mlflow_logger_node
+
+    client, logger_cfg = _store_of(cfg), mlflow_logger_node(cfg)
+    experiment = client.get_experiment_by_name(str(logger_cfg.experiment_name)) if client and logger_cfg else None
+    if client is None or experiment is None or "'" in output_dir:
+        return
+    for run in client.search_runs(
+        [experiment.experiment_id],
+        f"attributes.status = 'RUNNING' and params.`paths.output_dir` = '{output_dir}'",
+        max_results=100,
+    ):
+        _end_left_running(client, run)
+
+
+def _metrics_if_finished(cfg: DictConfig, run_id: str) -> dict[str, float] | None:
+    """The run's metrics when it FINISHED; a run left RUNNING is ended KILLED first (``_end_left_running``)."""
+    from mlflow.exceptions import MlflowException
+
+    client = _store_of(cfg)
+    if client is None:
+        return None  # resume= refuses a tracked run without its logger, or names the store it lacks
+    try:
+        run = client.get_run(run_id)
     except MlflowException:
         return None  # not in this store: resume= names the run and the store
+    _end_left_running(client, run)
     return dict(run.data.metrics) if run.info.status == "FINISHED" else None
