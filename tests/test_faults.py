@@ -122,7 +122,7 @@ def test_a_deleted_run_is_restored_before_it_is_resumed_or_evaluated(tmp_path: P
 def test_a_finished_run_resumes_only_to_train_further(tmp_path: Path) -> None:
     run_id = trained_run(tmp_path)
     done = run_cli("explab-train", f"resume={run_id}", *paths(tmp_path), cwd=tmp_path)
-    assert done.returncode == 1 and "nothing is left to train" in done.stdout
+    assert done.returncode == 1 and "nothing is left to train" in done.stderr
     assert "trainer.max_epochs=3" in done.stderr, "the message says how to train further"
     client = client_for(tmp_path)
     assert len(client.get_metric_history(run_id, "test/acc")) == 1, "test/ is not logged twice"
