@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from explab.tracking.run import STATUS_REASON_TAG
+from explab.tracking.orphans import end_killed
 from explab.utils.logging import get_logger, global_rank
 
 if TYPE_CHECKING:
@@ -116,8 +116,7 @@ def _end_left_running(client: MlflowClient, run: Run) -> None:
         f"SLURM job {os.environ.get('SLURM_JOB_ID', '?')} was requeued (restart {restart_count()}) while this "
         "run was RUNNING: its attempt ended without closing it (a lost node, or SIGKILL)"
     )
-    client.set_tag(run.info.run_id, STATUS_REASON_TAG, reason)
-    client.set_terminated(run.info.run_id, "KILLED")
+    end_killed(client, run.info.run_id, reason)
     log.warning("MLflow run %s: %s; marked KILLED", run.info.run_id, reason)
 
 

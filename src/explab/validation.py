@@ -8,7 +8,6 @@ after the run was created, without naming the key.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -480,10 +479,10 @@ def check_output_folder_free(cfg: DictConfig) -> None:
     whose run it continues (``explab.requeue``). Only where the job trains: a sweep's check of its jobs has no
     job folder.
     """
+    from explab.requeue import restart_count
     from explab.utils.logging import global_rank
 
-    requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
-    if cfg.get("resume") or global_rank() != 0 or requeued:
+    if cfg.get("resume") or global_rank() != 0 or restart_count() > 0:
         return
     from explab.resume_checks import last_checkpoint_in
 

@@ -29,6 +29,12 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def end_killed(client: MlflowClient, run_id: str, reason: str) -> None:
+    """End a run its process left RUNNING as KILLED, with ``reason`` in ``explab.status_reason``."""
+    client.set_tag(run_id, "explab.status_reason", reason)
+    client.set_terminated(run_id, "KILLED")
+
+
 def close_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
     """Mark KILLED every RUNNING run of this host whose process is gone; return their ids.
 
@@ -43,12 +49,11 @@ def close_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
         pid = run.data.tags.get(PID_TAG, "")
         if not pid.isdigit() or process_alive(int(pid)):
             continue
-        client.set_tag(
+        end_killed(
+            client,
             run.info.run_id,
-            "explab.status_reason",
             f"process {pid} on {host} ended without closing the run (SIGKILL, OOM or a lost machine)",
         )
-        client.set_terminated(run.info.run_id, "KILLED")
         closed.append(run.info.run_id)
         log.warning("MLflow run %s was left RUNNING by process %s, which is gone: marked KILLED", run.info.run_id, pid)
     return closed
