@@ -303,6 +303,26 @@ def test_checkpoints_are_written_beside_their_final_name_whatever_tmpdir_is(tmp_
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"], "no staging file is left"
 
 
+@pytest.mark.skipif(not Path("/proc/self/io").is_file(), reason="counts the bytes read through /proc/self/io")
+def test_a_checkpoint_read_for_its_record_leaves_its_tensors_on_disk(tmp_path: Path) -> None:
+    """A resume's checks read the record, the epoch and the shapes: the weights and optimizer state are mapped,
+    not read, so a large checkpoint is not read in full once more before Lightning reads it for the fit."""
+
+    def bytes_read() -> int:
+        return int(next(line for line in open("/proc/self/io") if line.startswith("rchar")).split()[1])
+
+    weights = {"w": torch.ones(10_000_000)}  # 40 MB
+    for name, zipped in (("last.ckpt", True), ("legacy.ckpt", False)):
+        torch.save({"state_dict": weights, "epoch": 3}, tmp_path / name, _use_new_zipfile_serialization=zipped)
+    before = bytes_read()
+    checkpoint = load_checkpoint(tmp_path / "last.ckpt")
+    assert checkpoint["epoch"] == 3 and checkpoint["state_dict"]["w"].shape == (10_000_000,)
+    assert bytes_read() - before < 4_000_000
+    assert float(checkpoint["state_dict"]["w"][-1]) == 1.0, "the tensors are there when used"
+    legacy = load_checkpoint(tmp_path / "legacy.ckpt")  # torch.save's old format has no archive to map
+    assert torch.equal(legacy["state_dict"]["w"], weights["w"])
+
+
 def test_the_trainer_writes_checkpoints_atomically(compose_cfg) -> None:
     from explab.build import build_trainer
 

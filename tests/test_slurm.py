@@ -6,6 +6,7 @@ as root) the tests skip and say why.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -19,9 +20,10 @@ from pathlib import Path
 import optuna
 import pytest
 
+from explab.requeue import request_requeue
 from explab.sweep.storage import open_storage
 from explab.tracking.store import open_client
-from tests.conftest import BIN, as_from_a_terminal, root_env, run_cli, runs_in
+from tests.conftest import BIN, ROOT, as_from_a_terminal, root_env, run_cli, runs_in
 from tests.support.slurm import SlurmCluster, why_not_available
 from tests.sweep.test_sweeper import APP, load
 
@@ -225,26 +227,23 @@ def test_a_preempted_worker_job_is_requeued_and_continues_its_trial(slurm: Slurm
     assert len(steps) == epochs and len(set(steps)) == epochs, steps
 
 
-def test_a_job_lightning_requeues_continues_its_run_in_the_folder_of_its_job_id(
-    slurm: SlurmCluster, tmp_path: Path
+def test_the_example_batch_job_requeued_on_sigusr1_continues_its_run_in_the_folder_of_its_job_id(
+    slurm: SlurmCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The recipe of docs/devices-and-clusters.md: ``srun explab-train ... hydra.run.dir=.../$SLURM_JOB_ID`` in a
-    batch job. SIGUSR1 (``sbatch --signal=USR1@90`` before the time limit, here sent at once) makes the run write
-    last.ckpt and Lightning requeue the job; the requeued job continues the same MLflow run from it."""
+    """examples/slurm/train.sbatch, submitted as its header says (with a CPU task's resources and a short
+    run's overrides). SIGUSR1 (its ``--signal=USR1@90`` before the time limit, here sent at once) makes the run
+    write last.ckpt and requeue the job, without Lightning's second checkpoint (``hpc_ckpt_1.ckpt``); the
+    requeued job continues the same MLflow run from last.ckpt in the folder of its job id."""
     epochs = 30  # long enough that the signal lands mid-run on an idle machine too
-    script = tmp_path / "train.sh"
-    script.write_text(
-        "#!/bin/bash\n"
-        f"srun {BIN}/explab-train trainer.max_epochs={epochs} data.batch_size=8 torch_threads=1 "
-        "callbacks.last_checkpoint.min_interval_seconds=3600 callbacks.early_stopping.patience=1000 "
-        f"log_model=false log_plots=false trainer.enable_progress_bar=false paths.mlruns_dir={tmp_path}/mlruns "
-        f"paths.log_dir={tmp_path}/logs hydra.run.dir={tmp_path}/runs/$SLURM_JOB_ID\n"
-    )
+    monkeypatch.setenv("PATH", f"{BIN}:{os.environ['PATH']}")  # the header's `source .venv/bin/activate`
     job = slurm.run(
-        "sbatch", "--parsable", "--requeue", "--ntasks=1", "--cpus-per-task=1", "--mem=1G", f"--chdir={tmp_path}",
-        f"--output={tmp_path}/job-%j.out", str(script),
+        "sbatch", "--parsable", "--ntasks=1", "--cpus-per-task=1", "--mem=1G", f"--chdir={tmp_path}",
+        str(ROOT / "examples" / "slurm" / "train.sbatch"), f"trainer.max_epochs={epochs}", "data.batch_size=8",
+        "torch_threads=1", "callbacks.last_checkpoint.min_interval_seconds=3600",
+        "callbacks.early_stopping.patience=1000", "log_model=false", "log_plots=false",
+        "trainer.enable_progress_bar=false", f"paths.mlruns_dir={tmp_path}/mlruns", f"paths.log_dir={tmp_path}/logs",
     ).stdout.strip()  # fmt: skip
-    folder = tmp_path / "runs" / job
+    folder = tmp_path / "logs" / "digits_cnn" / "slurm" / job
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not list(folder.glob("checkpoints/epoch_*.ckpt")):
         time.sleep(0.5)  # the best checkpoint: an epoch has validated
@@ -253,8 +252,9 @@ def test_a_job_lightning_requeues_continues_its_run_in_the_folder_of_its_job_id(
     deadline = time.monotonic() + 300  # the requeued job starts anew and trains the epochs left
     while time.monotonic() < deadline and next(j for j in slurm.jobs() if j["id"] == job)["state"] != "COMPLETED":
         time.sleep(2)
-    output = (tmp_path / f"job-{job}.out").read_text()
-    assert (folder / "hpc_ckpt_1.ckpt").is_file(), f"Lightning's requeue on SIGUSR1 saved its checkpoint: {output}"
+    output = (tmp_path / f"explab-train-{job}.out").read_text()
+    assert f"SLURM job {job} requeued: its next attempt continues the run from last.ckpt" in output, output[-3000:]
+    assert not list(folder.glob("hpc_*.ckpt")), "no second checkpoint that nothing reads"
     [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
     assert run.info.status == "FINISHED", output[-3000:]
     assert f"requeued SLURM job {job} continues its MLflow run {run.info.run_id}" in output
@@ -262,6 +262,18 @@ def test_a_job_lightning_requeues_continues_its_run_in_the_folder_of_its_job_id(
     client = open_client(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")]
     assert len(steps) == epochs and len(set(steps)) == epochs, steps
+
+
+def test_a_job_slurm_will_not_requeue_is_named_with_the_fix(
+    slurm: SlurmCluster, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """scontrol's refusal is logged with what to do; the job then ends with its run KILLED and resumable."""
+    monkeypatch.setenv("SLURM_JOB_ID", "999999")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    with caplog.at_level(logging.WARNING, logger="explab.requeue"):
+        request_requeue()
+    assert "SLURM job 999999 could not be requeued (" in caplog.text, caplog.text
+    assert "sbatch --requeue" in caplog.text and "resume=RUN_ID" in caplog.text
 
 
 def test_a_multirun_job_submitit_requeues_continues_its_run(slurm: SlurmCluster, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import lightning as L
 from hydra.utils import get_class, instantiate
+from lightning.fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import Logger, MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
@@ -22,6 +23,7 @@ from explab.errors import UsageError
 from explab.models import TaskModule
 from explab.monitor_mode import after_validation, settle_modes
 from explab.precision import training_precision
+from explab.requeue import is_slurm_task
 from explab.tracking.params import recordable
 from explab.tracking.store import open_client
 from explab.utils.distributed import configure_threads
@@ -152,7 +154,7 @@ def build_callbacks(
     callbacks.append(NonFiniteLossGuard())
     last = next((c for c in callbacks if isinstance(c, LastCheckpoint)), None)
     if last is not None:
-        callbacks.append(CheckpointOnSignal(last))
+        callbacks.append(CheckpointOnSignal(last, requeue_on_usr1=is_slurm_task()))
     if cfg.get("time_to"):
         callbacks.append(TimeToThreshold(cast(dict[str, Any], OmegaConf.to_container(cfg.time_to))))
     tracking = mlflow_logger_node(cfg)
@@ -216,12 +218,22 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Lo
         cfg.trainer,
         callbacks=callbacks,
         logger=loggers or False,
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(), *cluster_plugins(callbacks)],
         precision=precision,
         **no_validation,
     )
     _warn_if_precision_changed(precision, trainer)
     return trainer
+
+
+def cluster_plugins(callbacks: list[L.Callback]) -> list[ClusterEnvironment]:
+    """SLURM's environment without Lightning's auto-requeue where ``CheckpointOnSignal`` requeues the job:
+    Lightning's handler writes ``hpc_ckpt_N.ckpt``, a second full checkpoint that nothing reads (the next
+    attempt continues from ``last.ckpt``), in the grace time before the kill, and one more at every
+    requeue. Anywhere else Lightning picks the environment itself."""
+    if any(isinstance(c, CheckpointOnSignal) and c.requeue_on_usr1 for c in callbacks):
+        return [SLURMEnvironment(auto_requeue=False)]
+    return []
 
 
 def _warn_if_precision_changed(asked: str, trainer: L.Trainer) -> None:

@@ -18,7 +18,11 @@ class CheckpointError(ExplabError, RuntimeError):
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load(weights_only=True)``: a checkpoint that smuggles in objects is refused, not executed."""
+    """``torch.load(weights_only=True)``: a checkpoint that smuggles in objects is refused, not executed.
+
+    The tensors are memory-mapped, read from the file only when used: a resume's checks and a requeued job's
+    lookup of its run read the record, the epoch and the weights' shapes, not gigabytes of weights and
+    optimizer state that Lightning reads again for the fit (on every DDP rank)."""
     path = Path(path)
     if path.is_dir():
         found = sorted(p.name for p in path.glob("*.ckpt"))
@@ -29,12 +33,22 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; give an existing .ckpt file or a run_id")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = _mapped(path)
     except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as err:
         raise unreadable_checkpoint_error(path, err) from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"checkpoint {path} has no state_dict: it is not a Lightning checkpoint")
     return checkpoint
+
+
+def _mapped(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as err:
+        if "mmap can only be used" not in str(err):
+            raise
+        # torch.save's legacy format (_use_new_zipfile_serialization=False) is no zip archive to map
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def unreadable_checkpoint_error(path: Path, error: BaseException) -> CheckpointError:

@@ -11,6 +11,7 @@ A sweep trial's job is continued by its trial instead (``explab.sweep.continuati
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,40 @@ log = get_logger(__name__)
 def restart_count() -> int:
     """How many times SLURM has requeued this job: 0 for a first attempt, or outside SLURM."""
     return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+
+
+def is_slurm_task() -> bool:
+    """Whether Lightning takes this process for a task SLURM started (``srun``, or a job's batch step), as it
+    picks its cluster environment: torchrun inside a job is TorchElastic's, and a job named ``bash`` or
+    ``interactive`` is not SLURM's to manage."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+    return not TorchElasticEnvironment.detect() and SLURMEnvironment.detect()
+
+
+def request_requeue() -> None:
+    """Ask SLURM to requeue this job (``scontrol requeue``), as Lightning's auto-requeue does on SIGUSR1 (an
+    array task by its array job and index). Called once ``last.ckpt`` is written: the next attempt continues
+    the run from it. A refusal (a job submitted without ``--requeue`` where the cluster requeues none by
+    default) is logged with its fix, and the job ends with its run KILLED, resumable by hand."""
+    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    job = f"{array_job}_{os.environ.get('SLURM_ARRAY_TASK_ID')}" if array_job else os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return
+    try:
+        done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60, check=False)
+        said = (done.stderr or done.stdout).strip() if done.returncode else ""
+    except (OSError, subprocess.TimeoutExpired) as err:
+        said = str(err)
+    if not said:
+        log.info("SLURM job %s requeued: its next attempt continues the run from last.ckpt", job)
+        return
+    log.warning(
+        "SLURM job %s could not be requeued (%s): submit it with sbatch --requeue, or continue its run by hand "
+        "with resume=RUN_ID",
+        job,
+        said,
+    )
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ from tests.conftest import run_cli
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "examples").rglob("*.md"))]
 SCRIPTS = {"explab-train": "train", "explab-eval": "eval", "explab-report": "report", "explab-predict": "predict"}
+# scripts that pass their arguments on to a console script (examples/slurm/train.sbatch: to srun explab-train)
+WRAPPERS = {"train.sbatch": "explab-train"}
 # what a reader replaces by hand
 PLACEHOLDERS = {
     "<RUN_ID>": "0123456789abcdef0123456789abcdef",
@@ -79,7 +81,7 @@ def explab_args(command: Command) -> tuple[str, list[str]] | None:
         line = line.replace(placeholder, value)
     words = shlex.split(line)
     for i, word in enumerate(words):
-        name = Path(word).name
+        name = WRAPPERS.get(Path(word).name, Path(word).name)
         if name in SCRIPTS:
             return name, words[i + 1 :]
     return None

@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 
 from explab.callbacks.last_checkpoint import LastCheckpoint
+from explab.requeue import request_requeue
 from explab.utils.signals import Terminated
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
@@ -26,13 +27,17 @@ class CheckpointOnSignal(L.Callback):
     agrees when any got it), hand the signal to the handler it replaced (submitit's requeues the job,
     Lightning's tells DDP ranks), then raise ``Terminated``: the run ends KILLED with its state on disk.
 
+    With ``requeue_on_usr1`` (a task of a SLURM job, see ``build.cluster_plugins``) rank 0 also requeues the
+    job on SIGUSR1, in place of Lightning's auto-requeue, which would first write a second full checkpoint.
+
     The batch is finished first: a checkpoint written from inside the optimizer step could hold half an
     update. Handlers are installed once training starts, after Lightning's own, which Lightning's teardown
     replaces with whatever was there before the fit.
     """
 
-    def __init__(self, last: LastCheckpoint) -> None:
+    def __init__(self, last: LastCheckpoint, requeue_on_usr1: bool = False) -> None:
         self.last = last
+        self.requeue_on_usr1 = requeue_on_usr1
         self.received: int | None = None
         self.frame: Any = None
         self.replaced: dict[int, Any] = {}
@@ -59,4 +64,6 @@ class CheckpointOnSignal(L.Callback):
         replaced = self.replaced.get(signum)
         if callable(replaced):
             replaced(signum, self.frame)
+        if self.requeue_on_usr1 and signum == signal.SIGUSR1 and trainer.is_global_zero:
+            request_requeue()
         raise Terminated(128 + signum)
