@@ -53,7 +53,7 @@ def request_requeue() -> None:
         return
     try:
         done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60, check=False)
-        said = (done.stderr or done.stdout).strip() if done.returncode else ""
+        said = ((done.stderr or done.stdout).strip() or f"exit status {done.returncode}") if done.returncode else ""
     except (OSError, subprocess.TimeoutExpired) as err:
         said = str(err)
     if not said:
