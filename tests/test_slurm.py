@@ -258,6 +258,7 @@ def test_the_example_batch_job_requeued_on_sigusr1_continues_its_run_in_the_fold
     [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
     assert run.info.status == "FINISHED", output[-3000:]
     assert f"requeued SLURM job {job} continues its MLflow run {run.info.run_id}" in output
+    assert "while this run was RUNNING" not in output, "the first attempt ended its run before the requeue"
     assert run.data.tags["explab.resumed_after"].startswith("KILLED"), run.data.tags
     client = open_client(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")]

@@ -8,6 +8,7 @@ the interval of ``LastCheckpoint`` alone could lose minutes.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import threading
@@ -28,7 +29,8 @@ class CheckpointOnSignal(L.Callback):
     Lightning's tells DDP ranks), then raise ``Terminated``: the run ends KILLED with its state on disk.
 
     With ``requeue_on_usr1`` (a task of a SLURM job, see ``build.cluster_plugins``) rank 0 also requeues the
-    job on SIGUSR1, in place of Lightning's auto-requeue, which would first write a second full checkpoint.
+    job on SIGUSR1 as the process leaves, in place of Lightning's auto-requeue, which would first write a
+    second full checkpoint.
 
     The batch is finished first: a checkpoint written from inside the optimizer step could hold half an
     update. Handlers are installed once training starts, after Lightning's own, which Lightning's teardown
@@ -65,5 +67,7 @@ class CheckpointOnSignal(L.Callback):
         if callable(replaced):
             replaced(signum, self.frame)
         if self.requeue_on_usr1 and signum == signal.SIGUSR1 and trainer.is_global_zero:
-            request_requeue()
+            # as the process leaves, once its run is ended KILLED: SLURM stops a job it requeues at once,
+            # which would cut that ending short and leave the run RUNNING
+            atexit.register(request_requeue)
         raise Terminated(128 + signum)
