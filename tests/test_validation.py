@@ -17,6 +17,7 @@ from explab.sweep.checks import check_job_config
 from explab.validation import (
     _gpus_wanted,
     check_devices_here,
+    check_slurm_tasks,
     check_start_checkpoint,
     check_values,
     missing_values,
@@ -51,6 +52,44 @@ def test_a_sweep_checks_the_gpus_of_the_machine_its_jobs_run_on(compose_cfg) -> 
     with pytest.raises(UsageError, match=f"needs {TOO_MANY} GPU"):
         check_job_config(compose_cfg(*gpu_job), "val/acc_best")
     check_job_config(compose_cfg(*gpu_job, "hydra/launcher=slurm"), "val/acc_best")
+
+
+def _in_a_slurm_task(monkeypatch: pytest.MonkeyPatch, per_node: str, nodes: str) -> dict[str, str]:
+    """The variables srun gives a task of a job submitted with --ntasks-per-node and --nodes (those read here)."""
+    env = {"SLURM_JOB_ID": "7", "SLURM_JOB_NAME": "train", "SLURM_NTASKS": str(int(per_node) * int(nodes))}
+    env |= {"SLURM_NTASKS_PER_NODE": per_node, "SLURM_NNODES": nodes}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.mark.filterwarnings("ignore:The `srun` command is available")  # Lightning's, in the interactive job
+def test_a_ddp_trainer_whose_processes_are_not_the_slurm_jobs_tasks_is_refused(compose_cfg, monkeypatch) -> None:
+    """Lightning refused it once the run existed, which then ended FAILED, with its traceback."""
+    _in_a_slurm_task(monkeypatch, per_node="1", nodes="1")
+    with pytest.raises(UsageError, match=r"trainer.devices=2 trains in 2 DDP processes on each node") as refused:
+        check_slurm_tasks(compose_cfg("trainer=ddp_cpu"))
+    assert (
+        "(--ntasks-per-node=1). Submit it with --ntasks-per-node=2, one task per device, or set trainer.devices=1"
+        in (str(refused.value))
+    )
+    with pytest.raises(UsageError, match=r"Submit it with --nodes=2, or set trainer.num_nodes=1$"):
+        check_slurm_tasks(compose_cfg("trainer=ddp_cpu", "trainer.devices=1", "+trainer.num_nodes=2"))
+    _in_a_slurm_task(monkeypatch, per_node="2", nodes="1")
+    check_slurm_tasks(compose_cfg("trainer=ddp_cpu"))  # a task per process
+    check_slurm_tasks(compose_cfg("trainer=ddp_cpu", "trainer.strategy=ddp_spawn", "trainer.devices=3"))
+    monkeypatch.setenv("SLURM_JOB_NAME", "interactive")  # Lightning's way to start the processes itself
+    check_slurm_tasks(compose_cfg("trainer=ddp_cpu", "trainer.devices=3"))
+
+
+def test_a_slurm_task_short_of_the_ddp_processes_is_refused_before_the_run_exists(tmp_path, monkeypatch) -> None:
+    from tests.conftest import run_cli
+
+    env = _in_a_slurm_task(monkeypatch, per_node="1", nodes="1")
+    done = run_cli("explab-train", "trainer=ddp_cpu", f"paths.mlruns_dir={tmp_path}/mlruns", cwd=tmp_path, env=env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "Submit it with --ntasks-per-node=2, one task per device" in done.stderr
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists(), "no run was created to end FAILED"
 
 
 @pytest.mark.parametrize("devices", [1, 2, -1, "auto", "[0,1]", "'0,1'", "'1,'", "'2'"])

@@ -447,6 +447,7 @@ def check_machine(cfg: DictConfig) -> None:
     from explab.build import build_datamodule
 
     check_devices_here(cfg)
+    check_slurm_tasks(cfg)
     check_start_checkpoint(cfg)
     build_datamodule(cfg).check_source()
 
@@ -539,6 +540,40 @@ def check_devices_here(cfg: DictConfig) -> None:
         f"{'s' if wanted != 1 else ''}, and {why}. Use trainer=default, which takes the GPUs there are and "
         f"else the CPU, or {fix}"
     )
+
+
+def check_slurm_tasks(cfg: DictConfig) -> None:
+    """In a task SLURM started, a DDP trainer's processes are SLURM's tasks: ``trainer.devices`` must be the
+    job's tasks per node and ``trainer.num_nodes`` its nodes.
+
+    Lightning refuses a mismatch too, but only once the run exists (which then ends FAILED), with a traceback.
+    ``devices=-1`` or ``auto`` is counted by Lightning, which checks it then.
+    """
+    import os
+
+    from explab.requeue import is_slurm_task
+
+    trainer = cfg.get("trainer") or {}
+    strategy = str(trainer.get("strategy", "auto"))
+    # ddp_spawn, ddp_fork and ddp_notebook start their processes themselves, inside one task
+    if not strategy.startswith("ddp") or any(k in strategy for k in ("spawn", "fork", "notebook")):
+        return
+    if not is_slurm_task():
+        return
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    per_node, job_nodes = os.environ.get("SLURM_NTASKS_PER_NODE"), os.environ.get("SLURM_NNODES")
+    if str(devices).isdigit() and per_node and per_node.isdigit() and int(devices) != int(per_node):
+        raise UsageError(
+            f"trainer.devices={devices} trains in {devices} DDP processes on each node, which SLURM starts as the "
+            f"job's tasks, and this job has {per_node} task{'s' if per_node != '1' else ''} per node "
+            f"(--ntasks-per-node={per_node}). Submit it with --ntasks-per-node={devices}, one task per device, "
+            f"or set trainer.devices={per_node}"
+        )
+    if str(nodes).isdigit() and job_nodes and job_nodes.isdigit() and int(nodes) != int(job_nodes):
+        raise UsageError(
+            f"trainer.num_nodes={nodes}, and this SLURM job has {job_nodes} node{'s' if job_nodes != '1' else ''} "
+            f"(--nodes={job_nodes}). Submit it with --nodes={nodes}, or set trainer.num_nodes={job_nodes}"
+        )
 
 
 def _gpus_wanted(devices: Any) -> int:
