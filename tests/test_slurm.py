@@ -88,6 +88,15 @@ def test_a_job_of_two_slurm_tasks_trains_one_ddp_run(slurm: SlurmCluster, tmp_pa
     assert "test/acc" in run.data.metrics
 
 
+def test_a_job_of_two_slurm_tasks_for_a_single_process_trainer_is_refused(slurm: SlurmCluster, tmp_path: Path) -> None:
+    """Each task trained the same model, recorded by the first alone: a DDP job without trainer=multinode."""
+    done = explab(tmp_path, "trainer=cpu", "hydra.launcher.tasks_per_node=2", "trainer.max_epochs=1", timeout=300)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "this SLURM job step has 2 tasks, and trainer.devices=1 trains in one process" in done.stderr
+    assert "trainer=multinode trainer.devices=2 trainer.num_nodes=1" in done.stderr, done.stderr[-3000:]
+    assert runs_in(tmp_path / "mlruns", "digits_cnn") == [], "no run exists"
+
+
 def test_k_workers_keep_k_jobs_in_flight_and_a_free_slot_takes_the_next_trial_at_once(
     slurm: SlurmCluster, tmp_path: Path
 ) -> None:

@@ -56,7 +56,8 @@ def test_a_sweep_checks_the_gpus_of_the_machine_its_jobs_run_on(compose_cfg) -> 
 
 def _in_a_slurm_task(monkeypatch: pytest.MonkeyPatch, per_node: str, nodes: str) -> dict[str, str]:
     """The variables srun gives a task of a job submitted with --ntasks-per-node and --nodes (those read here)."""
-    env = {"SLURM_JOB_ID": "7", "SLURM_JOB_NAME": "train", "SLURM_NTASKS": str(int(per_node) * int(nodes))}
+    tasks = str(int(per_node) * int(nodes))
+    env = {"SLURM_JOB_ID": "7", "SLURM_JOB_NAME": "train", "SLURM_NTASKS": tasks, "SLURM_STEP_NUM_TASKS": tasks}
     env |= {"SLURM_NTASKS_PER_NODE": per_node, "SLURM_NNODES": nodes}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -75,9 +76,14 @@ def test_a_ddp_trainer_whose_processes_are_not_the_slurm_jobs_tasks_is_refused(c
     )
     with pytest.raises(UsageError, match=r"Submit it with --nodes=2, or set trainer.num_nodes=1$"):
         check_slurm_tasks(compose_cfg("trainer=ddp_cpu", "trainer.devices=1", "+trainer.num_nodes=2"))
+    check_slurm_tasks(compose_cfg("trainer=cpu"))  # one process in one task
     _in_a_slurm_task(monkeypatch, per_node="2", nodes="1")
     check_slurm_tasks(compose_cfg("trainer=ddp_cpu"))  # a task per process
     check_slurm_tasks(compose_cfg("trainer=ddp_cpu", "trainer.strategy=ddp_spawn", "trainer.devices=3"))
+    with pytest.raises(UsageError, match=r"has 2 tasks, and trainer.devices=1 trains in one process: each task"):
+        check_slurm_tasks(compose_cfg("trainer=cpu"))
+    monkeypatch.delenv("SLURM_STEP_NUM_TASKS")  # the batch script's own step: one process, whatever the job has
+    check_slurm_tasks(compose_cfg("trainer=cpu"))
     monkeypatch.setenv("SLURM_JOB_NAME", "interactive")  # Lightning's way to start the processes itself
     check_slurm_tasks(compose_cfg("trainer=ddp_cpu", "trainer.devices=3"))
 

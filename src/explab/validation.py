@@ -544,10 +544,11 @@ def check_devices_here(cfg: DictConfig) -> None:
 
 def check_slurm_tasks(cfg: DictConfig) -> None:
     """In a task SLURM started, a DDP trainer's processes are SLURM's tasks: ``trainer.devices`` must be the
-    job's tasks per node and ``trainer.num_nodes`` its nodes.
+    job's tasks per node and ``trainer.num_nodes`` its nodes; and a trainer of one process needs one task.
 
-    Lightning refuses a mismatch too, but only once the run exists (which then ends FAILED), with a traceback.
-    ``devices=-1`` or ``auto`` is counted by Lightning, which checks it then.
+    Lightning refuses a DDP mismatch too, but only once the run exists (which then ends FAILED), with a
+    traceback; ``devices=-1`` or ``auto`` is counted by Lightning, which checks it then. A one-process trainer
+    in a job of several tasks trained the same model in every task, recorded by the first alone.
     """
     import os
 
@@ -555,12 +556,22 @@ def check_slurm_tasks(cfg: DictConfig) -> None:
 
     trainer = cfg.get("trainer") or {}
     strategy = str(trainer.get("strategy", "auto"))
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    tasks = os.environ.get("SLURM_STEP_NUM_TASKS", "")  # srun's step; a batch script's own step has none
+    one_process = strategy in ("auto", "single_device") and str(devices) == "1" and str(nodes) == "1"
+    if one_process and tasks.isdigit() and int(tasks) > 1 and is_slurm_task():
+        raise UsageError(
+            f"this SLURM job step has {tasks} tasks, and trainer.devices=1 trains in one process: each task would "
+            "train the same model, and only the first would record it. Start one task (srun --ntasks=1, or "
+            f"hydra.launcher.tasks_per_node=1), or train in DDP over the tasks with trainer=multinode "
+            f"trainer.devices={os.environ.get('SLURM_NTASKS_PER_NODE') or tasks} "
+            f"trainer.num_nodes={os.environ.get('SLURM_NNODES') or 1}"
+        )
     # ddp_spawn, ddp_fork and ddp_notebook start their processes themselves, inside one task
     if not strategy.startswith("ddp") or any(k in strategy for k in ("spawn", "fork", "notebook")):
         return
     if not is_slurm_task():
         return
-    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
     per_node, job_nodes = os.environ.get("SLURM_NTASKS_PER_NODE"), os.environ.get("SLURM_NNODES")
     if str(devices).isdigit() and per_node and per_node.isdigit() and int(devices) != int(per_node):
         raise UsageError(
