@@ -82,6 +82,10 @@ def test_a_ddp_trainer_whose_processes_are_not_the_slurm_jobs_tasks_is_refused(c
     check_slurm_tasks(compose_cfg("trainer=ddp_cpu", "trainer.strategy=ddp_spawn", "trainer.devices=3"))
     with pytest.raises(UsageError, match=r"has 2 tasks, and trainer.devices=1 trains in one process: each task"):
         check_slurm_tasks(compose_cfg("trainer=cpu"))
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "8")
+    monkeypatch.setenv("SLURM_STEP_NUM_NODES", "2")
+    with pytest.raises(UsageError, match=r"trainer=multinode trainer.devices=4 trainer.num_nodes=2$"):
+        check_slurm_tasks(compose_cfg("trainer=cpu"))
     monkeypatch.delenv("SLURM_STEP_NUM_TASKS")  # the batch script's own step: one process, whatever the job has
     check_slurm_tasks(compose_cfg("trainer=cpu"))
     monkeypatch.setenv("SLURM_JOB_NAME", "interactive")  # Lightning's way to start the processes itself

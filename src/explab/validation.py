@@ -560,12 +560,12 @@ def check_slurm_tasks(cfg: DictConfig) -> None:
     tasks = os.environ.get("SLURM_STEP_NUM_TASKS", "")  # srun's step; a batch script's own step has none
     one_process = strategy in ("auto", "single_device") and str(devices) == "1" and str(nodes) == "1"
     if one_process and tasks.isdigit() and int(tasks) > 1 and is_slurm_task():
+        step_nodes = int(os.environ.get("SLURM_STEP_NUM_NODES") or 1)
         raise UsageError(
             f"this SLURM job step has {tasks} tasks, and trainer.devices=1 trains in one process: each task would "
             "train the same model, and only the first would record it. Start one task (srun --ntasks=1, or "
             f"hydra.launcher.tasks_per_node=1), or train in DDP over the tasks with trainer=multinode "
-            f"trainer.devices={os.environ.get('SLURM_NTASKS_PER_NODE') or tasks} "
-            f"trainer.num_nodes={os.environ.get('SLURM_NNODES') or 1}"
+            f"trainer.devices={int(tasks) // step_nodes} trainer.num_nodes={step_nodes}"
         )
     # ddp_spawn, ddp_fork and ddp_notebook start their processes themselves, inside one task
     if not strategy.startswith("ddp") or any(k in strategy for k in ("spawn", "fork", "notebook")):
