@@ -37,6 +37,8 @@ def test_a_gpu_run_records_its_own_gpu_use(compose_cfg, store: Path) -> None:
         run.info.run_id, "system/gpu_0_utilization_percentage"
     )
     assert len(history) >= 2, "sampled through the fit, not once"
+    assert run.data.tags["hardware.gpu"] == torch.cuda.get_device_name(0)
+    assert run.data.tags["hardware.cuda"] == f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}"
 
 
 def test_the_sampler_watches_the_gpu_cuda_gives_the_job(store: Path) -> None:
@@ -64,6 +66,7 @@ def test_a_cpu_run_on_a_gpu_machine_reports_no_gpu(compose_cfg, store: Path) -> 
     run = _only_run(store)
     assert run.info.status == "FINISHED"
     assert not _gpu_metrics(run), "other jobs' GPUs are not this run's to report"
+    assert "hardware.gpu" not in run.data.tags, "nor their model"
     assert "system/cpu_utilization_percentage" in run.data.metrics
 
 

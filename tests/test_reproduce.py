@@ -122,7 +122,63 @@ def test_a_reproduction_that_moved_names_the_metrics_that_differ(tmp_path: Path,
     with caplog.at_level(logging.WARNING, logger="explab.reproduce"):
         compare_with_source(TrackedRun(uri, copy), source)
     assert client.get_run(copy).data.tags["explab.reproduced_metrics"] == "differ: test/acc", "timings are not compared"
-    assert "1 of 2 final metrics differ from the source's: test/acc 0.97 then, 0.98 now" in caplog.text
+    assert "1 of 2 final metrics differ from the source's: test/acc 0.97 then, 0.98 now\n" in caplog.text
+
+    # the source trained on another kind of CPU: the warning says so, as the likely reason
+    client.set_tag(source, "hardware.cpu_capability", "AVX2")
+    client.set_tag(copy, "hardware.cpu_capability", "AVX512")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="explab.reproduce"):
+        compare_with_source(TrackedRun(uri, copy), source)
+    assert (
+        "test/acc 0.97 then, 0.98 now (it trained on other hardware: hardware.cpu_capability AVX2 then, AVX512 now)"
+        in (caplog.text)
+    )
+
+
+@pytest.fixture
+def torch_threads_kept():
+    """A test that trains in this process with another ``torch_threads`` leaves the worker's count as it was."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_run_continued_or_reproduced_with_other_threads_says_its_hardware_moved(
+    compose_cfg, store: Path, caplog, torch_threads_kept
+) -> None:
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from explab.config import config_dir
+    from explab.train import train
+
+    common = ("trainer.enable_progress_bar=false", "test=false", "log_plots=false")
+    train(compose_cfg("trainer.max_epochs=1", "torch_threads=1", *common))
+    [run] = runs_in(store, "digits_cnn")
+    assert run.data.tags["hardware.torch_threads"] == "1"
+    assert "explab.resumed_hardware" not in run.data.tags
+
+    # torch splits a reduction across its threads: two threads round differently from one
+    reproduce = compose_cfg(f"reproduce={run.info.run_id}", "torch_threads=2")
+    GlobalHydra.instance().clear()
+    with (
+        initialize_config_dir(str(config_dir()), version_base="1.3"),
+        caplog.at_level(logging.WARNING, logger="explab.reproduce"),
+    ):
+        train(config_from_recorded_run(reproduce))
+    assert (
+        "hardware differs from the source run: hardware.torch_threads 1 then, 2 now. Floats round differently here"
+        in caplog.text
+    )
+
+    resume = compose_cfg(f"resume={run.info.run_id}", "trainer.max_epochs=2", "torch_threads=2", *common)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        train(config_from_recorded_run(resume))
+    tags = open_client(tracking_uri_for(store)).get_run(run.info.run_id).data.tags
+    assert tags["hardware.torch_threads"] == "1", "the run keeps the hardware it started on"
+    assert tags["explab.resumed_hardware"] == "hardware.torch_threads 1 then, 2 now"
 
 
 @pytest.mark.slow

@@ -135,6 +135,11 @@ def test_one_epoch_run_is_fully_recorded(compose_cfg, store: Path) -> None:
     assert tags["hostname"]
     assert len(tags["data.fingerprint"]) == 16
     assert tags["version.torch"]
+    # what computed the numbers: the same seed on another CPU kind or thread count rounds differently
+    assert tags["hardware.cpu"]
+    assert tags["hardware.cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert tags["hardware.torch_threads"] == str(torch.get_num_threads())
+    assert "hardware.gpu" not in tags, "a CPU run names no GPU"
     assert tags["mlflow.source.name"] == "explab-train", "the UI's Source column"
     if "git.commit" in tags:
         assert len(tags["git.commit"]) == 40

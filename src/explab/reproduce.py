@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from explab.config import hydra_overrides, override_key
 from explab.errors import UsageError
 from explab.resume_checks import check_resumable, last_checkpoint_of
-from explab.tracking.environment import git_state, versions
+from explab.tracking.environment import git_state, hardware_differences, versions
 from explab.tracking.params import RESUMED_PARAMS_TAG, RESUMED_WITH_TAG
 from explab.utils.logging import get_logger
 
@@ -288,22 +288,36 @@ def compare_with_source(run: TrackedRun, source_run_id: str) -> None:
     """Say whether a reproduced run's final metrics, as MLflow holds them, are the source run's, in the log and
     in the tag ``explab.reproduced_metrics``. Exact equality: a deterministic run on the same machine and
     libraries reproduces every bit; anything else shows by how much it moved."""
-    then = run.client.get_run(source_run_id).data.metrics
-    metrics = run.client.get_run(run.run_id).data.metrics
+    source, reproduced = run.client.get_run(source_run_id).data, run.client.get_run(run.run_id).data
+    then, metrics = source.metrics, reproduced.metrics
     compared = sorted(k for k in metrics if k in then and not k.startswith(UNCOMPARED_PREFIXES))
     differ = [k for k in compared if then[k] != metrics[k]]
     if not differ:
         log.info("reproduced run %s: its %d final metrics are the source's, to the bit", source_run_id, len(compared))
         run.set_tags({REPRODUCED_TAG: "identical"})
         return
+    moved = hardware_differences(source.tags, reproduced.tags)
     log.warning(
-        "reproduced run %s: %d of %d final metrics differ from the source's: %s",
+        "reproduced run %s: %d of %d final metrics differ from the source's: %s%s",
         source_run_id,
         len(differ),
         len(compared),
         "; ".join(f"{k} {then[k]:.6g} then, {metrics[k]:.6g} now" for k in differ),
+        f" (it trained on other hardware: {'; '.join(moved)})" if moved else "",
     )
     run.set_tags({REPRODUCED_TAG: f"differ: {', '.join(differ)}"[:5000]})
+
+
+def check_hardware(source_run_id: str, now: dict[str, str], client: MlflowClient) -> None:
+    """Warn where this machine computes differently from the one the source run trained on (another CPU kind,
+    thread count or GPU): the metrics can then move however deterministic the run."""
+    moved = hardware_differences(client.get_run(source_run_id).data.tags, now)
+    if moved:
+        log.warning(
+            "hardware differs from the source run: %s. Floats round differently here, so the metrics can move "
+            "from the source's even with trainer.deterministic=true",
+            "; ".join(moved),
+        )
 
 
 def check_fingerprint(source_run_id: str, fingerprint: str, client: MlflowClient) -> None:

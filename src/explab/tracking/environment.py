@@ -9,6 +9,10 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import lightning as L
 
 TRACKED_PACKAGES = ("torch", "lightning", "hydra-core", "mlflow", "optuna", "torchmetrics", "numpy")
 
@@ -77,3 +81,53 @@ def host_tags() -> dict[str, str]:
 
 def allowed_environment() -> dict[str, str]:
     return {name: os.environ[name] for name in ENV_ALLOW_LIST if name in os.environ}
+
+
+HARDWARE_PREFIX = "hardware."
+
+
+def cpu_model() -> str:
+    """The CPU's model name as the OS reports it (``/proc/cpuinfo`` on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware(trainer: L.Trainer) -> dict[str, str]:
+    """What computes the run's numbers, as ``hardware.*`` tags: the CPU model, the kernel family torch
+    dispatches to on it (``AVX2``, ``AVX512``), torch's thread count, and where the trainer uses CUDA the GPU
+    model with the CUDA and cuDNN versions.
+
+    The same seed and libraries on another CPU kind, thread count or GPU round floats differently (another
+    kernel, another split of a reduction), and training drifts from there: these tell a reproduction that
+    moved why it did.
+    """
+    import torch
+
+    found = {
+        "hardware.cpu": cpu_model(),
+        "hardware.cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "hardware.torch_threads": str(torch.get_num_threads()),
+    }
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        found["hardware.gpu"] = torch.cuda.get_device_name(device)
+        found["hardware.cuda"] = f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}"
+    return found
+
+
+def hardware_differences(then: dict[str, str], now: dict[str, str]) -> list[str]:
+    """``key: THEN then, NOW now`` for each ``hardware.*`` value of a run's tags (``then``) that ``now``
+    differs from; a run recorded before these tags existed has nothing to compare."""
+    keys = sorted(k for k in {*then, *now} if k.startswith(HARDWARE_PREFIX))
+    if not any(k in then for k in keys):
+        return []
+    return [
+        f"{key} {then.get(key, '(none)')} then, {now.get(key, '(none)')} now"
+        for key in keys
+        if then.get(key) != now.get(key)
+    ]

@@ -120,6 +120,7 @@ def record_start(run: TrackedRun | None, job: Job) -> None:
         record_config(run, cfg)
     run.set_tags(
         {
+            **_hardware_tags(run, cfg, trainer),
             "data.fingerprint": datamodule.fingerprint,
             **{f"data.{k}": v for k, v in datamodule.summary().items()},
             "trainer.precision_effective": trainer.precision,
@@ -130,9 +131,27 @@ def record_start(run: TrackedRun | None, job: Job) -> None:
     for name, record in datamodule.preprocessing().items():
         run.log_text(json.dumps(record), f"preprocessing/{name}")
     if cfg.get("reproduce"):
-        from explab.reproduce import check_fingerprint
+        from explab.reproduce import check_fingerprint, check_hardware
 
         check_fingerprint(str(cfg.reproduce), datamodule.fingerprint, run.client)
+        check_hardware(str(cfg.reproduce), environment.hardware(trainer), run.client)
+
+
+RESUMED_HARDWARE_TAG = "explab.resumed_hardware"
+
+
+def _hardware_tags(run: TrackedRun, cfg: DictConfig, trainer: L.Trainer) -> dict[str, str]:
+    """The ``hardware.*`` tags of a new run. A resumed run keeps the hardware it started on (tags it lacks
+    are added); where this resume trains on other hardware, ``explab.resumed_hardware`` says what moved."""
+    now = environment.hardware(trainer)
+    if not cfg.get("resume"):
+        return now
+    then = run.client.get_run(run.run_id).data.tags
+    moved = environment.hardware_differences(then, now)
+    if moved:
+        log.info("run %s resumes on other hardware than it started on: %s", run.run_id, "; ".join(moved))
+    missing = {key: value for key, value in now.items() if key not in then}
+    return {**missing, **({RESUMED_HARDWARE_TAG: "; ".join(moved)} if moved else {})}
 
 
 def record_end(run: TrackedRun | None, job: Job) -> None:
