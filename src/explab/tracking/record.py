@@ -141,17 +141,17 @@ RESUMED_HARDWARE_TAG = "explab.resumed_hardware"
 
 
 def _hardware_tags(run: TrackedRun, cfg: DictConfig, trainer: L.Trainer) -> dict[str, str]:
-    """The ``hardware.*`` tags of a new run. A resumed run keeps the hardware it started on (tags it lacks
-    are added); where this resume trains on other hardware, ``explab.resumed_hardware`` says what moved."""
+    """The ``hardware.*`` tags of a new run. A resumed run keeps the hardware it started on; where this
+    resume trains on other hardware, ``explab.resumed_hardware`` says what moved. (A run recorded before
+    these tags existed gets none: its first epochs' hardware is not known.)"""
     now = environment.hardware(trainer)
     if not cfg.get("resume"):
         return now
-    then = run.client.get_run(run.run_id).data.tags
-    moved = environment.hardware_differences(then, now)
-    if moved:
-        log.info("run %s resumes on other hardware than it started on: %s", run.run_id, "; ".join(moved))
-    missing = {key: value for key, value in now.items() if key not in then}
-    return {**missing, **({RESUMED_HARDWARE_TAG: "; ".join(moved)} if moved else {})}
+    moved = environment.hardware_differences(run.client.get_run(run.run_id).data.tags, now)
+    if not moved:
+        return {}
+    log.info("run %s resumes on other hardware than it started on: %s", run.run_id, "; ".join(moved))
+    return {RESUMED_HARDWARE_TAG: "; ".join(moved)}
 
 
 def record_end(run: TrackedRun | None, job: Job) -> None:
