@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import re
 import statistics
 from pathlib import Path
@@ -202,6 +203,45 @@ def test_recipes_of_several_experiments_are_reported_and_tested_together(compose
         report(
             compose_cfg("experiment_name=[text_rnn,fasttext]", f"tracking_uri={uri}", "sweep=s", config_name="report")
         )
+
+
+def test_runs_on_different_hardware_are_named_and_their_timings_called_incomparable(
+    compose_cfg, store: Path, caplog
+) -> None:
+    uri = tracking_uri_for(store)
+    client = mlflow.tracking.MlflowClient(uri)
+    experiment = client.create_experiment("timed", artifact_location=str(store / "artifacts"))
+    gpus = {1: "NVIDIA A100-SXM4-80GB", 2: "NVIDIA A100-SXM4-80GB", 3: "NVIDIA H200"}
+    for seed, gpu in gpus.items():
+        run = client.create_run(experiment, tags={"hardware.gpu": gpu, "hardware.cpu_capability": "AVX512"})
+        client.log_param(run.info.run_id, "seed", seed)
+        client.log_metric(run.info.run_id, "test/acc", 0.9 + seed / 100)
+        client.log_metric(run.info.run_id, "perf/fit_seconds", 30.0 / seed)
+        client.set_terminated(run.info.run_id, "FINISHED")
+    old = client.create_run(experiment)  # recorded before runs named their hardware: not counted
+    client.log_param(old.info.run_id, "seed", 4)
+    client.log_metric(old.info.run_id, "test/acc", 0.95)
+    client.set_terminated(old.info.run_id, "FINISHED")
+
+    def reported(*overrides: str) -> str:
+        return report(compose_cfg("experiment_name=timed", f"tracking_uri={uri}", *overrides, config_name="report"))
+
+    with caplog.at_level(logging.WARNING, logger="explab.report"):
+        markdown = reported("metrics=[test/acc,perf/fit_seconds]")
+    said = "hardware.gpu NVIDIA A100-SXM4-80GB (2 runs), NVIDIA H200 (1 runs)"
+    assert f"These runs trained on different hardware ({said}): perf/fit_seconds compares machines" in markdown
+    assert "hardware.cpu_capability" not in markdown, "what the runs share is not named"
+    assert "trained on different hardware" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="explab.report"):
+        markdown = reported("metrics=[test/acc]")
+    assert f"({said}): the same seed gives other numbers on each." in markdown
+    assert "different hardware" not in caplog.text, "an accuracy moves by about what a seed moves it: no warning"
+
+    client.set_tag(
+        next(iter(client.search_runs([experiment], "params.seed = '3'"))).info.run_id, "hardware.gpu", gpus[1]
+    )
+    assert "different hardware" not in reported("metrics=[test/acc,perf/fit_seconds]")
 
 
 def _report(compose_cfg, uri: str, *overrides: str) -> tuple[str, dict[str, dict[str, str]]]:

@@ -247,6 +247,37 @@ def other_data_note(runs: Sequence[Any]) -> str:
     )
 
 
+# what tells machines apart in a run's record (explab.tracking.environment.hardware); the CUDA version alone
+# does not move a timing or a result as these do
+HARDWARE_KINDS = ("hardware.cpu", "hardware.cpu_capability", "hardware.torch_threads", "hardware.gpu")
+
+
+def other_hardware_note(runs: Sequence[Any], metrics: Sequence[str]) -> str:
+    """A note when the runs trained on different hardware (``hardware.*`` tags; runs recorded before them are
+    left out): a timing (``perf/``) then compares machines as much as configurations, and the same seed gives
+    other numbers on each. "" when they share their hardware."""
+    varying = {}
+    for key in HARDWARE_KINDS:
+        counts = Counter(run.data.tags[key] for run in runs if key in run.data.tags)
+        if len(counts) > 1:
+            varying[key] = counts
+    if not varying:
+        return ""
+    said = "; ".join(
+        f"{key} " + ", ".join(f"{value} ({n} runs)" for value, n in sorted(counts.items()))
+        for key, counts in varying.items()
+    )
+    timed = [metric for metric in metrics if metric.startswith("perf/")]
+    # only a timing is misread for it; other metrics move by about what a seed moves them
+    (log.warning if timed else log.info)("these runs trained on different hardware: %s", said)
+    meaning = (
+        f"{', '.join(timed)} compare{'s' if len(timed) == 1 else ''} machines as much as configurations"
+        if timed
+        else "the same seed gives other numbers on each"
+    )
+    return f"\nThese runs trained on different hardware ({said}): {meaning}.\n"
+
+
 def _others(client: Any, experiment_ids: list[str]) -> str:
     """What the experiments' training runs did instead of finishing, counted by status (`` (its runs: 2 FAILED,
     1 KILLED)``); nothing when there are none."""
@@ -315,7 +346,7 @@ def report(cfg: DictConfig) -> str:
         f"# {title}: mean ± std over seeds, {cfg.confidence:.0%} confidence intervals ({method})\n\n"
         + to_markdown(rows, metrics, cfg.confidence)
     )
-    markdown += other_data_note(runs)
+    markdown += other_data_note(runs) + other_hardware_note(runs, metrics)
     repeats = repeated_seeds(groups)
     if repeats:
         who = f"{repeats} runs repeat a seed of their" if repeats > 1 else "1 run repeats a seed of its"
