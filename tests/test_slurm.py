@@ -236,6 +236,51 @@ def test_a_preempted_worker_job_is_requeued_and_continues_its_trial(slurm: Slurm
     assert len(steps) == epochs and len(set(steps)) == epochs, steps
 
 
+def test_a_detached_sweep_stopped_with_the_scancel_it_printed_ends_its_runs_and_goes_on_when_run_again(
+    slurm: SlurmCluster, tmp_path: Path
+) -> None:
+    journal = f"journal:///{tmp_path}/optuna.journal"
+    sweep = (
+        "hparams_search=digits_optuna", "hydra/sweeper/pruner=none", "hydra.sweeper.detach=true",
+        "hydra.sweeper.n_jobs=1", "hydra.sweeper.n_trials=2", f"hydra.sweeper.storage={journal}",
+        "trainer.max_epochs=30", "data.batch_size=8", "callbacks.early_stopping.patience=1000",
+    )  # fmt: skip
+    done = explab(tmp_path, *sweep)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [stop] = re.findall(
+        r"stop it with: (scancel [\d_ ]+) \(the same command goes on with it\)", done.stdout + done.stderr
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # the first trial is training
+        children = [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if "optuna.trial_number" in r.data.tags]
+        if children and "val/acc" in children[0].data.metrics:
+            break
+        time.sleep(1)
+    slurm.run(*stop.split())
+    slurm.settled_jobs()
+    runs = runs_in(tmp_path / "mlruns", "digits_cnn")
+    [parent] = [r for r in runs if r.data.tags.get("explab.sweep")]
+    [trial_run] = [r for r in runs if "optuna.trial_number" in r.data.tags]
+    assert (parent.info.status, trial_run.info.status) == ("KILLED", "KILLED"), "nothing left RUNNING in MLflow"
+    status = run_cli("explab-sweep", "status", "digits_cnn_optuna", "--storage", journal, cwd=tmp_path)
+    assert "trial 0 released by " in status.stdout and "continues it from its last checkpoint" in status.stdout
+
+    again = explab(tmp_path, *sweep)
+    assert again.returncode == 0, again.stderr[-3000:]
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline:
+        open_storage.cache_clear()
+        study = optuna.load_study(study_name="digits_cnn_optuna", storage=open_storage(journal))
+        if len(study.trials) == 2 and all(t.state.is_finished() for t in study.trials):
+            break
+        time.sleep(2)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"], slurm.jobs()
+    runs = runs_in(tmp_path / "mlruns", "digits_cnn")
+    children = {r.data.tags["optuna.trial_number"]: r for r in runs if "optuna.trial_number" in r.data.tags}
+    assert children["0"].info.run_id == trial_run.info.run_id, "trial 0 continued in its own run"
+    assert children["0"].info.status == "FINISHED"
+
+
 def test_the_example_batch_job_requeued_on_sigusr1_continues_its_run_in_the_folder_of_its_job_id(
     slurm: SlurmCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

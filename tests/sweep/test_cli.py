@@ -8,7 +8,7 @@ from optuna.trial import TrialState
 
 from explab.sweep.cli import main
 from explab.sweep.continuation import RUN_ATTR
-from explab.sweep.heartbeat import HEARTBEAT_ATTR, WORKER_ATTR
+from explab.sweep.heartbeat import HEARTBEAT_ATTR, RELEASED_ATTR, WORKER_ATTR
 from explab.sweep.storage import open_storage
 
 
@@ -25,15 +25,20 @@ def journal(tmp_path):
     running = study.ask()
     running.set_user_attr(WORKER_ATTR, "node7:123")
     running.set_user_attr(HEARTBEAT_ATTR, 0.0)
+    stopped = study.ask()  # its SLURM job was stopped: RUNNING in Optuna, waiting for a worker to continue it
+    stopped.set_user_attr(WORKER_ATTR, "node8:456")
+    stopped.set_user_attr(RELEASED_ATTR, True)
     return path
 
 
 def test_status_counts_trials_and_names_the_best_and_who_runs_what(journal, tmp_path, capsys) -> None:
     main(["status", "digits_cnn_optuna", "--mlruns-dir", str(tmp_path / "mlruns")])
     out = capsys.readouterr().out
-    assert out.startswith("study 'digits_cnn_optuna': 2 complete, 1 pruned, 0 failed, 1 running")
+    assert out.startswith("study 'digits_cnn_optuna': 2 complete, 1 pruned, 0 failed, 2 running")
     assert "best value 0.5, trial 0 (MLflow run run0.5)" in out, "the study minimises; its run is named"
     assert "trial 3 running on node7:123, last heartbeat" in out
+    assert "trial 4 released by node8:456 when its job was stopped: the next free worker, or the sweep's" in out
+    assert "trial 4 running" not in out
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from explab.config import project_root
 from explab.errors import ExplabError, UsageError, first_line
-from explab.sweep.heartbeat import HEARTBEAT_ATTR, WORKER_ATTR
+from explab.sweep.heartbeat import HEARTBEAT_ATTR, RELEASED_ATTR, WORKER_ATTR
 from explab.sweep.storage import JOURNAL_PREFIX, load_study, storage_file
 from explab.sweep.summary import describe_progress
 
@@ -93,10 +93,16 @@ def status_lines(study_name: str, storage_url: str) -> list[str]:
     now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         beat = trial.user_attrs.get(HEARTBEAT_ATTR)
+        worker = trial.user_attrs.get(WORKER_ATTR, "?")
+        if trial.user_attrs.get(RELEASED_ATTR) is True:
+            # RUNNING in Optuna, yet nothing trains it: its job was stopped (preempted, requeued, scancel)
+            lines.append(
+                f"  trial {trial.number} released by {worker} when its job was stopped: the next free worker, or the "
+                f"sweep's command run again, continues it from its last checkpoint: {trial.params}"
+            )
+            continue
         since = f"last heartbeat {now - float(beat):.0f} s ago" if beat is not None else "no heartbeat yet"
-        lines.append(
-            f"  trial {trial.number} running on {trial.user_attrs.get(WORKER_ATTR, '?')}, {since}: {trial.params}"
-        )
+        lines.append(f"  trial {trial.number} running on {worker}, {since}: {trial.params}")
     return lines
 
 

@@ -448,13 +448,14 @@ class ExplabOptunaSweeperImpl(Sweeper):
         job_ids = submit_workers(executor, [(command, {}) for _ in range(self.n_jobs)])
         log.info(
             "Submitted %d worker jobs (%s) for study '%s' (%d trials); follow it with: explab-sweep status %s "
-            "--storage %s",
+            "--storage %s; stop it with: scancel %s (the same command goes on with it)",
             len(job_ids),
             ", ".join(job_ids),
             study.study_name,
             n_trials,
             study.study_name,
             self.storage_url,
+            " ".join(job_ids),
         )
         return []
 
