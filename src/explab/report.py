@@ -39,6 +39,7 @@ from explab.configurations import (
     seed_of,
 )
 from explab.errors import UsageError
+from explab.tracking.environment import hardware_mix
 from explab.tracking.params import trained_params
 from explab.tracking.store import every_run
 from explab.utils.logging import get_logger
@@ -247,26 +248,13 @@ def other_data_note(runs: Sequence[Any]) -> str:
     )
 
 
-# what tells machines apart in a run's record (explab.tracking.environment.hardware); the CUDA version alone
-# does not move a timing or a result as these do
-HARDWARE_KINDS = ("hardware.cpu", "hardware.cpu_capability", "hardware.torch_threads", "hardware.gpu")
-
-
 def other_hardware_note(runs: Sequence[Any], metrics: Sequence[str]) -> str:
     """A note when the runs trained on different hardware (``hardware.*`` tags; runs recorded before them are
     left out): a timing (``perf/``) then compares machines as much as configurations, and the same seed gives
     other numbers on each. "" when they share their hardware."""
-    varying = {}
-    for key in HARDWARE_KINDS:
-        counts = Counter(run.data.tags[key] for run in runs if key in run.data.tags)
-        if len(counts) > 1:
-            varying[key] = counts
-    if not varying:
+    said = hardware_mix(run.data.tags for run in runs)
+    if not said:
         return ""
-    said = "; ".join(
-        f"{key} " + ", ".join(f"{value} ({n} runs)" for value, n in sorted(counts.items()))
-        for key, counts in varying.items()
-    )
     timed = [metric for metric in metrics if metric.startswith("perf/")]
     # only a timing is misread for it; other metrics move by about what a seed moves them
     (log.warning if timed else log.info)("these runs trained on different hardware: %s", said)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import optuna
 
 from explab.sweep import REPEATS_ATTR
-from explab.sweep.summary import best_trained_trial, summarise_study
+from explab.sweep.continuation import RUN_ATTR
+from explab.sweep.summary import MIXED_HARDWARE_TAG, best_trained_trial, summarise_study
 from explab.tracking import TrackedRun
 from tests.conftest import tracking_uri_for
 
@@ -38,3 +40,31 @@ def test_the_summary_of_a_one_trial_study_draws_its_plots_without_warnings(tmp_p
     run.end(None)
     assert not [str(w.message) for w in recwarn if issubclass(w.category, UserWarning)]
     assert run.client.list_artifacts(run.run_id, "sweep/plots"), "the plots were drawn"
+
+
+def test_a_timing_objective_over_trials_on_different_hardware_is_warned_and_tagged(tmp_path: Path, caplog) -> None:
+    """Detached workers on a mixed partition: a front of fit seconds then ranks machines, not configurations."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    distributions = {"x": optuna.distributions.FloatDistribution(0.0, 2.0)}
+    parent = TrackedRun.create(tracking_uri_for(tmp_path), "sweep", str(tmp_path / "artifacts"))
+    for number, gpu in enumerate(["NVIDIA A100-SXM4-80GB", "NVIDIA H200", "NVIDIA H200"]):
+        child = parent.client.create_run(
+            parent.experiment_id, tags={"mlflow.parentRunId": parent.run_id, "hardware.gpu": gpu}
+        )
+        attrs = {RUN_ATTR: child.info.run_id}
+        trial = optuna.trial.create_trial(
+            params={"x": number / 2}, distributions=distributions, values=[0.9, 10.0 + number], user_attrs=attrs
+        )
+        study.add_trial(trial)
+
+    with caplog.at_level(logging.WARNING, logger="explab.sweep.summary"):
+        summarise_study(study, parent, ("val/acc_best", "perf/fit_seconds"), (0.0, 20.0))
+    said = "hardware.gpu NVIDIA A100-SXM4-80GB (1 runs), NVIDIA H200 (2 runs)"
+    assert f"trained on different hardware ({said}): perf/fit_seconds compare machines" in caplog.text
+    assert parent.client.get_run(parent.run_id).data.tags[MIXED_HARDWARE_TAG] == said
+
+    caplog.clear()  # accuracy alone moves by about what a seed moves it: nothing to warn of
+    with caplog.at_level(logging.WARNING, logger="explab.sweep.summary"):
+        summarise_study(study, parent, ("val/acc_best", "val/loss"), (0.0, 20.0))
+    assert "different hardware" not in caplog.text
+    parent.end(None)

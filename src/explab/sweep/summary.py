@@ -305,6 +305,40 @@ def _log_hypervolume(study: optuna.Study, run: TrackedRun, reference: Sequence[f
     run.set_tags({"optuna.reference_point": ", ".join(f"{v:.6g}" for v in reference)})
 
 
+MIXED_HARDWARE_TAG = "explab.mixed_hardware"
+
+
+def _check_timings_share_hardware(study: optuna.Study, run: TrackedRun, names: Sequence[str]) -> None:
+    """Warn, and tag the parent run ``explab.mixed_hardware``, when the study optimises a timing (``perf/``)
+    and its trials trained on different hardware (detached workers on a mixed partition): their timings then
+    compare machines as much as configurations, and so does every front or best trial chosen by them."""
+    from optuna.trial import TrialState
+
+    from explab.tracking.environment import hardware_mix
+    from explab.tracking.store import every_run
+
+    timed = [name for name in names if name.startswith("perf/")]
+    if not timed:
+        return
+    trained = {
+        t.user_attrs[RUN_ATTR]
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if RUN_ATTR in t.user_attrs and not (is_repeat(t) or is_warm_start(t))
+    }
+    children = every_run(run.client, [run.experiment_id], f"tags.`mlflow.parentRunId` = '{run.run_id}'")
+    mix = hardware_mix(child.data.tags for child in children if child.info.run_id in trained)
+    if mix:
+        log.warning(
+            "the trials of study '%s' trained on different hardware (%s): %s compare machines as much as "
+            "configurations; keep a timing sweep on one kind of node (one partition, or "
+            "hydra.launcher.constraint=FEATURE)",
+            study.study_name,
+            mix,
+            ", ".join(timed),
+        )
+        run.set_tags({MIXED_HARDWARE_TAG: mix[:5000]})
+
+
 def summarise_study(
     study: optuna.Study, run: TrackedRun, names: Sequence[str] = ("value",), reference: Sequence[float] | None = None
 ) -> None:
@@ -313,6 +347,7 @@ def summarise_study(
     (see ``explab.sweep.pareto.reference_point``); a CSV of every trial, and the plots."""
     counts = trial_counts(study)
     run.log_metrics({f"trials_{name}": n for name, n in counts.items()})
+    _check_timings_share_hardware(study, run, names)
     complete = counts["complete"] > 0
     several = len(study.directions) > 1
     reference = reference_point(study, reference) if several else None

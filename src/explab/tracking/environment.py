@@ -1,4 +1,5 @@
-"""What a run needs recorded to be reproduced: git state, library versions, a safe slice of the environment."""
+"""What a run needs recorded to be reproduced: git state, library versions, the hardware that computes it, and
+a safe slice of the environment."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import platform
 import socket
 import subprocess
 import sys
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -131,3 +134,22 @@ def hardware_differences(then: dict[str, str], now: dict[str, str]) -> list[str]
         for key in keys
         if then.get(key) != now.get(key)
     ]
+
+
+# what tells machines apart in runs' records; the CUDA version alone does not move a timing or a result as these do
+HARDWARE_KINDS = ("hardware.cpu", "hardware.cpu_capability", "hardware.torch_threads", "hardware.gpu")
+
+
+def hardware_mix(tags_of_runs: Iterable[Mapping[str, str]]) -> str:
+    """``hardware.gpu A (2 runs), B (1 runs)`` for each kind of hardware the runs' tags differ in, "; "
+    between kinds; "" when they share it (runs recorded before these tags are left out)."""
+    counts: dict[str, Counter[str]] = {key: Counter() for key in HARDWARE_KINDS}
+    for tags in tags_of_runs:
+        for key in HARDWARE_KINDS:
+            if key in tags:
+                counts[key][tags[key]] += 1
+    return "; ".join(
+        f"{key} " + ", ".join(f"{value} ({n} runs)" for value, n in sorted(found.items()))
+        for key, found in counts.items()
+        if len(found) > 1
+    )
