@@ -124,7 +124,7 @@ def hardware(trainer: L.Trainer) -> dict[str, str]:
 
 
 def hardware_differences(then: dict[str, str], now: dict[str, str]) -> list[str]:
-    """``key: THEN then, NOW now`` for each ``hardware.*`` value of a run's tags (``then``) that ``now``
+    """``KEY THEN then, NOW now`` for each ``hardware.*`` value of a run's tags (``then``) that ``now``
     differs from; a run recorded before these tags existed has nothing to compare."""
     keys = sorted(k for k in {*then, *now} if k.startswith(HARDWARE_PREFIX))
     if not any(k in then for k in keys):
