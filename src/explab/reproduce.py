@@ -23,7 +23,6 @@ from explab.tracking.params import RESUMED_PARAMS_TAG, RESUMED_WITH_TAG
 from explab.utils.logging import get_logger
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
     from mlflow.entities import Run
 
     from explab.tracking import TrackedRun
@@ -308,10 +307,10 @@ def compare_with_source(run: TrackedRun, source_run_id: str) -> None:
     run.set_tags({REPRODUCED_TAG: f"differ: {', '.join(differ)}"[:5000]})
 
 
-def check_hardware(source_run_id: str, now: dict[str, str], client: MlflowClient) -> None:
-    """Warn where this machine computes differently from the one the source run trained on (another CPU kind,
-    thread count or GPU): the metrics can then move however deterministic the run."""
-    moved = hardware_differences(client.get_run(source_run_id).data.tags, now)
+def check_hardware(source_tags: dict[str, str], now: dict[str, str]) -> None:
+    """Warn where this machine computes differently from the one the source run (its ``source_tags``) trained
+    on (another CPU kind, thread count or GPU): the metrics can then move however deterministic the run."""
+    moved = hardware_differences(source_tags, now)
     if moved:
         log.warning(
             "hardware differs from the source run: %s. Floats round differently here, so the metrics can move "
@@ -320,8 +319,9 @@ def check_hardware(source_run_id: str, now: dict[str, str], client: MlflowClient
         )
 
 
-def check_fingerprint(source_run_id: str, fingerprint: str, client: MlflowClient) -> None:
-    then = client.get_run(source_run_id).data.tags.get("data.fingerprint")
+def check_fingerprint(source_tags: dict[str, str], fingerprint: str) -> None:
+    """Warn when the data's fingerprint is not the one the source run (its ``source_tags``) recorded."""
+    then = source_tags.get("data.fingerprint")
     if then and then != fingerprint:
         log.warning(
             "data fingerprint differs from the source run: %s then, %s now: the data changed", then, fingerprint

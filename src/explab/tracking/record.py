@@ -118,9 +118,10 @@ def record_start(run: TrackedRun | None, job: Job) -> None:
     cfg, datamodule, trainer = job.cfg, job.datamodule, job.trainer
     if not cfg.get("resume"):
         record_config(run, cfg)
+    hardware = environment.hardware(trainer)
     run.set_tags(
         {
-            **_hardware_tags(run, cfg, trainer),
+            **_hardware_tags(run, cfg, hardware),
             "data.fingerprint": datamodule.fingerprint,
             **{f"data.{k}": v for k, v in datamodule.summary().items()},
             "trainer.precision_effective": trainer.precision,
@@ -133,18 +134,18 @@ def record_start(run: TrackedRun | None, job: Job) -> None:
     if cfg.get("reproduce"):
         from explab.reproduce import check_fingerprint, check_hardware
 
-        check_fingerprint(str(cfg.reproduce), datamodule.fingerprint, run.client)
-        check_hardware(str(cfg.reproduce), environment.hardware(trainer), run.client)
+        source = run.client.get_run(str(cfg.reproduce)).data.tags
+        check_fingerprint(source, datamodule.fingerprint)
+        check_hardware(source, hardware)
 
 
 RESUMED_HARDWARE_TAG = "explab.resumed_hardware"
 
 
-def _hardware_tags(run: TrackedRun, cfg: DictConfig, trainer: L.Trainer) -> dict[str, str]:
-    """The ``hardware.*`` tags of a new run. A resumed run keeps the hardware it started on; where this
-    resume trains on other hardware, ``explab.resumed_hardware`` says what moved. (A run recorded before
-    these tags existed gets none: its first epochs' hardware is not known.)"""
-    now = environment.hardware(trainer)
+def _hardware_tags(run: TrackedRun, cfg: DictConfig, now: dict[str, str]) -> dict[str, str]:
+    """The ``hardware.*`` tags of a new run (``now``, what this process trains on). A resumed run keeps the
+    hardware it started on; where this resume trains on other hardware, ``explab.resumed_hardware`` says what
+    moved. (A run recorded before these tags existed gets none: its first epochs' hardware is not known.)"""
     if not cfg.get("resume"):
         return now
     moved = environment.hardware_differences(run.client.get_run(run.run_id).data.tags, now)
