@@ -19,7 +19,13 @@ from mlflow.tracking import MlflowClient
 from explab.checkpoints import CheckpointError, load_checkpoint
 from explab.errors import UsageError
 from explab.monitor_mode import settle_modes
-from explab.reproduce import compare_with_source, config_from_recorded_run, recorded_overrides
+from explab.reproduce import (
+    check_fingerprint,
+    check_hardware,
+    compare_with_source,
+    config_from_recorded_run,
+    recorded_overrides,
+)
 from explab.tracking import TrackedRun
 from explab.tracking.params import flatten_params, recordable
 from explab.tracking.store import open_client
@@ -134,6 +140,19 @@ def test_a_reproduction_that_moved_names_the_metrics_that_differ(tmp_path: Path,
         "test/acc 0.97 then, 0.98 now (it trained on other hardware: hardware.cpu_capability AVX2 then, AVX512 now)"
         in (caplog.text)
     )
+
+
+def test_a_reproduction_on_other_data_or_hardware_says_so_and_the_same_says_nothing(caplog) -> None:
+    source = {"data.fingerprint": "abc", "hardware.cpu_capability": "AVX2", "hardware.torch_threads": "1"}
+    with caplog.at_level(logging.WARNING, logger="explab.reproduce"):
+        check_fingerprint(source, "abc")
+        check_hardware(source, {"hardware.cpu_capability": "AVX2", "hardware.torch_threads": "1"})
+    assert not caplog.text
+    with caplog.at_level(logging.WARNING, logger="explab.reproduce"):
+        check_fingerprint(source, "xyz")
+        check_hardware(source, {"hardware.cpu_capability": "AVX512", "hardware.torch_threads": "1"})
+    assert "data fingerprint differs from the source run: abc then, xyz now: the data changed" in caplog.text
+    assert "hardware differs from the source run: hardware.cpu_capability AVX2 then, AVX512 now." in caplog.text
 
 
 @pytest.fixture
