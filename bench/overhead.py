@@ -17,7 +17,9 @@ Interleaved repetitions, median of each side, printed as ratios (``framework ove
 - logging cost: the same explab fits with ``logger=mlflow`` against ``logger=none`` (a third side of the
   same interleaved rounds);
 - start-up: an ``explab-train`` process from its start to its first training step (default experiment,
-  MLflow on) against ``python -c "import lightning"``.
+  MLflow on) against ``python -c "import lightning"``;
+- exit: an ``explab-train trainer=fast_dev_run`` process from the start of its exit (its run recorded) to its
+  end, against the same process left to the interpreter's own teardown (without ``finish_before_teardown``).
 """
 
 from __future__ import annotations
@@ -262,6 +264,34 @@ def start_up(tmp: Path) -> None:
     )
 
 
+def exit_time(tmp: Path) -> None:
+    bench_dir = str(Path(__file__).parent)
+    stamp = tmp / "exit-started"
+
+    def exit_seconds(teardown: str) -> float:
+        command = [
+            str(BIN / "explab-train"),
+            "trainer=fast_dev_run",
+            "+callbacks.probe._target_=probe.StampExitStart",
+            f"paths.mlruns_dir={tmp}/mlruns-exit",
+            f"paths.log_dir={tmp}/logs",
+        ]
+        wall(
+            command, env={"PYTHONPATH": bench_dir, "EXPLAB_BENCH_STAMP": str(stamp), "EXPLAB_BENCH_TEARDOWN": teardown}
+        )
+        return time.time() - float(stamp.read_text())
+
+    median = interleaved({"explab": lambda: exit_seconds("explab"), "interpreter": lambda: exit_seconds("interpreter")})
+    ratio_line(
+        "exit",
+        median["explab"],
+        median["interpreter"],
+        None,
+        f"{median['explab']:.2f} s from the start of the exit to the process's end, "
+        f"{median['interpreter']:.2f} s with the interpreter's own teardown",
+    )
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="explab-bench-") as folder:
         tmp = Path(folder)
@@ -271,6 +301,7 @@ def main() -> None:
         else:
             print("framework overhead and logging cost (mnist_cnn): skipped, real MNIST not found (`make data`)")
         start_up(tmp)
+        exit_time(tmp)
 
 
 if __name__ == "__main__":

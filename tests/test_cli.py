@@ -24,10 +24,12 @@ def test_bad_key_names_it_and_suggests_the_right_one(tmp_path: Path) -> None:
 
 
 def run_reporting_imports(module: str, argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``module``'s console script with ``argv``; its output ends with the heavy modules it imported."""
+    """Run ``module``'s console script with ``argv``; its output ends with the heavy modules it imported
+    and whether its objects were frozen for the interpreter's teardown."""
     code = (
-        "import atexit, sys\n"
+        "import atexit, gc, sys\n"
         "atexit.register(lambda: print('imported:', sorted(m for m in ('torch', 'lightning') if m in sys.modules)))\n"
+        "atexit.register(lambda: print('frozen before teardown:', gc.get_freeze_count() > 0))\n"
         f"sys.argv = {argv!r}\n"
         f"from {module} import main\n"
         "main()\n"
@@ -46,6 +48,7 @@ def test_commands_that_train_nothing_do_not_import_torch(tmp_path: Path, module:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "_target_" in done.stdout or "experiment_name" in done.stdout, done.stdout[-2000:]
     assert "imported: []" in done.stdout, done.stdout[-500:]
+    assert "frozen before teardown: True" in done.stdout, "the command skips the interpreter's last collections"
 
 
 @pytest.mark.parametrize(
@@ -63,6 +66,7 @@ def test_a_wrong_value_is_answered_before_torch_is_imported(tmp_path: Path, bad:
     done = run_reporting_imports("explab.train", argv, tmp_path)
     assert done.returncode == 1 and message in done.stderr, done.stderr[-2000:]
     assert "imported: []" in done.stdout, done.stdout[-500:]
+    assert "frozen before teardown: True" in done.stdout, "the command skips the interpreter's last collections"
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()
 
 
@@ -72,6 +76,7 @@ def test_a_run_id_that_names_no_run_is_answered_before_torch_is_imported(tmp_pat
     done = run_reporting_imports("explab.train", argv, tmp_path)
     assert done.returncode == 1 and "There is no MLflow store at " in done.stderr, done.stderr[-2000:]
     assert "imported: []" in done.stdout, done.stdout[-500:]
+    assert "frozen before teardown: True" in done.stdout, "the command skips the interpreter's last collections"
 
 
 def test_unknown_group_option_lists_the_choices(tmp_path: Path) -> None:
@@ -196,6 +201,7 @@ def test_default_experiment_reaches_97_percent(tmp_path: Path) -> None:
     runs = runs_in(tmp_path / "mlruns", "digits_cnn")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].data.metrics["test/acc"] >= 0.97
+    assert not (tmp_path / "mlruns" / "mlflow.db-wal").exists(), "the store's log is back in its file at exit"
 
 
 def test_a_multirun_asked_only_to_show_its_config_says_what_to_drop(tmp_path: Path) -> None:

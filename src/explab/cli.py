@@ -281,6 +281,9 @@ def _say_what_is_missing(config_name: str, arguments: list[str]) -> None:
 
 def run_hydra_app(app: Callable[[], object], config_name: str) -> None:
     """Run a ``@hydra.main`` app; on a composition error, print which key is wrong and what is valid."""
+    from explab.utils.shutdown import finish_at_exit
+
+    finish_at_exit()
     sys.argv = [sys.argv[0], *_hydra_cfg_resolvable(_options_first(sys.argv[1:]))]
     _say_what_is_missing(config_name, sys.argv[1:])
     try:

@@ -33,6 +33,7 @@ def test_overhead_bench_prints_its_ratios() -> None:
         "of it Lightning's own loop (digits)",
         "logging cost (digits)",
         "start-up",
+        "exit",
     }
     assert expected <= names, out
     assert "agree to 1e-05" in out, "with determinism on, explab and the hand-written loop end on the same loss"
