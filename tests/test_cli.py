@@ -198,10 +198,10 @@ def test_default_experiment_reaches_97_percent(tmp_path: Path) -> None:
     # printed through the same Lightning logger as the tips, however the fit ends (early stopping or max_epochs)
     for message in ("Seed set to", "GPU available:"):  # the first message, and one from the Trainer
         assert (done.stderr + done.stdout).count(message) == 1, f"Lightning's other messages show, once: {message}"
+    assert not (tmp_path / "mlruns" / "mlflow.db-wal").exists(), "the log is back in mlflow.db at exit"
     runs = runs_in(tmp_path / "mlruns", "digits_cnn")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].data.metrics["test/acc"] >= 0.97
-    assert not (tmp_path / "mlruns" / "mlflow.db-wal").exists(), "the store's log is back in its file at exit"
 
 
 def test_a_multirun_asked_only_to_show_its_config_says_what_to_drop(tmp_path: Path) -> None:
