@@ -61,6 +61,8 @@ if QUICK:
 AGREE = 1e-5
 # a digits fit takes about a second a side, and its per-epoch ratio is the noisiest: three times the rounds
 DIGITS_REPEATS = REPEATS if QUICK else 3 * REPEATS
+# the callbacks of probe.py, for the explab-train processes of start_up and exit_time
+PROBES_ON_PATH = {"PYTHONPATH": str(Path(__file__).parent)}
 
 
 def explab_fit(tmp: Path, *overrides: str) -> tuple[float, float]:
@@ -247,10 +249,9 @@ def start_up(tmp: Path) -> None:
         f"paths.mlruns_dir={tmp}/mlruns-startup",
         f"paths.log_dir={tmp}/logs",
     ]
-    bench_dir = str(Path(__file__).parent)
     median = interleaved(
         {
-            "explab": lambda: wall(probe, env={"PYTHONPATH": bench_dir}),
+            "explab": lambda: wall(probe, env=PROBES_ON_PATH),
             "import": lambda: wall([str(BIN / "python"), "-c", "import lightning"]),
         }
     )
@@ -265,7 +266,6 @@ def start_up(tmp: Path) -> None:
 
 
 def exit_time(tmp: Path) -> None:
-    bench_dir = str(Path(__file__).parent)
     stamp = tmp / "exit-started"
 
     def exit_seconds(teardown: str) -> float:
@@ -276,9 +276,7 @@ def exit_time(tmp: Path) -> None:
             f"paths.mlruns_dir={tmp}/mlruns-exit",
             f"paths.log_dir={tmp}/logs",
         ]
-        wall(
-            command, env={"PYTHONPATH": bench_dir, "EXPLAB_BENCH_STAMP": str(stamp), "EXPLAB_BENCH_TEARDOWN": teardown}
-        )
+        wall(command, env={**PROBES_ON_PATH, "EXPLAB_BENCH_STAMP": str(stamp), "EXPLAB_BENCH_TEARDOWN": teardown})
         return time.time() - float(stamp.read_text())
 
     median = interleaved({"explab": lambda: exit_seconds("explab"), "interpreter": lambda: exit_seconds("interpreter")})
