@@ -7,7 +7,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ from explab.config import config_dir
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).parents[1]
 HYDRA_APPS = ("explab-train", "explab-eval", "explab-report", "explab-predict")
+# the machine's temporary folder, before the suite moves $TMPDIR under pytest's own (mode 0700, root's alone)
+MACHINE_TEMP = tempfile.gettempdir()
 
 # `make test` runs a pytest worker per core, each starting training processes: torch's default of a thread per
 # core would put several threads on each core, where OpenMP's waiting threads spin. One thread per process,
@@ -52,6 +55,19 @@ def _checkout_stays_clean():
     yield
     leaked = sorted(str(path.relative_to(ROOT)) for path in _checkout_outputs() - before)
     assert not leaked, f"tests wrote into the checkout: {leaked}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_files_under_basetemp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Temporary files of the suite and of every process it starts go under pytest's own temporary folder,
+    which pytest prunes after a few runs, not into the machine's ``/tmp``: MLflow keeps a copy of whatever it
+    downloads without a destination (``mlflow.pyfunc.load_model``, ``mlflow models serve``, which some tests
+    call as a researcher would) and a lock file per new SQLite store."""
+    folder = str(tmp_path_factory.mktemp("tmpdir"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", folder)  # the processes tests start
+        patch.setattr(tempfile, "tempdir", folder)  # this one, which read $TMPDIR once already
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN
+from tests.conftest import BIN, MACHINE_TEMP
 from tests.support.network import free_port, wait_until_answering
 
 ROOT = Path(__file__).parents[2]
@@ -41,8 +41,9 @@ def get_json(url: str, payload: dict | None = None) -> dict:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[dict[str, str]]:
-    folder = Path(tempfile.mkdtemp(prefix="explab-pg-"))
-    folder.chmod(0o755)  # the postgres user writes its cluster below it
+    # the postgres user writes its cluster below it: in the machine's temporary folder, which it can enter
+    folder = Path(tempfile.mkdtemp(prefix="explab-pg-", dir=MACHINE_TEMP))
+    folder.chmod(0o755)
     pg_port, port = free_port(), free_port()
     env = {
         **os.environ,
