@@ -57,6 +57,7 @@ def test_commands_that_train_nothing_do_not_import_torch(tmp_path: Path, module:
         ("optimizer.lr=abc", "optimizer.lr must be a number > 0"),
         ("data.batch_size=???", "data.batch_size has no value (???)"),
         ("data.val_fraction=0.6 data.test_fraction=0.5", "data.test_fraction must be below 0.4"),
+        ("trainer.precision=bf17", "trainer.precision must be auto, 32-true, bf16-mixed"),
         # without -m Hydra runs no sweeper: this trained one run, and searched nothing
         ("hparams_search=digits_optuna", "a search runs only as a multirun: add -m (explab-train -m hparams_search="),
     ],

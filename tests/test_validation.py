@@ -4,6 +4,7 @@ machine lacks."""
 from __future__ import annotations
 
 import re
+from typing import get_args
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from explab.errors import ConfigError, UsageError
 from explab.monitor_mode import settle_modes
 from explab.sweep.checks import check_job_config
 from explab.validation import (
+    LIGHTNING_PRECISIONS,
     _gpus_wanted,
     check_devices_here,
     check_slurm_tasks,
@@ -209,6 +211,23 @@ def test_precisions_lightning_takes_pass(compose_cfg, precision) -> None:
 def test_a_precision_lightning_does_not_take_is_refused(compose_cfg) -> None:
     with pytest.raises(ConfigError, match=r"trainer.precision='fp16' is not valid.*auto, 32-true, bf16-mixed"):
         validate_config(compose_cfg("trainer.precision=fp16"))
+
+
+def test_the_precisions_explab_accepts_are_the_ones_lightning_takes() -> None:
+    """explab lists Lightning's precisions to answer a typo without importing Lightning; a Lightning that adds
+    or drops one fails here, not in a researcher's run."""
+    from lightning.fabric.plugins.precision.precision import (
+        _PRECISION_INPUT_INT,
+        _PRECISION_INPUT_STR,
+        _PRECISION_INPUT_STR_ALIAS,
+    )
+
+    lightnings = [
+        *get_args(_PRECISION_INPUT_STR),
+        *get_args(_PRECISION_INPUT_INT),
+        *get_args(_PRECISION_INPUT_STR_ALIAS),
+    ]
+    assert sorted(map(repr, LIGHTNING_PRECISIONS)) == sorted(map(repr, lightnings))
 
 
 @pytest.mark.parametrize(

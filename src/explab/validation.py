@@ -8,7 +8,6 @@ after the run was created, without naming the key.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -103,6 +102,14 @@ def _fraction_or_count(above_zero: bool) -> Callable[[Any], bool]:
     return accepts
 
 
+# What Lightning's ``precision`` takes (``lightning.fabric.connector._convert_precision_to_unified_args``), written
+# out so that a mistyped precision is answered before torch and Lightning are imported; a test holds it equal to
+# Lightning's own list, which changes only with the locked version
+LIGHTNING_PRECISIONS = (
+    *("transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true", "bf16-mixed"),
+    *("32-true", "64-true", 64, 32, 16, "64", "32", "16", "bf16"),
+)
+
 _MODE_RULE = Rule("str", "min, max or auto (what the followed metric's name says is better)", lambda v: v in MODES)
 
 RULES: dict[str, Rule] = {
@@ -122,6 +129,13 @@ RULES: dict[str, Rule] = {
     "trainer.min_epochs": Rule("int", "null or an integer >= 0", lambda v: v >= 0, True),
     "trainer.max_steps": Rule("int", "-1 (no limit) or an integer >= 1", lambda v: v == -1 or v >= 1),
     "trainer.accumulate_grad_batches": _positive_int(),
+    # ``auto``: explab's own (``explab.precision``), what the hardware computes natively
+    "trainer.precision": Rule(
+        "any",
+        "auto, 32-true, bf16-mixed, 16-mixed (GPUs), bf16-true, 16-true or 64-true",
+        lambda v: v == "auto" or v in LIGHTNING_PRECISIONS,
+        True,
+    ),
     "trainer.devices": Rule(
         "any", 'an integer >= 1, -1 or "auto" (every device there is), or device indices such as [0,1]', _devices
     ),
@@ -185,11 +199,10 @@ _ABSENT = object()
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for the first value explab can tell is wrong before a run exists: the values
-    ``check_values`` reads from the config alone, then the precision, the metrics callbacks follow and which
-    way each is better, ``time_to`` and sparse gradients, which ask Lightning and the task.
+    ``check_values`` reads from the config alone, then the metrics callbacks follow and which way each is
+    better, ``time_to`` and sparse gradients, which ask Lightning and the task.
     """
     check_values(cfg)
-    check_precision(cfg)
     check_monitors(cfg)
     check_monitor_modes(cfg)
     check_time_to(cfg)
@@ -242,25 +255,6 @@ def missing_values(cfg: DictConfig) -> list[str]:
     assert isinstance(plain, dict)
     walk({key: value for key, value in plain.items() if key != "hydra"}, "")
     return found
-
-
-def check_precision(cfg: DictConfig) -> None:
-    """``trainer.precision`` is one Lightning takes, or explab's ``auto``: Lightning would refuse it only once
-    the Trainer is built, after the run exists."""
-    value = OmegaConf.select(cfg, "trainer.precision", default=None)
-    if value is None or value == "auto":
-        return
-    # Lightning's own check, so the values it accepts stay the ones accepted here
-    from lightning.fabric.connector import _convert_precision_to_unified_args
-
-    try:
-        with warnings.catch_warnings():  # its advice on legacy values (16) comes again when the Trainer is built
-            warnings.simplefilter("ignore")
-            _convert_precision_to_unified_args(value)
-    except ValueError:
-        raise ConfigError(
-            "trainer.precision", value, "auto, 32-true, bf16-mixed, 16-mixed (GPUs), bf16-true, 16-true or 64-true"
-        ) from None
 
 
 def check_monitors(cfg: DictConfig) -> None:
