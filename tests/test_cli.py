@@ -7,8 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 
-from tests.conftest import run_cli, runs_in
+from tests.conftest import run_cli, runs_in, tracking_uri_for
+
+NO_RUN = "0123456789abcdef0123456789abcdef"  # a well-formed run id no store holds
 
 
 def common(tmp_path: Path) -> list[str]:
@@ -69,6 +72,27 @@ def test_a_wrong_value_is_answered_before_torch_is_imported(tmp_path: Path, bad:
     assert "imported: []" in done.stdout, done.stdout[-500:]
     assert "frozen before teardown: True" in done.stdout, "the command skips the interpreter's last collections"
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("module", "argument", "message"),
+    [
+        ("explab.eval", f"run_id={NO_RUN}", f"no MLflow run {NO_RUN} in sqlite:///"),
+        ("explab.eval", "ckpt_path=gone.ckpt", "checkpoint gone.ckpt does not exist"),
+        ("explab.train", f"resume={NO_RUN}", f"no MLflow run {NO_RUN} in sqlite:///"),
+        ("explab.train", f"reproduce={NO_RUN}", f"no MLflow run {NO_RUN} in sqlite:///"),
+    ],
+)
+def test_a_run_or_checkpoint_that_is_not_there_is_answered_before_torch_is_imported(
+    tmp_path: Path, module: str, argument: str, message: str
+) -> None:
+    """A mistyped run id or checkpoint path is named in the seconds MLflow takes to import, not the seconds
+    torch and Lightning add: the store exists, it just lacks the run."""
+    MlflowClient(tracking_uri_for(tmp_path / "mlruns")).search_experiments()
+    command = f"explab-{module.rpartition('.')[2]}"
+    done = run_reporting_imports(module, [command, argument, *common(tmp_path)], tmp_path)
+    assert done.returncode == 1 and message in done.stderr, done.stderr[-2000:]
+    assert "imported: []" in done.stdout, done.stdout[-500:]
 
 
 @pytest.mark.parametrize("mode", ["resume", "reproduce"])

@@ -5,12 +5,15 @@ from __future__ import annotations
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from explab.callbacks.record import CHECKPOINT_KEY
 from explab.errors import ExplabError, first_line
+
+if TYPE_CHECKING:
+    import torch
+
+# where a checkpoint holds explab's record of its run (``callbacks.RecordInCheckpoint``): the config and run id
+CHECKPOINT_KEY = "explab"
 
 
 class CheckpointError(ExplabError, RuntimeError):
@@ -42,6 +45,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def _mapped(path: Path) -> Any:
+    import torch  # here, not above: naming a checkpoint that is missing, or reading its record, needs no torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except RuntimeError as err:

@@ -83,23 +83,25 @@ def with_overrides(recorded: dict[str, Any], overrides: Any) -> DictConfig:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test the checkpoint named by ``cfg`` and return its ``test/...`` metrics."""
-    # imported here: Lightning and torch take seconds, and `--help` or a mistyped override need neither
-    import lightning as L
-
-    from explab.build import build_datamodule, build_model, build_trainer
-    from explab.checkpoints import load_checkpoint, plain_weights, recorded_config
-    from explab.tracking import TrackedRun
-    from explab.utils.logging import tidy_lightning_logging
+    from explab.checkpoints import load_checkpoint
     from explab.validation import check_devices_here
 
     if not cfg.get("run_id") and not cfg.get("ckpt_path"):
         raise UsageError("explab-eval needs run_id=<MLflow run id> or ckpt_path=<path to a .ckpt file>")
     check_devices_here(cfg)
-    tidy_lightning_logging()
     with tempfile.TemporaryDirectory(prefix="explab-eval-") as folder:
         path = cfg.ckpt_path or _fetch_best_checkpoint(cfg.tracking_uri, cfg.run_id, folder)
         checkpoint = load_checkpoint(path)
-    L.seed_everything(cfg.seed, workers=True)  # once the checkpoint is found: a wrong run id says only that
+    # imported once there is a checkpoint to test: Lightning takes seconds, and a wrong run id needs none of it
+    import lightning as L
+
+    from explab.build import build_datamodule, build_model, build_trainer
+    from explab.checkpoints import plain_weights, recorded_config
+    from explab.tracking import TrackedRun
+    from explab.utils.logging import tidy_lightning_logging
+
+    tidy_lightning_logging()
+    L.seed_everything(cfg.seed, workers=True)
     record = recorded_config(checkpoint, path)
     config = with_overrides(record["config"], cfg.config_overrides)
     run_id = cfg.get("run_id") or record.get("mlflow_run_id")

@@ -6,7 +6,7 @@ from typing import Any
 
 import lightning as L
 
-CHECKPOINT_KEY = "explab"
+from explab.checkpoints import CHECKPOINT_KEY
 
 
 class RecordInCheckpoint(L.Callback):

@@ -29,8 +29,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from explab.callbacks.record import CHECKPOINT_KEY
-from explab.checkpoints import COMPILED, plain_weights
+from explab.checkpoints import CHECKPOINT_KEY, COMPILED, plain_weights
 from explab.models.epoch_sums import EpochSums
 from explab.models.gradient_clipping import clip_gradients, has_sparse_gradients
 from explab.models.init import initialise
