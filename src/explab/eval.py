@@ -83,7 +83,7 @@ def with_overrides(recorded: dict[str, Any], overrides: Any) -> DictConfig:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test the checkpoint named by ``cfg`` and return its ``test/...`` metrics."""
-    from explab.checkpoints import load_checkpoint
+    from explab.checkpoints import load_checkpoint, plain_weights, recorded_config
     from explab.validation import check_devices_here
 
     if not cfg.get("run_id") and not cfg.get("ckpt_path"):
@@ -96,7 +96,6 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
 
     from explab.build import build_datamodule, build_model, build_trainer
-    from explab.checkpoints import plain_weights, recorded_config
     from explab.tracking import TrackedRun
     from explab.utils.logging import tidy_lightning_logging
 
