@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from explab.resume_checks import restored_state_changes
 
 
@@ -24,3 +26,24 @@ def test_a_change_the_restored_state_cannot_take_is_named() -> None:
     assert restored_state_changes(then, sgd_without_schedule) == (
         "optimizer: Adam then, SGD now; scheduler: OneCycleLR then, none now"
     )
+
+
+def test_weights_that_do_not_fit_are_named_by_key_and_shape() -> None:
+    from torch import nn
+
+    from explab.checkpoints import weights_mismatch
+
+    with torch.device("meta"):  # as the check builds the model
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    assert weights_mismatch(model, nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)).state_dict()) == ""
+    wider = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2), nn.Linear(2, 2)).state_dict()
+    assert weights_mismatch(model, wider) == (
+        "the model lacks 3.bias, 3.weight; shapes differ: 0.bias [16] in the checkpoint, [8] in the model, "
+        "0.weight [16, 4] in the checkpoint, [8, 4] in the model, "
+        "2.weight [2, 16] in the checkpoint, [2, 8] in the model"
+    )
+    # saved from a run whose backbone torch.compile wrapped: the same weights under backbone._orig_mod
+    task = nn.Module()
+    task.backbone = model
+    compiled = {f"backbone._orig_mod.{key.removeprefix('backbone.')}": v for key, v in task.state_dict().items()}
+    assert weights_mismatch(task, compiled) == ""

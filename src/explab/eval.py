@@ -84,7 +84,7 @@ def with_overrides(recorded: dict[str, Any], overrides: Any) -> DictConfig:
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test the checkpoint named by ``cfg`` and return its ``test/...`` metrics."""
     from explab.checkpoints import load_checkpoint, plain_weights, recorded_config
-    from explab.validation import check_devices_here
+    from explab.machine_checks import check_devices_here
 
     if not cfg.get("run_id") and not cfg.get("ckpt_path"):
         raise UsageError("explab-eval needs run_id=<MLflow run id> or ckpt_path=<path to a .ckpt file>")

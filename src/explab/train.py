@@ -25,11 +25,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # mistyped override are answered by Hydra before the job runs
     from explab.build import build_job
     from explab.fit import fit_and_test
+    from explab.machine_checks import check_machine, check_output_folder_free
     from explab.sweep.trial import TrialJob
     from explab.tracking import TrackedRun, run_lifecycle
     from explab.tracking.record import announce_finished, open_run, record_end, record_start, tracked_here
     from explab.utils.distributed import ddp_launch_scoped_to_job
-    from explab.validation import check_machine, check_output_folder_free, validate_config
+    from explab.validation import validate_config
 
     validate_config(cfg)
     check_machine(cfg)

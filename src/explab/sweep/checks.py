@@ -24,7 +24,8 @@ NO_VALIDATION = (
 def check_job_config(config: DictConfig, metric: str | list[str] | None) -> None:
     """The sweeper's pre-flight check for explab's train: the job's values are valid and ``metric`` (one name
     or one per objective) is logged."""
-    from explab.validation import check_machine, validate_config
+    from explab.machine_checks import check_machine
+    from explab.validation import validate_config
 
     validate_config(config)
     if "BasicLauncher" in str(OmegaConf.select(config, "hydra.launcher._target_", default="")):
