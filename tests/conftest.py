@@ -147,6 +147,20 @@ def run_cli(
     )
 
 
+def run_reporting_imports(module: str, argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``module``'s console script with ``argv``; its output ends with the heavy modules it imported
+    and whether its objects were frozen for the interpreter's teardown."""
+    code = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('imported:', sorted(m for m in ('torch', 'lightning') if m in sys.modules)))\n"
+        "atexit.register(lambda: print('frozen before teardown:', gc.get_freeze_count() > 0))\n"
+        f"sys.argv = {argv!r}\n"
+        f"from {module} import main\n"
+        "main()\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=False)
+
+
 def runs_in(mlruns: Path, experiment: str) -> list:
     """Every run of ``experiment`` in the store under ``mlruns`` (empty when there is none)."""
     from explab.tracking.store import open_client

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import run_cli, runs_in, tracking_uri_for
+from tests.conftest import run_cli, run_reporting_imports, runs_in, tracking_uri_for
 
 NO_RUN = "0123456789abcdef0123456789abcdef"  # a well-formed run id no store holds
 
@@ -24,20 +22,6 @@ def test_bad_key_names_it_and_suggests_the_right_one(tmp_path: Path) -> None:
     assert "trainer.max_epoch" in done.stderr
     assert "Did you mean: trainer.max_epochs" in done.stderr
     assert not (tmp_path / "mlruns" / "mlflow.db").exists(), "no run for a config that does not compose"
-
-
-def run_reporting_imports(module: str, argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``module``'s console script with ``argv``; its output ends with the heavy modules it imported
-    and whether its objects were frozen for the interpreter's teardown."""
-    code = (
-        "import atexit, gc, sys\n"
-        "atexit.register(lambda: print('imported:', sorted(m for m in ('torch', 'lightning') if m in sys.modules)))\n"
-        "atexit.register(lambda: print('frozen before teardown:', gc.get_freeze_count() > 0))\n"
-        f"sys.argv = {argv!r}\n"
-        f"from {module} import main\n"
-        "main()\n"
-    )
-    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=False)
 
 
 @pytest.mark.parametrize(

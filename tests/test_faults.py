@@ -32,7 +32,7 @@ from explab.sweep.storage import open_storage
 from explab.tracking import TrackedRun
 from explab.tracking.orphans import close_orphaned_runs
 from explab.train import train
-from tests.conftest import BIN, run_cli, runs_in, tracking_uri_for
+from tests.conftest import BIN, run_cli, run_reporting_imports, runs_in, tracking_uri_for
 from tests.sweep.test_sweeper import load, plain_app_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,9 +87,12 @@ def test_a_resume_with_another_model_is_refused_before_the_run_is_touched(tmp_pa
         assert done.returncode == 1 and "Traceback" not in done.stderr
         assert "would continue a different model or data set" in done.stderr and "model._target_" in done.stderr
         assert client.get_run(run_id).info.status == status, "the run keeps its status"
-    # Adam's moments and step counts would be loaded into SGD
-    done = run_cli("explab-train", "optimizer=sgd", f"resume={run_id}", *paths(tmp_path), cwd=tmp_path)
+    # Adam's moments and step counts would be loaded into SGD; read from the checkpoint, so torch is imported,
+    # and refused before Lightning is
+    argv = ["explab-train", "optimizer=sgd", f"resume={run_id}", *paths(tmp_path)]
+    done = run_reporting_imports("explab.train", argv, tmp_path)
     assert done.returncode == 1 and "(optimizer: Adam then, SGD now)" in done.stderr, done.stderr[-3000:]
+    assert "imported: ['torch']" in done.stdout, done.stdout[-500:]
     assert client.get_run(run_id).info.status == "KILLED"
     # the run kept only its best epoch by val/acc: its best checkpoint would be picked from the resumed epochs
     done = run_cli("explab-train", "monitor=val/loss", f"resume={run_id}", *paths(tmp_path), cwd=tmp_path)

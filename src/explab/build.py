@@ -10,7 +10,7 @@ import lightning as L
 from hydra.utils import get_class, instantiate
 from lightning.fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
-from lightning.pytorch.loggers import Logger, MLFlowLogger
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from explab.callbacks import LastCheckpoint, NonFiniteLossGuard, RecordInCheckpoint, ResumedTraining
@@ -24,6 +24,7 @@ from explab.models import TaskModule
 from explab.monitor_mode import after_validation, settle_modes
 from explab.precision import training_precision
 from explab.requeue import is_slurm_task
+from explab.tracking.logger_node import is_mlflow_logger, mlflow_logger_node
 from explab.tracking.params import recordable
 from explab.tracking.store import open_client
 from explab.utils.distributed import configure_threads
@@ -182,18 +183,6 @@ def build_loggers(cfg: DictConfig, run_id: str | None) -> list[Logger]:
             extra["run_id"] = run_id
         loggers.append(instantiate(node, **extra))
     return loggers
-
-
-def is_mlflow_logger(node: DictConfig) -> bool:
-    return issubclass(get_class(node._target_), MLFlowLogger)
-
-
-def mlflow_logger_node(cfg: DictConfig) -> DictConfig | None:
-    """The config of the MLflow logger, which also says where the run lives; None when tracking is off."""
-    for node in (cfg.get("logger") or {}).values():
-        if node and "_target_" in node and is_mlflow_logger(node):
-            return node
-    return None
 
 
 def has_validation_split(cfg: DictConfig) -> bool:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from explab.tracking.logger_node import mlflow_logger_node
 from explab.tracking.orphans import end_killed
 from explab.utils.logging import get_logger, global_rank
 
@@ -129,7 +130,6 @@ def earlier_attempt(cfg: DictConfig) -> EarlierAttempt | None:
 
 def _store_of(cfg: DictConfig) -> MlflowClient | None:
     """The job's tracking store, None without MLflow or when no store exists yet (then nothing is left in it)."""
-    from explab.build import mlflow_logger_node
     from explab.tracking.store import TrackingStoreError, open_recorded_store
 
     logger_cfg = mlflow_logger_node(cfg)
@@ -158,7 +158,6 @@ def _end_left_running(client: MlflowClient, run: Run) -> None:
 def _end_runs_left_running(cfg: DictConfig, output_dir: str) -> None:
     """End KILLED the runs of this job's folder that an earlier attempt left RUNNING before it wrote a
     last.ckpt: the new attempt trains a new run, and the old ones would stay RUNNING for ever."""
-    from explab.build import mlflow_logger_node
 
     client, logger_cfg = _store_of(cfg), mlflow_logger_node(cfg)
     experiment = client.get_experiment_by_name(str(logger_cfg.experiment_name)) if client and logger_cfg else None

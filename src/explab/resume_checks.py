@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from explab.errors import UsageError
 from explab.models.schedules import configured_schedule
+from explab.tracking.logger_node import mlflow_logger_node
 from explab.tracking.params import flatten_params
 from explab.validation import duration_seconds
 
@@ -48,7 +49,6 @@ def last_checkpoint_of(run: Run) -> Path:
 
 def check_resumable(run: Run, config: DictConfig, checkpoint_path: Path) -> None:
     """Raise ``UsageError`` (or ``CheckpointError``) when resuming ``run`` with ``config`` would damage it."""
-    from explab.build import mlflow_logger_node
 
     run_id = run.info.run_id
     if mlflow_logger_node(config) is None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, open_dict
 
+from explab.tracking.logger_node import mlflow_logger_node
 from explab.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -54,7 +55,6 @@ def _earlier_run(cfg: DictConfig) -> TrackedRun | None:
     run_id = trial_from_config(optuna_trial).user_attrs.get(RUN_ATTR)
     if not run_id:
         return None
-    from explab.build import mlflow_logger_node
     from explab.tracking import TrackedRun
 
     logger_cfg = mlflow_logger_node(cfg)

@@ -12,6 +12,7 @@ from explab.callbacks.system_metrics import SystemMetrics
 from explab.config import is_hydra_group, project_root, swept_values
 from explab.tracking import environment
 from explab.tracking.datasets import log_dataset_inputs
+from explab.tracking.logger_node import mlflow_logger_node
 from explab.tracking.params import flatten_params, recordable
 from explab.tracking.run import TrackedRun
 from explab.tracking.store import shown_url
@@ -60,7 +61,6 @@ def config_group_choices() -> dict[str, str]:
 def tracked_here(cfg: DictConfig) -> bool:
     """Whether this process records the job in MLflow: tracking is on and this is global rank 0 (the other
     ranks never touch the store)."""
-    from explab.build import mlflow_logger_node
 
     return mlflow_logger_node(cfg) is not None and global_rank() == 0
 
@@ -71,7 +71,6 @@ def open_run(cfg: DictConfig, trial: TrialJob) -> TrackedRun:
     Called before seeding: MLflow draws its random run names from Python's ``random``, which a fixed seed
     would make the same for every run.
     """
-    from explab.build import mlflow_logger_node
     from explab.reproduce import reproduction_name
 
     logger_cfg = mlflow_logger_node(cfg)
