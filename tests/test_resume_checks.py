@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+from omegaconf import OmegaConf
 
-from explab.resume_checks import restored_state_changes
+from explab.errors import UsageError
+from explab.resume_checks import _check_something_left_to_train, restored_state_changes
 
 
 def test_a_change_the_restored_state_cannot_take_is_named() -> None:
@@ -47,3 +50,13 @@ def test_weights_that_do_not_fit_are_named_by_key_and_shape() -> None:
     task.backbone = model
     compiled = {f"backbone._orig_mod.{key.removeprefix('backbone.')}": v for key, v in task.state_dict().items()}
     assert weights_mismatch(task, compiled) == ""
+
+
+def test_a_finished_run_with_nothing_left_to_train_says_how_far_it_trained() -> None:
+    one_epoch = {"epoch": 0, "global_step": 1}
+    refused = r"already trained 1 epoch \(trainer.max_epochs=1\): nothing is left to train. Give trainer.max_epochs=2"
+    with pytest.raises(UsageError, match=refused):
+        _check_something_left_to_train("run", one_epoch, OmegaConf.create({"trainer": {"max_epochs": 1}}))
+    with pytest.raises(UsageError, match=r"already trained 1 step \(trainer.max_steps=1\)"):
+        _check_something_left_to_train("run", one_epoch, OmegaConf.create({"trainer": {"max_steps": 1}}))
+    _check_something_left_to_train("run", one_epoch, OmegaConf.create({"trainer": {"max_epochs": 2}}))

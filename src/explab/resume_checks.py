@@ -254,7 +254,7 @@ def _check_epochs_reach_the_checkpoint(
     trained = int(progress.get("processed", int(checkpoint.get("epoch", -1)) + 1))
     if max_epochs not in (None, -1) and trained > max_epochs:
         raise UsageError(
-            f"{subject} trained {trained} epochs, more than trainer.max_epochs={max_epochs}: give "
+            f"{subject} trained {_counted(trained, 'epoch')}, more than trainer.max_epochs={max_epochs}: give "
             f"trainer.max_epochs={trained} or more, or {other}"
         )
 
@@ -267,13 +267,14 @@ def _check_something_left_to_train(run_id: str, checkpoint: dict[str, Any], conf
     max_steps = config.trainer.get("max_steps", -1)
     if max_steps not in (None, -1) and steps_done >= max_steps:
         raise UsageError(
-            f"run {run_id} is FINISHED and already trained {steps_done} steps (trainer.max_steps={max_steps}): "
-            f"nothing is left to train. Raise trainer.max_steps to train it further"
+            f"run {run_id} is FINISHED and already trained {_counted(steps_done, 'step')} "
+            f"(trainer.max_steps={max_steps}): nothing is left to train. Raise trainer.max_steps to train it further"
         )
     if max_epochs not in (None, -1) and epochs_done >= max_epochs:
         raise UsageError(
-            f"run {run_id} is FINISHED and already trained {epochs_done} epochs (trainer.max_epochs={max_epochs}): "
-            f"nothing is left to train. Give trainer.max_epochs={epochs_done + 1} or more to train it further"
+            f"run {run_id} is FINISHED and already trained {_counted(epochs_done, 'epoch')} "
+            f"(trainer.max_epochs={max_epochs}): nothing is left to train. Give trainer.max_epochs={epochs_done + 1} "
+            "or more to train it further"
         )
     max_time = OmegaConf.select(config, "trainer.max_time", default=None)
     limit = duration_seconds(max_time)
@@ -293,3 +294,7 @@ def _check_something_left_to_train(run_id: str, checkpoint: dict[str, Any], conf
                 f"improvement (callbacks.early_stopping.patience={patience}), and it would stop again at once. "
                 f"Raise callbacks.early_stopping.patience, or give callbacks.early_stopping=null, to train it further"
             )
+
+
+def _counted(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
