@@ -60,3 +60,17 @@ def test_a_finished_run_with_nothing_left_to_train_says_how_far_it_trained() -> 
     with pytest.raises(UsageError, match=r"already trained 1 step \(trainer.max_steps=1\)"):
         _check_something_left_to_train("run", one_epoch, OmegaConf.create({"trainer": {"max_steps": 1}}))
     _check_something_left_to_train("run", one_epoch, OmegaConf.create({"trainer": {"max_epochs": 2}}))
+
+
+def test_a_finished_run_early_stopping_ended_resumes_only_with_more_patience() -> None:
+    stopped = {"epoch": 4, "callbacks": {"EarlyStopping{'monitor': 'val/acc', 'mode': 'max'}": {"wait_count": 1}}}
+
+    def config(patience: int):
+        return OmegaConf.create(
+            {"trainer": {"max_epochs": 20}, "callbacks": {"early_stopping": {"patience": patience}}}
+        )
+
+    refused = r"early stopping ended it after 1 epoch without improvement \(callbacks.early_stopping.patience=1\)"
+    with pytest.raises(UsageError, match=refused):
+        _check_something_left_to_train("run", stopped, config(1))
+    _check_something_left_to_train("run", stopped, config(2))

@@ -290,8 +290,8 @@ def _check_something_left_to_train(run_id: str, checkpoint: dict[str, Any], conf
     for key, state in (checkpoint.get("callbacks") or {}).items():
         if str(key).startswith("EarlyStopping") and patience is not None and state.get("wait_count", 0) >= patience:
             raise UsageError(
-                f"run {run_id} is FINISHED: early stopping ended it after {state.get('wait_count')} epochs without "
-                f"improvement (callbacks.early_stopping.patience={patience}), and it would stop again at once. "
+                f"run {run_id} is FINISHED: early stopping ended it after {_counted(state['wait_count'], 'epoch')} "
+                f"without improvement (callbacks.early_stopping.patience={patience}), and it would stop again at once. "
                 f"Raise callbacks.early_stopping.patience, or give callbacks.early_stopping=null, to train it further"
             )
 
