@@ -35,3 +35,8 @@ def first_line(error: BaseException) -> str:
     """The first line of ``error``'s message (its type's name when it has none): a third-party error quoted
     inside one of explab's, without the rest of its text and without a closing full stop, as a clause."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
+
+
+def counted(number: int, noun: str) -> str:
+    """``number`` and ``noun``, plural unless it is one: "1 epoch", "3 epochs"."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"

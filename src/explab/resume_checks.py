@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
-from explab.errors import UsageError
+from explab.errors import UsageError, counted
 from explab.models.schedules import configured_schedule
 from explab.tracking.logger_node import mlflow_logger_node
 from explab.tracking.params import flatten_params
@@ -254,7 +254,7 @@ def _check_epochs_reach_the_checkpoint(
     trained = int(progress.get("processed", int(checkpoint.get("epoch", -1)) + 1))
     if max_epochs not in (None, -1) and trained > max_epochs:
         raise UsageError(
-            f"{subject} trained {_counted(trained, 'epoch')}, more than trainer.max_epochs={max_epochs}: give "
+            f"{subject} trained {counted(trained, 'epoch')}, more than trainer.max_epochs={max_epochs}: give "
             f"trainer.max_epochs={trained} or more, or {other}"
         )
 
@@ -267,12 +267,12 @@ def _check_something_left_to_train(run_id: str, checkpoint: dict[str, Any], conf
     max_steps = config.trainer.get("max_steps", -1)
     if max_steps not in (None, -1) and steps_done >= max_steps:
         raise UsageError(
-            f"run {run_id} is FINISHED and already trained {_counted(steps_done, 'step')} "
+            f"run {run_id} is FINISHED and already trained {counted(steps_done, 'step')} "
             f"(trainer.max_steps={max_steps}): nothing is left to train. Raise trainer.max_steps to train it further"
         )
     if max_epochs not in (None, -1) and epochs_done >= max_epochs:
         raise UsageError(
-            f"run {run_id} is FINISHED and already trained {_counted(epochs_done, 'epoch')} "
+            f"run {run_id} is FINISHED and already trained {counted(epochs_done, 'epoch')} "
             f"(trainer.max_epochs={max_epochs}): nothing is left to train. Give trainer.max_epochs={epochs_done + 1} "
             "or more to train it further"
         )
@@ -290,11 +290,7 @@ def _check_something_left_to_train(run_id: str, checkpoint: dict[str, Any], conf
     for key, state in (checkpoint.get("callbacks") or {}).items():
         if str(key).startswith("EarlyStopping") and patience is not None and state.get("wait_count", 0) >= patience:
             raise UsageError(
-                f"run {run_id} is FINISHED: early stopping ended it after {_counted(state['wait_count'], 'epoch')} "
+                f"run {run_id} is FINISHED: early stopping ended it after {counted(state['wait_count'], 'epoch')} "
                 f"without improvement (callbacks.early_stopping.patience={patience}), and it would stop again at once. "
                 f"Raise callbacks.early_stopping.patience, or give callbacks.early_stopping=null, to train it further"
             )
-
-
-def _counted(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -77,6 +77,35 @@ def test_plain_hydra_app_is_swept_and_a_raising_trial_does_not_stop_it(tmp_path:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("failing", "limit", "refusal"),
+    [
+        ("0", "hydra.sweeper.max_failures=1", "Error: 1 trial failed in a row; the last error was: trial 0 fails"),
+        (
+            "1",
+            "hydra.sweeper.max_failure_rate=0.3",
+            "Error: 1 of the 2 trials run here failed, more than max_failure_rate=0.3; the last error was: trial 1",
+        ),
+    ],
+)
+def test_too_many_failed_trials_stop_the_sweep_and_the_same_command_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str, limit: str, refusal: str
+) -> None:
+    """The message says to fix the cause and run the same command: the study keeps what ran, and goes on."""
+    monkeypatch.setenv("QUADRATIC_FAIL_ON_TRIAL", failing)
+    done = sweep_plain_app(tmp_path, "hydra.sweeper.n_trials=4", limit)
+    assert done.returncode == 1 and refusal in done.stderr, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert "then run the same command to resume" in done.stderr
+    stopped = states(load(tmp_path, "plain"))
+    assert stopped == [*["COMPLETE"] * int(failing), "FAIL"], "the sweep stopped at the failure"
+    monkeypatch.delenv("QUADRATIC_FAIL_ON_TRIAL")  # the cause, fixed
+    done = sweep_plain_app(tmp_path, "hydra.sweeper.n_trials=4", limit)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert states(load(tmp_path, "plain")) == [*stopped, *["COMPLETE"] * (4 - int(failing))]
+
+
+@pytest.mark.slow
 def test_rerun_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
     assert sweep_plain_app(tmp_path, "hydra.sweeper.n_trials=3").returncode == 0
     assert sweep_plain_app(tmp_path, "hydra.sweeper.n_trials=5").returncode == 0

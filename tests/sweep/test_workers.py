@@ -115,6 +115,17 @@ def test_ctrl_c_to_the_command_stops_every_worker_and_leaves_nothing_running(tmp
         ("hydra.sweeper.trials_per_gpu=2", "packs workers onto GPUs, but this machine shows none"),
         ("hydra.sweeper.sampler.seed=abc", "Error: hydra.sweeper.sampler.seed must be an integer or null"),
         (
+            "hydra.sweeper.max_failure_rate=1.5",
+            "Error: hydra.sweeper.max_failure_rate must be between 0 and 1, got 1.5",
+        ),
+        ("hydra.sweeper.heartbeat_seconds=0", "Error: hydra.sweeper.heartbeat_seconds must be > 0"),
+        ("hydra.sweeper.reference_point=[1.0,2.0]", "reference_point has 2 values for 1 objective\n"),
+        ("hydra.sweeper.replicates=2 hydra.sweeper.replicate_top=0", "replicate_top must be an integer >= 1, got 0"),
+        (
+            "hydra/sweeper/sampler=grid +hydra.sweeper.params.y={type:int,low:0,high:2,step:1,when:{x:1.0}}",
+            "a grid has one fixed set of parameters; y is sampled only under a condition (when:)",
+        ),
+        (
             "hydra/sweeper/pruner=hyperband hydra.sweeper.pruner.min_resource=0",
             "Error: hydra.sweeper.pruner (optuna.pruners.HyperbandPruner: min_resource=0, max_resource=auto, "
             "reduction_factor=3) cannot prune: division by zero",

@@ -43,7 +43,7 @@ from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from explab.errors import ExplabError, UsageError
+from explab.errors import ExplabError, UsageError, counted
 from explab.sweep import REPEATS_ATTR, REPLICATE_ATTR, is_repeat, is_replicate, named_function, search_trials
 from explab.sweep.checks import check_space_composes
 from explab.sweep.heartbeat import (
@@ -358,8 +358,8 @@ class ExplabOptunaSweeperImpl(Sweeper):
             raise UsageError(f"hydra.sweeper.max_failure_rate must be between 0 and 1, got {self.max_failure_rate}")
         if self.reference_point is not None and len(self.reference_point) != len(self.objectives.directions):
             raise UsageError(
-                f"hydra.sweeper.reference_point has {len(self.reference_point)} values for "
-                f"{len(self.objectives.directions)} objectives"
+                f"hydra.sweeper.reference_point has {counted(len(self.reference_point), 'value')} for "
+                f"{counted(len(self.objectives.directions), 'objective')}"
             )
         check_sources(self.warm_start)
         if not isinstance(self.replicates, int) or self.replicates < 1:
@@ -471,8 +471,9 @@ class ExplabOptunaSweeperImpl(Sweeper):
         self.conditions = parse_conditions(self.params, space)
         if self.conditions and self._is_grid:
             raise UsageError(
-                f"a grid has one fixed set of parameters; {', '.join(sorted(self.conditions))} are sampled only "
-                "under a condition (when:). Use another sampler (hydra/sweeper/sampler=tpe), or drop the conditions"
+                f"a grid has one fixed set of parameters; {', '.join(sorted(self.conditions))} "
+                f"{'is' if len(self.conditions) == 1 else 'are'} sampled only under a condition (when:). Use another "
+                "sampler (hydra/sweeper/sampler=tpe), or drop the conditions"
             )
         self.order = sampling_order(space, self.conditions)
         return space, fixed
@@ -607,7 +608,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
             failures += state == TrialState.FAIL
             if failures_in_a_row >= max_failures:
                 raise SweepAborted(
-                    f"{failures_in_a_row} trials failed in a row; the last error was: {result}. "
+                    f"{counted(failures_in_a_row, 'trial')} failed in a row; the last error was: {result}. "
                     "Fix the search space or the code, then run the same command to resume."
                 )
             if self.max_failure_rate is not None and failures / len(returns) > float(self.max_failure_rate):
