@@ -437,6 +437,7 @@ def test_a_baseline_may_be_a_drawn_number_as_the_table_shows_it(compose_cfg, sto
             r"no run of 'groups' logged test/accuracy; give .* from what they logged: test/acc, test/loss$",
         ),
         ("metrics=[]", r"metrics=\[\] names no metric"),
+        ("confidence=95", r"alpha=0.05 and confidence=95 must lie between 0 and 1"),
         ("sweep=nosuch", r"sweep=nosuch is not a sweep of this experiment; give a study name or parent run id: none$"),
     ],
 )

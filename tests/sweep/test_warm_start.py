@@ -16,8 +16,8 @@ from explab.sweep.objectives import Objectives
 from explab.sweep.space import Condition
 from explab.sweep.storage import open_storage
 from explab.sweep.study_record import RECORD_ATTR
-from explab.sweep.warm_start import add_warm_start, configured_values, placed
-from tests.conftest import runs_in
+from explab.sweep.warm_start import add_warm_start, check_sources, configured_values, placed
+from tests.conftest import runs_in, tracking_uri_for
 from tests.sweep.test_sweeper import explab_sweep, load, sweep_plain_app
 
 
@@ -267,6 +267,41 @@ def test_a_source_that_cannot_be_read_adds_nothing_from_the_others(tmp_path: Pat
     with pytest.raises(UsageError, match=r"no study 'missing'.*studies there: source"):
         add_warm_start(study, sources, space, {}, Objectives.from_settings("maximize", None))
     assert study.trials == [], "the readable source's point waits until every source can be read"
+
+
+@pytest.mark.parametrize(
+    ("source", "direction", "metric", "refusal"),
+    [
+        ("study", "maximize", "val/f1", r"study 'source' optimised score, this sweep val/f1; its values would mean"),
+        ("study", "minimize", "score", r"study 'source' was maximize, this sweep is minimize$"),
+        ("mlflow", "maximize", "val/acc", r"no MLflow experiment 'nope' in sqlite:///"),
+        ("mlflow", "maximize", None, r"reads the metrics named by hydra.sweeper.metric; set it"),
+    ],
+)
+def test_a_source_whose_values_would_mean_something_else_is_refused(
+    tmp_path: Path, source: str, direction: str, metric: str | None, refusal: str
+) -> None:
+    """An earlier study of another metric or direction, or an experiment the store lacks, adds nothing."""
+    url = f"journal:///{tmp_path}/source.journal"
+    space = {"x": FloatDistribution(0, 1)}
+    earlier = optuna.create_study(study_name="source", storage=open_storage(url), direction="maximize")
+    earlier.set_user_attr(RECORD_ATTR, {"metric": "score"})
+    earlier.add_trial(create_trial(params={"x": 0.5}, distributions=space, value=0.9))
+    sources = [{"storage": url, "study_name": "source"}]
+    if source == "mlflow":
+        uri = tracking_uri_for(tmp_path / "mlruns")
+        MlflowClient(uri).search_experiments()  # the store exists, without the experiment
+        sources = [{"mlflow": "nope", "tracking_uri": uri}]
+    study = optuna.create_study(direction=direction)
+    with pytest.raises(UsageError, match=refusal):
+        add_warm_start(study, sources, space, {}, Objectives.from_settings(direction, metric))
+    assert study.trials == []
+
+
+@pytest.mark.parametrize("entry", [{"study_name": "a"}, {"storage": "", "study_name": "a"}, {"mlflow": ""}, {}])
+def test_a_warm_start_entry_that_names_no_source_is_refused(entry: dict) -> None:
+    with pytest.raises(UsageError, match=r"give \{storage: URL, study_name: NAME\} or \{mlflow: EXPERIMENT"):
+        check_sources([entry])
 
 
 @pytest.mark.slow
