@@ -99,3 +99,25 @@ def test_help_says_what_the_command_does_in_plain_text(capsys) -> None:
     assert exit_.value.code == 0
     said = capsys.readouterr().out
     assert "explab-sweep status [STUDY]: where a sweep stands" in said and "``" not in said, said
+
+
+def test_status_that_finds_no_study_or_two_says_what_to_give(journal, tmp_path, capsys) -> None:
+    def refusal(*args: str) -> str:
+        with pytest.raises(SystemExit) as exit_:
+            main(["status", *args])
+        assert exit_.value.code == 1
+        return capsys.readouterr().err
+
+    empty = tmp_path / "empty"
+    assert f"no study in {empty / 'optuna'}: give the sweeps' store with --mlruns-dir" in refusal(
+        "--mlruns-dir", str(empty)
+    )
+    emptied = f"journal:///{tmp_path}/emptied.journal"
+    optuna.create_study(study_name="gone", storage=open_storage(emptied))
+    optuna.delete_study(study_name="gone", storage=open_storage(emptied))
+    assert f"no study in {emptied}" in refusal("--storage", emptied)
+    assert "cannot read studies from postgresql://127.0.0.1:1/x: " in refusal("--storage", "postgresql://127.0.0.1:1/x")
+    copy = tmp_path / "mlruns" / "optuna" / "copy.journal"
+    optuna.create_study(study_name="digits_cnn_optuna", storage=open_storage(f"journal:///{copy}"))
+    said = refusal("digits_cnn_optuna", "--mlruns-dir", str(tmp_path / "mlruns"))
+    assert "study 'digits_cnn_optuna' is in several journals of " in said and "(2 journals): choose one with" in said
