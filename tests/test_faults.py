@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -689,6 +690,39 @@ def test_predict_refuses_texts_that_are_not_utf8_with_the_fix(tmp_path: Path, na
         UsageError, match=r"is not UTF-8 text \(byte 0xe8 on line 2\): save it as UTF-8, for instance iconv"
     ):
         read_inputs(path, TEXT_RECIPE)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "recipe", "message"),
+    [
+        ("reviews.txt", " \n\n", "text", "reviews.txt holds no text: give one review per line"),
+        ("reviews.csv", "text,label\n ,1\n", "text", "reviews.csv holds no text in its text column"),
+        ("reviews.npy", None, "text", "this is a text model; give a .txt file with one text per line, a .csv"),
+        ("gone.csv", None, "digits", "gone.csv does not exist; give a .npy array, a numeric .csv or a folder"),
+        ("pixels.json", "[]", "digits", "pixels.json: give a .npy array, a numeric .csv or a folder of images"),
+        ("folder/notes.md", "", "digits", "folder holds no images (.bmp, .gif, .jpeg, .jpg, .pgm, .png)"),
+        ("folder/digit.png", None, "table", "this model takes inputs of shape [10], not images"),
+    ],
+)
+def test_predict_refuses_inputs_its_model_does_not_take_with_what_it_does(
+    tmp_path: Path, name: str, content: str | None, recipe: str, message: str
+) -> None:
+    from PIL import Image
+
+    from explab.data.tabular import DiabetesDataModule
+
+    path = tmp_path / name
+    path.parent.mkdir(exist_ok=True)
+    if name.endswith(".png"):
+        Image.new("L", (8, 8)).save(path)
+    elif content is not None:
+        path.write_text(content)
+    elif name.endswith(".npy"):
+        np.save(path, np.zeros((2, 8, 8)))
+    recipes = {"text": TEXT_RECIPE, "digits": DIGITS_RECIPE, "table": DiabetesDataModule().input_recipe()}
+    given = path.parent if name.startswith("folder/") else path
+    with pytest.raises(UsageError, match=re.escape(message)):
+        read_inputs(given, recipes[recipe])
 
 
 def test_predict_takes_a_run_id_for_the_model_that_run_logged() -> None:
