@@ -38,9 +38,10 @@ def test_a_condition_holds_only_for_its_listed_values() -> None:
         ({"optimizer": "sdg"}, "asks for optimizer = sdg, which optimizer never takes"),
         ({"depth": 4}, "asks for depth = 4"),  # range(1, 4) stops before 4
         ({"momentum": 0.5}, "names the parameter itself"),
+        ("sgd", r"when must map parameters to values, e.g. when: \{optimizer: sgd\}"),
     ],
 )
-def test_a_condition_that_cannot_hold_is_refused(when: dict, message: str) -> None:
+def test_a_condition_that_cannot_hold_is_refused(when: dict | str, message: str) -> None:
     params = {
         "depth": "range(1, 4)",
         "optimizer": "choice(adam, sgd)",

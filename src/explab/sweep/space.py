@@ -66,6 +66,14 @@ def _distribution_of(override: Any) -> BaseDistribution:
     raise SearchSpaceError(f"'{key}': sweep {override.input_line} is not supported")
 
 
+# what each type of a {type: ...} parameter must give (hydra-optuna-sweeper's forms)
+SPEC_FORMS = {
+    "categorical": "{type: categorical, choices: [...]}",
+    "int": "{type: int, low: ..., high: ...} (step and log optional)",
+    "float": "{type: float, low: ..., high: ...} (step and log optional)",
+}
+
+
 def _from_spec(key: str, spec: Mapping[str, Any]) -> BaseDistribution:
     kind = spec.get("type")
     try:
@@ -79,7 +87,9 @@ def _from_spec(key: str, spec: Mapping[str, Any]) -> BaseDistribution:
             return FloatDistribution(
                 float(spec["low"]), float(spec["high"]), log=bool(spec.get("log", False)), step=spec.get("step")
             )
-    except (KeyError, ValueError, TypeError) as err:
+    except KeyError as err:
+        raise SearchSpaceError(f"'{key}': a {kind} parameter needs {err.args[0]}: give {SPEC_FORMS[kind]}") from None
+    except (ValueError, TypeError) as err:
         raise SearchSpaceError(f"'{key}': {err}") from err
     raise SearchSpaceError(f"'{key}': type must be float, int or categorical, got {kind!r}")
 
