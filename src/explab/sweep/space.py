@@ -88,7 +88,9 @@ def _from_spec(key: str, spec: Mapping[str, Any]) -> BaseDistribution:
                 float(spec["low"]), float(spec["high"]), log=bool(spec.get("log", False)), step=spec.get("step")
             )
     except KeyError as err:
-        raise SearchSpaceError(f"'{key}': a {kind} parameter needs {err.args[0]}: give {SPEC_FORMS[kind]}") from None
+        raise SearchSpaceError(
+            f"'{key}': a {kind} parameter needs {err.args[0]}: give {SPEC_FORMS[str(kind)]}"
+        ) from None
     except (ValueError, TypeError) as err:
         raise SearchSpaceError(f"'{key}': {err}") from err
     raise SearchSpaceError(f"'{key}': type must be float, int or categorical, got {kind!r}")
