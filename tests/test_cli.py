@@ -182,6 +182,7 @@ def test_a_missing_mandatory_value_is_named_before_any_run(tmp_path: Path) -> No
         ((), "explab-report needs experiment_name=... on its command line, for example: explab-report experiment="),
         (("explab-predict",), "explab-predict needs model_uri=... and input=... on its command line, for example: "),
         (("explab-predict", "model_uri=abc"), "explab-predict needs input=... on its command line"),
+        (("explab-eval",), "explab-eval needs run_id=<MLflow run id> or ckpt_path=<path to a .ckpt file>"),
     ],
 )
 def test_a_command_without_the_value_it_needs_says_which_and_shows_an_example(

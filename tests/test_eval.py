@@ -119,3 +119,18 @@ def test_a_checkpoint_folder_lists_the_checkpoints_in_it(compose_cfg, tmp_path: 
         CheckpointError, match=rf"{tmp_path} is a folder; give a .ckpt file in it \(epoch_003.ckpt, last.ckpt\)"
     ):
         evaluate(compose_cfg(f"ckpt_path={tmp_path}", config_name="eval"))
+
+
+@pytest.mark.parametrize(
+    ("saved", "refusal"),
+    [
+        ({"weights": [1.0]}, "has no state_dict: it is not a Lightning checkpoint"),
+        ({"state_dict": {}}, "carries no explab config: it was not written by explab-train"),
+    ],
+)
+def test_a_checkpoint_explab_cannot_test_is_named_with_why(compose_cfg, tmp_path: Path, saved: dict, refusal) -> None:
+    import torch
+
+    torch.save(saved, tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match=rf"checkpoint {tmp_path}/other.ckpt {refusal}$"):
+        evaluate(compose_cfg(f"ckpt_path={tmp_path}/other.ckpt", config_name="eval"))
