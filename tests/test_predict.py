@@ -99,3 +99,12 @@ def test_predict_cli_encodes_text_with_the_runs_vocabulary(compose_cfg, store: P
     table.write_text("review\ngood\n")
     done = run_cli("explab-predict", model, f"input={table}", f"output={tmp_path / 'no.csv'}", *where, cwd=tmp_path)
     assert done.returncode == 1 and "has no column named text (its header: review)" in done.stderr, done.stderr
+
+
+def test_an_input_that_is_not_there_is_named_before_the_model_is_fetched(compose_cfg, tmp_path: Path) -> None:
+    from explab.errors import UsageError
+    from explab.predict import predict
+
+    cfg = compose_cfg("model_uri=runs:/0123456789abcdef/model", f"input={tmp_path}/gone.csv", config_name="predict")
+    with pytest.raises(UsageError, match=r"input=.*/gone.csv does not exist; give a .npy array, a numeric .csv"):
+        predict(cfg)
