@@ -113,6 +113,8 @@ def test_ctrl_c_to_the_command_stops_every_worker_and_leaves_nothing_running(tmp
         ("hydra.sweeper.n_jobs=0", "n_jobs must be an integer >= 1"),
         ("hydra.sweeper.n_trials=0", "Error: hydra.sweeper.n_trials must be an integer >= 1 (the finished trials"),
         ("hydra.sweeper.trials_per_gpu=2", "packs workers onto GPUs, but this machine shows none"),
+        ("hydra.sweeper.trials_per_gpu=0", "Error: hydra.sweeper.trials_per_gpu must be >= 1, got 0"),
+        ("hydra.sweeper.detach=true", "detach=true submits its workers as SLURM jobs: add hydra/launcher=slurm"),
         ("hydra.sweeper.sampler.seed=abc", "Error: hydra.sweeper.sampler.seed must be an integer or null"),
         (
             "hydra.sweeper.max_failure_rate=1.5",
