@@ -11,7 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from explab.errors import UsageError
+from explab.errors import UsageError, counted
 
 
 def check_machine(cfg: DictConfig) -> None:
@@ -112,9 +112,8 @@ def check_devices_here(cfg: DictConfig) -> None:
         why = f"torch sees {present} on {socket.gethostname()}{shown}"
     fix = f"lower trainer.devices to {present}" if present else "train on the CPU with trainer=cpu"
     raise UsageError(
-        f"trainer.accelerator={accelerator} with trainer.devices={devices} needs {wanted} GPU"
-        f"{'s' if wanted != 1 else ''}, and {why}. Use trainer=default, which takes the GPUs there are and "
-        f"else the CPU, or {fix}"
+        f"trainer.accelerator={accelerator} with trainer.devices={devices} needs {counted(wanted, 'GPU')}, and "
+        f"{why}. Use trainer=default, which takes the GPUs there are and else the CPU, or {fix}"
     )
 
 
@@ -152,13 +151,13 @@ def check_slurm_tasks(cfg: DictConfig) -> None:
     if str(devices).isdigit() and per_node and per_node.isdigit() and int(devices) != int(per_node):
         raise UsageError(
             f"trainer.devices={devices} trains in {devices} DDP processes on each node, which SLURM starts as the "
-            f"job's tasks, and this job has {per_node} task{'s' if per_node != '1' else ''} per node "
+            f"job's tasks, and this job has {counted(int(per_node), 'task')} per node "
             f"(--ntasks-per-node={per_node}). Submit it with --ntasks-per-node={devices}, one task per device, "
             f"or set trainer.devices={per_node}"
         )
     if str(nodes).isdigit() and job_nodes and job_nodes.isdigit() and int(nodes) != int(job_nodes):
         raise UsageError(
-            f"trainer.num_nodes={nodes}, and this SLURM job has {job_nodes} node{'s' if job_nodes != '1' else ''} "
+            f"trainer.num_nodes={nodes}, and this SLURM job has {counted(int(job_nodes), 'node')} "
             f"(--nodes={job_nodes}). Submit it with --nodes={nodes}, or set trainer.num_nodes={job_nodes}"
         )
 

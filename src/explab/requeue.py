@@ -158,7 +158,6 @@ def _end_left_running(client: MlflowClient, run: Run) -> None:
 def _end_runs_left_running(cfg: DictConfig, output_dir: str) -> None:
     """End KILLED the runs of this job's folder that an earlier attempt left RUNNING before it wrote a
     last.ckpt: the new attempt trains a new run, and the old ones would stay RUNNING for ever."""
-
     client, logger_cfg = _store_of(cfg), mlflow_logger_node(cfg)
     experiment = client.get_experiment_by_name(str(logger_cfg.experiment_name)) if client and logger_cfg else None
     if client is None or experiment is None or "'" in output_dir:

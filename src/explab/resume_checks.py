@@ -49,7 +49,6 @@ def last_checkpoint_of(run: Run) -> Path:
 
 def check_resumable(run: Run, config: DictConfig, checkpoint_path: Path) -> None:
     """Raise ``UsageError`` (or ``CheckpointError``) when resuming ``run`` with ``config`` would damage it."""
-
     run_id = run.info.run_id
     if mlflow_logger_node(config) is None:
         raise UsageError(

@@ -61,7 +61,6 @@ def config_group_choices() -> dict[str, str]:
 def tracked_here(cfg: DictConfig) -> bool:
     """Whether this process records the job in MLflow: tracking is on and this is global rank 0 (the other
     ranks never touch the store)."""
-
     return mlflow_logger_node(cfg) is not None and global_rank() == 0
 
 
