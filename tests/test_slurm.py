@@ -185,6 +185,7 @@ def test_an_unknown_partition_is_sbatchs_message_and_no_trial_is_left_running(
     [
         (["hydra/launcher=basic"], "add hydra/launcher=slurm"),
         (["hydra.sweeper.storage=journal:////dev/shm/explab-test.journal"], "which only this node sees"),
+        (["hydra.sweeper.storage=null"], "cannot share a study held in memory"),
     ],
 )
 def test_detach_without_slurm_or_a_shared_storage_is_refused(tmp_path: Path, args: list[str], message: str) -> None:

@@ -1,7 +1,8 @@
 """explab installed from its wheel, as a lab installs it into its own environment: no checkout, no Makefile.
 
 The wheel is built from this checkout and installed into a new virtual environment; its dependencies come from
-the suite's own environment (a ``.pth`` line), so nothing is downloaded.
+the suite's own environment (a ``.pth`` line), so nothing is downloaded, less the packages of explab's optional
+extras, which ``pip install explab`` leaves out too.
 """
 
 from __future__ import annotations
@@ -40,8 +41,32 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], capture_output=True, text=True
     ).stdout.strip()
-    Path(site, "suite_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    Path(site, "suite_dependencies.pth").write_text(str(_without_extras(folder / "dependencies")) + "\n")
     return folder / "env" / "bin"
+
+
+# what the slurm and postgres extras install: their packages in site-packages, each with its .dist-info
+EXTRAS_PACKAGES = (
+    "hydra_plugins/hydra_submitit_launcher", "hydra_submitit_launcher", "submitit", "psycopg", "psycopg_binary"
+)  # fmt: skip
+
+
+def _without_extras(folder: Path) -> Path:
+    """``folder``: links to the suite's site-packages, less ``EXTRAS_PACKAGES``."""
+    _link_all_but(Path(sysconfig.get_path("purelib")), folder, set(EXTRAS_PACKAGES))
+    return folder
+
+
+def _link_all_but(source: Path, target: Path, left_out: set[str]) -> None:
+    target.mkdir(parents=True)
+    for entry in source.iterdir():
+        if any(entry.name == name or entry.name.startswith((f"{name}-", f"{name}.")) for name in left_out):
+            continue
+        inside = {name.partition("/")[2] for name in left_out if name.startswith(f"{entry.name}/")}
+        if inside:
+            _link_all_but(entry, target / entry.name, inside)
+        else:
+            (target / entry.name).symlink_to(entry)
 
 
 def _env(bin_dir: Path) -> dict[str, str]:
@@ -100,3 +125,42 @@ def test_a_wheel_install_trains_in_its_folder_and_names_a_ui_command_that_serves
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "store", "message"),
+    [
+        (
+            ["-m", "hparams_search=digits_optuna", "hydra/launcher=slurm"],
+            None,
+            "hydra/launcher=slurm submits through hydra-submitit-launcher, which this environment lacks: "
+            "pip install 'explab[slurm]'",
+        ),
+        (
+            ["-m", "hparams_search=digits_optuna", "hydra.sweeper.storage=postgresql://lab@127.0.0.1/optuna"],
+            None,
+            "the study's storage postgresql://lab@127.0.0.1/optuna needs the database driver psycopg, which this "
+            "environment lacks: pip install 'explab[postgres]'",
+        ),
+        (
+            [],
+            "postgresql://lab:s3cret@127.0.0.1/mlflow",
+            "The MLflow tracking store postgresql://lab:***@127.0.0.1/mlflow needs the database driver psycopg, "
+            "which this environment lacks: pip install 'explab[postgres]'",
+        ),
+    ],
+)
+def test_a_setting_that_needs_an_extra_names_the_extra_to_install(
+    installed: Path, tmp_path: Path, arguments: list[str], store: str | None, message: str
+) -> None:
+    done = subprocess.run(
+        [str(installed / "explab-train"), *arguments],
+        cwd=tmp_path,
+        env={**_env(installed), **({"MLFLOW_TRACKING_URI": store} if store else {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1 and message in done.stderr, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "s3cret" not in done.stdout + done.stderr
+    assert not (tmp_path / "mlruns").exists(), "refused before a study or a run was made"

@@ -279,6 +279,34 @@ def _say_what_is_missing(config_name: str, arguments: list[str]) -> None:
     raise SystemExit(1)
 
 
+# launcher options that only an optional extra's plugin provides: Hydra, lacking it, answered "In
+# 'hydra/launcher/slurm': Could not load 'hydra/launcher/submitit_slurm'", which names neither the package
+# nor the extra
+_EXTRA_LAUNCHERS = {
+    option: ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher", "slurm")
+    for option in ("slurm", "submitit_slurm", "submitit_local")
+}
+
+
+def _say_which_extra_is_missing(arguments: list[str]) -> None:
+    """Exit with one message when the command line picks a launcher whose plugin is not installed, naming
+    the extra that installs it."""
+    from importlib.util import find_spec
+
+    for argument in arguments:
+        key, _, option = argument.partition("=")
+        if key.lstrip("+") != "hydra/launcher" or option not in _EXTRA_LAUNCHERS:
+            continue
+        module, package, extra = _EXTRA_LAUNCHERS[option]
+        if find_spec(module) is None:
+            print(
+                f"Error: hydra/launcher={option} submits through {package}, which this environment lacks: "
+                f"pip install 'explab[{extra}]' (in a checkout: .venv/bin/pip install -e '.[{extra}]')",
+                file=sys.stderr,
+            )
+            raise SystemExit(1)
+
+
 def run_hydra_app(app: Callable[[], object], config_name: str) -> None:
     """Run a ``@hydra.main`` app; on a composition error, print which key is wrong and what is valid."""
     from explab.utils.shutdown import finish_at_exit
@@ -286,6 +314,7 @@ def run_hydra_app(app: Callable[[], object], config_name: str) -> None:
     finish_at_exit()
     sys.argv = [sys.argv[0], *_hydra_cfg_resolvable(_options_first(sys.argv[1:]))]
     _say_what_is_missing(config_name, sys.argv[1:])
+    _say_which_extra_is_missing(sys.argv[1:])
     try:
         app()
     except ReportedError:

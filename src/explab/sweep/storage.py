@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from explab.errors import ExplabError, first_line
-from explab.tracking.store import shown_url
+from explab.tracking.store import missing_driver, shown_url
 
 if TYPE_CHECKING:
     import optuna
@@ -70,6 +70,11 @@ def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
     for attempt in range(attempts):
         try:
             return optuna.storages.RDBStorage(url)
+        except ImportError as error:
+            raise StudyStorageError(
+                f"the study's storage {missing_driver(url, error)}, or give a journal file "
+                "(journal:///path/to/study.journal), which needs none"
+            ) from None
         except (IntegrityError, OperationalError, ProgrammingError) as error:
             if attempt == attempts - 1:
                 raise StudyStorageError(

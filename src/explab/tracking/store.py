@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 SQLITE_PREFIX = "sqlite:///"
+# the database servers MLflow keeps a tracking store in, through SQLAlchemy (dialect and dialect+driver)
+DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")
 PROBE_SECONDS = 5
 
 
@@ -190,6 +192,8 @@ def check_store(tracking_uri: str) -> None:
         _probe_server(tracking_uri)
     elif tracking_uri.startswith(SQLITE_PREFIX):
         _check_sqlite_file(tracking_uri, Path(tracking_uri.removeprefix(SQLITE_PREFIX)))
+    elif tracking_uri.startswith(DATABASE_SCHEMES):
+        _probe_database(tracking_uri)
 
 
 def _probe_server(tracking_uri: str) -> None:
@@ -211,6 +215,38 @@ def _probe_server(tracking_uri: str) -> None:
             f"The MLflow tracking server {shown_url(tracking_uri)} does not answer ({reason}): start it (make server) "
             "or set MLFLOW_TRACKING_URI to a server that is up (unset it to use the local store under mlruns/)."
         ) from None
+
+
+def _probe_database(tracking_uri: str) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.pool import NullPool
+
+    # psycopg and PyMySQL wait for a host that drops the packets as long as the OS lets them without this
+    timeout = {"connect_timeout": PROBE_SECONDS} if tracking_uri.startswith(("postgresql", "mysql")) else {}
+    try:
+        engine = create_engine(tracking_uri, poolclass=NullPool, connect_args=timeout)
+    except ImportError as error:
+        raise TrackingStoreError(f"The MLflow tracking store {missing_driver(tracking_uri, error)}") from None
+    try:
+        with engine.connect():
+            return
+    except SQLAlchemyError as error:
+        reason = first_line(getattr(error, "orig", None) or error)
+        raise TrackingStoreError(
+            f"The MLflow tracking store {shown_url(tracking_uri)} does not answer ({reason}): start the database "
+            "or correct the URI in MLFLOW_TRACKING_URI (unset it to use the local store under mlruns/)."
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def missing_driver(url: str, error: ImportError) -> str:
+    """``"<url> needs the database driver <module>, which this environment lacks: <how to install it>"``, for
+    the ImportError SQLAlchemy (or Optuna, whose own error names no module) raised opening ``url``."""
+    module = getattr(error, "name", None) or getattr(error.__cause__, "name", None) or "its driver"
+    fix = "pip install 'explab[postgres]'" if url.startswith("postgresql") else f"pip install {module}"
+    return f"{shown_url(url)} needs the database driver {module}, which this environment lacks: {fix}"
 
 
 def _check_sqlite_file(tracking_uri: str, database: Path) -> None:
