@@ -842,6 +842,35 @@ def test_an_unreachable_server_is_named_at_once_without_its_password(tmp_path: P
 
 
 @pytest.mark.slow
+def test_an_mlflow_file_store_is_refused_with_the_command_that_moves_its_runs_into_a_store_explab_uses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow 2 kept runs in a folder (``MLFLOW_TRACKING_URI=./mlruns``); MLflow 3 refuses one, and the
+    command ended in MLflow's traceback."""
+    folder = tmp_path / "mlflow2"
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow's opt-out, to write such a store here
+    old = MlflowClient(f"file://{folder}")
+    earlier = old.create_run(old.create_experiment("digits_cnn")).info.run_id
+    old.log_metric(earlier, "val/acc", 0.5)
+    old.set_terminated(earlier)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE")
+
+    done = run_cli("explab-train", *paths(tmp_path), cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"file://{folder}"})
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert f"The MLflow tracking store file://{folder} is a folder of files" in done.stderr
+    move = re.search(r"\(mlflow migrate-filestore (.+?)\)", done.stderr)
+    assert move, done.stderr[-2000:]
+    subprocess.run([str(BIN / "mlflow"), "migrate-filestore", *move.group(1).split(), "--no-progress"], check=True)
+
+    trained = run_cli(
+        "explab-train", f"paths.mlruns_dir={folder}", "trainer.max_epochs=1", "log_model=false", cwd=tmp_path
+    )  # as the message goes on: MLFLOW_TRACKING_URI unset, the folder given
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    runs = {run.info.run_id: run for run in runs_in(folder, "digits_cnn")}
+    assert len(runs) == 2 and runs[earlier].data.metrics["val/acc"] == 0.5, "the earlier run moved along"
+
+
+@pytest.mark.slow
 def test_a_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
     (tmp_path / "notes.db").write_text("not a database")
     done = run_cli(

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 SQLITE_PREFIX = "sqlite:///"
 # the database servers MLflow keeps a tracking store in, through SQLAlchemy (dialect and dialect+driver)
 DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")
+# what marks a folder as MLflow's file store besides its experiments' numbered folders (as `mlflow
+# migrate-filestore` finds one)
+FILE_STORE_FOLDERS = frozenset({".trash", "models", "mlruns"})
 PROBE_SECONDS = 5
 
 
@@ -194,6 +197,51 @@ def check_store(tracking_uri: str) -> None:
         _check_sqlite_file(tracking_uri, Path(tracking_uri.removeprefix(SQLITE_PREFIX)))
     elif tracking_uri.startswith(DATABASE_SCHEMES):
         _probe_database(tracking_uri)
+    elif (folder := _folder_store(tracking_uri)) is not None:
+        _check_folder_store(tracking_uri, folder)
+
+
+def _folder_store(tracking_uri: str) -> Path | None:
+    """The folder of an MLflow file store (``file:///path``, or a bare path such as ``./mlruns``); None for
+    any other URI."""
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
+
+    scheme = urlsplit(tracking_uri).scheme
+    if scheme == "file":
+        return Path(url2pathname(urlsplit(tracking_uri).path)).resolve()
+    return Path(tracking_uri).resolve() if not scheme else None
+
+
+def _check_folder_store(tracking_uri: str, folder: Path) -> None:
+    """MLflow 3 refuses a file store, in a traceback, unless ``MLFLOW_ALLOW_FILE_STORE=true`` (a habit of
+    MLflow 2, whose default it was): say what to use instead, and how the runs already there move along."""
+    from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
+
+    if MLFLOW_ALLOW_FILE_STORE.get():
+        return
+    database = f"{SQLITE_PREFIX}{folder}/mlflow.db"
+    if (folder / "mlflow.db").is_file():  # explab's own store folder, given as the folder
+        instead = (
+            f"That folder holds an MLflow database: set MLFLOW_TRACKING_URI={database}, or unset it and give "
+            f"paths.mlruns_dir={folder}"
+        )
+    elif folder.is_dir() and any(
+        entry.name.isdigit() or entry.name in FILE_STORE_FOLDERS for entry in folder.iterdir()
+    ):
+        instead = (
+            f"To go on with the runs recorded there, move them into a database once (mlflow migrate-filestore "
+            f"--source {folder} --target {database}), then unset MLFLOW_TRACKING_URI and give "
+            f"paths.mlruns_dir={folder}"
+        )
+    else:
+        instead = (
+            f"Set MLFLOW_TRACKING_URI={database}, or unset it to record in the SQLite store under paths.mlruns_dir"
+        )
+    raise TrackingStoreError(
+        f"The MLflow tracking store {tracking_uri} is a folder of files (MLflow's file store), which MLflow 3 no "
+        f"longer writes to. {instead}."
+    )
 
 
 def _probe_server(tracking_uri: str) -> None:
