@@ -43,6 +43,11 @@ $(VENV)/.installed-dev: pyproject.toml $(LOCK) | $(BIN)/python
 	$(BIN)/pip install --quiet $(PIP_FLAGS) -e '.[dev]'
 	@touch $@ $(VENV)/.installed
 
+# make server's MLflow reaches its PostgreSQL store through the postgres extra's driver
+$(VENV)/.installed-postgres: pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/pip install --quiet $(PIP_FLAGS) -e '.[postgres]'
+	@touch $@ $(VENV)/.installed
+
 install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
@@ -73,7 +78,7 @@ ui: install
 	$(BIN)/mlflow ui --backend-store-uri $(STORE) \
 	    --default-artifact-root $(MLRUNS)/artifacts --host $(HOST) --port $(PORT) --workers 1
 
-server: install
+server: $(VENV)/.installed-postgres
 	HOST=$(HOST) PORT=$(PORT) BIN=$(CURDIR)/$(BIN) scripts/team_server.sh
 
 # about 30 minutes on 2 cores; each script also runs alone (see bench/README.md)

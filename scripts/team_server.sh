@@ -21,6 +21,17 @@ as_postgres() {  # PostgreSQL refuses to run as root
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+SERVER=""
+STARTED_CLUSTER=""
+# On any exit (Ctrl-C, or the MLflow server failing to start) the server stops, then the cluster this script
+# started: left running, it held the folder, and the next `make server` failed to start its own.
+stop() {
+  if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi
+  if [ -n "$STARTED_CLUSTER" ]; then as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast stop >/dev/null || true; fi
+}
+trap stop EXIT
+trap 'exit 0' INT TERM
+
 if [ -z "${BACKEND_STORE_URI:-}" ]; then
   PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
   if [ -z "$PG_BIN" ]; then
@@ -32,9 +43,13 @@ if [ -z "${BACKEND_STORE_URI:-}" ]; then
     [ "$(id -u)" = 0 ] && chown postgres "$PGDATA"
     as_postgres "$PG_BIN/initdb" -D "$PGDATA" -U postgres --auth=trust >/dev/null
   fi
-  as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGDATA" start >/dev/null
-  trap 'as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast stop >/dev/null' EXIT
+  if as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" status >/dev/null; then
+    STARTED_CLUSTER=""  # already running (another server of this folder): used, and left running
+  else
+    as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w \
+      -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGDATA" start >/dev/null
+    STARTED_CLUSTER=1
+  fi
   for db in mlflow optuna; do
     as_postgres "$PG_BIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -tAc \
       "SELECT 1 FROM pg_database WHERE datname='$db'" | grep -q 1 ||
@@ -49,6 +64,4 @@ echo "Tracking server: export MLFLOW_TRACKING_URI=http://$HOST:$PORT"
 "$BIN/mlflow" server --backend-store-uri "$BACKEND_STORE_URI" --artifacts-destination "$ARTIFACTS" \
   --serve-artifacts --host "$HOST" --port "$PORT" --workers "$WORKERS" &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; ${PG_BIN:+as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast stop >/dev/null}' EXIT
-trap 'exit 0' INT TERM
 wait $SERVER

@@ -39,12 +39,16 @@ def get_json(url: str, payload: dict | None = None) -> dict:
         return json.loads(answer.read())
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[dict[str, str]]:
-    # the postgres user writes its cluster below it: in the machine's temporary folder, which it can enter
-    folder = Path(tempfile.mkdtemp(prefix="explab-pg-", dir=MACHINE_TEMP))
-    folder.chmod(0o755)
-    pg_port, port = free_port(), free_port()
+def pg_ctl(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``pg_ctl`` on the cluster of ``folder``, as the postgres user (it refuses root)."""
+    command = str(Path(PG_BIN[-1]).parent / "pg_ctl")
+    return subprocess.run(
+        ["runuser", "-u", "postgres", "--", command, "-D", str(folder / "pg"), *args], capture_output=True, text=True
+    )
+
+
+def start_team_server(folder: Path, pg_port: int, port: int) -> subprocess.Popen[bytes]:
+    """``scripts/team_server.sh`` with its cluster in ``folder``, in its own process group, once it answers."""
     env = {
         **os.environ,
         "PGDATA": str(folder / "pg"),
@@ -55,39 +59,59 @@ def server() -> Iterator[dict[str, str]]:
         "BIN": str(BIN),
         "HOST": "127.0.0.1",
     }
-    log = (folder / "server.log").open("w")
-    proc = subprocess.Popen(
-        [str(ROOT / "scripts" / "team_server.sh")],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answering(f"{uri}/health", proc, (folder / "server.log").read_text)
-        yield {"uri": uri, "optuna": f"postgresql://postgres@127.0.0.1:{pg_port}/optuna"}
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
-        subprocess.run(
-            [
-                "runuser",
-                "-u",
-                "postgres",
-                "--",
-                str(Path(PG_BIN[-1]).parent / "pg_ctl"),
-                "-D",
-                str(folder / "pg"),
-                "-m",
-                "immediate",
-                "stop",
-            ],
-            capture_output=True,
-            check=False,
+    with (folder / "server.log").open("w") as log:
+        proc = subprocess.Popen(
+            [str(ROOT / "scripts" / "team_server.sh")],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-        log.close()
-        shutil.rmtree(folder, ignore_errors=True)
+    wait_until_answering(f"http://127.0.0.1:{port}/health", proc, (folder / "server.log").read_text)
+    return proc
+
+
+def new_cluster_folder() -> Path:
+    # the postgres user writes its cluster below it: in the machine's temporary folder, which it can enter
+    folder = Path(tempfile.mkdtemp(prefix="explab-pg-", dir=MACHINE_TEMP))
+    folder.chmod(0o755)
+    return folder
+
+
+def remove_cluster(folder: Path) -> None:
+    pg_ctl(folder, "-m", "immediate", "stop")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def folder() -> Iterator[Path]:
+    folder = new_cluster_folder()
+    yield folder
+    remove_cluster(folder)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[dict[str, str]]:
+    folder = new_cluster_folder()
+    pg_port, port = free_port(), free_port()
+    try:
+        proc = start_team_server(folder, pg_port, port)
+        try:
+            yield {"uri": f"http://127.0.0.1:{port}", "optuna": f"postgresql://postgres@127.0.0.1:{pg_port}/optuna"}
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+    finally:
+        remove_cluster(folder)
+
+
+def test_ctrl_c_stops_the_server_and_the_database_it_started(folder: Path) -> None:
+    """The cluster outlived a Ctrl-C of `make server`, and the next `make server` failed: "pg_ctl: could not
+    start server"."""
+    proc = start_team_server(folder, free_port(), free_port())
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches its whole foreground process group
+    assert proc.wait(timeout=60) == 0, (folder / "server.log").read_text()[-2000:]
+    assert pg_ctl(folder, "status").returncode == 3, "no server running"
 
 
 def test_server_receives_concurrent_training_and_sweep(server: dict[str, str], tmp_path: Path) -> None:
@@ -201,3 +225,15 @@ def test_a_password_in_the_tracking_uri_is_recorded_nowhere(server: dict[str, st
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False,
         )  # fmt: skip
         assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+
+def test_make_server_installs_the_driver_of_its_store_first(tmp_path: Path) -> None:
+    """`make train`'s environment has no extras, and MLflow could not open the PostgreSQL store: "No module
+    named 'psycopg'"."""
+    done = subprocess.run(
+        ["make", "-n", "-C", str(ROOT), "server", f"VENV={tmp_path}/venv"], capture_output=True, text=True, check=True
+    )
+    steps = done.stdout.splitlines()
+    [install] = [i for i, step in enumerate(steps) if "pip install" in step and "-e '.[postgres]'" in step]
+    [serve] = [i for i, step in enumerate(steps) if "team_server.sh" in step]
+    assert install < serve, done.stdout
