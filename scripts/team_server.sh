@@ -32,6 +32,14 @@ stop() {
 trap stop EXIT
 trap 'exit 0' INT TERM
 
+# MLflow would only log the bind error and exit 0, after the lines below had named the other program's address
+if "$BIN/python" -c "import sys; from explab.tracking.ui import port_taken; sys.exit(not port_taken(sys.argv[1]))" \
+  "http://$HOST:$PORT"; then
+  echo "http://$HOST:$PORT is taken by another program (an earlier make server still running?): stop it, or" \
+    "serve on another port: make server PORT=$((PORT + 1))" >&2
+  exit 1
+fi
+
 if [ -z "${BACKEND_STORE_URI:-}" ]; then
   PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
   if [ -z "$PG_BIN" ]; then

@@ -122,6 +122,15 @@ def _in_training_view(page: Page) -> None:
     assert "Models" in body and "Evaluation runs" not in body and "Judges" not in body, body[:800]
 
 
+def test_a_second_make_ui_on_the_same_port_says_the_port_is_taken(ui: dict, project: dict) -> None:
+    """MLflow logged its bind error and exited 0, after make ui had printed links to the other program."""
+    [serve] = set(project["serve"])
+    done = subprocess.run([*serve.split(), f"PORT={ui['port']}"], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0, done.stdout[-2000:]
+    assert f"{ui['base']} is taken by another program" in done.stderr and f"PORT={ui['port'] + 1}" in done.stderr
+    assert ui["base"] not in done.stdout, "no links to the other program"
+
+
 def test_the_link_explab_prints_opens_the_run_in_the_training_view(browser, ui, project, screenshots) -> None:
     [link, *_] = project["run_links"]
     page = _open(browser, link.replace("http://127.0.0.1:5000", ui["base"]))

@@ -227,6 +227,18 @@ def test_a_password_in_the_tracking_uri_is_recorded_nowhere(server: dict[str, st
         assert resumed.returncode == 0, resumed.stderr[-3000:]
 
 
+def test_a_second_server_on_the_same_port_says_the_port_is_taken(server: dict[str, str], folder: Path) -> None:
+    """MLflow logged its bind error and exited 0, after the script had printed the other program's address."""
+    port = int(server["uri"].rpartition(":")[2])
+    env = {**os.environ, "PGDATA": str(folder / "pg"), "PORT": str(port), "BIN": str(BIN), "HOST": "127.0.0.1"}
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "team_server.sh")], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"{server['uri']} is taken by another program" in done.stderr and f"PORT={port + 1}" in done.stderr
+    assert not (folder / "pg").exists(), "refused before a cluster was made"
+
+
 def test_make_server_installs_the_driver_of_its_store_first(tmp_path: Path) -> None:
     """`make train`'s environment has no extras, and MLflow could not open the PostgreSQL store: "No module
     named 'psycopg'"."""

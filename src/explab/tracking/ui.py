@@ -97,8 +97,32 @@ def experiment_links(tracking_uri: str, base_url: str) -> list[str]:
     return [f"{e.name}: {runs_link(base_url, e.experiment_id)}" for e in experiments]
 
 
+def port_taken(base_url: str) -> bool:
+    """Whether another program listens where ``base_url`` would be served (bound as uvicorn binds, with
+    ``SO_REUSEADDR``, so a port an earlier server just left counts as free)."""
+    import socket
+
+    parts = urlsplit(base_url)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((parts.hostname or "127.0.0.1", parts.port or 80))
+        except OSError:
+            return True
+    return False
+
+
 def main(argv: list[str] | None = None) -> None:
     tracking_uri, base_url = (argv if argv is not None else sys.argv[1:])[:2]
+    if port_taken(base_url):
+        # MLflow would only log the bind error and exit 0, after these links had named the other program
+        port = urlsplit(base_url).port
+        print(
+            f"Error: {base_url} is taken by another program (an earlier make ui still running?): stop it, or "
+            f"serve on another port, adding PORT={(port or 5000) + 1} to the make ui command",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
     links = experiment_links(tracking_uri, base_url)
     print(f"MLflow UI on {base_url}; each experiment's runs (the model-training view):")
     for line in links or [f"(no runs yet) {base_url.rstrip('/')}/#/experiments?{TRAINING_VIEW}"]:
