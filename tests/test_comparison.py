@@ -1,10 +1,13 @@
-"""Which way is better for a metric, when the report is not told."""
+"""Which way is better for a metric, when the report is not told; intervals and tests of values without spread."""
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import pytest
 
-from explab.comparison import interval, lower_is_better, within_range
+from explab.comparison import compare, interval, lower_is_better, within_range
 
 
 @pytest.mark.parametrize(
@@ -38,3 +41,16 @@ def test_an_interval_is_cut_to_the_values_its_metric_can_take(metric: str, value
     assert (cut.n, cut.mean, cut.std) == (raw.n, raw.mean, raw.std)
     assert cut.low == (low if low is not None else raw.low) and cut.high == (high if high is not None else raw.high)
     assert (low is None or raw.low < low) and (high is None or raw.high > high), "the raw interval reaches past"
+
+
+def test_values_that_differ_only_by_rounding_are_tested_without_scipys_warning_of_precision_loss() -> None:
+    """Two configurations that move together seed by seed: 0.90 - 0.95 and 0.91 - 0.96 differ in their last
+    bits, and scipy warned of "catastrophic cancellation ... Results may be unreliable" in explab-report."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        paired = compare({1: 0.95, 2: 0.96}, {1: 0.90, 2: 0.91})
+        tied = compare({1: 0.1 + 0.2, 2: 0.3}, {3: 0.3, 4: 0.3})
+        flat = interval([0.1 + 0.2, 0.3, 0.3])
+    assert (paired.p, paired.effect_size) == (0.0, -math.inf), "the same difference on every seed"
+    assert tied.p == 1.0
+    assert (flat.std, flat.low, flat.high) == (0.0, flat.mean, flat.mean)

@@ -99,6 +99,13 @@ def within_range(found: Interval, metric: str) -> Interval:
     return Interval(found.n, found.mean, found.std, max(found.low, low), min(found.high, high))
 
 
+def _no_spread(values: np.ndarray) -> bool:
+    """Whether ``values`` are one number but for rounding (0.1 + 0.2 and 0.3; the differences of two
+    configurations that move together, seed by seed). scipy then warns of "catastrophic cancellation" and
+    computes from rounding noise; the answer for no spread is exact."""
+    return bool(np.allclose(values, values[0], rtol=1e-9, atol=1e-12))
+
+
 def interval(values: Sequence[float], method: str = "t", confidence: float = 0.95, seed: int = 0) -> Interval:
     """The mean of ``values`` with its ``confidence`` interval: Student t, or a percentile bootstrap."""
     from scipy import stats
@@ -108,9 +115,9 @@ def interval(values: Sequence[float], method: str = "t", confidence: float = 0.9
     mean = float(data.mean()) if n else math.nan
     if n < MIN_REPEATS:
         return Interval(n, mean, math.nan, math.nan, math.nan)
-    std = float(data.std(ddof=1))
-    if std == 0.0:  # scipy answers NaN for a spread of zero; every value agrees, so does the interval
+    if _no_spread(data):  # scipy answers NaN for a spread of zero; every value agrees, so does the interval
         return Interval(n, mean, 0.0, mean, mean)
+    std = float(data.std(ddof=1))
     if method == "bootstrap":
         found = stats.bootstrap(
             (data,), np.mean, confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed)
@@ -178,12 +185,15 @@ def compare(baseline: Mapping[str, float], other: Mapping[str, float], test: str
         a = np.array([baseline[s] for s in shared], dtype=float)
         b = np.array([other[s] for s in shared], dtype=float)
         differences = b - a
-        spread = differences.std(ddof=1)
+        constant = _no_spread(differences)
+        spread = 0.0 if constant else differences.std(ddof=1)
         effect = float(differences.mean() / spread) if spread > 0 else math.copysign(math.inf, differences.mean())
         if not differences.any():
             p = 1.0  # identical on every seed: nothing to test, and scipy would warn and answer NaN
         elif test == "wilcoxon":
-            p = float(stats.wilcoxon(b, a).pvalue)
+            p = float(stats.wilcoxon(b, a).pvalue)  # ranks: a constant difference is no special case
+        elif constant:
+            p = 0.0  # the same difference on every seed: t is infinite, as scipy answers with a warning
         else:
             p = float(stats.ttest_rel(b, a).pvalue)
         name = "wilcoxon" if test == "wilcoxon" else "paired t"
@@ -193,9 +203,12 @@ def compare(baseline: Mapping[str, float], other: Mapping[str, float], test: str
     difference = float(b.mean() - a.mean()) if len(a) and len(b) else math.nan
     if min(len(a), len(b)) < MIN_REPEATS:
         return Comparison("welch", len(a), len(b), difference, math.nan, math.nan)
-    pooled = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
+    pooled = 0.0 if _no_spread(a) and _no_spread(b) else math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
     effect = difference / pooled if pooled > 0 else math.nan
-    p = float(stats.ttest_ind(b, a, equal_var=False).pvalue) if pooled > 0 else (1.0 if difference == 0 else 0.0)
+    if pooled > 0:
+        p = float(stats.ttest_ind(b, a, equal_var=False).pvalue)
+    else:  # each side one value: they agree or differ for certain
+        p = 1.0 if _no_spread(np.concatenate([a, b])) else 0.0
     return Comparison("welch", len(a), len(b), difference, p, effect)
 
 
