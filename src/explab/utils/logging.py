@@ -73,7 +73,10 @@ def tidy_lightning_logging() -> None:
     jobs run under ``srun``, so the advice is dropped there; inside a job started without ``srun`` it stands.
     Lightning 2.6 also calls a pytree API that torch deprecated, and torch warns about it in every run
     (Lightning-AI/pytorch-lightning#21326): nothing a researcher can act on, so that one warning is dropped
-    where Lightning's file raises it. Calling it again changes nothing.
+    where Lightning's file raises it. Lightning warns that a run's checkpoint folder "exists and is not
+    empty" on every resume and requeue: explab continues a run in its own folder on purpose and refuses a new
+    run a folder another holds (``explab.machine_checks``), so the warning never names a mistake, and only
+    alarms. Calling it again changes nothing.
     """
     from explab.sweep.slurm import in_slurm_job  # it logs through this module: imported here, not above
 
@@ -83,6 +86,7 @@ def tidy_lightning_logging() -> None:
         FutureWarning,
         module="lightning.pytorch.utilities._pytree",
     )
+    warnings.filterwarnings("ignore", r"Checkpoint directory .* exists and is not empty")
     if not in_slurm_job():
         warnings.filterwarnings("ignore", "The `srun` command is available on your system but is not used")
     if logging.getLogger().handlers:
