@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from explab.config import sqlite_store
 from explab.tracking.ui import server_ui, ui_command
-from tests.conftest import ROOT
+from tests.conftest import BIN, ROOT
+from tests.support.network import free_port
 
 
 @pytest.mark.parametrize(
@@ -45,3 +47,22 @@ def test_the_command_names_the_checkout_when_run_from_another_folder(
     monkeypatch.chdir(tmp_path)
     assert ui_command(sqlite_store(ROOT / "mlruns")) == f"make -C {ROOT} ui"
     assert ui_command(sqlite_store(tmp_path / "mlruns")) == f"make -C {ROOT} ui MLRUNS={tmp_path.resolve()}/mlruns"
+
+
+def test_make_ui_over_a_file_that_is_no_store_says_so_without_a_traceback(tmp_path: Path) -> None:
+    """What ``make ui STORE=...`` runs before it starts MLflow's UI."""
+    (tmp_path / "notes.db").write_text("not a database")
+    done = subprocess.run(
+        [
+            str(BIN / "python"),
+            "-m",
+            "explab.tracking.ui",
+            f"sqlite:///{tmp_path}/notes.db",
+            f"http://127.0.0.1:{free_port()}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert f"Error: The MLflow tracking store sqlite:///{tmp_path}/notes.db is not a database" in done.stderr

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from explab.errors import ExplabError
+
 TRAINING_VIEW = "workflowType=machine_learning"
 LOCAL_UI = "http://127.0.0.1:5000"  # where ``make ui`` serves a store on disk
 
@@ -123,7 +125,11 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         raise SystemExit(1)
-    links = experiment_links(tracking_uri, base_url)
+    try:
+        links = experiment_links(tracking_uri, base_url)
+    except ExplabError as error:  # a store that is not one, or does not answer: its message, not a traceback
+        print(f"Error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
     print(f"MLflow UI on {base_url}; each experiment's runs (the model-training view):")
     for line in links or [f"(no runs yet) {base_url.rstrip('/')}/#/experiments?{TRAINING_VIEW}"]:
         print(f"  {line}")
