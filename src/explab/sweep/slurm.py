@@ -8,6 +8,7 @@ the sweep themselves, each pulling trials until the study is full, and the comma
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -42,6 +43,24 @@ def submission_error(error: BaseException) -> SubmissionError | None:
         lines = [line.strip() for line in str(error).splitlines() if "error" in line.lower()]
         return SubmissionError(f"SLURM refused the job: {' '.join(lines) or str(error)} (check hydra.launcher.*)")
     return None
+
+
+def is_slurm_launcher(launcher: Mapping[str, Any]) -> bool:
+    """Whether ``hydra.launcher`` is hydra-submitit-launcher's SLURM launcher (``hydra/launcher=slurm``)."""
+    target = str(launcher.get("_target_", ""))
+    return "submitit" in target and "Slurm" in target
+
+
+def check_slurm_here() -> None:
+    """Refuse a sweep through SLURM on a machine without SLURM's commands. submitit looks for ``srun`` as it
+    submits the first trial, which then failed with 'Could not detect "srun", are you indeed on a slurm
+    cluster?', and the sweep stopped advising to fix the search space or the code."""
+    missing = [command for command in ("sbatch", "srun") if shutil.which(command) is None]
+    if missing:
+        raise UsageError(
+            f"hydra/launcher=slurm submits SLURM jobs, and this machine has no {' or '.join(missing)}: "
+            "run the command on the cluster's login node, or leave hydra/launcher=slurm out to train here"
+        )
 
 
 def check_storage_reaches_every_node(storage_url: str | None) -> None:

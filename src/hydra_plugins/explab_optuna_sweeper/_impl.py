@@ -59,8 +59,10 @@ from explab.sweep.parent_run import close_parent_run, open_parent_run
 from explab.sweep.pruner import build_pruner, check_pruner, pruner_name, record_pruner
 from explab.sweep.replicates import SEED_ATTR, missing, replicate_seeds, top_configurations
 from explab.sweep.slurm import (
+    check_slurm_here,
     check_storage_reaches_every_node,
     in_slurm_job,
+    is_slurm_launcher,
     slurm_executor,
     submission_error,
     submit_workers,
@@ -282,6 +284,9 @@ class ExplabOptunaSweeperImpl(Sweeper):
         self._check_before_first_trial(space, fixed)
         if self.detach:
             return self._submit_detached_workers(space, fixed)
+        assert self.config is not None
+        if is_slurm_launcher(self.config.hydra.launcher):
+            check_slurm_here()
         gpus = gpu_per_worker(self.n_jobs, self.trials_per_gpu, visible_gpus()) if self._pooled else []
         if len(gpus) > 1:
             return self._run_worker_pool(space, fixed, gpus)
@@ -431,12 +436,13 @@ class ExplabOptunaSweeperImpl(Sweeper):
         """Submit ``n_jobs`` SLURM jobs that each run a worker of the study, and return."""
         assert self.config is not None
         launcher = self.config.hydra.launcher
-        if "submitit" not in str(launcher.get("_target_", "")) or "Slurm" not in str(launcher.get("_target_", "")):
+        if not is_slurm_launcher(launcher):
             raise UsageError(
                 "hydra.sweeper.detach=true submits its workers as SLURM jobs: add hydra/launcher=slurm "
                 f"(the launcher now is {launcher.get('_target_')})"
             )
         check_storage_reaches_every_node(self.storage_url)
+        check_slurm_here()
         self._share_study()
         study, n_trials = self._open_study(space, fixed)  # a changed definition is refused here, not in the jobs
         launcher_params = cast(dict[str, Any], OmegaConf.to_container(launcher, resolve=True))
