@@ -286,25 +286,38 @@ _EXTRA_LAUNCHERS = {
     option: ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher", "slurm")
     for option in ("slurm", "submitit_slurm", "submitit_local")
 }
+_SLURM_LAUNCHERS = frozenset({"slurm", "submitit_slurm"})
 
 
-def _say_which_extra_is_missing(arguments: list[str]) -> None:
-    """Exit with one message when the command line picks a launcher whose plugin is not installed, naming
-    the extra that installs it."""
+def _say_what_the_launcher_lacks(arguments: list[str]) -> None:
+    """Exit with one message when the command line picks a launcher this machine cannot run: its plugin is
+    not installed (named with the extra that installs it), or it submits to SLURM and SLURM's commands are
+    not here (submitit's RuntimeError ended a plain multirun in a traceback)."""
     from importlib.util import find_spec
 
-    for argument in arguments:
-        key, _, option = argument.partition("=")
-        if key.lstrip("+") != "hydra/launcher" or option not in _EXTRA_LAUNCHERS:
-            continue
-        module, package, extra = _EXTRA_LAUNCHERS[option]
+    launcher = next(
+        (a.partition("=")[2] for a in arguments if a.partition("=")[0].lstrip("+") == "hydra/launcher"), None
+    )
+    if launcher in _EXTRA_LAUNCHERS:
+        module, package, extra = _EXTRA_LAUNCHERS[launcher]
         if find_spec(module) is None:
             print(
-                f"Error: hydra/launcher={option} submits through {package}, which this environment lacks: "
+                f"Error: hydra/launcher={launcher} submits through {package}, which this environment lacks: "
                 f"pip install 'explab[{extra}]' (in a checkout: .venv/bin/pip install -e '.[{extra}]')",
                 file=sys.stderr,
             )
             raise SystemExit(1)
+    multirun = bool({"-m", "--multirun"} & set(arguments))
+    # explab's sweeper checks SLURM itself, after its own settings and before its study exists
+    own_sweeper = any(a.startswith(("hparams_search=", "hydra/sweeper=")) for a in arguments)
+    if launcher in _SLURM_LAUNCHERS and multirun and not own_sweeper:
+        from explab.sweep.slurm import check_slurm_here
+
+        try:
+            check_slurm_here()
+        except ExplabError as error:
+            print(f"Error: {error}", file=sys.stderr)
+            raise SystemExit(1) from None
 
 
 def run_hydra_app(app: Callable[[], object], config_name: str) -> None:
@@ -314,7 +327,7 @@ def run_hydra_app(app: Callable[[], object], config_name: str) -> None:
     finish_at_exit()
     sys.argv = [sys.argv[0], *_hydra_cfg_resolvable(_options_first(sys.argv[1:]))]
     _say_what_is_missing(config_name, sys.argv[1:])
-    _say_which_extra_is_missing(sys.argv[1:])
+    _say_what_the_launcher_lacks(sys.argv[1:])
     try:
         app()
     except ReportedError:
