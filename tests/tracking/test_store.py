@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import re
 import sqlite3
 import threading
 import time
@@ -12,7 +13,7 @@ import pytest
 import sqlalchemy
 from mlflow.tracking import MlflowClient
 
-from explab.tracking.store import _store_lock, check_store, every_run, open_client, shown_url
+from explab.tracking.store import TrackingStoreError, _store_lock, check_store, every_run, open_client, shown_url
 from tests.conftest import tracking_uri_for
 
 
@@ -81,3 +82,18 @@ def test_every_run_reads_every_page(tmp_path) -> None:
         made.add(run.info.run_id)
     found = every_run(client, [experiment], "attributes.status = 'FINISHED'", page_size=2)
     assert len(found) == 5 and {r.info.run_id for r in found} == made
+
+
+def test_a_folder_is_refused_as_mlflow_3_refuses_it_and_databricks_is_no_folder(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlruns").mkdir()
+    (tmp_path / "mlruns" / "mlflow.db").touch()  # explab's store folder, given as a folder
+    with pytest.raises(
+        TrackingStoreError, match=re.escape(f"set MLFLOW_TRACKING_URI=sqlite:///{tmp_path}/mlruns/mlflow.db")
+    ):
+        check_store("./mlruns")
+    with pytest.raises(
+        TrackingStoreError, match=re.escape(f"Set MLFLOW_TRACKING_URI=sqlite:///{tmp_path}/new/mlflow.db")
+    ):
+        check_store(f"file://{tmp_path}/new")
+    check_store("databricks")  # MLflow's name for a Databricks workspace: nothing here to check

@@ -189,7 +189,9 @@ def check_store(tracking_uri: str) -> None:
 
     MLflow itself retries an unreachable server for minutes and would turn any SQLite file, another
     application's database included, into an MLflow store. A server must answer on its ``/health``; a
-    SQLite file must be empty, new, or already an MLflow store.
+    SQLite file must be empty, new, or already an MLflow store; a database server (PostgreSQL, MySQL) must
+    have its driver installed and take one connection; a folder, MLflow 2's file store, is refused as MLflow
+    3 refuses it, with how its runs move into a SQLite store.
     """
     if tracking_uri.startswith(("http://", "https://")):
         _probe_server(tracking_uri)
@@ -210,7 +212,9 @@ def _folder_store(tracking_uri: str) -> Path | None:
     scheme = urlsplit(tracking_uri).scheme
     if scheme == "file":
         return Path(url2pathname(urlsplit(tracking_uri).path)).resolve()
-    return Path(tracking_uri).resolve() if not scheme else None
+    # MLflow reads "databricks" and "databricks-uc" as names of its own, not as folders
+    is_folder = not scheme and not tracking_uri.startswith("databricks")
+    return Path(tracking_uri).resolve() if is_folder else None
 
 
 def _check_folder_store(tracking_uri: str, folder: Path) -> None:
