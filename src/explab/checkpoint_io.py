@@ -9,6 +9,7 @@ leaves a truncated checkpoint under that name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from explab.checkpoints import unreadable_checkpoint_error
+from explab.checkpoints import CheckpointError, unreadable_checkpoint_error
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -42,8 +43,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(staging, path)
-        except BaseException:
+        except BaseException as error:
             staging.unlink(missing_ok=True)
+            full = _no_room(error)
+            if full is not None:
+                raise CheckpointError(
+                    f"checkpoint {path} could not be written: {full.strerror} in {path.parent} (the checkpoints "
+                    "written before are whole). Free space there, or give the runs' folders another file system: "
+                    "paths.log_dir=FOLDER"
+                ) from error
             raise
         _fsync_folder(path.parent)
 
@@ -59,6 +67,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise
         except Exception as error:
             raise unreadable_checkpoint_error(Path(path), error) from error
+
+
+# what a full disk, a quota, or a limit on file size raise as torch.save writes
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _no_room(error: BaseException) -> OSError | None:
+    """The ``NO_ROOM`` OSError behind ``error``, if any: torch.save reports one as its zip writer's
+    "unexpected pos 306816 vs 306704", with the OSError only as that error's context."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in NO_ROOM:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _fsync_folder(folder: Path) -> None:
