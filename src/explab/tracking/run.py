@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from explab.errors import Stopped, UsageError, first_line
 from explab.tracking.orphans import PID_TAG, close_orphaned_runs, still_running
-from explab.tracking.store import deleted_experiment, open_client
+from explab.tracking.store import deleted_experiment, open_client, server_access
 from explab.utils.logging import get_logger
 from explab.utils.signals import Terminated, held, interrupted_by_ctrl_c, sigterm_raises_terminated
 
@@ -139,6 +139,18 @@ class TrackedRun:
         run_name: str | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> TrackedRun:
+        with server_access(tracking_uri):
+            return cls._create(tracking_uri, experiment_name, artifact_location, run_name, tags)
+
+    @classmethod
+    def _create(
+        cls,
+        tracking_uri: str,
+        experiment_name: str,
+        artifact_location: str | None,
+        run_name: str | None,
+        tags: Mapping[str, str] | None,
+    ) -> TrackedRun:
         client = open_client(tracking_uri)
         experiment = client.get_experiment_by_name(experiment_name)
         if experiment is None:
@@ -175,7 +187,8 @@ class TrackedRun:
             if info.status == "RUNNING":
                 raise UsageError(still_running(run.client, run_id))
         run.status_before_resume = info.status
-        run.client.update_run(run_id, status="RUNNING")
+        with server_access(tracking_uri):  # another member's run, which this account may only read
+            run.client.update_run(run_id, status="RUNNING")
         run.set_tags({PID_TAG: os.getpid()})
         return run
 

@@ -15,6 +15,7 @@ from explab.errors import ExplabError, UsageError, first_line
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
 SQLITE_PREFIX = "sqlite:///"
@@ -61,7 +62,11 @@ def open_client(tracking_uri: str) -> MlflowClient:
         # MLflow prints "View run ... at: URL" with the tracking URI as typed, a password included (into job
         # logs on a cluster); explab's own line for each run links the server's page without it
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-        return MlflowClient(tracking_uri)
+        client = MlflowClient(tracking_uri)
+        if tracking_uri.startswith(("http://", "https://")):
+            with server_access(tracking_uri):  # a server that asks who is there refuses every command alike
+                client.search_experiments(max_results=1)
+        return client
     database = Path(tracking_uri.removeprefix(SQLITE_PREFIX))
     database.parent.mkdir(parents=True, exist_ok=True)
     _tune_connections_to(database)
@@ -69,6 +74,49 @@ def open_client(tracking_uri: str) -> MlflowClient:
         client = MlflowClient(tracking_uri)
         client.search_experiments(max_results=1)
     return client
+
+
+@contextlib.contextmanager
+def server_access(tracking_uri: str) -> Iterator[None]:
+    """Inside, a tracking server's refusal (MLflow's auth app: 401 for no or a wrong account, 403 for no
+    permission) is raised as a ``TrackingStoreError`` that says what to set or ask for; MLflow's own error,
+    "API request to endpoint /api/2.0/mlflow/runs/create failed with error code 403 != 200", came as a
+    traceback."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as error:
+        refused = _refused_access(tracking_uri, error)
+        if refused is None:
+            raise
+        raise refused from None
+
+
+def _refused_access(tracking_uri: str, error: MlflowException) -> TrackingStoreError | None:
+    import re
+
+    # MLflow raises a JSON answer's error code as it is, and a plain-text answer with its HTTP status
+    code, said = getattr(error, "error_code", ""), str(error)
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    server = shown_url(tracking_uri)
+    if code == "UNAUTHENTICATED" or "failed with error code 401" in said:
+        who = (
+            f"it does not take the account given (MLFLOW_TRACKING_USERNAME={user}) with its password"
+            if user
+            else "it asks who you are"
+        )
+        return TrackingStoreError(
+            f"The MLflow tracking server {server} refuses the request: {who}. Set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD to your account there (or MLFLOW_TRACKING_TOKEN to a token it issued)."
+        )
+    if code == "PERMISSION_DENIED" or "failed with error code 403" in said:
+        endpoint = re.search(r"endpoint (\S+)", said)
+        return TrackingStoreError(
+            f"The MLflow tracking server {server} does not let {user or 'this account'} write here"
+            f"{f' ({endpoint.group(1)})' if endpoint else ''}: ask its admin for EDIT permission on the experiment."
+        )
+    return None
 
 
 def every_run(client: MlflowClient, experiment_ids: list[str], filter_string: str, page_size: int = 5000) -> list[Run]:
