@@ -203,6 +203,7 @@ def test_detach_without_slurm_or_a_shared_storage_is_refused(tmp_path: Path, arg
         ["hparams_search=digits_optuna"],
         ["hparams_search=digits_optuna", "hydra.sweeper.detach=true"],
         ["seed=1,2"],  # a plain multirun: submitit's RuntimeError ended it in a traceback
+        ["hydra/sweeper=basic", "seed=1,2"],
     ],
 )
 def test_a_slurm_sweep_on_a_machine_without_slurm_is_refused_before_its_study_exists(

@@ -309,7 +309,7 @@ def _say_what_the_launcher_lacks(arguments: list[str]) -> None:
             raise SystemExit(1)
     multirun = bool({"-m", "--multirun"} & set(arguments))
     # explab's sweeper checks SLURM itself, after its own settings and before its study exists
-    own_sweeper = any(a.startswith(("hparams_search=", "hydra/sweeper=")) for a in arguments)
+    own_sweeper = any(a.startswith(("hparams_search=", "hydra/sweeper=explab_optuna")) for a in arguments)
     if launcher in _SLURM_LAUNCHERS and multirun and not own_sweeper:
         from explab.sweep.slurm import check_slurm_here
 

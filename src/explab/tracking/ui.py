@@ -105,10 +105,11 @@ def port_taken(base_url: str) -> bool:
     import socket
 
     parts = urlsplit(base_url)
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+    host = parts.hostname or "127.0.0.1"
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((parts.hostname or "127.0.0.1", parts.port or 80))
+            probe.bind((host, parts.port or 80))
         except OSError:
             return True
     return False
