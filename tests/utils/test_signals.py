@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from explab.utils.signals import Terminated, held, interrupts_deferred, sigterm_raises_terminated
+from explab.utils.signals import Terminated, held, interrupts_deferred, sigterm_raises_terminated, stop_behind
 
 
 @pytest.fixture
@@ -83,3 +83,18 @@ def test_nothing_is_ended_when_taking_fails() -> None:
     with pytest.raises(ConnectionError), held(take, lambda thing, error: ended.append(thing)):
         pytest.fail("the block ran without the thing")
     assert ended == []
+
+
+def test_a_stop_a_librarys_failing_cleanup_replaced_is_found_behind_its_error() -> None:
+    """A SIGTERM inside Hydra's job setup left its config half-made; its cleanup then raised an AttributeError
+    in place of the stop, and the sweep took that for a failed trial and went on."""
+    try:
+        try:
+            raise Terminated(143)
+        finally:
+            None._invalidate_flags_cache()  # type: ignore[attr-defined]  # the cleanup's own failure
+    except AttributeError as error:
+        replaced = error
+    found = stop_behind(replaced)
+    assert isinstance(found, Terminated) and found.code == 143
+    assert stop_behind(ValueError("a plain failure")) is None

@@ -74,6 +74,20 @@ class Terminated(SystemExit):
     """SIGTERM arrived: leave the way Ctrl-C does, with the shell's 128 + 15 exit code."""
 
 
+def stop_behind(error: BaseException) -> BaseException | None:
+    """The stop (``Terminated``, ``KeyboardInterrupt``: not an ``Exception``) that ``error`` was raised while
+    handling, if any. A stop that lands inside a library's own setup can leave its state half-made, and the
+    library's cleanup then raises an error of its own in place of the stop (Hydra's job setup, interrupted,
+    raised "'NoneType' object has no attribute '_invalidate_flags_cache'"): caught as that error, the stop
+    would be lost."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if not isinstance(seen, Exception):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def interrupted_by_ctrl_c(error: BaseException) -> bool:
     """Whether ``error`` is how Ctrl-C ends a job: ``KeyboardInterrupt``, or the ``sys.exit(1)`` that Lightning
     raises from inside its handler of one during ``fit`` (the interrupt is then the exit's context)."""

@@ -91,7 +91,7 @@ from explab.sweep.workers import (
 )
 from explab.tracking import TrackedRun
 from explab.tracking.run import stop_described
-from explab.utils.signals import Terminated, held, sigterm_raises_terminated
+from explab.utils.signals import Terminated, held, sigterm_raises_terminated, stop_behind
 
 log = logging.getLogger(__name__)
 _R = TypeVar("_R")
@@ -805,6 +805,9 @@ class ExplabOptunaSweeperImpl(Sweeper):
             with heartbeat(trial, self.heartbeat_seconds):
                 [job] = self.launcher.launch([overrides], initial_job_idx=trial.number)
         except Exception as error:  # the job's config did not even compose, or SLURM refused it
+            stop = stop_behind(error)
+            if stop is not None:  # a SIGTERM or Ctrl-C that Hydra's failing cleanup replaced: still a stop
+                raise stop from None
             refused = submission_error(error)
             if refused is not None:
                 raise refused from None
