@@ -19,6 +19,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from explab.checkpoints import CheckpointError, unreadable_checkpoint_error
+from explab.errors import raised_while
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -76,12 +77,7 @@ NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 def _no_room(error: BaseException) -> OSError | None:
     """The ``NO_ROOM`` OSError behind ``error``, if any: torch.save reports one as its zip writer's
     "unexpected pos 306816 vs 306704", with the OSError only as that error's context."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in NO_ROOM:
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
+    return next((e for e in raised_while(error) if isinstance(e, OSError) and e.errno in NO_ROOM), None)
 
 
 def _fsync_folder(folder: Path) -> None:

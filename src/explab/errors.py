@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class ExplabError(Exception):
     """A mistake in a config, a file, a store or a command, as opposed to a bug.
@@ -35,6 +37,15 @@ def first_line(error: BaseException) -> str:
     """The first line of ``error``'s message (its type's name when it has none): a third-party error quoted
     inside one of explab's, without the rest of its text and without a closing full stop, as a clause."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
+
+
+def raised_while(error: BaseException) -> Iterator[BaseException]:
+    """``error``, then the error it was raised from or while handling, and so on: what a library's own error
+    may hide (an OSError behind torch's zip writer, a SIGTERM behind Hydra's failing cleanup)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        yield seen
+        seen = seen.__cause__ or seen.__context__
 
 
 def counted(number: int, noun: str) -> str:

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from explab.errors import raised_while
+
 _T = TypeVar("_T")
 
 STOPS = (signal.SIGINT, signal.SIGTERM)
@@ -80,12 +82,7 @@ def stop_behind(error: BaseException) -> BaseException | None:
     library's cleanup then raises an error of its own in place of the stop (Hydra's job setup, interrupted,
     raised "'NoneType' object has no attribute '_invalidate_flags_cache'"): caught as that error, the stop
     would be lost."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if not isinstance(seen, Exception):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
+    return next((e for e in raised_while(error) if not isinstance(e, Exception)), None)
 
 
 def interrupted_by_ctrl_c(error: BaseException) -> bool:
