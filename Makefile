@@ -73,8 +73,8 @@ format: dev
 	$(BIN)/ruff check --fix $(LINT)
 
 ui: install
-	@mkdir -p $(MLRUNS)/artifacts
 	@$(BIN)/python -m explab.tracking.ui $(STORE) http://$(HOST):$(PORT)
+	@mkdir -p $(MLRUNS)/artifacts
 	$(BIN)/mlflow ui --backend-store-uri $(STORE) \
 	    --default-artifact-root $(MLRUNS)/artifacts --host $(HOST) --port $(PORT) --workers 1
 

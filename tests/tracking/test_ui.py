@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -66,3 +69,24 @@ def test_make_ui_over_a_file_that_is_no_store_says_so_without_a_traceback(tmp_pa
     )
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert f"Error: The MLflow tracking store sqlite:///{tmp_path}/notes.db is not a database" in done.stderr
+
+
+def test_make_ui_over_a_mistyped_folder_refuses_and_creates_nothing(tmp_path: Path) -> None:
+    """MLflow's UI created the store, tables and folder, and served it empty, as if the runs were gone."""
+    typo = tmp_path / "mlrnus"
+    make_ui = subprocess.Popen(
+        ["make", "-C", str(ROOT), "ui", f"MLRUNS={typo}", f"PORT={free_port()}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = make_ui.communicate(timeout=120)
+    finally:  # a UI that did start is stopped with its workers
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(make_ui.pid, signal.SIGKILL)
+    done = subprocess.CompletedProcess(make_ui.args, make_ui.returncode, stdout, stderr)
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert f"There is no MLflow store at {typo}/mlflow.db" in done.stderr and "MLRUNS=FOLDER" in done.stderr
+    assert not typo.exists()

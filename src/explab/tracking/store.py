@@ -203,8 +203,9 @@ def _best_trial_run(tracking_uri: str, parent: Run) -> str | None:
     return found[0].info.run_id if found else None
 
 
-def open_recorded_store(tracking_uri: str) -> MlflowClient:
-    """``open_client`` for a store that must hold runs already (a report, a warm start, a run looked up by id).
+def open_recorded_store(tracking_uri: str, named_by: str = "MLFLOW_TRACKING_URI, or paths.mlruns_dir") -> MlflowClient:
+    """``open_client`` for a store that must hold runs already (a report, a warm start, a run looked up by id);
+    ``named_by`` is how the command at hand is told another store.
 
     Raises:
         TrackingStoreError: a SQLite store whose file does not exist. ``open_client`` would create it, tables
@@ -216,7 +217,7 @@ def open_recorded_store(tracking_uri: str) -> MlflowClient:
         if not database.is_file():
             raise TrackingStoreError(
                 f"There is no MLflow store at {database}: nothing was recorded there. Give the store that holds "
-                "the runs (MLFLOW_TRACKING_URI, or paths.mlruns_dir), or train a run first."
+                f"the runs ({named_by}), or train a run first."
             )
     return open_client(tracking_uri)
 

@@ -16,6 +16,8 @@ from explab.errors import ExplabError
 
 TRAINING_VIEW = "workflowType=machine_learning"
 LOCAL_UI = "http://127.0.0.1:5000"  # where ``make ui`` serves a store on disk
+# how `make ui` is told another store than the checkout's mlruns/
+STORE_SETTINGS = "MLRUNS=FOLDER or STORE=URI, as the make ui command a run's last log line prints"
 
 
 def server_ui(tracking_uri: str) -> str | None:
@@ -88,10 +90,21 @@ def runs_link(base_url: str, experiment_id: str) -> str:
 
 
 def experiment_links(tracking_uri: str, base_url: str) -> list[str]:
-    """``name: link`` for every experiment with runs in the store, newest first; empty for a new store."""
-    from explab.tracking.store import open_client
+    """``name: link`` for every experiment with runs in the store, newest first; empty for the checkout's own
+    ``mlruns/`` before its first run.
 
-    client = open_client(tracking_uri)
+    Raises:
+        TrackingStoreError: any other SQLite store whose file does not exist (``make ui MLRUNS=`` with a
+            mistyped folder), which MLflow's UI would create and serve empty.
+    """
+    from explab.config import checkout_root, sqlite_store
+    from explab.tracking.store import open_client, open_recorded_store
+
+    checkout = checkout_root()
+    if checkout is not None and tracking_uri == sqlite_store(checkout / "mlruns"):
+        client = open_client(tracking_uri)  # a fresh clone's `make ui`: an empty UI until the first run
+    else:
+        client = open_recorded_store(tracking_uri, named_by=STORE_SETTINGS)
     experiments = [
         e for e in client.search_experiments() if e.name != "Default" or client.search_runs([e.experiment_id])
     ]
