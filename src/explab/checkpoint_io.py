@@ -9,7 +9,6 @@ leaves a truncated checkpoint under that name.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from explab.checkpoints import CheckpointError, unreadable_checkpoint_error
-from explab.errors import raised_while
+from explab.errors import no_room_behind
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -46,10 +45,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.replace(staging, path)
         except BaseException as error:
             staging.unlink(missing_ok=True)
-            full = _no_room(error)
-            if full is not None:
+            reason = no_room_behind(error)
+            if reason is not None:
                 raise CheckpointError(
-                    f"checkpoint {path} could not be written: {full.strerror} in {path.parent} (the checkpoints "
+                    f"checkpoint {path} could not be written: {reason} in {path.parent} (the checkpoints "
                     "written before are whole). Free space there, or give the runs' folders another file system: "
                     "paths.log_dir=FOLDER"
                 ) from error
@@ -68,16 +67,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise
         except Exception as error:
             raise unreadable_checkpoint_error(Path(path), error) from error
-
-
-# what a full disk, a quota, or a limit on file size raise as torch.save writes
-NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-
-
-def _no_room(error: BaseException) -> OSError | None:
-    """The ``NO_ROOM`` OSError behind ``error``, if any: torch.save reports one as its zip writer's
-    "unexpected pos 306816 vs 306704", with the OSError only as that error's context."""
-    return next((e for e in raised_while(error) if isinstance(e, OSError) and e.errno in NO_ROOM), None)
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Iterator
 
 
@@ -46,6 +48,26 @@ def raised_while(error: BaseException) -> Iterator[BaseException]:
     while seen is not None:
         yield seen
         seen = seen.__cause__ or seen.__context__
+
+
+# what a full disk, a quota, or a limit on file size raise as a file is written
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def no_room_behind(error: BaseException) -> str | None:
+    """Why a write failed when ``error`` is, or was raised while, one that found no room: the OS's reason for
+    an ``OSError`` (``NO_ROOM``: "No space left on device", "Disk quota exceeded") or SQLite's "database or
+    disk is full" for a database that could not grow; None for any other error. torch's zip writer reports
+    the OSError as "unexpected pos 306816 vs 306704", MLflow's store a full SQLite file as an
+    ``MlflowException`` raised from SQLAlchemy's, raised from SQLite's."""
+    import sqlite3
+
+    for seen in raised_while(error):
+        if isinstance(seen, OSError) and seen.errno in NO_ROOM:
+            return seen.strerror or os.strerror(seen.errno)
+        if isinstance(seen, sqlite3.Error) and seen.sqlite_errorcode == sqlite3.SQLITE_FULL:
+            return "database or disk is full"
+    return None
 
 
 def counted(number: int, noun: str) -> str:

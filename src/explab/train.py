@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 
 import hydra
 from omegaconf import DictConfig
@@ -38,7 +39,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trial = TrialJob(cfg)
     trial.check_open()  # before a run exists: a job for a trial that is over records nothing
     lifecycle: contextlib.AbstractContextManager[TrackedRun | None] = (
-        run_lifecycle(lambda: open_run(cfg, trial)) if tracked_here(cfg) else contextlib.nullcontext()
+        run_lifecycle(lambda: open_run(cfg, trial), continued_by=None if trial else _continued_by(cfg))
+        if tracked_here(cfg)
+        else contextlib.nullcontext()
     )
     with lifecycle as run, trial.record_state(run), ddp_launch_scoped_to_job():
         job = build_job(cfg, run, trial)
@@ -47,6 +50,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
         record_end(run, job)
     announce_finished(run, metrics)
     return metrics
+
+
+def _continued_by(cfg: DictConfig) -> Callable[[str], str]:
+    """How the command continues a run of ``cfg`` that stopped (a sweep's trial is not continued: its sweep
+    goes on with the next), as a clause."""
+    from explab.resume_checks import last_checkpoint_in
+
+    def continued(run_id: str) -> str:
+        if last_checkpoint_in(str(cfg.paths.output_dir)).is_file():
+            return f"explab-train resume={run_id} continues it from its last checkpoint"
+        return f"explab-train reproduce={run_id} trains it again (it stopped before its first checkpoint)"
+
+    return continued
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")

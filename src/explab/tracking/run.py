@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from explab.errors import Stopped, UsageError, first_line
+from explab.tracking.full_store import out_of_room, quiet_mlflow_about_room, room_for, store_out_of_room
 from explab.tracking.orphans import PID_TAG, close_orphaned_runs, still_running
 from explab.tracking.store import deleted_experiment, open_client, server_access
 from explab.utils.logging import get_logger
@@ -89,7 +90,9 @@ def _is_lightning_sigterm(error: BaseException) -> bool:
 
 
 @contextmanager
-def run_lifecycle(open_run: Callable[[], TrackedRun]) -> Iterator[TrackedRun]:
+def run_lifecycle(
+    open_run: Callable[[], TrackedRun], continued_by: Callable[[str], str] | None = None
+) -> Iterator[TrackedRun]:
     """The run ``open_run()`` creates or reopens, ended with the status its outcome deserves; the error of a
     failed run is recorded on it.
 
@@ -97,9 +100,25 @@ def run_lifecycle(open_run: Callable[[], TrackedRun]) -> Iterator[TrackedRun]:
     KILLED instead of the process dying with it still RUNNING; during ``fit`` Lightning adds its own graceful
     handling. Ctrl-C and SIGTERM wait while the run is opened: one landing between the store creating it and
     ``run`` naming it would leave it RUNNING with nobody to end it.
+
+    A store that runs out of room while the run records into it ends the block with ``out_of_room``: what
+    became of the run, and, when ``continued_by`` is given, how the command given the run's id continues it.
     """
-    with sigterm_raises_terminated(), held(open_run, TrackedRun.end) as run:
-        yield run
+    quiet_mlflow_about_room()
+    opened: list[TrackedRun] = []
+
+    def open_and_keep() -> TrackedRun:
+        opened.append(open_run())
+        return opened[0]
+
+    try:
+        with sigterm_raises_terminated(), held(open_and_keep, TrackedRun.end) as run:
+            yield run
+    except Exception as error:
+        reason = store_out_of_room(error)
+        if reason is None or not opened:  # a run that could not be opened said so itself
+            raise
+        raise out_of_room(opened[0].tracking_uri, reason, opened[0].stopped_for_room(continued_by)) from error
 
 
 def fresh_run_name() -> str:
@@ -129,6 +148,7 @@ class TrackedRun:
         # set by ``reopen``: the status a failed resume puts back, until the resumed fit starts training
         self.status_before_resume: str | None = None
         self.resumed_training = False
+        self.ended_as: str | None = None  # the status ``end`` recorded; None while RUNNING in the store
 
     @classmethod
     def create(
@@ -139,7 +159,7 @@ class TrackedRun:
         run_name: str | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> TrackedRun:
-        with server_access(tracking_uri):
+        with server_access(tracking_uri), room_for(tracking_uri, "no run was created, and nothing trained"):
             return cls._create(tracking_uri, experiment_name, artifact_location, run_name, tags)
 
     @classmethod
@@ -187,7 +207,8 @@ class TrackedRun:
             if info.status == "RUNNING":
                 raise UsageError(still_running(run.client, run_id))
         run.status_before_resume = info.status
-        with server_access(tracking_uri):  # another member's run, which this account may only read
+        # another member's run, which this account may only read
+        with server_access(tracking_uri), room_for(tracking_uri, f"run {run_id} is as it was, and nothing trained"):
             run.client.update_run(run_id, status="RUNNING")
         run.set_tags({PID_TAG: os.getpid()})
         return run
@@ -239,6 +260,18 @@ class TrackedRun:
 
     def finish(self, status: str) -> None:
         self.client.set_terminated(self.run_id, status)
+        self.ended_as = status
+
+    def stopped_for_room(self, continued_by: Callable[[str], str] | None) -> str:
+        """What became of this run when its store ran out of room as it recorded, as a clause."""
+        if self.ended_as is not None:
+            told = f"run {self.run_id} stopped and is recorded {self.ended_as}"
+        else:
+            told = (
+                f"run {self.run_id} stopped, and could not be recorded as ended: it shows RUNNING until the next "
+                "run of its experiment finds its process gone and marks it KILLED"
+            )
+        return f"{told}; once there is room, {continued_by(self.run_id)}" if continued_by else told
 
     def load_text(self, artifact_file: str) -> str:
         """A text artifact of this run (config, overrides, vocabulary), read without MLflow's progress bar: a
@@ -281,7 +314,20 @@ class TrackedRun:
                 self.log_text("".join(traceback.format_exception(error)), "error.txt")
         except Exception as logging_error:  # the store itself may be the problem; the status still matters
             log.warning("could not record the error in MLflow: %s", logging_error)
-        self.finish(status)
+        try:
+            self.finish(status)
+        except Exception as finishing_error:
+            no_room = store_out_of_room(finishing_error)
+            if no_room is None:
+                raise
+            # the error that ended the run is the one to report, not this one raised while handling it
+            log.error(
+                "MLflow run %s could not be recorded as ended (%s): it shows RUNNING until the next run of its "
+                "experiment finds its process gone and marks it KILLED",
+                self.run_id,
+                no_room,
+            )
+            return
         level = logging.INFO if pruned else logging.ERROR if status == "FAILED" else logging.WARNING
         # the first line only: the console prints the whole error next, and the tag above keeps it
         log.log(level, "MLflow run %s ended %s: %s", self.run_id, status, stop_described(error) or first_line(error))

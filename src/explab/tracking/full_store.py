@@ -1,0 +1,77 @@
+"""A tracking store that ran out of room (its disk full, a quota reached), named in one line with what became
+of the run, instead of MLflow's traceback from SQLite's "database or disk is full"."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+
+from explab.errors import ExplabError, no_room_behind, raised_while
+from explab.tracking.store import SQLITE_PREFIX, TrackingStoreError, shown_url
+
+MLFLOW_STORE_CODE = f"{os.sep}mlflow{os.sep}store{os.sep}"  # MLflow's tracking and artifact stores
+
+
+def store_out_of_room(error: BaseException) -> str | None:
+    """Why MLflow's store could not take a write, when ``error`` is one that found no room (its database or
+    an artifact on a full disk or over a quota); None for any other error.
+
+    Only a write made by MLflow's store code counts: a checkpoint's own full disk is already named by the
+    checkpoint writer (an ``ExplabError``), and a model or plot staged in a full temporary folder is not the
+    store's to free.
+    """
+    if isinstance(error, ExplabError):
+        return None
+    reason = no_room_behind(error)
+    if reason is None:
+        return None
+    in_store = any(
+        MLFLOW_STORE_CODE in frame.f_code.co_filename
+        for seen in raised_while(error)
+        for frame, _ in traceback.walk_tb(seen.__traceback__)
+    )
+    return reason if in_store else None
+
+
+def out_of_room(tracking_uri: str, reason: str, outcome: str) -> TrackingStoreError:
+    """The error that says the store at ``tracking_uri`` has no room (``reason``), what became of the run
+    (``outcome``), and the two ways on."""
+    disk = ""
+    if tracking_uri.startswith(SQLITE_PREFIX):
+        disk = f" of {Path(tracking_uri.removeprefix(SQLITE_PREFIX)).parent}"
+    return TrackingStoreError(
+        f"The MLflow store {shown_url(tracking_uri)} has no room left ({reason}): {outcome}. Free space on the "
+        f"disk{disk} (or raise your quota there), or record into another store: paths.mlruns_dir=FOLDER or "
+        "MLFLOW_TRACKING_URI"
+    )
+
+
+@contextlib.contextmanager
+def room_for(tracking_uri: str, outcome: str) -> Iterator[None]:
+    """Inside, a write the store has no room for raises ``out_of_room`` with ``outcome``."""
+    try:
+        yield
+    except Exception as error:
+        reason = store_out_of_room(error)
+        if reason is None:
+            raise
+        raise out_of_room(tracking_uri, reason, outcome) from error
+
+
+class _DropNoRoomTracebacks(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and record.exc_info[1] and no_room_behind(record.exc_info[1]))
+
+
+_DROP_NO_ROOM_TRACEBACKS = _DropNoRoomTracebacks()
+
+
+def quiet_mlflow_about_room() -> None:
+    """MLflow's SQL store logs a traceback at ERROR for each write a full database refuses, before raising
+    the error it logged; ``out_of_room`` names the store once instead, so those records are dropped. Calling
+    it again changes nothing."""
+    logging.getLogger("mlflow.store.db.utils").addFilter(_DROP_NO_ROOM_TRACEBACKS)

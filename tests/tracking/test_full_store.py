@@ -1,0 +1,82 @@
+"""A store on a disk that fills up (a full scratch disk, a home quota on a cluster): one line saying so and
+what became of the run, the run ended, and the command it prints continues once there is room."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from explab.config import sqlite_store
+from tests.conftest import BIN, run_cli, runs_in
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[tuple[Path, Callable[[int], None]]]:
+    """A tmpfs of its own, and how to set its size in KiB; unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("a file system of a chosen size is mounted as root (CI runs as root)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"this machine mounts no tmpfs: {mounted.stderr.decode().strip()}")
+
+    def resize(kib: int) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={kib}k", str(disk)], check=True)
+
+    try:
+        yield disk, resize
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], check=False)
+
+
+def test_a_store_that_fills_up_names_itself_and_the_run_goes_on_once_there_is_room(small_disk, tmp_path) -> None:
+    disk, resize = small_disk
+    paths = [f"paths.mlruns_dir={disk}", f"paths.log_dir={tmp_path}/logs"]
+    subprocess.run(
+        [
+            str(BIN / "python"),
+            "-c",
+            f"from explab.tracking.store import open_client; open_client({sqlite_store(disk)!r})",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    empty_store = shutil.disk_usage(disk).used // 1024
+
+    resize(empty_store + 64)  # room for SQLite's shared-memory file, not for an experiment and a run
+    done = run_cli("explab-train", "trainer.max_epochs=2", *paths, cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert f"The MLflow store {sqlite_store(disk)} has no room left (database or disk is full)" in done.stderr
+    assert "no run was created, and nothing trained" in done.stderr and f"disk of {disk}" in done.stderr
+
+    resize(empty_store + 400)  # a run's first metrics, not its checkpoint, model and plots as well
+    done = run_cli("explab-train", "trainer.max_epochs=20", *paths, cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "ERROR mlflow.store" not in done.stderr, "MLflow's own traceback of each refused write"
+    said = re.search(
+        r"has no room left \(.+\): run (\w+) stopped(?: and is recorded (\w+)|, and could not be recorded as ended: "
+        r"it shows (RUNNING) until .+?); once there is room, (explab-train \S+) ",
+        done.stderr,
+    )
+    assert said, done.stderr[-3000:]
+    run_id, ended, running, continued_by = said.groups()
+    [run] = runs_in(disk, "digits_cnn")
+    assert (run.info.run_id, run.info.status) == (run_id, ended or running)
+    assert run.info.status in ("FAILED", "RUNNING")
+
+    resize(8 * 1024)
+    again = run_cli(*continued_by.split(), *paths, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    finished = [r for r in runs_in(disk, "digits_cnn") if r.info.status == "FINISHED"]
+    assert len(finished) == 1 and "test/acc" in finished[0].data.metrics
+    if continued_by.startswith("explab-train resume="):
+        assert finished[0].info.run_id == run_id
