@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import re
+import shutil
 import sqlite3
+import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy
 from mlflow.tracking import MlflowClient
 
 from explab.tracking.store import TrackingStoreError, _store_lock, check_store, every_run, open_client, shown_url
-from tests.conftest import tracking_uri_for
+from tests.conftest import run_cli, tracking_uri_for
 
 
 def test_store_connections_use_wal_and_commit_without_waiting_for_the_disk(tmp_path) -> None:
@@ -97,3 +102,53 @@ def test_a_folder_is_refused_as_mlflow_3_refuses_it_and_databricks_is_no_folder(
     ):
         check_store(f"file://{tmp_path}/new")
     check_store("databricks")  # MLflow's name for a Databricks workspace: nothing here to check
+
+
+@pytest.fixture
+def read_only(tmp_path) -> Iterator[Callable[[Path], Path]]:
+    """``read_only(folder)``: the folder seen through a read-only bind mount (a colleague's results, a
+    read-only share), unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount is made as root (CI runs as root)")
+    mounts: list[Path] = []
+
+    def mount(folder: Path) -> Path:
+        view = tmp_path / f"read-only-{len(mounts)}"
+        view.mkdir()
+        done = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(view)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"this machine makes no bind mounts: {done.stderr.decode().strip()}")
+        mounts.append(view)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)  # older mounts ignore ro above
+        return view
+
+    try:
+        yield mount
+    finally:
+        for view in mounts:
+            subprocess.run(["umount", "--lazy", str(view)], check=False)
+
+
+def test_a_store_on_a_read_only_share_says_how_to_read_it_and_the_copy_reads(tmp_path, read_only) -> None:
+    """SQLite writes a WAL store's shared-memory index beside it even to read it; MLflow's own client failed
+    with "unable to open database file", explab's reports with a traceback on its lock file."""
+    client = open_client(tracking_uri_for(tmp_path / "results" / "mlruns"))
+    client.create_run(client.create_experiment("shared"))
+    client._tracking_client.store.engine.dispose()  # the store as its owner left it: closed
+    share = read_only(tmp_path / "results")
+    with pytest.raises(TrackingStoreError) as refused:
+        open_client(tracking_uri_for(share / "mlruns"))
+    copy_command = re.search(
+        r"\(cp -r (\S+) \$HOME/store-copy, then paths.mlruns_dir=\$HOME/store-copy\)", str(refused.value)
+    )
+    assert "is in a folder on a read-only file system" in str(refused.value) and copy_command, refused.value
+    shutil.copytree(copy_command.group(1), tmp_path / "store-copy")
+    copied = open_client(tracking_uri_for(tmp_path / "store-copy"))
+    assert len(copied.search_runs([copied.get_experiment_by_name("shared").experiment_id])) == 1
+
+    report = run_cli("explab-report", "experiment_name=shared", f"paths.mlruns_dir={share}/mlruns", cwd=tmp_path)
+    assert report.returncode == 1 and "Traceback" not in report.stderr, report.stderr[-2000:]
+    assert "is in a folder on a read-only file system" in report.stderr
+
+    with pytest.raises(TrackingStoreError, match=rf"cannot be created: {share} is on a read-only file system"):
+        open_client(tracking_uri_for(share / "new" / "mlruns"))

@@ -245,6 +245,7 @@ def check_store(tracking_uri: str) -> None:
     if tracking_uri.startswith(("http://", "https://")):
         _probe_server(tracking_uri)
     elif tracking_uri.startswith(SQLITE_PREFIX):
+        _check_sqlite_folder(tracking_uri, Path(tracking_uri.removeprefix(SQLITE_PREFIX)))
         _check_sqlite_file(tracking_uri, Path(tracking_uri.removeprefix(SQLITE_PREFIX)))
     elif tracking_uri.startswith(DATABASE_SCHEMES):
         _probe_database(tracking_uri)
@@ -348,6 +349,28 @@ def missing_driver(url: str, error: ImportError) -> str:
     module = getattr(error, "name", None) or getattr(error.__cause__, "name", None) or "its driver"
     fix = "pip install 'explab[postgres]'" if url.startswith("postgresql") else f"pip install {module}"
     return f"{shown_url(url)} needs the database driver {module}, which this environment lacks: {fix}"
+
+
+def _check_sqlite_folder(tracking_uri: str, database: Path) -> None:
+    """A store's folder must be writable, even to read the store: SQLite keeps a write-ahead-log database's
+    shared-memory index beside it, and explab its lock. Without, the lock file's OSError or SQLite's "unable
+    to open database file" came as a traceback."""
+    folder = database.parent
+    nearest = next(p for p in (folder, *folder.parents) if p.exists())
+    if os.access(nearest, os.W_OK | os.X_OK):
+        return
+    why = "on a read-only file system" if os.statvfs(nearest).f_flag & os.ST_RDONLY else "not writable by this account"
+    if database.is_file():
+        raise TrackingStoreError(
+            f"The MLflow store {tracking_uri} is in a folder {why} ({folder}), and SQLite writes beside a store "
+            f"even to read it. To read it, copy the folder where you can write (cp -r {folder} $HOME/store-copy, then "
+            "paths.mlruns_dir=$HOME/store-copy); to record, give another store: paths.mlruns_dir=FOLDER or "
+            "MLFLOW_TRACKING_URI"
+        )
+    raise TrackingStoreError(
+        f"The MLflow store {tracking_uri} cannot be created: {nearest} is {why}. Give a folder you can write: "
+        "paths.mlruns_dir=FOLDER or MLFLOW_TRACKING_URI"
+    )
 
 
 def _check_sqlite_file(tracking_uri: str, database: Path) -> None:
