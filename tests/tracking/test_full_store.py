@@ -38,19 +38,17 @@ def small_disk(tmp_path: Path) -> Iterator[tuple[Path, Callable[[int], None]]]:
         subprocess.run(["umount", "--lazy", str(disk)], check=False)
 
 
+def _new_store_on(disk: Path) -> int:
+    """Create an empty MLflow store on ``disk`` as a run would; the KiB the disk then holds."""
+    create = f"from explab.tracking.store import open_client; open_client({sqlite_store(disk)!r})"
+    subprocess.run([str(BIN / "python"), "-c", create], check=True, capture_output=True)
+    return shutil.disk_usage(disk).used // 1024
+
+
 def test_a_store_that_fills_up_names_itself_and_the_run_goes_on_once_there_is_room(small_disk, tmp_path) -> None:
     disk, resize = small_disk
     paths = [f"paths.mlruns_dir={disk}", f"paths.log_dir={tmp_path}/logs"]
-    subprocess.run(
-        [
-            str(BIN / "python"),
-            "-c",
-            f"from explab.tracking.store import open_client; open_client({sqlite_store(disk)!r})",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    empty_store = shutil.disk_usage(disk).used // 1024
+    empty_store = _new_store_on(disk)
 
     resize(empty_store + 64)  # room for SQLite's shared-memory file, not for an experiment and a run
     done = run_cli("explab-train", "trainer.max_epochs=2", *paths, cwd=tmp_path)
@@ -80,3 +78,34 @@ def test_a_store_that_fills_up_names_itself_and_the_run_goes_on_once_there_is_ro
     assert len(finished) == 1 and "test/acc" in finished[0].data.metrics
     if continued_by.startswith("explab-train resume="):
         assert finished[0].info.run_id == run_id
+
+
+def test_a_sweep_whose_records_fill_up_stops_in_one_line_and_the_same_command_finishes_it(small_disk, tmp_path) -> None:
+    """The study's journal was left with a torn last record, which the next append continued: Optuna then
+    read bad JSON and the sweep could neither go on nor be reported."""
+    disk, resize = small_disk
+    sweep = [
+        "-m",
+        "hparams_search=digits_optuna",
+        "hydra.sweeper.n_trials=6",
+        "trainer.max_epochs=4",
+        f"paths.mlruns_dir={disk}",
+        f"paths.log_dir={tmp_path}/logs",
+    ]
+    resize(_new_store_on(disk) + 768)  # room for a trial or two
+    done = run_cli("explab-train", *sweep, cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert re.search(
+        rf"Error: The sweep stopped: its records have no room left \(.+\) in {disk}\. The study keeps its \d of 6 "
+        "finished trials; free space there \\(or raise your quota\\), then the same command goes on with it",
+        done.stderr,
+    ), done.stderr[-3000:]
+    assert (disk / "optuna" / "digits_cnn.journal").read_bytes().endswith(b"\n"), "no torn record"
+
+    resize(16 * 1024)
+    again = run_cli("explab-train", *sweep, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    said = again.stdout + again.stderr
+    assert "6/6 trials finished" in said and "Best trial" in said, said[-3000:]
+    statuses = [r.info.status for r in runs_in(disk, "digits_cnn")]
+    assert "RUNNING" not in statuses and statuses.count("FINISHED") >= 2, statuses

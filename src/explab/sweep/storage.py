@@ -53,9 +53,9 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     if is_journal(url):
-        from optuna.storages.journal import JournalFileBackend
+        from explab.sweep.journal import WholeRecordsJournal
 
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        return optuna.storages.JournalStorage(WholeRecordsJournal(str(path)))
     return _rdb_storage(url)
 
 

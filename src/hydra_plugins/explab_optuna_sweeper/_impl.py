@@ -43,7 +43,7 @@ from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from explab.errors import ExplabError, UsageError, counted
+from explab.errors import ExplabError, UsageError, counted, no_room_behind
 from explab.sweep import REPEATS_ATTR, REPLICATE_ATTR, is_repeat, is_replicate, named_function, search_trials
 from explab.sweep.checks import check_space_composes
 from explab.sweep.heartbeat import (
@@ -76,7 +76,7 @@ from explab.sweep.space import (
     sampling_order,
     suggest,
 )
-from explab.sweep.storage import open_storage, remember_study
+from explab.sweep.storage import open_storage, remember_study, storage_file
 from explab.sweep.study_record import check_definition, sweep_definition
 from explab.sweep.summary import describe_progress, write_results
 from explab.sweep.warm_start import add_warm_start, check_sources, configured_values, enqueue_once
@@ -299,7 +299,9 @@ class ExplabOptunaSweeperImpl(Sweeper):
 
     @contextmanager
     def _stop_says_how_to_go_on(self, study: optuna.Study, n_trials: int) -> Iterator[None]:
-        """A sweep stopped by Ctrl-C or a signal says so, with what the study keeps and how to go on with it."""
+        """A sweep stopped by Ctrl-C or a signal says so, with what the study keeps and how to go on with it;
+        one whose records ran out of room (the study's journal, the MLflow store: a full disk, a quota) ends
+        with that as its one-line error, instead of a traceback from wherever the write failed."""
         try:
             yield
         except BaseException as error:
@@ -312,7 +314,27 @@ class ExplabOptunaSweeperImpl(Sweeper):
                     self._progress(study)[0],
                     n_trials,
                 )
+            elif not isinstance(error, ExplabError) and (reason := no_room_behind(error)) is not None:
+                raise UsageError(
+                    f"The sweep stopped: its records have no room left ({reason}) in {self._records_folders()}. "
+                    f"The study keeps its {self._progress(study)[0]} of {n_trials} finished trials; free space "
+                    "there (or raise your quota), then the same command goes on with it"
+                ) from error
             raise
+
+    def _records_folders(self) -> str:
+        """Where the study's storage and the MLflow store keep their files on this machine."""
+        from explab.tracking.ui import mlruns_folder
+
+        folders = []
+        if self.storage_url and (study_file := storage_file(self.storage_url)) is not None:
+            folders.append(study_file.parent.resolve())
+        tracking_uri = (self.mlflow_cfg or {}).get("tracking_uri")
+        if tracking_uri and (store := mlruns_folder(str(tracking_uri))) is not None:
+            folders.append(store.resolve())
+        # the study's journal is in the store's folder unless the sweep placed it elsewhere
+        outer = [f for f in folders if not any(f != o and f.is_relative_to(o) for o in folders)]
+        return " and ".join(dict.fromkeys(map(str, outer))) or "the study's storage or the MLflow store"
 
     def _write_results(self, study: optuna.Study) -> None:
         """The sweep's outcome, once, from the process the command started: the best trial or the Pareto

@@ -1,0 +1,68 @@
+"""A study's journal keeps whole records only: a write cut short by a full disk never leaves it unreadable."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from explab.sweep.journal import WholeRecordsJournal
+
+
+def _study(path: Path) -> optuna.Study:
+    """The study "s" in the journal at ``path``, created on first use."""
+    storage = optuna.storages.JournalStorage(WholeRecordsJournal(str(path)))
+    if any(summary.study_name == "s" for summary in optuna.get_all_study_summaries(storage)):
+        return optuna.load_study(study_name="s", storage=storage)
+    return optuna.create_study(study_name="s", storage=storage)
+
+
+def test_a_torn_last_record_is_cut_off_as_the_journal_opens_and_the_study_goes_on(tmp_path, caplog) -> None:
+    journal = tmp_path / "study.journal"
+    _study(journal).add_trial(optuna.trial.create_trial(params={}, distributions={}, value=1.0))
+    whole = journal.read_bytes()
+    torn = b'{"op_code":4,"worker_id":"cut sh'  # what a full disk left of an append
+    journal.write_bytes(whole + torn)
+
+    with caplog.at_level(logging.WARNING):
+        study = _study(journal)
+    assert journal.read_bytes() == whole
+    assert (
+        f"the study journal {journal} ended in a record cut short" in caplog.text
+        and f"{len(torn)} bytes" in caplog.text
+    )
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=2.0))
+    assert [t.value for t in _study(journal).trials] == [1.0, 2.0]
+
+
+def test_an_append_the_disk_has_no_room_for_leaves_the_journal_as_it_was(tmp_path) -> None:
+    journal = tmp_path / "study.journal"
+    _study(journal).add_trial(optuna.trial.create_trial(params={}, distributions={}, value=1.0))
+    before = journal.read_bytes()
+    # a file size limit just past the journal: the next append fails part-way, as on a full disk (EFBIG)
+    script = f"""
+import resource, signal, optuna
+from explab.sweep.journal import WholeRecordsJournal
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+storage = optuna.storages.JournalStorage(WholeRecordsJournal({str(journal)!r}))
+study = optuna.load_study(study_name="s", storage=storage)
+resource.setrlimit(resource.RLIMIT_FSIZE, ({len(before) + 100}, {len(before) + 100}))
+big = {{"note": "x" * 5000}}
+study.add_trial(optuna.trial.create_trial(params={{}}, distributions={{}}, value=2.0, user_attrs=big))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "File too large" in done.stderr, done.stderr[-2000:]
+    assert journal.read_bytes() == before
+    assert [t.value for t in _study(journal).trials] == [1.0]
+
+
+@pytest.mark.parametrize("content", [b"", b'{"op_code":0}\n'])
+def test_a_whole_journal_is_left_as_it_is(tmp_path, content: bytes) -> None:
+    journal = tmp_path / "study.journal"
+    journal.write_bytes(content)
+    WholeRecordsJournal(str(journal))
+    assert journal.read_bytes() == content
