@@ -56,8 +56,8 @@ NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 def no_room_behind(error: BaseException) -> str | None:
     """Why a write failed when ``error`` is, or was raised while, one that found no room: the OS's reason for
-    an ``OSError`` (``NO_ROOM``: "No space left on device", "Disk quota exceeded") or SQLite's "database or
-    disk is full" for a database that could not grow; None for any other error. torch's zip writer reports
+    an ``OSError`` (``NO_ROOM``: "No space left on device", "Disk quota exceeded"), or SQLite's "database or
+    disk is full" or its write I/O error for a database that could not grow; None for any other error. torch's zip writer reports
     the OSError as "unexpected pos 306816 vs 306704", MLflow's store a full SQLite file as an
     ``MlflowException`` raised from SQLAlchemy's, raised from SQLite's."""
     import sqlite3
@@ -67,6 +67,9 @@ def no_room_behind(error: BaseException) -> str | None:
             return seen.strerror or os.strerror(seen.errno)
         if isinstance(seen, sqlite3.Error) and seen.sqlite_errorcode == sqlite3.SQLITE_FULL:
             return "database or disk is full"
+        if isinstance(seen, sqlite3.Error) and seen.sqlite_errorcode == sqlite3.SQLITE_IOERR_WRITE:
+            # SQLite reports only ENOSPC as full: a quota (EDQUOT) or a file size limit comes as an I/O error
+            return "disk I/O error as SQLite wrote, which a quota or a file size limit gives"
     return None
 
 

@@ -17,6 +17,12 @@ from tests.conftest import BIN, run_cli, runs_in
 
 pytestmark = pytest.mark.slow
 
+# what the one line says of the run: its id, how it is recorded, and the command that continues it
+STOPPED_RUN = re.compile(
+    r"could not take a write \((.+?)\): run (\w+) stopped(?: and is recorded (\w+)|, and could not be recorded as "
+    r"ended: it shows (RUNNING) until .+?); once there is room, (explab-train \S+) "
+)
+
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[tuple[Path, Callable[[int], None]]]:
@@ -53,20 +59,16 @@ def test_a_store_that_fills_up_names_itself_and_the_run_goes_on_once_there_is_ro
     resize(empty_store + 64)  # room for SQLite's shared-memory file, not for an experiment and a run
     done = run_cli("explab-train", "trainer.max_epochs=2", *paths, cwd=tmp_path)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
-    assert f"The MLflow store {sqlite_store(disk)} has no room left (database or disk is full)" in done.stderr
+    assert f"The MLflow store {sqlite_store(disk)} could not take a write (database or disk is full)" in done.stderr
     assert "no run was created, and nothing trained" in done.stderr and f"disk of {disk}" in done.stderr
 
     resize(empty_store + 400)  # a run's first metrics, not its checkpoint, model and plots as well
     done = run_cli("explab-train", "trainer.max_epochs=20", *paths, cwd=tmp_path)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert "ERROR mlflow.store" not in done.stderr, "MLflow's own traceback of each refused write"
-    said = re.search(
-        r"has no room left \(.+\): run (\w+) stopped(?: and is recorded (\w+)|, and could not be recorded as ended: "
-        r"it shows (RUNNING) until .+?); once there is room, (explab-train \S+) ",
-        done.stderr,
-    )
+    said = STOPPED_RUN.search(done.stderr)
     assert said, done.stderr[-3000:]
-    run_id, ended, running, continued_by = said.groups()
+    _, run_id, ended, running, continued_by = said.groups()
     [run] = runs_in(disk, "digits_cnn")
     assert (run.info.run_id, run.info.status) == (run_id, ended or running)
     assert run.info.status in ("FAILED", "RUNNING")
@@ -96,7 +98,7 @@ def test_a_sweep_whose_records_fill_up_stops_in_one_line_and_the_same_command_fi
     done = run_cli("explab-train", *sweep, cwd=tmp_path)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert re.search(
-        rf"Error: The sweep stopped: its records have no room left \(.+\) in {disk}\. The study keeps its \d of 6 "
+        rf"Error: The sweep stopped: its records could not take a write \(.+\) in {disk}\. The study keeps its \d of 6 "
         "finished trials; free space there \\(or raise your quota\\), then the same command goes on with it",
         done.stderr,
     ), done.stderr[-3000:]
@@ -109,3 +111,24 @@ def test_a_sweep_whose_records_fill_up_stops_in_one_line_and_the_same_command_fi
     assert "6/6 trials finished" in said and "Best trial" in said, said[-3000:]
     statuses = [r.info.status for r in runs_in(disk, "digits_cnn")]
     assert "RUNNING" not in statuses and statuses.count("FINISHED") >= 2, statuses
+
+
+def test_a_store_over_its_quota_is_named_as_a_full_one(tmp_path) -> None:
+    """SQLite reports only ENOSPC as full: over a quota (EDQUOT), as over a file size limit (EFBIG, set here
+    with ulimit), its write fails as "disk I/O error"."""
+    store = tmp_path / "mlruns"
+    _new_store_on(store)
+    train = (
+        f"trap '' XFSZ; ulimit -f 300; exec {BIN}/explab-train trainer.max_epochs=30 checkpoint=none "
+        f"log_model=false paths.mlruns_dir={store} paths.log_dir={tmp_path}/logs"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = subprocess.run(["bash", "-c", train], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    said = STOPPED_RUN.search(done.stderr)
+    assert said, done.stderr[-3000:]
+    reason, run_id, ended, running, continued_by = said.groups()
+    assert reason == "disk I/O error as SQLite wrote, which a quota or a file size limit gives"
+    assert continued_by == f"explab-train reproduce={run_id}", "checkpoint=none keeps no last.ckpt"
+    [run] = runs_in(store, "digits_cnn")
+    assert (run.info.run_id, run.info.status) == (run_id, ended or running)

@@ -44,7 +44,7 @@ def out_of_room(tracking_uri: str, reason: str, outcome: str) -> TrackingStoreEr
     if tracking_uri.startswith(SQLITE_PREFIX):
         disk = f" of {Path(tracking_uri.removeprefix(SQLITE_PREFIX)).parent}"
     return TrackingStoreError(
-        f"The MLflow store {shown_url(tracking_uri)} has no room left ({reason}): {outcome}. Free space on the "
+        f"The MLflow store {shown_url(tracking_uri)} could not take a write ({reason}): {outcome}. Free space on the "
         f"disk{disk} (or raise your quota there), or record into another store: paths.mlruns_dir=FOLDER or "
         "MLFLOW_TRACKING_URI"
     )

@@ -316,7 +316,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
                 )
             elif not isinstance(error, ExplabError) and (reason := no_room_behind(error)) is not None:
                 raise UsageError(
-                    f"The sweep stopped: its records have no room left ({reason}) in {self._records_folders()}. "
+                    f"The sweep stopped: its records could not take a write ({reason}) in {self._records_folders()}. "
                     f"The study keeps its {self._progress(study)[0]} of {n_trials} finished trials; free space "
                     "there (or raise your quota), then the same command goes on with it"
                 ) from error
