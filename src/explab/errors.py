@@ -57,9 +57,9 @@ NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 def no_room_behind(error: BaseException) -> str | None:
     """Why a write failed when ``error`` is, or was raised while, one that found no room: the OS's reason for
     an ``OSError`` (``NO_ROOM``: "No space left on device", "Disk quota exceeded"), or SQLite's "database or
-    disk is full" or its write I/O error for a database that could not grow; None for any other error. torch's zip writer reports
-    the OSError as "unexpected pos 306816 vs 306704", MLflow's store a full SQLite file as an
-    ``MlflowException`` raised from SQLAlchemy's, raised from SQLite's."""
+    disk is full" or its write I/O error for a database that could not grow; None for any other error.
+    torch's zip writer reports the OSError as "unexpected pos 306816 vs 306704", MLflow's store a full SQLite
+    file as an ``MlflowException`` raised from SQLAlchemy's, raised from SQLite's."""
     import sqlite3
 
     for seen in raised_while(error):
