@@ -178,3 +178,28 @@ def logged_run(compose_cfg, store: Path) -> str:
     train(compose_cfg("log_model=true", "trainer.max_epochs=3", "trainer.enable_progress_bar=false"))
     [run] = runs_in(store, "digits_cnn")
     return run.info.run_id
+
+
+@pytest.fixture
+def read_only(tmp_path) -> Iterator[Callable[[Path], Path]]:
+    """``read_only(folder)``: the folder seen through a read-only bind mount (a colleague's results, a
+    read-only share), unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount is made as root (CI runs as root)")
+    mounts: list[Path] = []
+
+    def mount(folder: Path) -> Path:
+        view = tmp_path / f"read-only-{len(mounts)}"
+        view.mkdir()
+        done = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(view)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"this machine makes no bind mounts: {done.stderr.decode().strip()}")
+        mounts.append(view)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)  # older mounts ignore ro above
+        return view
+
+    try:
+        yield mount
+    finally:
+        for view in mounts:
+            subprocess.run(["umount", "--lazy", str(view)], check=False)

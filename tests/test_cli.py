@@ -241,3 +241,23 @@ def test_help_says_what_the_command_does_and_ends_with_examples(tmp_path: Path, 
     listed = done.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
     groups = {line.split(":")[0] for line in listed.splitlines() if ": " in line and "(group=option)" not in line}
     assert groups == GROUPS_OF[command], listed
+
+
+@pytest.mark.parametrize(
+    ("command", "folder"),
+    [
+        (["explab-train", "trainer.max_epochs=1"], "runs"),
+        (["explab-train", "-m", "seed=1,2", "trainer.max_epochs=1"], "multiruns"),
+        (["explab-report", "experiment_name=digits_cnn"], "runs"),
+    ],
+)
+def test_a_job_folder_under_a_read_only_folder_is_refused_before_hydra_makes_it(
+    tmp_path: Path, read_only, command: list[str], folder: str
+) -> None:
+    """Hydra created the job's folder before any of explab's code ran, and ended in a traceback."""
+    share = read_only(tmp_path)
+    done = run_cli(*command, f"paths.log_dir={share}/logs", f"paths.mlruns_dir={tmp_path}/mlruns", cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert f"Error: The job's folder {share}/logs/digits_cnn/{folder}/" in done.stderr
+    assert f"cannot be created: {share} is on a read-only file system" in done.stderr
+    assert "paths.log_dir=FOLDER" in done.stderr and not (tmp_path / "mlruns").exists()

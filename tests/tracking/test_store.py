@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import re
 import shutil
 import sqlite3
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy
@@ -102,31 +98,6 @@ def test_a_folder_is_refused_as_mlflow_3_refuses_it_and_databricks_is_no_folder(
     ):
         check_store(f"file://{tmp_path}/new")
     check_store("databricks")  # MLflow's name for a Databricks workspace: nothing here to check
-
-
-@pytest.fixture
-def read_only(tmp_path) -> Iterator[Callable[[Path], Path]]:
-    """``read_only(folder)``: the folder seen through a read-only bind mount (a colleague's results, a
-    read-only share), unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("a read-only bind mount is made as root (CI runs as root)")
-    mounts: list[Path] = []
-
-    def mount(folder: Path) -> Path:
-        view = tmp_path / f"read-only-{len(mounts)}"
-        view.mkdir()
-        done = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(view)], capture_output=True)
-        if done.returncode != 0:
-            pytest.skip(f"this machine makes no bind mounts: {done.stderr.decode().strip()}")
-        mounts.append(view)
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)  # older mounts ignore ro above
-        return view
-
-    try:
-        yield mount
-    finally:
-        for view in mounts:
-            subprocess.run(["umount", "--lazy", str(view)], check=False)
 
 
 def test_a_store_on_a_read_only_share_says_how_to_read_it_and_the_copy_reads(tmp_path, read_only) -> None:

@@ -355,11 +355,13 @@ def _check_sqlite_folder(tracking_uri: str, database: Path) -> None:
     """A store's folder must be writable, even to read the store: SQLite keeps a write-ahead-log database's
     shared-memory index beside it, and explab its lock. Without, the lock file's OSError or SQLite's "unable
     to open database file" came as a traceback."""
+    from explab.utils.folders import unwritable
+
     folder = database.parent
-    nearest = next(p for p in (folder, *folder.parents) if p.exists())
-    if os.access(nearest, os.W_OK | os.X_OK):
+    refused = unwritable(folder)
+    if refused is None:
         return
-    why = "on a read-only file system" if os.statvfs(nearest).f_flag & os.ST_RDONLY else "not writable by this account"
+    nearest, why = refused
     if database.is_file():
         raise TrackingStoreError(
             f"The MLflow store {tracking_uri} is in a folder {why} ({folder}), and SQLite writes beside a store "

@@ -1,0 +1,17 @@
+"""Whether a folder can be written (or created) by this process, and why not."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def unwritable(folder: Path) -> tuple[Path, str] | None:
+    """None when ``folder`` can be written, or created under its nearest existing parent; else that folder (or
+    parent) and why: "on a read-only file system" or "not writable by this account"."""
+    nearest = next(p for p in (folder, *folder.parents) if p.exists())
+    if os.access(nearest, os.W_OK | os.X_OK):
+        return None
+    if os.statvfs(nearest).f_flag & os.ST_RDONLY:
+        return nearest, "on a read-only file system"
+    return nearest, "not writable by this account"
