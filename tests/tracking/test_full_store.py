@@ -82,14 +82,18 @@ def test_a_store_that_fills_up_names_itself_and_the_run_goes_on_once_there_is_ro
         assert finished[0].info.run_id == run_id
 
 
-def test_a_sweep_whose_records_fill_up_stops_in_one_line_and_the_same_command_finishes_it(small_disk, tmp_path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_sweep_whose_records_fill_up_stops_in_one_line_and_the_same_command_finishes_it(
+    small_disk, tmp_path, workers: int
+) -> None:
     """The study's journal was left with a torn last record, which the next append continued: Optuna then
-    read bad JSON and the sweep could neither go on nor be reported."""
+    read bad JSON and the sweep could neither go on nor be reported. Two workers each stop with the line."""
     disk, resize = small_disk
     sweep = [
         "-m",
         "hparams_search=digits_optuna",
         "hydra.sweeper.n_trials=6",
+        f"hydra.sweeper.n_jobs={workers}",
         "trainer.max_epochs=4",
         f"paths.mlruns_dir={disk}",
         f"paths.log_dir={tmp_path}/logs",

@@ -90,6 +90,7 @@ from explab.sweep.workers import (
     visible_gpus,
 )
 from explab.tracking import TrackedRun
+from explab.tracking.full_store import quiet_mlflow_about_room
 from explab.tracking.run import stop_described
 from explab.utils.signals import Terminated, held, sigterm_raises_terminated, stop_behind
 
@@ -275,11 +276,13 @@ class ExplabOptunaSweeperImpl(Sweeper):
         inside a SLURM job (a preemption) the trial is left to be continued instead.
         """
         self.shell_uri = os.environ.get("MLFLOW_TRACKING_URI")  # before a trial's MLflow sets it in this process
+        quiet_mlflow_about_room()  # a full store is said once, by _stop_says_how_to_go_on
         self._check_settings()
         space, fixed = self._search_space(arguments)
         if is_pool_worker():  # the pool's process checked, opened the study and owns the parent run
             study, n_trials = self._open_study(space, fixed)
-            self._run_trials(study, space, fixed, self._open_parent_run(study, space, own=False), n_trials)
+            with self._stop_says_how_to_go_on(study, n_trials):
+                self._run_trials(study, space, fixed, self._open_parent_run(study, space, own=False), n_trials)
             return []
         self._check_before_first_trial(space, fixed)
         if self.detach:
