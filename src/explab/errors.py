@@ -70,6 +70,9 @@ def no_room_behind(error: BaseException) -> str | None:
         if isinstance(seen, sqlite3.Error) and seen.sqlite_errorcode == sqlite3.SQLITE_IOERR_WRITE:
             # SQLite reports only ENOSPC as full: a quota (EDQUOT) or a file size limit comes as an I/O error
             return "disk I/O error as SQLite wrote, which a quota or a file size limit gives"
+        if isinstance(seen, sqlite3.Error) and seen.sqlite_errorcode == sqlite3.SQLITE_IOERR_SHMSIZE:
+            # opening a WAL database sizes its shared-memory file beside it, which a full disk refuses
+            return "disk I/O error as SQLite sized its shared-memory file, which a full disk gives"
     return None
 
 

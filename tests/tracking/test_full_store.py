@@ -56,6 +56,11 @@ def test_a_store_that_fills_up_names_itself_and_the_run_goes_on_once_there_is_ro
     paths = [f"paths.mlruns_dir={disk}", f"paths.log_dir={tmp_path}/logs"]
     empty_store = _new_store_on(disk)
 
+    resize(empty_store + 8)  # no room even for SQLite's shared-memory file, which opening the store sizes
+    done = run_cli("explab-report", "experiment_name=digits_cnn", *paths, cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "as SQLite sized its shared-memory file" in done.stderr and "cannot even be opened" in done.stderr
+
     resize(empty_store + 64)  # room for SQLite's shared-memory file, not for an experiment and a run
     done = run_cli("explab-train", "trainer.max_epochs=2", *paths, cwd=tmp_path)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from explab.errors import ExplabError, UsageError, first_line
+from explab.errors import ExplabError, UsageError, first_line, no_room_behind
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -390,6 +390,13 @@ def _check_sqlite_file(tracking_uri: str, database: Path) -> None:
         connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
         try:
             tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.Error as error:
+            reason = no_room_behind(error)
+            if reason is None:
+                raise
+            from explab.tracking.full_store import out_of_room
+
+            raise out_of_room(tracking_uri, reason, "it cannot even be opened until there is room") from error
         finally:
             connection.close()
     if tables and not {"experiments", "runs"} <= tables:
