@@ -50,6 +50,18 @@ def raised_while(error: BaseException) -> Iterator[BaseException]:
         seen = seen.__cause__ or seen.__context__
 
 
+def raised_in(error: BaseException, source: str) -> bool:
+    """Whether ``error``, or an error it was raised while, passed through a source file whose path holds
+    ``source`` (``"/mlflow/store/"``): whose code a failure came from, when its type does not say."""
+    import traceback
+
+    return any(
+        source in frame.f_code.co_filename
+        for seen in raised_while(error)
+        for frame, _ in traceback.walk_tb(seen.__traceback__)
+    )
+
+
 # what a full disk, a quota, or a limit on file size raise as a file is written
 NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 

@@ -43,7 +43,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if tracked_here(cfg)
         else contextlib.nullcontext()
     )
-    with lifecycle as run, trial.record_state(run), ddp_launch_scoped_to_job():
+    with lifecycle as run, trial.record_state(run), trial.study_writes(), ddp_launch_scoped_to_job():
         job = build_job(cfg, run, trial)
         record_start(run, job)
         metrics = fit_and_test(job, trial, run)

@@ -66,3 +66,28 @@ def test_a_whole_journal_is_left_as_it_is(tmp_path, content: bytes) -> None:
     journal.write_bytes(content)
     WholeRecordsJournal(str(journal))
     assert journal.read_bytes() == content
+
+
+def test_a_trial_whose_report_the_journal_has_no_room_for_fails_in_one_line(tmp_path) -> None:
+    """The pruner's report is the job's own write to the study: it ended in Optuna's traceback."""
+    journal = tmp_path / "study.journal"
+    _study(journal).ask()
+    script = f"""
+import resource, signal
+from omegaconf import OmegaConf
+from explab.sweep.storage import trial_from_config
+from explab.sweep.trial import TrialJob
+node = {{"study_name": "s", "number": 0, "storage": "journal:///{journal}", "objective": ["val/acc"]}}
+job = TrialJob(OmegaConf.create({{"optuna_trial": node}}))
+trial = trial_from_config(job.optuna_trial)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, ({journal.stat().st_size + 10},) * 2)
+with job.study_writes():
+    trial.report(0.5, 1)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0, done.stdout
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"explab.sweep.storage.StudyStorageError: The study's storage journal:///{journal} could not take a write "
+        "(File too large): trial 0 stopped. Free space there (or raise your quota), then run the sweep's command again"
+    ), done.stderr[-2000:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -10,13 +11,15 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 from omegaconf import DictConfig
 
-from explab.errors import UsageError
+from explab.errors import ExplabError, UsageError, no_room_behind, raised_in
 from explab.sweep.objectives import reported_each_epoch
 from explab.sweep.pruning import OptunaPruning
 from explab.tracking.run import is_trial_pruned
 
 if TYPE_CHECKING:
     from explab.tracking import TrackedRun
+
+OPTUNA_STORAGE_CODE = f"{os.sep}optuna{os.sep}storages{os.sep}"  # the study's storages, the journal's included
 
 
 class TrialJob:
@@ -108,6 +111,27 @@ class TrialJob:
         for name in {*objectives, self.monitor} - {None}:
             if name in metrics and not math.isfinite(metrics[name]):
                 raise FloatingPointError(f"objective {name} is {metrics[name]}")
+
+    @contextmanager
+    def study_writes(self) -> Iterator[None]:
+        """Inside, a write the study's storage has no room for (a report of the pruner: a full disk, a quota)
+        fails the job with one line naming the storage, instead of a traceback of Optuna's."""
+        try:
+            yield
+        except Exception as error:
+            if not self.optuna_trial or isinstance(error, ExplabError):
+                raise
+            reason = no_room_behind(error)
+            if reason is None or not raised_in(error, OPTUNA_STORAGE_CODE):
+                raise
+            from explab.sweep.storage import StudyStorageError
+            from explab.tracking.store import shown_url
+
+            raise StudyStorageError(
+                f"The study's storage {shown_url(str(self.optuna_trial.storage))} could not take a write "
+                f"({reason}): trial {self.optuna_trial.number} stopped. Free space there (or raise your quota), "
+                "then run the sweep's command again"
+            ) from error
 
     @contextmanager
     def record_state(self, run: TrackedRun | None) -> Iterator[None]:

@@ -6,11 +6,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
-from explab.errors import ExplabError, no_room_behind, raised_while
+from explab.errors import ExplabError, no_room_behind, raised_in
 from explab.tracking.store import SQLITE_PREFIX, TrackingStoreError, shown_url
 
 MLFLOW_STORE_CODE = f"{os.sep}mlflow{os.sep}store{os.sep}"  # MLflow's tracking and artifact stores
@@ -27,14 +26,7 @@ def store_out_of_room(error: BaseException) -> str | None:
     if isinstance(error, ExplabError):
         return None
     reason = no_room_behind(error)
-    if reason is None:
-        return None
-    in_store = any(
-        MLFLOW_STORE_CODE in frame.f_code.co_filename
-        for seen in raised_while(error)
-        for frame, _ in traceback.walk_tb(seen.__traceback__)
-    )
-    return reason if in_store else None
+    return reason if reason is not None and raised_in(error, MLFLOW_STORE_CODE) else None
 
 
 def out_of_room(tracking_uri: str, reason: str, outcome: str) -> TrackingStoreError:
