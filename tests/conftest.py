@@ -203,3 +203,23 @@ def read_only(tmp_path) -> Iterator[Callable[[Path], Path]]:
     finally:
         for view in mounts:
             subprocess.run(["umount", "--lazy", str(view)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[tuple[Path, Callable[[int], None]]]:
+    """A tmpfs of its own, and how to set its size in KiB; unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("a file system of a chosen size is mounted as root (CI runs as root)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"this machine mounts no tmpfs: {mounted.stderr.decode().strip()}")
+
+    def resize(kib: int) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={kib}k", str(disk)], check=True)
+
+    try:
+        yield disk, resize
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], check=False)

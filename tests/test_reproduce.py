@@ -142,6 +142,21 @@ def test_a_reproduction_that_moved_names_the_metrics_that_differ(tmp_path: Path,
     )
 
 
+def test_a_reproduction_of_a_run_that_logged_no_metric_says_nothing_was_compared(tmp_path: Path, caplog) -> None:
+    """A source that stopped before its first metric (a full disk at the start) was said to be reproduced
+    "to the bit", by all 0 of its metrics."""
+    uri = tracking_uri_for(tmp_path / "mlruns")
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("digits_cnn")
+    source, copy = (client.create_run(experiment).info.run_id for _ in range(2))
+    client.log_batch(copy, [Metric("test/acc", 0.97, 0, 0)])
+    with caplog.at_level(logging.INFO, logger="explab.reproduce"):
+        compare_with_source(TrackedRun(uri, copy), source)
+    assert client.get_run(copy).data.tags["explab.reproduced_metrics"] == "none recorded"
+    assert f"reproduced run {source}: it recorded no final metrics to compare with" in caplog.text
+    assert "to the bit" not in caplog.text
+
+
 def test_a_reproduction_on_other_data_or_hardware_says_so_and_the_same_says_nothing(caplog) -> None:
     source = {"data.fingerprint": "abc", "hardware.cpu_capability": "AVX2", "hardware.torch_threads": "1"}
     with caplog.at_level(logging.WARNING, logger="explab.reproduce"):

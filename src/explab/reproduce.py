@@ -279,7 +279,8 @@ def record_resumed_config(run: TrackedRun, cfg: DictConfig) -> None:
     log.info("run %s resumed with %s", run.run_id, said)
 
 
-REPRODUCED_TAG = "explab.reproduced_metrics"  # "identical", or "differ: " and the metrics that differ
+# "identical", "differ: " and the metrics that differ, or "none recorded" by a source that stopped before them
+REPRODUCED_TAG = "explab.reproduced_metrics"
 UNCOMPARED_PREFIXES = ("perf/", "system/")  # timings and machine load differ between any two runs
 
 
@@ -291,6 +292,10 @@ def compare_with_source(run: TrackedRun, source_run_id: str) -> None:
     then, metrics = source.metrics, reproduced.metrics
     compared = sorted(k for k in metrics if k in then and not k.startswith(UNCOMPARED_PREFIXES))
     differ = [k for k in compared if then[k] != metrics[k]]
+    if not compared:  # a source that failed before its first epoch ended: "all 0 are the source's" says nothing
+        log.info("reproduced run %s: it recorded no final metrics to compare with", source_run_id)
+        run.set_tags({REPRODUCED_TAG: "none recorded"})
+        return
     if not differ:
         log.info("reproduced run %s: its %d final metrics are the source's, to the bit", source_run_id, len(compared))
         run.set_tags({REPRODUCED_TAG: "identical"})

@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,26 +21,6 @@ STOPPED_RUN = re.compile(
     r"could not take a write \((.+?)\): run (\w+) stopped(?: and is recorded (\w+)|, and could not be recorded as "
     r"ended: it shows (RUNNING) until .+?); once there is room, (explab-train \S+) "
 )
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[tuple[Path, Callable[[int], None]]]:
-    """A tmpfs of its own, and how to set its size in KiB; unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("a file system of a chosen size is mounted as root (CI runs as root)")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"this machine mounts no tmpfs: {mounted.stderr.decode().strip()}")
-
-    def resize(kib: int) -> None:
-        subprocess.run(["mount", "-o", f"remount,size={kib}k", str(disk)], check=True)
-
-    try:
-        yield disk, resize
-    finally:
-        subprocess.run(["umount", "--lazy", str(disk)], check=False)
 
 
 def _new_store_on(disk: Path) -> int:

@@ -21,6 +21,7 @@ from torch import nn
 
 from explab.tracking.params import recordable
 from explab.tracking.run import no_download_bars
+from explab.tracking.staging import room_to_download, room_to_stage
 from explab.utils.logging import logger_at_least
 
 if TYPE_CHECKING:
@@ -41,7 +42,11 @@ def load_model(model_uri: str) -> Any:
     import mlflow.pyfunc
 
     # a bar per file of a model of a few small files only fills the console
-    with tempfile.TemporaryDirectory(prefix="explab-model-") as folder, no_download_bars():
+    with (
+        room_to_download(f"The model {model_uri}"),
+        tempfile.TemporaryDirectory(prefix="explab-model-") as folder,
+        no_download_bars(),
+    ):
         return mlflow.pyfunc.load_model(model_uri, dst_path=folder)
 
 
@@ -61,7 +66,12 @@ def log_model(
     cfg: DictConfig,
     registered_model_name: str | None = None,
 ) -> str:
-    """Log the network with its input recipe, a raw input example and a signature; returns the model URI."""
+    """Log the network with its input recipe, a raw input example and a signature; returns the model URI.
+
+    Raises:
+        StagingError: the temporary folder, where the model's files are written before they reach the store,
+            has no room for them.
+    """
     import mlflow
     from mlflow.models import infer_signature
 
@@ -75,11 +85,13 @@ def log_model(
         predicted = outputs(net(torch.as_tensor(network_input(example, recipe))).numpy(), recipe)
     mlflow.set_tracking_uri(run.tracking_uri)
     requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
-    with tempfile.TemporaryDirectory(prefix="explab-model-") as folder:
+    with room_to_stage("The run's MLflow model"), tempfile.TemporaryDirectory(prefix="explab-model-") as folder:
         files = {"config": Path(folder) / "config.yaml", "weights": Path(folder) / "weights.pt"}
         files["recipe"] = Path(folder) / "recipe.json"
         files["config"].write_text(OmegaConf.to_yaml(OmegaConf.create(recordable(cfg))))
-        torch.save(net.state_dict(), files["weights"])
+        # opened here: torch's own file writer reports a full disk as "unexpected pos 64 vs 0", no OSError behind
+        with files["weights"].open("wb") as weights:
+            torch.save(net.state_dict(), weights)
         files["recipe"].write_text(json.dumps(recipe))
         # MLflow reads the logged model back to validate the input example, and says so at INFO in every run,
         # with a progress bar per small file: no news (its warnings still show)

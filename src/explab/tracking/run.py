@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from explab.errors import Stopped, UsageError, first_line
 from explab.tracking.full_store import out_of_room, quiet_mlflow_about_room, room_for, store_out_of_room
 from explab.tracking.orphans import PID_TAG, close_orphaned_runs, still_running
+from explab.tracking.staging import StagingError, room_to_stage
 from explab.tracking.store import deleted_experiment, open_client, server_access
 from explab.utils.logging import get_logger
 from explab.utils.signals import Terminated, held, interrupted_by_ctrl_c, sigterm_raises_terminated
@@ -51,6 +52,10 @@ PARAMS_PER_CALL = 100  # MLflow's log_batch limit for params
 STATUS_REASON_TAG = "explab.status_reason"  # why the run ended as it did (FAILED, KILLED)
 RESUME_FAILED_TAG = "explab.resume_failed"  # why a resume failed before training, the run kept as it was
 RESUMED_AFTER_TAG = "explab.resumed_after"  # how the run had ended before a resume trained it on
+# what becomes of a run whose end its store had no room to record (``close_orphaned_runs``)
+SHOWS_RUNNING_UNTIL_CLOSED = (
+    "it shows RUNNING until the next run of its experiment finds its process gone and marks it KILLED"
+)
 
 
 def run_status_for(error: BaseException | None) -> str:
@@ -101,8 +106,9 @@ def run_lifecycle(
     handling. Ctrl-C and SIGTERM wait while the run is opened: one landing between the store creating it and
     ``run`` naming it would leave it RUNNING with nobody to end it.
 
-    A store that runs out of room while the run records into it ends the block with ``out_of_room``: what
-    became of the run, and, when ``continued_by`` is given, how the command given the run's id continues it.
+    A store that runs out of room while the run records into it ends the block with ``out_of_room``, and the
+    temporary folder one with the ``StagingError`` that names it: what became of the run, and, when
+    ``continued_by`` is given, how the command given the run's id continues it.
     """
     quiet_mlflow_about_room()
     opened: list[TrackedRun] = []
@@ -114,6 +120,10 @@ def run_lifecycle(
     try:
         with sigterm_raises_terminated(), held(open_and_keep, TrackedRun.end) as run:
             yield run
+    except StagingError as error:
+        if not opened:
+            raise
+        raise error.of_run(opened[0].stopped_for_room(continued_by)) from error.__cause__
     except Exception as error:
         reason = store_out_of_room(error)
         if reason is None or not opened:  # a run that could not be opened said so itself
@@ -253,7 +263,13 @@ class TrackedRun:
             self.client.log_batch(self.run_id, metrics=items)
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self.client.log_text(self.run_id, text, artifact_file)
+        """``text`` as the artifact ``artifact_file``, which MLflow writes to the temporary folder first.
+
+        Raises:
+            StagingError: the temporary folder has no room for it.
+        """
+        with room_to_stage(f"The run's {artifact_file}"):
+            self.client.log_text(self.run_id, text, artifact_file)
 
     def log_file(self, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
@@ -267,10 +283,7 @@ class TrackedRun:
         if self.ended_as is not None:
             told = f"run {self.run_id} stopped and is recorded {self.ended_as}"
         else:
-            told = (
-                f"run {self.run_id} stopped, and could not be recorded as ended: it shows RUNNING until the next "
-                "run of its experiment finds its process gone and marks it KILLED"
-            )
+            told = f"run {self.run_id} stopped, and could not be recorded as ended: {SHOWS_RUNNING_UNTIL_CLOSED}"
         return f"{told}; once there is room, {continued_by(self.run_id)}" if continued_by else told
 
     def load_text(self, artifact_file: str) -> str:
@@ -322,10 +335,10 @@ class TrackedRun:
                 raise
             # the error that ended the run is the one to report, not this one raised while handling it
             log.error(
-                "MLflow run %s could not be recorded as ended (%s): it shows RUNNING until the next run of its "
-                "experiment finds its process gone and marks it KILLED",
+                "MLflow run %s could not be recorded as ended (%s): %s",
                 self.run_id,
                 no_room,
+                SHOWS_RUNNING_UNTIL_CLOSED,
             )
             return
         level = logging.INFO if pruned else logging.ERROR if status == "FAILED" else logging.WARNING
