@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,25 @@ def test_a_job_folder_under_a_read_only_folder_is_refused_before_hydra_makes_it(
     assert f"Error: The job's folder {share}/logs/digits_cnn/{folder}/" in done.stderr
     assert f"cannot be created: {share} is on a read-only file system" in done.stderr
     assert "paths.log_dir=FOLDER" in done.stderr and not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "folder"),
+    [(["explab-train", "trainer.max_epochs=1"], "runs"), (["explab-train", "-m", "seed=1,2"], "multiruns")],
+)
+def test_a_job_folder_on_a_full_disk_is_refused_before_hydra_writes_its_config(
+    tmp_path: Path, small_disk, command: list[str], folder: str
+) -> None:
+    """Hydra wrote the job's config files before any of explab's code ran, and ended in a traceback of
+    "No space left on device"."""
+    disk, resize = small_disk
+    resize(256)
+    done = run_cli(*command, f"paths.log_dir={disk}/logs", f"paths.mlruns_dir={tmp_path}/mlruns", cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert re.search(
+        rf"Error: The job's folder {disk}/logs/digits_cnn/{folder}/\S+ has no room: its disk has 25\d KiB free, too "
+        "little for the job's config files and checkpoints. Free space there, or give a folder on another disk: "
+        r"paths.log_dir=FOLDER \(or paths.root_dir=FOLDER",
+        done.stderr,
+    ), done.stderr[-2000:]
+    assert not (tmp_path / "mlruns").exists(), "nothing ran"

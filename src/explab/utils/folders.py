@@ -1,8 +1,9 @@
-"""Whether a folder can be written (or created) by this process, and why not."""
+"""Whether a folder can be written (or created) by this process, and why not; how much room it has left."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 
@@ -15,3 +16,10 @@ def unwritable(folder: Path) -> tuple[Path, str] | None:
     if os.statvfs(nearest).f_flag & os.ST_RDONLY:
         return nearest, "on a read-only file system"
     return nearest, "not writable by this account"
+
+
+def free_bytes(folder: Path) -> int:
+    """The bytes this account may still write on the file system of ``folder``, or of its nearest existing
+    parent (what ``df`` shows as available: a disk's reserve for root is left out, a quota is not)."""
+    nearest = next(p for p in (folder, *folder.parents) if p.exists())
+    return shutil.disk_usage(nearest).free
