@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -128,16 +129,16 @@ def compose_cfg(tmp_path: Path, store: Path) -> Callable[..., DictConfig]:
 
 
 def run_cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300, account: Sequence[str] = ()
 ) -> subprocess.CompletedProcess[str]:
     """Run a console script of this environment as a user would; a Hydra app's job folder goes under ``cwd``
-    unless the arguments place it."""
+    unless the arguments place it. ``account`` is a command that runs it, as ``another_account`` gives."""
     if args[0] in HYDRA_APPS and not any(a.startswith(("paths.log_dir=", "paths.root_dir=")) for a in args):
         args = (*args, f"paths.log_dir={cwd}/logs")  # not the checkout's logs/, which the suite would fill
     full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     full_env.update(env or {})
     return subprocess.run(
-        [str(BIN / args[0]), *args[1:]],
+        [*account, str(BIN / args[0]), *args[1:]],
         cwd=cwd,
         env=full_env,
         capture_output=True,
@@ -223,3 +224,13 @@ def small_disk(tmp_path: Path) -> Iterator[tuple[Path, Callable[[int], None]]]:
         yield disk, resize
     finally:
         subprocess.run(["umount", "--lazy", str(disk)], check=False)
+
+
+@pytest.fixture
+def another_account() -> list[str]:
+    """The command that runs a command as root without its power over file permissions: as another account
+    would, for files root made and gave to ``nobody`` (a colleague's, in a shared folder)."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("files of another account are made as root and read with setpriv (CI runs as root)")
+    without = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--inh-caps={without}", f"--bounding-set={without}", "--"]

@@ -297,7 +297,13 @@ def metrics_to_report(asked: list[str], runs: Sequence[Any], experiment_name: st
 def report(cfg: DictConfig) -> str:
     from explab.tracking import TrackedRun, run_lifecycle
     from explab.tracking.plots import intervals_figure, save_figure
-    from explab.tracking.store import deleted_experiment, open_recorded_store, shown_url
+    from explab.tracking.store import (
+        TrackingStoreError,
+        check_recordable,
+        deleted_experiment,
+        open_recorded_store,
+        shown_url,
+    )
 
     check_settings(cfg)
     client = open_recorded_store(cfg.tracking_uri)
@@ -359,6 +365,11 @@ def report(cfg: DictConfig) -> str:
         if compared:
             tables["comparisons.csv"] = compared
     print(markdown)
+    try:
+        check_recordable(cfg.tracking_uri)
+    except TrackingStoreError as error:  # a colleague's store, which this account may only read
+        log.warning("the report is not logged in MLflow: %s", error)
+        return markdown
     opened = run_lifecycle(lambda: TrackedRun.create(cfg.tracking_uri, names[0], run_name="report", tags=tags))
     with opened as run, tempfile.TemporaryDirectory(prefix="explab-report-") as folder:
         (Path(folder) / "report.md").write_text(markdown)

@@ -7,6 +7,7 @@ import fcntl
 import re
 import shutil
 import sqlite3
+import subprocess
 import threading
 import time
 
@@ -15,7 +16,7 @@ import sqlalchemy
 from mlflow.tracking import MlflowClient
 
 from explab.tracking.store import TrackingStoreError, _store_lock, check_store, every_run, open_client, shown_url
-from tests.conftest import run_cli, tracking_uri_for
+from tests.conftest import run_cli, runs_in, tracking_uri_for
 
 
 def test_store_connections_use_wal_and_commit_without_waiting_for_the_disk(tmp_path) -> None:
@@ -123,3 +124,41 @@ def test_a_store_on_a_read_only_share_says_how_to_read_it_and_the_copy_reads(tmp
 
     with pytest.raises(TrackingStoreError, match=rf"cannot be created: {share} is on a read-only file system"):
         open_client(tracking_uri_for(share / "new" / "mlruns"))
+
+
+@pytest.mark.slow
+def test_a_colleagues_store_in_a_shared_folder_is_reported_and_refused_for_recording_in_one_line(
+    tmp_path, another_account
+) -> None:
+    """A colleague's store in a shared folder, its files made with their umask (022): explab's lock file
+    failed in a traceback for every command, and past it MLflow's "attempt to write a readonly database"."""
+    shared = tmp_path / "shared"
+    trained = run_cli("explab-train", "trainer.max_epochs=1", f"paths.mlruns_dir={shared}", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    # the colleague's: theirs, readable by all, writable by them alone, in a folder everyone may write
+    subprocess.run(["chown", "-R", "nobody", str(shared)], check=True)
+    subprocess.run(["chmod", "-R", "go-w", str(shared)], check=True)
+    shared.chmod(0o1777)
+    store = [f"paths.mlruns_dir={shared}", f"paths.log_dir={tmp_path}/mine"]
+
+    report = run_cli("explab-report", "experiment_name=digits_cnn", *store, cwd=tmp_path, account=another_account)
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "| all | 1 | " in report.stdout, report.stdout[-2000:]
+    refusal = (
+        rf"The MLflow store sqlite:///{shared}/mlflow.db can be read but not recorded into by this account: "
+        rf"mlflow.db, .*artifacts/.* in {shared} belong to nobody and are not writable by it. To share the store, its "
+        rf"owner lets the group write it \(chmod -R g\+w {shared}, and records with umask 002\); or record into "
+        "another store: paths.mlruns_dir=FOLDER or MLFLOW_TRACKING_URI"
+    )
+    said = report.stdout + report.stderr
+    assert re.search(f"the report is not logged in MLflow: {refusal}", said), said[-2000:]
+
+    train = run_cli("explab-train", "trainer.max_epochs=1", *store, cwd=tmp_path, account=another_account)
+    assert train.returncode == 1 and "Traceback" not in train.stderr, train.stderr[-2000:]
+    assert re.search(f"Error: {refusal}", train.stderr), train.stderr[-2000:]
+    sweep = ["-m", "hparams_search=digits_optuna", "hydra.sweeper.n_trials=2"]
+    swept = run_cli("explab-train", *sweep, *store, cwd=tmp_path, account=another_account)
+    assert swept.returncode == 1 and re.search(f"Error: {refusal}", swept.stderr), swept.stderr[-2000:]
+    assert not (shared / "optuna").exists(), "refused before its study was made"
+    [run] = runs_in(shared, "digits_cnn")
+    assert run.info.status == "FINISHED", "the colleague's run alone, untouched"

@@ -21,7 +21,7 @@ from explab.errors import Stopped, UsageError, first_line
 from explab.tracking.full_store import out_of_room, quiet_mlflow_about_room, room_for, store_out_of_room
 from explab.tracking.orphans import PID_TAG, close_orphaned_runs, still_running
 from explab.tracking.staging import StagingError, room_to_stage
-from explab.tracking.store import deleted_experiment, open_client, server_access
+from explab.tracking.store import check_recordable, deleted_experiment, open_client, server_access
 from explab.utils.logging import get_logger
 from explab.utils.signals import Terminated, held, interrupted_by_ctrl_c, sigterm_raises_terminated
 
@@ -182,6 +182,7 @@ class TrackedRun:
         tags: Mapping[str, str] | None,
     ) -> TrackedRun:
         client = open_client(tracking_uri)
+        check_recordable(tracking_uri)
         experiment = client.get_experiment_by_name(experiment_name)
         if experiment is None:
             location = None
@@ -217,6 +218,7 @@ class TrackedRun:
             if info.status == "RUNNING":
                 raise UsageError(still_running(run.client, run_id))
         run.status_before_resume = info.status
+        check_recordable(tracking_uri)
         # another member's run, which this account may only read
         with server_access(tracking_uri), room_for(tracking_uri, f"run {run_id} is as it was, and nothing trained"):
             run.client.update_run(run_id, status="RUNNING")

@@ -224,13 +224,20 @@ def open_recorded_store(tracking_uri: str, named_by: str = "MLFLOW_TRACKING_URI,
 
 @contextlib.contextmanager
 def _store_lock(database: Path, operation: int) -> Iterator[None]:
-    """Hold the lock beside ``database``: exclusive while a store is created, shared while one is inspected."""
-    with open(database.parent / f".{database.name}.lock", "a") as lock:
-        fcntl.flock(lock, operation)
+    """Hold the lock beside ``database``: exclusive while a store is created, shared while one is inspected.
+
+    The file is opened to read: ``flock`` needs no more, and a colleague's lock file in a shared folder, made
+    with their umask, is one this account may only read.
+    """
+    descriptor = os.open(database.parent / f".{database.name}.lock", os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(descriptor, operation)
         try:
             yield
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)
 
 
 def check_store(tracking_uri: str) -> None:
@@ -372,6 +379,33 @@ def _check_sqlite_folder(tracking_uri: str, database: Path) -> None:
     raise TrackingStoreError(
         f"The MLflow store {tracking_uri} cannot be created: {nearest} is {why}. Give a folder you can write: "
         "paths.mlruns_dir=FOLDER or MLFLOW_TRACKING_URI"
+    )
+
+
+def check_recordable(tracking_uri: str) -> None:
+    """Raise ``TrackingStoreError`` when this account may read a SQLite store but not record into it: files
+    another account made there with its umask (the database, its write-ahead log, the artifacts' folders) in
+    a shared folder. Reading works; the first write failed in MLflow's traceback of "attempt to write a
+    readonly database" or of a PermissionError."""
+    import pwd
+
+    if not tracking_uri.startswith(SQLITE_PREFIX):
+        return
+    database = Path(tracking_uri.removeprefix(SQLITE_PREFIX))
+    folder = database.parent
+    shared = [database, *(database.with_name(f"{database.name}{end}") for end in ("-wal", "-shm"))]
+    # the folders every run writes into: its artifacts', MLflow's logged models', a sweep's study journals
+    shared += [folder / "artifacts", folder / "artifacts" / "models", folder / "optuna"]
+    refused = [path for path in shared if path.exists() and not os.access(path, os.W_OK)]
+    if not refused:
+        return
+    owners = sorted({pwd.getpwuid(path.stat().st_uid).pw_name for path in refused})
+    names = ", ".join(str(path.relative_to(folder)) + ("/" if path.is_dir() else "") for path in refused)
+    raise TrackingStoreError(
+        f"The MLflow store {tracking_uri} can be read but not recorded into by this account: {names} in {folder} "
+        f"belong to {' and '.join(owners)} and are not writable by it. To share the store, "
+        f"its owner lets the group write it (chmod -R g+w {folder}, and records with umask 002); or record into "
+        "another store: paths.mlruns_dir=FOLDER or MLFLOW_TRACKING_URI"
     )
 
 

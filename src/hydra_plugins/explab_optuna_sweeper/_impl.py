@@ -92,6 +92,7 @@ from explab.sweep.workers import (
 from explab.tracking import TrackedRun
 from explab.tracking.full_store import quiet_mlflow_about_room
 from explab.tracking.run import stop_described
+from explab.tracking.store import check_recordable
 from explab.utils.signals import Terminated, held, sigterm_raises_terminated, stop_behind
 
 log = logging.getLogger(__name__)
@@ -526,6 +527,8 @@ class ExplabOptunaSweeperImpl(Sweeper):
             unrecorded = None if self._is_grid else _what_goes_unrecorded(self.storage_url, self.mlflow_cfg)
             if unrecorded:
                 log.warning(unrecorded)
+            if self.mlflow_cfg and self.mlflow_cfg.get("tracking_uri"):  # before the study is made there
+                check_recordable(str(self.mlflow_cfg["tracking_uri"]))
             job_config = self._job_config(fixed)
             if self.objectives.metric_setting is None:
                 raise UsageError(_metric_needed(job_config.get("optimized_metric")))
