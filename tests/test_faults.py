@@ -374,6 +374,33 @@ def test_a_truncated_start_checkpoint_is_named_before_the_run_exists(compose_cfg
     assert runs_in(store, "digits_cnn") == []
 
 
+@pytest.mark.parametrize("private", ["file", "folder"])
+def test_a_checkpoint_this_account_may_not_read_is_named_before_the_run_exists(
+    tmp_path: Path, another_account, private: str
+) -> None:
+    """A colleague's checkpoint, kept private (mode 600) or in their private folder (700), failed in torch's
+    traceback of the PermissionError, or of pathlib's as the checks asked whether the file was there."""
+    folder = tmp_path / "colleague"
+    folder.mkdir()
+    checkpoint = folder / "last.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(10)}}, checkpoint)
+    subprocess.run(["chown", "-R", "nobody", str(folder)], check=True)
+    (checkpoint if private == "file" else folder).chmod(0o600 if private == "file" else 0o700)
+    done = run_cli(
+        "explab-train",
+        f"ckpt_path={checkpoint}",
+        f"paths.mlruns_dir={tmp_path}/mlruns",
+        cwd=tmp_path,
+        account=another_account,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"Error: checkpoint {checkpoint} cannot be read by this account: Permission denied on {checkpoint}. Its "
+        "owner can let you read it (chmod a+r on the file, a+x on its folders), or copy it where you can"
+    )
+    assert not (tmp_path / "mlruns").exists()
+
+
 # --- 3. two runs never share an output folder ---------------------------------------------------------
 def seeds_started_together(tmp_path: Path, *args: str) -> dict[str, str]:
     """Start one-epoch digits runs of seeds 1 and 2 at once, in two processes; their run ids by seed."""

@@ -27,6 +27,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     lookup of its run read the record, the epoch and the weights' shapes, not gigabytes of weights and
     optimizer state that Lightning reads again for the fit (on every DDP rank)."""
     path = Path(path)
+    try:
+        return _checked(path)
+    except PermissionError as error:
+        raise unreadable_by_this_account(path, error) from error
+
+
+def _checked(path: Path) -> dict[str, Any]:
     if path.is_dir():
         found = sorted(p.name for p in path.glob("*.ckpt"))
         raise CheckpointError(
@@ -54,6 +61,15 @@ def _mapped(path: Path) -> Any:
             raise
         # torch.save's legacy format (_use_new_zipfile_serialization=False) is no zip archive to map
         return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def unreadable_by_this_account(path: Path, error: PermissionError) -> CheckpointError:
+    """The error for a checkpoint this account may not read: another's file, or one in another's folder,
+    made with their umask or kept private (a colleague's run folder on a shared file system)."""
+    return CheckpointError(
+        f"checkpoint {path} cannot be read by this account: {error.strerror} on {error.filename or path}. Its "
+        "owner can let you read it (chmod a+r on the file, a+x on its folders), or copy it where you can"
+    )
 
 
 def unreadable_checkpoint_error(path: Path, error: BaseException) -> CheckpointError:

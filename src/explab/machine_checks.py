@@ -36,14 +36,19 @@ def check_start_checkpoint(cfg: DictConfig) -> None:
         return
     if cfg.get("resume"):
         return  # the run's own last.ckpt, which resume_checks.check_resumable read and checked
-    if not Path(str(path)).expanduser().is_file():
+    start = Path(str(path)).expanduser()
+    try:
+        missing = not start.is_file()
+    except PermissionError:  # a folder on its way this account may not enter, which load_checkpoint names
+        missing = False
+    if missing:
         raise UsageError(
             f"ckpt_path={path}: no such file here. Give the path of a .ckpt file, or resume=RUN_ID to continue "
             "an MLflow run from its own last checkpoint"
         )
     from explab.resume_checks import check_fit_from_checkpoint
 
-    check_fit_from_checkpoint(cfg, Path(str(path)).expanduser())
+    check_fit_from_checkpoint(cfg, start)
 
 
 def check_output_folder_free(cfg: DictConfig) -> None:
