@@ -97,6 +97,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     from explab.build import build_datamodule, build_model, build_trainer
     from explab.tracking import TrackedRun
+    from explab.tracking.store import TrackingStoreError, check_recordable
     from explab.utils.logging import tidy_lightning_logging
 
     tidy_lightning_logging()
@@ -113,6 +114,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     results = trainer.test(model, datamodule=datamodule)
     metrics = {key: float(value) for key, value in results[0].items()}
     if run_id:
+        try:
+            check_recordable(cfg.tracking_uri)
+        except TrackingStoreError as error:  # a colleague's run, which this account may only read
+            log.warning("the metrics are not logged to MLflow run %s: %s", run_id, error)
+            return metrics
         run = TrackedRun(cfg.tracking_uri, run_id)
         run.log_metrics(metrics, step=int(checkpoint.get("global_step", 0)))
         run.set_tags({"explab.eval.checkpoint": str(cfg.ckpt_path or "best")})

@@ -6,6 +6,7 @@ import gzip
 import os
 import pickle
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from explab.data import (
 )
 from explab.data.cifar import random_crop_flip
 from explab.data.text import UNK, tokenize
+from tests.conftest import run_cli
 from tests.support.formats import cifar_batch, write_aclimdb, write_cifar, write_idx, write_mnist, write_snippets
 
 
@@ -231,3 +233,36 @@ def test_check_source_finds_an_aclimdb_class_folder_missing_or_empty(tmp_path: P
     folder.mkdir()
     with pytest.raises(DataError, match=f"{emptied} holds no .txt reviews"):
         IMDBDataModule(str(tmp_path)).check_source()
+
+
+@pytest.mark.parametrize(
+    ("experiment", "write", "private"),
+    [
+        ("mnist_cnn", write_mnist, "t10k-images-idx3-ubyte.gz"),  # a file only its owner reads
+        ("mnist_cnn", write_mnist, "."),  # the owner's private folder
+        ("imdb_sentiment", lambda d: write_aclimdb(d), "test/pos/3_7.txt"),  # found only as the run reads it
+    ],
+)
+def test_data_this_account_may_not_read_is_named_with_what_its_owner_can_do(
+    tmp_path: Path, another_account, experiment: str, write, private: str
+) -> None:
+    """A colleague's data on a shared file system, kept private: pathlib's, gzip's or open's PermissionError
+    ended the command in a traceback, or IDX's reader called the file truncated and said to fetch it again."""
+    data = write(tmp_path / "colleague")
+    subprocess.run(["chown", "-R", "nobody", str(data)], check=True)
+    (data / private).chmod(0o700 if private == "." else 0o600)
+    done = run_cli(
+        "explab-train",
+        f"experiment={experiment}",
+        f"data.data_dir={data}",
+        "trainer.max_epochs=1",
+        f"paths.mlruns_dir={tmp_path}/mlruns",
+        cwd=tmp_path,
+        account=another_account,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    named = str(data / "train-images-idx3-ubyte") if private == "." else str(data / private)
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"Error: {named} cannot be read by this account (Permission denied). Its owner can let you read the data "
+        "(chmod -R a+rX on its folder), or copy it where you can read it: data.data_dir=FOLDER"
+    )

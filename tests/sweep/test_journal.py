@@ -11,6 +11,7 @@ import optuna
 import pytest
 
 from explab.sweep.journal import WholeRecordsJournal
+from tests.conftest import run_cli
 
 
 def _study(path: Path) -> optuna.Study:
@@ -47,6 +48,7 @@ def test_an_append_the_disk_has_no_room_for_leaves_the_journal_as_it_was(tmp_pat
     script = f"""
 import resource, signal, optuna
 from explab.sweep.journal import WholeRecordsJournal
+from tests.conftest import run_cli
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 storage = optuna.storages.JournalStorage(WholeRecordsJournal({str(journal)!r}))
 study = optuna.load_study(study_name="s", storage=storage)
@@ -91,3 +93,22 @@ with job.study_writes():
         f"explab.sweep.storage.StudyStorageError: The study's storage journal:///{journal} could not take a write "
         "(File too large): trial 0 stopped. Free space there (or raise your quota), then run the sweep's command again"
     ), done.stderr[-2000:]
+
+
+def test_a_colleagues_journal_this_account_may_only_read_is_reported(tmp_path, another_account) -> None:
+    """Opening the journal took Optuna's lock, a file made beside it: ``explab-sweep status`` of a colleague's
+    study in a shared folder failed with "Permission denied ... digits.journal.lock"."""
+    folder = tmp_path / "optuna"
+    folder.mkdir()
+    journal = folder / "digits.journal"
+    study = _study(journal)
+    for value in (0.5, 0.75):
+        study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=value))
+    subprocess.run(["chown", "-R", "nobody", str(folder)], check=True)
+    subprocess.run(["chmod", "-R", "go-w", str(folder)], check=True)
+    status = run_cli(
+        "explab-sweep", "status", "s", "--storage", f"journal:///{journal}", cwd=tmp_path, account=another_account
+    )
+    assert status.returncode == 0, status.stderr[-2000:]
+    assert "study 's': 2 complete, 0 pruned, 0 failed, 0 running" in status.stdout, status.stdout[-2000:]
+    assert sorted(p.name for p in folder.iterdir()) == ["digits.journal"]

@@ -52,3 +52,28 @@ def test_a_temporary_folder_without_room_for_the_model_is_named_and_resume_logs_
     predicted = run_cli(*predict, f"output={tmp_path}/predicted.csv", cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert len((tmp_path / "predicted.csv").read_text().splitlines()) == 3
+
+
+def test_a_sweep_whose_summary_finds_no_room_in_the_temporary_folder_names_it_and_ends_well(
+    small_disk, tmp_path
+) -> None:
+    """The warning said only "could not summarise the sweep in MLflow: [Errno 28] No space left on device"."""
+    temporary, resize = small_disk
+    resize(64)  # room for the trials' configs, not for the summary's plots
+    done = run_cli(
+        "explab-train",
+        "-m",
+        "hparams_search=digits_optuna",
+        "hydra.sweeper.n_trials=2",
+        "trainer.max_epochs=1",
+        f"paths.mlruns_dir={tmp_path}/mlruns",
+        cwd=tmp_path,
+        env={"TMPDIR": str(temporary)},
+    )
+    said = done.stdout + done.stderr
+    assert done.returncode == 0 and "2/2 trials finished" in said, said[-3000:]
+    assert (
+        "could not summarise the sweep in MLflow: The sweep's summary (its trials table and plots) could not be "
+        f"staged in the temporary folder {temporary} (No space left on device). Free space there, or give the "
+        "command a temporary folder with room: TMPDIR=FOLDER"
+    ) in said, said[-3000:]

@@ -131,7 +131,8 @@ def test_a_colleagues_store_in_a_shared_folder_is_reported_and_refused_for_recor
     tmp_path, another_account
 ) -> None:
     """A colleague's store in a shared folder, its files made with their umask (022): explab's lock file
-    failed in a traceback for every command, and past it MLflow's "attempt to write a readonly database"."""
+    failed in a traceback for every command, and past it MLflow's "attempt to write a readonly database"
+    (for explab-eval once it had tested the run)."""
     shared = tmp_path / "shared"
     trained = run_cli("explab-train", "trainer.max_epochs=1", f"paths.mlruns_dir={shared}", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr[-2000:]
@@ -152,6 +153,12 @@ def test_a_colleagues_store_in_a_shared_folder_is_reported_and_refused_for_recor
     )
     said = report.stdout + report.stderr
     assert re.search(f"the report is not logged in MLflow: {refusal}", said), said[-2000:]
+
+    [run] = runs_in(shared, "digits_cnn")
+    tested = run_cli("explab-eval", f"run_id={run.info.run_id}", *store, cwd=tmp_path, account=another_account)
+    said = tested.stdout + tested.stderr
+    assert tested.returncode == 0 and "test/acc" in said, said[-2000:]
+    assert re.search(f"the metrics are not logged to MLflow run {run.info.run_id}: {refusal}", said), said[-2000:]
 
     train = run_cli("explab-train", "trainer.max_epochs=1", *store, cwd=tmp_path, account=another_account)
     assert train.returncode == 1 and "Traceback" not in train.stderr, train.stderr[-2000:]

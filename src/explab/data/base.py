@@ -12,6 +12,7 @@ import lightning as L
 import numpy as np
 from torch import Tensor
 
+from explab.data.errors import readable_by_this_account
 from explab.data.tensor_batches import TensorBatches
 
 
@@ -131,13 +132,20 @@ class TensorDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     def check_source(self) -> None:
-        """Raise DataError when a file this module reads is not where it looks; nothing is read, so it runs
-        before the job's run exists. Modules whose data ships inside a package have nothing to check."""
+        """Raise DataError when a file this module reads is not where it looks, or not readable; nothing is
+        read, so it runs before the job's run exists."""
+        with readable_by_this_account():
+            self.check_files()
+
+    def check_files(self) -> None:
+        """Raise DataError when a file this module reads is not where it looks. Modules whose data ships
+        inside a package have nothing to check."""
 
     def ensure_loaded(self) -> None:
         """Load once; Lightning may call ``setup`` for several stages."""
         if not self.splits:
-            self.splits, self.fingerprint = self.load_splits()
+            with readable_by_this_account():
+                self.splits, self.fingerprint = self.load_splits()
             if "train" in self.splits and len(self.splits["train"]) == 0:
                 raise ValueError("the training split is empty: check the split fractions and the data")
 

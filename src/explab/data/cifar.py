@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from explab.data.base import LoadedData, Split, TensorDataModule, fingerprint_arrays, train_val_test
 from explab.data.errors import DataError
+from explab.data.files import readable
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
@@ -121,14 +122,14 @@ class CIFAR10DataModule(TensorDataModule):
     def source(self) -> str:
         return str(self.data_dir.resolve())
 
-    def check_source(self) -> None:
+    def check_files(self) -> None:
         for name in (*TRAIN_BATCHES, TEST_BATCH):
             self._batch_path(name)
 
     def _batch_path(self, name: str) -> Path:
         for folder in (self.data_dir, self.data_dir / "cifar-10-batches-py"):
             if (folder / name).is_file():
-                return folder / name
+                return readable(folder / name)
         raise DataError(
             f"{name} not found in {self.data_dir.resolve()}.\n{HOW_TO_GET}\n"
             "Then point the experiment at that folder: data.data_dir=/path/to/cifar-10-batches-py"

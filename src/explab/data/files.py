@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 from explab.data.errors import DataError
+
+
+def readable(path: Path) -> Path:
+    """``path``, once this account may read it; else the ``PermissionError`` opening it would raise, now,
+    before anything is read (``readable_by_this_account`` turns it into a ``DataError``)."""
+    if not os.access(path, os.R_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+    return path
 
 
 def find_file(data_dir: str | Path, name: str, how_to_get: str) -> Path:
@@ -12,7 +22,7 @@ def find_file(data_dir: str | Path, name: str, how_to_get: str) -> Path:
     folder = Path(data_dir).expanduser()
     for candidate in (folder / name, folder / f"{name}.gz"):
         if candidate.is_file():
-            return candidate
+            return readable(candidate)
     raise DataError(
         f"{name}[.gz] not found in {folder.resolve()}.\n{how_to_get}\n"
         f"Then point the experiment at that folder: data.data_dir=/path/to/folder"

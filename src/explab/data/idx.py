@@ -34,6 +34,8 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     try:
         with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as handle:
             raw = handle.read()
+    except PermissionError:  # the file is whole, and not this account's to read: readable_by_this_account
+        raise
     except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"{path}: cannot be read ({err}); the file is truncated or corrupt: fetch it again") from err
     if len(raw) < 4:
@@ -89,7 +91,7 @@ class IDXDataModule(TensorDataModule):
     def source(self) -> str:
         return str(self.data_dir.resolve())
 
-    def check_source(self) -> None:
+    def check_files(self) -> None:
         if not (self.download and self.mirrors):
             for name in (name for pair in FILES.values() for name in pair):
                 find_file(self.data_dir, name, self.how_to_get)

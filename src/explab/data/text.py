@@ -28,6 +28,7 @@ from explab.data.base import (
     stratified_split,
 )
 from explab.data.errors import DataError
+from explab.data.files import readable
 
 PAD, UNK = 0, 1
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[!?]")
@@ -165,7 +166,7 @@ class IMDBDataModule(TextDataModule):
             )
         return root
 
-    def check_source(self) -> None:
+    def check_files(self) -> None:
         root = self._root()
         for split in ("train", "test"):
             _review_folders(root / split)
@@ -199,15 +200,18 @@ class MovieSnippetsDataModule(TextDataModule):
     def source(self) -> str:
         return str(self.path.resolve())
 
-    def check_source(self) -> None:
+    def check_files(self) -> None:
         if not self.path.is_file():
             raise DataError(f"{self.path} not found. {self.HOW_TO_GET}; then data.path=/path/to/that/file")
+        readable(self.path)
 
     def read_texts(self) -> dict[str, tuple[list[str], np.ndarray]]:
         self.check_source()
         try:
             raw = gzip.decompress(self.path.read_bytes()) if self.path.suffix == ".gz" else self.path.read_bytes()
             rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8", errors="replace"))))
+        except PermissionError:  # the file is whole, and not this account's to read: readable_by_this_account
+            raise
         except (OSError, EOFError, csv.Error) as err:
             raise DataError(f"{self.path}: cannot be read ({err}); fetch the file again") from err
         if not rows or not {"sentiment", "text"} <= rows[0].keys():

@@ -29,8 +29,13 @@ class WholeRecordsJournal(JournalFileBackend):
 
     def __init__(self, file_path: str) -> None:
         super().__init__(file_path)
-        with get_lock_file(self._lock):
-            _cut_torn_tail(Path(file_path))
+        path = Path(file_path)
+        # a journal this account may only read (a colleague's study in a shared folder) is read as it is: the
+        # lock is a file made beside it, and reading needs none; appends fail, and a sweep into the
+        # colleague's store is refused before its study opens (``tracking.store.check_recordable``)
+        if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK):
+            with get_lock_file(self._lock):
+                _cut_torn_tail(path)
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         import json

@@ -16,6 +16,7 @@ from explab.sweep import REPEATS_ATTR, WARM_START_ATTR, is_repeat, is_replicate,
 from explab.sweep.continuation import RUN_ATTR
 from explab.sweep.pareto import hypervolume_history, pareto_front, reference_point
 from explab.sweep.replicates import ReplicatedConfiguration, replicated_configurations, study_winner
+from explab.tracking.staging import room_to_stage
 from explab.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -358,7 +359,8 @@ def summarise_study(
         run.set_tags({"optuna.best_trial": best.number})
     if complete:
         run.log_text(yaml.safe_dump(sweep_results(study, names), sort_keys=True), "sweep/best_params.yaml")
-    with tempfile.TemporaryDirectory(prefix="explab-sweep-") as tmp:
+    staged = room_to_stage("The sweep's summary (its trials table and plots)")
+    with staged, tempfile.TemporaryDirectory(prefix="explab-sweep-") as tmp:
         folder = Path(tmp)
         table = study.trials_dataframe()
         table.to_csv(folder / "trials.csv", index=False)

@@ -1,5 +1,6 @@
-"""Files staged in this process's temporary folder on their way into or out of the MLflow store (a logged
-model, read back or loaded), named with that folder when it has no room for them.
+"""Files staged in this process's temporary folder on their way into or out of the MLflow store (a run's
+config files and model, a sweep's summary, a model loaded to predict), named with that folder when it has
+no room for them.
 
 A near-full temporary folder is common where it is small: a node-local ``/tmp``, a container's. The weights
 of a large model then fail to be written there after the whole fit, with torch's "unexpected pos 64 vs 0".
