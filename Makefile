@@ -73,10 +73,10 @@ format: dev
 	$(BIN)/ruff check --fix $(LINT)
 
 ui: install
-	@$(BIN)/python -m explab.tracking.ui $(STORE) http://$(HOST):$(PORT)
-	@mkdir -p $(MLRUNS)/artifacts
-	$(BIN)/mlflow ui --backend-store-uri $(STORE) \
-	    --default-artifact-root $(MLRUNS)/artifacts --host $(HOST) --port $(PORT) --workers 1
+	@$(BIN)/python -m explab.tracking.ui "$(STORE)" http://$(HOST):$(PORT)
+	@mkdir -p "$(MLRUNS)/artifacts"
+	$(BIN)/mlflow ui --backend-store-uri "$(STORE)" \
+	    --default-artifact-root "$(MLRUNS)/artifacts" --host $(HOST) --port $(PORT) --workers 1
 
 server: $(VENV)/.installed-postgres
 	HOST=$(HOST) PORT=$(PORT) BIN=$(CURDIR)/$(BIN) scripts/team_server.sh

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import re
 import shutil
 import sqlite3
@@ -169,3 +170,23 @@ def test_a_colleagues_store_in_a_shared_folder_is_reported_and_refused_for_recor
     assert not (shared / "optuna").exists(), "refused before its study was made"
     [run] = runs_in(shared, "digits_cnn")
     assert run.info.status == "FINISHED", "the colleague's run alone, untouched"
+
+
+def test_an_account_this_machine_has_no_name_for_is_named_by_its_uid() -> None:
+    """A file server's account (NFS, a container's mount) may have no name here: the refusal failed with
+    pwd's KeyError instead of naming the files."""
+    from explab.tracking.store import _account_name
+
+    unnamed = next(uid for uid in range(4242, 5242) if not _has_name(uid))
+    assert _account_name(unnamed) == f"uid {unnamed}"
+    assert _account_name(os.getuid()) != f"uid {os.getuid()}"
+
+
+def _has_name(uid: int) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True

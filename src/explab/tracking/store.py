@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import functools
 import os
+import shlex
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -372,7 +373,8 @@ def _check_sqlite_folder(tracking_uri: str, database: Path) -> None:
     if database.is_file():
         raise TrackingStoreError(
             f"The MLflow store {tracking_uri} is in a folder {why} ({folder}), and SQLite writes beside a store "
-            f"even to read it. To read it, copy the folder where you can write (cp -r {folder} $HOME/store-copy, then "
+            f"even to read it. To read it, copy the folder where you can write (cp -r {shlex.quote(str(folder))} "
+            "$HOME/store-copy, then "
             "paths.mlruns_dir=$HOME/store-copy); to record, give another store: paths.mlruns_dir=FOLDER or "
             "MLFLOW_TRACKING_URI"
         )
@@ -387,8 +389,6 @@ def check_recordable(tracking_uri: str) -> None:
     another account made there with its umask (the database, its write-ahead log, the artifacts' folders) in
     a shared folder. Reading works; the first write failed in MLflow's traceback of "attempt to write a
     readonly database" or of a PermissionError."""
-    import pwd
-
     if not tracking_uri.startswith(SQLITE_PREFIX):
         return
     database = Path(tracking_uri.removeprefix(SQLITE_PREFIX))
@@ -399,14 +399,24 @@ def check_recordable(tracking_uri: str) -> None:
     refused = [path for path in shared if path.exists() and not os.access(path, os.W_OK)]
     if not refused:
         return
-    owners = sorted({pwd.getpwuid(path.stat().st_uid).pw_name for path in refused})
+    owners = sorted({_account_name(path.stat().st_uid) for path in refused})
     names = ", ".join(str(path.relative_to(folder)) + ("/" if path.is_dir() else "") for path in refused)
     raise TrackingStoreError(
         f"The MLflow store {tracking_uri} can be read but not recorded into by this account: {names} in {folder} "
-        f"belong to {' and '.join(owners)} and are not writable by it. To share the store, "
-        f"its owner lets the group write it (chmod -R g+w {folder}, and records with umask 002); or record into "
+        f"belong to {' and '.join(owners)} and are not writable by it. To share the store, its owner lets the "
+        f"group write it (chmod -R g+w {shlex.quote(str(folder))}, and records with umask 002); or record into "
         "another store: paths.mlruns_dir=FOLDER or MLFLOW_TRACKING_URI"
     )
+
+
+def _account_name(uid: int) -> str:
+    """The account's name, or ``uid N`` for one this machine has no name for (a file server's account)."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _check_sqlite_file(tracking_uri: str, database: Path) -> None:

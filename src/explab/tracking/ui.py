@@ -8,6 +8,7 @@ prints one link per experiment of a store.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -53,14 +54,14 @@ def ui_command(tracking_uri: str) -> str:
 
     checkout = checkout_root()
     if checkout is None:
-        return f"mlflow ui --backend-store-uri {shown_url(tracking_uri)}"
-    make = "make" if Path.cwd().resolve() == checkout else f"make -C {checkout}"
+        return f"mlflow ui --backend-store-uri {shlex.quote(shown_url(tracking_uri))}"
+    make = "make" if Path.cwd().resolve() == checkout else f"make -C {shlex.quote(str(checkout))}"
     if tracking_uri == sqlite_store(checkout / "mlruns"):
         return f"{make} ui"
     folder = mlruns_folder(tracking_uri)
     if folder is not None:
-        return f"{make} ui MLRUNS={folder}"
-    return f"{make} ui STORE={shown_url(tracking_uri)}"
+        return f"{make} ui MLRUNS={shlex.quote(str(folder))}"
+    return f"{make} ui STORE={shlex.quote(shown_url(tracking_uri))}"
 
 
 def report_command(experiment_name: str, tracking_uri: str, shell_uri: str | None) -> str:
@@ -76,8 +77,8 @@ def report_command(experiment_name: str, tracking_uri: str, shell_uri: str | Non
         return command
     folder = mlruns_folder(tracking_uri)
     if folder is not None:
-        return f"{command} paths.mlruns_dir={folder}"
-    return f"{command} tracking_uri={shown_url(tracking_uri)}"
+        return f"{command} {shlex.quote(f'paths.mlruns_dir={folder}')}"
+    return f"{command} {shlex.quote(f'tracking_uri={shown_url(tracking_uri)}')}"
 
 
 def run_link(base_url: str, experiment_id: str, run_id: str) -> str:
