@@ -29,7 +29,8 @@ from explab.reproduce import (
 from explab.tracking import TrackedRun
 from explab.tracking.params import flatten_params, recordable
 from explab.tracking.store import open_client
-from tests.conftest import BIN, ROOT, as_from_a_terminal, run_cli, runs_in, tracking_uri_for
+from tests.conftest import BIN, ROOT, as_from_a_terminal, root_env, run_cli, runs_in, tracking_uri_for
+from tests.support.terminal import Terminal
 
 
 def common(tmp_path: Path) -> list[str]:
@@ -316,6 +317,32 @@ def test_a_run_killed_after_its_last_epoch_resumes_with_the_metrics_it_trained(t
     assert "test/acc" in metrics
     [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
     assert run.info.status == "FINISHED"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("nohup", [False, True])
+def test_a_terminal_that_hangs_up_ends_the_run_killed_with_its_last_checkpoint_unless_started_with_nohup(
+    tmp_path: Path, nohup: bool
+) -> None:
+    """A dropped ssh session: SIGHUP killed the process at once, leaving the run RUNNING and the epochs since
+    the last interval's checkpoint lost. Started with nohup, the command must train on."""
+    command = [str(BIN / "explab-train"), "trainer.max_epochs=50", "data.batch_size=4", *common(tmp_path)]
+    terminal = Terminal(["/usr/bin/nohup", *command] if nohup else command, tmp_path, root_env())
+    try:
+        run_id = wait_for_points(tmp_path, "val/acc", 1)
+        terminal.hang_up()
+        if nohup:
+            assert terminal.wait(timeout=5) is None, "nohup keeps it training"
+            os.kill(terminal.pid, signal.SIGTERM)
+        stopped_by = signal.SIGTERM if nohup else signal.SIGHUP
+        assert terminal.wait(timeout=60) == 128 + stopped_by, terminal.output[-2000:]
+    finally:
+        if terminal.wait(timeout=0) is None:
+            os.kill(terminal.pid, signal.SIGKILL)
+    run = MlflowClient(tracking_uri_for(tmp_path / "mlruns")).get_run(run_id)
+    assert (run.info.status, run.data.tags["explab.status_reason"]) == ("KILLED", f"Terminated by {stopped_by.name}")
+    checkpoint = load_checkpoint(Path(run.data.params["paths.output_dir"]) / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] > 1257 // 4 + 1, "written at the hang-up, past the first epoch"
 
 
 @pytest.mark.slow

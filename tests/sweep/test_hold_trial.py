@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import Trial, TrialState
 
 from explab.sweep.heartbeat import RELEASED_ATTR
-from explab.utils.signals import Terminated, sigterm_raises_terminated
+from explab.utils.signals import Terminated, stop_signals_raise_terminated
 from hydra_plugins.explab_optuna_sweeper._impl import hold_trial
 
 
@@ -26,7 +26,7 @@ def test_sigterm_while_a_trial_is_taken_fails_that_trial_without_running_it(monk
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     study = optuna.create_study()
     ran = []
-    with pytest.raises(Terminated), sigterm_raises_terminated():
+    with pytest.raises(Terminated), stop_signals_raise_terminated():
         hold_trial(study, lambda: _asked_then_stopped(study), ran.append)
     [trial] = study.trials
     assert trial.state == TrialState.FAIL and trial.user_attrs["taken"] and ran == []
@@ -39,7 +39,7 @@ def test_sigterm_while_a_trial_runs_fails_it(monkeypatch: pytest.MonkeyPatch) ->
     def run(trial: Trial) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
-    with pytest.raises(Terminated), sigterm_raises_terminated():
+    with pytest.raises(Terminated), stop_signals_raise_terminated():
         hold_trial(study, study.ask, run)
     assert [t.state for t in study.trials] == [TrialState.FAIL]
 
@@ -53,7 +53,7 @@ def test_nothing_to_take_runs_nothing() -> None:
 def test_sigterm_in_a_slurm_job_releases_the_trial_for_the_requeued_job(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLURM_JOB_ID", "7")
     study = optuna.create_study()
-    with pytest.raises(Terminated), sigterm_raises_terminated():
+    with pytest.raises(Terminated), stop_signals_raise_terminated():
         hold_trial(study, lambda: _asked_then_stopped(study), lambda trial: None)
     [trial] = study.trials
     assert trial.state == TrialState.RUNNING and trial.user_attrs[RELEASED_ATTR] is True

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from explab.utils.signals import Terminated, held, interrupts_deferred, sigterm_raises_terminated, stop_behind
+from explab.utils.signals import Terminated, held, interrupts_deferred, stop_behind, stop_signals_raise_terminated
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def test_sigterm_inside_a_deferred_block_is_raised_after_the_block() -> None:
     """In a sweep SIGTERM raises Terminated; between asking a trial and holding it, it must wait, or the
     trial stays RUNNING in the study with nobody left to fail it."""
     finished = []
-    with pytest.raises(Terminated) as stopped, sigterm_raises_terminated(), interrupts_deferred():
+    with pytest.raises(Terminated) as stopped, stop_signals_raise_terminated(), interrupts_deferred():
         os.kill(os.getpid(), signal.SIGTERM)
         finished.append("rest of the block")
     assert finished == ["rest of the block"] and stopped.value.code == 128 + signal.SIGTERM
@@ -60,7 +60,7 @@ def test_a_stop_while_a_thing_is_taken_ends_it_and_skips_the_block(stop: signal.
     returned it. The stop waits for ``take``, then is raised in the block, before any of it runs."""
     ended: list = []
     body = []
-    with pytest.raises(raised), sigterm_raises_terminated(), held(*_ended_as(ended, stop)) as thing:
+    with pytest.raises(raised), stop_signals_raise_terminated(), held(*_ended_as(ended, stop)) as thing:
         body.append(thing)
     assert ended == [("run 7", raised)] and body == []
 

@@ -1,9 +1,10 @@
-"""SIGTERM, SIGUSR1 or SIGUSR2 during training: write last.ckpt at the end of the batch in hand, then stop.
+"""SIGTERM, SIGHUP, SIGUSR1 or SIGUSR2 during training: write last.ckpt at the end of the batch in hand, then
+stop.
 
 Schedulers stop jobs with these signals (SLURM's preemption, ``--signal`` as Lightning (USR1) and submitit
-(USR2) ask for it, ``scancel``, ``kill``), and
-a requeued or adopted job continues from last.ckpt: written right away it loses no finished step, where
-the interval of ``LastCheckpoint`` alone could lose minutes.
+(USR2) ask for it, ``scancel``, ``kill``), and a terminal that hangs up (a dropped ssh session) sends SIGHUP
+to the command started in it. A requeued or adopted job, or ``resume=``, continues from last.ckpt: written
+right away it loses no finished step, where the interval of ``LastCheckpoint`` alone could lose minutes.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import lightning as L
 
 from explab.callbacks.last_checkpoint import LastCheckpoint
 from explab.requeue import request_requeue
-from explab.utils.signals import Terminated
+from explab.utils.signals import Terminated, caught_unless_ignored
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class CheckpointOnSignal(L.Callback):
@@ -47,7 +48,9 @@ class CheckpointOnSignal(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.received = None
         if threading.current_thread() is threading.main_thread():
-            self.replaced = {signum: signal.signal(signum, self._note) for signum in STOP_SIGNALS}
+            self.replaced = {
+                signum: signal.signal(signum, self._note) for signum in caught_unless_ignored(STOP_SIGNALS)
+            }
 
     def _note(self, signum: int, frame: Any) -> None:
         self.received, self.frame = signum, frame

@@ -23,7 +23,7 @@ from explab.tracking.orphans import PID_TAG, close_orphaned_runs, still_running
 from explab.tracking.staging import StagingError, room_to_stage
 from explab.tracking.store import check_recordable, deleted_experiment, open_client, server_access
 from explab.utils.logging import get_logger
-from explab.utils.signals import Terminated, held, interrupted_by_ctrl_c, sigterm_raises_terminated
+from explab.utils.signals import Terminated, held, interrupted_by_ctrl_c, stop_signals_raise_terminated
 
 PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # read by MLflow each time it starts a transfer
 
@@ -118,7 +118,7 @@ def run_lifecycle(
         return opened[0]
 
     try:
-        with sigterm_raises_terminated(), held(open_and_keep, TrackedRun.end) as run:
+        with stop_signals_raise_terminated(), held(open_and_keep, TrackedRun.end) as run:
             yield run
     except StagingError as error:
         if not opened:

@@ -14,13 +14,13 @@ from explab.errors import raised_while
 
 _T = TypeVar("_T")
 
-STOPS = (signal.SIGINT, signal.SIGTERM)
+STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """A SIGINT or SIGTERM during the block is acted on only once the block is done, by the handler that
-    was in place (so Ctrl-C raises KeyboardInterrupt there, and SIGTERM inside a sweep ``Terminated``).
+    """A SIGINT, SIGTERM or SIGHUP during the block is acted on only once the block is done, by the handler
+    that was in place (so Ctrl-C raises KeyboardInterrupt there, and SIGTERM inside a sweep ``Terminated``).
 
     Used where a half-done step would leave shared state inconsistent, e.g. a trial created in the study
     but not yet known to the code that would mark it FAIL. Outside the main thread signals cannot be
@@ -93,11 +93,22 @@ def interrupted_by_ctrl_c(error: BaseException) -> bool:
     )
 
 
+def caught_unless_ignored(signals: tuple[signal.Signals, ...]) -> list[signal.Signals]:
+    """``signals`` but those this process was started ignoring: ``nohup`` ignores SIGHUP so that a command
+    outlives its terminal, and it must then go on when the terminal hangs up."""
+    return [s for s in signals if signal.getsignal(s) is not signal.SIG_IGN]
+
+
+# a scheduler's stop or ``kill`` (SIGTERM); the terminal hanging up (SIGHUP: a dropped ssh session)
+TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+
+
 @contextmanager
-def sigterm_raises_terminated() -> Iterator[None]:
-    """Within the block, SIGTERM (a scheduler's stop, ``kill``) raises ``Terminated``, so ``finally`` and
-    ``except`` clauses close what is open instead of the process dying with it; outside the main thread
-    signals cannot be caught, and the block runs as it is."""
+def stop_signals_raise_terminated() -> Iterator[None]:
+    """Within the block, SIGTERM (a scheduler's stop, ``kill``) and SIGHUP (the terminal hung up, unless the
+    command was started with ``nohup``) raise ``Terminated``, so ``finally`` and ``except`` clauses close what
+    is open instead of the process dying with it; outside the main thread signals cannot be caught, and the
+    block runs as it is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -105,8 +116,9 @@ def sigterm_raises_terminated() -> Iterator[None]:
     def handler(signum: int, frame: Any) -> None:
         raise Terminated(128 + signum)
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in caught_unless_ignored(TERMINATING)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler_before in previous.items():
+            signal.signal(signum, handler_before)

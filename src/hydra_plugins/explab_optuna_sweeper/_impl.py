@@ -93,7 +93,7 @@ from explab.tracking import TrackedRun
 from explab.tracking.full_store import quiet_mlflow_about_room
 from explab.tracking.run import stop_described
 from explab.tracking.store import check_recordable
-from explab.utils.signals import Terminated, held, sigterm_raises_terminated, stop_behind
+from explab.utils.signals import Terminated, held, stop_behind, stop_signals_raise_terminated
 
 log = logging.getLogger(__name__)
 _R = TypeVar("_R")
@@ -294,7 +294,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
         gpus = gpu_per_worker(self.n_jobs, self.trials_per_gpu, visible_gpus()) if self._pooled else []
         if len(gpus) > 1:
             return self._run_worker_pool(space, fixed, gpus)
-        with sigterm_raises_terminated():
+        with stop_signals_raise_terminated():
             study, n_trials = self._open_study(space, fixed)
             with self._stop_says_how_to_go_on(study, n_trials), self._parent_run_held(study, space, n_trials) as parent:
                 returns = self._run_trials(study, space, fixed, parent, n_trials)
@@ -441,7 +441,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
         environments = [
             {POOL_ENV: str(os.getpid()), **({"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {})} for gpu in gpus
         ]
-        with sigterm_raises_terminated():
+        with stop_signals_raise_terminated():
             study, n_trials = self._open_study(space, fixed)
             with self._stop_says_how_to_go_on(study, n_trials), self._parent_run_held(study, space, n_trials):
                 try:
