@@ -6,13 +6,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 
 from explab.config import sqlite_store
 from tests.conftest import BIN, run_cli, runs_in
+from tests.support.network import free_port, wait_until_answering
 
 pytestmark = pytest.mark.slow
 
@@ -120,3 +123,53 @@ def test_a_store_over_its_quota_is_named_as_a_full_one(tmp_path) -> None:
     assert continued_by == f"explab-train reproduce={run_id}", "checkpoint=none keeps no last.ckpt"
     [run] = runs_in(store, "digits_cnn")
     assert (run.info.run_id, run.info.status) == (run_id, ended or running)
+
+
+def test_a_tracking_server_whose_disk_fills_up_is_named_and_the_run_goes_on_once_there_is_room(
+    small_disk, tmp_path
+) -> None:
+    """A team server's database on a full disk answers each write 503; the client retried for minutes, then
+    ended in a traceback of "too many 503 error responses"."""
+    disk, resize = small_disk
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    with (tmp_path / "server.log").open("w") as log:
+        server = subprocess.Popen(
+            [
+                str(BIN / "mlflow"), "server", "--backend-store-uri", sqlite_store(disk),
+                "--default-artifact-root", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+                "--workers", "1",
+            ],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answering(f"{uri}/health", server, (tmp_path / "server.log").read_text)
+        resize(shutil.disk_usage(disk).used // 1024 + 160)  # room for a run, not for its epochs' metrics
+        # MLflow's client retries a refused write 7 times, for two minutes; the test's patience is shorter
+        client_env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
+        client_env["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+        train = ["trainer.max_epochs=30", "callbacks.early_stopping=null", f"paths.log_dir={tmp_path}/logs"]
+        done = run_cli("explab-train", *train, cwd=tmp_path, env=client_env)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+        said = STOPPED_RUN.search(done.stderr)
+        assert said, done.stderr[-3000:]
+        reason, run_id, _, _, continued_by = said.groups()
+        assert reason.startswith("it answered 503 Service Unavailable to every retry"), reason
+        assert done.stderr.rstrip().endswith(
+            "Free space on the server's disk, once its log has confirmed the error, or record into another store: "
+            "paths.mlruns_dir=FOLDER or MLFLOW_TRACKING_URI"
+        ), done.stderr[-1000:]
+        assert "database or disk is full" in (tmp_path / "server.log").read_text()
+
+        resize(8 * 1024)
+        again = run_cli(*continued_by.split(), f"paths.log_dir={tmp_path}/logs", cwd=tmp_path, env=client_env)
+        assert again.returncode == 0, again.stderr[-3000:]
+        client = MlflowClient(uri)
+        runs = client.search_runs([client.get_experiment_by_name("digits_cnn").experiment_id])
+        finished = [r.info.run_id for r in runs if r.info.status == "FINISHED"]
+        # resume= where the run had written last.ckpt before the disk filled, reproduce= (a new run) otherwise
+        assert finished == [run_id] if continued_by.startswith("explab-train resume=") else len(finished) == 1
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)

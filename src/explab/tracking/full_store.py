@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from explab.errors import ExplabError, no_room_behind, raised_in
+from explab.errors import ExplabError, no_room_behind, raised_in, raised_while
 from explab.tracking.store import SQLITE_PREFIX, TrackingStoreError, shown_url
 
 MLFLOW_STORE_CODE = f"{os.sep}mlflow{os.sep}store{os.sep}"  # MLflow's tracking and artifact stores
@@ -25,20 +25,36 @@ def store_out_of_room(error: BaseException) -> str | None:
     """
     if isinstance(error, ExplabError):
         return None
-    reason = no_room_behind(error)
+    reason = no_room_behind(error) or _server_unavailable(error)
     return reason if reason is not None and raised_in(error, MLFLOW_STORE_CODE) else None
+
+
+def _server_unavailable(error: BaseException) -> str | None:
+    """Why a tracking server took no write, when it answered every retry of one with 503 Service Unavailable:
+    MLflow's server answers so when its database refuses a write ("database or disk is full", PostgreSQL's
+    "could not extend file"), which its log names; the client says only "too many 503 error responses"."""
+    from requests.exceptions import RetryError
+
+    for seen in raised_while(error):
+        if isinstance(seen, RetryError) and "too many 503 error responses" in str(seen):
+            return (
+                "it answered 503 Service Unavailable to every retry, as it does when its own database cannot "
+                "take a write: a full disk, most often"
+            )
+    return None
 
 
 def out_of_room(tracking_uri: str, reason: str, outcome: str) -> TrackingStoreError:
     """The error that says the store at ``tracking_uri`` has no room (``reason``), what became of the run
     (``outcome``), and the two ways on."""
-    disk = ""
+    disk = "the disk (or raise your quota there)"
     if tracking_uri.startswith(SQLITE_PREFIX):
-        disk = f" of {Path(tracking_uri.removeprefix(SQLITE_PREFIX)).parent}"
+        disk = f"the disk of {Path(tracking_uri.removeprefix(SQLITE_PREFIX)).parent} (or raise your quota there)"
+    elif tracking_uri.startswith(("http://", "https://")):
+        disk = "the server's disk, once its log has confirmed the error"
     return TrackingStoreError(
-        f"The MLflow store {shown_url(tracking_uri)} could not take a write ({reason}): {outcome}. Free space on the "
-        f"disk{disk} (or raise your quota there), or record into another store: paths.mlruns_dir=FOLDER or "
-        "MLFLOW_TRACKING_URI"
+        f"The MLflow store {shown_url(tracking_uri)} could not take a write ({reason}): {outcome}. Free space on "
+        f"{disk}, or record into another store: paths.mlruns_dir=FOLDER or MLFLOW_TRACKING_URI"
     )
 
 
