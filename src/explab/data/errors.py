@@ -18,6 +18,7 @@ def readable_by_this_account() -> Iterator[None]:
         yield
     except PermissionError as error:
         raise DataError(
-            f"{error.filename} cannot be read by this account ({error.strerror}). Its owner can let you read the "
-            "data (chmod -R a+rX on its folder), or copy it where you can read it: data.data_dir=FOLDER"
+            f"{error.filename or 'A file of the data'} cannot be read by this account ({error.strerror}). Its "
+            "owner can let you read the data (chmod -R a+rX on its folder), or copy it where you can read it: "
+            "data.data_dir=FOLDER"
         ) from error
