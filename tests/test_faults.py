@@ -34,7 +34,7 @@ from explab.tracking import TrackedRun
 from explab.tracking.orphans import close_orphaned_runs
 from explab.train import train
 from tests.conftest import BIN, run_cli, run_reporting_imports, runs_in, tracking_uri_for
-from tests.sweep.test_sweeper import load, plain_app_command
+from tests.sweep.test_sweeper import load, load_once_written, plain_app_command
 
 ROOT = Path(__file__).resolve().parents[1]
 # subprocesses that load this suite's callbacks (``tests.support.callbacks``) import them from the checkout
@@ -540,11 +540,9 @@ def test_values_that_fail_early_leave_no_run(tmp_path: Path, bad: str) -> None:
 def _wait_for_running_trial(tmp_path: Path, study: str) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        try:
-            if any(t.state == optuna.trial.TrialState.RUNNING for t in load(tmp_path, study).trials):
-                return
-        except (KeyError, FileNotFoundError):  # the study is not written yet
-            pass
+        written = load_once_written(tmp_path, study)
+        if written is not None and any(t.state == optuna.trial.TrialState.RUNNING for t in written.trials):
+            return
         time.sleep(0.2)
     raise TimeoutError("no trial started")
 

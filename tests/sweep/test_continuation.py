@@ -21,7 +21,7 @@ from explab.sweep.storage import open_storage
 from explab.tracking.orphans import process_alive
 from explab.tracking.store import open_client
 from tests.conftest import BIN, root_env, runs_in, tracking_uri_for
-from tests.sweep.test_sweeper import load, sweep_plain_app
+from tests.sweep.test_sweeper import load, load_once_written, sweep_plain_app
 
 EPOCHS = 4
 
@@ -99,13 +99,7 @@ def start(command: list[str], cwd: Path) -> subprocess.Popen[str]:
 
 
 def study_of(tmp_path: Path) -> optuna.Study | None:
-    if not (tmp_path / "optuna.journal").exists():
-        return None
-    open_storage.cache_clear()
-    try:
-        return optuna.load_study(study_name="cut", storage=open_storage(f"journal:///{tmp_path}/optuna.journal"))
-    except KeyError:
-        return None
+    return load_once_written(tmp_path, "cut")
 
 
 def running_trial_with_epochs(tmp_path: Path, completed: int = 0, timeout: float = 240) -> optuna.trial.FrozenTrial:

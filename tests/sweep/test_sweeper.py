@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +52,20 @@ def load(tmp_path: Path, study: str, journal: str = "optuna.journal") -> optuna.
     """The study in ``tmp_path/journal`` (explab's search configs keep theirs in mlruns/optuna/EXPERIMENT.journal)."""
     open_storage.cache_clear()
     return optuna.load_study(study_name=study, storage=open_storage(f"journal:///{tmp_path}/{journal}"))
+
+
+def load_once_written(tmp_path: Path, study: str, journal: str = "optuna.journal") -> optuna.Study | None:
+    """The study of a sweep still starting, or None before its journal holds it.
+
+    The journal file appears a moment before the record that creates the study, so a poll can see one
+    without the other.
+    """
+    if not (tmp_path / journal).exists():
+        return None
+    try:
+        return load(tmp_path, study, journal)
+    except KeyError:
+        return None
 
 
 def states(study: optuna.Study) -> list[str]:
@@ -458,9 +471,8 @@ def test_ctrl_c_leaves_no_trial_running(tmp_path: Path) -> None:
     # a trial sleeps 10 s, so the Ctrl-C lands inside one even when the suite's other process slows this one
     deadline, running = time.monotonic() + 120, False
     while time.monotonic() < deadline and not running and worker.poll() is None:
-        if (tmp_path / "optuna.journal").exists():
-            with contextlib.suppress(KeyError):  # the study is not written yet
-                running = any(t.state == TrialState.RUNNING for t in load(tmp_path, "interrupted").trials)
+        if (study := load_once_written(tmp_path, "interrupted")) is not None:
+            running = any(t.state == TrialState.RUNNING for t in study.trials)
         time.sleep(0.2)
     assert running, f"no trial was seen running (sweep exit code {worker.poll()})"
     worker.send_signal(signal.SIGINT)

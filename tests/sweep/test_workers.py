@@ -18,7 +18,7 @@ from explab.sweep.workers import gpu_per_worker
 from explab.tracking.orphans import process_alive
 from tests.conftest import BIN, as_from_a_terminal
 from tests.sweep.test_continuation import worker_pid
-from tests.sweep.test_sweeper import load, plain_app_command, sweep_plain_app
+from tests.sweep.test_sweeper import load, load_once_written, plain_app_command, sweep_plain_app
 
 
 def worker_pids(study: optuna.Study) -> set[int]:
@@ -69,7 +69,8 @@ def test_ctrl_c_to_a_sweep_says_what_the_study_keeps_and_how_to_go_on(tmp_path: 
     journal = tmp_path / "mlruns" / "optuna" / "digits_cnn.journal"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and sweep.poll() is None:
-        if journal.exists() and len(load(journal.parent, "digits_cnn_optuna", journal.name).trials) >= workers:
+        study = load_once_written(journal.parent, "digits_cnn_optuna", journal.name)
+        if study is not None and len(study.trials) >= workers:
             break
         time.sleep(0.3)
     time.sleep(3)  # inside the trials' fits
@@ -89,15 +90,12 @@ def test_ctrl_c_to_the_command_stops_every_worker_and_leaves_nothing_running(tmp
     pool = subprocess.Popen(
         command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal
     )
-    deadline = time.monotonic() + 120
-    study = None
-    while time.monotonic() < deadline:
-        if (tmp_path / "optuna.journal").exists():
-            study = load(tmp_path, "stopped")
-            if len(study.get_trials(states=(TrialState.RUNNING,))) == 2:
-                break
+    deadline, running = time.monotonic() + 120, 0
+    while time.monotonic() < deadline and running < 2 and pool.poll() is None:
+        if (study := load_once_written(tmp_path, "stopped")) is not None:
+            running = len(study.get_trials(states=(TrialState.RUNNING,)))
         time.sleep(0.3)
-    assert study is not None, "the workers started trials"
+    assert running == 2, f"both workers were seen in a trial (sweep exit code {pool.poll()})"
     pool.send_signal(signal.SIGINT)
     _, stderr = pool.communicate(timeout=120)
     assert pool.returncode != 0

@@ -2,9 +2,11 @@
 
 A worker marks each trial it runs with itself (``host:pid``) and, while the trial's job runs, a heartbeat
 every ``seconds``. On its own host a worker's death is seen at once (its pid is gone); on another host it
-is inferred when the heartbeat is four beats late. A worker stopped by its scheduler marks its trial
-released, so the next worker continues it without waiting. A free worker claims a trial whose worker is
-gone (``claim_cut_off_trial``); a pool whose workers are all gone fails what they left RUNNING.
+is inferred when the heartbeat is four beats late by this host's clock, then confirmed by watching the
+trial for two more beats: a host whose clock runs behind writes beats that look old, yet they keep coming.
+A worker stopped by its scheduler marks its trial released, so the next worker continues it without
+waiting. A free worker claims a trial whose worker is gone (``claim_cut_off_trial``); a pool whose workers
+are all gone fails what they left RUNNING.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ WORKER_ATTR = "explab.worker"
 HEARTBEAT_ATTR = "explab.heartbeat"
 RELEASED_ATTR = "explab.released"
 MISSED_BEATS = 4
+WATCHED_BEATS = 2  # a beat whose write hit a storage hiccup is missed once; two in a row are a worker gone
 CLAIM_SETTLE_SECONDS = 1.0  # two workers adopting one trial at once: the later claim wins, the other backs off
 
 
@@ -72,9 +75,8 @@ def worker_gone(trial: FrozenTrial, seconds: float) -> bool:
     started = trial.datetime_start.timestamp() if trial.datetime_start else time.time()
     if WORKER_ATTR not in trial.user_attrs:
         return time.time() - started > seconds
-    host, pid = worker_of(trial)
-    if host == socket.gethostname() and pid.isdigit():
-        return not process_alive(int(pid))
+    if _seen_on_this_host(trial):
+        return not process_alive(int(worker_of(trial)[1]))
     last_beat = float(trial.user_attrs.get(HEARTBEAT_ATTR, started))
     return time.time() - last_beat > MISSED_BEATS * seconds
 
@@ -87,9 +89,8 @@ def claim_cut_off_trial(study: optuna.Study, worker: str, seconds: float) -> Tri
     """
     from optuna.trial import Trial, TrialState
 
-    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not worker_gone(frozen, seconds):
-            continue
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for frozen in _without_signs_of_life(study, [t for t in running if worker_gone(t, seconds)], seconds):
         previous = frozen.user_attrs.get(WORKER_ATTR)
         trial = Trial(study, frozen._trial_id)
         trial.set_user_attr(WORKER_ATTR, worker)
@@ -100,6 +101,60 @@ def claim_cut_off_trial(study: optuna.Study, worker: str, seconds: float) -> Tri
         log.warning("trial %d was cut off (worker %s is gone): continuing it here", frozen.number, previous)
         return trial
     return None
+
+
+def _seen_on_this_host(trial: FrozenTrial) -> bool:
+    """Whether ``trial``'s worker runs on this host, where its pid tells at once whether it lives."""
+    host, pid = worker_of(trial)
+    return host == socket.gethostname() and pid.isdigit()
+
+
+def _signs_of_life(trial: FrozenTrial) -> tuple[object, object]:
+    return trial.user_attrs.get(WORKER_ATTR), trial.user_attrs.get(HEARTBEAT_ATTR)
+
+
+def _without_signs_of_life(study: optuna.Study, suspects: list[FrozenTrial], seconds: float) -> list[FrozenTrial]:
+    """Of ``suspects`` (trials ``worker_gone`` judged), those still without a beat or a mark after
+    ``WATCHED_BEATS`` more beats.
+
+    Only a verdict read off another host's clock is watched: a released trial, and one whose pid is on this
+    host, are judged without it. A trial that beats meanwhile, is marked, or ends has a worker; one seen
+    beating is said to run on a host whose clock is behind, so the lab can set it right.
+    """
+    # the signs as they are now: a trial read without a deep copy is the storage's own, updated in place
+    watched = {
+        t._trial_id: _signs_of_life(t)
+        for t in suspects
+        if t.user_attrs.get(RELEASED_ATTR) is not True and not _seen_on_this_host(t)
+    }
+    deadline = time.monotonic() + WATCHED_BEATS * seconds + CLAIM_SETTLE_SECONDS
+    alive: set[int] = set()
+    while watched.keys() - alive and time.monotonic() < deadline:
+        time.sleep(min(1.0, seconds / 2))
+        for key in watched.keys() - alive:
+            now = study._storage.get_trial(key)
+            if now.state.is_finished() or _signs_of_life(now) != watched[key]:
+                alive.add(key)
+                _say_why_it_looked_gone(now, seconds)
+    return [t for t in suspects if t._trial_id not in alive]
+
+
+def _say_why_it_looked_gone(trial: FrozenTrial, seconds: float) -> None:
+    """A beat seen while watching was written just now by its host's clock: one that still reads old on this
+    host's clock says that host's clock is behind; a fresh one, that its worker stalled and came back."""
+    beat = trial.user_attrs.get(HEARTBEAT_ATTR)
+    if beat is None or trial.state.is_finished():
+        return
+    host, pid = worker_of(trial)
+    lag = time.time() - float(beat)
+    if lag <= seconds:
+        log.info("trial %d's worker %s:%s beats again after a pause: the trial goes on there", trial.number, host, pid)
+        return
+    log.warning(
+        "trial %d looked cut off, but its worker %s:%s is still beating: %s's clock is about %.0f s behind this "
+        "host's (%s). The trial goes on there; keep the hosts' clocks in step (chrony or ntpd)",
+        trial.number, host, pid, host, lag, socket.gethostname(),
+    )  # fmt: skip
 
 
 def fail_trials_of_dead_workers(study: optuna.Study) -> None:

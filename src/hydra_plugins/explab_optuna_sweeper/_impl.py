@@ -863,6 +863,15 @@ class ExplabOptunaSweeperImpl(Sweeper):
     def _tell(
         self, study: optuna.Study, trial: Trial, state: TrialState, values: list[float] | None, error: object
     ) -> TrialState:
+        held = study._storage.get_trial(trial._trial_id)
+        if held.state.is_finished():
+            # two workers held it: one taken for gone (a host that hung, or lost the storage) came back
+            log.warning(
+                "trial %d was told %s meanwhile by another worker that held it too: this job's outcome (%s) is "
+                "not told",
+                trial.number, held.state.name, state.name,
+            )  # fmt: skip
+            return held.state
         if error is not None and state == TrialState.FAIL:
             trial.set_user_attr(ERROR_ATTR, str(error)[:2000])
             log.warning("trial %d FAIL: %s", trial.number, error)

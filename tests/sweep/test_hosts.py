@@ -1,0 +1,105 @@
+"""Workers of one sweep on several hosts: each runs in a UTS namespace of its own (``unshare --uts``), so it
+has its own host name and is judged by heartbeats, not by its pid, as a worker on another node is. A host's
+clock is set behind with libfaketime; a host that hangs is a worker stopped with SIGSTOP."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from explab.sweep.heartbeat import HEARTBEAT_ATTR, MISSED_BEATS, WORKER_ATTR
+from tests.sweep.test_sweeper import load, load_once_written, plain_app_command
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        os.geteuid() != 0 or shutil.which("unshare") is None, reason="a host name of its own needs root and unshare"
+    ),
+]
+
+BEAT = 1.0
+
+
+def on_host(host: str, tmp_path: Path, *args: str, clock_behind_s: int = 0) -> subprocess.Popen[str]:
+    """A worker of the study ``hosts`` in ``tmp_path``, started on ``host``, its clock ``clock_behind_s`` behind."""
+    env = dict(os.environ)
+    if clock_behind_s:
+        import libfaketime
+
+        _, preload = libfaketime.get_reload_information()
+        env.update(preload, FAKETIME=f"-{clock_behind_s}s")
+    app = plain_app_command(tmp_path, "hosts", f"hydra.sweeper.heartbeat_seconds={BEAT}", *args)
+    command = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', host, *app]
+    return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def beating_trial(tmp_path: Path, worker: subprocess.Popen[str]) -> float:
+    """Wait for the first trial to run with a heartbeat; the time (by this host's clock) it was first seen."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and worker.poll() is None:
+        study = load_once_written(tmp_path, "hosts")
+        if study is not None and study.trials and HEARTBEAT_ATTR in study.trials[0].user_attrs:
+            return time.time()
+        time.sleep(0.2)
+    raise AssertionError(f"no trial ran (exit code {worker.poll()})")
+
+
+def ran(record: Path) -> list[str]:
+    """The trial numbers whose jobs ran to the end, once per job."""
+    return sorted(line.split(",")[0] for line in record.read_text().splitlines())
+
+
+def test_a_live_trial_on_a_host_whose_clock_is_behind_is_not_taken_from_it(tmp_path: Path) -> None:
+    """node-a's beats read a minute old on node-b's clock, yet they keep coming: node-b leaves the trial to it
+    and says whose clock to set right; no trial runs twice."""
+    record = tmp_path / "ran.csv"
+    trials = ("hydra.sweeper.n_trials=2", "sleep=8", f"record={record}")
+    behind = on_host("node-a", tmp_path, *trials, f"hydra.sweep.dir={tmp_path}/a", clock_behind_s=60)
+    beating_trial(tmp_path, behind)
+    ahead = on_host("node-b", tmp_path, *trials, f"hydra.sweep.dir={tmp_path}/b")
+    said_ahead, _ = ahead.communicate(timeout=180)
+    said_behind, _ = behind.communicate(timeout=180)
+    assert (behind.returncode, ahead.returncode) == (0, 0), said_ahead[-3000:] + said_behind[-3000:]
+    assert "was cut off" not in said_ahead, said_ahead[-3000:]
+    lag = re.search(r"trial 0 looked cut off, but its worker node-a:\d+ is still beating: node-a's clock is "
+                    r"about (\d+) s behind this host's \(node-b\)", said_ahead)  # fmt: skip
+    assert lag and 50 <= int(lag.group(1)) <= 70, said_ahead[-3000:]
+    assert ran(record) == ["0", "1"], "each trial ran once"
+    assert [t.state for t in load(tmp_path, "hosts").trials] == [TrialState.COMPLETE] * 2
+
+
+def test_a_host_that_hung_and_came_back_costs_neither_worker_its_sweep(tmp_path: Path) -> None:
+    """node-a hangs in its trial; node-b takes the trial over once its beats stop. node-a comes back and
+    finishes it too: whichever of the two tells the study second says so and goes on, nothing raised."""
+    trial = ("hydra.sweeper.n_trials=1", "sleep=8")
+    hung = on_host("node-a", tmp_path, *trial, f"hydra.sweep.dir={tmp_path}/a")
+    seen = beating_trial(tmp_path, hung)
+    time.sleep(max(0.0, seen + 2 - time.time()))  # inside the trial's job
+    os.kill(hung.pid, signal.SIGSTOP)
+    try:
+        # by the time node-b looks, the beats are late enough to count as a worker gone
+        time.sleep((MISSED_BEATS + 1) * BEAT)
+        taker = on_host("node-b", tmp_path, *trial, f"hydra.sweep.dir={tmp_path}/b")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and taker.poll() is None:
+            if str(load(tmp_path, "hosts").trials[0].user_attrs[WORKER_ATTR]).startswith("node-b:"):
+                break
+            time.sleep(0.2)
+    finally:
+        os.kill(hung.pid, signal.SIGCONT)
+    said_taker, _ = taker.communicate(timeout=180)
+    said_hung, _ = hung.communicate(timeout=180)
+    said = said_taker + said_hung
+    assert (hung.returncode, taker.returncode) == (0, 0), said[-6000:]
+    assert "trial 0 was cut off (worker node-a:" in said_taker, said_taker[-3000:]
+    assert "trial 0 was told COMPLETE meanwhile by another worker that held it too" in said, said[-6000:]
+    assert "Traceback" not in said
+    assert [t.state for t in load(tmp_path, "hosts").trials] == [TrialState.COMPLETE]
