@@ -16,6 +16,8 @@ import pytest
 from optuna.trial import TrialState
 
 from explab.sweep.heartbeat import HEARTBEAT_ATTR, MISSED_BEATS, WORKER_ATTR
+from explab.tracking.store import open_client
+from tests.conftest import BIN, root_env, runs_in, tracking_uri_for
 from tests.sweep.test_sweeper import load, load_once_written, plain_app_command
 
 pytestmark = [
@@ -28,17 +30,24 @@ pytestmark = [
 BEAT = 1.0
 
 
-def on_host(host: str, tmp_path: Path, *args: str, clock_behind_s: int = 0) -> subprocess.Popen[str]:
-    """A worker of the study ``hosts`` in ``tmp_path``, started on ``host``, its clock ``clock_behind_s`` behind."""
-    env = dict(os.environ)
+def on_host(host: str, command: list[str], cwd: Path, clock_behind_s: int = 0) -> subprocess.Popen[str]:
+    """``command`` started on ``host``, its clock ``clock_behind_s`` behind this one's."""
+    env = root_env()
     if clock_behind_s:
         import libfaketime
 
         _, preload = libfaketime.get_reload_information()
         env.update(preload, FAKETIME=f"-{clock_behind_s}s")
-    app = plain_app_command(tmp_path, "hosts", f"hydra.sweeper.heartbeat_seconds={BEAT}", *args)
-    command = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', host, *app]
-    return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    named = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', host, *command]
+    return subprocess.Popen(named, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def worker(host: str, tmp_path: Path, *args: str, clock_behind_s: int = 0) -> subprocess.Popen[str]:
+    """A worker of the quadratic app's study ``hosts`` in ``tmp_path``, on ``host``."""
+    app = plain_app_command(
+        tmp_path, "hosts", f"hydra.sweeper.heartbeat_seconds={BEAT}", f"hydra.sweep.dir={tmp_path}/{host}", *args
+    )
+    return on_host(host, app, tmp_path, clock_behind_s)
 
 
 def beating_trial(tmp_path: Path, worker: subprocess.Popen[str]) -> float:
@@ -62,9 +71,9 @@ def test_a_live_trial_on_a_host_whose_clock_is_behind_is_not_taken_from_it(tmp_p
     and says whose clock to set right; no trial runs twice."""
     record = tmp_path / "ran.csv"
     trials = ("hydra.sweeper.n_trials=2", "sleep=8", f"record={record}")
-    behind = on_host("node-a", tmp_path, *trials, f"hydra.sweep.dir={tmp_path}/a", clock_behind_s=60)
+    behind = worker("node-a", tmp_path, *trials, clock_behind_s=60)
     beating_trial(tmp_path, behind)
-    ahead = on_host("node-b", tmp_path, *trials, f"hydra.sweep.dir={tmp_path}/b")
+    ahead = worker("node-b", tmp_path, *trials)
     said_ahead, _ = ahead.communicate(timeout=180)
     said_behind, _ = behind.communicate(timeout=180)
     assert (behind.returncode, ahead.returncode) == (0, 0), said_ahead[-3000:] + said_behind[-3000:]
@@ -80,14 +89,14 @@ def test_a_host_that_hung_and_came_back_costs_neither_worker_its_sweep(tmp_path:
     """node-a hangs in its trial; node-b takes the trial over once its beats stop. node-a comes back and
     finishes it too: whichever of the two tells the study second says so and goes on, nothing raised."""
     trial = ("hydra.sweeper.n_trials=1", "sleep=8")
-    hung = on_host("node-a", tmp_path, *trial, f"hydra.sweep.dir={tmp_path}/a")
+    hung = worker("node-a", tmp_path, *trial)
     seen = beating_trial(tmp_path, hung)
     time.sleep(max(0.0, seen + 2 - time.time()))  # inside the trial's job
     os.kill(hung.pid, signal.SIGSTOP)
     try:
         # by the time node-b looks, the beats are late enough to count as a worker gone
         time.sleep((MISSED_BEATS + 1) * BEAT)
-        taker = on_host("node-b", tmp_path, *trial, f"hydra.sweep.dir={tmp_path}/b")
+        taker = worker("node-b", tmp_path, *trial)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and taker.poll() is None:
             if str(load(tmp_path, "hosts").trials[0].user_attrs[WORKER_ATTR]).startswith("node-b:"):
@@ -103,3 +112,38 @@ def test_a_host_that_hung_and_came_back_costs_neither_worker_its_sweep(tmp_path:
     assert "trial 0 was told COMPLETE meanwhile by another worker that held it too" in said, said[-6000:]
     assert "Traceback" not in said
     assert [t.state for t in load(tmp_path, "hosts").trials] == [TrialState.COMPLETE]
+
+
+def test_a_trial_whose_node_was_lost_goes_on_in_its_own_run_on_another_host(tmp_path: Path) -> None:
+    """node-a dies with its trial (SIGKILL: nothing ends its run, RUNNING on node-a); node-b adopts the trial
+    once its beats stop and continues the same MLflow run from its last.ckpt. ``resume=`` alone refuses a
+    RUNNING run of another host, which it cannot tell is gone: the trial FAILED and the sweep stopped."""
+    epochs = 12
+    sweep = [
+        str(BIN / "explab-train"), "-m", "hparams_search=digits_optuna", "hydra/sweeper/pruner=none",
+        f"paths.mlruns_dir={tmp_path}/mlruns", f"paths.log_dir={tmp_path}/logs", "hydra.sweeper.n_trials=1",
+        f"hydra.sweeper.heartbeat_seconds={BEAT}", f"trainer.max_epochs={epochs}", "data.batch_size=8",
+        "callbacks.early_stopping.patience=1000", "callbacks.last_checkpoint.min_interval_seconds=0",
+        "trainer.enable_progress_bar=false", "log_model=false", "log_plots=false",
+    ]  # fmt: skip
+    lost = on_host("node-a", sweep, tmp_path)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and lost.poll() is None and not list(tmp_path.glob("logs/**/last.ckpt")):
+        time.sleep(0.2)
+    lost.kill()
+    said_lost, _ = lost.communicate(timeout=60)
+    assert list(tmp_path.glob("logs/**/last.ckpt")), said_lost[-3000:]
+
+    taker = on_host("node-b", sweep, tmp_path)
+    said, _ = taker.communicate(timeout=300)
+    assert taker.returncode == 0, said[-3000:]
+    assert "trial 0 was cut off (worker node-a:" in said
+    study = load(tmp_path / "mlruns" / "optuna", "digits_cnn_optuna", "digits_cnn.journal")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE]
+    [run] = [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if "optuna.trial_number" in r.data.tags]
+    assert run.info.status == "FINISHED"
+    assert (run.data.tags["hostname"], run.data.tags["explab.resumed_from_host"]) == ("node-b", "node-a")
+    assert "worker was cut off while this run was RUNNING on node-a" in run.data.tags["explab.resumed_after"]
+    client = open_client(tracking_uri_for(tmp_path / "mlruns"))
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")]
+    assert len(steps) == len(set(steps)) == epochs, "each epoch once, in the one run"

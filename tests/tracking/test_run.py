@@ -143,6 +143,23 @@ def test_a_run_running_in_a_live_process_is_not_taken_over_and_the_message_says_
     assert _status(live) == "KILLED"
 
 
+def test_a_run_resumed_on_another_host_names_the_host_now_answering_for_it(tmp_path: Path) -> None:
+    """Resumed here, a run started on node7 is this process's: left tagged with node7, the first run created
+    on node7 would close it as an orphan there, where this pid is not alive, while it trains here."""
+    from explab.tracking.orphans import close_orphaned_runs
+
+    uri = tracking_uri_for(tmp_path)
+    started = TrackedRun.create(uri, "lifecycle", str(tmp_path / "artifacts"), tags={"hostname": "node7"})
+    started.end(Terminated(128 + signal.SIGTERM))
+    resumed = TrackedRun.reopen(uri, started.run_id)
+    tags = resumed.client.get_run(resumed.run_id).data.tags
+    assert (tags["hostname"], tags["explab.pid"]) == (socket.gethostname(), str(os.getpid()))
+    assert tags["explab.resumed_from_host"] == "node7", "where it ran before"
+    experiment_id = resumed.client.get_run(resumed.run_id).info.experiment_id
+    assert close_orphaned_runs(resumed.client, experiment_id) == [], "alive here"
+    assert _status(resumed) == "RUNNING"
+
+
 def test_a_deleted_experiment_is_named_with_how_to_restore_it(tmp_path: Path) -> None:
     """MLflow refuses runs in an experiment deleted in its UI, and its name stays taken: every run of the
     experiment failed with MLflow's traceback."""

@@ -10,6 +10,7 @@ import logging
 import os
 import random
 import signal
+import socket
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -49,6 +50,7 @@ def no_download_bars() -> Iterator[None]:
 
 
 PARAMS_PER_CALL = 100  # MLflow's log_batch limit for params
+RESUMED_FROM_HOST_TAG = "explab.resumed_from_host"  # where a run resumed on another host had run before
 STATUS_REASON_TAG = "explab.status_reason"  # why the run ended as it did (FAILED, KILLED)
 RESUME_FAILED_TAG = "explab.resume_failed"  # why a resume failed before training, the run kept as it was
 RESUMED_AFTER_TAG = "explab.resumed_after"  # how the run had ended before a resume trained it on
@@ -209,9 +211,12 @@ class TrackedRun:
 
     @classmethod
     def reopen(cls, tracking_uri: str, run_id: str) -> TrackedRun:
-        """Continue an existing run (resume): back to RUNNING, owned by this process."""
+        """Continue an existing run (resume): back to RUNNING, owned by this process (its ``hostname`` and
+        ``explab.pid`` tags name it, as they name a new run's; the host it ran on before, when another, is kept
+        in ``explab.resumed_from_host``)."""
         run = cls(tracking_uri, run_id)
-        info = run.client.get_run(run_id).info
+        recorded = run.client.get_run(run_id)
+        info = recorded.info
         if info.status == "RUNNING":
             close_orphaned_runs(run.client, info.experiment_id)
             info = run.client.get_run(run_id).info
@@ -222,7 +227,13 @@ class TrackedRun:
         # another member's run, which this account may only read
         with server_access(tracking_uri), room_for(tracking_uri, f"run {run_id} is as it was, and nothing trained"):
             run.client.update_run(run_id, status="RUNNING")
-        run.set_tags({PID_TAG: os.getpid()})
+        # hostname and pid together say which process answers for the run: left naming the host it started on,
+        # a run resumed elsewhere would be closed as an orphan there, where that pid is not alive
+        tags: dict[str, Any] = {"hostname": socket.gethostname(), PID_TAG: os.getpid()}
+        ran_on = recorded.data.tags.get("hostname")
+        if ran_on and ran_on != tags["hostname"]:
+            tags[RESUMED_FROM_HOST_TAG] = ran_on
+        run.set_tags(tags)
         return run
 
     def training_resumed(self) -> None:
