@@ -6,16 +6,21 @@ is inferred when the heartbeat is four beats late by this host's clock, then con
 trial for two more beats: a host whose clock runs behind writes beats that look old, yet they keep coming.
 A worker stopped by its scheduler marks its trial released, so the next worker continues it without
 waiting. A free worker claims a trial whose worker is gone (``claim_cut_off_trial``); a pool whose workers
-are all gone fails what they left RUNNING.
+are all gone fails what they left RUNNING. A worker that was only stalled, and finds its trial claimed when
+it wakes, ends at once (``stand_down``): one trial is never trained by two workers into one run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import signal
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from explab.tracking.orphans import process_alive
@@ -37,12 +42,21 @@ CLAIM_SETTLE_SECONDS = 1.0  # two workers adopting one trial at once: the later 
 
 @contextlib.contextmanager
 def heartbeat(trial: Trial, seconds: float) -> Iterator[None]:
-    """Beat on ``trial`` every ``seconds`` while the block runs."""
+    """Beat on ``trial`` every ``seconds`` while the block runs.
+
+    Before each beat the worker checks that the trial is still its own. A worker stalled long enough to be
+    taken for gone (a suspended SLURM job, a paused VM, a hung mount) finds it marked by the worker that took
+    it over, and ends at once with its job, as the others took it to have ended (``stand_down``).
+    """
     stop = threading.Event()
+    holder = trial.user_attrs.get(WORKER_ATTR)
 
     def beat() -> None:
         while True:
             try:
+                now_held_by = trial.study._storage.get_trial(trial._trial_id).user_attrs.get(WORKER_ATTR)
+                if holder is not None and now_held_by != holder:
+                    stand_down(trial.number, holder, str(now_held_by))
                 trial.set_user_attr(HEARTBEAT_ATTR, time.time())
             except Exception as error:  # a storage hiccup costs one beat, never the trial
                 log.debug("heartbeat of trial %d not written: %s", trial.number, error)
@@ -56,6 +70,32 @@ def heartbeat(trial: Trial, seconds: float) -> Iterator[None]:
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+def stand_down(number: int, holder: str, taker: str) -> None:
+    """End this worker and the processes it started (a trial's DDP ranks) with SIGKILL: the trial and its
+    MLflow run now belong to ``taker``, so nothing here may write to them again, not even a last.ckpt or a
+    run's end. A pool replaces a worker killed so; a command on its own exits 137."""
+    log.error(
+        "trial %d was taken over by worker %s while this worker (%s) was stalled and its heartbeat stopped: this "
+        "worker ends at once, leaving the trial and its run to it",
+        number, taker, holder,
+    )  # fmt: skip
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    for pid in [*_descendants(os.getpid()), os.getpid()]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes ``pid`` started, and theirs (Linux's ``/proc``; none where it cannot be read)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                found += [int(child), *_descendants(int(child))]
+    return found
 
 
 def worker_of(trial: FrozenTrial) -> tuple[str, str]:

@@ -860,9 +860,11 @@ class ExplabOptunaSweeperImpl(Sweeper):
             return self._tell(study, trial, TrialState.FAIL, None, error), error
         raise AssertionError(f"job of trial {trial.number} ended {job.status} but returned {returned!r}")
 
+    @staticmethod
     def _tell(
-        self, study: optuna.Study, trial: Trial, state: TrialState, values: list[float] | None, error: object
+        study: optuna.Study, trial: Trial, state: TrialState, values: list[float] | None, error: object
     ) -> TrialState:
+        """Tell ``study`` how ``trial`` ended; the state it holds when another worker told it first."""
         held = study._storage.get_trial(trial._trial_id)
         if held.state.is_finished():
             # two workers held it: one taken for gone (a host that hung, or lost the storage) came back
