@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -45,12 +46,22 @@ def on_host(host: str, command: list[str], cwd: Path, clock_behind_s: int = 0) -
     return subprocess.Popen(named, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def quadratic(tmp_path: Path, folder: str, *args: str) -> list[str]:
+    """A worker of the quadratic app's study ``hosts`` in ``tmp_path``, its jobs' folders under ``folder``."""
+    return plain_app_command(
+        tmp_path, "hosts", f"hydra.sweeper.heartbeat_seconds={BEAT}", f"hydra.sweep.dir={tmp_path}/{folder}", *args
+    )
+
+
 def worker(host: str, tmp_path: Path, *args: str, clock_behind_s: int = 0) -> subprocess.Popen[str]:
     """A worker of the quadratic app's study ``hosts`` in ``tmp_path``, on ``host``."""
-    app = plain_app_command(
-        tmp_path, "hosts", f"hydra.sweeper.heartbeat_seconds={BEAT}", f"hydra.sweep.dir={tmp_path}/{host}", *args
-    )
-    return on_host(host, app, tmp_path, clock_behind_s)
+    return on_host(host, quadratic(tmp_path, host, *args), tmp_path, clock_behind_s)
+
+
+def in_a_container(command: list[str]) -> list[str]:
+    """``command`` in a PID namespace of its own on this host, under its name, as Docker or ``apptainer --pid``
+    run it: there it is pid 1. Killing the returned command kills it."""
+    return ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", *command]
 
 
 def beating_trial(tmp_path: Path, worker: subprocess.Popen[str]) -> float:
@@ -167,3 +178,26 @@ def test_a_trial_whose_node_was_lost_goes_on_in_its_own_run_on_another_host(tmp_
     client = open_client(tracking_uri_for(tmp_path / "mlruns"))
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")]
     assert len(steps) == len(set(steps)) == epochs, "each epoch once, in the one run"
+
+
+def test_a_trial_whose_worker_died_in_a_container_of_this_host_is_adopted(tmp_path: Path) -> None:
+    """A worker in a container with its own PID namespace but this host's name marks its trial ``HOST:1``.
+    Once it is killed, this host's pid 1 (init) is alive, so the trial looked held for ever: nobody adopted
+    it and the study could never finish. Its pid now counts only in its own namespace; its beats decide."""
+    trial = ("hydra.sweeper.n_trials=1", "sleep=4")
+    contained = subprocess.Popen(
+        in_a_container(quadratic(tmp_path, "contained", *trial)), cwd=tmp_path, env=root_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    beating_trial(tmp_path, contained)
+    contained.kill()
+    contained.communicate(timeout=60)
+    assert load(tmp_path, "hosts").trials[0].user_attrs[WORKER_ATTR] == f"{socket.gethostname()}:1"
+    time.sleep((MISSED_BEATS + 1) * BEAT)
+
+    done = subprocess.run(
+        quadratic(tmp_path, "here", *trial), cwd=tmp_path, env=root_env(), capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"trial 0 was cut off (worker {socket.gethostname()}:1 is gone)" in done.stdout + done.stderr
+    assert [t.state for t in load(tmp_path, "hosts").trials] == [TrialState.COMPLETE]

@@ -7,6 +7,7 @@ import random
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -158,6 +159,48 @@ def test_a_run_resumed_on_another_host_names_the_host_now_answering_for_it(tmp_p
     experiment_id = resumed.client.get_run(resumed.run_id).info.experiment_id
     assert close_orphaned_runs(resumed.client, experiment_id) == [], "alive here"
     assert _status(resumed) == "RUNNING"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a PID namespace of its own needs root")
+def test_a_run_left_by_a_container_of_this_host_is_not_judged_by_its_pid(tmp_path: Path) -> None:
+    """A run started in a container with its own PID namespace and this host's name records pid 1, which is
+    this host's init here: its resume was refused as "RUNNING in process 1 on this host: stop it (kill 1)".
+    Nothing here can tell whether it lives: the message says where it runs and how to end it."""
+    uri = tracking_uri_for(tmp_path)
+    opens = (
+        "import time\nfrom explab.tracking.run import TrackedRun\n"
+        f"print(TrackedRun.create({uri!r}, 'lifecycle').run_id, flush=True)\ntime.sleep(120)"
+    )
+    contained = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", sys.executable, "-c", opens],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert contained.stdout is not None
+    run_id = contained.stdout.readline().strip()
+    contained.kill()
+    contained.wait(timeout=60)
+    with pytest.raises(UsageError, match="in process 1 on this host, in another PID namespace") as refused:
+        TrackedRun.reopen(uri, run_id)
+    assert "kill 1" not in str(refused.value)
+    command = str(refused.value).split("end the run yourself: ", 1)[1]
+    assert subprocess.run(command, shell=True, check=False).returncode == 0
+    assert TrackedRun.reopen(uri, run_id).client.get_run(run_id).info.status == "RUNNING"
+
+
+def test_a_run_left_running_before_this_host_restarted_is_closed(tmp_path: Path) -> None:
+    """After a reboot its pid may name another process, alive: the run stayed RUNNING for ever, and a resume
+    said to kill that process."""
+    from explab.tracking.orphans import PID_SCOPE_TAG, close_orphaned_runs, pid_scope
+
+    uri = tracking_uri_for(tmp_path)
+    left = TrackedRun.create(uri, "lifecycle", str(tmp_path / "artifacts"))
+    earlier_boot = "00000000-0000-0000-0000-000000000000 " + pid_scope().split(" ")[-1]
+    left.set_tags({PID_SCOPE_TAG: earlier_boot, "explab.pid": "1"})  # as the run's process recorded it then
+    experiment_id = left.client.get_run(left.run_id).info.experiment_id
+    assert close_orphaned_runs(left.client, experiment_id) == [left.run_id]
+    ended = left.client.get_run(left.run_id)
+    assert ended.info.status == "KILLED"
+    assert ended.data.tags["explab.status_reason"] == f"{socket.gethostname()} restarted since process 1 ran this run"
 
 
 def test_a_deleted_experiment_is_named_with_how_to_restore_it(tmp_path: Path) -> None:

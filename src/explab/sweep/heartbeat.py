@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from explab.tracking.orphans import process_alive
+from explab.tracking.orphans import pid_scope, pid_tells, process_alive
 from explab.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 WORKER_ATTR = "explab.worker"
+WORKER_SCOPE_ATTR = "explab.worker_pid_scope"  # where the worker's pid can be looked up (``pid_scope``)
 HEARTBEAT_ATTR = "explab.heartbeat"
 RELEASED_ATTR = "explab.released"
 MISSED_BEATS = 4
@@ -98,6 +99,12 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def mark_as_mine(trial: Trial, worker: str) -> None:
+    """Mark ``trial`` as run by ``worker`` (``host:pid`` of this process), with where its pid is looked up."""
+    trial.set_user_attr(WORKER_SCOPE_ATTR, pid_scope())
+    trial.set_user_attr(WORKER_ATTR, worker)
+
+
 def worker_of(trial: FrozenTrial) -> tuple[str, str]:
     """(host, pid) of the worker that marked ``trial``; empty strings where none did."""
     host, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
@@ -133,7 +140,7 @@ def claim_cut_off_trial(study: optuna.Study, worker: str, seconds: float) -> Tri
     for frozen in _without_signs_of_life(study, [t for t in running if worker_gone(t, seconds)], seconds):
         previous = frozen.user_attrs.get(WORKER_ATTR)
         trial = Trial(study, frozen._trial_id)
-        trial.set_user_attr(WORKER_ATTR, worker)
+        mark_as_mine(trial, worker)
         trial.set_user_attr(RELEASED_ATTR, False)
         time.sleep(CLAIM_SETTLE_SECONDS)
         if study._storage.get_trial(frozen._trial_id).user_attrs.get(WORKER_ATTR) != worker:
@@ -144,9 +151,10 @@ def claim_cut_off_trial(study: optuna.Study, worker: str, seconds: float) -> Tri
 
 
 def _seen_on_this_host(trial: FrozenTrial) -> bool:
-    """Whether ``trial``'s worker runs on this host, where its pid tells at once whether it lives."""
+    """Whether ``trial``'s worker runs on this host, where its pid tells at once whether it lives: not in
+    another PID namespace of it (a container), whose pids name other processes here."""
     host, pid = worker_of(trial)
-    return host == socket.gethostname() and pid.isdigit()
+    return pid.isdigit() and pid_tells(host, trial.user_attrs.get(WORKER_SCOPE_ATTR))
 
 
 def _signs_of_life(trial: FrozenTrial) -> tuple[object, object]:
@@ -201,10 +209,9 @@ def fail_trials_of_dead_workers(study: optuna.Study) -> None:
     """Fail the trials a killed worker of this host left RUNNING, once no worker is left to continue them."""
     from optuna.trial import TrialState
 
-    host = socket.gethostname()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker_host, pid = worker_of(trial)
-        if worker_host != host or not pid.isdigit() or process_alive(int(pid)):
+        pid = worker_of(trial)[1]
+        if not _seen_on_this_host(trial) or process_alive(int(pid)):
             continue
         study.tell(trial.number, state=TrialState.FAIL)
         log.warning("trial %d was left RUNNING by a dead worker (pid %s): marked FAIL", trial.number, pid)

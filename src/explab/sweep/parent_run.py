@@ -9,15 +9,14 @@ interrupt leaves it RUNNING, and a parent that other workers still use is handed
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from explab.sweep.heartbeat import worker_of
+from explab.sweep.heartbeat import WORKER_SCOPE_ATTR, worker_of
 from explab.sweep.summary import summarise_study
 from explab.tracking import TrackedRun, run_status_for
 from explab.tracking.environment import SOURCE_TAGS, host_tags
-from explab.tracking.orphans import PID_TAG
+from explab.tracking.orphans import process_tags
 from explab.utils.logging import get_logger
 from explab.utils.signals import interrupts_deferred
 
@@ -41,7 +40,7 @@ def open_parent_run(
         run = TrackedRun(uri, run_id)
         if own:
             run.client.update_run(run_id, status="RUNNING")
-            run.set_tags({**host_tags(), PID_TAG: os.getpid()})  # this worker now answers for it
+            run.set_tags({**host_tags(), **process_tags()})  # this worker now answers for it
         return run
     run = TrackedRun.create(
         tracking_uri=uri,
@@ -99,10 +98,10 @@ def close_parent_run(
 def _hand_to_a_running_worker(study: optuna.Study, parent: TrackedRun) -> None:
     from optuna.trial import TrialState
 
-    workers = [worker_of(t) for t in study.get_trials(states=(TrialState.RUNNING,))]
-    host, pid = next((w for w in workers if w[1]), ("", ""))
-    if pid.isdigit():
-        parent.set_tags({"hostname": host, PID_TAG: pid})
+    running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if worker_of(t)[1].isdigit()]
+    if running:
+        host, pid = worker_of(running[0])
+        parent.set_tags(process_tags(host, pid, running[0].user_attrs.get(WORKER_SCOPE_ATTR, "")))
 
 
 def _earliest_parent_run_id(run: TrackedRun, study_name: str) -> str:

@@ -10,7 +10,6 @@ import logging
 import os
 import random
 import signal
-import socket
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from explab.errors import Stopped, UsageError, first_line
 from explab.tracking.full_store import out_of_room, quiet_mlflow_about_room, room_for, store_out_of_room
-from explab.tracking.orphans import PID_TAG, close_orphaned_runs, still_running
+from explab.tracking.orphans import close_orphaned_runs, process_tags, still_running
 from explab.tracking.staging import StagingError, room_to_stage
 from explab.tracking.store import check_recordable, deleted_experiment, open_client, server_access
 from explab.utils.logging import get_logger
@@ -205,7 +204,7 @@ class TrackedRun:
             experiment_id = experiment.experiment_id
             close_orphaned_runs(client, experiment_id)
         run = client.create_run(
-            experiment_id, run_name=run_name or fresh_run_name(), tags={**(tags or {}), PID_TAG: str(os.getpid())}
+            experiment_id, run_name=run_name or fresh_run_name(), tags={**process_tags(), **(tags or {})}
         )
         return cls(tracking_uri, run.info.run_id)
 
@@ -229,7 +228,7 @@ class TrackedRun:
             run.client.update_run(run_id, status="RUNNING")
         # hostname and pid together say which process answers for the run: left naming the host it started on,
         # a run resumed elsewhere would be closed as an orphan there, where that pid is not alive
-        tags: dict[str, Any] = {"hostname": socket.gethostname(), PID_TAG: os.getpid()}
+        tags = process_tags()
         ran_on = recorded.data.tags.get("hostname")
         if ran_on and ran_on != tags["hostname"]:
             tags[RESUMED_FROM_HOST_TAG] = ran_on

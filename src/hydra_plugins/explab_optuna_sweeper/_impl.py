@@ -48,10 +48,10 @@ from explab.sweep import REPEATS_ATTR, REPLICATE_ATTR, is_repeat, is_replicate, 
 from explab.sweep.checks import check_space_composes
 from explab.sweep.heartbeat import (
     RELEASED_ATTR,
-    WORKER_ATTR,
     claim_cut_off_trial,
     fail_trials_of_dead_workers,
     heartbeat,
+    mark_as_mine,
     unmarked_running,
 )
 from explab.sweep.objectives import Objectives, reported_each_epoch
@@ -673,7 +673,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
             trial = study.ask()  # first in, first out: the trial just queued
             for name, distribution in source.distributions.items():
                 suggest(trial, name, distribution)
-            trial.set_user_attr(WORKER_ATTR, self.worker)
+            mark_as_mine(trial, self.worker)
             return trial
 
         def run(trial: Trial) -> tuple[TrialState, Any]:
@@ -775,7 +775,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
         """
         trial = study.ask()
         self._sample(study, trial, space)
-        trial.set_user_attr(WORKER_ATTR, self.worker)
+        mark_as_mine(trial, self.worker)
         return trial
 
     def _claim(self, study: optuna.Study, space: SearchSpace) -> Trial | None:
