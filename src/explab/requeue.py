@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from explab.tracking.logger_node import mlflow_logger_node
-from explab.tracking.orphans import end_killed
+from explab.tracking.orphans import end_left_running
 from explab.utils.logging import get_logger, global_rank
 
 if TYPE_CHECKING:
@@ -145,14 +145,13 @@ def _end_left_running(client: MlflowClient, run: Run) -> None:
     """End KILLED the run an earlier attempt left RUNNING (its node lost, or SIGKILL after SLURM's grace time):
     SLURM runs one attempt of a job at a time, so nobody trains it any more. ``resume=`` would otherwise refuse
     a RUNNING run of another host, where this job cannot tell that its process is gone."""
-    if run.info.status != "RUNNING" or global_rank() != 0:
+    if global_rank() != 0:
         return
     reason = (
         f"SLURM job {os.environ.get('SLURM_JOB_ID', '?')} was requeued (restart {restart_count()}) while this "
         "run was RUNNING: its attempt ended without closing it (a lost node, or SIGKILL)"
     )
-    end_killed(client, run.info.run_id, reason)
-    log.warning("MLflow run %s: %s; marked KILLED", run.info.run_id, reason)
+    end_left_running(client, run, reason)
 
 
 def _end_runs_left_running(cfg: DictConfig, output_dir: str) -> None:

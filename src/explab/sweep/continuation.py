@@ -103,7 +103,7 @@ def continue_interrupted_trial(cfg: DictConfig) -> DictConfig:
     checkpoint = last_checkpoint_in(output_dir) if output_dir else None
     if checkpoint is not None and checkpoint.is_file():
         if rank_zero:
-            _end_left_running(earlier, optuna_trial.number)
+            _end_run_its_worker_left(earlier, optuna_trial.number)
         log.info("trial %s continues its MLflow run %s from %s", optuna_trial.number, run_id, checkpoint)
         with open_dict(cfg):
             cfg.resume = str(run_id)
@@ -118,18 +118,15 @@ def continue_interrupted_trial(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
-def _end_left_running(earlier: TrackedRun, number: int) -> None:
+def _end_run_its_worker_left(earlier: TrackedRun, number: int) -> None:
     """End KILLED the trial's run that its cut-off worker left RUNNING (its node lost, or the worker killed
     outright), so that ``resume=`` takes it over. The sweeper found that worker gone before it handed the
     trial on; ``resume=`` cannot tell it for a run of another host, and would refuse the run as live."""
-    from explab.tracking.orphans import end_killed
+    from explab.tracking.orphans import end_left_running
 
     run = earlier.client.get_run(earlier.run_id)
-    if run.info.status != "RUNNING":
-        return
     reason = (
         f"trial {number}'s worker was cut off while this run was RUNNING on {run.data.tags.get('hostname', '?')} "
         "(a lost node, or a worker killed outright); another worker continues it"
     )
-    end_killed(earlier.client, earlier.run_id, reason)
-    log.warning("MLflow run %s: %s; marked KILLED", earlier.run_id, reason)
+    end_left_running(earlier.client, run, reason)

@@ -16,6 +16,7 @@ from explab.utils.logging import get_logger
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities import Run
 
 log = get_logger(__name__)
 
@@ -74,6 +75,15 @@ def end_killed(client: MlflowClient, run_id: str, reason: str) -> None:
     """End a run its process left RUNNING as KILLED, with ``reason`` in ``explab.status_reason``."""
     client.set_tag(run_id, "explab.status_reason", reason)
     client.set_terminated(run_id, "KILLED")
+
+
+def end_left_running(client: MlflowClient, run: Run, reason: str) -> None:
+    """End ``run`` KILLED with ``reason`` when it is still RUNNING though its process is known to be gone (a
+    cut-off trial's worker, a requeued job's earlier attempt): ``resume=`` would refuse it as live."""
+    if run.info.status != "RUNNING":
+        return
+    end_killed(client, run.info.run_id, reason)
+    log.warning("MLflow run %s: %s; marked KILLED", run.info.run_id, reason)
 
 
 def close_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
