@@ -43,6 +43,12 @@ def root_env() -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONPATH": str(ROOT)}
 
 
+def in_a_container(command: Sequence[str]) -> list[str]:
+    """``command`` in a PID namespace of its own on this host, under its name, as Docker or ``apptainer --pid``
+    run it: there it is pid 1. Killing the returned command kills it (root only)."""
+    return ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", *command]
+
+
 def _checkout_outputs() -> set[Path]:
     return {path for folder in ("mlruns", "logs") for path in (ROOT / folder).glob("*")}
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -121,3 +124,17 @@ def test_status_that_finds_no_study_or_two_says_what_to_give(journal, tmp_path, 
     optuna.create_study(study_name="digits_cnn_optuna", storage=open_storage(f"journal:///{copy}"))
     said = refusal("digits_cnn_optuna", "--mlruns-dir", str(tmp_path / "mlruns"))
     assert "study 'digits_cnn_optuna' is in several journals of " in said and "(2 journals): choose one with" in said
+
+
+def test_status_of_a_worker_whose_clock_runs_ahead_says_so_instead_of_a_negative_age(tmp_path, capsys) -> None:
+    """A host whose clock runs two minutes ahead stamps its beats in this host's future: status said "last
+    heartbeat -120 s ago"."""
+    journal = f"journal:///{tmp_path}/ahead.journal"
+    study = optuna.create_study(study_name="ahead", storage=open_storage(journal))
+    trial = study.ask()
+    trial.set_user_attr(WORKER_ATTR, "node9:77")
+    trial.set_user_attr(HEARTBEAT_ATTR, time.time() + 120)
+    main(["status", "ahead", "--storage", journal])
+    said = capsys.readouterr().out
+    ran = "trial 0 running on node9:77, last heartbeat just now by node9's clock, which runs at least 1[12][0-9] s"
+    assert re.search(f"{ran} ahead of this host's: ", said) and "-1" not in said, said

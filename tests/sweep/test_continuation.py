@@ -163,6 +163,15 @@ def test_a_killed_workers_trial_is_continued_by_the_restarted_command(tmp_path: 
     cut = running_trial_with_epochs(tmp_path)
     first.send_signal(signal.SIGKILL)  # the worker and the trial in its process, as a lost machine would
     first.communicate(timeout=30)
+    storage = f"journal:///{tmp_path}/optuna.journal"
+    said = subprocess.run(
+        [str(BIN / "explab-sweep"), "status", "cut", "--storage", storage],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    host, pid = worker_of(cut)
+    assert f"trial {cut.number} cut off: its worker {host}:{pid} is gone (last heartbeat" in said, said
+    assert "the next free worker, or the sweep's command run again, continues it" in said, said
+    assert " running on " not in said, "nothing trains it"
 
     again = subprocess.run(command, cwd=tmp_path, env=root_env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -21,7 +21,7 @@ from explab.sweep.heartbeat import HEARTBEAT_ATTR, MISSED_BEATS, WORKER_ATTR
 from explab.sweep.storage import open_storage
 from explab.tracking.store import open_client
 from hydra_plugins.explab_optuna_sweeper._impl import ExplabOptunaSweeperImpl
-from tests.conftest import BIN, root_env, runs_in, tracking_uri_for
+from tests.conftest import BIN, in_a_container, root_env, runs_in, tracking_uri_for
 from tests.sweep.test_sweeper import load, load_once_written, plain_app_command
 
 pytestmark = [
@@ -56,12 +56,6 @@ def quadratic(tmp_path: Path, folder: str, *args: str) -> list[str]:
 def worker(host: str, tmp_path: Path, *args: str, clock_behind_s: int = 0) -> subprocess.Popen[str]:
     """A worker of the quadratic app's study ``hosts`` in ``tmp_path``, on ``host``."""
     return on_host(host, quadratic(tmp_path, host, *args), tmp_path, clock_behind_s)
-
-
-def in_a_container(command: list[str]) -> list[str]:
-    """``command`` in a PID namespace of its own on this host, under its name, as Docker or ``apptainer --pid``
-    run it: there it is pid 1. Killing the returned command kills it."""
-    return ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", *command]
 
 
 def beating_trial(tmp_path: Path, worker: subprocess.Popen[str]) -> float:

@@ -15,7 +15,7 @@ import pytest
 from explab.errors import UsageError
 from explab.tracking.run import TrackedRun, fresh_run_name, run_lifecycle, run_status_for, stop_described
 from explab.utils.signals import Terminated
-from tests.conftest import run_cli, runs_in, tracking_uri_for
+from tests.conftest import in_a_container, run_cli, runs_in, tracking_uri_for
 
 
 def test_run_status_mapping() -> None:
@@ -172,7 +172,7 @@ def test_a_run_left_by_a_container_of_this_host_is_not_judged_by_its_pid(tmp_pat
         f"print(TrackedRun.create({uri!r}, 'lifecycle').run_id, flush=True)\ntime.sleep(120)"
     )
     contained = subprocess.Popen(
-        ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", sys.executable, "-c", opens],
+        in_a_container([sys.executable, "-c", opens]),
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert contained.stdout is not None

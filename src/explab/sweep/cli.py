@@ -13,7 +13,7 @@ from pathlib import Path
 
 from explab.config import project_root
 from explab.errors import ExplabError, UsageError, first_line
-from explab.sweep.heartbeat import HEARTBEAT_ATTR, RELEASED_ATTR, WORKER_ATTR
+from explab.sweep.heartbeat import HEARTBEAT_ATTR, RELEASED_ATTR, WORKER_ATTR, gone_from_this_host
 from explab.sweep.storage import JOURNAL_PREFIX, load_study, storage_file
 from explab.sweep.summary import describe_progress
 
@@ -80,8 +80,13 @@ def _check_exists(storage_url: str, prefix: str = "") -> None:
         raise UsageError(f"{prefix}there is no {kind} at {path}")
 
 
+# what becomes of a RUNNING trial that nothing trains
+CONTINUED_BY = "the next free worker, or the sweep's command run again, continues it from its last checkpoint"
+
+
 def status_lines(study_name: str, storage_url: str) -> list[str]:
-    """The study's progress, then one line per trial that is running: its worker and last heartbeat."""
+    """The study's progress, then one line per RUNNING trial: its worker and last heartbeat, or, where nothing
+    trains it (its job was stopped, its worker on this host is gone), that and what continues it."""
     from optuna.trial import TrialState
 
     _check_exists(storage_url, f"no study '{study_name}': ")
@@ -92,18 +97,31 @@ def status_lines(study_name: str, storage_url: str) -> list[str]:
     lines = [describe_progress(study)]
     now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        beat = trial.user_attrs.get(HEARTBEAT_ATTR)
         worker = trial.user_attrs.get(WORKER_ATTR, "?")
+        since = _last_heartbeat(trial.user_attrs.get(HEARTBEAT_ATTR), worker, now)
         if trial.user_attrs.get(RELEASED_ATTR) is True:
             # RUNNING in Optuna, yet nothing trains it: its job was stopped (preempted, requeued, scancel)
-            lines.append(
-                f"  trial {trial.number} released by {worker} when its job was stopped: the next free worker, or the "
-                f"sweep's command run again, continues it from its last checkpoint: {trial.params}"
-            )
+            waiting = f"released by {worker} when its job was stopped"
+        elif gone_from_this_host(trial):
+            # its worker was killed here (out of memory, kill -9): nothing beats for it any more
+            waiting = f"cut off: its worker {worker} is gone ({since})"
+        else:
+            lines.append(f"  trial {trial.number} running on {worker}, {since}: {trial.params}")
             continue
-        since = f"last heartbeat {now - float(beat):.0f} s ago" if beat is not None else "no heartbeat yet"
-        lines.append(f"  trial {trial.number} running on {worker}, {since}: {trial.params}")
+        lines.append(f"  trial {trial.number} {waiting}: {CONTINUED_BY}: {trial.params}")
     return lines
+
+
+def _last_heartbeat(beat: float | None, worker: str, now: float) -> str:
+    """How long ago ``worker`` last beat, by this host's clock; a beat stamped later than now was written by a
+    host whose clock runs ahead, which is said instead of a negative age."""
+    if beat is None:
+        return "no heartbeat yet"
+    age = now - float(beat)
+    if age < -1:
+        host = worker.rpartition(":")[0] or worker
+        return f"last heartbeat just now by {host}'s clock, which runs at least {-age:.0f} s ahead of this host's"
+    return f"last heartbeat {max(age, 0):.0f} s ago"
 
 
 def main(argv: list[str] | None = None) -> None:

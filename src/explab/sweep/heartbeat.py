@@ -157,6 +157,12 @@ def _seen_on_this_host(trial: FrozenTrial) -> bool:
     return pid.isdigit() and pid_tells(host, trial.user_attrs.get(WORKER_SCOPE_ATTR))
 
 
+def gone_from_this_host(trial: FrozenTrial) -> bool:
+    """Whether ``trial``'s worker ran where this process looks up pids and its pid is gone: known at once,
+    without waiting on heartbeats."""
+    return _seen_on_this_host(trial) and not process_alive(int(worker_of(trial)[1]))
+
+
 def _signs_of_life(trial: FrozenTrial) -> tuple[object, object]:
     return trial.user_attrs.get(WORKER_ATTR), trial.user_attrs.get(HEARTBEAT_ATTR)
 
@@ -210,9 +216,9 @@ def fail_trials_of_dead_workers(study: optuna.Study) -> None:
     from optuna.trial import TrialState
 
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        pid = worker_of(trial)[1]
-        if not _seen_on_this_host(trial) or process_alive(int(pid)):
+        if not gone_from_this_host(trial):
             continue
+        pid = worker_of(trial)[1]
         study.tell(trial.number, state=TrialState.FAIL)
         log.warning("trial %d was left RUNNING by a dead worker (pid %s): marked FAIL", trial.number, pid)
 
