@@ -78,3 +78,14 @@ def test_precision_auto_on_a_gpu_trains_in_bfloat16_from_ampere_on(compose_cfg, 
     expected = "bf16-mixed" if major >= 8 else "16-mixed"
     assert run.data.tags["trainer.precision_effective"] == expected, run.data.tags
     assert run.info.status == "FINISHED"
+
+
+def test_an_allocation_the_gpu_has_no_room_for_is_named_with_torchs_words_and_the_shared_gpu_fix() -> None:
+    from explab.memory import OutOfMemory, memory_named
+
+    with pytest.raises(OutOfMemory) as named, memory_named():
+        torch.empty(10**13, device="cuda")  # 37,253 GiB of float32
+    said = str(named.value)
+    assert said.startswith("out of memory: CUDA out of memory. Tried to allocate "), said
+    assert "data.batch_size" in said and "nvidia-smi" in said and "CUDA_VISIBLE_DEVICES" in said, said
+    assert isinstance(named.value.__cause__, torch.OutOfMemoryError)

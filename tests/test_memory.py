@@ -1,0 +1,81 @@
+"""A configuration too big for the machine's memory: named with the sizes to lower, its run FAILED with torch's
+traceback kept, and in a sweep one failed trial among the others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from hydra.utils import instantiate
+from optuna.trial import TrialState
+
+from explab.memory import OutOfMemory, memory_named, out_of_memory
+from explab.sweep.storage import open_storage
+from hydra_plugins.explab_optuna_sweeper._impl import ERROR_ATTR
+from tests.conftest import run_cli, runs_in
+
+# a 2,000,000 x 2,000,000 layer: 14,901.2 GiB of float32 weights, which any host refuses at once
+TOO_WIDE = "model.backbone.width=2000000"
+
+
+def test_a_tensor_the_host_refuses_is_named_with_its_size_and_what_to_lower() -> None:
+    with pytest.raises(OutOfMemory) as named, memory_named():
+        torch.empty(10**13)  # 4e13 bytes of float32
+    said = str(named.value)
+    assert said.startswith("out of memory: this machine refused torch the 37,252.9 GiB of one tensor. "), said
+    assert "data.batch_size" in said and "model.backbone" in said and "nvidia-smi" not in said, "no GPU here"
+    assert "DefaultCPUAllocator" in str(named.value.__cause__), "torch's own error is kept for the run's record"
+
+
+def test_a_model_whose_constructor_the_host_refuses_is_named_through_hydras_error() -> None:
+    """Hydra raises its InstantiationException from the constructor's error: the allocation is behind it."""
+    wide = {"_target_": "torch.nn.Linear", "in_features": 2_000_000, "out_features": 2_000_000}
+    with pytest.raises(Exception) as raised:
+        instantiate(wide)
+    named = out_of_memory(raised.value)
+    assert named is not None and "refused torch the 14,901.2 GiB of one tensor" in str(named)
+
+
+def test_other_errors_are_not_taken_for_memory() -> None:
+    assert out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied (64x10 and 12x3)")) is None
+    with pytest.raises(ValueError, match="depth"), memory_named():
+        raise ValueError("depth must be at least 1")
+
+
+@pytest.mark.slow
+def test_a_run_too_big_for_memory_fails_in_one_line_with_its_record_kept(tmp_path: Path) -> None:
+    done = run_cli(
+        "explab-train", "experiment=diabetes_mlp", TOO_WIDE, f"paths.mlruns_dir={tmp_path}/mlruns", cwd=tmp_path
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Error: out of memory: this machine refused torch the 14,901.2 GiB of one tensor" in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    (run,) = runs_in(tmp_path / "mlruns", "diabetes_mlp")
+    assert run.info.status == "FAILED"
+    assert run.data.tags["explab.status_reason"].startswith("OutOfMemory: out of memory: this machine refused torch")
+    error_file = Path(run.info.artifact_uri.removeprefix("file://")) / "error.txt"
+    assert "DefaultCPUAllocator: can't allocate memory" in error_file.read_text(), "torch's traceback is kept"
+
+
+@pytest.mark.slow
+def test_a_sweep_trial_too_big_for_memory_fails_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    """A search over model sizes meets one this machine cannot hold: that trial fails saying so, the rest train."""
+    done = run_cli(
+        "explab-train", "-m", "experiment=diabetes_mlp", "hparams_search=optuna", "hydra/sweeper/sampler=grid",
+        "model.backbone.width=choice(16,2000000)", "hydra.sweeper.n_trials=2", "trainer.max_epochs=2",
+        f"paths.mlruns_dir={tmp_path}/mlruns", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    open_storage.cache_clear()
+    storage = open_storage(f"journal:///{tmp_path}/mlruns/optuna/diabetes_mlp.journal")
+    study = optuna.load_study(study_name="diabetes_mlp_optuna", storage=storage)
+    by_width = {t.params["model.backbone.width"]: t for t in study.trials}
+    assert by_width[16].state == TrialState.COMPLETE
+    assert by_width[2000000].state == TrialState.FAIL
+    assert by_width[2000000].user_attrs[ERROR_ATTR].startswith("out of memory: this machine refused torch")
+    statuses = sorted(
+        r.info.status for r in runs_in(tmp_path / "mlruns", "diabetes_mlp") if r.data.tags.get("optuna.trial_number")
+    )
+    assert statuses == ["FAILED", "FINISHED"], statuses
