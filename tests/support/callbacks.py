@@ -55,6 +55,19 @@ class KillAtEpochStart(L.Callback):
             _kill_own_process()
 
 
+class KillInTrial(L.Callback):
+    """SIGKILLs its process as epoch ``epoch`` starts in trial ``doomed`` (``trial`` is the job's), on every
+    attempt, a resumed one too: a trial that runs its host out of memory, whose workers the kernel kills."""
+
+    def __init__(self, trial: int, doomed: int, epoch: int = 1) -> None:
+        self.killing = trial == doomed
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.killing and trainer.current_epoch == self.epoch:
+            _kill_own_process()
+
+
 class KillAfterEpochCheckpoint(Checkpoint):
     """SIGKILLs its process at the end of epoch ``epoch``, after the last-state checkpoint is written and
     before Lightning hands the epoch's training values to the loggers. A ``Checkpoint`` so that Lightning

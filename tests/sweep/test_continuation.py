@@ -16,10 +16,11 @@ import pytest
 from optuna.trial import TrialState
 
 from explab.sweep.continuation import ATTEMPTS_ATTR, RUN_ATTR, outcome_of_ended_trial
-from explab.sweep.heartbeat import worker_gone, worker_of
+from explab.sweep.heartbeat import CUT_OFFS_ATTR, MAX_CUT_OFFS, worker_gone, worker_of
 from explab.sweep.storage import open_storage
 from explab.tracking.orphans import process_alive
 from explab.tracking.store import open_client
+from hydra_plugins.explab_optuna_sweeper._impl import ERROR_ATTR
 from tests.conftest import BIN, root_env, runs_in, tracking_uri_for
 from tests.sweep.test_sweeper import load, load_once_written, sweep_plain_app
 
@@ -185,6 +186,60 @@ def test_a_killed_workers_trial_is_continued_by_the_restarted_command(tmp_path: 
     assert "explab.resumed_with" not in continued.data.tags, "a continued trial trains its own settings on"
     epochs = Counter(line.split()[0] for line in epoch_lines(tmp_path))
     assert epochs[str(cut.number)] <= EPOCHS + 1, "at most the epoch in flight is trained twice"
+
+
+@pytest.mark.slow
+@pytest.mark.chaos
+def test_a_trial_that_kills_every_worker_it_runs_on_is_failed_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    """A trial that runs its host out of memory has every worker it runs on killed by the kernel. Each next
+    free worker took it up again and died the same way, and its MLflow run stayed RUNNING. Now it is continued
+    after at most ``MAX_CUT_OFFS`` cut-offs, then failed with why, in Optuna and in MLflow; the rest train."""
+    doomed = 1
+    command = sweep_command(
+        tmp_path, 4, "hydra.sweeper.n_jobs=2", f"hydra.sweep.dir={tmp_path}/multirun",
+        "+callbacks.die._target_=tests.support.callbacks.KillInTrial",
+        "+callbacks.die.trial=${oc.select:optuna_trial.number,-1}", f"+callbacks.die.doomed={doomed}",
+    )  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, env=root_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = done.stdout + done.stderr
+    assert said.count("was killed (signal 9): starting another") == MAX_CUT_OFFS + 1, said[-4000:]
+    study = study_of(tmp_path)
+    assert study is not None
+    trial = study.trials[doomed]
+    assert trial.state == TrialState.FAIL and trial.user_attrs[CUT_OFFS_ATTR] == MAX_CUT_OFFS + 1
+    assert f"its workers were killed {MAX_CUT_OFFS + 1} times in this trial" in trial.user_attrs[ERROR_ATTR]
+    assert [t.state for t in study.trials if t.number != doomed] == [TrialState.COMPLETE] * 4, (
+        "a failed trial is not counted"
+    )
+    children = [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if "optuna.trial_number" in r.data.tags]
+    runs = {r.data.tags["optuna.trial_number"]: r for r in children}
+    assert len(runs) == len(children) == 5, "one run per trial, continued across its attempts"
+    assert runs[str(doomed)].info.status == "FAILED", "not left RUNNING"
+    assert "out-of-memory killer" in runs[str(doomed)].data.tags["explab.status_reason"]
+    assert sorted(r.info.status for n, r in runs.items() if n != str(doomed)) == ["FINISHED"] * 4
+
+
+@pytest.mark.slow
+@pytest.mark.chaos
+def test_a_trial_whose_workers_outlast_the_pools_replacements_fails_in_mlflow_too(tmp_path: Path) -> None:
+    """A pool replaces killed workers up to ``n_trials`` times; the trial a worker dies in after that is
+    failed as the pool ends. Its MLflow run stayed RUNNING, though Optuna held the trial FAIL."""
+    command = sweep_command(
+        tmp_path, 2, "hydra.sweeper.n_jobs=2", f"hydra.sweep.dir={tmp_path}/multirun",
+        "+callbacks.die._target_=tests.support.callbacks.KillInTrial",
+        "+callbacks.die.trial=${oc.select:optuna_trial.number,-1}", "+callbacks.die.doomed=1",
+    )  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, env=root_env(), capture_output=True, text=True, timeout=600)
+    said = done.stdout + done.stderr
+    assert "trial 1 was left RUNNING by a dead worker" in said, said[-4000:]
+    study = study_of(tmp_path)
+    assert study is not None and study.trials[1].state == TrialState.FAIL
+    runs = runs_in(tmp_path / "mlruns", "digits_cnn")
+    assert not [r for r in runs if r.info.status == "RUNNING"], "nothing left RUNNING"
+    (doomed,) = [r for r in runs if r.data.tags.get("optuna.trial_number") == "1"]
+    assert doomed.info.status == "FAILED"
+    assert doomed.data.tags["explab.status_reason"] == "trial 1 failed: its worker died, and no worker was left"
 
 
 @pytest.mark.slow

@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, open_dict
 
+from explab.errors import first_line
 from explab.tracking.logger_node import mlflow_logger_node
 from explab.utils.logging import get_logger
 
 if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial, Trial
+
     from explab.tracking import TrackedRun
 
 log = get_logger(__name__)
@@ -130,3 +133,30 @@ def _end_run_its_worker_left(earlier: TrackedRun, number: int) -> None:
         "(a lost node, or a worker killed outright); another worker continues it"
     )
     end_left_running(earlier.client, run, reason)
+
+
+def fail_run_of_trial(cfg: DictConfig, trial: Trial | FrozenTrial, reason: str) -> None:
+    """End FAILED, with ``reason``, the MLflow run that ``trial``'s last worker left RUNNING, as the sweeper
+    fails the trial instead of continuing it: a trial is FAILED in MLflow exactly when it is FAIL in Optuna.
+    ``cfg`` is the sweep's job config, whose MLflow logger says where the trial's run lives."""
+    from explab.tracking.orphans import PID_TAG
+    from explab.tracking.store import open_client
+
+    run_id, node = trial.user_attrs.get(RUN_ATTR), mlflow_logger_node(cfg)
+    if not run_id or node is None:
+        return
+    try:
+        client = open_client(node.tracking_uri)
+        run = client.get_run(str(run_id))
+        if run.info.status != "RUNNING":
+            return
+        client.set_tag(run.info.run_id, "explab.status_reason", f"trial {trial.number} failed: {reason}")
+        client.set_terminated(run.info.run_id, "FAILED")
+    except Exception as error:  # the store may be what stopped the sweep; the error being handled is the one to see
+        log.warning(
+            "MLflow run %s of trial %d could not be ended FAILED (%s): the next start in its experiment closes it",
+            run_id, trial.number, first_line(error),
+        )  # fmt: skip
+        return
+    pid = run.data.tags.get(PID_TAG, "?")
+    log.warning("MLflow run %s of trial %d, left RUNNING by process %s: marked FAILED", run_id, trial.number, pid)

@@ -39,6 +39,10 @@ RELEASED_ATTR = "explab.released"
 MISSED_BEATS = 4
 WATCHED_BEATS = 2  # a beat whose write hit a storage hiccup is missed once; two in a row are a worker gone
 CLAIM_SETTLE_SECONDS = 1.0  # two workers adopting one trial at once: the later claim wins, the other backs off
+CUT_OFFS_ATTR = "explab.cut_offs"  # how many times the trial's worker was found gone (a release is not counted)
+# a trial cut off more often than this is failed, not continued again: what kills its workers is the trial itself
+# (a host it runs out of memory, a library it crashes), and each new worker it takes would die the same way
+MAX_CUT_OFFS = 3
 
 
 @contextlib.contextmanager
@@ -129,7 +133,8 @@ def worker_gone(trial: FrozenTrial, seconds: float) -> bool:
 
 
 def claim_cut_off_trial(study: optuna.Study, worker: str, seconds: float) -> Trial | None:
-    """A RUNNING trial whose worker is gone, now claimed by ``worker``; None when there is none.
+    """A RUNNING trial whose worker is gone, now claimed by ``worker``, with the times its workers were cut off
+    in ``CUT_OFFS_ATTR``; None when there is none.
 
     Claims are attributes, not locks: after writing its claim a worker waits ``CLAIM_SETTLE_SECONDS`` and
     reads the trial again; of two workers that claimed it together, only the later claim stands.
@@ -139,13 +144,21 @@ def claim_cut_off_trial(study: optuna.Study, worker: str, seconds: float) -> Tri
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for frozen in _without_signs_of_life(study, [t for t in running if worker_gone(t, seconds)], seconds):
         previous = frozen.user_attrs.get(WORKER_ATTR)
+        released = frozen.user_attrs.get(RELEASED_ATTR) is True  # its job was stopped, and said so: not a cut-off
+        cut_offs = int(frozen.user_attrs.get(CUT_OFFS_ATTR, 0)) + (not released and previous is not None)
         trial = Trial(study, frozen._trial_id)
         mark_as_mine(trial, worker)
         trial.set_user_attr(RELEASED_ATTR, False)
         time.sleep(CLAIM_SETTLE_SECONDS)
         if study._storage.get_trial(frozen._trial_id).user_attrs.get(WORKER_ATTR) != worker:
             continue
-        log.warning("trial %d was cut off (worker %s is gone): continuing it here", frozen.number, previous)
+        trial.set_user_attr(CUT_OFFS_ATTR, cut_offs)
+        if released:
+            log.warning("trial %d was released (worker %s stopped): continuing it here", frozen.number, previous)
+        elif cut_offs <= MAX_CUT_OFFS:
+            log.warning("trial %d was cut off (worker %s is gone): continuing it here", frozen.number, previous)
+        else:  # the sweeper fails it (``MAX_CUT_OFFS``)
+            log.warning("trial %d was cut off (worker %s is gone), %d times now", frozen.number, previous, cut_offs)
         return trial
     return None
 
@@ -211,16 +224,20 @@ def _say_why_it_looked_gone(trial: FrozenTrial, seconds: float) -> None:
     )  # fmt: skip
 
 
-def fail_trials_of_dead_workers(study: optuna.Study) -> None:
-    """Fail the trials a killed worker of this host left RUNNING, once no worker is left to continue them."""
+def fail_trials_of_dead_workers(study: optuna.Study) -> list[FrozenTrial]:
+    """Fail the trials a killed worker of this host left RUNNING, once no worker is left to continue them;
+    returns them, as they were before."""
     from optuna.trial import TrialState
 
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    failed = []
+    for trial in study.get_trials(deepcopy=True, states=(TrialState.RUNNING,)):
         if not gone_from_this_host(trial):
             continue
         pid = worker_of(trial)[1]
         study.tell(trial.number, state=TrialState.FAIL)
         log.warning("trial %d was left RUNNING by a dead worker (pid %s): marked FAIL", trial.number, pid)
+        failed.append(trial)
+    return failed
 
 
 def unmarked_running(study: optuna.Study) -> bool:

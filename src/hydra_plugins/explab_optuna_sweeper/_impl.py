@@ -46,7 +46,10 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from explab.errors import ExplabError, UsageError, counted, no_room_behind
 from explab.sweep import REPEATS_ATTR, REPLICATE_ATTR, is_repeat, is_replicate, named_function, search_trials
 from explab.sweep.checks import check_space_composes
+from explab.sweep.continuation import fail_run_of_trial
 from explab.sweep.heartbeat import (
+    CUT_OFFS_ATTR,
+    MAX_CUT_OFFS,
     RELEASED_ATTR,
     claim_cut_off_trial,
     fail_trials_of_dead_workers,
@@ -453,7 +456,8 @@ class ExplabOptunaSweeperImpl(Sweeper):
                             "above. Fix the cause, then run the same command to resume."
                         )
                 finally:  # before the parent run is ended, which counts the study's finished and running trials
-                    fail_trials_of_dead_workers(study)
+                    for trial in fail_trials_of_dead_workers(study):
+                        fail_run_of_trial(self._job_config(fixed), trial, "its worker died, and no worker was left")
         log.info("All workers done: %s", describe_progress(study))
         self._write_results(study)
         return []
@@ -609,7 +613,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
             adopted = hold_trial(
                 study,
                 lambda: self._claim(study, space),
-                lambda trial: self._run_trial(study, trial, fixed, parent),
+                lambda trial: self._run_adopted(study, trial, fixed, parent),
             )
             if adopted is not None:
                 state, result = adopted
@@ -785,6 +789,22 @@ class ExplabOptunaSweeperImpl(Sweeper):
         if trial is not None:
             self._sample(study, trial, space)
         return trial
+
+    def _run_adopted(
+        self, study: optuna.Study, trial: Trial, fixed: list[str], parent: TrackedRun | None
+    ) -> tuple[TrialState, Any]:
+        """Continue a claimed trial; fail it instead when its workers were cut off more than ``MAX_CUT_OFFS``
+        times: the trial itself kills them, and continuing it again would cost the next worker too."""
+        cut_offs = int(trial.user_attrs.get(CUT_OFFS_ATTR, 0))
+        if cut_offs <= MAX_CUT_OFFS:
+            return self._run_trial(study, trial, fixed, parent)
+        reason = (
+            f"its workers were killed {cut_offs} times in this trial without a word (SIGKILL: the kernel's "
+            "out-of-memory killer when the trial runs the host out of memory, a crashing library, or kill -9), "
+            "so it is failed rather than continued again; `dmesg | grep -i oom` shows whether the kernel killed them"
+        )
+        fail_run_of_trial(self._job_config(fixed), trial, reason)
+        return self._tell(study, trial, TrialState.FAIL, None, reason), reason
 
     def _sample(self, study: optuna.Study, trial: Trial, space: SearchSpace) -> None:
         """Draw ``trial``'s parameters, define-by-run; Optuna returns a parameter already drawn as it was."""
