@@ -136,9 +136,10 @@ def _end_run_its_worker_left(earlier: TrackedRun, number: int) -> None:
 
 
 def fail_run_of_trial(cfg: DictConfig, trial: Trial | FrozenTrial, reason: str) -> None:
-    """End FAILED, with ``reason``, the MLflow run that ``trial``'s last worker left RUNNING, as the sweeper
-    fails the trial instead of continuing it: a trial is FAILED in MLflow exactly when it is FAIL in Optuna.
-    ``cfg`` is the sweep's job config, whose MLflow logger says where the trial's run lives."""
+    """End FAILED, with ``reason``, the MLflow run that ``trial``'s last worker left RUNNING (or that another
+    start closed KILLED since), as the sweeper fails the trial instead of continuing it: a trial is FAILED in
+    MLflow exactly when it is FAIL in Optuna. ``cfg`` is the sweep's job config, whose MLflow logger says
+    where the trial's run lives."""
     from explab.tracking.orphans import PID_TAG
     from explab.tracking.store import open_client
 
@@ -148,7 +149,8 @@ def fail_run_of_trial(cfg: DictConfig, trial: Trial | FrozenTrial, reason: str) 
     try:
         client = open_client(node.tracking_uri)
         run = client.get_run(str(run_id))
-        if run.info.status != "RUNNING":
+        # KILLED too: a worker's next run may have closed it first, seeing its process gone; the trial's end rules
+        if run.info.status not in ("RUNNING", "KILLED"):
             return
         client.set_tag(run.info.run_id, "explab.status_reason", f"trial {trial.number} failed: {reason}")
         client.set_terminated(run.info.run_id, "FAILED")
@@ -159,4 +161,4 @@ def fail_run_of_trial(cfg: DictConfig, trial: Trial | FrozenTrial, reason: str) 
         )  # fmt: skip
         return
     pid = run.data.tags.get(PID_TAG, "?")
-    log.warning("MLflow run %s of trial %d, left RUNNING by process %s: marked FAILED", run_id, trial.number, pid)
+    log.warning("MLflow run %s of trial %d, left by process %s: marked FAILED", run_id, trial.number, pid)
