@@ -188,6 +188,18 @@ def test_a_killed_workers_trial_is_continued_by_the_restarted_command(tmp_path: 
     assert epochs[str(cut.number)] <= EPOCHS + 1, "at most the epoch in flight is trained twice"
 
 
+def sweep_with_a_trial_that_kills_its_workers(
+    tmp_path: Path, n_trials: int, doomed: int
+) -> subprocess.CompletedProcess[str]:
+    """A two-worker digits sweep whose trial ``doomed`` SIGKILLs its process at every attempt, run to its end."""
+    command = sweep_command(
+        tmp_path, n_trials, "hydra.sweeper.n_jobs=2", f"hydra.sweep.dir={tmp_path}/multirun",
+        "+callbacks.die._target_=tests.support.callbacks.KillInTrial",
+        "+callbacks.die.trial=${oc.select:optuna_trial.number,-1}", f"+callbacks.die.doomed={doomed}",
+    )  # fmt: skip
+    return subprocess.run(command, cwd=tmp_path, env=root_env(), capture_output=True, text=True, timeout=600)
+
+
 @pytest.mark.slow
 @pytest.mark.chaos
 def test_a_trial_that_kills_every_worker_it_runs_on_is_failed_and_the_sweep_goes_on(tmp_path: Path) -> None:
@@ -195,12 +207,7 @@ def test_a_trial_that_kills_every_worker_it_runs_on_is_failed_and_the_sweep_goes
     free worker took it up again and died the same way, and its MLflow run stayed RUNNING. Now it is continued
     after at most ``MAX_CUT_OFFS`` cut-offs, then failed with why, in Optuna and in MLflow; the rest train."""
     doomed = 1
-    command = sweep_command(
-        tmp_path, 4, "hydra.sweeper.n_jobs=2", f"hydra.sweep.dir={tmp_path}/multirun",
-        "+callbacks.die._target_=tests.support.callbacks.KillInTrial",
-        "+callbacks.die.trial=${oc.select:optuna_trial.number,-1}", f"+callbacks.die.doomed={doomed}",
-    )  # fmt: skip
-    done = subprocess.run(command, cwd=tmp_path, env=root_env(), capture_output=True, text=True, timeout=600)
+    done = sweep_with_a_trial_that_kills_its_workers(tmp_path, 4, doomed)
     assert done.returncode == 0, done.stderr[-3000:]
     said = done.stdout + done.stderr
     assert said.count("was killed (signal 9): starting another") == MAX_CUT_OFFS + 1, said[-4000:]
@@ -225,12 +232,7 @@ def test_a_trial_that_kills_every_worker_it_runs_on_is_failed_and_the_sweep_goes
 def test_a_trial_whose_workers_outlast_the_pools_replacements_fails_in_mlflow_too(tmp_path: Path) -> None:
     """A pool replaces killed workers up to ``n_trials`` times; the trial a worker dies in after that is
     failed as the pool ends. Its MLflow run stayed RUNNING, though Optuna held the trial FAIL."""
-    command = sweep_command(
-        tmp_path, 2, "hydra.sweeper.n_jobs=2", f"hydra.sweep.dir={tmp_path}/multirun",
-        "+callbacks.die._target_=tests.support.callbacks.KillInTrial",
-        "+callbacks.die.trial=${oc.select:optuna_trial.number,-1}", "+callbacks.die.doomed=1",
-    )  # fmt: skip
-    done = subprocess.run(command, cwd=tmp_path, env=root_env(), capture_output=True, text=True, timeout=600)
+    done = sweep_with_a_trial_that_kills_its_workers(tmp_path, 2, doomed=1)
     said = done.stdout + done.stderr
     assert "trial 1 was left RUNNING by a dead worker" in said, said[-4000:]
     study = study_of(tmp_path)

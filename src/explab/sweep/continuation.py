@@ -140,7 +140,7 @@ def fail_run_of_trial(cfg: DictConfig, trial: Trial | FrozenTrial, reason: str) 
     start closed KILLED since), as the sweeper fails the trial instead of continuing it: a trial is FAILED in
     MLflow exactly when it is FAIL in Optuna. ``cfg`` is the sweep's job config, whose MLflow logger says
     where the trial's run lives."""
-    from explab.tracking.orphans import PID_TAG
+    from explab.tracking.orphans import PID_TAG, end_killed
     from explab.tracking.store import open_client
 
     run_id, node = trial.user_attrs.get(RUN_ATTR), mlflow_logger_node(cfg)
@@ -152,8 +152,7 @@ def fail_run_of_trial(cfg: DictConfig, trial: Trial | FrozenTrial, reason: str) 
         # KILLED too: a worker's next run may have closed it first, seeing its process gone; the trial's end rules
         if run.info.status not in ("RUNNING", "KILLED"):
             return
-        client.set_tag(run.info.run_id, "explab.status_reason", f"trial {trial.number} failed: {reason}")
-        client.set_terminated(run.info.run_id, "FAILED")
+        end_killed(client, run.info.run_id, f"trial {trial.number} failed: {reason}", status="FAILED")
     except Exception as error:  # the store may be what stopped the sweep; the error being handled is the one to see
         log.warning(
             "MLflow run %s of trial %d could not be ended FAILED (%s): the next start in its experiment closes it",

@@ -226,11 +226,11 @@ def _say_why_it_looked_gone(trial: FrozenTrial, seconds: float) -> None:
 
 def fail_trials_of_dead_workers(study: optuna.Study) -> list[FrozenTrial]:
     """Fail the trials a killed worker of this host left RUNNING, once no worker is left to continue them;
-    returns them, as they were before."""
+    returns them."""
     from optuna.trial import TrialState
 
     failed = []
-    for trial in study.get_trials(deepcopy=True, states=(TrialState.RUNNING,)):
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not gone_from_this_host(trial):
             continue
         pid = worker_of(trial)[1]

@@ -71,10 +71,11 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def end_killed(client: MlflowClient, run_id: str, reason: str) -> None:
-    """End a run its process left RUNNING as KILLED, with ``reason`` in ``explab.status_reason``."""
+def end_killed(client: MlflowClient, run_id: str, reason: str, status: str = "KILLED") -> None:
+    """End a run its process left RUNNING as KILLED (or ``status``), with ``reason`` in
+    ``explab.status_reason``."""
     client.set_tag(run_id, "explab.status_reason", reason)
-    client.set_terminated(run_id, "KILLED")
+    client.set_terminated(run_id, status)
 
 
 def end_left_running(client: MlflowClient, run: Run, reason: str) -> None:
