@@ -29,6 +29,9 @@ import torch
 from mlflow.pyfunc import PythonModel
 
 TEXT_COLUMN = "text"
+# rows per forward pass: the network's activations grow with the rows it takes at once, so a large folder of
+# images in one pass could take more memory than the host has
+ROWS_PER_PASS = 1024
 
 
 def network_input(raw: Any, recipe: dict[str, Any]) -> np.ndarray:
@@ -110,6 +113,9 @@ class RawInputModel(PythonModel):
     _skip_type_hint_validation = True
 
     def predict(self, context, model_input, params=None):
+        """Outputs for every row of ``model_input``, computed ``ROWS_PER_PASS`` rows at a time so that memory
+        stays that of one pass however many rows come (a folder of images, a large request)."""
         x = torch.as_tensor(network_input(model_input, self.recipe))
-        with torch.no_grad():
-            return outputs(self.network(x).numpy(), self.recipe)
+        with torch.inference_mode():
+            y = torch.cat([self.network(rows) for rows in x.split(ROWS_PER_PASS)]) if len(x) else self.network(x)
+        return outputs(y.numpy(), self.recipe)

@@ -20,6 +20,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from explab.data.base import stratified_split
+from explab.serving import ROWS_PER_PASS
 from explab.tracking.model import load_model
 from explab.train import train
 from tests.conftest import BIN, runs_in, tracking_uri_for
@@ -49,6 +50,24 @@ def test_explabs_loader_leaves_no_copy_of_the_model(
     model = load_model(f"runs:/{logged_run}/model")  # explab-predict's loader
     assert not list(downloads.iterdir()), "the model's downloaded files are removed once it is loaded"
     assert np.asarray(model.predict(load_digits().images[:3])).shape == (3, 10)
+
+
+def test_a_large_input_passes_through_the_network_a_bounded_number_of_rows_at_a_time(
+    logged_run: str, store: Path
+) -> None:
+    """A folder of images as large as a data set is one input: the network takes it in passes of
+    ``ROWS_PER_PASS`` rows, so memory is that of one pass, and every row's answer is the one it gets alone."""
+    mlflow.set_tracking_uri(tracking_uri_for(store))
+    model = mlflow.pyfunc.load_model(f"runs:/{logged_run}/model")
+    network = model.unwrap_python_model().network
+    passes: list[int] = []
+    network.register_forward_hook(lambda _module, inputs, _output: passes.append(len(inputs[0])))
+    images = np.tile(load_digits().images, (2, 1, 1))  # 3,594 rows
+    probabilities = np.asarray(model.predict(images))
+    assert passes == [ROWS_PER_PASS] * 3 + [len(images) - 3 * ROWS_PER_PASS], passes
+    assert probabilities.shape == (len(images), 10)
+    alone = np.asarray(model.predict(images[-5:]))
+    assert np.allclose(probabilities[-5:], alone, atol=1e-6), "a row's answer does not depend on its pass"
 
 
 @contextmanager
