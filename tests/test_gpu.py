@@ -89,3 +89,20 @@ def test_an_allocation_the_gpu_has_no_room_for_is_named_with_torchs_words_and_th
     assert said.startswith("out of memory: CUDA out of memory. Tried to allocate "), said
     assert "data.batch_size" in said and "nvidia-smi" in said and "CUDA_VISIBLE_DEVICES" in said, said
     assert isinstance(named.value.__cause__, torch.OutOfMemoryError)
+
+
+def test_matmul_precision_high_multiplies_in_tensorfloat32_on_the_gpu_and_answers_lightnings_note(
+    compose_cfg, store: Path, caplog
+) -> None:
+    """Lightning's note on a GPU with tensor cores (Ampere on) asks for torch.set_float32_matmul_precision:
+    ``matmul_precision=high`` is that, and the note is not given."""
+    import logging
+
+    if torch.cuda.get_device_capability(0)[0] < 8:
+        pytest.skip("tensor cores for float32 came with Ampere")
+    with caplog.at_level(logging.INFO):
+        train(compose_cfg("trainer=gpu", "matmul_precision=high", "trainer.max_epochs=1"))
+    assert "that has Tensor Cores" not in caplog.text, caplog.text
+    assert torch.backends.cuda.matmul.fp32_precision in ("ieee", "none"), "the process is left as it was"
+    run = _only_run(store)
+    assert (run.info.status, run.data.params["matmul_precision"]) == ("FINISHED", "high")

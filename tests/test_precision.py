@@ -1,5 +1,5 @@
 """``precision=auto`` trains in what the hardware computes natively; bfloat16 asked for where it is emulated
-is warned about."""
+is warned about; ``matmul_precision`` sets the precision of float32 matrix products for the run alone."""
 
 from __future__ import annotations
 
@@ -7,9 +7,15 @@ import logging
 from pathlib import Path
 
 import pytest
+import torch
 
 from explab.build import build_trainer
+from explab.errors import ConfigError
+from explab.eval import evaluate
 from explab.precision import auto_precision, native_bf16
+from explab.train import train
+from explab.validation import validate_config
+from tests.conftest import runs_in
 
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -52,3 +58,33 @@ def test_bfloat16_asked_for_on_a_cpu_that_would_emulate_it_is_warned_about(compo
     assert trainer.precision == "bf16-mixed", "what was asked for is what runs"
     warned = "bfloat16 is emulated here" in caplog.text and "precision=auto" in caplog.text
     assert warned == (not {"avx512_bf16", "amx_bf16"} & cpu_flags()), caplog.text
+
+
+def test_a_run_multiplies_in_its_matmul_precision_records_it_and_leaves_the_process_as_it_was(
+    compose_cfg, store: Path, tmp_path: Path, caplog
+) -> None:
+    """The next job of a sweep worker's process is not computed in this one's precision; explab-eval tests in
+    the run's own (on a CPU with AVX512-BF16 or AMX, ``medium`` multiplies in bfloat16 and moves the loss)."""
+    probe = tmp_path / "matmul.txt"
+    trained = train(
+        compose_cfg(
+            "matmul_precision=medium", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+            "+callbacks.matmul_probe._target_=tests.support.callbacks.RecordMatmulPrecision",
+            f"+callbacks.matmul_probe.path={probe}",
+        )
+    )  # fmt: skip
+    assert probe.read_text().split("\n") == ["fit medium", "test medium", ""]
+    assert torch.get_float32_matmul_precision() == "highest", "the process is left as it was"
+    [run] = runs_in(store, "digits_cnn")
+    assert run.data.params["matmul_precision"] == "medium"
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="explab.precision"):
+        evaluated = evaluate(compose_cfg(f"run_id={run.info.run_id}", "trainer=cpu", config_name="eval"))
+    assert "float32 matrix products at matmul_precision=medium" in caplog.text, "the run's test is tested again"
+    assert evaluated["test/loss"] == pytest.approx(trained["test/loss"], rel=1e-6)
+    assert torch.get_float32_matmul_precision() == "highest"
+
+
+def test_a_matmul_precision_torch_does_not_have_is_refused_with_the_ones_it_has(compose_cfg) -> None:
+    with pytest.raises(ConfigError, match=r"^matmul_precision='tf32' is not valid: .*one of highest, high, medium"):
+        validate_config(compose_cfg("matmul_precision=tf32"))

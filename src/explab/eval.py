@@ -96,6 +96,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
 
     from explab.build import build_datamodule, build_model, build_trainer
+    from explab.precision import float32_matmul
     from explab.tracking import TrackedRun
     from explab.tracking.store import TrackingStoreError, check_recordable
     from explab.utils.logging import tidy_lightning_logging
@@ -111,7 +112,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     model = build_model(config)
     model.load_state_dict(plain_weights(checkpoint["state_dict"]))  # an earlier explab's compiled run: _orig_mod names
     trainer = build_trainer(cfg, callbacks=[], loggers=[])
-    results = trainer.test(model, datamodule=datamodule)
+    with float32_matmul(config.get("matmul_precision")):  # the products the run's own test computed
+        results = trainer.test(model, datamodule=datamodule)
     metrics = {key: float(value) for key, value in results[0].items()}
     if run_id:
         try:

@@ -8,7 +8,8 @@ machine is the slowest on the next; ``auto`` keeps a recipe fast on both.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from explab.utils.logging import get_logger
@@ -16,6 +17,8 @@ from explab.utils.logging import get_logger
 log = get_logger(__name__)
 
 AUTO = "auto"
+# torch.set_float32_matmul_precision's levels, most exact first: full float32, TensorFloat-32, bfloat16
+MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
 def device_kind(accelerator: str) -> str:
@@ -71,3 +74,24 @@ def training_precision(trainer: Mapping[str, Any]) -> str:
             asked,
         )
     return asked
+
+
+@contextmanager
+def float32_matmul(precision: str | None) -> Iterator[None]:
+    """Inside, float32 matrix products run at ``precision`` (``torch.set_float32_matmul_precision``); after, at
+    what they ran before, so that one trial's choice does not carry into the next job of the same process.
+
+    ``high`` lets a GPU with tensor cores (Ampere on) multiply in TensorFloat-32, ``medium`` too, and a CPU with
+    AVX512-BF16 or AMX in bfloat16; ``highest``, torch's default, keeps full float32. None (the config
+    of a run recorded before the key existed) is ``highest``, which those runs trained in.
+    """
+    import torch
+
+    before, precision = torch.get_float32_matmul_precision(), precision or "highest"
+    if precision != "highest":  # torch's default needs no word; anything else moves the numbers a little
+        log.info("float32 matrix products at matmul_precision=%s", precision)
+    torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)

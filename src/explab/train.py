@@ -28,6 +28,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from explab.fit import fit_and_test
     from explab.machine_checks import check_machine, check_output_folder_free
     from explab.memory import memory_named
+    from explab.precision import float32_matmul
     from explab.sweep.trial import TrialJob
     from explab.tracking import TrackedRun, run_lifecycle
     from explab.tracking.record import announce_finished, open_run, record_end, record_start, tracked_here
@@ -44,7 +45,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if tracked_here(cfg)
         else contextlib.nullcontext()
     )
-    with lifecycle as run, trial.record_state(run), trial.study_writes(), ddp_launch_scoped_to_job(), memory_named():
+    with (
+        lifecycle as run,
+        trial.record_state(run),
+        trial.study_writes(),
+        ddp_launch_scoped_to_job(),
+        memory_named(),
+        float32_matmul(cfg.get("matmul_precision")),
+    ):
         job = build_job(cfg, run, trial)
         record_start(run, job)
         metrics = fit_and_test(job, trial, run)

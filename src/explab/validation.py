@@ -20,6 +20,7 @@ from explab.errors import ConfigError, UsageError
 from explab.models.init import SCHEMES as INIT_SCHEMES
 from explab.models.schedules import configured_schedule
 from explab.monitor_mode import AUTO, MODES, after_validation, followers, mode_by_name
+from explab.precision import MATMUL_PRECISIONS
 
 MAX_SEED = 2**32 - 1  # numpy's seeds; Lightning seeds numpy with it
 
@@ -118,6 +119,7 @@ RULES: dict[str, Rule] = {
     ),
     "torch_threads": _positive_int("null or an integer >= 1", nullable=True),
     "monitor_mode": _MODE_RULE,
+    "matmul_precision": Rule("str", f"one of {', '.join(MATMUL_PRECISIONS)}", lambda v: v in MATMUL_PRECISIONS),
     **{key: Rule("bool", "true or false") for key in ("test", "log_model", "log_plots")},
     "system_metrics_seconds": Rule("float", "null (off) or a number of seconds > 0", lambda v: v > 0, True),
     "logger.mlflow.flush_seconds": Rule("float", "a number of seconds >= 0", lambda v: v >= 0),

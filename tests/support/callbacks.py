@@ -91,3 +91,23 @@ class KillAtTestStart(L.Callback):
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.armed:
             _kill_own_process()
+
+
+class RecordMatmulPrecision(L.Callback):
+    """Appends ``STAGE PRECISION`` to ``path`` as the fit and the test start: the float32 matrix-product
+    precision torch computes the run's steps in."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def _record(self, stage: str) -> None:
+        import torch
+
+        with open(self.path, "a") as out:
+            out.write(f"{stage} {torch.get_float32_matmul_precision()}\n")
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._record("fit")
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._record("test")
