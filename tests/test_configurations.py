@@ -98,3 +98,29 @@ def test_how_often_a_run_saves_and_logs_does_not_set_it_apart() -> None:
     rarely = {**trained, "callbacks.last_checkpoint.min_interval_seconds": "10.0", "trainer.log_every_n_steps": "50"}
     assert configuration_of(often) == configuration_of(rarely) == tuple(sorted(trained.items()))
     assert configuration_of({**trained, "callbacks.model_checkpoint.monitor": "val/loss"}) != configuration_of(trained)
+
+
+def test_runs_recorded_before_a_setting_existed_share_a_configuration_with_those_that_record_its_value(
+    store,
+) -> None:
+    """A recipe's seeds trained before ``matmul_precision`` and ``model.init`` were recorded trained in torch's
+    defaults: they are one configuration with later seeds that record those defaults, not another."""
+    from mlflow.tracking import MlflowClient
+
+    from explab.configurations import group_runs
+    from tests.conftest import tracking_uri_for
+
+    client = MlflowClient(tracking_uri_for(store))
+    experiment = client.create_experiment("recipe")
+
+    def recorded(seed: int, **settings: str):
+        run = client.create_run(experiment)
+        for key, value in {"optimizer.lr": "0.01", "seed": str(seed), **settings}.items():
+            client.log_param(run.info.run_id, key, value)
+        return client.get_run(run.info.run_id)
+
+    before = recorded(1)
+    after = recorded(2, matmul_precision="highest", **{"model.init": "default"})
+    tf32 = recorded(3, matmul_precision="high", **{"model.init": "default"})
+    groups = {tuple(sorted(r.info.run_id for r in runs)) for runs in group_runs([before, after, tf32]).values()}
+    assert groups == {tuple(sorted((before.info.run_id, after.info.run_id))), (tf32.info.run_id,)}

@@ -23,6 +23,9 @@ START_KEYS = ("ckpt_path", "resume", "reproduce")
 # on a run resumed with other settings (MLflow keeps a run's params as first logged): each one changed, for people
 # ("optimizer.lr=0.1 (was 0.003)"), and as a JSON object of the values it trains on with, for the comparisons
 RESUMED_WITH_TAG = "explab.resumed_with"
+# settings explab gained after runs were recorded without them, with what those runs trained in: the absent
+# param means that value, so a recipe's seeds trained before and after stay one configuration
+ABSENT_MEANS = {"matmul_precision": "highest", "model.init": "default"}
 RESUMED_PARAMS_TAG = "explab.resumed_params"
 
 
@@ -35,11 +38,13 @@ def trained_params(params: Mapping[str, str], tags: Mapping[str, str]) -> dict[s
     """A run's params as it trained: a setting a resume changed reads ``20 (resumed from 10)``.
 
     A run resumed to 20 epochs from 10, or at another learning rate, trained neither setting throughout: it is
-    a configuration of its own, not one more seed of the runs its params name.
+    a configuration of its own, not one more seed of the runs its params name. A setting the run was recorded
+    without, from before explab had it, reads as what the run trained in (``ABSENT_MEANS``).
     """
+    params = {**ABSENT_MEANS, **params}
     changed = json.loads(tags.get(RESUMED_PARAMS_TAG) or "{}")
     if not changed:
-        return dict(params)
+        return params
     return {**params, **{key: f"{now} (resumed from {params.get(key, '(none)')})" for key, now in changed.items()}}
 
 
