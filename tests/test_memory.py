@@ -1,5 +1,6 @@
 """A configuration too big for the machine's memory: named with the sizes to lower, its run FAILED with torch's
-traceback kept, and in a sweep one failed trial among the others."""
+traceback kept, and in a sweep one failed trial among the others. A sweep's failed and pruned trials leave
+nothing of their model in memory for the trials after them."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from optuna.trial import TrialState
 from explab.memory import OutOfMemory, memory_named, out_of_memory
 from explab.sweep.storage import open_storage
 from hydra_plugins.explab_optuna_sweeper._impl import ERROR_ATTR
-from tests.conftest import run_cli, runs_in
+from tests.conftest import ROOT, run_cli, runs_in
 
 # a 2,000,000 x 2,000,000 layer: 14,901.2 GiB of float32 weights, which any host refuses at once
 TOO_WIDE = "model.backbone.width=2000000"
@@ -79,3 +80,40 @@ def test_a_sweep_trial_too_big_for_memory_fails_and_the_sweep_goes_on(tmp_path: 
         r.info.status for r in runs_in(tmp_path / "mlruns", "diabetes_mlp") if r.data.tags.get("optuna.trial_number")
     )
     assert statuses == ["FAILED", "FINISHED"], statuses
+
+
+FAIL_AT_EPOCH_1 = ("+callbacks.fail._target_=tests.support.callbacks.FailAtEpoch", "+callbacks.fail.epoch=1")
+
+
+def live_models(tmp_path: Path) -> tuple[str, Path]:
+    """The override that counts, at each fit's start, the earlier fits' models still in memory; and its file."""
+    path = tmp_path / "live.txt"
+    return f"+callbacks.live._target_=tests.support.callbacks.CountLiveModules +callbacks.live.path={path}", path
+
+
+@pytest.mark.slow
+def test_a_sweeps_failed_trials_leave_nothing_of_their_model_in_memory(tmp_path: Path) -> None:
+    """What a failed or pruned trial raised was kept with its traceback, whose frames held the trial's model,
+    optimiser state and data, for the rest of the sweep. Its message is all that is kept."""
+    count, live = live_models(tmp_path)
+    done = run_cli(
+        "explab-train", "-m", "hparams_search=digits_optuna", "hydra.sweeper.n_trials=3", "trainer.max_epochs=2",
+        *FAIL_AT_EPOCH_1, *count.split(), f"paths.mlruns_dir={tmp_path}/mlruns", cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 1 and "3 trials failed in a row" in done.stderr, done.stderr[-3000:]
+    assert live.read_text().splitlines() == ["0 0", "0 1", "0 2"], "each trial's model is gone before the next"
+
+
+@pytest.mark.slow
+def test_a_multiruns_failed_jobs_leave_nothing_of_their_model_in_memory_but_the_first_bugs(tmp_path: Path) -> None:
+    """The first job that fails with a bug is raised with its traceback at the end, as Hydra does: its frames
+    are kept, and no other job's."""
+    count, live = live_models(tmp_path)
+    done = run_cli(
+        "explab-train", "-m", "seed=1,2,3", "trainer.max_epochs=2", *FAIL_AT_EPOCH_1, *count.split(),
+        f"paths.mlruns_dir={tmp_path}/mlruns", cwd=tmp_path, env={"PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 1 and "3 of 3 jobs of this multirun failed" in done.stderr, done.stderr[-3000:]
+    assert "Traceback" in done.stderr and "failing on purpose at epoch 1" in done.stderr
+    assert live.read_text().splitlines() == ["0 0", "1 1", "1 2"], "the first job's model alone stays"

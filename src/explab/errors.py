@@ -50,6 +50,24 @@ def raised_while(error: BaseException) -> Iterator[BaseException]:
         seen = seen.__cause__ or seen.__context__
 
 
+def without_frames(error: BaseException) -> BaseException:
+    """``error`` with its traceback dropped, and those of the errors it was raised from or while handling.
+
+    A traceback keeps every frame it passed through alive, with their locals: an error kept after it was
+    handled (a sweep's failed or pruned trial) would keep that trial's model, optimiser state and data with it.
+    """
+    pending: list[BaseException | None] = [error]
+    seen: set[int] = set()
+    while pending:
+        chained = pending.pop()
+        if chained is None or id(chained) in seen:
+            continue
+        seen.add(id(chained))
+        chained.__traceback__ = None
+        pending += [chained.__cause__, chained.__context__]
+    return error
+
+
 def raised_in(error: BaseException, source: str) -> bool:
     """Whether ``error``, or an error it was raised while, passed through a source file whose path holds
     ``source`` (``"/mlflow/store/"``): whose code a failure came from, when its type does not say."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
+import weakref
 
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
@@ -111,3 +113,21 @@ class RecordMatmulPrecision(L.Callback):
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._record("test")
+
+
+_MODULES_SEEN: list[weakref.ref[L.LightningModule]] = []
+
+
+class CountLiveModules(L.Callback):
+    """Appends ``ALIVE SEEN`` to ``path`` as each fit starts: how many of the models that earlier fits of this
+    process trained are still in memory, of how many there were (a sweep's trials run in one process)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        gc.collect()
+        alive = sum(seen() is not None for seen in _MODULES_SEEN)
+        with open(self.path, "a") as out:
+            out.write(f"{alive} {len(_MODULES_SEEN)}\n")
+        _MODULES_SEEN.append(weakref.ref(pl_module))

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.utils import JobReturn, JobStatus
 
@@ -103,12 +104,31 @@ class ExplabBasicSweeper(BasicSweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        # Hydra's own launcher runs a batch's jobs one after another in this process: given them one at a time,
+        # each failed job's frames are dropped before the next trains (_drop_frames_of_failures); a launcher that
+        # runs them elsewhere (SLURM, a process pool) keeps its batches, which it runs side by side
+        in_this_process = isinstance(self.launcher, BasicLauncher)
         returns: list[Sequence[JobReturn]] = []
         while not self.is_done():
             batch = self.get_job_batch()
             self.validate_batch_is_legal(batch)
-            returns.append(self.launcher.launch(batch, initial_job_idx=sum(len(done) for done in returns)))
+            for jobs in [[job] for job in batch] if in_this_process else [batch]:
+                returns.append(self.launcher.launch(jobs, initial_job_idx=sum(len(done) for done in returns)))
+                _drop_frames_of_failures(returns)
         return returns
+
+
+def _drop_frames_of_failures(returns: list[Sequence[JobReturn]]) -> None:
+    """Drop the tracebacks of the failed jobs' errors but the first bug's, which ``_say_which_jobs_failed``
+    raises at the end: each traceback keeps its job's frames alive with their locals (the model, its data),
+    so a long multirun's failures would fill the host's memory. Their messages are all that is said of them."""
+    from explab.errors import ExplabError, without_frames
+
+    failed = [job._return_value for batch in returns for job in batch if job.status == JobStatus.FAILED]
+    bug = next((error for error in failed if not isinstance(error, ExplabError)), None)
+    for error in failed:
+        if isinstance(error, BaseException) and error is not bug:
+            without_frames(error)
 
 
 def _suggest_the_report(config: Any, finished: int, shell_uri: str | None) -> None:

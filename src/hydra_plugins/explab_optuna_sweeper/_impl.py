@@ -43,7 +43,7 @@ from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from explab.errors import ExplabError, UsageError, counted, no_room_behind
+from explab.errors import ExplabError, UsageError, counted, no_room_behind, without_frames
 from explab.sweep import REPEATS_ATTR, REPLICATE_ATTR, is_repeat, is_replicate, named_function, search_trials
 from explab.sweep.checks import check_space_composes
 from explab.sweep.continuation import fail_run_of_trial
@@ -641,7 +641,9 @@ class ExplabOptunaSweeperImpl(Sweeper):
                         break
                     continue
                 repeats_in_a_row = 0
-            returns.append(result)
+            # what a failed or pruned trial raised is kept without its frames, which hold the trial's model
+            # and data: kept with them, a long sweep's pruned trials filled the host's memory
+            returns.append(without_frames(result) if isinstance(result, BaseException) else result)
             failures_in_a_row = failures_in_a_row + 1 if state == TrialState.FAIL else 0
             failures += state == TrialState.FAIL
             if failures_in_a_row >= max_failures:
