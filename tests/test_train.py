@@ -349,3 +349,25 @@ def test_time_to_a_metric_the_task_never_logs_is_refused_before_the_run(compose_
     ):
         train(compose_cfg("time_to={val/acc:[0.9,1.5]}"))
     assert not runs_in(store, "digits_cnn")
+
+
+@pytest.mark.slow
+def test_runs_that_compile_their_model_one_after_another_in_a_process_each_compile_it(
+    compose_cfg, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sweep's trials run in one process: torch.compile kept each trial's code, and past ``recompile_limit``
+    (8) compiled versions of the backbone's forward the trials trained uncompiled. A digits run compiles it
+    four times (training and validation, each again for a split's smaller last batch): with the limit at 5,
+    the runs after the first are past it unless each run's code was dropped when it ended."""
+    import torch._dynamo
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 5)
+    for hidden in (32, 48, 64):
+        with caplog.at_level(logging.WARNING):
+            train(
+                compose_cfg(
+                    "model.compile=true", f"model.backbone.hidden=[{hidden}]", "trainer.max_epochs=1", "test=false",
+                    "trainer.enable_progress_bar=false",
+                )
+            )  # fmt: skip
+    assert "recompile_limit" not in caplog.text, caplog.text[-3000:]

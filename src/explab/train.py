@@ -25,6 +25,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # imported here, not above: Lightning and torch take seconds to import, and `--help`, `--cfg job` and a
     # mistyped override are answered by Hydra before the job runs
     from explab.build import build_job
+    from explab.compiled import compiled_for_this_run
     from explab.fit import fit_and_test
     from explab.machine_checks import check_machine, check_output_folder_free
     from explab.memory import memory_named
@@ -52,6 +53,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         ddp_launch_scoped_to_job(),
         memory_named(),
         float32_matmul(cfg.get("matmul_precision")),
+        compiled_for_this_run(bool(cfg.model.get("compile"))),
     ):
         job = build_job(cfg, run, trial)
         record_start(run, job)
