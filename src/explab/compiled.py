@@ -2,9 +2,10 @@
 
 torch.compile keeps the code it compiled for a function (the backbone's ``forward``) for the life of the
 process and compiles it again for each new set of shapes, up to ``torch._dynamo.config.recompile_limit``
-(8); past it the function runs uncompiled, with one warning. A sweep's trials run one after another in one
-process, each with its own widths and depths: from the ninth architecture on, every trial trained
-uncompiled, slower, and its ``perf/`` metrics measured another thing than the first eight's.
+(8 versions); past it the function runs uncompiled, with one warning. One run compiles several versions
+(training and validation, each again for a smaller last batch), and a sweep's trials run one after another in
+one process, each with its own widths and depths: after two or three architectures every later trial
+trained uncompiled, so a configuration's numbers and ``perf/`` metrics depended on its place in the sweep.
 """
 
 from __future__ import annotations

@@ -23,10 +23,10 @@ START_KEYS = ("ckpt_path", "resume", "reproduce")
 # on a run resumed with other settings (MLflow keeps a run's params as first logged): each one changed, for people
 # ("optimizer.lr=0.1 (was 0.003)"), and as a JSON object of the values it trains on with, for the comparisons
 RESUMED_WITH_TAG = "explab.resumed_with"
+RESUMED_PARAMS_TAG = "explab.resumed_params"
 # settings explab gained after runs were recorded without them, with what those runs trained in: the absent
 # param means that value, so a recipe's seeds trained before and after stay one configuration
 ABSENT_MEANS = {"matmul_precision": "highest", "model.init": "default"}
-RESUMED_PARAMS_TAG = "explab.resumed_params"
 
 
 def describes_training(key: str) -> bool:
