@@ -371,3 +371,15 @@ def test_runs_that_compile_their_model_one_after_another_in_a_process_each_compi
                 )
             )  # fmt: skip
     assert "recompile_limit" not in caplog.text, caplog.text[-3000:]
+
+
+def test_a_jobs_torch_threads_do_not_carry_into_the_next_job_of_its_process(compose_cfg, tmp_path: Path) -> None:
+    """A multirun's jobs run one after another in one process: after ``-m trainer=ddp_cpu,cpu`` the second job
+    trained on the half of the cores the first had set for its two processes; ``torch_threads`` likewise."""
+    probe = tmp_path / "torch.txt"
+    record = ["+callbacks.probe._target_=tests.support.callbacks.RecordTorchSettings", f"+callbacks.probe.path={probe}"]
+    untouched = torch.get_num_threads()  # the suite runs with OMP_NUM_THREADS=1
+    for threads in (f"torch_threads={untouched + 1}", "torch_threads=null"):
+        train(compose_cfg(threads, "trainer.max_epochs=1", "test=false", "trainer.enable_progress_bar=false", *record))
+    assert [int(line.split()[2]) for line in probe.read_text().splitlines()] == [untouched + 1, untouched]
+    assert torch.get_num_threads() == untouched

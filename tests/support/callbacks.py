@@ -95,9 +95,9 @@ class KillAtTestStart(L.Callback):
             _kill_own_process()
 
 
-class RecordMatmulPrecision(L.Callback):
-    """Appends ``STAGE PRECISION`` to ``path`` as the fit and the test start: the float32 matrix-product
-    precision torch computes the run's steps in."""
+class RecordTorchSettings(L.Callback):
+    """Appends ``STAGE MATMUL_PRECISION THREADS`` to ``path`` as the fit and the test start: the process-wide
+    torch settings the run's steps are computed with."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -106,7 +106,7 @@ class RecordMatmulPrecision(L.Callback):
         import torch
 
         with open(self.path, "a") as out:
-            out.write(f"{stage} {torch.get_float32_matmul_precision()}\n")
+            out.write(f"{stage} {torch.get_float32_matmul_precision()} {torch.get_num_threads()}\n")
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._record("fit")
