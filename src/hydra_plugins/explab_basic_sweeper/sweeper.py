@@ -118,17 +118,25 @@ class ExplabBasicSweeper(BasicSweeper):
         return returns
 
 
+def _first_bug(jobs: Sequence[JobReturn]) -> JobReturn | None:
+    """The first failed job whose error is not a mistake explab names: the one raised with its traceback."""
+    from explab.errors import ExplabError
+
+    failed = (job for job in jobs if job.status == JobStatus.FAILED)
+    return next((job for job in failed if not isinstance(job._return_value, ExplabError)), None)
+
+
 def _drop_frames_of_failures(returns: list[Sequence[JobReturn]]) -> None:
     """Drop the tracebacks of the failed jobs' errors but the first bug's, which ``_say_which_jobs_failed``
     raises at the end: each traceback keeps its job's frames alive with their locals (the model, its data),
     so a long multirun's failures would fill the host's memory. Their messages are all that is said of them."""
-    from explab.errors import ExplabError, without_frames
+    from explab.errors import without_frames
 
-    failed = [job._return_value for batch in returns for job in batch if job.status == JobStatus.FAILED]
-    bug = next((error for error in failed if not isinstance(error, ExplabError)), None)
-    for error in failed:
-        if isinstance(error, BaseException) and error is not bug:
-            without_frames(error)
+    jobs = [job for batch in returns for job in batch]
+    bug = _first_bug(jobs)
+    for job in jobs:
+        if job.status == JobStatus.FAILED and job is not bug and isinstance(job._return_value, BaseException):
+            without_frames(job._return_value)
 
 
 def _suggest_the_report(config: Any, finished: int, shell_uri: str | None) -> None:
@@ -152,7 +160,7 @@ def _say_which_jobs_failed(jobs: list[JobReturn], swept: list[str]) -> None:
 
     from explab.cli import ReportedError
     from explab.config import overrides_of
-    from explab.errors import ExplabError, first_line
+    from explab.errors import first_line
 
     failed = [(number, job) for number, job in enumerate(jobs) if job.status == JobStatus.FAILED]
     if not failed:
@@ -165,7 +173,7 @@ def _say_which_jobs_failed(jobs: list[JobReturn], swept: list[str]) -> None:
         named = overrides_of(given, swept) or given
         lines.append(f"  job {number} ({' '.join(named)}): {first_line(job._return_value)}")
     print("Error: " + "\n".join(lines), file=sys.stderr)
-    bug = next((job for _, job in failed if not isinstance(job._return_value, ExplabError)), None)
+    bug = _first_bug(jobs)
     if bug is not None:
         bug.return_value  # noqa: B018 (Hydra's way: it says which job, and raises the error with its traceback)
     raise ReportedError(1)
