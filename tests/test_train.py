@@ -383,3 +383,18 @@ def test_a_jobs_torch_threads_do_not_carry_into_the_next_job_of_its_process(comp
         train(compose_cfg(threads, "trainer.max_epochs=1", "test=false", "trainer.enable_progress_bar=false", *record))
     assert [int(line.split()[2]) for line in probe.read_text().splitlines()] == [untouched + 1, untouched]
     assert torch.get_num_threads() == untouched
+
+
+def test_a_jobs_cudnn_autotuning_and_deterministic_algorithms_do_not_carry_into_the_next_job(
+    compose_cfg, tmp_path: Path
+) -> None:
+    """Lightning sets cuDNN's autotuning only when ``trainer.benchmark`` is given and deterministic algorithms
+    only when ``trainer.deterministic`` is: a job that gave neither ran with what the job before it had set."""
+    probe = tmp_path / "torch.txt"
+    record = ["+callbacks.probe._target_=tests.support.callbacks.RecordTorchSettings", f"+callbacks.probe.path={probe}"]
+    says_neither = "trainer.deterministic=null"
+    for settings in ("+trainer.benchmark=true", says_neither, "trainer.deterministic=true", says_neither):
+        train(compose_cfg(settings, "trainer.max_epochs=1", "test=false", "trainer.enable_progress_bar=false", *record))
+    benchmark_and_deterministic = [line.split()[3:] for line in probe.read_text().splitlines()]
+    assert benchmark_and_deterministic == [["1", "0"], ["0", "0"], ["0", "1"], ["0", "0"]]
+    assert not torch.backends.cudnn.benchmark and not torch.are_deterministic_algorithms_enabled()

@@ -33,7 +33,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from explab.sweep.trial import TrialJob
     from explab.tracking import TrackedRun, run_lifecycle
     from explab.tracking.record import announce_finished, open_run, record_end, record_start, tracked_here
-    from explab.utils.distributed import ddp_launch_scoped_to_job, threads_scoped_to_job
+    from explab.utils.distributed import ddp_launch_scoped_to_job
+    from explab.utils.torch_settings import torch_settings_scoped_to_job
     from explab.validation import validate_config
 
     validate_config(cfg)
@@ -51,7 +52,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trial.record_state(run),
         trial.study_writes(),
         ddp_launch_scoped_to_job(),
-        threads_scoped_to_job(),
+        torch_settings_scoped_to_job(),
         memory_named(),
         float32_matmul(cfg.get("matmul_precision")),
         compiled_for_this_run(bool(cfg.model.get("compile"))),

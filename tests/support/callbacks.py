@@ -96,8 +96,8 @@ class KillAtTestStart(L.Callback):
 
 
 class RecordTorchSettings(L.Callback):
-    """Appends ``STAGE MATMUL_PRECISION THREADS`` to ``path`` as the fit and the test start: the process-wide
-    torch settings the run's steps are computed with."""
+    """Appends ``STAGE MATMUL_PRECISION THREADS CUDNN_BENCHMARK DETERMINISTIC`` to ``path`` as the fit and the
+    test start: the process-wide torch settings the run's steps are computed with (the last two as 0 or 1)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -106,7 +106,10 @@ class RecordTorchSettings(L.Callback):
         import torch
 
         with open(self.path, "a") as out:
-            out.write(f"{stage} {torch.get_float32_matmul_precision()} {torch.get_num_threads()}\n")
+            out.write(
+                f"{stage} {torch.get_float32_matmul_precision()} {torch.get_num_threads()} "
+                f"{int(torch.backends.cudnn.benchmark)} {int(torch.are_deterministic_algorithms_enabled())}\n"
+            )
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._record("fit")

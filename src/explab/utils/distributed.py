@@ -41,18 +41,6 @@ def configure_threads(cfg: DictConfig) -> None:
 
 
 @contextmanager
-def threads_scoped_to_job() -> Iterator[None]:
-    """Inside, ``configure_threads`` may set torch's intra-op threads for the job; after, they are what they
-    were before it. A multirun's jobs and a sweep's trials run one after another in one process: a CPU DDP
-    job's half of the cores stayed set, and the single-process job after it trained on that half."""
-    before = torch.get_num_threads()
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@contextmanager
 def ddp_launch_scoped_to_job() -> Iterator[None]:
     """Lightning's DDP launcher starts ranks 1..N by re-running ``sys.argv`` with ``hydra.run.dir``.
 
