@@ -45,6 +45,27 @@ def test_other_errors_are_not_taken_for_memory() -> None:
         raise ValueError("depth must be at least 1")
 
 
+def test_a_test_explab_eval_cannot_fit_names_the_batches_to_lower_and_logs_nothing(compose_cfg, store: Path) -> None:
+    """On a smaller or shared GPU a run's test may not fit where its training did; explab-eval's user cannot
+    resize the model, only the test's batches. (A CPU host refuses no batch of these small data sets, so the
+    allocation that fails here is a model widened through ``config_overrides``.)"""
+    from explab.eval import evaluate
+    from explab.train import train
+
+    train(compose_cfg("experiment=diabetes_mlp", "trainer.max_epochs=1", "test=false"))
+    [run] = runs_in(store, "diabetes_mlp")
+    too_wide = compose_cfg(f"run_id={run.info.run_id}", f"config_overrides=['{TOO_WIDE}']", config_name="eval")
+    with pytest.raises(OutOfMemory) as named:
+        evaluate(too_wide)
+    said = str(named.value)
+    assert said.startswith("out of memory: this machine refused torch the 14,901.2 GiB of one tensor. "), said
+    assert said.endswith(
+        """Test in smaller batches (it tests in batches of 512): add 'config_overrides=["data.eval_batch_size=128"]'"""
+    ), said
+    [after] = runs_in(store, "diabetes_mlp")
+    assert not [key for key in after.data.metrics if key.startswith("test/")], "no test was logged"
+
+
 @pytest.mark.slow
 def test_a_run_too_big_for_memory_fails_in_one_line_with_its_record_kept(tmp_path: Path) -> None:
     done = run_cli(

@@ -96,6 +96,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
 
     from explab.build import build_datamodule, build_model, build_trainer
+    from explab.memory import memory_named
     from explab.precision import float32_matmul
     from explab.tracking import TrackedRun
     from explab.tracking.store import TrackingStoreError, check_recordable
@@ -109,11 +110,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     datamodule = build_datamodule(config)
     datamodule.check_source()
-    model = build_model(config)
-    model.load_state_dict(plain_weights(checkpoint["state_dict"]))  # an earlier explab's compiled run: _orig_mod names
-    trainer = build_trainer(cfg, callbacks=[], loggers=[])
-    with float32_matmul(config.get("matmul_precision")):  # the products the run's own test computed
-        results = trainer.test(model, datamodule=datamodule)
+    # what the run trained in, tested on this machine's devices: a smaller or shared GPU may not hold it
+    with memory_named(_smaller_test(datamodule)):
+        model = build_model(config)
+        model.load_state_dict(plain_weights(checkpoint["state_dict"]))  # an earlier explab's compiled run: _orig_mod
+        trainer = build_trainer(cfg, callbacks=[], loggers=[])
+        with float32_matmul(config.get("matmul_precision")):  # the products the run's own test computed
+            results = trainer.test(model, datamodule=datamodule)
     metrics = {key: float(value) for key, value in results[0].items()}
     if run_id:
         try:
@@ -126,6 +129,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         run.set_tags({"explab.eval.checkpoint": str(cfg.ckpt_path or "best")})
         log.info("logged %s to MLflow run %s", ", ".join(sorted(metrics)), run_id)
     return metrics
+
+
+def _smaller_test(datamodule: object) -> str:
+    """What to lower when the test does not fit: its batches, the one size explab-eval's user can change
+    without changing what is tested."""
+    batch = getattr(datamodule, "eval_batch_size", None)
+    tested_in = f" (it tests in batches of {batch})" if batch else ""
+    smaller = max(1, batch // 4) if isinstance(batch, int) else 64
+    return f"Test in smaller batches{tested_in}: add 'config_overrides=[\"data.eval_batch_size={smaller}\"]'"
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")

@@ -28,30 +28,30 @@ class OutOfMemory(ExplabError):
     """An allocation the device or the host refused: the message names how much and what to lower."""
 
 
-def out_of_memory(error: BaseException) -> OutOfMemory | None:
-    """``error`` as an ``OutOfMemory`` when it is, or was raised while, an allocation that found no memory;
-    None for any other error."""
+def out_of_memory(error: BaseException, lower: str = SMALLER) -> OutOfMemory | None:
+    """``error`` as an ``OutOfMemory`` when it is, or was raised while, an allocation that found no memory,
+    its message ending in ``lower`` (what the command's user can make smaller); None for any other error."""
     import torch
 
     for seen in raised_while(error):
         if isinstance(seen, torch.OutOfMemoryError):
             # torch's own words say which device, how much was asked, and what else holds its memory
-            return OutOfMemory(f"out of memory: {first_line(seen)}. {SMALLER}; {SHARED_GPU}")
+            return OutOfMemory(f"out of memory: {first_line(seen)}. {lower}; {SHARED_GPU}")
         refused = _HOST_REFUSED.search(str(seen))
         if refused:
             gib = int(refused.group(1)) / 2**30
-            return OutOfMemory(f"out of memory: this machine refused torch the {gib:,.1f} GiB of one tensor. {SMALLER}")
+            return OutOfMemory(f"out of memory: this machine refused torch the {gib:,.1f} GiB of one tensor. {lower}")
     return None
 
 
 @contextmanager
-def memory_named() -> Iterator[None]:
-    """Inside, an allocation that finds no memory is raised as an ``OutOfMemory`` (``out_of_memory``), raised
-    from torch's error so a run's record keeps its traceback."""
+def memory_named(lower: str = SMALLER) -> Iterator[None]:
+    """Inside, an allocation that finds no memory is raised as an ``OutOfMemory`` (``out_of_memory``, saying
+    ``lower``), raised from torch's error so a run's record keeps its traceback."""
     try:
         yield
     except Exception as error:
-        named = out_of_memory(error)
+        named = out_of_memory(error, lower)
         if named is None:
             raise
         raise named from error
