@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -116,6 +117,25 @@ def test_a_multiruns_runs_are_named_by_the_values_that_differ_between_its_jobs(t
     assert command[-1] == f"paths.mlruns_dir={tmp_path}/mlruns", command
     reported = run_cli(*command, cwd=tmp_path)
     assert reported.returncode == 0 and reported.stdout.count(" | 2 | ") == 2, reported.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_a_multirun_over_experiments_names_the_report_of_each(tmp_path: Path) -> None:
+    """The runs of ``-m experiment=a,b seed=1,2`` are in two MLflow experiments: the multirun named only the
+    first one's report, as if the second had trained nothing."""
+    done = run_cli(
+        "explab-train", "-m", "experiment=digits_cnn,diabetes_mlp", "seed=1,2", "trainer.max_epochs=1",
+        "log_model=false", "log_plots=false", "+trainer.limit_train_batches=2", f"paths.mlruns_dir={tmp_path}/mlruns",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    said = dict(
+        re.findall(r"2 runs of this multirun in (\w+) finished; each configuration, over its seeds: (.*)", done.stdout)
+    )
+    assert sorted(said) == ["diabetes_mlp", "digits_cnn"], done.stdout[-2000:]
+    reported = run_cli(*said["diabetes_mlp"].split(), cwd=tmp_path)
+    assert reported.returncode == 0 and reported.stdout.count(" | 2 | ") == 1, reported.stdout[-2000:]
+    assert "test/r2" in reported.stdout, "the regression experiment's own metrics"
 
 
 def test_run_names_do_not_follow_the_seeded_generator_and_leave_it_as_it_was() -> None:

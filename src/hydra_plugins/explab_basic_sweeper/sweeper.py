@@ -84,7 +84,7 @@ class ExplabBasicSweeper(BasicSweeper):
         except ExplabError as error:  # found before a job started: a message, not a traceback
             exit_with_message(error)
         jobs = [job for batch in returns for job in batch]
-        _suggest_the_report(self.config, sum(job.status == JobStatus.COMPLETED for job in jobs), shell_uri)
+        _suggest_the_reports(jobs, shell_uri)
         _say_which_jobs_failed(jobs, self.swept or [])
         return returns
 
@@ -139,17 +139,28 @@ def _drop_frames_of_failures(returns: list[Sequence[JobReturn]]) -> None:
             without_frames(job._return_value)
 
 
-def _suggest_the_report(config: Any, finished: int, shell_uri: str | None) -> None:
-    """After two or more runs of explab's train, the command that reports each configuration over its seeds:
-    what a multirun of seeds is run for."""
+def _suggest_the_reports(jobs: Sequence[JobReturn], shell_uri: str | None) -> None:
+    """After two or more runs of explab's train in one experiment, the command that reports each configuration
+    over its seeds: what a multirun of seeds is run for. One command per experiment (and store) the jobs
+    recorded into: ``-m experiment=a,b seed=1,2,3`` trained two experiments, and named only the first."""
+    from collections import Counter
+
     from explab.reproduce import logger_tracking_uri
     from explab.tracking.ui import report_command
 
-    tracked_in = logger_tracking_uri(config)
-    if finished < 2 or tracked_in is None or not config.get("experiment_name"):
-        return
-    command = report_command(str(config.experiment_name), tracked_in, shell_uri)
-    log.info("%d runs of this multirun finished; each configuration, over its seeds: %s", finished, command)
+    finished: Counter[tuple[str, str]] = Counter()
+    for job in jobs:
+        config = job.cfg if job.status == JobStatus.COMPLETED else None
+        tracked_in = None if config is None else logger_tracking_uri(config)
+        if config is not None and tracked_in is not None and config.get("experiment_name"):
+            finished[(str(config.experiment_name), tracked_in)] += 1
+    several = len(finished) > 1
+    for (experiment, tracked_in), count in finished.items():
+        if count < 2:
+            continue
+        command = report_command(experiment, tracked_in, shell_uri)
+        of = f"{count} runs of this multirun in {experiment}" if several else f"{count} runs of this multirun"
+        log.info("%s finished; each configuration, over its seeds: %s", of, command)
 
 
 def _say_which_jobs_failed(jobs: list[JobReturn], swept: list[str]) -> None:
