@@ -33,6 +33,7 @@ from explab.sweep.storage import open_storage
 from explab.tracking import TrackedRun
 from explab.tracking.orphans import close_orphaned_runs
 from explab.train import train
+from explab.utils.exits import ExitCalled
 from tests.conftest import BIN, run_cli, run_reporting_imports, runs_in, tracking_uri_for
 from tests.sweep.test_sweeper import load, load_once_written, plain_app_command
 
@@ -983,6 +984,22 @@ def test_what_this_machine_lacks_is_one_message_before_any_run(tmp_path: Path, s
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("code", [3, 0])
+def test_a_run_whose_code_calls_sys_exit_ends_failed_saying_where(compose_cfg, store: Path, code: int) -> None:
+    """A run whose callback called ``sys.exit(3)`` ended KILLED, as if stopped on purpose, and one that called
+    ``sys.exit(0)`` FINISHED, though neither had trained its epochs."""
+    exiting = [
+        "+callbacks.exit._target_=tests.support.callbacks.ExitInTrial", "+callbacks.exit.trial=-1",
+        "+callbacks.exit.doomed=-1", f"+callbacks.exit.code={code}",
+    ]  # fmt: skip
+    with pytest.raises(ExitCalled, match=rf"^the job's code called sys.exit\({code}\) in on_train_epoch_start \("):
+        train(compose_cfg(*exiting, "trainer.max_epochs=3", "trainer.enable_progress_bar=false"))
+    [run] = runs_in(store, "digits_cnn")
+    assert run.info.status == "FAILED"
+    assert run.data.tags["explab.status_reason"].startswith(f"ExitCalled: the job's code called sys.exit({code})")
+    assert "tests/support/callbacks.py" in run.data.tags["explab.status_reason"], "where the code exits"
+
+
 def test_a_multirun_with_one_bad_job_stops_before_any_job_trains(tmp_path: Path) -> None:
     """Hydra's basic sweeper would train the good job, then end with the bad one's traceback."""
     done = run_cli("explab-train", "-m", "optimizer.lr=0.01,-1", "trainer.max_epochs=1", *paths(tmp_path), cwd=tmp_path)

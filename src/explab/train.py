@@ -34,6 +34,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from explab.tracking import TrackedRun, run_lifecycle
     from explab.tracking.record import announce_finished, open_run, record_end, record_start, tracked_here
     from explab.utils.distributed import ddp_launch_scoped_to_job
+    from explab.utils.exits import exit_is_an_error
     from explab.utils.torch_settings import torch_settings_scoped_to_job
     from explab.validation import validate_config
 
@@ -56,6 +57,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         memory_named(),
         float32_matmul(cfg.get("matmul_precision")),
         compiled_for_this_run(bool(cfg.model.get("compile"))),
+        exit_is_an_error(),  # innermost: the run's end and the sweep see the job's exit as its error
     ):
         job = build_job(cfg, run, trial)
         record_start(run, job)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import sys
 import weakref
 
 import lightning as L
@@ -134,3 +135,16 @@ class CountLiveModules(L.Callback):
         with open(self.path, "a") as out:
             out.write(f"{alive} {len(_MODULES_SEEN)}\n")
         _MODULES_SEEN.append(weakref.ref(pl_module))
+
+
+class ExitInTrial(L.Callback):
+    """Calls ``sys.exit(code)`` as epoch ``epoch`` starts in trial ``doomed`` (``trial`` is the job's): code
+    of the job's own (a library's command-line parsing, say) that exits instead of raising."""
+
+    def __init__(self, trial: int, doomed: int, code: int = 3, epoch: int = 1) -> None:
+        self.exiting = trial == doomed
+        self.code, self.epoch = code, epoch
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.exiting and trainer.current_epoch == self.epoch:
+            sys.exit(self.code)

@@ -89,6 +89,19 @@ def test_plain_hydra_app_is_swept_and_a_raising_trial_does_not_stop_it(tmp_path:
     assert "ExperimentalWarning" not in done.stderr, done.stderr[-3000:]
 
 
+def test_a_trial_whose_code_calls_sys_exit_fails_and_the_sweep_goes_on(tmp_path: Path, monkeypatch) -> None:
+    """Hydra's launcher catches a job's ``Exception`` only: a trial whose code called ``sys.exit(3)`` ended the
+    whole sweep with status 3 and no word of why."""
+    monkeypatch.setenv("QUADRATIC_EXIT_ON_TRIAL", "1")
+    done = sweep_plain_app(tmp_path, "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.seed=3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = load(tmp_path, "plain")
+    assert states(study) == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    said = study.trials[1].user_attrs["explab.error"]
+    assert said.startswith("the job's code called sys.exit(3) in main ("), said
+    assert "quadratic.py, line " in said and said.endswith("Raise an exception where the code exits"), said
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("failing", "limit", "refusal"),

@@ -96,6 +96,7 @@ from explab.tracking import TrackedRun
 from explab.tracking.full_store import quiet_mlflow_about_room
 from explab.tracking.run import stop_described
 from explab.tracking.store import check_recordable
+from explab.utils.exits import exit_as_error
 from explab.utils.signals import Terminated, held, stop_behind, stop_signals_raise_terminated
 
 log = logging.getLogger(__name__)
@@ -854,6 +855,11 @@ class ExplabOptunaSweeperImpl(Sweeper):
         try:
             with heartbeat(trial, self.heartbeat_seconds):
                 [job] = self.launcher.launch([overrides], initial_job_idx=trial.number)
+        except SystemExit as exit_:  # Hydra's launcher lets it through: the app's code exited, or a stop
+            exited = exit_as_error(exit_)
+            if exited is None:
+                raise
+            return self._tell(study, trial, TrialState.FAIL, None, exited), exited
         except Exception as error:  # the job's config did not even compose, or SLURM refused it
             stop = stop_behind(error)
             if stop is not None:  # a SIGTERM or Ctrl-C that Hydra's failing cleanup replaced: still a stop
