@@ -1,8 +1,8 @@
 """A job's code that calls ``sys.exit``: an error of that job, not the end of the process that runs it.
 
-Hydra's launcher catches a job's ``Exception`` only. A trial whose code called ``sys.exit(3)`` ended the whole
-sweep with status 3 and no word of why, and a single run ended KILLED (FINISHED after ``sys.exit(0)``), as if
-stopped on purpose, though its code had cut its training short.
+Hydra's launcher catches a job's ``Exception`` only: a ``SystemExit`` from a trial's code would end the whole
+sweep with the exit's status and no word of why, and a single run would end KILLED (FINISHED after
+``sys.exit(0)``), as if stopped on purpose, though its code had cut its training short.
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ import torch
 @contextmanager
 def torch_settings_scoped_to_job() -> Iterator[None]:
     """Inside, the job may set torch's intra-op threads, cuDNN autotuning and deterministic algorithms; after,
-    they are what they were before it. Seen without: after ``-m trainer=ddp_cpu,cpu`` the single-process job
-    trained on the half of the cores the DDP job had set, and a job after one with ``+trainer.benchmark=true``
-    autotuned cuDNN although its own config did not ask for it."""
+    they are what they were before it. Left as a job set them, ``-m trainer=ddp_cpu,cpu`` would train its
+    single-process job on the half of the cores the DDP job had set, and a job after one with
+    ``+trainer.benchmark=true`` would autotune cuDNN unasked."""
     threads = torch.get_num_threads()
     benchmark = torch.backends.cudnn.benchmark
     deterministic = torch.are_deterministic_algorithms_enabled()

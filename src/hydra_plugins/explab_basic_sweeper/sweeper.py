@@ -142,7 +142,7 @@ def _drop_frames_of_failures(returns: list[Sequence[JobReturn]]) -> None:
 def _suggest_the_reports(jobs: Sequence[JobReturn], shell_uri: str | None) -> None:
     """After two or more runs of explab's train in one experiment, the command that reports each configuration
     over its seeds: what a multirun of seeds is run for. One command per experiment (and store) the jobs
-    recorded into: ``-m experiment=a,b seed=1,2,3`` trained two experiments, and named only the first."""
+    recorded into, each read from the job's own config: ``-m experiment=a,b seed=1,2,3`` trains two."""
     from collections import Counter
 
     from explab.reproduce import logger_tracking_uri
