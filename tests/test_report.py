@@ -6,6 +6,7 @@ import csv
 import logging
 import re
 import statistics
+import subprocess
 from pathlib import Path
 
 import mlflow
@@ -19,6 +20,7 @@ from explab.errors import UsageError
 from explab.models.tasks import ClassificationTask, RegressionTask, TaskModule
 from explab.report import HEADLINE_METRICS, report
 from explab.reproduce import config_from_recorded_run
+from explab.tracking.environment import git_state
 from explab.train import train
 from tests.conftest import run_cli, runs_in, tracking_uri_for
 from tests.support.resumed import two_seeds_one_resumed_to_two_epochs
@@ -198,11 +200,56 @@ def test_recipes_of_several_experiments_are_reported_and_tested_together(compose
 
     _recipe_runs(client, store, "other_data", ONE_SEED, "xyz")
     markdown = report(compose_cfg("experiment_name=[text_rnn,other_data]", f"tracking_uri={uri}", config_name="report"))
-    assert "These runs trained on different data (data.fingerprint abc (4 runs), xyz (1 runs))" in markdown
+    assert "These runs trained on different data (data.fingerprint abc (4 runs), xyz (1 run))" in markdown
     with pytest.raises(UsageError, match="sweep=s is one experiment's sweep: give that experiment alone"):
         report(
             compose_cfg("experiment_name=[text_rnn,fasttext]", f"tracking_uri={uri}", "sweep=s", config_name="report")
         )
+
+
+def test_runs_trained_from_different_code_are_named_under_the_table(compose_cfg, store: Path, tmp_path: Path) -> None:
+    """Seeds trained before and after a change of code (a commit, an uncommitted edit, a library upgrade) were
+    pooled as one configuration, their difference counted as seed noise, with nothing said."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    git = ["git", "-C", str(checkout), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (checkout / "model.py").write_text("width = 64\n")
+    subprocess.run([*git, "add", "model.py"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "model"], check=True)
+    states = [git_state(checkout)]
+    for width in (128, 256):  # two uncommitted edits of the same commit
+        (checkout / "model.py").write_text(f"width = {width}\n")
+        states.append(git_state(checkout))
+    assert "git.diff_sha256" not in states[0] and states[1]["git.diff_sha256"] != states[2]["git.diff_sha256"]
+    commit = states[0]["git.commit"][:7]
+
+    uri = tracking_uri_for(store)
+    client = mlflow.tracking.MlflowClient(uri)
+    experiment = client.create_experiment("edited", artifact_location=str(store / "artifacts"))
+    tagged = [{**states[0], "version.torch": "2.13.0"}, {**states[0], "version.torch": "2.13.0"}]
+    tagged += [{**states[1], "version.torch": "2.13.0"}, {**states[2], "version.torch": "2.14.0"}, {}]
+    for seed, tags in enumerate(tagged, start=1):  # the last recorded outside a checkout: no commit to count
+        run = client.create_run(experiment, tags=tags)
+        client.log_param(run.info.run_id, "seed", seed)
+        client.log_metric(run.info.run_id, "test/acc", 0.9 + seed / 100)
+        client.set_terminated(run.info.run_id, "FINISHED")
+
+    def reported(name: str) -> str:
+        return report(compose_cfg(f"experiment_name={name}", f"tracking_uri={uri}", config_name="report"))
+
+    edits = sorted(f"{commit} with uncommitted changes {state['git.diff_sha256']} (1 run)" for state in states[1:])
+    said = f"git.commit {commit} (2 runs), {', '.join(edits)}; version.torch 2.13.0 (3 runs), 2.14.0 (1 run)"
+    assert f"These runs trained from different code ({said}): where the change touched what trains" in reported(
+        "edited"
+    )
+    same = client.create_experiment("unedited", artifact_location=str(store / "artifacts"))
+    for seed in (1, 2):
+        run = client.create_run(same, tags=states[0])
+        client.log_param(run.info.run_id, "seed", seed)
+        client.log_metric(run.info.run_id, "test/acc", 0.9)
+        client.set_terminated(run.info.run_id, "FINISHED")
+    assert "different code" not in reported("unedited")
 
 
 def test_runs_on_different_hardware_are_named_and_their_timings_called_incomparable(
@@ -228,7 +275,7 @@ def test_runs_on_different_hardware_are_named_and_their_timings_called_incompara
 
     with caplog.at_level(logging.WARNING, logger="explab.report"):
         markdown = reported("metrics=[test/acc,perf/fit_seconds]")
-    said = "hardware.gpu NVIDIA A100-SXM4-80GB (2 runs), NVIDIA H200 (1 runs)"
+    said = "hardware.gpu NVIDIA A100-SXM4-80GB (2 runs), NVIDIA H200 (1 run)"
     assert f"These runs trained on different hardware ({said}): perf/fit_seconds compares machines" in markdown
     assert "hardware.cpu_capability" not in markdown, "what the runs share is not named"
     assert "trained on different hardware" in caplog.text

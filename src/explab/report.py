@@ -38,8 +38,8 @@ from explab.configurations import (
     repeated_seeds,
     seed_of,
 )
-from explab.errors import UsageError
-from explab.tracking.environment import hardware_mix
+from explab.errors import UsageError, counted
+from explab.tracking.environment import code_mix, hardware_mix
 from explab.tracking.params import trained_params
 from explab.tracking.store import every_run
 from explab.utils.logging import get_logger
@@ -240,7 +240,7 @@ def other_data_note(runs: Sequence[Any]) -> str:
         counts[run.data.tags.get("data.fingerprint", "not recorded")] += 1
     if len(counts) < 2:
         return ""
-    said = ", ".join(f"{fingerprint} ({n} runs)" for fingerprint, n in sorted(counts.items()))
+    said = ", ".join(f"{fingerprint} ({counted(n, 'run')})" for fingerprint, n in sorted(counts.items()))
     log.warning("these runs trained on different data: %s", said)
     return (
         f"\nThese runs trained on different data (data.fingerprint {said}): their numbers, and a test paired by "
@@ -264,6 +264,20 @@ def other_hardware_note(runs: Sequence[Any], metrics: Sequence[str]) -> str:
         else "the same seed gives other numbers on each"
     )
     return f"\nThese runs trained on different hardware ({said}): {meaning}.\n"
+
+
+def other_code_note(runs: Sequence[Any]) -> str:
+    """A note when the runs trained from different code: another commit, another uncommitted change, or other
+    versions of the libraries (``git.*`` and ``version.*`` tags). What changed between them is then counted
+    as a difference between configurations, or as seed noise within one. "" when they share their code."""
+    said = code_mix(run.data.tags for run in runs)
+    if not said:
+        return ""
+    log.info("these runs trained from different code: %s", said)
+    return (
+        f"\nThese runs trained from different code ({said}): where the change touched what trains, it counts as "
+        "a difference between configurations, or as seed noise within one.\n"
+    )
 
 
 def _others(client: Any, experiment_ids: list[str]) -> str:
@@ -340,7 +354,7 @@ def report(cfg: DictConfig) -> str:
         f"# {title}: mean ± std over seeds, {cfg.confidence:.0%} confidence intervals ({method})\n\n"
         + to_markdown(rows, metrics, cfg.confidence)
     )
-    markdown += other_data_note(runs) + other_hardware_note(runs, metrics)
+    markdown += other_data_note(runs) + other_hardware_note(runs, metrics) + other_code_note(runs)
     repeats = repeated_seeds(groups)
     if repeats:
         who = f"{repeats} runs repeat a seed of their" if repeats > 1 else "1 run repeats a seed of its"

@@ -59,7 +59,7 @@ def test_a_timing_objective_over_trials_on_different_hardware_is_warned_and_tagg
 
     with caplog.at_level(logging.WARNING, logger="explab.sweep.summary"):
         summarise_study(study, parent, ("val/acc_best", "perf/fit_seconds"), (0.0, 20.0))
-    said = "hardware.gpu NVIDIA A100-SXM4-80GB (1 runs), NVIDIA H200 (2 runs)"
+    said = "hardware.gpu NVIDIA A100-SXM4-80GB (1 run), NVIDIA H200 (2 runs)"
     assert f"trained on different hardware ({said}): perf/fit_seconds compare machines" in caplog.text
     assert parent.client.get_run(parent.run_id).data.tags[MIXED_HARDWARE_TAG] == said
 

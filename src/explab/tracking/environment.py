@@ -3,6 +3,7 @@ a safe slice of the environment."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import socket
@@ -13,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from explab.errors import counted
 
 if TYPE_CHECKING:
     import lightning as L
@@ -47,17 +50,21 @@ SOURCE_TAGS = {"mlflow.source.name": "explab-train", "mlflow.source.type": "LOCA
 
 
 def git_state(root: Path) -> dict[str, str]:
-    """Commit, branch and dirty flag as MLflow tags; empty outside a git checkout."""
+    """Commit, branch and dirty flag as MLflow tags, and for a dirty tree ``git.diff_sha256`` (the first 12
+    hex digits of its diff's hash); empty outside a git checkout."""
     commit = _git(root, "rev-parse", "HEAD")
     if commit is None:
         return {}
     status = _git(root, "status", "--porcelain", "--untracked-files=no") or ""
-    return {
+    state = {
         "mlflow.source.git.commit": commit,
         "git.commit": commit,
         "git.branch": _git(root, "rev-parse", "--abbrev-ref", "HEAD") or "",
         "git.dirty": str(bool(status)).lower(),
     }
+    if status:  # two dirty runs of one commit trained the same code only where their diffs are the same
+        state["git.diff_sha256"] = hashlib.sha256(git_diff(root).encode()).hexdigest()[:12]
+    return state
 
 
 def git_diff(root: Path) -> str:
@@ -141,15 +148,40 @@ HARDWARE_KINDS = ("hardware.cpu", "hardware.cpu_capability", "hardware.torch_thr
 
 
 def hardware_mix(tags_of_runs: Iterable[Mapping[str, str]]) -> str:
-    """``hardware.gpu A (2 runs), B (1 runs)`` for each kind of hardware the runs' tags differ in, "; "
+    """``hardware.gpu A (2 runs), B (1 run)`` for each kind of hardware the runs' tags differ in, "; "
     between kinds; "" when they share it (runs recorded before these tags are left out)."""
     counts: dict[str, Counter[str]] = {key: Counter() for key in HARDWARE_KINDS}
     for tags in tags_of_runs:
         for key in HARDWARE_KINDS:
             if key in tags:
                 counts[key][tags[key]] += 1
+    return _differing(counts)
+
+
+def code_mix(tags_of_runs: Iterable[Mapping[str, str]]) -> str:
+    """``git.commit 1a2b3c4 (2 runs), 5d6e7f8 with uncommitted changes 0a1b2c3d4e5f (1 run)``, and each
+    ``version.*`` (python, torch, ...) the runs' tags differ in, "; " between kinds; "" when they trained
+    from the same code (a run recorded outside a git checkout has no commit to count)."""
+    counts: dict[str, Counter[str]] = {"git.commit": Counter()}
+    for tags in tags_of_runs:
+        if "git.commit" in tags:
+            counts["git.commit"][_code_of(tags)] += 1
+        for key, value in tags.items():
+            if key.startswith("version."):
+                counts.setdefault(key, Counter())[value] += 1
+    return _differing(counts)
+
+
+def _code_of(tags: Mapping[str, str]) -> str:
+    if tags.get("git.dirty") != "true":
+        return tags["git.commit"][:7]
+    # a run recorded before git.diff_sha256 says only that its tree was dirty
+    return f"{tags['git.commit'][:7]} with uncommitted changes {tags.get('git.diff_sha256', '')}".rstrip()
+
+
+def _differing(counts: Mapping[str, Counter[str]]) -> str:
     return "; ".join(
-        f"{key} " + ", ".join(f"{value} ({n} runs)" for value, n in sorted(found.items()))
+        f"{key} " + ", ".join(f"{value} ({counted(n, 'run')})" for value, n in sorted(found.items()))
         for key, found in counts.items()
         if len(found) > 1
     )
