@@ -215,13 +215,16 @@ def test_runs_trained_from_different_code_are_named_under_the_table(compose_cfg,
     git = ["git", "-C", str(checkout), "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run([*git, "init", "-q"], check=True)
     (checkout / "model.py").write_text("width = 64\n")
-    subprocess.run([*git, "add", "model.py"], check=True)
+    (checkout / "README.md").write_text("# the model\n")
+    subprocess.run([*git, "add", "model.py", "README.md"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "model"], check=True)
+    (checkout / "README.md").write_text("# the model, 64 wide\n")  # prose: the same code trains
     states = [git_state(checkout)]
-    for width in (128, 256):  # two uncommitted edits of the same commit
+    assert states[0]["git.dirty"] == "true" and "git.diff_sha256" not in states[0]
+    for width in (128, 256):  # two uncommitted edits of the code of the same commit
         (checkout / "model.py").write_text(f"width = {width}\n")
         states.append(git_state(checkout))
-    assert "git.diff_sha256" not in states[0] and states[1]["git.diff_sha256"] != states[2]["git.diff_sha256"]
+    assert states[1]["git.diff_sha256"] != states[2]["git.diff_sha256"]
     commit = states[0]["git.commit"][:7]
 
     uri = tracking_uri_for(store)

@@ -9,7 +9,7 @@ import optuna
 
 from explab.sweep import REPEATS_ATTR
 from explab.sweep.continuation import RUN_ATTR
-from explab.sweep.summary import MIXED_HARDWARE_TAG, best_trained_trial, summarise_study
+from explab.sweep.summary import MIXED_CODE_TAG, MIXED_HARDWARE_TAG, best_trained_trial, summarise_study
 from explab.tracking import TrackedRun
 from tests.conftest import tracking_uri_for
 
@@ -67,4 +67,30 @@ def test_a_timing_objective_over_trials_on_different_hardware_is_warned_and_tagg
     with caplog.at_level(logging.WARNING, logger="explab.sweep.summary"):
         summarise_study(study, parent, ("val/acc_best", "val/loss"), (0.0, 20.0))
     assert "different hardware" not in caplog.text
+    parent.end(None)
+
+
+def test_trials_trained_from_different_code_are_warned_and_tagged(tmp_path: Path, caplog) -> None:
+    """A sweep resumed after a fix went on with the trials trained before it, its sampler and best trial
+    weighing both alike, with nothing said."""
+    study = optuna.create_study(direction="maximize")
+    distributions = {"x": optuna.distributions.FloatDistribution(0.0, 2.0)}
+    parent = TrackedRun.create(tracking_uri_for(tmp_path), "sweep", str(tmp_path / "artifacts"))
+    for number, commit in enumerate(["1a2b3c4d5e", "1a2b3c4d5e", "9f8e7d6c5b"]):
+        child = parent.client.create_run(
+            parent.experiment_id, tags={"mlflow.parentRunId": parent.run_id, "git.commit": commit}
+        )
+        trial = optuna.trial.create_trial(
+            params={"x": number / 2}, distributions=distributions, value=0.9, user_attrs={RUN_ATTR: child.info.run_id}
+        )
+        study.add_trial(trial)
+        if number == 1:
+            with caplog.at_level(logging.WARNING, logger="explab.sweep.summary"):
+                summarise_study(study, parent)
+            assert "different code" not in caplog.text, "two trials of one commit"
+    with caplog.at_level(logging.WARNING, logger="explab.sweep.summary"):
+        summarise_study(study, parent)
+    said = "git.commit 1a2b3c4 (2 runs), 9f8e7d6 (1 run)"
+    assert f"trained from different code ({said}): the sampler and the best trial weigh them alike" in caplog.text
+    assert parent.client.get_run(parent.run_id).data.tags[MIXED_CODE_TAG] == said
     parent.end(None)

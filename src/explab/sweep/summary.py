@@ -307,27 +307,34 @@ def _log_hypervolume(study: optuna.Study, run: TrackedRun, reference: Sequence[f
 
 
 MIXED_HARDWARE_TAG = "explab.mixed_hardware"
+MIXED_CODE_TAG = "explab.mixed_code"
 
 
-def _check_timings_share_hardware(study: optuna.Study, run: TrackedRun, names: Sequence[str]) -> None:
-    """Warn, and tag the parent run ``explab.mixed_hardware``, when the study optimises a timing (``perf/``)
-    and its trials trained on different hardware (detached workers on a mixed partition): their timings then
-    compare machines as much as configurations, and so does every front or best trial chosen by them."""
+def _trained_children(study: optuna.Study, run: TrackedRun) -> list[Any]:
+    """The child runs of the study's COMPLETE trials that trained (not repeats, not warm starts)."""
     from optuna.trial import TrialState
 
-    from explab.tracking.environment import hardware_mix
     from explab.tracking.store import every_run
 
-    timed = [name for name in names if name.startswith("perf/")]
-    if not timed:
-        return
     trained = {
         t.user_attrs[RUN_ATTR]
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if RUN_ATTR in t.user_attrs and not (is_repeat(t) or is_warm_start(t))
     }
     children = every_run(run.client, [run.experiment_id], f"tags.`mlflow.parentRunId` = '{run.run_id}'")
-    mix = hardware_mix(child.data.tags for child in children if child.info.run_id in trained)
+    return [child for child in children if child.info.run_id in trained]
+
+
+def _check_timings_share_hardware(
+    children: Sequence[Any], study: optuna.Study, run: TrackedRun, names: Sequence[str]
+) -> None:
+    """Warn, and tag the parent run ``explab.mixed_hardware``, when the study optimises a timing (``perf/``)
+    and its trials trained on different hardware (detached workers on a mixed partition): their timings then
+    compare machines as much as configurations, and so does every front or best trial chosen by them."""
+    from explab.tracking.environment import hardware_mix
+
+    timed = [name for name in names if name.startswith("perf/")]
+    mix = hardware_mix(child.data.tags for child in children) if timed else ""
     if mix:
         log.warning(
             "the trials of study '%s' trained on different hardware (%s): %s compare machines as much as "
@@ -340,6 +347,23 @@ def _check_timings_share_hardware(study: optuna.Study, run: TrackedRun, names: S
         run.set_tags({MIXED_HARDWARE_TAG: mix[:5000]})
 
 
+def _check_trials_share_code(children: Sequence[Any], study: optuna.Study, run: TrackedRun) -> None:
+    """Warn, and tag the parent run ``explab.mixed_code``, when the study's trials trained from different code
+    (another commit, uncommitted change or library version): a sweep resumed after a fix goes on with the
+    trials trained before it, and its sampler and best trial weigh both alike."""
+    from explab.tracking.environment import code_mix
+
+    mix = code_mix(child.data.tags for child in children)
+    if mix:
+        log.warning(
+            "the trials of study '%s' trained from different code (%s): the sampler and the best trial weigh "
+            "them alike; after a change that touches what trains, start a new study (hydra.sweeper.study_name=...)",
+            study.study_name,
+            mix,
+        )
+        run.set_tags({MIXED_CODE_TAG: mix[:5000]})
+
+
 def summarise_study(
     study: optuna.Study, run: TrackedRun, names: Sequence[str] = ("value",), reference: Sequence[float] | None = None
 ) -> None:
@@ -348,7 +372,9 @@ def summarise_study(
     (see ``explab.sweep.pareto.reference_point``); a CSV of every trial, and the plots."""
     counts = trial_counts(study)
     run.log_metrics({f"trials_{name}": n for name, n in counts.items()})
-    _check_timings_share_hardware(study, run, names)
+    children = _trained_children(study, run)
+    _check_timings_share_hardware(children, study, run, names)
+    _check_trials_share_code(children, study, run)
     complete = counts["complete"] > 0
     several = len(study.directions) > 1
     reference = reference_point(study, reference) if several else None

@@ -49,9 +49,14 @@ def _git(root: Path, *args: str) -> str | None:
 SOURCE_TAGS = {"mlflow.source.name": "explab-train", "mlflow.source.type": "LOCAL"}
 
 
+# files an uncommitted change of which does not change what trains: prose and notebooks
+NOT_CODE = ("*.md", "*.rst", "*.ipynb")
+
+
 def git_state(root: Path) -> dict[str, str]:
-    """Commit, branch and dirty flag as MLflow tags, and for a dirty tree ``git.diff_sha256`` (the first 12
-    hex digits of its diff's hash); empty outside a git checkout."""
+    """Commit, branch and dirty flag as MLflow tags, and where the uncommitted change touches more than
+    ``NOT_CODE`` files ``git.diff_sha256``, the first 12 hex digits of that change's hash; empty outside a git
+    checkout."""
     commit = _git(root, "rev-parse", "HEAD")
     if commit is None:
         return {}
@@ -62,8 +67,9 @@ def git_state(root: Path) -> dict[str, str]:
         "git.branch": _git(root, "rev-parse", "--abbrev-ref", "HEAD") or "",
         "git.dirty": str(bool(status)).lower(),
     }
-    if status:  # two dirty runs of one commit trained the same code only where their diffs are the same
-        state["git.diff_sha256"] = hashlib.sha256(git_diff(root).encode()).hexdigest()[:12]
+    change = _git(root, "diff", "HEAD", "--", ".", *(f":(exclude){glob}" for glob in NOT_CODE)) if status else ""
+    if change:  # two dirty runs of one commit trained the same code only where their diffs are the same
+        state["git.diff_sha256"] = hashlib.sha256(change.encode()).hexdigest()[:12]
     return state
 
 
@@ -173,10 +179,9 @@ def code_mix(tags_of_runs: Iterable[Mapping[str, str]]) -> str:
 
 
 def _code_of(tags: Mapping[str, str]) -> str:
-    if tags.get("git.dirty") != "true":
-        return tags["git.commit"][:7]
-    # a run recorded before git.diff_sha256 says only that its tree was dirty
-    return f"{tags['git.commit'][:7]} with uncommitted changes {tags.get('git.diff_sha256', '')}".rstrip()
+    # a run recorded before git.diff_sha256 is counted by its commit alone
+    changed = tags.get("git.diff_sha256")
+    return f"{tags['git.commit'][:7]} with uncommitted changes {changed}" if changed else tags["git.commit"][:7]
 
 
 def _differing(counts: Mapping[str, Counter[str]]) -> str:
