@@ -225,6 +225,8 @@ def test_runs_trained_from_different_code_are_named_under_the_table(compose_cfg,
         (checkout / "model.py").write_text(f"width = {width}\n")
         states.append(git_state(checkout))
     assert states[1]["git.diff_sha256"] != states[2]["git.diff_sha256"]
+    (checkout / "project").mkdir()  # a project in a folder of a larger repository: its code may sit beside it
+    assert git_state(checkout / "project") == states[2]
     commit = states[0]["git.commit"][:7]
 
     uri = tracking_uri_for(store)

@@ -67,7 +67,8 @@ def git_state(root: Path) -> dict[str, str]:
         "git.branch": _git(root, "rev-parse", "--abbrev-ref", "HEAD") or "",
         "git.dirty": str(bool(status)).lower(),
     }
-    change = _git(root, "diff", "HEAD", "--", ".", *(f":(exclude){glob}" for glob in NOT_CODE)) if status else ""
+    # the whole repository, as git.dirty: the code that trains may sit beside the project's folder
+    change = _git(root, "diff", "HEAD", "--", ":/", *(f":(top,exclude){glob}" for glob in NOT_CODE)) if status else ""
     if change:  # two dirty runs of one commit trained the same code only where their diffs are the same
         state["git.diff_sha256"] = hashlib.sha256(change.encode()).hexdigest()[:12]
     return state
