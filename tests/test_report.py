@@ -240,8 +240,8 @@ def test_runs_trained_from_different_code_are_named_under_the_table(compose_cfg,
         client.log_metric(run.info.run_id, "test/acc", 0.9 + seed / 100)
         client.set_terminated(run.info.run_id, "FINISHED")
 
-    def reported(name: str) -> str:
-        return report(compose_cfg(f"experiment_name={name}", f"tracking_uri={uri}", config_name="report"))
+    def reported(name: str, *only: str) -> str:
+        return report(compose_cfg(f"experiment_name={name}", f"tracking_uri={uri}", *only, config_name="report"))
 
     edits = sorted(f"{commit} with uncommitted changes {state['git.diff_sha256']} (1 run)" for state in states[1:])
     said = f"git.commit {commit} (2 runs), {', '.join(edits)}; version.torch 2.13.0 (3 runs), 2.14.0 (1 run)"
@@ -255,6 +255,23 @@ def test_runs_trained_from_different_code_are_named_under_the_table(compose_cfg,
         client.log_metric(run.info.run_id, "test/acc", 0.9)
         client.set_terminated(run.info.run_id, "FINISHED")
     assert "different code" not in reported("unedited")
+
+    # the runs of one version alone, as the note says: one commit, and an MLflow filter for the rest
+    # quoted as a user quotes a hash Hydra could read as a number (1558e31)
+    assert "| all | 4 |" in reported("edited", f"commit='{commit}'"), "the run outside a checkout is left out"
+    one_torch = reported("edited", f"commit='{commit.upper()}'", 'filter="tags.version.torch = \\"2.13.0\\""')
+    assert "| all | 3 |" in one_torch and "version.torch" not in one_torch
+    [logged] = [r for r in runs_in(store, "edited") if "explab.report.filter" in r.data.tags]
+    assert logged.data.tags["explab.report.filter"] == 'tags.version.torch = "2.13.0"'
+    assert logged.data.tags["explab.report.commit"] == commit.upper()
+    with pytest.raises(UsageError, match=r"^commit=12 is not a commit: give its hash or the start of it, 4 hex"):
+        reported("edited", "commit=12")
+    with pytest.raises(UsageError, match=r"^commit=1.558e\+34 was read as a number, not a hash: quote the hash"):
+        reported("edited", "commit=1558e31")
+    with pytest.raises(UsageError, match=r'^filter="tags.git.dirty" is not a filter MLflow can read: .* joined by'):
+        reported("edited", 'filter="tags.git.dirty"')
+    with pytest.raises(UsageError, match=r"^experiment 'edited' has no FINISHED training runs of commit ffff1 to"):
+        reported("edited", "commit=ffff1")
 
 
 def test_runs_on_different_hardware_are_named_and_their_timings_called_incomparable(

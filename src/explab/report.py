@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -38,7 +39,7 @@ from explab.configurations import (
     repeated_seeds,
     seed_of,
 )
-from explab.errors import UsageError, counted
+from explab.errors import UsageError, counted, first_line
 from explab.tracking.environment import code_mix, hardware_mix
 from explab.tracking.params import trained_params
 from explab.tracking.store import every_run
@@ -189,6 +190,8 @@ def check_settings(cfg: DictConfig) -> None:
         raise UsageError("metrics=[] names no metric; give one or more, e.g. metrics=[test/acc,val/acc_best]")
     if not 0 < cfg.alpha < 1 or not 0 < cfg.confidence < 1:
         raise UsageError(f"alpha={cfg.alpha} and confidence={cfg.confidence} must lie between 0 and 1")
+    if cfg.get("commit") is not None:
+        commit_prefix(cfg.commit)
 
 
 # With metrics=null a report shows its task's headline metrics; the best-so-far metric the runs logged tells
@@ -276,7 +279,8 @@ def other_code_note(runs: Sequence[Any]) -> str:
     log.info("these runs trained from different code: %s", said)
     return (
         f"\nThese runs trained from different code ({said}): where the change touched what trains, it counts as "
-        "a difference between configurations, or as seed noise within one.\n"
+        "a difference between configurations, or as seed noise within one. To report one commit's runs, add "
+        "commit=COMMIT.\n"
     )
 
 
@@ -306,6 +310,38 @@ def metrics_to_report(asked: list[str], runs: Sequence[Any], experiment_name: st
                 "no run of '%s' logged %s: left out of the report (they logged %s)", experiment_name, metric, offered
             )
     return kept
+
+
+def commit_prefix(given: Any) -> str:
+    """``commit=`` as the start of a commit hash, in lower case; a ``UsageError`` for anything else."""
+    if isinstance(given, float):  # 1558e31: Hydra reads a hash of digits around one "e" as a number
+        raise UsageError(
+            f"commit={given} was read as a number, not a hash: quote the hash for Hydra, 'commit=\"1558e31\"'"
+        )
+    prefix = str(given).strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{4,40}", prefix):
+        raise UsageError(
+            f"commit={given} is not a commit: give its hash or the start of it, 4 hex digits at least, as the "
+            "runs' tag git.commit shows it (commit=1a2b3c4)"
+        )
+    return prefix
+
+
+def runs_matching(client: Any, experiment_ids: list[str], wanted: str, given: str | None) -> list[Any]:
+    """The runs ``wanted`` selects; a ``filter=`` MLflow cannot read (``given``) is a ``UsageError`` with
+    MLflow's reason and the form it takes."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return every_run(client, experiment_ids, wanted)
+    except MlflowException as error:
+        if not given:
+            raise
+        raise UsageError(
+            f'filter="{given}" is not a filter MLflow can read: {first_line(error)}. Give clauses joined by "and", '
+            "each a params., metrics., tags. or attributes. key, an operator and a quoted value: "
+            "\"filter=tags.git.commit LIKE '1a2b3c4%'\""
+        ) from None
 
 
 def report(cfg: DictConfig) -> str:
@@ -338,12 +374,18 @@ def report(cfg: DictConfig) -> str:
     sweep = sweep_parent(client, ids[0], str(cfg.sweep)) if cfg.get("sweep") else None
     if sweep:  # one sweep's trials: its configurations, each over the seeds of its replicates
         wanted += f" and tags.`mlflow.parentRunId` = '{sweep}'"
-    found = every_run(client, ids, wanted)
+    if cfg.get("commit"):
+        wanted += f" and tags.`git.commit` LIKE '{commit_prefix(cfg.commit)}%'"
+    if cfg.get("filter"):
+        wanted += f" and {cfg.filter}"
+    found = runs_matching(client, ids, wanted, cfg.get("filter"))
     runs = [r for r in found if "explab.sweep" not in r.data.tags and "explab.report" not in r.data.tags]
     if not runs:
         of_sweep = f" in sweep {cfg.sweep}" if sweep else ""
+        of_commit = f" of commit {cfg.commit}" if cfg.get("commit") else ""
+        matching = of_commit + (f' matching "{cfg.filter}"' if cfg.get("filter") else "")
         raise UsageError(
-            f"experiment '{title}' has no FINISHED training runs{of_sweep} to report{_others(client, ids)}"
+            f"experiment '{title}' has no FINISHED training runs{of_sweep}{matching} to report{_others(client, ids)}"
         )
     asked = headline_metrics(runs) if cfg.metrics is None else names_given(cfg.metrics)
     metrics = metrics_to_report(asked, runs, title)
@@ -363,6 +405,7 @@ def report(cfg: DictConfig) -> str:
         )
     tables: dict[str, list[dict[str, Any]]] = {"report.csv": rows}
     tags = {"explab.report": "true", "explab.report.runs": str(len(runs)), "explab.report.experiments": title}
+    tags.update({f"explab.report.{key}": str(cfg[key]) for key in ("commit", "filter") if cfg.get(key)})
     if cfg.baseline is not None:
         baseline = find_baseline(
             OmegaConf.to_object(cfg.baseline) if OmegaConf.is_config(cfg.baseline) else cfg.baseline, groups
