@@ -339,8 +339,8 @@ def runs_matching(client: Any, experiment_ids: list[str], wanted: str, given: st
             raise
         raise UsageError(
             f'filter="{given}" is not a filter MLflow can read: {first_line(error)}. Give clauses joined by "and", '
-            "each a params., metrics., tags. or attributes. key, an operator and a quoted value: "
-            "\"filter=tags.git.commit LIKE '1a2b3c4%'\""
+            "each a params., metrics., tags. or attributes. key, an operator and a quoted value, the whole "
+            """quoted for Hydra: 'filter="params.optimizer.lr = \\"0.01\\" and tags.git.dirty = \\"false\\""'"""
         ) from None
 
 
