@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from explab.config import hydra_overrides, override_key
 from explab.errors import UsageError
 from explab.resume_checks import check_resumable, last_checkpoint_of
-from explab.tracking.environment import git_state, hardware_differences, versions
+from explab.tracking.environment import checkout_state, hardware_differences, versions
 from explab.tracking.params import RESUMED_PARAMS_TAG, RESUMED_WITH_TAG
 from explab.utils.logging import get_logger
 
@@ -208,7 +208,8 @@ def _warn_about_drift(run: Run, rebuilt: DictConfig, as_recorded: Callable[[], D
     from explab.tracking.params import flatten_params, recordable
 
     tags = run.data.tags
-    now = {**{f"version.{k}": v for k, v in versions().items()}, **git_state(project_root())}
+    # the checkout as this run will record it: its process's first look, not a second one
+    now = {**{f"version.{k}": v for k, v in versions().items()}, **checkout_state(project_root())[0]}
     for key in sorted(k for k in now if k.startswith("version.") or k in ("git.commit", "git.dirty")):
         if key in tags and tags[key] != now[key]:
             log.warning("%s differs from the source run: %s then, %s now", key, tags[key], now[key])

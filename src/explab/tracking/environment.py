@@ -3,6 +3,7 @@ a safe slice of the environment."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -72,6 +73,14 @@ def git_state(root: Path) -> dict[str, str]:
     if change:  # two dirty runs of one commit trained the same code only where their diffs are the same
         state["git.diff_sha256"] = hashlib.sha256(change.encode()).hexdigest()[:12]
     return state
+
+
+@functools.cache
+def checkout_state(root: Path) -> tuple[dict[str, str], str]:
+    """``git_state`` and ``git_diff`` of ``root`` as this process first found them: the code a process trains
+    with is what it imported then, however the checkout moves while a multirun or a sweep worker goes on (a
+    commit, an edit between two jobs). What runs record, and what ``reproduce=`` compares with its source."""
+    return git_state(root), git_diff(root)
 
 
 def git_diff(root: Path) -> str:

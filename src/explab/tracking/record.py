@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -35,24 +33,12 @@ def run_tags(cfg: DictConfig, extra: dict[str, Any] | None = None) -> dict[str, 
         "experiment": cfg.get("experiment_name", ""),
         "seed": cfg.get("seed"),
         **environment.host_tags(),
-        **checkout_state()[0],
+        **environment.checkout_state(project_root())[0],
         **{f"version.{name}": v for name, v in environment.versions().items()},
         **config_group_choices(),
     }
     tags.update(extra or {})
     return {key: str(value) for key, value in tags.items() if value is not None}
-
-
-def checkout_state() -> tuple[dict[str, str], str]:
-    """The project's git tags (``git_state``) and uncommitted diff as this process's first run found them: the
-    code a process trains with is what it imported then, however the checkout moves while a multirun or a
-    sweep worker goes on (a commit, an edit between two jobs)."""
-    return _checkout_state(project_root())
-
-
-@functools.cache
-def _checkout_state(root: Path) -> tuple[dict[str, str], str]:
-    return environment.git_state(root), environment.git_diff(root)
 
 
 CHOICE_TAG = "explab.choice."
@@ -118,7 +104,7 @@ def record_config(run: TrackedRun, cfg: DictConfig) -> None:
     run.log_text(yaml.safe_dump(job_overrides(cfg), sort_keys=False), "config/overrides.yaml")
     record = {"versions": environment.versions(), "environment": environment.allowed_environment()}
     run.log_text(yaml.safe_dump(record, sort_keys=True), "config/environment.yaml")
-    diff = checkout_state()[1]
+    diff = environment.checkout_state(project_root())[1]
     if diff:
         run.log_text(diff, "config/git_diff.patch")
 

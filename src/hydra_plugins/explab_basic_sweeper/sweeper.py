@@ -150,10 +150,11 @@ def _suggest_the_reports(jobs: Sequence[JobReturn], shell_uri: str | None) -> No
 
     finished: Counter[tuple[str, str]] = Counter()
     for job in jobs:
-        config = job.cfg if job.status == JobStatus.COMPLETED else None
-        tracked_in = None if config is None else logger_tracking_uri(config)
-        if config is not None and tracked_in is not None and config.get("experiment_name"):
-            finished[(str(config.experiment_name), tracked_in)] += 1
+        if job.status != JobStatus.COMPLETED or job.cfg is None:
+            continue
+        tracked_in = logger_tracking_uri(job.cfg)
+        if tracked_in is not None and job.cfg.get("experiment_name"):
+            finished[(str(job.cfg.experiment_name), tracked_in)] += 1
     several = len(finished) > 1
     for (experiment, tracked_in), count in finished.items():
         if count < 2:
