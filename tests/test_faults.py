@@ -1000,6 +1000,34 @@ def test_a_run_whose_code_calls_sys_exit_ends_failed_saying_where(compose_cfg, s
     assert "tests/support/callbacks.py" in run.data.tags["explab.status_reason"], "where the code exits"
 
 
+def _requeue_then_exit(signum: int, frame: object) -> None:
+    """What submitit's handler of a preemption does once it has requeued the job."""
+    sys.exit(-1)
+
+
+@pytest.mark.slow
+def test_a_preemption_handler_that_exits_stops_the_run_with_its_checkpoint(compose_cfg, store: Path) -> None:
+    """submitit requeues a preempted job from its SIGUSR2 handler, then calls ``sys.exit(-1)``. That exit was
+    taken for the job's code exiting: the run ended FAILED, and submitit could take the job's error for its
+    result in place of the requeued attempt's (a SLURM multirun failed the job it had requeued)."""
+    signalled = [
+        "+callbacks.signal._target_=tests.support.callbacks.SignalAtEpochEnd", "+callbacks.signal.signum=SIGUSR2",
+        "callbacks.last_checkpoint.min_interval_seconds=3600",
+    ]  # fmt: skip
+    before = signal.signal(signal.SIGUSR2, _requeue_then_exit)  # as submitit installs it, before the job runs
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            train(compose_cfg(*signalled, "trainer.max_epochs=3", "trainer.enable_progress_bar=false"))
+    finally:
+        signal.signal(signal.SIGUSR2, before)
+    assert type(stopped.value) is SystemExit and stopped.value.code == -1, "submitit's exit, as it raised it"
+    [run] = runs_in(store, "digits_cnn")
+    assert run.info.status == "KILLED", run.data.tags.get("explab.status_reason")
+    assert run.data.tags["explab.status_reason"] == "Stopped by SIGUSR2, whose handler called sys.exit(-1)"
+    last = load_checkpoint(Path(run.data.params["paths.output_dir"]) / "checkpoints" / "last.ckpt")
+    assert last["epoch"] == 1, "written at the signal, for the requeued attempt to go on from"
+
+
 def test_a_multirun_with_one_bad_job_stops_before_any_job_trains(tmp_path: Path) -> None:
     """Hydra's basic sweeper would train the good job, then end with the bad one's traceback."""
     done = run_cli("explab-train", "-m", "optimizer.lr=0.01,-1", "trainer.max_epochs=1", *paths(tmp_path), cwd=tmp_path)

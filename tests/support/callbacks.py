@@ -148,3 +148,15 @@ class ExitInTrial(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.exiting and trainer.current_epoch == self.epoch:
             sys.exit(self.code)
+
+
+class SignalAtEpochEnd(L.Callback):
+    """Sends ``signum`` (a name: ``SIGUSR2``) to this process as epoch ``epoch`` ends, as a scheduler sends
+    one to a job it preempts."""
+
+    def __init__(self, signum: str, epoch: int = 0) -> None:
+        self.signum, self.epoch = signal.Signals[signum], epoch
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            os.kill(os.getpid(), self.signum)

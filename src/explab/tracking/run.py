@@ -23,7 +23,13 @@ from explab.tracking.orphans import close_orphaned_runs, process_tags, still_run
 from explab.tracking.staging import StagingError, room_to_stage
 from explab.tracking.store import check_recordable, deleted_experiment, open_client, server_access
 from explab.utils.logging import get_logger
-from explab.utils.signals import Terminated, held, interrupted_by_ctrl_c, stop_signals_raise_terminated
+from explab.utils.signals import (
+    Terminated,
+    held,
+    interrupted_by_ctrl_c,
+    signal_whose_handler_raised,
+    stop_signals_raise_terminated,
+)
 
 PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # read by MLflow each time it starts a transfer
 
@@ -80,6 +86,9 @@ def stop_described(error: BaseException) -> str | None:
         return "Interrupted (Ctrl-C)"
     if isinstance(error, Terminated) and isinstance(error.code, int) and error.code > 128:
         return f"Terminated by {signal.Signals(error.code - 128).name}"
+    if isinstance(error, SystemExit) and (by_handler := signal_whose_handler_raised(error)) is not None:
+        # submitit's handler of a preemption, once it has requeued the job
+        return f"Stopped by {by_handler.name}, whose handler called sys.exit({error.code!r})"
     return None
 
 

@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from explab.utils.signals import interrupted_by_ctrl_c
+from explab.utils.signals import interrupted_by_ctrl_c, signal_whose_handler_raised
 
 
 class ExitCalled(RuntimeError):
@@ -20,9 +20,13 @@ class ExitCalled(RuntimeError):
 
 def exit_as_error(exit_: SystemExit) -> ExitCalled | None:
     """``exit_`` as the error of the job whose code raised it, naming where; None for a stop, which ends the
-    process on purpose: Ctrl-C (Lightning answers it in a fit with ``sys.exit(1)``) and the ``SystemExit``
-    subclasses explab raises (``Terminated``, an error already reported)."""
+    process on purpose: Ctrl-C (Lightning answers it in a fit with ``sys.exit(1)``), the ``SystemExit``
+    subclasses explab raises (``Terminated``, an error already reported), and an exit from a signal's handler
+    (submitit's, once it has requeued a preempted job: failing that job would hand submitit its error as the
+    job's result, in place of the requeued attempt's)."""
     if type(exit_) is not SystemExit or interrupted_by_ctrl_c(exit_):
+        return None
+    if signal_whose_handler_raised(exit_) is not None:
         return None
     frames = traceback.extract_tb(exit_.__traceback__)
     where = f" in {frames[-1].name} ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""

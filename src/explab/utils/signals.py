@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -91,6 +92,24 @@ def interrupted_by_ctrl_c(error: BaseException) -> bool:
     return isinstance(error, KeyboardInterrupt) or (
         isinstance(error, SystemExit) and isinstance(error.__context__, KeyboardInterrupt)
     )
+
+
+def signal_whose_handler_raised(error: BaseException) -> signal.Signals | None:
+    """The signal whose handler, as installed now, raised ``error`` (a frame of the error's traceback runs
+    that handler's code); None for an error raised anywhere else.
+
+    A handler that exits ends the process on purpose, wherever the signal landed: submitit's handler of a
+    preemption (SIGUSR2) requeues the job, then calls ``sys.exit(-1)``, and the job must stop, not fail.
+    """
+    raised_in = {frame.f_code for frame, _ in traceback.walk_tb(error.__traceback__)}
+    return next((s for s in signal.Signals if _code_of(signal.getsignal(s)) in raised_in), None)
+
+
+def _code_of(handler: Any) -> Any:
+    """The code a signal handler runs: a function's, a bound method's or a ``functools.partial``'s; None for
+    ``SIG_DFL``, ``SIG_IGN`` and handlers written in C (Python's default one of SIGINT)."""
+    function = getattr(handler, "func", handler)
+    return getattr(getattr(function, "__func__", function), "__code__", None)
 
 
 def caught_unless_ignored(signals: tuple[signal.Signals, ...]) -> list[signal.Signals]:
