@@ -270,17 +270,23 @@ def other_hardware_note(runs: Sequence[Any], metrics: Sequence[str]) -> str:
 
 
 def other_code_note(runs: Sequence[Any]) -> str:
-    """A note when the runs trained from different code: another commit, another uncommitted change, or other
-    versions of the libraries (``git.*`` and ``version.*`` tags). What changed between them is then counted
+    """A note when the runs trained from different code: another commit or uncommitted change of explab's
+    checkout or of a package's own (a lab's), or other versions of the libraries (``git.*`` and ``version.*``
+    tags). What changed between them is then counted
     as a difference between configurations, or as seed noise within one. "" when they share their code."""
     said = code_mix(run.data.tags for run in runs)
     if not said:
         return ""
     log.info("these runs trained from different code: %s", said)
+    # commit= selects by explab's checkout; the tag of another (a lab's package) or a version by a filter
+    narrow = (
+        "To report one commit's runs, add commit=COMMIT"
+        if said.startswith("git.commit ")
+        else "To report the runs of one, add filter= on the tag named here (tags.`TAG` LIKE 'VALUE%')"
+    )
     return (
         f"\nThese runs trained from different code ({said}): where the change touched what trains, it counts as "
-        "a difference between configurations, or as seed noise within one. To report one commit's runs, add "
-        "commit=COMMIT.\n"
+        f"a difference between configurations, or as seed noise within one. {narrow}.\n"
     )
 
 

@@ -18,7 +18,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from explab.config import hydra_overrides, override_key
 from explab.errors import UsageError
 from explab.resume_checks import check_resumable, last_checkpoint_of
-from explab.tracking.environment import checkout_state, hardware_differences, versions
+from explab.tracking.environment import (
+    checkout_state,
+    code_checkouts,
+    hardware_differences,
+    tells_code_apart,
+    versions,
+)
 from explab.tracking.params import RESUMED_PARAMS_TAG, RESUMED_WITH_TAG
 from explab.utils.logging import get_logger
 
@@ -166,7 +172,7 @@ def config_from_recorded_run(cfg: DictConfig) -> DictConfig:
     run_id = str(cfg[mode])
     run, recorded = _recorded(cfg, run_id)
     overrides = _with_recorded(recorded)
-    rebuilt = compose(config_name="train", overrides=[*overrides, f"{mode}={run_id}"])
+    rebuilt = compose(config_name="train", overrides=[*_search_path(), *overrides, f"{mode}={run_id}"])
     settle_modes(rebuilt)  # as the run recorded them: min or max, where the config may say auto
     with open_dict(rebuilt):
         rebuilt.paths.output_dir = cfg.paths.output_dir
@@ -180,6 +186,16 @@ def config_from_recorded_run(cfg: DictConfig) -> DictConfig:
     return rebuilt
 
 
+def _search_path() -> list[str]:
+    """This command's ``hydra.searchpath``: a lab's own ``conf/``, where the options the run was composed from
+    (its experiment, its data) are found again. Hydra records it with its own overrides, not the run's."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return [o for o in HydraConfig.get().overrides.hydra if override_key(o) == "hydra.searchpath"]
+
+
 def _composed_as_recorded(recorded: list[str], mode: str) -> DictConfig | None:
     """The config the run's own overrides compose today, without this command's: what the command changes and
     what conf/ changed since the run are told apart by it. None when they no longer compose alone (an option
@@ -191,7 +207,7 @@ def _composed_as_recorded(recorded: list[str], mode: str) -> DictConfig | None:
     from explab.monitor_mode import settle_modes
 
     try:
-        composed = compose(config_name="train", overrides=[*_replayed(recorded), mode])
+        composed = compose(config_name="train", overrides=[*_search_path(), *_replayed(recorded), mode])
     except (HydraException, OmegaConfBaseException):
         return None
     settle_modes(composed)
@@ -200,17 +216,22 @@ def _composed_as_recorded(recorded: list[str], mode: str) -> DictConfig | None:
 
 def _warn_about_drift(run: Run, rebuilt: DictConfig, as_recorded: Callable[[], DictConfig | None]) -> None:
     """Warn of each difference between the run's record and the ``rebuilt`` config that this command did not
-    ask for (a library, the commit, a default of conf/ that moved since the run: they move its results); a
-    setting the command changes, given or following one given (``monitor=`` moves the checkpoint's monitor
-    and mode), is an info line. ``as_recorded`` composes the config of the run's own overrides now; it is
-    called only for a difference no override of this command names."""
+    ask for (a library, a commit or uncommitted change of the code, a default of conf/ that moved since the
+    run: they move its results); a setting the command changes, given or following one given (``monitor=``
+    moves the checkpoint's monitor and mode), is an info line. ``as_recorded`` composes the config of the
+    run's own overrides now; it is called only for a difference no override of this command names."""
     from explab.config import project_root
     from explab.tracking.params import flatten_params, recordable
 
     tags = run.data.tags
     # the checkout as this run will record it: its process's first look, not a second one
-    now = {**{f"version.{k}": v for k, v in versions().items()}, **checkout_state(project_root())[0]}
-    for key in sorted(k for k in now if k.startswith("version.") or k in ("git.commit", "git.dirty")):
+    root = project_root()
+    now = {
+        **{f"version.{k}": v for k, v in versions().items()},
+        **checkout_state(root)[0],
+        **code_checkouts(rebuilt, root),
+    }
+    for key in sorted(k for k in now if k.startswith("version.") or tells_code_apart(k)):
         if key in tags and tags[key] != now[key]:
             log.warning("%s differs from the source run: %s then, %s now", key, tags[key], now[key])
     given = [override_key(o) for o in hydra_overrides() if not o.startswith(MODE_PREFIXES)]

@@ -5,23 +5,25 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from explab.errors import counted
 
 if TYPE_CHECKING:
     import lightning as L
 
-TRACKED_PACKAGES = ("torch", "lightning", "hydra-core", "mlflow", "optuna", "torchmetrics", "numpy")
+TRACKED_PACKAGES = ("explab", "torch", "lightning", "hydra-core", "mlflow", "optuna", "torchmetrics", "numpy")
 
 # Only these environment variables are ever recorded: they shape a run and carry no secrets.
 ENV_ALLOW_LIST = (
@@ -81,6 +83,70 @@ def checkout_state(root: Path) -> tuple[dict[str, str], str]:
     with is what it imported then, however the checkout moves while a multirun or a sweep worker goes on (a
     commit, an edit between two jobs). What runs record, and what ``reproduce=`` compares with its source."""
     return git_state(root), git_diff(root)
+
+
+def code_checkouts(cfg: Any, root: Path) -> dict[str, str]:
+    """``git.PACKAGE.commit``, ``.dirty`` and ``.diff_sha256`` for each package the config builds from (the
+    top-level package of a ``_target_``) whose files a git checkout other than ``root``'s tracks, as this
+    process first found it: a lab's own package, trained by an explab installed from elsewhere, whose edits
+    the ``git.*`` tags of explab's checkout would not show. Installed libraries are tracked by no checkout."""
+    own = _toplevel(root)
+    tags: dict[str, str] = {}
+    for package in sorted({target.split(".")[0] for target in _targets(cfg)}):
+        found = _package_checkout(package)
+        if found is not None and found[0] != own:
+            state = found[1]
+            tags.update({f"git.{package}.{key[4:]}": state[key] for key in CHECKOUT_KEYS if key in state})
+    return tags
+
+
+# what tells two checkouts' code apart (the branch names it, and does not change it)
+CHECKOUT_KEYS = ("git.commit", "git.dirty", "git.diff_sha256")
+
+
+def tells_code_apart(key: str) -> bool:
+    """Whether the tag ``key`` is the commit, dirty flag or change of a checkout a run's code came from."""
+    return key.startswith("git.") and f"git.{key.rsplit('.', 1)[1]}" in CHECKOUT_KEYS
+
+
+def _targets(cfg: Any) -> Iterator[str]:
+    from omegaconf import OmegaConf
+
+    # unresolved: ``${hydra:...}`` has no value outside a job, and a target is never an interpolation
+    nodes = [OmegaConf.to_container(cfg, resolve=False)]
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, dict):
+            target = node.get("_target_")
+            if isinstance(target, str) and not target.startswith("${"):
+                yield target
+            nodes.extend(node.values())
+        elif isinstance(node, list):
+            nodes.extend(node)
+
+
+@functools.cache
+def _toplevel(folder: Path) -> str | None:
+    return _git(folder, "rev-parse", "--show-toplevel")
+
+
+@functools.cache
+def _package_checkout(package: str) -> tuple[str, dict[str, str]] | None:
+    """The checkout whose git tracks ``package``'s files and its ``git_state``; None for a package in none (an
+    installed library: a venv inside a checkout is ignored by it, not tracked)."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    places = [spec.origin] if spec is not None and spec.origin and os.path.isfile(spec.origin) else []
+    if not places and spec is not None and spec.submodule_search_locations:
+        places = list(spec.submodule_search_locations)  # a namespace package
+    for place in places:
+        folder = Path(place) if os.path.isdir(place) else Path(place).parent
+        top = _toplevel(folder)
+        if top is not None and _git(folder, "ls-files", "--error-unmatch", place):
+            return top, git_state(Path(top))
+    return None
 
 
 def git_diff(root: Path) -> str:
@@ -175,23 +241,29 @@ def hardware_mix(tags_of_runs: Iterable[Mapping[str, str]]) -> str:
 
 
 def code_mix(tags_of_runs: Iterable[Mapping[str, str]]) -> str:
-    """``git.commit 1a2b3c4 (2 runs), 5d6e7f8 with uncommitted changes 0a1b2c3d4e5f (1 run)``, and each
-    ``version.*`` (python, torch, ...) the runs' tags differ in, "; " between kinds; "" when they trained
-    from the same code (a run recorded outside a git checkout has no commit to count)."""
+    """``git.commit 1a2b3c4 (2 runs), 5d6e7f8 with uncommitted changes 0a1b2c3d4e5f (1 run)``, the same for
+    each ``git.PACKAGE.commit`` (``code_checkouts``) and each ``version.*`` (python, torch, ...) the runs' tags
+    differ in, "; " between kinds; "" when they trained from the same code (a run recorded outside a git
+    checkout has no commit to count)."""
     counts: dict[str, Counter[str]] = {"git.commit": Counter()}
     for tags in tags_of_runs:
-        if "git.commit" in tags:
-            counts["git.commit"][_code_of(tags)] += 1
         for key, value in tags.items():
-            if key.startswith("version."):
+            checkout = COMMIT_TAG.fullmatch(key)
+            if checkout:
+                counts.setdefault(key, Counter())[_code_of(tags, checkout.group(1))] += 1
+            elif key.startswith("version."):
                 counts.setdefault(key, Counter())[value] += 1
     return _differing(counts)
 
 
-def _code_of(tags: Mapping[str, str]) -> str:
+# the commit of explab's checkout (``git.commit``) or of a package's own (``git.PACKAGE.commit``)
+COMMIT_TAG = re.compile(r"(git\.(?:.+\.)?)commit")
+
+
+def _code_of(tags: Mapping[str, str], checkout: str = "git.") -> str:
     # a run recorded before git.diff_sha256 is counted by its commit alone
-    changed = tags.get("git.diff_sha256")
-    return f"{tags['git.commit'][:7]} with uncommitted changes {changed}" if changed else tags["git.commit"][:7]
+    commit, changed = tags[f"{checkout}commit"][:7], tags.get(f"{checkout}diff_sha256")
+    return f"{commit} with uncommitted changes {changed}" if changed else commit
 
 
 def _differing(counts: Mapping[str, Counter[str]]) -> str:

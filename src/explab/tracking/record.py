@@ -34,6 +34,7 @@ def run_tags(cfg: DictConfig, extra: dict[str, Any] | None = None) -> dict[str, 
         "seed": cfg.get("seed"),
         **environment.host_tags(),
         **environment.checkout_state(project_root())[0],
+        **environment.code_checkouts(cfg, project_root()),
         **{f"version.{name}": v for name, v in environment.versions().items()},
         **config_group_choices(),
     }
