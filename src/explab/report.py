@@ -272,8 +272,8 @@ def other_hardware_note(runs: Sequence[Any], metrics: Sequence[str]) -> str:
 def other_code_note(runs: Sequence[Any]) -> str:
     """A note when the runs trained from different code: another commit or uncommitted change of explab's
     checkout or of a package's own (a lab's), or other versions of the libraries (``git.*`` and ``version.*``
-    tags). What changed between them is then counted
-    as a difference between configurations, or as seed noise within one. "" when they share their code."""
+    tags). What changed between them is then counted as a difference between configurations, or as seed noise
+    within one. "" when they share their code."""
     said = code_mix(run.data.tags for run in runs)
     if not said:
         return ""

@@ -260,7 +260,7 @@ def code_mix(tags_of_runs: Iterable[Mapping[str, str]]) -> str:
 COMMIT_TAG = re.compile(r"(git\.(?:.+\.)?)commit")
 
 
-def _code_of(tags: Mapping[str, str], checkout: str = "git.") -> str:
+def _code_of(tags: Mapping[str, str], checkout: str) -> str:
     # a run recorded before git.diff_sha256 is counted by its commit alone
     commit, changed = tags[f"{checkout}commit"][:7], tags.get(f"{checkout}diff_sha256")
     return f"{commit} with uncommitted changes {changed}" if changed else commit

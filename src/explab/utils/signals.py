@@ -102,10 +102,10 @@ def signal_whose_handler_raised(error: BaseException) -> signal.Signals | None:
     preemption (SIGUSR2) requeues the job, then calls ``sys.exit(-1)``, and the job must stop, not fail.
     """
     raised_in = {frame.f_code for frame, _ in traceback.walk_tb(error.__traceback__)}
-    return next((s for s in signal.Signals if _code_of(signal.getsignal(s)) in raised_in), None)
+    return next((s for s in signal.Signals if _handler_code(signal.getsignal(s)) in raised_in), None)
 
 
-def _code_of(handler: Any) -> Any:
+def _handler_code(handler: Any) -> Any:
     """The code a signal handler runs: a function's, a bound method's or a ``functools.partial``'s; None for
     ``SIG_DFL``, ``SIG_IGN`` and handlers written in C (Python's default one of SIGINT)."""
     function = getattr(handler, "func", handler)
