@@ -79,6 +79,7 @@ def _override_advice(config_name: str, overrides: list[str]) -> str | None:
     """Compose again to find the bad override; suggest the nearest valid keys. None when it composes."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.object_type import ObjectType
     from omegaconf import OmegaConf
 
     pooled = next(
@@ -109,29 +110,40 @@ def _override_advice(config_name: str, overrides: list[str]) -> str | None:
             "commas or brackets), and sweeps such as interval(a, b) only with -m."
         )
     sweep_free = [o for o in overrides if not o.startswith(("hydra.", "hydra/", "-")) and not _is_sweep(o)]
+    # a lab's conf/ (hydra.searchpath) holds options of its own: without it, its experiment= would be the
+    # mistake, and the nearest option of explab's the advice
+    searchpath = [o for o in overrides if override_key(o) == "hydra.searchpath"]
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
-            bad = next((i for i in range(len(sweep_free)) if not _composes(config_name, sweep_free[: i + 1])), None)
+            bad = next(
+                (i for i in range(len(sweep_free)) if not _composes(config_name, [*searchpath, *sweep_free[: i + 1]])),
+                None,
+            )
             if bad is None:
                 return None
-            good = compose(config_name, overrides=sweep_free[:bad], return_hydra_config=True)
+            good = compose(config_name, overrides=[*searchpath, *sweep_free[:bad]], return_hydra_config=True)
             groups = config_groups(good.hydra.runtime.choices)
+            override = sweep_free[bad]
+            key = override.split("=", 1)[0].lstrip("+~")
+            options = sorted(
+                GlobalHydra.instance()
+                .config_loader()
+                .get_group_options(
+                    key.split("@")[0], results_filter=ObjectType.CONFIG, config_name=config_name, overrides=searchpath
+                )
+            )
     except Exception:
         return None
     finally:
         GlobalHydra.instance().clear()
-    override = sweep_free[bad]
-    key = override.split("=", 1)[0].lstrip("+~")
-    group = config_dir() / key.split("@")[0]
-    if group.is_dir() and not override.startswith(("+", "~")) and key not in groups:
+    if options and not override.startswith(("+", "~")) and key not in groups:
         # Hydra answers "use +key=..."; that would merge the group's keys into a config this command never reads
         return (
             f"explab-{config_name} has no config group '{key}': it composes {', '.join(groups)} "
             f"(explab-{config_name} --help lists its settings)."
         )
-    if group.is_dir():  # Hydra's own message already lists the group's options; name the nearest
-        options = sorted(path.stem for path in group.glob("*.yaml"))
+    if options:  # a config group: Hydra's own message already lists its options; name the nearest
         chosen = override.partition("=")[2]
         named = Path(chosen).stem if chosen.endswith((".yaml", ".yml")) else chosen
         if named != chosen and named in options:  # a file's path given for the option's name

@@ -10,14 +10,15 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from explab.config import hydra_overrides, override_key
 from explab.errors import UsageError
 from explab.resume_checks import check_resumable, last_checkpoint_of
+from explab.search_path import search_path_of
 from explab.tracking.environment import (
     checkout_state,
     code_checkouts,
@@ -66,10 +67,15 @@ def reproduction_name(cfg: DictConfig) -> str | None:
     it reproduces (a reproduction of a reproduction keeps one suffix); None for any other job."""
     if not cfg.get("reproduce"):
         return None
+    source = source_run(cfg).info.run_name or str(cfg.reproduce)
+    return source.removesuffix(REPRODUCED) + REPRODUCED
+
+
+def source_run(cfg: DictConfig) -> Run:
+    """The run a ``reproduce=`` job reproduces, as its store holds it."""
     from explab.tracking.store import open_client
 
-    source = open_client(_store_of(cfg)).get_run(str(cfg.reproduce)).info.run_name or str(cfg.reproduce)
-    return source.removesuffix(REPRODUCED) + REPRODUCED
+    return open_client(_store_of(cfg)).get_run(str(cfg.reproduce))
 
 
 def _recorded(cfg: DictConfig, run_id: str) -> tuple[Any, list[str]]:
@@ -172,7 +178,11 @@ def config_from_recorded_run(cfg: DictConfig) -> DictConfig:
     run_id = str(cfg[mode])
     run, recorded = _recorded(cfg, run_id)
     overrides = _with_recorded(recorded)
-    rebuilt = compose(config_name="train", overrides=[*_search_path(), *overrides, f"{mode}={run_id}"])
+    search_path = search_path_of(run)
+    rebuilt = compose(
+        config_name="train", overrides=[*search_path, *overrides, f"{mode}={run_id}"], return_hydra_config=True
+    )
+    _choices_of_the_job(rebuilt)
     settle_modes(rebuilt)  # as the run recorded them: min or max, where the config may say auto
     with open_dict(rebuilt):
         rebuilt.paths.output_dir = cfg.paths.output_dir
@@ -181,25 +191,32 @@ def config_from_recorded_run(cfg: DictConfig) -> DictConfig:
             check_resumable(run, rebuilt, checkpoint)
             rebuilt.paths.output_dir = run.data.params.get("paths.output_dir") or ""
             rebuilt.ckpt_path = str(checkpoint)
-    _warn_about_drift(run, rebuilt, lambda: _composed_as_recorded(recorded, f"{mode}={run_id}"))
+    _warn_about_drift(
+        run, rebuilt, lambda: _composed_as_recorded([*search_path, *_replayed(recorded), f"{mode}={run_id}"])
+    )
     log.info("%s of run %s with overrides %s", mode, run_id, overrides)
     return rebuilt
 
 
-def _search_path() -> list[str]:
-    """This command's ``hydra.searchpath``: a lab's own ``conf/``, where the options the run was composed from
-    (its experiment, its data) are found again. Hydra records it with its own overrides, not the run's."""
+def _choices_of_the_job(rebuilt: DictConfig) -> None:
+    """Make the job's ``hydra.runtime.choices`` those of the ``rebuilt`` config it trains, and drop its Hydra
+    node: the command composed explab's default experiment around ``reproduce=ID``, and a reproduction's
+    ``explab.choice.*`` tags, which a warm start reads the options of a run from, named that one."""
     from hydra.core.hydra_config import HydraConfig
 
-    if not HydraConfig.initialized():
-        return []
-    return [o for o in HydraConfig.get().overrides.hydra if override_key(o) == "hydra.searchpath"]
+    choices = rebuilt.hydra.runtime.choices
+    with open_dict(rebuilt):
+        del rebuilt["hydra"]
+    if HydraConfig.initialized():
+        runtime = cast(DictConfig, HydraConfig.get().runtime)  # typed as Hydra's dataclass, a DictConfig here
+        with read_write(runtime):
+            runtime.choices = choices
 
 
-def _composed_as_recorded(recorded: list[str], mode: str) -> DictConfig | None:
-    """The config the run's own overrides compose today, without this command's: what the command changes and
-    what conf/ changed since the run are told apart by it. None when they no longer compose alone (an option
-    since removed, which this command replaces)."""
+def _composed_as_recorded(overrides: list[str]) -> DictConfig | None:
+    """The config the run's own ``overrides`` compose today, without this command's: what the command changes
+    and what conf/ changed since the run are told apart by it. None when they no longer compose alone (an
+    option since removed, which this command replaces)."""
     from hydra import compose
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -207,7 +224,7 @@ def _composed_as_recorded(recorded: list[str], mode: str) -> DictConfig | None:
     from explab.monitor_mode import settle_modes
 
     try:
-        composed = compose(config_name="train", overrides=[*_search_path(), *_replayed(recorded), mode])
+        composed = compose(config_name="train", overrides=overrides)
     except (HydraException, OmegaConfBaseException):
         return None
     settle_modes(composed)

@@ -21,6 +21,7 @@ from explab.models.init import SCHEMES as INIT_SCHEMES
 from explab.models.schedules import configured_schedule
 from explab.monitor_mode import AUTO, MODES, after_validation, followers, mode_by_name
 from explab.precision import MATMUL_PRECISIONS
+from explab.targets import check_targets
 
 MAX_SEED = 2**32 - 1  # numpy's seeds; Lightning seeds numpy with it
 
@@ -200,10 +201,12 @@ _ABSENT = object()
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for the first value explab can tell is wrong before a run exists: the values
-    ``check_values`` reads from the config alone, then the metrics callbacks follow and which way each is
-    better, ``time_to`` and sparse gradients, which ask Lightning and the task.
+    ``check_values`` reads from the config alone, then that each ``_target_`` can be imported, then the metrics
+    callbacks follow and which way each is better, ``time_to`` and sparse gradients, which ask Lightning and the
+    task.
     """
     check_values(cfg)
+    check_targets(cfg)
     check_monitors(cfg)
     check_monitor_modes(cfg)
     check_time_to(cfg)

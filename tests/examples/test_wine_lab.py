@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli, runs_in
+from explab.tracking import TrackedRun
+from explab.tracking.store import open_client
+from tests.conftest import ROOT, run_cli, runs_in, tracking_uri_for
 
 LAB = Path(__file__).resolve().parents[2] / "examples" / "wine_lab"
 
@@ -61,6 +63,7 @@ def test_lab_search_space_sweeps_two_trials_under_one_parent_run(tmp_path: Path)
     assert sorted(r.data.tags["optuna.trial_number"] for r in trials) == ["0", "1"]
     assert all(r.info.status == "FINISHED" for r in trials)
     assert all(r.data.params["model.backbone._target_"] == "wine_lab.backbone.ResidualMLP" for r in trials)
+    assert {r.data.tags.get("explab.searchpath") for r in trials} == {f"['file://{LAB}/conf']"}, "reproduce= finds it"
 
 
 def test_help_lists_the_labs_own_options_beside_explabs(tmp_path: Path) -> None:
@@ -69,6 +72,27 @@ def test_help_lists_the_labs_own_options_beside_explabs(tmp_path: Path) -> None:
     groups = dict(line.split(": ", 1) for line in done.stdout.splitlines() if line.startswith("data: "))
     assert {"wine", "digits"} <= set(groups["data"].split(", ")), groups
     assert "experiment: " in done.stdout and "wine_resmlp" in done.stdout.split("experiment: ")[1].splitlines()[0]
+
+
+def test_a_lab_package_off_the_path_is_named_with_the_fix_before_any_run(tmp_path: Path) -> None:
+    """Hydra answered "Error locating target" when it instantiated the backbone, and explab's advice, composing
+    without the lab's conf/, added "Did you mean: experiment=diabetes_mlp?"."""
+    lab_conf = [f"paths.mlruns_dir={tmp_path}/mlruns", f"paths.log_dir={tmp_path}/logs"]
+    done = run_cli("explab-train", "hydra.searchpath=[file://conf]", "experiment=wine_resmlp", *lab_conf, cwd=LAB)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "Error: data._target_=wine_lab.data.WineDataModule cannot be imported: there is no module named 'wine_lab'. "
+        "Install the package that holds it (pip install -e its folder), or put the folder that holds wine_lab/ "
+        "on PYTHONPATH"
+    ), done.stderr[-3000:]
+    assert runs_in(tmp_path / "mlruns", "wine_resmlp") == [], "refused before a run exists"
+
+
+def test_a_misspelt_lab_experiment_is_answered_with_the_labs_own_option(tmp_path: Path) -> None:
+    lab_conf = [f"paths.mlruns_dir={tmp_path}/mlruns", f"paths.log_dir={tmp_path}/logs"]
+    done = run_cli("explab-train", "hydra.searchpath=[file://conf]", "experiment=wine_resmpl", *lab_conf, cwd=LAB)
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith("Did you mean: experiment=wine_resmlp?"), done.stderr[-3000:]
 
 
 @pytest.mark.slow
@@ -99,6 +123,12 @@ def test_the_labs_own_checkout_is_recorded_and_an_edit_of_it_between_seeds_is_na
     assert "git.wine_lab.diff_sha256" not in tags[0] and re.fullmatch(
         "[0-9a-f]{12}", tags[1]["git.wine_lab.diff_sha256"]
     )
+    client = open_client(tracking_uri_for(tmp_path / "mlruns"))
+    logged = [{f.path for f in client.list_artifacts(run.info.run_id, "config")} for run in runs]
+    assert "config/git_diff.wine_lab.patch" not in logged[0] and "config/git_diff.wine_lab.patch" in logged[1]
+    edit = TrackedRun(client.tracking_uri, runs[1].info.run_id).load_text("config/git_diff.wine_lab.patch")
+    changed = [line for line in edit.splitlines() if line.startswith(("-    ", "+    "))]
+    assert [line[0] for line in changed] == ["-", "+"] and "nn.SiLU()" in changed[1], edit
     explabs = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     assert tags[0].get("git.commit", "") == explabs, "explab's own checkout, as before"
     assert not any(key.startswith(("git.torch.", "git.explab.")) for key in tags[0]), "nor a library's"
@@ -118,3 +148,48 @@ def test_the_labs_own_checkout_is_recorded_and_an_edit_of_it_between_seeds_is_na
     ]
     said = f"{tags[1]['git.wine_lab.diff_sha256']} then, {now['git.wine_lab.diff_sha256']} now"
     assert f"git.wine_lab.diff_sha256 differs from the source run: {said}" in again.stdout, again.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_reproduce_finds_the_labs_conf_from_its_record_and_names_it_once_moved(tmp_path: Path) -> None:
+    """reproduce= of a lab's run composed its config without the lab's conf/ (Hydra keeps the search path with
+    its own overrides), and failed with "Could not find 'experiment/wine_resmlp'" unless given it again."""
+    lab = tmp_path / "lab"
+    shutil.copytree(LAB, lab, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    assert explab_train_in_lab(tmp_path, "trainer.max_epochs=1", lab=lab).returncode == 0
+    [source] = runs_in(tmp_path / "mlruns", "wine_resmlp")
+    assert source.data.tags["explab.searchpath"] == f"['file://{lab.resolve()}/conf']", "absolute, not file://conf"
+    outputs = [f"paths.mlruns_dir={tmp_path}/mlruns", f"paths.log_dir={tmp_path}/logs"]
+
+    def reproduce(run_id: str, *args: str, code: Path = lab):  # from another folder than the lab's
+        return run_cli(
+            "explab-train", f"reproduce={run_id}", *outputs, *args, cwd=tmp_path, env={"PYTHONPATH": str(code)}
+        )
+
+    again = reproduce(source.info.run_id)
+    assert again.returncode == 0, again.stderr[-3000:]
+    [copy] = [r for r in runs_in(tmp_path / "mlruns", "wine_resmlp") if r.info.run_id != source.info.run_id]
+    assert copy.data.params["model.backbone._target_"] == "wine_lab.backbone.ResidualMLP"
+    assert copy.data.tags["explab.searchpath"] == source.data.tags["explab.searchpath"], "a reproduction keeps it"
+    chosen = {k: v for k, v in copy.data.tags.items() if k.startswith("explab.choice.")}
+    assert chosen == {k: v for k, v in source.data.tags.items() if k.startswith("explab.choice.")}
+    assert chosen["explab.choice.experiment"] == "wine_resmlp", "not the default experiment of the command"
+
+    moved = lab.rename(tmp_path / "moved")
+    refused = reproduce(copy.info.run_id, code=moved)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"Error: run {copy.info.run_id} composed its config with hydra.searchpath=['file://{lab.resolve()}/conf'], "
+        f"and {lab.resolve()}/conf is no longer a folder here: give the folder that holds those configs now, "
+        "hydra.searchpath=[file://PATH]"
+    ), refused.stderr[-3000:]
+    assert len(runs_in(tmp_path / "mlruns", "wine_resmlp")) == 2, "refused before a run exists"
+
+    given = reproduce(copy.info.run_id, "hydra.searchpath=[file://moved/conf]", code=moved)
+    assert given.returncode == 0, given.stderr[-3000:]
+    [latest] = [
+        r
+        for r in runs_in(tmp_path / "mlruns", "wine_resmlp")
+        if r.info.run_id not in (source.info.run_id, copy.info.run_id)
+    ]
+    assert latest.data.tags["explab.searchpath"] == f"['file://{moved.resolve()}/conf']"

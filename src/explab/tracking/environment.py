@@ -13,12 +13,13 @@ import socket
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from explab.errors import counted
+from explab.targets import config_targets
 
 if TYPE_CHECKING:
     import lightning as L
@@ -90,14 +91,22 @@ def code_checkouts(cfg: Any, root: Path) -> dict[str, str]:
     top-level package of a ``_target_``) whose files a git checkout other than ``root``'s tracks, as this
     process first found it: a lab's own package, trained by an explab installed from elsewhere, whose edits
     the ``git.*`` tags of explab's checkout would not show. Installed libraries are tracked by no checkout."""
-    own = _toplevel(root)
     tags: dict[str, str] = {}
-    for package in sorted({target.split(".")[0] for target in _targets(cfg)}):
-        found = _package_checkout(package)
-        if found is not None and found[0] != own:
-            state = found[1]
-            tags.update({f"git.{package}.{key[4:]}": state[key] for key in CHECKOUT_KEYS if key in state})
+    for package, (state, _) in package_checkouts(cfg, root).items():
+        tags.update({f"git.{package}.{key[4:]}": state[key] for key in CHECKOUT_KEYS if key in state})
     return tags
+
+
+def package_checkouts(cfg: Any, root: Path) -> dict[str, tuple[dict[str, str], str]]:
+    """``checkout_state`` of the checkout of each package ``code_checkouts`` records, by package name: its
+    ``git_state`` and uncommitted change, which the run logs as ``config/git_diff.PACKAGE.patch``."""
+    own = _toplevel(root)
+    checkouts = {}
+    for package in sorted({target.split(".")[0] for _, target in config_targets(cfg)}):
+        top = _package_checkout(package)
+        if top is not None and top != own:
+            checkouts[package] = checkout_state(Path(top))
+    return checkouts
 
 
 # what tells two checkouts' code apart (the branch names it, and does not change it)
@@ -109,30 +118,14 @@ def tells_code_apart(key: str) -> bool:
     return key.startswith("git.") and f"git.{key.rsplit('.', 1)[1]}" in CHECKOUT_KEYS
 
 
-def _targets(cfg: Any) -> Iterator[str]:
-    from omegaconf import OmegaConf
-
-    # unresolved: ``${hydra:...}`` has no value outside a job, and a target is never an interpolation
-    nodes = [OmegaConf.to_container(cfg, resolve=False)]
-    while nodes:
-        node = nodes.pop()
-        if isinstance(node, dict):
-            target = node.get("_target_")
-            if isinstance(target, str) and not target.startswith("${"):
-                yield target
-            nodes.extend(node.values())
-        elif isinstance(node, list):
-            nodes.extend(node)
-
-
 @functools.cache
 def _toplevel(folder: Path) -> str | None:
     return _git(folder, "rev-parse", "--show-toplevel")
 
 
 @functools.cache
-def _package_checkout(package: str) -> tuple[str, dict[str, str]] | None:
-    """The checkout whose git tracks ``package``'s files and its ``git_state``; None for a package in none (an
+def _package_checkout(package: str) -> str | None:
+    """The top folder of the checkout whose git tracks ``package``'s files; None for a package in none (an
     installed library: a venv inside a checkout is ignored by it, not tracked)."""
     try:
         spec = importlib.util.find_spec(package)
@@ -145,7 +138,7 @@ def _package_checkout(package: str) -> tuple[str, dict[str, str]] | None:
         folder = Path(place) if os.path.isdir(place) else Path(place).parent
         top = _toplevel(folder)
         if top is not None and _git(folder, "ls-files", "--error-unmatch", place):
-            return top, git_state(Path(top))
+            return top
     return None
 
 

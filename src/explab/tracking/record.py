@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from explab.callbacks.system_metrics import SystemMetrics
 from explab.config import is_hydra_group, project_root, swept_values
+from explab.search_path import search_path_tags
 from explab.tracking import environment
 from explab.tracking.datasets import log_dataset_inputs
 from explab.tracking.logger_node import mlflow_logger_node
@@ -37,6 +38,7 @@ def run_tags(cfg: DictConfig, extra: dict[str, Any] | None = None) -> dict[str, 
         **environment.code_checkouts(cfg, project_root()),
         **{f"version.{name}": v for name, v in environment.versions().items()},
         **config_group_choices(),
+        **search_path_tags(cfg),
     }
     tags.update(extra or {})
     return {key: str(value) for key, value in tags.items() if value is not None}
@@ -108,6 +110,9 @@ def record_config(run: TrackedRun, cfg: DictConfig) -> None:
     diff = environment.checkout_state(project_root())[1]
     if diff:
         run.log_text(diff, "config/git_diff.patch")
+    for package, (_, change) in environment.package_checkouts(cfg, project_root()).items():
+        if change:  # a lab's own uncommitted change, which its git.PACKAGE.diff_sha256 only tells apart
+            run.log_text(change, f"config/git_diff.{package}.patch")
 
 
 def record_start(run: TrackedRun | None, job: Job) -> None:
