@@ -68,9 +68,11 @@ def raw_example(network_inputs: torch.Tensor, recipe: dict[str, Any], texts: lis
         import pandas as pd
 
         return pd.DataFrame({TEXT_COLUMN: list(texts or ["a review"])})
+    # float64: raw values come as Python or numpy numbers (JSON, explab-predict's files), and MLflow's schema
+    # lets ints and float32 widen to it; a float32 example made a signature that refused them
     if kind != "numeric":
-        return network_inputs.detach().cpu().numpy()
-    # float64: raw values come as Python or numpy numbers, and MLflow's schema lets ints and float32 widen to it
+        x = network_inputs.detach().cpu().numpy()
+        return x.astype(np.float64) if x.dtype.kind == "f" else x
     x = network_inputs.detach().cpu().numpy().astype(np.float64)
     raw_shape = list(recipe["raw_shape"])
     if recipe.get("channels_last"):

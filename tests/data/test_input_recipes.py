@@ -62,3 +62,12 @@ def test_a_regression_answer_comes_back_in_the_targets_unit() -> None:
     _, y = load_diabetes(return_X_y=True, scaled=False)
     _, _, test = stratified_split(y, (0.15, 0.15), seed=0, stratify=False)
     assert np.allclose(outputs(standardised, module.input_recipe()), y[test], atol=1e-3)
+
+
+def test_a_module_without_a_recipe_takes_its_tensors_as_raw_float64_inputs() -> None:
+    """A lab's data module need not describe its inputs: its logged model then takes the training tensors as they
+    are, as float64 (JSON and explab-predict's files give it; a float32 signature refused it)."""
+    features, token_ids = torch.rand(4, 13), torch.randint(0, 50, (4, 7))
+    raw = raw_example(features, {})
+    assert raw.dtype == np.float64 and np.array_equal(network_input(raw, {}), features.numpy())
+    assert raw_example(token_ids, {}).dtype == np.int64, "integer inputs stay integers"

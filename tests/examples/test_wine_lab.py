@@ -7,7 +7,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+from sklearn.datasets import load_wine
 
 from explab.tracking import TrackedRun
 from explab.tracking.store import open_client
@@ -176,6 +178,14 @@ def test_reproduce_finds_the_labs_conf_from_its_record_and_names_it_once_moved(t
     assert chosen["explab.choice.experiment"] == "wine_resmlp", "not the default experiment of the command"
 
     moved = lab.rename(tmp_path / "moved")
+    # its logged model carries the lab's code, and takes the features as numbers in their units: it predicts
+    # with the lab neither where it trained nor on PYTHONPATH
+    np.save(tmp_path / "wine.npy", load_wine().data[:5])
+    predict = [f"model_uri=runs:/{source.info.run_id}/model", f"input={tmp_path}/wine.npy", *outputs]
+    predicted = run_cli("explab-predict", *predict, f"output={tmp_path}/out.csv", cwd=tmp_path, env={"PYTHONPATH": ""})
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert len((tmp_path / "out.csv").read_text().splitlines()) == 1 + 5
+
     refused = reproduce(copy.info.run_id, code=moved)
     assert refused.returncode == 1
     assert refused.stderr.strip() == (

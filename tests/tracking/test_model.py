@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import urllib.request
 from collections.abc import Iterator
@@ -17,11 +18,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import open_dict
 from sklearn.datasets import load_digits
 
 from explab.data.base import stratified_split
 from explab.serving import ROWS_PER_PASS
-from explab.tracking.model import load_model
+from explab.tracking.model import load_model, model_code
 from explab.train import train
 from tests.conftest import BIN, runs_in, tracking_uri_for
 from tests.support.network import free_port, wait_until_answering
@@ -123,3 +125,20 @@ def test_served_model_answers_raw_digits_and_raw_text(compose_cfg, logged_run: s
     with served(uri, store, tmp_path) as url:
         answered = post(url, {"dataframe_records": [{"text": t} for t in texts]})
     assert np.allclose(answered, expected, atol=1e-5)
+
+
+def test_the_model_carries_a_labs_own_package_and_nothing_its_environment_has(
+    compose_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """explab and installed libraries come with the environment that loads the model; a lab's package, imported
+    from its folder, does not, and is copied into the model (MLflow's ``code_paths``)."""
+    cfg = compose_cfg("experiment=digits_cnn", "+callbacks.fail._target_=tests.support.callbacks.FailAtEpoch")
+    assert model_code(cfg) == [], "explab's, torch's; a callback is not part of the model"
+    package = tmp_path / "tinylab"
+    package.mkdir()
+    (package / "__init__.py").write_text("from torch import nn\n\n\nclass Net(nn.Linear):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "tinylab", raising=False)
+    with open_dict(cfg):
+        cfg.model.backbone = {"_target_": "tinylab.Net", "in_features": 64, "out_features": 10}
+    assert model_code(cfg) == [str(package)]

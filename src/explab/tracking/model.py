@@ -107,6 +107,36 @@ def log_model(
                 input_example=example,
                 signature=infer_signature(example, predicted),
                 pip_requirements=requirements,
+                code_paths=model_code(cfg) or None,
                 registered_model_name=registered_model_name,
             )
     return f"runs:/{run.run_id}/{MODEL_NAME}"
+
+
+def model_code(cfg: DictConfig) -> list[str]:
+    """The folder (or file) of each package the network is rebuilt from (a ``_target_`` under ``model``,
+    ``optimizer`` or ``scheduler``) that the Python environment does not hold: a lab's own, imported from its
+    checkout or ``PYTHONPATH``. MLflow copies them into the model (``code_paths``) and puts them on the path
+    where it loads it, so the model loads wherever explab is installed, not only beside the lab. explab itself
+    and installed libraries are left out: the model's environment has them."""
+    import importlib.util
+    import site
+    import sysconfig
+
+    from explab.targets import config_targets
+
+    # where the standard library and installed packages live; an editable install's code is elsewhere
+    libraries = [sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")]
+    environment = {Path(p).resolve() for p in (*libraries, *site.getsitepackages(), site.getusersitepackages())}
+    nodes = [cfg[key] for key in ("model", "optimizer", "scheduler") if cfg.get(key) is not None]
+    packages = sorted({target.split(".")[0] for node in nodes for _, target in config_targets(node)} - {"explab"})
+    code = []
+    for package in packages:
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin in (None, "built-in", "frozen"):
+            continue
+        place = Path(spec.origin).resolve()
+        where = place.parent if place.name == "__init__.py" else place
+        if not any(where.is_relative_to(folder) for folder in environment):
+            code.append(str(where))
+    return code
