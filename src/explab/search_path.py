@@ -38,7 +38,7 @@ def search_path_value() -> str | None:
     ``file://conf`` is the command's working folder's, which a later command need not share); None for none."""
     from hydra.core.hydra_config import HydraConfig
 
-    if not given_search_path():
+    if not HydraConfig.initialized() or not HydraConfig.get().searchpath:
         return None
     hydra = HydraConfig.get()
     folders = [

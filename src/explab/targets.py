@@ -1,8 +1,7 @@
 """The code a config builds from, named by its ``_target_`` keys: where they are, and that each can be imported.
 
-Hydra imports a target only when it instantiates it, and then answers "Error locating target" with neither
-the reason nor the fix; a lab's package not on the path showed up that way, after explab had already suggested
-the wrong experiment.
+Hydra imports a target only when it instantiates it, once a run exists, and then answers "Error locating
+target" with neither the reason nor the fix.
 """
 
 from __future__ import annotations
