@@ -111,11 +111,14 @@ def package_checkouts(cfg: Any, root: Path) -> dict[str, tuple[dict[str, str], s
 
 # what tells two checkouts' code apart (the branch names it, and does not change it)
 CHECKOUT_KEYS = ("git.commit", "git.dirty", "git.diff_sha256")
+# one of them, of explab's checkout (``git.commit``) or of a package's own (``git.PACKAGE.commit``): the prefix
+# that names the checkout, and the key
+CHECKOUT_TAG = re.compile(r"(git\.(?:[^.]+\.)?)(commit|dirty|diff_sha256)")
 
 
 def tells_code_apart(key: str) -> bool:
     """Whether the tag ``key`` is the commit, dirty flag or change of a checkout a run's code came from."""
-    return key.startswith("git.") and f"git.{key.rsplit('.', 1)[1]}" in CHECKOUT_KEYS
+    return CHECKOUT_TAG.fullmatch(key) is not None
 
 
 @functools.cache
@@ -241,16 +244,12 @@ def code_mix(tags_of_runs: Iterable[Mapping[str, str]]) -> str:
     counts: dict[str, Counter[str]] = {"git.commit": Counter()}
     for tags in tags_of_runs:
         for key, value in tags.items():
-            checkout = COMMIT_TAG.fullmatch(key)
-            if checkout:
+            checkout = CHECKOUT_TAG.fullmatch(key)
+            if checkout and checkout.group(2) == "commit":
                 counts.setdefault(key, Counter())[_code_of(tags, checkout.group(1))] += 1
             elif key.startswith("version."):
                 counts.setdefault(key, Counter())[value] += 1
     return _differing(counts)
-
-
-# the commit of explab's checkout (``git.commit``) or of a package's own (``git.PACKAGE.commit``)
-COMMIT_TAG = re.compile(r"(git\.(?:.+\.)?)commit")
 
 
 def _code_of(tags: Mapping[str, str], checkout: str) -> str:
