@@ -395,6 +395,27 @@ def test_a_run_explab_train_did_not_record_is_refused_before_anything_runs(compo
         config_from_recorded_run(compose_cfg(f"reproduce={foreign}"))
 
 
+def test_a_run_whose_option_is_found_nowhere_here_is_refused_with_where_to_look(compose_cfg, store: Path) -> None:
+    """A lab's run recorded before its search path was: Hydra said only "Could not find 'experiment/...'"."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from explab.config import config_dir
+
+    source = TrackedRun.create(tracking_uri_for(store), "wine_resmlp", str(store / "artifacts"))
+    source.log_text("- experiment=wine_resmlp\n", "config/overrides.yaml")
+    source.end(None)
+    cfg = compose_cfg(f"reproduce={source.run_id}")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"), pytest.raises(UsageError) as refused:
+        config_from_recorded_run(cfg)
+    assert str(refused.value) == (
+        f"run {source.run_id} was composed from an option this command cannot find: In 'train': Could not find "
+        "'experiment/wine_resmlp'. If it came from a lab's own configs, give their folder as "
+        "hydra.searchpath=[file://PATH]; if it was removed since, give the option to use instead on the command line"
+    )
+
+
 def test_a_url_recorded_without_its_password_gives_way_to_the_store_of_this_command(compose_cfg, store: Path) -> None:
     """A run records a URL given on its command line with the password masked; composed again as recorded,
     ``http://lab:***@...`` would send a reproduction's record to the server with a wrong password."""

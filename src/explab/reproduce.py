@@ -16,7 +16,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from explab.config import hydra_overrides, override_key
-from explab.errors import UsageError
+from explab.errors import UsageError, first_line
 from explab.resume_checks import check_resumable, last_checkpoint_of
 from explab.search_path import search_path_of
 from explab.tracking.environment import (
@@ -164,6 +164,7 @@ def merged_overrides(recorded: list[str], now: list[str]) -> list[str]:
 def config_from_recorded_run(cfg: DictConfig) -> DictConfig:
     """The config a ``resume=`` or ``reproduce=`` job runs; ``cfg`` itself when it is neither."""
     from hydra import compose
+    from hydra.errors import MissingConfigException
 
     from explab.monitor_mode import settle_modes
 
@@ -179,9 +180,16 @@ def config_from_recorded_run(cfg: DictConfig) -> DictConfig:
     run, recorded = _recorded(cfg, run_id)
     overrides = _with_recorded(recorded)
     search_path = search_path_of(run)
-    rebuilt = compose(
-        config_name="train", overrides=[*search_path, *overrides, f"{mode}={run_id}"], return_hydra_config=True
-    )
+    try:
+        rebuilt = compose(
+            config_name="train", overrides=[*search_path, *overrides, f"{mode}={run_id}"], return_hydra_config=True
+        )
+    except MissingConfigException as error:  # an option of the run's that no config folder here holds
+        raise UsageError(
+            f"run {run_id} was composed from an option this command cannot find: {first_line(error)}. If it came "
+            "from a lab's own configs, give their folder as hydra.searchpath=[file://PATH]; if it was removed "
+            "since, give the option to use instead on the command line"
+        ) from error
     _choices_of_the_job(rebuilt)
     settle_modes(rebuilt)  # as the run recorded them: min or max, where the config may say auto
     with open_dict(rebuilt):
