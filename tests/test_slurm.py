@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from explab.requeue import request_requeue
 from explab.sweep.storage import open_storage
 from explab.tracking.store import open_client
 from tests.conftest import BIN, ROOT, as_from_a_terminal, root_env, run_cli, runs_in
+from tests.examples.test_wine_lab import LAB
 from tests.support.slurm import SlurmCluster, why_not_available
 from tests.sweep.test_sweeper import APP, load
 
@@ -379,6 +381,39 @@ def test_a_multirun_job_submitit_requeues_continues_its_run(slurm: SlurmCluster,
     assert sweep.returncode == 0, output[-3000:]
     [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
     assert run.info.status == "FINISHED" and run.data.tags["explab.resumed_after"].startswith("KILLED"), run.data.tags
+    client = open_client(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")]
+    assert len(steps) == epochs and len(set(steps)) == epochs, steps
+
+
+def test_a_labs_multirun_job_requeued_by_submitit_composes_with_the_labs_conf_and_continues(
+    slurm: SlurmCluster, tmp_path: Path
+) -> None:
+    """The requeued job composes its run's config again (``resume=``): from a lab's folder, with the lab's own
+    ``conf/`` and package, which the nodes find as the login node did."""
+    lab = tmp_path / "lab"
+    shutil.copytree(LAB, lab, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    epochs = 40
+    command = [
+        str(BIN / "explab-train"), "-m", "hydra/launcher=slurm", *CPU_JOB, "hydra.searchpath=[file://conf]",
+        "experiment=wine_resmlp", f"paths.mlruns_dir={tmp_path}/mlruns", f"paths.log_dir={tmp_path}/logs",
+        "trainer.enable_progress_bar=false", "seed=7", f"trainer.max_epochs={epochs}", "data.batch_size=4",
+        "torch_threads=1", "callbacks.last_checkpoint.min_interval_seconds=3600",
+        "callbacks.early_stopping.patience=1000", "log_model=false", "log_plots=false",
+    ]  # fmt: skip
+    env = {**root_env(), "PYTHONPATH": str(lab)}
+    sweep = subprocess.Popen(command, cwd=lab, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list((tmp_path / "logs").glob("**/checkpoints/epoch_*.ckpt")):
+        time.sleep(0.5)
+    [job] = [j for j in slurm.jobs() if j["state"] == "RUNNING"]
+    slurm.run("scancel", "--signal=USR2", job["id"])
+    output, _ = sweep.communicate(timeout=400)
+    assert sweep.returncode == 0, output[-3000:]
+    [run] = runs_in(tmp_path / "mlruns", "wine_resmlp")
+    assert run.info.status == "FINISHED" and run.data.tags["explab.resumed_after"].startswith("KILLED"), run.data.tags
+    assert run.data.params["model.backbone._target_"] == "wine_lab.backbone.ResidualMLP"
+    assert run.data.tags["explab.searchpath"] == f"['file://{lab.resolve()}/conf']"
     client = open_client(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")]
     assert len(steps) == epochs and len(set(steps)) == epochs, steps
