@@ -69,7 +69,7 @@ def raw_example(network_inputs: torch.Tensor, recipe: dict[str, Any], texts: lis
 
         return pd.DataFrame({TEXT_COLUMN: list(texts or ["a review"])})
     # float64: raw values come as Python or numpy numbers (JSON, explab-predict's files), and MLflow's schema
-    # lets ints and float32 widen to it; a float32 example made a signature that refused them
+    # lets ints and float32 widen to it, while it never narrows float64 to a float32 signature
     if kind != "numeric":
         x = network_inputs.detach().cpu().numpy()
         return x.astype(np.float64) if x.dtype.kind == "f" else x
