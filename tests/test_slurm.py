@@ -359,6 +359,18 @@ def test_a_job_slurm_will_not_requeue_is_named_with_the_fix(
     assert "sbatch --requeue" in caplog.text and "resume=RUN_ID" in caplog.text
 
 
+def preempted_once(slurm: SlurmCluster, sweep: subprocess.Popen, logs: Path) -> str:
+    """Send submitit's preemption signal (SIGUSR2) to the multirun's running job once an epoch has validated
+    (its best checkpoint is in ``logs``); the multirun's output once it has ended."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(logs.glob("**/checkpoints/epoch_*.ckpt")):
+        time.sleep(0.5)
+    [job] = [j for j in slurm.jobs() if j["state"] == "RUNNING"]
+    slurm.run("scancel", "--signal=USR2", job["id"])
+    output, _ = sweep.communicate(timeout=400)
+    return output
+
+
 def test_a_multirun_job_submitit_requeues_continues_its_run(slurm: SlurmCluster, tmp_path: Path) -> None:
     """submitit's preemption signal (SIGUSR2) to a job of a plain multirun: submitit requeues it into its job
     folder, where it continues its MLflow run, and the command gets the job's result."""
@@ -372,12 +384,7 @@ def test_a_multirun_job_submitit_requeues_continues_its_run(slurm: SlurmCluster,
     sweep = subprocess.Popen(
         command, cwd=tmp_path, env=root_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not list((tmp_path / "logs").glob("**/checkpoints/epoch_*.ckpt")):
-        time.sleep(0.5)  # the best checkpoint: an epoch has validated
-    [job] = [j for j in slurm.jobs() if j["state"] == "RUNNING"]
-    slurm.run("scancel", "--signal=USR2", job["id"])
-    output, _ = sweep.communicate(timeout=400)
+    output = preempted_once(slurm, sweep, tmp_path / "logs")
     assert sweep.returncode == 0, output[-3000:]
     [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
     assert run.info.status == "FINISHED" and run.data.tags["explab.resumed_after"].startswith("KILLED"), run.data.tags
@@ -403,12 +410,7 @@ def test_a_labs_multirun_job_requeued_by_submitit_composes_with_the_labs_conf_an
     ]  # fmt: skip
     env = {**root_env(), "PYTHONPATH": str(lab)}
     sweep = subprocess.Popen(command, cwd=lab, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not list((tmp_path / "logs").glob("**/checkpoints/epoch_*.ckpt")):
-        time.sleep(0.5)
-    [job] = [j for j in slurm.jobs() if j["state"] == "RUNNING"]
-    slurm.run("scancel", "--signal=USR2", job["id"])
-    output, _ = sweep.communicate(timeout=400)
+    output = preempted_once(slurm, sweep, tmp_path / "logs")
     assert sweep.returncode == 0, output[-3000:]
     [run] = runs_in(tmp_path / "mlruns", "wine_resmlp")
     assert run.info.status == "FINISHED" and run.data.tags["explab.resumed_after"].startswith("KILLED"), run.data.tags
