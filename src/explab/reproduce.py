@@ -67,15 +67,10 @@ def reproduction_name(cfg: DictConfig) -> str | None:
     it reproduces (a reproduction of a reproduction keeps one suffix); None for any other job."""
     if not cfg.get("reproduce"):
         return None
-    source = source_run(cfg).info.run_name or str(cfg.reproduce)
-    return source.removesuffix(REPRODUCED) + REPRODUCED
-
-
-def source_run(cfg: DictConfig) -> Run:
-    """The run a ``reproduce=`` job reproduces, as its store holds it."""
     from explab.tracking.store import open_client
 
-    return open_client(_store_of(cfg)).get_run(str(cfg.reproduce))
+    source = open_client(_store_of(cfg)).get_run(str(cfg.reproduce)).info.run_name or str(cfg.reproduce)
+    return source.removesuffix(REPRODUCED) + REPRODUCED
 
 
 def _recorded(cfg: DictConfig, run_id: str) -> tuple[Any, list[str]]:
@@ -190,7 +185,7 @@ def config_from_recorded_run(cfg: DictConfig) -> DictConfig:
             "from a lab's own configs, give their folder as hydra.searchpath=[file://PATH]; if it was removed "
             "since, give the option to use instead on the command line"
         ) from error
-    _choices_of_the_job(rebuilt)
+    _hydra_config_of_the_job(rebuilt)
     settle_modes(rebuilt)  # as the run recorded them: min or max, where the config may say auto
     with open_dict(rebuilt):
         rebuilt.paths.output_dir = cfg.paths.output_dir
@@ -206,19 +201,21 @@ def config_from_recorded_run(cfg: DictConfig) -> DictConfig:
     return rebuilt
 
 
-def _choices_of_the_job(rebuilt: DictConfig) -> None:
-    """Make the job's ``hydra.runtime.choices`` those of the ``rebuilt`` config it trains, and drop its Hydra
-    node: the command composed explab's default experiment around ``reproduce=ID``, and a reproduction's
-    ``explab.choice.*`` tags, which a warm start reads the options of a run from, named that one."""
+def _hydra_config_of_the_job(rebuilt: DictConfig) -> None:
+    """Make the job's ``hydra.runtime.choices`` and ``hydra.searchpath`` those the ``rebuilt`` config it trains
+    was composed with, and drop its Hydra node: the command composed explab's default experiment around
+    ``reproduce=ID``, and its run's tags (``explab.choice.*``, which a warm start reads a run's options from;
+    ``explab.searchpath``) are to name the config and the folders of the run it reproduces."""
     from hydra.core.hydra_config import HydraConfig
 
-    choices = rebuilt.hydra.runtime.choices
+    composed = rebuilt.hydra
     with open_dict(rebuilt):
         del rebuilt["hydra"]
     if HydraConfig.initialized():
-        runtime = cast(DictConfig, HydraConfig.get().runtime)  # typed as Hydra's dataclass, a DictConfig here
-        with read_write(runtime):
-            runtime.choices = choices
+        job = cast(DictConfig, HydraConfig.get())  # typed as Hydra's dataclass, a DictConfig here
+        with read_write(job):
+            job.runtime.choices = composed.runtime.choices
+            job.searchpath = composed.searchpath
 
 
 def _composed_as_recorded(overrides: list[str]) -> DictConfig | None:

@@ -16,7 +16,6 @@ from explab.utils.logging import get_logger
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
-    from omegaconf import DictConfig
 
 log = get_logger(__name__)
 
@@ -33,30 +32,20 @@ def given_search_path() -> list[str]:
     return [o for o in HydraConfig.get().overrides.hydra if override_key(o) == "hydra.searchpath"]
 
 
-def search_path_value() -> str | None:
-    """This command's search path as the value of ``explab.searchpath``, each folder absolute (a relative
-    ``file://conf`` is the command's working folder's, which a later command need not share); None for none."""
+def search_path_tags() -> dict[str, str]:
+    """``explab.searchpath`` for the job's run: the folders its config was composed from beside explab's, each
+    absolute (a relative ``file://conf`` is the command's working folder's, which a later command need not
+    share); empty for none. A reproduction's are its source's, unless the command gave its own."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized() or not HydraConfig.get().searchpath:
-        return None
+        return {}
     hydra = HydraConfig.get()
     folders = [
         f"{FILE}{(Path(hydra.runtime.cwd) / entry[len(FILE) :]).resolve()}" if entry.startswith(FILE) else entry
         for entry in hydra.searchpath
     ]
-    return "[" + ",".join(_quoted(folder) for folder in folders) + "]"
-
-
-def search_path_tags(cfg: DictConfig) -> dict[str, str]:
-    """``explab.searchpath`` for the job's run: this command's search path, or for ``reproduce=`` without one
-    its source run's, which it composed with (a reproduction of a reproduction finds the lab's conf/ too)."""
-    value = search_path_value()
-    if value is None and cfg.get("reproduce"):
-        from explab.reproduce import source_run
-
-        value = source_run(cfg).data.tags.get(SEARCH_PATH_TAG)
-    return {SEARCH_PATH_TAG: value} if value else {}
+    return {SEARCH_PATH_TAG: "[" + ",".join(_quoted(folder) for folder in folders) + "]"}
 
 
 def _quoted(text: str) -> str:

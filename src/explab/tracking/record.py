@@ -38,7 +38,7 @@ def run_tags(cfg: DictConfig, extra: dict[str, Any] | None = None) -> dict[str, 
         **environment.code_checkouts(cfg, project_root()),
         **{f"version.{name}": v for name, v in environment.versions().items()},
         **config_group_choices(),
-        **search_path_tags(cfg),
+        **search_path_tags(),
     }
     tags.update(extra or {})
     return {key: str(value) for key, value in tags.items() if value is not None}
