@@ -25,6 +25,11 @@ def config_targets(cfg: Any) -> Iterator[tuple[str, str]]:
     yield from _targets_under("", OmegaConf.to_container(cfg, resolve=False))
 
 
+def target_packages(cfg: Any) -> set[str]:
+    """The top-level package of each ``_target_`` of ``cfg`` (``wine_lab``, ``torch``, ``explab``)."""
+    return {target.split(".")[0] for _, target in config_targets(cfg)}
+
+
 def _targets_under(path: str, node: Any) -> Iterator[tuple[str, str]]:
     items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
     for name, value in items:

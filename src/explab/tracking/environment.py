@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from explab.errors import counted
-from explab.targets import config_targets
+from explab.targets import target_packages
 
 if TYPE_CHECKING:
     import lightning as L
@@ -102,7 +102,7 @@ def package_checkouts(cfg: Any, root: Path) -> dict[str, tuple[dict[str, str], s
     ``git_state`` and uncommitted change, which the run logs as ``config/git_diff.PACKAGE.patch``."""
     own = _toplevel(root)
     checkouts = {}
-    for package in sorted({target.split(".")[0] for _, target in config_targets(cfg)}):
+    for package in sorted(target_packages(cfg)):
         top = _package_checkout(package)
         if top is not None and top != own:
             checkouts[package] = checkout_state(Path(top))
