@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from explab.memory import OutOfMemory, memory_named, out_of_memory
 from explab.sweep.storage import open_storage
-from hydra_plugins.explab_optuna_sweeper._impl import ERROR_ATTR
+from explab.sweep.telling import ERROR_ATTR
 from tests.conftest import ROOT, run_cli, runs_in
 
 # a 2,000,000 x 2,000,000 layer: 14,901.2 GiB of float32 weights, which any host refuses at once

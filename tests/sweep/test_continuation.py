@@ -18,9 +18,9 @@ from optuna.trial import TrialState
 from explab.sweep.continuation import ATTEMPTS_ATTR, RUN_ATTR, outcome_of_ended_trial
 from explab.sweep.heartbeat import CUT_OFFS_ATTR, MAX_CUT_OFFS, worker_gone, worker_of
 from explab.sweep.storage import open_storage
+from explab.sweep.telling import ERROR_ATTR
 from explab.tracking.orphans import process_alive
 from explab.tracking.store import open_client
-from hydra_plugins.explab_optuna_sweeper._impl import ERROR_ATTR
 from tests.conftest import BIN, root_env, runs_in, tracking_uri_for
 from tests.sweep.test_sweeper import load, load_once_written, sweep_plain_app
 

@@ -13,14 +13,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 
 from explab.sweep.heartbeat import HEARTBEAT_ATTR, MISSED_BEATS, WORKER_ATTR
-from explab.sweep.storage import open_storage
 from explab.tracking.store import open_client
-from hydra_plugins.explab_optuna_sweeper._impl import ExplabOptunaSweeperImpl
 from tests.conftest import BIN, in_a_container, root_env, runs_in, tracking_uri_for
 from tests.sweep.test_sweeper import load, load_once_written, plain_app_command
 
@@ -125,18 +122,6 @@ def test_a_worker_that_hung_and_finds_its_trial_taken_over_ends_at_once(tmp_path
     assert "trial 0 was cut off (worker node-a:" in said_taker
     assert ran(record) == ["0"], "the trial's job ran to its end once"
     assert [t.state for t in load(tmp_path, "hosts").trials] == [TrialState.COMPLETE]
-
-
-def test_a_worker_told_the_outcome_of_a_trial_another_worker_told_first_goes_on(tmp_path: Path) -> None:
-    """Two workers held one trial and both finished it (the one taken for gone had ended its job just before
-    it stalled): the second to tell says so and keeps the first outcome, where Optuna raised "Cannot tell a
-    COMPLETE trial" and ended the second worker's sweep."""
-    study = optuna.create_study(storage=open_storage(f"journal:///{tmp_path}/optuna.journal"))
-    trial = study.ask()
-    held_too = optuna.trial.Trial(study, trial._trial_id)
-    study.tell(held_too, 1.0)
-    assert ExplabOptunaSweeperImpl._tell(study, trial, TrialState.COMPLETE, [2.0], None) == TrialState.COMPLETE
-    assert study.trials[0].values == [1.0]
 
 
 def test_a_trial_whose_node_was_lost_goes_on_in_its_own_run_on_another_host(tmp_path: Path) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from explab.errors import UsageError, first_line
+from explab.sweep.objectives import reported_each_epoch
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
@@ -94,6 +95,49 @@ def check_space_composes(
                 compose([*fixed, *given.values(), as_override(name, value)])
             except Exception as error:
                 raise UsageError(_why_not_composed(name, value, error, lambda: compose(fixed))) from None
+
+
+def metric_needed(optimized_metric: str | None) -> str:
+    """What to say when a sweep of a job that returns every metric its run logs (explab's train: the one
+    ``hydra.sweeper.check`` is set for) names none to optimise; every trial would train, then fail."""
+    from explab.comparison import lower_is_better
+
+    example = optimized_metric or "val/acc_best"
+    direction = "minimize" if lower_is_better(example) else "maximize"
+    whose = ", the config's optimized_metric" if optimized_metric else ""
+    return (
+        "the sweep names no metric to optimise, and each job returns every metric its run logs: set "
+        f"hydra.sweeper.metric and its direction (hydra.sweeper.metric={example} hydra.sweeper.direction={direction}"
+        f"{whose}), or use a search config that sets both (hparams_search=optuna searches any experiment)"
+    )
+
+
+def what_goes_unrecorded(storage: Any, mlflow: Any) -> str | None:
+    """What an explab sweep chosen as ``hydra/sweeper=explab_optuna`` alone, without the wiring of
+    ``hparams_search=optuna``, does without; None when it has both."""
+    missing = []
+    if not storage:
+        missing.append(
+            "hydra.sweeper.storage is unset: the study is this command's own, and running it again starts anew"
+        )
+    if not mlflow:
+        missing.append("hydra.sweeper.mlflow is unset: no MLflow parent run records the study")
+    if not missing:
+        return None
+    return "; ".join(missing) + " (hparams_search=optuna sets both for any experiment)"
+
+
+def unpruned_objective(metrics: tuple[str, ...], pruner: Any) -> str | None:
+    """Why a pruner set for explab's train will prune nothing: its jobs report their one objective after each
+    validation epoch, and a metric known only after the fit (``test/acc``, ``perf/fit_seconds``) has no such
+    value. None when the pruner can follow the objective, or there is no pruner."""
+    if not pruner or len(metrics) != 1 or reported_each_epoch(metrics[0]):
+        return None
+    return (
+        f"hydra.sweeper.pruner judges a trial by its objective after each validation epoch, and {metrics[0]} is "
+        "known only once the fit is over: no trial will be pruned. Optimise a val/ metric to prune, or say so "
+        "with hydra/sweeper/pruner=none"
+    )
 
 
 def _lowest(distribution: BaseDistribution) -> float:

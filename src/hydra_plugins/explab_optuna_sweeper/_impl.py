@@ -26,14 +26,14 @@ import socket
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import optuna
 from hydra.core.plugins import Plugins
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobStatus
 from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
@@ -44,27 +44,26 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from explab.errors import ExplabError, UsageError, counted, no_room_behind, without_frames
-from explab.sweep import REPEATS_ATTR, REPLICATE_ATTR, is_repeat, is_replicate, named_function, search_trials
-from explab.sweep.checks import check_space_composes
+from explab.sweep import REPLICATE_ATTR, is_replicate, named_function
+from explab.sweep.checks import check_space_composes, metric_needed, unpruned_objective, what_goes_unrecorded
 from explab.sweep.continuation import fail_run_of_trial
 from explab.sweep.heartbeat import (
     CUT_OFFS_ATTR,
     MAX_CUT_OFFS,
-    RELEASED_ATTR,
     claim_cut_off_trial,
     fail_trials_of_dead_workers,
     heartbeat,
     mark_as_mine,
     unmarked_running,
 )
-from explab.sweep.objectives import Objectives, reported_each_epoch
+from explab.sweep.objectives import Objectives
 from explab.sweep.parent_run import close_parent_run, open_parent_run
+from explab.sweep.progress import beyond_n_trials, grid_exhausted, progress, study_full
 from explab.sweep.pruner import build_pruner, check_pruner, pruner_name, record_pruner
 from explab.sweep.replicates import SEED_ATTR, missing, replicate_seeds, top_configurations
 from explab.sweep.slurm import (
     check_slurm_here,
     check_storage_reaches_every_node,
-    in_slurm_job,
     is_slurm_launcher,
     slurm_executor,
     submission_error,
@@ -82,6 +81,7 @@ from explab.sweep.space import (
 from explab.sweep.storage import open_storage, remember_study, storage_file
 from explab.sweep.study_record import check_definition, sweep_definition
 from explab.sweep.summary import describe_progress, write_results
+from explab.sweep.telling import completed_duplicate, hold_trial, tell, tell_job_error, tell_once, tell_repeat
 from explab.sweep.warm_start import add_warm_start, check_sources, configured_values, enqueue_once
 from explab.sweep.workers import (
     POOL_ENV,
@@ -97,12 +97,9 @@ from explab.tracking.full_store import quiet_mlflow_about_room
 from explab.tracking.run import stop_described
 from explab.tracking.store import check_recordable
 from explab.utils.exits import exit_as_error
-from explab.utils.signals import Terminated, held, stop_behind, stop_signals_raise_terminated
+from explab.utils.signals import held, stop_behind, stop_signals_raise_terminated
 
 log = logging.getLogger(__name__)
-_R = TypeVar("_R")
-
-ERROR_ATTR = "explab.error"
 
 SearchSpace = Mapping[str, BaseDistribution]
 
@@ -117,85 +114,6 @@ def _plain(value: Any) -> Any:
 
 def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _tell_once(
-    study: optuna.Study,
-    trial: Trial | int,
-    values: list[float] | None,
-    state: TrialState,
-    skip_if_finished: bool = False,
-) -> None:
-    try:
-        study.tell(trial, values, state=state, skip_if_finished=skip_if_finished)
-    except RuntimeError as err:  # GridSampler stops the study once the grid is exhausted, after the state is set
-        if "Study.stop" not in str(err):
-            raise
-
-
-def _metric_needed(optimized_metric: str | None) -> str:
-    """What to say when a sweep of a job that returns every metric its run logs (explab's train: the one
-    ``hydra.sweeper.check`` is set for) names none to optimise; every trial would train, then fail."""
-    from explab.comparison import lower_is_better
-
-    example = optimized_metric or "val/acc_best"
-    direction = "minimize" if lower_is_better(example) else "maximize"
-    whose = ", the config's optimized_metric" if optimized_metric else ""
-    return (
-        "the sweep names no metric to optimise, and each job returns every metric its run logs: set "
-        f"hydra.sweeper.metric and its direction (hydra.sweeper.metric={example} hydra.sweeper.direction={direction}"
-        f"{whose}), or use a search config that sets both (hparams_search=optuna searches any experiment)"
-    )
-
-
-def _what_goes_unrecorded(storage: Any, mlflow: Any) -> str | None:
-    """What an explab sweep chosen as ``hydra/sweeper=explab_optuna`` alone, without the wiring of
-    ``hparams_search=optuna``, does without; None when it has both."""
-    missing = []
-    if not storage:
-        missing.append(
-            "hydra.sweeper.storage is unset: the study is this command's own, and running it again starts anew"
-        )
-    if not mlflow:
-        missing.append("hydra.sweeper.mlflow is unset: no MLflow parent run records the study")
-    if not missing:
-        return None
-    return "; ".join(missing) + " (hparams_search=optuna sets both for any experiment)"
-
-
-def _unpruned_objective(metrics: tuple[str, ...], pruner: Any) -> str | None:
-    """Why a pruner set for explab's train will prune nothing: its jobs report their one objective after each
-    validation epoch, and a metric known only after the fit (``test/acc``, ``perf/fit_seconds``) has no such
-    value. None when the pruner can follow the objective, or there is no pruner."""
-    if not pruner or len(metrics) != 1 or reported_each_epoch(metrics[0]):
-        return None
-    return (
-        f"hydra.sweeper.pruner judges a trial by its objective after each validation epoch, and {metrics[0]} is "
-        "known only once the fit is over: no trial will be pruned. Optimise a val/ metric to prune, or say so "
-        "with hydra/sweeper/pruner=none"
-    )
-
-
-def hold_trial(study: optuna.Study, take: Callable[[], Trial | None], run: Callable[[Trial], _R]) -> _R | None:
-    """``take()`` a trial (ask, queue or claim one) and ``run(trial)``; None when there was none to take.
-
-    Interrupted, the trial is failed (nothing left RUNNING) or, when a SLURM job is being preempted,
-    released for the requeued job or another worker to continue. Ctrl-C and SIGTERM wait while the trial
-    is taken: one landing between the storage creating it and ``trial`` naming it would leave it RUNNING
-    with nobody to end it.
-    """
-
-    def end(trial: Trial | None, error: BaseException | None) -> None:
-        if trial is None or error is None:
-            return
-        if isinstance(error, Terminated) and in_slurm_job():
-            trial.set_user_attr(RELEASED_ATTR, True)
-            log.warning("trial %d released: this SLURM job is stopping; the next worker continues it", trial.number)
-        else:
-            _tell_once(study, trial, None, TrialState.FAIL, skip_if_finished=True)
-
-    with held(take, end) as trial:
-        return None if trial is None else run(trial)
 
 
 class ExplabOptunaSweeperImpl(Sweeper):
@@ -319,13 +237,13 @@ class ExplabOptunaSweeperImpl(Sweeper):
                     "%s: the sweep stopped with %d of %d trials finished, which the study keeps (the trial in hand "
                     "is marked FAIL); the same command goes on with it",
                     stop,
-                    self._progress(study)[0],
+                    progress(study)[0],
                     n_trials,
                 )
             elif not isinstance(error, ExplabError) and (reason := no_room_behind(error)) is not None:
                 raise UsageError(
                     f"The sweep stopped: its records could not take a write ({reason}) in {self._records_folders()}. "
-                    f"The study keeps its {self._progress(study)[0]} of {n_trials} finished trials; free space "
+                    f"The study keeps its {progress(study)[0]} of {n_trials} finished trials; free space "
                     "there (or raise your quota), then the same command goes on with it"
                 ) from error
             raise
@@ -451,7 +369,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
                 try:
                     log.info("Starting %d workers of study '%s' (%s)", len(gpus), study.study_name, self.storage_url)
                     failed = WorkerPool(command, environments, max_replacements=n_trials).run()
-                    if failed and not self._study_full(study, n_trials):
+                    if failed and not study_full(study, n_trials):
                         raise SweepAborted(
                             f"{len(failed)} of {len(gpus)} workers failed (exit codes {failed}); their messages are "
                             "above. Fix the cause, then run the same command to resume."
@@ -529,16 +447,16 @@ class ExplabOptunaSweeperImpl(Sweeper):
         loader, config = self.hydra_context.config_loader, self.config
         if self.check:  # an explab job, whose sweeps are meant to be kept and recorded
             # a grid is a plain multirun run K at a time (seeds in parallel), kept as its jobs' runs
-            unrecorded = None if self._is_grid else _what_goes_unrecorded(self.storage_url, self.mlflow_cfg)
+            unrecorded = None if self._is_grid else what_goes_unrecorded(self.storage_url, self.mlflow_cfg)
             if unrecorded:
                 log.warning(unrecorded)
             if self.mlflow_cfg and self.mlflow_cfg.get("tracking_uri"):  # before the study is made there
                 check_recordable(str(self.mlflow_cfg["tracking_uri"]))
             job_config = self._job_config(fixed)
             if self.objectives.metric_setting is None:
-                raise UsageError(_metric_needed(job_config.get("optimized_metric")))
+                raise UsageError(metric_needed(job_config.get("optimized_metric")))
             named_function(self.check)(job_config, self.objectives.metric_setting)
-            unpruned = _unpruned_objective(self.objectives.metrics, self.pruner_cfg)
+            unpruned = unpruned_objective(self.objectives.metrics, self.pruner_cfg)
             if unpruned:
                 log.warning(unpruned)
         check_space_composes(
@@ -584,7 +502,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
             type(sampler).__name__,
             pruner_name(pruner),
             ", ".join(self.objectives.directions),
-            self._progress(study)[0],
+            progress(study)[0],
             n_trials,
         )
         return study, n_trials
@@ -618,7 +536,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
             )
             if adopted is not None:
                 state, result = adopted
-            elif self._study_full(study, n_trials):
+            elif study_full(study, n_trials):
                 replicate = self._next_replicate(study, fixed, n_trials)
                 if replicate is None and unmarked_running(study):
                     # a worker killed between asking and marking left it: once a beat has passed it is claimed
@@ -663,7 +581,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
     def _next_replicate(self, study: optuna.Study, fixed: list[str], n_trials: int) -> tuple[FrozenTrial, int] | None:
         """The next (top trial, seed) to train again once the search is over; None when there is none, or
         while other workers still run search trials (the top is not known yet: the last of them does it)."""
-        if self.replicates <= 1 or (self._progress(study)[0] < n_trials and not self._grid_exhausted(study)):
+        if self.replicates <= 1 or (progress(study)[0] < n_trials and not grid_exhausted(study)):
             return None
         base_seed = int(self._job_config(fixed).get(self.seed_key) or 0)
         top = top_configurations(study, self.replicate_top)
@@ -698,13 +616,13 @@ class ExplabOptunaSweeperImpl(Sweeper):
         the study first, (None, "repeat") when it repeated a finished trial and was told its value."""
 
         def run(trial: Trial) -> tuple[TrialState | None, Any]:
-            if self._beyond_n_trials(study, trial.number, n_trials):
-                _tell_once(study, trial, None, TrialState.FAIL)
+            if beyond_n_trials(study, trial.number, n_trials):
+                tell_once(study, trial, None, TrialState.FAIL)
                 log.info("trial %d not run: another worker filled the study first", trial.number)
                 return None, "full"
-            duplicate = self._completed_duplicate(study, trial) if self.skip_repeats else None
+            duplicate = completed_duplicate(study, trial) if self.skip_repeats else None
             if duplicate is not None:
-                self._tell_repeat(study, trial, duplicate)
+                tell_repeat(study, trial, duplicate)
                 return None, "repeat"
             return self._run_trial(study, trial, fixed, parent)
 
@@ -750,8 +668,9 @@ class ExplabOptunaSweeperImpl(Sweeper):
         self, study: optuna.Study, parent: TrackedRun | None, error: BaseException | None, n_trials: int
     ) -> None:
         if parent is not None:
-            progress = self._progress(study)
-            close_parent_run(study, parent, error, progress, n_trials, self.objectives.names(), self.reference_point)
+            close_parent_run(
+                study, parent, error, progress(study), n_trials, self.objectives.names(), self.reference_point
+            )
 
     # --- one trial ----------------------------------------------------------------------------------------
     @property
@@ -807,7 +726,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
             "so it is failed rather than continued again; `dmesg | grep -i oom` shows whether the kernel killed them"
         )
         fail_run_of_trial(self._job_config(fixed), trial, reason)
-        return self._tell(study, trial, TrialState.FAIL, None, reason), reason
+        return tell(study, trial, TrialState.FAIL, None, reason), reason
 
     def _sample(self, study: optuna.Study, trial: Trial, space: SearchSpace) -> None:
         """Draw ``trial``'s parameters, define-by-run; Optuna returns a parameter already drawn as it was."""
@@ -859,7 +778,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
             exited = exit_as_error(exit_)
             if exited is None:
                 raise
-            return self._tell(study, trial, TrialState.FAIL, None, exited), exited
+            return tell(study, trial, TrialState.FAIL, None, exited), exited
         except Exception as error:  # the job's config did not even compose, or SLURM refused it
             stop = stop_behind(error)
             if stop is not None:  # a SIGTERM or Ctrl-C that Hydra's failing cleanup replaced: still a stop
@@ -867,89 +786,11 @@ class ExplabOptunaSweeperImpl(Sweeper):
             refused = submission_error(error)
             if refused is not None:
                 raise refused from None
-            return self._tell(study, trial, TrialState.FAIL, None, error), error
+            return tell(study, trial, TrialState.FAIL, None, error), error
         if job.status != JobStatus.COMPLETED:
-            return self._tell_job_error(study, trial, job)
+            return tell_job_error(study, trial, job)
         try:
             values = self.objectives.values(job.return_value)
         except (KeyError, TypeError, ValueError) as error:
-            return self._tell(study, trial, TrialState.FAIL, None, error), error
-        return self._tell(study, trial, TrialState.COMPLETE, values, None), job.return_value
-
-    def _tell_job_error(self, study: optuna.Study, trial: Trial, job: JobReturn) -> tuple[TrialState, Any]:
-        # a failed job keeps what it raised in ``_return_value``; reading ``return_value`` re-raises it after
-        # printing "Error executing job", which a pruned trial is not
-        raised = job._return_value
-        if isinstance(raised, optuna.TrialPruned):
-            return self._tell(study, trial, TrialState.PRUNED, None, raised), raised
-        try:
-            returned = job.return_value  # Hydra prints the job's overrides and re-raises its exception here
-        except Exception as error:
-            return self._tell(study, trial, TrialState.FAIL, None, error), error
-        raise AssertionError(f"job of trial {trial.number} ended {job.status} but returned {returned!r}")
-
-    @staticmethod
-    def _tell(
-        study: optuna.Study, trial: Trial, state: TrialState, values: list[float] | None, error: object
-    ) -> TrialState:
-        """Tell ``study`` how ``trial`` ended; the state it holds when another worker told it first."""
-        held = study._storage.get_trial(trial._trial_id)
-        if held.state.is_finished():
-            # two workers held it: one taken for gone (a host that hung, or lost the storage) came back
-            log.warning(
-                "trial %d was told %s meanwhile by another worker that held it too: this job's outcome (%s) is "
-                "not told",
-                trial.number, held.state.name, state.name,
-            )  # fmt: skip
-            return held.state
-        if error is not None and state == TrialState.FAIL:
-            trial.set_user_attr(ERROR_ATTR, str(error)[:2000])
-            log.warning("trial %d FAIL: %s", trial.number, error)
-        _tell_once(study, trial, values, state)
-        told = " " + ", ".join(f"{v:.6g}" for v in values) if values else ""
-        log.info("trial %d %s%s %s", trial.number, state.name, told, trial.params)
-        return state
-
-    @staticmethod
-    def _tell_repeat(study: optuna.Study, trial: Trial, duplicate: FrozenTrial) -> None:
-        trial.set_user_attr(REPEATS_ATTR, duplicate.number)
-        _tell_once(study, trial, duplicate.values, TrialState.COMPLETE)
-        log.info(
-            "trial %d repeats trial %d %s: told its value %s, nothing trained",
-            trial.number,
-            duplicate.number,
-            trial.params,
-            ", ".join(f"{v:.6g}" for v in duplicate.values),
-        )
-
-    # --- the study's state --------------------------------------------------------------------------------
-    @staticmethod
-    def _progress(study: optuna.Study) -> tuple[int, int]:
-        """(finished, running) trials of the study; repeats and warm starts count as neither, and a queued
-        (WAITING) trial is not running: whichever worker asks next runs it."""
-        trials = search_trials(study)
-        finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-        return finished, sum(t.state == TrialState.RUNNING for t in trials)
-
-    def _study_full(self, study: optuna.Study, n_trials: int) -> bool:
-        """Enough trials finished or running, or (a grid) every point ran, failed ones included: they would
-        fail again."""
-        finished, running = self._progress(study)
-        return finished + running >= n_trials or self._grid_exhausted(study)
-
-    @staticmethod
-    def _grid_exhausted(study: optuna.Study) -> bool:
-        return isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study)
-
-    @staticmethod
-    def _beyond_n_trials(study: optuna.Study, number: int, n_trials: int) -> bool:
-        """Two workers may ask in the same instant; the later-numbered trial beyond n_trials stands down."""
-        taken = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-        earlier = [t for t in search_trials(study, taken) if t.number < number]
-        return len(earlier) >= n_trials
-
-    @staticmethod
-    def _completed_duplicate(study: optuna.Study, trial: Trial) -> FrozenTrial | None:
-        """The earliest COMPLETE trial that ran (here, or in a warm-start source) exactly these values, or None."""
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        return next((t for t in complete if not is_repeat(t) and t.params == trial.params), None)
+            return tell(study, trial, TrialState.FAIL, None, error), error
+        return tell(study, trial, TrialState.COMPLETE, values, None), job.return_value
