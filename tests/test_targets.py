@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from explab.build import NETWORK_KEYS
 from explab.errors import UsageError
-from explab.targets import config_targets, why_unimportable
+from explab.targets import check_targets, config_targets, why_unimportable
 from explab.validation import validate_config
 
 
@@ -72,3 +73,12 @@ def test_every_target_of_a_composed_config_is_found_with_its_key(compose_cfg) ->
     assert targets["optimizer._target_"] == "torch.optim.Adam"
     assert targets["model.backbone._target_"].startswith("explab.models.")
     assert all(why_unimportable(target) is None for target in targets.values()), "every shipped target imports"
+
+
+def test_the_targets_under_some_keys_alone_are_checked(compose_cfg) -> None:
+    """A logged model is rebuilt from ``model``, ``optimizer`` and ``scheduler``; the data module it was trained
+    with need not import where it predicts."""
+    cfg = compose_cfg("experiment=digits_cnn", "data._target_=not_installed_lab.data.Wine")
+    check_targets(cfg, under=NETWORK_KEYS)
+    with pytest.raises(UsageError, match=r"^data\._target_=not_installed_lab\.data\.Wine cannot be imported"):
+        check_targets(cfg)

@@ -72,7 +72,12 @@ def build_datamodule(cfg: DictConfig) -> TensorDataModule:
     return instantiate(cfg.data, _convert_="partial")
 
 
+# the nodes of a config that ``build_model`` instantiates: what the network, and so the logged model, is built from
+NETWORK_KEYS = ("model", "optimizer", "scheduler")
+
+
 def build_model(cfg: DictConfig) -> TaskModule:
+    """The task module of ``cfg``: ``model`` with its ``optimizer`` and ``scheduler`` factories."""
     optimizer = instantiate(cfg.optimizer)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     return instantiate(cfg.model, optimizer=optimizer, scheduler=scheduler, _convert_="partial")

@@ -100,10 +100,18 @@ class RawInputModel(PythonModel):
     def load_context(self, context: Any) -> None:
         from omegaconf import OmegaConf
 
-        from explab.build import build_model
+        from explab.build import NETWORK_KEYS, build_model
+        from explab.errors import UsageError
+        from explab.targets import check_targets
         from explab.tracking.model import inference_module
 
         cfg = OmegaConf.load(context.artifacts["config"])
+        try:
+            # a lab's package the model does not carry (one logged before models took their lab's code along)
+            # would otherwise be Hydra's bare "Error locating target"
+            check_targets(cfg, under=NETWORK_KEYS)
+        except UsageError as error:
+            raise UsageError(f"the model's network cannot be rebuilt here: {error}") from None
         self.network = inference_module(build_model(cfg))  # type: ignore[arg-type]
         self.network.load_state_dict(torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True))
         self.network.eval()

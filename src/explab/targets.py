@@ -40,12 +40,12 @@ def _targets_under(path: str, node: Any) -> Iterator[tuple[str, str]]:
             yield from _targets_under(key, value)
 
 
-def check_targets(cfg: Any) -> None:
-    """Raise ``UsageError`` naming the first ``_target_`` of ``cfg`` that cannot be imported, why, and the fix:
-    before a run exists, rather than when Hydra instantiates it. Hydra's own node (a sweeper's config holds it)
-    is Hydra's to check."""
+def check_targets(cfg: Any, under: tuple[str, ...] | None = None) -> None:
+    """Raise ``UsageError`` naming the first ``_target_`` of ``cfg`` (of its top-level keys ``under``, when given)
+    that cannot be imported, why, and the fix: before a run exists, rather than when Hydra instantiates it.
+    Hydra's own node (a sweeper's config holds it) is Hydra's to check."""
     for key, target in config_targets(cfg):
-        if key.startswith("hydra."):
+        if key.startswith("hydra.") or (under is not None and key.split(".")[0] not in under):
             continue
         why = why_unimportable(target)
         if why is not None:

@@ -203,3 +203,36 @@ def test_reproduce_finds_the_labs_conf_from_its_record_and_names_it_once_moved(t
         if r.info.run_id not in (source.info.run_id, copy.info.run_id)
     ]
     assert latest.data.tags["explab.searchpath"] == f"['file://{moved.resolve()}/conf']"
+
+
+@pytest.mark.slow
+def test_a_labs_model_logged_without_its_code_names_the_package_and_where_to_put_it(tmp_path: Path) -> None:
+    """A model logged before models carried their lab's code (no ``code`` folder, no ``code:`` in its MLmodel)
+    failed to load away from the lab with Hydra's bare "Error locating target 'wine_lab.backbone.ResidualMLP'"."""
+    assert explab_train_in_lab(tmp_path, "trainer.max_epochs=1").returncode == 0
+    [model] = (tmp_path / "mlruns" / "artifacts" / "models").glob("*/artifacts")
+    shutil.rmtree(model / "code")
+    described = (model / "MLmodel").read_text()
+    assert "    code: code\n" in described
+    (model / "MLmodel").write_text(described.replace("    code: code\n", ""))
+    [run] = runs_in(tmp_path / "mlruns", "wine_resmlp")
+    np.save(tmp_path / "wine.npy", load_wine().data[:5])
+    predict = [
+        f"model_uri={run.info.run_id}",
+        f"input={tmp_path}/wine.npy",
+        f"output={tmp_path}/out.csv",
+        f"paths.mlruns_dir={tmp_path}/mlruns",
+    ]
+
+    refused = run_cli("explab-predict", *predict, cwd=tmp_path, env={"PYTHONPATH": ""})
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "Error: the model's network cannot be rebuilt here: model.backbone._target_=wine_lab.backbone.ResidualMLP "
+        "cannot be imported: there is no module named 'wine_lab'. Install the package that holds it (pip install "
+        "-e its folder), or put the folder that holds wine_lab/ on PYTHONPATH"
+    ), refused.stderr[-3000:]
+    assert not (tmp_path / "out.csv").exists()
+
+    given = run_cli("explab-predict", *predict, cwd=tmp_path, env={"PYTHONPATH": str(LAB)})
+    assert given.returncode == 0, given.stderr[-3000:]
+    assert len((tmp_path / "out.csv").read_text().splitlines()) == 1 + 5

@@ -123,12 +123,13 @@ def model_code(cfg: DictConfig) -> list[str]:
     import site
     import sysconfig
 
+    from explab.build import NETWORK_KEYS
     from explab.targets import target_packages
 
     # where the standard library and installed packages live; an editable install's code is elsewhere
     libraries = [sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")]
     environment = {Path(p).resolve() for p in (*libraries, *site.getsitepackages(), site.getusersitepackages())}
-    nodes = [cfg[key] for key in ("model", "optimizer", "scheduler") if cfg.get(key) is not None]
+    nodes = [cfg[key] for key in NETWORK_KEYS if cfg.get(key) is not None]
     packages = sorted(set().union(*map(target_packages, nodes)) - {"explab"})
     code = []
     for package in packages:
