@@ -40,6 +40,22 @@ def input_recipe(model: Any) -> dict[str, Any]:
     return inner.recipe
 
 
+def as_signature_takes(x: Any, model: Any) -> Any:
+    """``x`` as the float type the model's signature declares, where it declares another than ``x``'s.
+
+    explab reads numbers as float64, and models log float64 signatures; a model logged with a float32 one (by
+    an earlier explab, for a data module without an input recipe) refuses float64, since MLflow never narrows
+    a float on its own. Nothing is lost: such a model casts its inputs to float32 for the network anyway.
+    """
+    schema = model.metadata.get_input_schema()
+    if schema is None or not schema.is_tensor_spec() or len(schema.inputs) != 1 or not isinstance(x, np.ndarray):
+        return x
+    declared = np.dtype(schema.numpy_types()[0])
+    if x.dtype.kind == "f" and declared.kind == "f" and declared != x.dtype:
+        return x.astype(declared)
+    return x
+
+
 def model_uri_of(given: str) -> str:
     """``given`` as an MLflow model URI: a bare run id and ``runs:/ID`` mean the model that run logged
     (``runs:/ID/model``), since the id is what explab's logs and the UI show; any other URI is kept as typed."""
@@ -103,7 +119,7 @@ def predict(cfg: DictConfig) -> Path:
             f"{model_uri_advice(model_uri)}"
         ) from None
     x, names = read_inputs(Path(cfg.input), input_recipe(model))
-    outputs = np.asarray(model.predict(x))
+    outputs = np.asarray(model.predict(as_signature_takes(x, model)))
     output = Path(cfg.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", newline="") as handle:

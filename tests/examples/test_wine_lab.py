@@ -236,3 +236,29 @@ def test_a_labs_model_logged_without_its_code_names_the_package_and_where_to_put
     given = run_cli("explab-predict", *predict, cwd=tmp_path, env={"PYTHONPATH": str(LAB)})
     assert given.returncode == 0, given.stderr[-3000:]
     assert len((tmp_path / "out.csv").read_text().splitlines()) == 1 + 5
+
+
+@pytest.mark.slow
+def test_a_labs_model_logged_with_a_float32_signature_predicts_from_explabs_float64_inputs(tmp_path: Path) -> None:
+    """explab logged a model whose data module has no input recipe with a float32 signature before it logged
+    float64 ones; explab-predict reads numbers as float64, which MLflow refused ("dtype of input float64 does
+    not match expected dtype float32"). Its predictions are the same as with the float64 signature."""
+    assert explab_train_in_lab(tmp_path, "trainer.max_epochs=1").returncode == 0
+    [run] = runs_in(tmp_path / "mlruns", "wine_resmlp")
+    np.save(tmp_path / "wine.npy", load_wine().data[:5])
+
+    def predict(output: str) -> Path:
+        args = [f"model_uri={run.info.run_id}", f"input={tmp_path}/wine.npy", f"paths.mlruns_dir={tmp_path}/mlruns"]
+        args.append(f"paths.log_dir={tmp_path}/logs")
+        done = run_cli("explab-predict", *args, f"output={tmp_path}/{output}", cwd=LAB, env={"PYTHONPATH": str(LAB)})
+        assert done.returncode == 0, done.stderr[-3000:]
+        return tmp_path / output
+
+    as_logged = predict("float64.csv").read_text()
+    [model] = (tmp_path / "mlruns" / "artifacts" / "models").glob("*/artifacts")
+    described = (model / "MLmodel").read_text()
+    declared = '{"type": "tensor", "tensor-spec": {"dtype": "float64", "shape": [-1, 13]}}'
+    assert declared in described
+    (model / "MLmodel").write_text(described.replace(declared, declared.replace("float64", "float32")))
+    assert predict("float32.csv").read_text() == as_logged
+    assert len(as_logged.splitlines()) == 1 + 5
