@@ -127,18 +127,23 @@ def test_served_model_answers_raw_digits_and_raw_text(compose_cfg, logged_run: s
     assert np.allclose(answered, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("namespace", [False, True], ids=["package", "namespace package"])
 def test_the_model_carries_a_labs_own_package_and_nothing_its_environment_has(
-    compose_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    compose_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, namespace: bool
 ) -> None:
     """explab and installed libraries come with the environment that loads the model; a lab's package, imported
-    from its folder, does not, and is copied into the model (MLflow's ``code_paths``)."""
+    from its folder, does not, and is copied into the model (MLflow's ``code_paths``). A folder without
+    ``__init__.py`` (a namespace package) was left out, and the model loaded only beside the lab."""
     cfg = compose_cfg("experiment=digits_cnn", "+callbacks.fail._target_=tests.support.callbacks.FailAtEpoch")
     assert model_code(cfg) == [], "explab's, torch's; a callback is not part of the model"
     package = tmp_path / "tinylab"
     package.mkdir()
-    (package / "__init__.py").write_text("from torch import nn\n\n\nclass Net(nn.Linear):\n    pass\n")
+    (package / "net.py").write_text("from torch import nn\n\n\nclass Net(nn.Linear):\n    pass\n")
+    if not namespace:
+        (package / "__init__.py").write_text("")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "tinylab", raising=False)
+    for name in ("tinylab", "tinylab.net"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
     with open_dict(cfg):
-        cfg.model.backbone = {"_target_": "tinylab.Net", "in_features": 64, "out_features": 10}
+        cfg.model.backbone = {"_target_": "tinylab.net.Net", "in_features": 64, "out_features": 10}
     assert model_code(cfg) == [str(package)]

@@ -25,6 +25,8 @@ from explab.tracking.staging import room_to_download, room_to_stage
 from explab.utils.logging import logger_at_least
 
 if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
+
     from explab.data.base import TensorDataModule
     from explab.models import TaskModule
     from explab.tracking import TrackedRun
@@ -134,10 +136,18 @@ def model_code(cfg: DictConfig) -> list[str]:
     code = []
     for package in packages:
         spec = importlib.util.find_spec(package)
-        if spec is None or spec.origin in (None, "built-in", "frozen"):
-            continue
-        place = Path(spec.origin).resolve()
-        where = place.parent if place.name == "__init__.py" else place
-        if not any(where.is_relative_to(folder) for folder in environment):
+        where = _imported_from(spec) if spec is not None else None
+        if where is not None and not any(where.is_relative_to(folder) for folder in environment):
             code.append(str(where))
     return code
+
+
+def _imported_from(spec: ModuleSpec) -> Path | None:
+    """The folder of a package (a namespace package's too: a lab's folder without ``__init__.py``) or the file of
+    a module that ``spec`` imports; None for a built-in module, and for a namespace package spread over several
+    folders, which MLflow would copy into one folder of one name."""
+    if spec.origin not in (None, "built-in", "frozen"):
+        place = Path(spec.origin).resolve()
+        return place.parent if place.name == "__init__.py" else place
+    folders = list(spec.submodule_search_locations or [])
+    return Path(folders[0]).resolve() if len(folders) == 1 else None
