@@ -262,3 +262,46 @@ def test_a_labs_model_logged_with_a_float32_signature_predicts_from_explabs_floa
     (model / "MLmodel").write_text(described.replace(declared, declared.replace("float64", "float32")))
     assert predict("float32.csv").read_text() == as_logged
     assert len(as_logged.splitlines()) == 1 + 5
+
+
+@pytest.mark.slow
+def test_a_labs_code_edited_while_its_run_trains_is_named_as_the_model_carries_it(tmp_path: Path) -> None:
+    """The logged model copies the lab's package as its files are when the run ends: edited during a long fit,
+    the model carried code its weights were not trained with (here another activation, the same parameters:
+    it loads, and predicts otherwise), and nothing said so."""
+    lab = tmp_path / "lab"
+    shutil.copytree(LAB, lab, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    git = ["git", "-c", "user.name=lab", "-c", "user.email=lab@example.org"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "the lab's recipe"]):
+        subprocess.run([*git, *args], cwd=lab, check=True, capture_output=True)
+    train = [
+        "hydra.searchpath=[file://conf]",
+        "experiment=wine_resmlp",
+        "trainer.max_epochs=1",
+        f"paths.mlruns_dir={tmp_path}/mlruns",
+        f"paths.log_dir={tmp_path}/logs",
+    ]
+    env = {"PYTHONPATH": f"{lab}:{ROOT}"}  # the suite's callbacks, beside the lab
+    done = run_cli("explab-train", *train, "seed=1", cwd=lab, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    edit = [
+        "+callbacks.edit._target_=tests.support.callbacks.EditFileAtFitEnd",
+        f"+callbacks.edit.path={lab}/wine_lab/backbone.py",
+        "+callbacks.edit.old=GELU",
+        "+callbacks.edit.new=SiLU",
+    ]
+    edited = run_cli("explab-train", *train, "seed=2", *edit, cwd=lab, env=env)
+    assert edited.returncode == 0, edited.stderr[-3000:]
+
+    runs = sorted(runs_in(tmp_path / "mlruns", "wine_resmlp"), key=lambda r: r.data.params["seed"])
+    assert "explab.model_code_moved" not in runs[0].data.tags
+    assert runs[1].data.tags["explab.model_code_moved"] == "wine_lab"
+    assert runs[1].data.tags["git.wine_lab.dirty"] == "false", "trained from the commit"
+    said = (
+        "wine_lab changed in its checkout since this run imported it (a commit or an edit): the logged model "
+        "carries it as it is now, which may not be the code its weights were trained with. The run's "
+        "git.wine_lab.* tags (and config/git_diff.wine_lab.patch, if any) record the code that trained; with "
+        f"that code checked out, explab-train reproduce={runs[1].info.run_id} logs a model that matches it"
+    )
+    assert said in edited.stdout, edited.stdout[-3000:]
+    assert "changed in its checkout" not in done.stdout

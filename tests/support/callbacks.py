@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import weakref
+from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
@@ -160,3 +161,16 @@ class SignalAtEpochEnd(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch == self.epoch:
             os.kill(os.getpid(), self.signum)
+
+
+class EditFileAtFitEnd(L.Callback):
+    """Replaces ``old`` with ``new`` in the file ``path`` once the fit is over, before the run logs its model: a
+    lab that edits its code while a run trains."""
+
+    def __init__(self, path: str, old: str, new: str) -> None:
+        self.path, self.old, self.new = Path(path), old, new
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        text = self.path.read_text()
+        assert self.old in text, f"{self.path} holds no {self.old!r}"
+        self.path.write_text(text.replace(self.old, self.new))

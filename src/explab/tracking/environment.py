@@ -121,6 +121,18 @@ def tells_code_apart(key: str) -> bool:
     return CHECKOUT_TAG.fullmatch(key) is not None
 
 
+def checkouts_moved(cfg: Any, root: Path) -> list[str]:
+    """The packages of ``package_checkouts`` whose checkout is no longer as this process first found it (a
+    commit since, an edit, an edit undone): its files now are not those the process imported."""
+    moved = []
+    for package, (first, _) in package_checkouts(cfg, root).items():
+        top = _package_checkout(package)
+        now = git_state(Path(top)) if top is not None else {}
+        if any(first.get(key) != now.get(key) for key in CHECKOUT_KEYS):
+            moved.append(package)
+    return moved
+
+
 @functools.cache
 def _toplevel(folder: Path) -> str | None:
     return _git(folder, "rev-parse", "--show-toplevel")

@@ -22,7 +22,7 @@ from torch import nn
 from explab.tracking.params import recordable
 from explab.tracking.run import no_download_bars
 from explab.tracking.staging import room_to_download, room_to_stage
-from explab.utils.logging import logger_at_least
+from explab.utils.logging import get_logger, logger_at_least
 
 if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from explab.models import TaskModule
     from explab.tracking import TrackedRun
 
+log = get_logger(__name__)
 MODEL_NAME = "model"
 
 
@@ -80,6 +81,8 @@ def log_model(
     import explab.serving_model_code
     from explab.serving import network_input, outputs, raw_example
 
+    code = model_code(cfg)
+    _say_code_moved(run, cfg, code)
     recipe = datamodule.input_recipe()
     net = inference_module(model)
     example = raw_example(datamodule.input_example[:4], recipe, datamodule.example_texts())
@@ -109,10 +112,41 @@ def log_model(
                 input_example=example,
                 signature=infer_signature(example, predicted),
                 pip_requirements=requirements,
-                code_paths=model_code(cfg) or None,
+                code_paths=code or None,
                 registered_model_name=registered_model_name,
             )
     return f"runs:/{run.run_id}/{MODEL_NAME}"
+
+
+# on a run whose logged model carries a lab's package edited or committed since the run imported it
+CODE_MOVED_TAG = "explab.model_code_moved"
+
+
+def _say_code_moved(run: TrackedRun, cfg: DictConfig, code: list[str]) -> None:
+    """Warn, and tag the run, when a package the model carries (``code``) changed in its checkout while the
+    run trained: MLflow copies the files as they are now, which may not be the code the weights were trained
+    with (a lab edits its backbone during a long fit). The run's ``git.PACKAGE.*`` tags and patch record the
+    code that trained."""
+    from explab.build import NETWORK_KEYS
+    from explab.config import project_root
+    from explab.tracking.environment import checkouts_moved
+
+    carried = {Path(folder).stem for folder in code}
+    if not carried:
+        return
+    network = OmegaConf.masked_copy(cfg, [key for key in NETWORK_KEYS if key in cfg])
+    moved = [package for package in checkouts_moved(network, project_root()) if package in carried]
+    if not moved:
+        return
+    names = ", ".join(moved)
+    run.set_tags({CODE_MOVED_TAG: names})
+    log.warning(
+        "%s changed in its checkout since this run imported it (a commit or an edit): the logged model carries "
+        "it as it is now, which may not be the code its weights were trained with. The run's git.%s.* tags (and "
+        "config/git_diff.%s.patch, if any) record the code that trained; with that code checked out, explab-train "
+        "reproduce=%s logs a model that matches it",
+        names, moved[0], moved[0], run.run_id,
+    )  # fmt: skip
 
 
 def model_code(cfg: DictConfig) -> list[str]:
