@@ -274,6 +274,29 @@ def test_runs_trained_from_different_code_are_named_under_the_table(compose_cfg,
         reported("edited", "commit=ffff1")
 
 
+def test_commit_selects_the_runs_of_a_labs_commit_as_of_explabs(compose_cfg, store: Path) -> None:
+    """A lab's runs trained from two commits of its own package, with one explab: the note named the lab's
+    commits and could only suggest an MLflow filter, since commit= read explab's checkout alone."""
+    explab, lab_before, lab_after = "e" * 40, "1a2b3c4" + "0" * 33, "5d6e7f8" + "0" * 33
+    uri = tracking_uri_for(store)
+    client = mlflow.tracking.MlflowClient(uri)
+    experiment = client.create_experiment("lab", artifact_location=str(store / "artifacts"))
+    for seed, lab in enumerate((lab_before, lab_before, lab_after), start=1):
+        run = client.create_run(experiment, tags={"git.commit": explab, "git.wine_lab.commit": lab})
+        client.log_param(run.info.run_id, "seed", seed)
+        client.log_metric(run.info.run_id, "test/acc", 0.9 + seed / 100)
+        client.set_terminated(run.info.run_id, "FINISHED")
+
+    def reported(*only: str) -> str:
+        return report(compose_cfg("experiment_name=lab", f"tracking_uri={uri}", *only, config_name="report"))
+
+    said = "These runs trained from different code (git.wine_lab.commit 1a2b3c4 (2 runs), 5d6e7f8 (1 run))"
+    assert said in reported() and "To report one commit's runs, add commit=COMMIT." in reported()
+    assert "| all | 1 |" in reported("commit=5d6e7f8"), "the lab's commit"
+    assert "| all | 2 |" in reported("commit=1A2B3C4")
+    assert "| all | 3 |" in reported("commit=eeeeeee"), "explab's"
+
+
 def test_runs_on_different_hardware_are_named_and_their_timings_called_incomparable(
     compose_cfg, store: Path, caplog
 ) -> None:

@@ -40,7 +40,7 @@ from explab.configurations import (
     seed_of,
 )
 from explab.errors import UsageError, counted, first_line
-from explab.tracking.environment import code_mix, hardware_mix
+from explab.tracking.environment import CHECKOUT_TAG, code_mix, hardware_mix
 from explab.tracking.params import trained_params
 from explab.tracking.store import every_run
 from explab.utils.logging import get_logger
@@ -278,10 +278,10 @@ def other_code_note(runs: Sequence[Any]) -> str:
     if not said:
         return ""
     log.info("these runs trained from different code: %s", said)
-    # commit= selects by explab's checkout; the tag of another (a lab's package) or a version by a filter
+    # commit= selects by the commit of explab's checkout or a lab's; a version by a filter
     narrow = (
         "To report one commit's runs, add commit=COMMIT"
-        if said.startswith("git.commit ")
+        if any(CHECKOUT_TAG.match(kind) for kind in said.split("; "))
         else "To report the runs of one, add filter= on the tag named here (tags.`TAG` LIKE 'VALUE%')"
     )
     return (
@@ -328,9 +328,19 @@ def commit_prefix(given: Any) -> str:
     if not re.fullmatch(r"[0-9a-f]{4,40}", prefix):
         raise UsageError(
             f"commit={given} is not a commit: give its hash or the start of it, 4 hex digits at least, as the "
-            "runs' tag git.commit shows it (commit=1a2b3c4)"
+            "runs' tag git.commit (or a lab's git.PACKAGE.commit) shows it (commit=1a2b3c4)"
         )
     return prefix
+
+
+def commits_of(tags: Mapping[str, str], digits: int) -> set[str]:
+    """The first ``digits`` of each commit a run trained from: explab's checkout's (``git.commit``) and each of
+    a lab's package (``git.PACKAGE.commit``)."""
+    return {
+        value[:digits].lower()
+        for key, value in tags.items()
+        if (checkout := CHECKOUT_TAG.fullmatch(key)) is not None and checkout.group(2) == "commit"
+    }
 
 
 def runs_matching(client: Any, experiment_ids: list[str], wanted: str, given: str | None) -> list[Any]:
@@ -380,12 +390,13 @@ def report(cfg: DictConfig) -> str:
     sweep = sweep_parent(client, ids[0], str(cfg.sweep)) if cfg.get("sweep") else None
     if sweep:  # one sweep's trials: its configurations, each over the seeds of its replicates
         wanted += f" and tags.`mlflow.parentRunId` = '{sweep}'"
-    if cfg.get("commit"):
-        wanted += f" and tags.`git.commit` LIKE '{commit_prefix(cfg.commit)}%'"
     if cfg.get("filter"):
         wanted += f" and {cfg.filter}"
     found = runs_matching(client, ids, wanted, cfg.get("filter"))
     runs = [r for r in found if "explab.sweep" not in r.data.tags and "explab.report" not in r.data.tags]
+    if cfg.get("commit"):  # of explab's checkout or a lab's: tags MLflow's filter cannot join with "or"
+        prefix = commit_prefix(cfg.commit)
+        runs = [r for r in runs if prefix in commits_of(r.data.tags, len(prefix))]
     if not runs:
         of_sweep = f" in sweep {cfg.sweep}" if sweep else ""
         of_commit = f" of commit {cfg.commit}" if cfg.get("commit") else ""

@@ -140,7 +140,7 @@ def test_the_labs_own_checkout_is_recorded_and_an_edit_of_it_between_seeds_is_na
     edited = f"{head[:7]} with uncommitted changes {tags[1]['git.wine_lab.diff_sha256']}"
     said = f"These runs trained from different code (git.wine_lab.commit {head[:7]} (1 run), {edited} (1 run))"
     assert said in report.stdout, report.stdout[-3000:]
-    assert "add filter= on the tag named here" in report.stdout
+    assert "To report one commit's runs, add commit=COMMIT" in report.stdout
 
     backbone.write_text(backbone.read_text().replace("nn.SiLU()", "nn.Tanh()"))  # another edit of one commit
     again = explab_train_in_lab(tmp_path, f"reproduce={runs[1].info.run_id}", "trainer.max_epochs=1", lab=lab)
