@@ -121,6 +121,18 @@ def test_the_multirun_flag_may_follow_the_overrides(tmp_path: Path) -> None:
     assert runs_in(tmp_path / "mlruns", "mnist_cnn") == []
 
 
+@pytest.mark.slow
+def test_a_multirun_is_announced_once_as_hydras_own_sweeper_announces_it(tmp_path: Path) -> None:
+    """Each job, handed to Hydra's launcher alone (so that a failed job's frames go before the next trains), was
+    preceded by "Launching 1 jobs locally"."""
+    train = ["trainer.max_epochs=1", "+trainer.limit_train_batches=2", "log_model=false", "log_plots=false"]
+    done = run_cli("explab-train", "-m", "seed=1,2,3", *train, *common(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = done.stdout + done.stderr
+    assert said.count("Launching 3 jobs locally") == 1 and "Launching 1 jobs locally" not in said, said[-3000:]
+    assert [int(n) for n in re.findall(r"\t#(\d) : seed=", said)] == [0, 1, 2], "each job's own line stays"
+
+
 def test_a_recipes_file_path_for_its_option_is_answered_with_its_name(tmp_path: Path) -> None:
     done = run_cli("explab-train", "experiment=experiments/digits_cnn.yaml", *common(tmp_path), cwd=tmp_path)
     assert done.returncode == 1, done.stderr[-2000:]

@@ -10,7 +10,8 @@ job failed, and ends with the report command for the runs and one line per faile
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
@@ -112,10 +113,36 @@ class ExplabBasicSweeper(BasicSweeper):
         while not self.is_done():
             batch = self.get_job_batch()
             self.validate_batch_is_legal(batch)
-            for jobs in [[job] for job in batch] if in_this_process else [batch]:
-                returns.append(self.launcher.launch(jobs, initial_job_idx=sum(len(done) for done in returns)))
-                _drop_frames_of_failures(returns)
+            if not in_this_process:
+                returns.append(self.launcher.launch(batch, initial_job_idx=sum(len(done) for done in returns)))
+                continue
+            # the batch is announced once, as Hydra's own sweeper does, not as "Launching 1 jobs" before each job
+            _LAUNCHER_LOG.info("Launching %d jobs locally", len(batch))
+            with _launcher_quiet_about_single_jobs():
+                for job in batch:
+                    returns.append(self.launcher.launch([job], initial_job_idx=sum(len(done) for done in returns)))
+                    _drop_frames_of_failures(returns)
         return returns
+
+
+_LAUNCHER_LOG = logging.getLogger(BasicLauncher.__module__)
+
+
+class _NotOneJobLaunched(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Launching 1 jobs locally"
+
+
+@contextmanager
+def _launcher_quiet_about_single_jobs() -> Iterator[None]:
+    """Hydra's launcher, given one job at a time, without its "Launching 1 jobs locally" before each; the
+    ``#N : overrides`` line of each job stays."""
+    quiet = _NotOneJobLaunched()
+    _LAUNCHER_LOG.addFilter(quiet)
+    try:
+        yield
+    finally:
+        _LAUNCHER_LOG.removeFilter(quiet)
 
 
 def _first_bug(jobs: Sequence[JobReturn]) -> JobReturn | None:
