@@ -115,6 +115,7 @@ class ExplabBasicSweeper(BasicSweeper):
             self.validate_batch_is_legal(batch)
             if not in_this_process:
                 returns.append(self.launcher.launch(batch, initial_job_idx=sum(len(done) for done in returns)))
+                _drop_frames_of_failures(returns)
                 continue
             # the batch is announced once, as Hydra's own sweeper does, not as "Launching 1 jobs" before each job
             _LAUNCHER_LOG.info("Launching %d jobs locally", len(batch))
