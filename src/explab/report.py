@@ -40,7 +40,7 @@ from explab.configurations import (
     seed_of,
 )
 from explab.errors import UsageError, counted, first_line
-from explab.tracking.environment import CHECKOUT_TAG, code_mix, hardware_mix
+from explab.tracking.environment import CHECKOUT_TAG, code_mix, hardware_mix, recorded_checkouts
 from explab.tracking.params import trained_params
 from explab.tracking.store import every_run
 from explab.utils.logging import get_logger
@@ -333,14 +333,10 @@ def commit_prefix(given: Any) -> str:
     return prefix
 
 
-def commits_of(tags: Mapping[str, str], digits: int) -> set[str]:
-    """The first ``digits`` of each commit a run trained from: explab's checkout's (``git.commit``) and each of
-    a lab's package (``git.PACKAGE.commit``)."""
-    return {
-        value[:digits].lower()
-        for key, value in tags.items()
-        if (checkout := CHECKOUT_TAG.fullmatch(key)) is not None and checkout.group(2) == "commit"
-    }
+def _trained_from_commit(tags: Mapping[str, str], prefix: str) -> bool:
+    """Whether a run's commit of explab's checkout (``git.commit``) or of a lab's package (``git.PACKAGE.commit``)
+    starts with ``prefix``."""
+    return any(tags[f"{checkout}commit"].lower().startswith(prefix) for checkout in recorded_checkouts(tags))
 
 
 def runs_matching(client: Any, experiment_ids: list[str], wanted: str, given: str | None) -> list[Any]:
@@ -396,7 +392,7 @@ def report(cfg: DictConfig) -> str:
     runs = [r for r in found if "explab.sweep" not in r.data.tags and "explab.report" not in r.data.tags]
     if cfg.get("commit"):  # of explab's checkout or a lab's: tags MLflow's filter cannot join with "or"
         prefix = commit_prefix(cfg.commit)
-        runs = [r for r in runs if prefix in commits_of(r.data.tags, len(prefix))]
+        runs = [r for r in runs if _trained_from_commit(r.data.tags, prefix)]
     if not runs:
         of_sweep = f" in sweep {cfg.sweep}" if sweep else ""
         of_commit = f" of commit {cfg.commit}" if cfg.get("commit") else ""

@@ -100,9 +100,14 @@ def code_checkouts(cfg: Any, root: Path) -> dict[str, str]:
 def package_checkouts(cfg: Any, root: Path) -> dict[str, tuple[dict[str, str], str]]:
     """``checkout_state`` of the checkout of each package ``code_checkouts`` records, by package name: its
     ``git_state`` and uncommitted change, which the run logs as ``config/git_diff.PACKAGE.patch``."""
+    return _checkouts_of(target_packages(cfg), root)
+
+
+def _checkouts_of(packages: Iterable[str], root: Path) -> dict[str, tuple[dict[str, str], str]]:
+    """``checkout_state`` of each of ``packages`` that a git checkout other than ``root``'s tracks."""
     own = _toplevel(root)
     checkouts = {}
-    for package in sorted(target_packages(cfg)):
+    for package in sorted(packages):
         top = _package_checkout(package)
         if top is not None and top != own:
             checkouts[package] = checkout_state(Path(top))
@@ -121,11 +126,18 @@ def tells_code_apart(key: str) -> bool:
     return CHECKOUT_TAG.fullmatch(key) is not None
 
 
-def checkouts_moved(cfg: Any, root: Path) -> list[str]:
-    """The packages of ``package_checkouts`` whose checkout is no longer as this process first found it (a
-    commit since, an edit, an edit undone): its files now are not those the process imported."""
+def recorded_checkouts(tags: Mapping[str, str]) -> list[str]:
+    """The tag prefix of each checkout whose commit a run's ``tags`` record: ``git.`` for explab's own,
+    ``git.PACKAGE.`` for a package's (``code_checkouts``)."""
+    found = (CHECKOUT_TAG.fullmatch(key) for key in tags)
+    return [checkout.group(1) for checkout in found if checkout is not None and checkout.group(2) == "commit"]
+
+
+def checkouts_moved(packages: Iterable[str], root: Path) -> list[str]:
+    """Those of ``packages`` whose checkout (one other than ``root``'s) is no longer as this process first found
+    it (a commit since, an edit, an edit undone): its files now are not those the process imported."""
     moved = []
-    for package, (first, _) in package_checkouts(cfg, root).items():
+    for package, (first, _) in _checkouts_of(packages, root).items():
         top = _package_checkout(package)
         now = git_state(Path(top)) if top is not None else {}
         if any(first.get(key) != now.get(key) for key in CHECKOUT_KEYS):
@@ -255,11 +267,10 @@ def code_mix(tags_of_runs: Iterable[Mapping[str, str]]) -> str:
     checkout has no commit to count)."""
     counts: dict[str, Counter[str]] = {"git.commit": Counter()}
     for tags in tags_of_runs:
+        for checkout in recorded_checkouts(tags):
+            counts.setdefault(f"{checkout}commit", Counter())[_code_of(tags, checkout)] += 1
         for key, value in tags.items():
-            checkout = CHECKOUT_TAG.fullmatch(key)
-            if checkout and checkout.group(2) == "commit":
-                counts.setdefault(key, Counter())[_code_of(tags, checkout.group(1))] += 1
-            elif key.startswith("version."):
+            if key.startswith("version."):
                 counts.setdefault(key, Counter())[value] += 1
     return _differing(counts)
 

@@ -82,7 +82,7 @@ def log_model(
     from explab.serving import network_input, outputs, raw_example
 
     code = model_code(cfg)
-    _say_code_moved(run, cfg, code)
+    _say_code_moved(run, code)
     recipe = datamodule.input_recipe()
     net = inference_module(model)
     example = raw_example(datamodule.input_example[:4], recipe, datamodule.example_texts())
@@ -122,20 +122,18 @@ def log_model(
 CODE_MOVED_TAG = "explab.model_code_moved"
 
 
-def _say_code_moved(run: TrackedRun, cfg: DictConfig, code: list[str]) -> None:
+def _say_code_moved(run: TrackedRun, code: list[str]) -> None:
     """Warn, and tag the run, when a package the model carries (``code``) changed in its checkout while the
     run trained: MLflow copies the files as they are now, which may not be the code the weights were trained
     with (a lab edits its backbone during a long fit). The run's ``git.PACKAGE.*`` tags and patch record the
     code that trained."""
-    from explab.build import NETWORK_KEYS
     from explab.config import project_root
     from explab.tracking.environment import checkouts_moved
 
-    carried = {Path(folder).stem for folder in code}
-    if not carried:
+    if not code:
         return
-    network = OmegaConf.masked_copy(cfg, [key for key in NETWORK_KEYS if key in cfg])
-    moved = [package for package in checkouts_moved(network, project_root()) if package in carried]
+    # a package's folder, or a module's file, is named as the package
+    moved = checkouts_moved([Path(folder).stem for folder in code], project_root())
     if not moved:
         return
     names = ", ".join(moved)
