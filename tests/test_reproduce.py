@@ -326,7 +326,13 @@ def test_a_terminal_that_hangs_up_ends_the_run_killed_with_its_last_checkpoint_u
 ) -> None:
     """A dropped ssh session: SIGHUP killed the process at once, leaving the run RUNNING and the epochs since
     the last interval's checkpoint lost. Started with nohup, the command must train on."""
-    command = [str(BIN / "explab-train"), "trainer.max_epochs=50", "data.batch_size=4", *common(tmp_path)]
+    command = [
+        str(BIN / "explab-train"),
+        "trainer.max_epochs=50",
+        "callbacks.early_stopping.patience=50",  # still training at the hang-up
+        "data.batch_size=4",
+        *common(tmp_path),
+    ]
     terminal = Terminal(["/usr/bin/nohup", *command] if nohup else command, tmp_path, root_env())
     try:
         run_id = wait_for_points(tmp_path, "val/acc", 1)
@@ -343,6 +349,29 @@ def test_a_terminal_that_hangs_up_ends_the_run_killed_with_its_last_checkpoint_u
     assert (run.info.status, run.data.tags["explab.status_reason"]) == ("KILLED", f"Terminated by {stopped_by.name}")
     checkpoint = load_checkpoint(Path(run.data.params["paths.output_dir"]) / "checkpoints" / "last.ckpt")
     assert checkpoint["global_step"] > 1257 // 4 + 1, "written at the hang-up, past the first epoch"
+
+
+@pytest.mark.slow
+def test_a_hang_up_that_a_library_swallows_while_the_best_checkpoint_loads_still_ends_the_run_killed(
+    tmp_path: Path,
+) -> None:
+    """fsspec's ``exists`` swallows whatever a signal's handler raises inside it: a terminal hung up while the
+    test stage looked for the best checkpoint made Lightning answer "Checkpoint file not found" for a file that
+    was there, and the run ended FAILED, exit code 1, with that error as its cause."""
+    hung_up = run_cli(
+        "explab-train",
+        "trainer.max_epochs=1",
+        "log_model=false",
+        "+callbacks.hang_up._target_=tests.support.callbacks.SignalInsideBestCheckpointLookup",
+        "+callbacks.hang_up.signum=SIGHUP",
+        *common(tmp_path),
+        cwd=tmp_path,
+        env=root_env(),
+    )
+    assert hung_up.returncode == 128 + signal.SIGHUP, hung_up.stderr[-3000:]
+    [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
+    assert (run.info.status, run.data.tags["explab.status_reason"]) == ("KILLED", "Terminated by SIGHUP")
+    assert "test/acc" not in run.data.metrics
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pty
+import select
 import signal
 import threading
 import time
@@ -23,22 +24,29 @@ class Terminal:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.execve(command[0], command, env)
         self.output = bytearray()
+        self._hung_up = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.exit_code: int | None = None
 
     def _read(self) -> None:
-        while True:
+        # never blocked in read() for long: a read in progress holds the terminal open, and the kernel hangs it
+        # up only once the last hold is released, which would put the hang-up off until the command next writes
+        while not self._hung_up.is_set():
+            if not select.select([self.master], [], [], 0.05)[0]:
+                continue
             try:
                 chunk = os.read(self.master, 65536)
-            except OSError:  # hung up
+            except OSError:  # the command's side is closed
                 return
             if not chunk:
                 return
             self.output += chunk
 
     def hang_up(self) -> None:
-        """Close the terminal: the kernel sends SIGHUP to the command, as when an ssh session drops."""
+        """Close the terminal: the kernel sends SIGHUP to the command at once, as when an ssh session drops."""
+        self._hung_up.set()
+        self._reader.join()
         os.close(self.master)
 
     def wait(self, timeout: float) -> int | None:

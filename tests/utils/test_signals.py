@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +99,43 @@ def test_a_stop_a_librarys_failing_cleanup_replaced_is_found_behind_its_error() 
     found = stop_behind(replaced)
     assert isinstance(found, Terminated) and found.code == 143
     assert stop_behind(ValueError("a plain failure")) is None
+
+
+def _fsspec_exists_when_signalled(path: Path, stop: signal.Signals | None) -> bool:
+    """fsspec's own ``exists`` of ``path``, with ``stop`` sent from inside it."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    info = LocalFileSystem.info
+
+    def signalled_info(fs: LocalFileSystem, path: str, **kwargs: object) -> dict:
+        if stop is not None:
+            os.kill(os.getpid(), stop)
+        return info(fs, path, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LocalFileSystem, "info", signalled_info)
+        return LocalFileSystem().exists(str(path))
+
+
+def _load(exists: bool, path: Path) -> None:
+    if not exists:  # as Lightning's checkpoint loader answers it
+        raise FileNotFoundError(f"Checkpoint file not found: {path}")
+
+
+def test_a_stop_a_library_swallowed_ends_what_is_held_as_the_stop_with_its_error_as_cause(tmp_path: Path) -> None:
+    """A terminal hung up while Lightning looked for the best checkpoint: fsspec's ``exists`` swallowed the
+    stop and answered False, the load failed for a file that was there, and the run ended FAILED, exit 1."""
+    checkpoint = tmp_path / "epoch_009.ckpt"
+    checkpoint.write_bytes(b"weights")
+    ended: list = []
+    with (
+        pytest.raises(Terminated) as stopped,
+        stop_signals_raise_terminated() as stops,
+        held(*_ended_as(ended)),
+        stops.not_swallowed(),
+    ):
+        _load(_fsspec_exists_when_signalled(checkpoint, signal.SIGTERM), checkpoint)
+    assert stopped.value.code == 128 + signal.SIGTERM and isinstance(stopped.value.__cause__, FileNotFoundError)
+    assert ended == [("run 7", Terminated)]
+    with pytest.raises(FileNotFoundError), stop_signals_raise_terminated() as stops, stops.not_swallowed():
+        _load(_fsspec_exists_when_signalled(tmp_path / "gone.ckpt", None), tmp_path / "gone.ckpt")

@@ -128,7 +128,12 @@ def run_lifecycle(
         return opened[0]
 
     try:
-        with stop_signals_raise_terminated(), held(open_and_keep, TrackedRun.end) as run:
+        # a stop that a library swallowed ends the run KILLED, as the stop it was, not FAILED with what it left
+        with (
+            stop_signals_raise_terminated() as stops,
+            held(open_and_keep, TrackedRun.end) as run,
+            stops.not_swallowed(),
+        ):
             yield run
     except StagingError as error:
         if not opened:

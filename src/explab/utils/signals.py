@@ -122,22 +122,52 @@ def caught_unless_ignored(signals: tuple[signal.Signals, ...]) -> list[signal.Si
 TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 
 
+class StopsReceived:
+    """The stop signals whose handler raised ``Terminated`` within ``stop_signals_raise_terminated``'s block."""
+
+    def __init__(self) -> None:
+        self.signals: list[int] = []
+
+    @contextmanager
+    def not_swallowed(self) -> Iterator[None]:
+        """An error leaving the block after a stop signal, with no ``Terminated`` behind it, becomes that stop.
+
+        A library that catches everything can swallow the ``Terminated`` raised inside it and fail for want of
+        what it was doing: fsspec's ``exists`` has a bare ``except`` and answers False, so a terminal hung up
+        while Lightning looked for the best checkpoint to test raised "Checkpoint file not found" for a file
+        that was there, and the run ended FAILED with exit code 1. The stop is what ended the block: the
+        error is kept as its cause."""
+        received_before = len(self.signals)
+        try:
+            yield
+        except Exception as error:
+            swallowed = self.signals[received_before:]
+            if swallowed and stop_behind(error) is None:
+                raise Terminated(128 + swallowed[0]) from error
+            raise
+
+
 @contextmanager
-def stop_signals_raise_terminated() -> Iterator[None]:
+def stop_signals_raise_terminated() -> Iterator[StopsReceived]:
     """Within the block, SIGTERM (a scheduler's stop, ``kill``) and SIGHUP (the terminal hung up, unless the
     command was started with ``nohup``) raise ``Terminated``, so ``finally`` and ``except`` clauses close what
     is open instead of the process dying with it; outside the main thread signals cannot be caught, and the
-    block runs as it is."""
+    block runs as it is. An error a swallowed ``Terminated`` left behind leaves the block as the stop; the
+    ``StopsReceived`` yielded does the same for a block nested inside, which must end what it holds as
+    stopped (``StopsReceived.not_swallowed``)."""
+    stops = StopsReceived()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stops
         return
 
     def handler(signum: int, frame: Any) -> None:
+        stops.signals.append(signum)
         raise Terminated(128 + signum)
 
     previous = {signum: signal.signal(signum, handler) for signum in caught_unless_ignored(TERMINATING)}
     try:
-        yield
+        with stops.not_swallowed():
+            yield stops
     finally:
         for signum, handler_before in previous.items():
             signal.signal(signum, handler_before)
