@@ -352,25 +352,26 @@ def test_a_terminal_that_hangs_up_ends_the_run_killed_with_its_last_checkpoint_u
 
 
 @pytest.mark.slow
-def test_a_hang_up_that_a_library_swallows_while_the_best_checkpoint_loads_still_ends_the_run_killed(
+def test_a_stop_that_a_library_swallows_while_the_best_checkpoint_loads_still_ends_the_run_killed(
     tmp_path: Path,
 ) -> None:
-    """fsspec's ``exists`` swallows whatever a signal's handler raises inside it: a terminal hung up while the
-    test stage looked for the best checkpoint made Lightning answer "Checkpoint file not found" for a file that
-    was there, and the run ended FAILED, exit code 1, with that error as its cause."""
-    hung_up = run_cli(
+    """fsspec's ``exists`` swallows whatever a signal's handler raises inside it: a terminal hung up (or a
+    scheduler's SIGTERM) while the test stage looked for the best checkpoint made Lightning answer "Checkpoint
+    file not found" for a file that was there, and the run ended FAILED, exit code 1. SIGTERM here: a suite
+    started under nohup passes SIGHUP on ignored."""
+    stopped = run_cli(
         "explab-train",
         "trainer.max_epochs=1",
         "log_model=false",
-        "+callbacks.hang_up._target_=tests.support.callbacks.SignalInsideBestCheckpointLookup",
-        "+callbacks.hang_up.signum=SIGHUP",
+        "+callbacks.stop._target_=tests.support.callbacks.SignalInsideBestCheckpointLookup",
+        "+callbacks.stop.signum=SIGTERM",
         *common(tmp_path),
         cwd=tmp_path,
         env=root_env(),
     )
-    assert hung_up.returncode == 128 + signal.SIGHUP, hung_up.stderr[-3000:]
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
     [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
-    assert (run.info.status, run.data.tags["explab.status_reason"]) == ("KILLED", "Terminated by SIGHUP")
+    assert (run.info.status, run.data.tags["explab.status_reason"]) == ("KILLED", "Terminated by SIGTERM")
     assert "test/acc" not in run.data.metrics
 
 
@@ -402,6 +403,31 @@ def test_stop_signal_writes_last_checkpoint_at_once_and_the_run_resumes_mid_epoc
     steps = [step for step, _ in history(tmp_path, run_id, "val/acc")]
     gaps = {b - a for a, b in itertools.pairwise(steps)}
     assert len(steps) == epoch + 1 and gaps == {steps_per_epoch}, "the epoch is finished, not started again"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("epoch", [1, 3])  # an epoch in the middle of the fit, and its last one
+def test_a_signal_in_an_epochs_last_batch_stops_once_the_epoch_is_validated_and_nothing_of_it_is_lost(
+    tmp_path: Path, epoch: int
+) -> None:
+    """Written after the epoch's last batch and before its validation, last.ckpt resumed straight into the
+    next epoch: a preempted SLURM job's run had no val/acc, train/loss or epoch checkpoint for that epoch."""
+    arm = ["+callbacks.signal._target_=tests.support.callbacks.SignalAtLastBatch", "+callbacks.signal.signum=SIGUSR2"]
+    fit = ["trainer.max_epochs=4", "callbacks.early_stopping.patience=100", "log_model=false", *common(tmp_path)]
+    stopped = run_cli("explab-train", *arm, f"+callbacks.signal.epoch={epoch}", *fit, cwd=tmp_path, env=root_env())
+    assert stopped.returncode == 128 + signal.SIGUSR2, stopped.stderr[-3000:]
+    [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
+    assert run.data.tags["explab.status_reason"] == "Terminated by SIGUSR2"
+    resumed = run_cli(
+        "explab-train", f"resume={run.info.run_id}", "+callbacks.signal.armed=false", *fit, cwd=tmp_path,
+        env=root_env(),
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for key in ("val/acc", "train/loss", "lr-Adam"):
+        steps = [step for step, _ in history(tmp_path, run.info.run_id, key)]
+        assert len(steps) == 4 and len(set(steps)) == 4, (key, steps)
+    [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
+    assert run.info.status == "FINISHED" and "test/acc" in run.data.metrics
 
 
 @pytest.mark.slow

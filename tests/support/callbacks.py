@@ -196,3 +196,15 @@ class SignalInsideBestCheckpointLookup(L.Callback):
             return info(fs, path, **kwargs)
 
         LocalFileSystem.info = signalled_info
+
+
+class SignalAtLastBatch(L.Callback):
+    """Sends ``signum`` (a name: ``SIGUSR2``) to this process as the last training batch of epoch ``epoch``
+    starts, as a scheduler's signal lands in any batch; ``armed=false`` on a resumed run disarms it."""
+
+    def __init__(self, signum: str, epoch: int, armed: bool = True) -> None:
+        self.signum, self.epoch, self.armed = signal.Signals[signum], epoch, armed
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: object, index: int) -> None:
+        if self.armed and trainer.current_epoch == self.epoch and index == trainer.num_training_batches - 1:
+            os.kill(os.getpid(), self.signum)

@@ -34,8 +34,10 @@ class CheckpointOnSignal(L.Callback):
     second full checkpoint.
 
     The batch is finished first: a checkpoint written from inside the optimizer step could hold half an
-    update. Handlers are installed once training starts, after Lightning's own, which Lightning's teardown
-    replaces with whatever was there before the fit.
+    update. A signal that lands in an epoch's last batch waits for the end of the next batch (the epoch is
+    validated and its checkpoints written in between), or for the end of the fit.
+    Handlers are installed once training starts, after Lightning's own, which Lightning's teardown replaces
+    with whatever was there before the fit.
     """
 
     def __init__(self, last: LastCheckpoint, requeue_on_usr1: bool = False) -> None:
@@ -56,8 +58,20 @@ class CheckpointOnSignal(L.Callback):
         self.received, self.frame = signum, frame
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        # after an epoch's last batch come its validation, its epoch metrics, its scheduler step and its
+        # checkpoints; a fit resumed from a checkpoint written before them goes straight on to the next epoch,
+        # and that epoch would never be validated
+        progress = trainer.fit_loop.epoch_loop.batch_progress
+        if not (progress.is_last_batch or progress.current.ready >= trainer.num_training_batches):
+            self._stop_if_received(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # a signal in the last epoch's last batch or its validation: the fit is over, and stops as it is
+        self._stop_if_received(trainer)
+
+    def _stop_if_received(self, trainer: L.Trainer) -> None:
         received = self.received is not None
-        if trainer.world_size > 1:  # one rank's signal stops them all at the same batch
+        if trainer.world_size > 1:  # one rank's signal stops them all at the same point
             received = trainer.strategy.reduce_boolean_decision(received, all=False)
         if not received:
             return
