@@ -120,7 +120,10 @@ def running_trial_with_epochs(tmp_path: Path, completed: int = 0, timeout: float
             if 1 <= counted[str(trial.number)] < EPOCHS and checkpointed and pid and process_alive(pid):
                 return trial
         time.sleep(0.2)
-    raise TimeoutError("no trial in the middle of its epochs")
+    study = study_of(tmp_path)
+    states = Counter(t.state.name for t in study.trials) if study is not None else "no study"
+    counted = Counter(line.split()[0] for line in epoch_lines(tmp_path))
+    raise TimeoutError(f"no trial in the middle of its epochs: trials {states}, epochs per trial {dict(counted)}")
 
 
 def worker_pid(trial: optuna.trial.FrozenTrial) -> int | None:
