@@ -177,9 +177,9 @@ class EditFileAtFitEnd(L.Callback):
 
 
 class SignalInsideBestCheckpointLookup(L.Callback):
-    """Sends ``signum`` (a name: ``SIGHUP``) to this process from inside fsspec's look-up of the best checkpoint
-    as the test stage loads it: the moment a dropped ssh session once landed in, inside ``exists``, whose
-    bare ``except`` swallows whatever the signal's handler raises."""
+    """Sends ``signum`` (a name: ``SIGTERM``) to this process from inside fsspec's look-up of the best
+    checkpoint as the test stage loads it: inside ``exists``, whose bare ``except`` swallows whatever the
+    signal's handler raises, as a scheduler's signal or a hang-up can land there."""
 
     def __init__(self, signum: str) -> None:
         self.signum = signal.Signals[signum]
