@@ -412,7 +412,7 @@ def test_a_signal_in_an_epochs_last_batch_stops_once_the_epoch_is_validated_and_
 ) -> None:
     """Written after the epoch's last batch and before its validation, last.ckpt resumed straight into the
     next epoch: a preempted SLURM job's run had no val/acc, train/loss or epoch checkpoint for that epoch."""
-    arm = ["+callbacks.signal._target_=tests.support.callbacks.SignalAtLastBatch", "+callbacks.signal.signum=SIGUSR2"]
+    arm = ["+callbacks.signal._target_=tests.support.callbacks.SignalAtBatch", "+callbacks.signal.signum=SIGUSR2"]
     fit = ["trainer.max_epochs=4", "callbacks.early_stopping.patience=100", "log_model=false", *common(tmp_path)]
     stopped = run_cli("explab-train", *arm, f"+callbacks.signal.epoch={epoch}", *fit, cwd=tmp_path, env=root_env())
     assert stopped.returncode == 128 + signal.SIGUSR2, stopped.stderr[-3000:]
@@ -426,6 +426,39 @@ def test_a_signal_in_an_epochs_last_batch_stops_once_the_epoch_is_validated_and_
     for key in ("val/acc", "train/loss", "lr-Adam"):
         steps = [step for step, _ in history(tmp_path, run.info.run_id, key)]
         assert len(steps) == 4 and len(set(steps)) == 4, (key, steps)
+    [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
+    assert run.info.status == "FINISHED" and "test/acc" in run.data.metrics
+
+
+@pytest.mark.slow
+def test_a_signal_in_a_batch_that_a_validation_follows_stops_once_it_is_validated_and_judged(tmp_path: Path) -> None:
+    """Written at the end of a batch that a mid-epoch validation (val_check_interval) follows, last.ckpt
+    resumed past that validation: Lightning does not run it again, and the run lost a val/acc point."""
+    arm = ["+callbacks.signal._target_=tests.support.callbacks.SignalAtBatch", "+callbacks.signal.signum=SIGTERM"]
+    # digits: 20 training batches of 64, validated after every 5th; the signal lands in the 10th of epoch 1
+    fit = ["trainer.max_epochs=3", "+trainer.val_check_interval=5", "callbacks.early_stopping.patience=100"]
+    fit += ["log_model=false", *common(tmp_path)]
+    stopped = run_cli(
+        "explab-train", *arm, "+callbacks.signal.epoch=1", "+callbacks.signal.batch=9", *fit, cwd=tmp_path,
+        env=root_env(),
+    )  # fmt: skip
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
+    [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
+    assert run.data.tags["explab.status_reason"] == "Terminated by SIGTERM"
+    validated = history(tmp_path, run.info.run_id, "val/acc")
+    assert len(validated) == 4 + 2, validated
+    # written after the best checkpoint and early stopping have judged that validation
+    checkpoint = load_checkpoint(Path(run.data.params["paths.output_dir"]) / "checkpoints" / "last.ckpt")
+    [best] = [state for key, state in checkpoint["callbacks"].items() if key.startswith("ModelCheckpoint{'monitor'")]
+    assert best["current_score"] == pytest.approx(validated[-1][1])
+
+    resumed = run_cli(
+        "explab-train", f"resume={run.info.run_id}", "+callbacks.signal.armed=false", *fit, cwd=tmp_path,
+        env=root_env(),
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    steps = [step for step, _ in history(tmp_path, run.info.run_id, "val/acc")]
+    assert len(steps) == 3 * 4 and len(set(steps)) == 3 * 4, steps
     [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
     assert run.info.status == "FINISHED" and "test/acc" in run.data.metrics
 

@@ -198,13 +198,15 @@ class SignalInsideBestCheckpointLookup(L.Callback):
         LocalFileSystem.info = signalled_info
 
 
-class SignalAtLastBatch(L.Callback):
-    """Sends ``signum`` (a name: ``SIGUSR2``) to this process as the last training batch of epoch ``epoch``
-    starts, as a scheduler's signal lands in any batch; ``armed=false`` on a resumed run disarms it."""
+class SignalAtBatch(L.Callback):
+    """Sends ``signum`` (a name: ``SIGUSR2``) to this process as training batch ``batch`` of epoch ``epoch``
+    starts (negative counts from the epoch's end: -1 is its last), as a scheduler's signal lands in any batch;
+    ``armed=false`` on a resumed run disarms it."""
 
-    def __init__(self, signum: str, epoch: int, armed: bool = True) -> None:
-        self.signum, self.epoch, self.armed = signal.Signals[signum], epoch, armed
+    def __init__(self, signum: str, epoch: int, batch: int = -1, armed: bool = True) -> None:
+        self.signum, self.epoch, self.batch, self.armed = signal.Signals[signum], epoch, batch, armed
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: object, index: int) -> None:
-        if self.armed and trainer.current_epoch == self.epoch and index == trainer.num_training_batches - 1:
+        at = self.batch % int(trainer.num_training_batches)
+        if self.armed and trainer.current_epoch == self.epoch and index == at:
             os.kill(os.getpid(), self.signum)

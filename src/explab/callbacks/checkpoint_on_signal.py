@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import Checkpoint
 
 from explab.callbacks.last_checkpoint import LastCheckpoint
 from explab.requeue import request_requeue
@@ -24,7 +25,7 @@ from explab.utils.signals import Terminated, caught_unless_ignored
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
-class CheckpointOnSignal(L.Callback):
+class CheckpointOnSignal(Checkpoint):
     """On a stop signal, note it; at the end of the current batch write ``last``'s checkpoint (every rank
     agrees when any got it), hand the signal to the handler it replaced (submitit's requeues the job,
     Lightning's tells DDP ranks), then raise ``Terminated``: the run ends KILLED with its state on disk.
@@ -34,21 +35,28 @@ class CheckpointOnSignal(L.Callback):
     second full checkpoint.
 
     The batch is finished first: a checkpoint written from inside the optimizer step could hold half an
-    update. A signal that lands in an epoch's last batch waits for the end of the next batch (the epoch is
-    validated and its checkpoints written in between), or for the end of the fit.
+    update. A resumed fit goes on with the batch after the one written, and Lightning does not run a
+    validation that was due after that batch. So a signal in a batch that a validation follows
+    (``trainer.val_check_interval`` within the epoch) stops once that validation is written and judged, and
+    one in an epoch's last batch waits for the end of the next batch (the epoch is validated and its
+    checkpoints written in between), or for the end of the fit.
     Handlers are installed once training starts, after Lightning's own, which Lightning's teardown replaces
     with whatever was there before the fit.
+
+    A ``Checkpoint`` so that Lightning runs it after the other callbacks and after the checkpoints listed
+    before it: a stop after a validation then comes once early stopping and the best checkpoint have seen it.
     """
 
     def __init__(self, last: LastCheckpoint, requeue_on_usr1: bool = False) -> None:
         self.last = last
         self.requeue_on_usr1 = requeue_on_usr1
         self.received: int | None = None
+        self.after_validation = False
         self.frame: Any = None
         self.replaced: dict[int, Any] = {}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.received = None
+        self.received, self.after_validation = None, False
         if threading.current_thread() is threading.main_thread():
             self.replaced = {
                 signum: signal.signal(signum, self._note) for signum in caught_unless_ignored(STOP_SIGNALS)
@@ -62,19 +70,32 @@ class CheckpointOnSignal(L.Callback):
         # checkpoints; a fit resumed from a checkpoint written before them goes straight on to the next epoch,
         # and that epoch would never be validated
         progress = trainer.fit_loop.epoch_loop.batch_progress
-        if not (progress.is_last_batch or progress.current.ready >= trainer.num_training_batches):
-            self._stop_if_received(trainer)
+        if progress.is_last_batch or progress.current.ready >= trainer.num_training_batches:
+            return
+        # every rank has the same after_validation, so none of them skips the others' reduction alone
+        if not (self.after_validation or self._received_on_any_rank(trainer)):
+            return
+        if not self.after_validation and validates_after_this_batch(trainer):
+            self.after_validation = True
+            return
+        self._stop(trainer)  # also where a validation that was due ran nothing (it had no batches)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.after_validation:
+            self._stop(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # a signal in the last epoch's last batch or its validation: the fit is over, and stops as it is
-        self._stop_if_received(trainer)
+        if self._received_on_any_rank(trainer):
+            self._stop(trainer)
 
-    def _stop_if_received(self, trainer: L.Trainer) -> None:
+    def _received_on_any_rank(self, trainer: L.Trainer) -> bool:
         received = self.received is not None
         if trainer.world_size > 1:  # one rank's signal stops them all at the same point
             received = trainer.strategy.reduce_boolean_decision(received, all=False)
-        if not received:
-            return
+        return bool(received)
+
+    def _stop(self, trainer: L.Trainer) -> None:
         signum = self.received or signal.SIGTERM
         assert self.last.dirpath is not None
         path = os.path.join(self.last.dirpath, f"{self.last.filename}{self.last.FILE_EXTENSION}")
@@ -88,3 +109,13 @@ class CheckpointOnSignal(L.Callback):
             # which would cut that ending short and leave the run RUNNING
             atexit.register(request_requeue)
         raise Terminated(128 + signum)
+
+
+def validates_after_this_batch(trainer: L.Trainer) -> bool:
+    """Whether Lightning validates once the batch that just ended is done: asked of Lightning's own rule
+    (every ``val_check_interval`` batches, a time interval, an early stop), which it keeps in a private
+    method; a Lightning without it answers False, and the stop comes at once."""
+    epoch_loop = trainer.fit_loop.epoch_loop
+    rule = getattr(epoch_loop, "_should_check_val_fx", None)
+    fetcher = getattr(trainer.fit_loop, "_data_fetcher", None)
+    return bool(rule is not None and fetcher is not None and rule(fetcher))
