@@ -119,6 +119,8 @@ def test_a_worker_that_hung_and_finds_its_trial_taken_over_ends_at_once(tmp_path
         r"trial 0 was taken over by worker node-b:\d+ while this worker \(node-a:\d+\) was stalled", said_hung
     )
     assert taker.returncode == 0, said_taker[-3000:]
+    assert re.search(r"trial 0's worker node-a:\d+ last beat \d+ s ago, by this host's clock: watching it 1 s more",
+                     said_taker), said_taker[-3000:]  # fmt: skip
     assert "trial 0 was cut off (worker node-a:" in said_taker
     assert ran(record) == ["0"], "the trial's job ran to its end once"
     assert [t.state for t in load(tmp_path, "hosts").trials] == [TrialState.COMPLETE]

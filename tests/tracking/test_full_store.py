@@ -81,6 +81,8 @@ def test_a_sweep_whose_records_fill_up_stops_in_one_line_and_the_same_command_fi
         "hparams_search=digits_optuna",
         "hydra.sweeper.n_trials=6",
         f"hydra.sweeper.n_jobs={workers}",
+        # a trial asked and never marked before the disk filled is continued once no worker marks it for 3 beats
+        "hydra.sweeper.heartbeat_seconds=2",
         "trainer.max_epochs=4",
         f"paths.mlruns_dir={disk}",
         f"paths.log_dir={tmp_path}/logs",

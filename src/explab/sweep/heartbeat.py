@@ -195,6 +195,9 @@ def _without_signs_of_life(study: optuna.Study, suspects: list[FrozenTrial], sec
         if t.user_attrs.get(RELEASED_ATTR) is not True and not _seen_on_this_host(t)
     }
     deadline = time.monotonic() + WATCHED_BEATS * seconds + CLAIM_SETTLE_SECONDS
+    for trial in suspects:
+        if trial._trial_id in watched:
+            _say_it_is_watched(trial, WATCHED_BEATS * seconds)
     alive: set[int] = set()
     while watched.keys() - alive and time.monotonic() < deadline:
         time.sleep(min(1.0, seconds / 2))
@@ -204,6 +207,25 @@ def _without_signs_of_life(study: optuna.Study, suspects: list[FrozenTrial], sec
                 alive.add(key)
                 _say_why_it_looked_gone(now, seconds)
     return [t for t in suspects if t._trial_id not in alive]
+
+
+def _say_it_is_watched(trial: FrozenTrial, watch: float) -> None:
+    """What the sweep waits for while it watches a trial that looks cut off: nothing else is said meanwhile."""
+    then = trial.user_attrs.get(HEARTBEAT_ATTR) or (trial.datetime_start.timestamp() if trial.datetime_start else None)
+    ago = f"{time.time() - float(then):.0f} s ago" if then is not None else "a while ago"
+    if WORKER_ATTR not in trial.user_attrs:
+        log.warning(
+            "trial %d was asked %s and no worker has marked it as its own: the worker that asked it stopped "
+            "first (as a sweep whose records could not take a write does). Watching it %.0f s more (two "
+            "beats of hydra.sweeper.heartbeat_seconds), then it is continued here",
+            trial.number, ago, watch,
+        )  # fmt: skip
+        return
+    log.warning(
+        "trial %d's worker %s last beat %s, by this host's clock: watching it %.0f s more (two beats of "
+        "hydra.sweeper.heartbeat_seconds), then it is continued here",
+        trial.number, trial.user_attrs[WORKER_ATTR], ago, watch,
+    )  # fmt: skip
 
 
 def _say_why_it_looked_gone(trial: FrozenTrial, seconds: float) -> None:
