@@ -3,11 +3,13 @@ checkpoint: explab's real digits sweeps in subprocesses, SIGKILLed for real."""
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,7 +19,15 @@ import pytest
 from optuna.trial import TrialState
 
 from explab.sweep.continuation import ATTEMPTS_ATTR, RUN_ATTR, outcome_of_ended_trial
-from explab.sweep.heartbeat import CUT_OFFS_ATTR, MAX_CUT_OFFS, worker_gone, worker_of
+from explab.sweep.heartbeat import (
+    CUT_OFFS_ATTR,
+    HEARTBEAT_ATTR,
+    MAX_CUT_OFFS,
+    claim_cut_off_trial,
+    mark_as_mine,
+    worker_gone,
+    worker_of,
+)
 from explab.sweep.storage import open_storage
 from explab.sweep.telling import ERROR_ATTR
 from explab.tracking.orphans import process_alive
@@ -35,6 +45,34 @@ def test_a_trial_nobody_marked_counts_as_cut_off_once_a_beat_has_passed(tmp_path
     assert not worker_gone(frozen, seconds=5.0), "a trial asked a moment ago is about to be marked"
     time.sleep(0.6)
     assert worker_gone(frozen, seconds=0.5)
+
+
+def test_a_trial_whose_late_beats_keep_coming_is_left_to_its_worker_and_its_watch_is_said_once(
+    tmp_path: Path, caplog
+) -> None:
+    """A worker on a host whose clock runs behind: its beats read old here, so each look at the study watches
+    its trial again; the sweep says so once, not at every look."""
+    study = optuna.create_study(storage=open_storage(f"journal:///{tmp_path}/optuna.journal"))
+    trial = study.ask()
+    mark_as_mine(trial, "node-a:4242")
+    trial.set_user_attr(HEARTBEAT_ATTR, time.time() - 100)
+    stop = threading.Event()
+
+    def beat_behind() -> None:  # node-a's beats, written by a clock 100 s behind this one
+        while not stop.wait(0.05):
+            trial.set_user_attr(HEARTBEAT_ATTR, time.time() - 100)
+
+    beating = threading.Thread(target=beat_behind)
+    beating.start()
+    try:
+        with caplog.at_level(logging.WARNING):
+            for _ in range(3):
+                assert claim_cut_off_trial(study, "node-b:1", seconds=0.5) is None, "a trial that beats has a worker"
+    finally:
+        stop.set()
+        beating.join()
+    assert caplog.text.count("trial 0's worker node-a:4242 last beat") == 1, caplog.text
+    assert caplog.text.count("looked cut off, but its worker node-a:4242 is still beating") == 3, caplog.text
 
 
 def test_a_sweep_finishes_a_trial_its_killed_worker_asked_for_but_never_marked(tmp_path: Path) -> None:

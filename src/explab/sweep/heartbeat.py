@@ -209,22 +209,30 @@ def _without_signs_of_life(study: optuna.Study, suspects: list[FrozenTrial], sec
     return [t for t in suspects if t._trial_id not in alive]
 
 
+_ANNOUNCED: set[tuple[int, object]] = set()  # (trial id, its worker's mark) whose watch this process announced
+
+
 def _say_it_is_watched(trial: FrozenTrial, watch: float) -> None:
-    """What the sweep waits for while it watches a trial that looks cut off: nothing else is said meanwhile."""
+    """What the sweep waits for while it watches a trial that looks cut off, once per trial and worker: a
+    trial of a host whose clock runs behind is watched again every time it is looked at."""
+    mark = trial.user_attrs.get(WORKER_ATTR)
+    if (trial._trial_id, mark) in _ANNOUNCED:
+        return
+    _ANNOUNCED.add((trial._trial_id, mark))
     then = trial.user_attrs.get(HEARTBEAT_ATTR) or (trial.datetime_start.timestamp() if trial.datetime_start else None)
     ago = f"{time.time() - float(then):.0f} s ago" if then is not None else "a while ago"
-    if WORKER_ATTR not in trial.user_attrs:
+    if mark is None:
         log.warning(
             "trial %d was asked %s and no worker has marked it as its own: the worker that asked it stopped "
             "first (as a sweep whose records could not take a write does). Watching it %.0f s more (two "
-            "beats of hydra.sweeper.heartbeat_seconds), then it is continued here",
+            "beats of hydra.sweeper.heartbeat_seconds); unless a worker marks it meanwhile, it is continued here",
             trial.number, ago, watch,
         )  # fmt: skip
         return
     log.warning(
         "trial %d's worker %s last beat %s, by this host's clock: watching it %.0f s more (two beats of "
-        "hydra.sweeper.heartbeat_seconds), then it is continued here",
-        trial.number, trial.user_attrs[WORKER_ATTR], ago, watch,
+        "hydra.sweeper.heartbeat_seconds); unless it beats meanwhile, it is continued here",
+        trial.number, mark, ago, watch,
     )  # fmt: skip
 
 
