@@ -123,13 +123,18 @@ def worker_gone(trial: FrozenTrial, seconds: float) -> bool:
     """
     if trial.user_attrs.get(RELEASED_ATTR) is True:
         return True
-    started = trial.datetime_start.timestamp() if trial.datetime_start else time.time()
     if WORKER_ATTR not in trial.user_attrs:
-        return time.time() - started > seconds
+        return time.time() - _last_seen(trial) > seconds
     if _seen_on_this_host(trial):
         return not process_alive(int(worker_of(trial)[1]))
-    last_beat = float(trial.user_attrs.get(HEARTBEAT_ATTR, started))
-    return time.time() - last_beat > MISSED_BEATS * seconds
+    return time.time() - _last_seen(trial) > MISSED_BEATS * seconds
+
+
+def _last_seen(trial: FrozenTrial) -> float:
+    """When ``trial``'s worker last showed it was there, by the clock of the host that wrote it: its last
+    heartbeat, or before any, the trial's start (now where the storage recorded none)."""
+    started = trial.datetime_start.timestamp() if trial.datetime_start else time.time()
+    return float(trial.user_attrs.get(HEARTBEAT_ATTR, started))
 
 
 def claim_cut_off_trial(study: optuna.Study, worker: str, seconds: float) -> Trial | None:
@@ -219,18 +224,17 @@ def _say_it_is_watched(trial: FrozenTrial, watch: float) -> None:
     if (trial._trial_id, mark) in _ANNOUNCED:
         return
     _ANNOUNCED.add((trial._trial_id, mark))
-    then = trial.user_attrs.get(HEARTBEAT_ATTR) or (trial.datetime_start.timestamp() if trial.datetime_start else None)
-    ago = f"{time.time() - float(then):.0f} s ago" if then is not None else "a while ago"
+    ago = time.time() - _last_seen(trial)
     if mark is None:
         log.warning(
-            "trial %d was asked %s and no worker has marked it as its own: the worker that asked it stopped "
+            "trial %d was asked %.0f s ago and no worker has marked it as its own: the worker that asked it stopped "
             "first (as a sweep whose records could not take a write does). Watching it %.0f s more (two "
             "beats of hydra.sweeper.heartbeat_seconds); unless a worker marks it meanwhile, it is continued here",
             trial.number, ago, watch,
         )  # fmt: skip
         return
     log.warning(
-        "trial %d's worker %s last beat %s, by this host's clock: watching it %.0f s more (two beats of "
+        "trial %d's worker %s last beat %.0f s ago, by this host's clock: watching it %.0f s more (two beats of "
         "hydra.sweeper.heartbeat_seconds); unless it beats meanwhile, it is continued here",
         trial.number, mark, ago, watch,
     )  # fmt: skip
