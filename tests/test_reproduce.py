@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.utils import instantiate
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
@@ -430,11 +431,31 @@ def test_a_signal_in_an_epochs_last_batch_stops_once_the_epoch_is_validated_and_
     assert run.info.status == "FINISHED" and "test/acc" in run.data.metrics
 
 
+def batches_of_an_uninterrupted_fit(cfg, epochs: int) -> list[str]:
+    """The lines ``RecordTrainingBatches`` writes for a fit of ``epochs`` epochs on ``cfg``'s data, read from
+    the data module's own training batches."""
+    data = instantiate(cfg.data)
+    data.setup("fit")
+    batches = data.train_dataloader()
+    return [
+        f"{epoch} {index} {y.tolist()} {float(x.sum()):.4f}"
+        for epoch in range(epochs)
+        for index, (x, y) in enumerate(batches)
+    ]
+
+
 @pytest.mark.slow
-def test_a_signal_in_a_batch_that_a_validation_follows_stops_once_it_is_validated_and_judged(tmp_path: Path) -> None:
+def test_a_signal_in_a_batch_that_a_validation_follows_stops_once_it_is_validated_and_judged(
+    tmp_path: Path, compose_cfg
+) -> None:
     """Written at the end of a batch that a mid-epoch validation (val_check_interval) follows, last.ckpt
-    resumed past that validation: Lightning does not run it again, and the run lost a val/acc point."""
+    resumed past that validation: Lightning does not run it again, and the run lost a val/acc point. The
+    resumed fit trains the rest of that epoch's batches, and the next epoch's, as an uninterrupted fit would:
+    it had started the epoch's shuffle over (some samples twice, others never) and shuffled every later
+    epoch as the fit's first ones."""
     arm = ["+callbacks.signal._target_=tests.support.callbacks.SignalAtBatch", "+callbacks.signal.signum=SIGTERM"]
+    arm += ["+callbacks.batches._target_=tests.support.callbacks.RecordTrainingBatches"]
+    arm += [f"+callbacks.batches.path={tmp_path / 'batches.txt'}"]
     # digits: 20 training batches of 64, validated after every 5th; the signal lands in the 10th of epoch 1
     fit = ["trainer.max_epochs=3", "+trainer.val_check_interval=5", "callbacks.early_stopping.patience=100"]
     fit += ["log_model=false", *common(tmp_path)]
@@ -461,6 +482,9 @@ def test_a_signal_in_a_batch_that_a_validation_follows_stops_once_it_is_validate
     assert len(steps) == 3 * 4 and len(set(steps)) == 3 * 4, steps
     [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
     assert run.info.status == "FINISHED" and "test/acc" in run.data.metrics
+    trained = (tmp_path / "batches.txt").read_text().splitlines()
+    assert trained == batches_of_an_uninterrupted_fit(compose_cfg(), epochs=3)
+    assert "resuming from a checkpoint that ended before the epoch ended" not in resumed.stderr
 
 
 @pytest.mark.slow

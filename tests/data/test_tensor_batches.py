@@ -71,3 +71,69 @@ def test_sanity_check_validates_training_sized_batches_unless_asked_for_the_whol
     trainer.fit(model, datamodule=data)
     assert [size for sanity, size in model.seen if sanity] == sanity_sizes
     assert [size for sanity, size in model.seen if not sanity] == [200, 70]  # the whole split (270), full batches
+
+
+def test_a_pass_resumed_after_some_samples_yields_the_rest_of_that_epochs_permutation() -> None:
+    x = torch.arange(103)
+    full = TensorBatches((x,), batch_size=8, shuffle=True, seed=3, epoch=4)
+    whole = [b[0] for b in full]
+    rest = [b[0] for b in TensorBatches((x,), batch_size=8, shuffle=True, seed=3, epoch=4, skip_samples=40)]
+    assert torch.equal(torch.cat(rest), torch.cat(whole[5:]))
+    assert full.pass_epoch == 4 and full.epoch == 5
+
+
+class _TrainedOn(L.LightningModule):
+    """A linear classifier on flattened digits that notes the targets of every training batch, by epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(64, 10)
+        self.seen: list[tuple[int, list[int]]] = []
+
+    def training_step(self, batch, batch_idx):
+        self.seen.append((self.current_epoch, batch[1].tolist()))
+        return nn.functional.cross_entropy(self.layer(batch[0]), batch[1])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class _Stopped(Exception):
+    pass
+
+
+class _SaveAndStop(L.Callback):
+    """Writes a checkpoint to ``path`` after batch ``batch`` of epoch ``epoch`` (None: at the epoch's end),
+    then stops the fit as a killed job would."""
+
+    def __init__(self, path, epoch: int, batch: int | None) -> None:
+        self.path, self.epoch, self.batch = path, epoch, batch
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
+            trainer.save_checkpoint(self.path)
+            raise _Stopped
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.batch is None and trainer.current_epoch == self.epoch:
+            trainer.save_checkpoint(self.path)
+            raise _Stopped
+
+
+@pytest.mark.parametrize("batch", [6, None], ids=["mid-epoch", "epoch-end"])
+def test_a_fit_resumed_from_a_checkpoint_trains_the_batches_an_uninterrupted_fit_would(tmp_path, batch) -> None:
+    def fit(model, *callbacks, ckpt_path=None) -> None:
+        trainer = L.Trainer(
+            max_epochs=3, num_sanity_val_steps=0, limit_val_batches=0, callbacks=list(callbacks), logger=False,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        )  # fmt: skip
+        trainer.fit(model, datamodule=DigitsDataModule(flatten=True, batch_size=64, seed=5), ckpt_path=ckpt_path)
+
+    uninterrupted = _TrainedOn()
+    fit(uninterrupted)
+    stopped = _TrainedOn()
+    with pytest.raises(_Stopped):
+        fit(stopped, _SaveAndStop(tmp_path / "stop.ckpt", epoch=1, batch=batch))
+    resumed = _TrainedOn()
+    fit(resumed, ckpt_path=tmp_path / "stop.ckpt")
+    assert stopped.seen + resumed.seen == uninterrupted.seen

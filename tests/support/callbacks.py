@@ -210,3 +210,16 @@ class SignalAtBatch(L.Callback):
         at = self.batch % int(trainer.num_training_batches)
         if self.armed and trainer.current_epoch == self.epoch and index == at:
             os.kill(os.getpid(), self.signum)
+
+
+class RecordTrainingBatches(L.Callback):
+    """Appends ``EPOCH BATCH_INDEX SAMPLES`` to ``path`` for every training batch that ends, SAMPLES being the
+    batch's targets and the sum of its inputs: what the fit trained on, in the order it did."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        x, y = batch[0], batch[1]
+        with open(self.path, "a") as out:
+            out.write(f"{trainer.current_epoch} {batch_idx} {y.tolist()} {float(x.sum()):.4f}\n")

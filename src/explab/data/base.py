@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import lightning as L
 import numpy as np
+from lightning.pytorch.loops.progress import _ProcessedTracker
 from torch import Tensor
 
 from explab.data.errors import readable_by_this_account
@@ -109,6 +111,10 @@ class TensorDataModule(L.LightningDataModule):
     ``TensorBatches`` cuts batches by index and shards them over DDP ranks using the trainer's rank and
     world size. Subclasses may also override ``preprocessing`` (files a prediction needs, such as a
     vocabulary) and ``summary``.
+
+    Its state in a checkpoint is where the training pass stands (``state_dict``), so a fit resumed from a
+    checkpoint written mid-epoch trains the rest of that epoch's permutation: no sample of it twice, none
+    left out, and the epochs after it shuffled as they would have been.
     """
 
     def __init__(self, batch_size: int = 64, eval_batch_size: int | None = None, seed: int = 0) -> None:
@@ -118,6 +124,8 @@ class TensorDataModule(L.LightningDataModule):
         self.seed = seed
         self.splits: dict[str, Split] = {}
         self.fingerprint: str = ""
+        self._training: TensorBatches | None = None
+        self._resumed_at = (0, 0)  # (epoch, skip_samples) of the first training pass
 
     def load_splits(self) -> LoadedData:
         """Read the data and cut it into splits.
@@ -181,10 +189,38 @@ class TensorDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world,
             batch_size_for_pass=None if train else self._sanity_check_batch_size,
+            epoch=self._resumed_at[0] if train else 0,
+            skip_samples=self._resumed_at[1] if train else 0,
         )
 
     def train_dataloader(self) -> TensorBatches:
-        return self._batches("train", train=True)
+        self._training = self._batches("train", train=True)
+        return self._training
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where training stands, for a checkpoint: the epoch of the next pass over the training split, and the
+        samples of it (of this rank's shard) already trained on; empty before the first pass.
+
+        The samples are counted from the batches Lightning has trained (its loop fetches one batch ahead
+        of them), at any point a checkpoint is written: after a batch, after a validation, at an epoch's end.
+        """
+        training, trainer = self._training, self.trainer
+        if training is None or training.pass_epoch is None or trainer is None:
+            return {}
+        # the batches trained so far this epoch (Lightning's tracker has ``processed``, its annotation not)
+        done = cast(_ProcessedTracker, trainer.fit_loop.epoch_loop.batch_progress.current).processed
+        if done >= trainer.num_training_batches:  # the pass is over: a resume starts the next one
+            return {"epoch": training.pass_epoch + 1, "skip_samples": 0}
+        return {"epoch": training.pass_epoch, "skip_samples": done * training.batch_size}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Start the training batches where a checkpoint's ``state_dict`` says training stood (Lightning
+        restores it before it asks for the batches)."""
+        if "epoch" in state_dict:
+            self._resumed_at = (int(state_dict["epoch"]), int(state_dict.get("skip_samples", 0)))
+            # Lightning looks for a state on the batches themselves, finds none, and warns that a fit resumed
+            # mid-epoch is unreliable; here that fit goes on where it stood
+            warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before the epoch ended")
 
     def val_dataloader(self) -> TensorBatches:
         return self._batches("val", train=False)

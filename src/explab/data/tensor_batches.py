@@ -2,6 +2,7 @@
 
 For data that fits in memory this is as fast as batching gets on a CPU, and it keeps DDP sharding and
 shuffling deterministic: every rank draws the same permutation from ``seed + epoch`` and takes its slice.
+That also makes a pass resumable from two numbers, its epoch and the samples of it already trained.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ class TensorBatches:
     Training shards are padded (by wrapping around the permutation, as ``DistributedSampler`` does) so every
     rank runs the same number of steps; evaluation shards are disjoint and unpadded so metrics synced over
     ranks equal the metric over the whole split.
+
+    Each pass (``iter``) takes the permutation of ``epoch`` and then counts ``epoch`` on; ``pass_epoch`` is
+    the epoch of the pass begun last. ``skip_samples`` leaves out the start of the next pass only: the
+    samples of this rank's shard a resumed fit already trained on.
     """
 
     def __init__(
@@ -32,6 +37,8 @@ class TensorBatches:
         world_size: int = 1,
         pad_shards: bool | None = None,
         batch_size_for_pass: Callable[[], int | None] | None = None,
+        epoch: int = 0,
+        skip_samples: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -49,7 +56,9 @@ class TensorBatches:
         # asked at the start of each pass: a batch size for this pass only (None: batch_size); len() keeps
         # counting batch_size batches, so a consumer's batch limits mean the same in every pass
         self.batch_size_for_pass = batch_size_for_pass
-        self.epoch = 0
+        self.epoch = epoch
+        self.skip_samples = skip_samples
+        self.pass_epoch: int | None = None
 
     @property
     def num_samples(self) -> int:
@@ -82,14 +91,15 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         indices = self._indices()
-        self.epoch += 1
+        self.pass_epoch, self.epoch = self.epoch, self.epoch + 1
+        first, self.skip_samples = self.skip_samples, 0
         size = (self.batch_size_for_pass() if self.batch_size_for_pass else None) or self.batch_size
         end = len(self) * self.batch_size if self.drop_last else len(indices)
         if not self.shuffle and self.world_size == 1:
             # contiguous slices are views: no copy at all
-            for start in range(0, end, size):
+            for start in range(first, end, size):
                 yield tuple(t[start : start + size] for t in self.tensors)
             return
-        for start in range(0, end, size):
+        for start in range(first, end, size):
             idx = indices[start : start + size]
             yield tuple(t[idx] for t in self.tensors)
