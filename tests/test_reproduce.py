@@ -487,6 +487,52 @@ def test_a_signal_in_a_batch_that_a_validation_follows_stops_once_it_is_validate
     assert "resuming from a checkpoint that ended before the epoch ended" not in resumed.stderr
 
 
+def learning_curves(mlruns: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every metric history of the one digits run in ``mlruns`` but its timings and system metrics."""
+    [run] = runs_in(mlruns, "digits_cnn")
+    client = open_client(tracking_uri_for(mlruns))
+    keys = [key for key in run.data.metrics if not key.startswith(("perf/", "system/"))]
+    return {key: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)) for key in keys}
+
+
+@pytest.mark.slow
+# digits in batches of 64: 20 an epoch (5 steps of 4), or 10 on each of ddp_cpu's 2 ranks (3 steps: 4, 4, 2);
+# the signal lands in the second batch of the third or second window of epoch 1
+@pytest.mark.parametrize(("trainer", "batch", "steps"), [("cpu", 9, 5 + 3), ("ddp_cpu", 5, 3 + 2)])
+def test_a_run_stopped_mid_epoch_and_resumed_logs_the_metrics_of_one_never_stopped(
+    tmp_path: Path, trainer: str, batch: int, steps: int
+) -> None:
+    """Bit for bit, every metric at every step: a deterministic digits fit that accumulates gradients over 4
+    batches, stopped by SIGTERM in the second batch of a window in epoch 1, then resumed. The resumed fit
+    trains the rest of the epoch's shuffled order, the epoch's train/ values count its batches before the
+    stop, and the stop waited for the window's optimizer step: a checkpoint holds no gradients. Before,
+    each of these three moved the curves from that epoch on."""
+    fit = [
+        f"trainer={trainer}",
+        "trainer.max_epochs=2",
+        "trainer.deterministic=true",
+        "+trainer.accumulate_grad_batches=4",
+    ]
+    fit += ["model.backbone.dropout=0", "log_model=false", "log_plots=false", "trainer.enable_progress_bar=false"]
+    never = [f"paths.mlruns_dir={tmp_path}/never/mlruns", f"paths.log_dir={tmp_path}/never/logs"]
+    assert run_cli("explab-train", *fit, *never, cwd=tmp_path).returncode == 0
+
+    arm = ["+callbacks.signal._target_=tests.support.callbacks.SignalAtBatch", "+callbacks.signal.signum=SIGTERM"]
+    arm += ["+callbacks.signal.epoch=1", f"+callbacks.signal.batch={batch}"]
+    stopped = [f"paths.mlruns_dir={tmp_path}/stopped/mlruns", f"paths.log_dir={tmp_path}/stopped/logs"]
+    first = run_cli("explab-train", *arm, *fit, *stopped, cwd=tmp_path, env=root_env())
+    assert first.returncode == 128 + signal.SIGTERM, first.stderr[-3000:]
+    [run] = runs_in(tmp_path / "stopped" / "mlruns", "digits_cnn")
+    checkpoint = load_checkpoint(Path(run.data.params["paths.output_dir"]) / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] == steps, "stopped after the window's optimizer step"
+    resumed = run_cli(
+        "explab-train", f"resume={run.info.run_id}", *arm, "+callbacks.signal.armed=false", *fit, *stopped,
+        cwd=tmp_path, env=root_env(),
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert learning_curves(tmp_path / "stopped" / "mlruns") == learning_curves(tmp_path / "never" / "mlruns")
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_training_ends_the_run_killed_and_says_so(tmp_path: Path) -> None:
     proc = start(tmp_path, "trainer.max_epochs=50", "data.batch_size=4")

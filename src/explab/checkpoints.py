@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 # where a checkpoint holds explab's record of its run (``callbacks.RecordInCheckpoint``): the config and run id
 CHECKPOINT_KEY = "explab"
+# the training sums of the epoch a checkpoint was written in, when it was written mid-epoch (models.tasks)
+EPOCH_SUMS_KEY = "explab_epoch_sums"
 
 
 class CheckpointError(ExplabError, RuntimeError):

@@ -35,8 +35,10 @@ class CheckpointOnSignal(Checkpoint):
     second full checkpoint.
 
     The batch is finished first: a checkpoint written from inside the optimizer step could hold half an
-    update. A resumed fit goes on with the batch after the one written, and Lightning does not run a
-    validation that was due after that batch. So a signal in a batch that a validation follows
+    update. With ``trainer.accumulate_grad_batches`` the stop waits for the batch whose optimizer step ends
+    the accumulation: a checkpoint holds no gradients, and the resumed step would have lacked those of the
+    batches before it. A resumed fit goes on with the batch after the one written, and Lightning does not
+    run a validation that was due after that batch. So a signal in a batch that a validation follows
     (``trainer.val_check_interval`` within the epoch) stops once that validation is written and judged, and
     one in an epoch's last batch waits for the end of the next batch (the epoch is validated and its
     checkpoints written in between), or for the end of the fit.
@@ -75,6 +77,8 @@ class CheckpointOnSignal(Checkpoint):
         # every rank has the same after_validation, so none of them skips the others' reduction alone
         if not (self.after_validation or self._received_on_any_rank(trainer)):
             return
+        if accumulates_after_this_batch(trainer):
+            return  # the gradients added up so far are in no checkpoint: stop once they are a step
         if not self.after_validation and validates_after_this_batch(trainer):
             self.after_validation = True
             return
@@ -109,6 +113,14 @@ class CheckpointOnSignal(Checkpoint):
             # which would cut that ending short and leave the run RUNNING
             atexit.register(request_requeue)
         raise Terminated(128 + signum)
+
+
+def accumulates_after_this_batch(trainer: L.Trainer) -> bool:
+    """Whether the batch that just ended left its gradients for the next batches to add to
+    (``trainer.accumulate_grad_batches``): no optimizer step came after it. Asked of Lightning's own rule, a
+    private method; a Lightning without it answers False."""
+    rule = getattr(trainer.fit_loop, "_should_accumulate", None)
+    return bool(rule is not None and rule())
 
 
 def validates_after_this_batch(trainer: L.Trainer) -> bool:

@@ -7,15 +7,15 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import lightning as L
 import numpy as np
-from lightning.pytorch.loops.progress import _ProcessedTracker
 from torch import Tensor
 
 from explab.data.errors import readable_by_this_account
 from explab.data.tensor_batches import TensorBatches
+from explab.utils.epoch_progress import batches_trained_in_epoch, written_mid_epoch
 
 
 @dataclass
@@ -201,17 +201,15 @@ class TensorDataModule(L.LightningDataModule):
         """Where training stands, for a checkpoint: the epoch of the next pass over the training split, and the
         samples of it (of this rank's shard) already trained on; empty before the first pass.
 
-        The samples are counted from the batches Lightning has trained (its loop fetches one batch ahead
-        of them), at any point a checkpoint is written: after a batch, after a validation, at an epoch's end.
+        The samples are counted from the batches Lightning has trained, not from those fetched (its loop
+        fetches one ahead), wherever a checkpoint is written: after a batch or a validation, at an epoch's end.
         """
         training, trainer = self._training, self.trainer
         if training is None or training.pass_epoch is None or trainer is None:
             return {}
-        # the batches trained so far this epoch (Lightning's tracker has ``processed``, its annotation not)
-        done = cast(_ProcessedTracker, trainer.fit_loop.epoch_loop.batch_progress.current).processed
-        if done >= trainer.num_training_batches:  # the pass is over: a resume starts the next one
+        if not written_mid_epoch(trainer):  # the pass is over: a resume starts the next one
             return {"epoch": training.pass_epoch + 1, "skip_samples": 0}
-        return {"epoch": training.pass_epoch, "skip_samples": done * training.batch_size}
+        return {"epoch": training.pass_epoch, "skip_samples": batches_trained_in_epoch(trainer) * training.batch_size}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Start the training batches where a checkpoint's ``state_dict`` says training stood (Lightning

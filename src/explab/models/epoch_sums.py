@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from lightning.pytorch.strategies import Strategy
@@ -30,8 +31,26 @@ class EpochSums:
             dtype = torch.float32 if values.device.type == "mps" else torch.float64
             self.totals = torch.zeros(len(values), dtype=dtype, device=values.device)
             self.names = tuple(sums)
+        elif self.totals.device != values.device:  # restored from a checkpoint before the model moved
+            self.totals = self.totals.to(values.device)
         self.totals += values
         self.count += samples
+
+    def state(self, strategy: Strategy) -> dict[str, Any] | None:
+        """The sums so far over all ranks, for a checkpoint written mid-epoch (every rank must call it, as
+        every rank writes a checkpoint); None if no step ran."""
+        if self.totals is None:
+            return None
+        totals = strategy.reduce(torch.cat([self.totals, self.totals.new_tensor([self.count])]), reduce_op="sum")
+        return {"names": list(self.names), "totals": totals[:-1].cpu(), "samples": int(totals[-1])}
+
+    def restore(self, state: Mapping[str, Any], holder: bool) -> None:
+        """Go on from a checkpoint's ``state``: the ``holder`` rank takes the sums of all ranks and the others
+        start from zero, so the epoch's reduction counts them once."""
+        totals = state["totals"]
+        self.names = tuple(state["names"])
+        self.totals = totals.clone() if holder else torch.zeros_like(totals)
+        self.count = int(state["samples"]) if holder else 0
 
     def pop(self, strategy: Strategy) -> tuple[Tensor, Tensor, dict[str, Tensor]] | None:
         """The epoch's (mean loss, samples, task sums by name) over all ranks, then empty again; None if no

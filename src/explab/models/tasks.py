@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import GradClipAlgorithmType
 from torch import Tensor, nn
 from torchmetrics import (
@@ -29,13 +30,14 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from explab.checkpoints import CHECKPOINT_KEY, COMPILED, plain_weights
+from explab.checkpoints import CHECKPOINT_KEY, COMPILED, EPOCH_SUMS_KEY, plain_weights
 from explab.models.epoch_sums import EpochSums
 from explab.models.gradient_clipping import clip_gradients, has_sparse_gradients
 from explab.models.init import initialise
 from explab.models.restored_optimizer import apply_changed_settings, changed_settings
 from explab.models.schedules import filled_from_trainer
 from explab.monitor_mode import after_validation
+from explab.utils.epoch_progress import written_mid_epoch
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -347,6 +349,13 @@ class TaskModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["state_dict"] = plain_weights(checkpoint["state_dict"])
+        # written mid-epoch, the checkpoint carries the epoch's training sums: the resumed fit logs the
+        # epoch's train/ values over all its batches, not over those after the resume
+        trainer = self._trainer
+        if trainer is not None and trainer.state.fn == TrainerFn.FITTING and written_mid_epoch(trainer):
+            sums = self.train_sums.state(trainer.strategy)
+            if sums is not None:
+                checkpoint[EPOCH_SUMS_KEY] = sums
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # weights are saved under their plain names (on_save_checkpoint): a backbone torch.compile wrapped in
@@ -356,6 +365,8 @@ class TaskModule(L.LightningModule):
         if self._compiled:
             weights = {_compiled_name(key): value for key, value in weights.items()}
         checkpoint["state_dict"] = weights
+        if (sums := checkpoint.get(EPOCH_SUMS_KEY)) is not None:
+            self.train_sums.restore(sums, holder=self._trainer is None or self._trainer.is_global_zero)
         # Lightning restores the optimizer's settings from the checkpoint after this: the ones the config now
         # changes (a resume with optimizer.lr=1e-4) are written into the checkpoint first
         record = checkpoint.get(CHECKPOINT_KEY)
