@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from explab.callbacks import LastCheckpoint, NonFiniteLossGuard, RecordInCheckpoint, ResumedTraining
 from explab.callbacks.checkpoint_on_signal import CheckpointOnSignal
+from explab.callbacks.random_state import RandomStateInCheckpoint
 from explab.callbacks.system_metrics import SystemMetrics
 from explab.callbacks.time_to import TimeToThreshold
 from explab.checkpoint_io import AtomicCheckpointIO
@@ -168,6 +169,7 @@ def build_callbacks(
         resumed = bool(cfg.get("resume"))
         callbacks.append(SystemMetrics(tracking.tracking_uri, run_id, cfg.system_metrics_seconds, resumed))
     callbacks.append(RecordInCheckpoint(recordable(cfg), run_id))
+    callbacks.append(RandomStateInCheckpoint())
     if trial is not None:
         callbacks.extend(trial.callbacks())
     if resumed_run is not None:

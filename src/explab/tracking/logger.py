@@ -33,7 +33,8 @@ class RunLogger(MLFlowLogger):
 
     A resumed fit trains again the steps after its checkpoint, and the store can already hold some of them
     (written just before a kill): a value at a step no later than the step the run already holds for that
-    metric is a replay and is not written again, so no step appears twice in a metric's history.
+    metric, or that this logger wrote, is a replay and is not written again, so no step appears twice in a
+    metric's history.
     """
 
     def __init__(self, *args: Any, flush_seconds: float = 5.0, **kwargs: Any) -> None:
@@ -84,6 +85,10 @@ class RunLogger(MLFlowLogger):
         ]
         for start in range(0, len(batch), MLFLOW_BATCH_LIMIT):
             self.experiment.log_batch(self.run_id, metrics=batch[start : start + MLFLOW_BATCH_LIMIT])
+        # Lightning hands some values over more than once at a step (``epoch`` with the validation's values
+        # and again with the training's), and a write can fall between the two hand-overs
+        for metric in batch:
+            stored[metric.key] = max(stored.get(metric.key, -1), metric.step)
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
