@@ -16,10 +16,10 @@ class RandomStateInCheckpoint(L.Callback):
     """Writes each rank's random states (torch's on the CPU and on the rank's GPU, numpy's, Python's) into
     every checkpoint, and sets this rank's from them when a resumed fit starts training.
 
-    Lightning keeps none: a resumed fit draws from the states its process was seeded with, so with dropout
-    its steps after the resume differ from those of the fit it continues, and a stopped-and-resumed run
-    cannot be told apart from its seed noise only by chance. Every rank writes each checkpoint, so every
-    rank takes part in gathering the states; a resume on another number of ranks keeps the seeded ones.
+    Lightning keeps none: a resumed fit would draw from the states its process was seeded with, and with
+    dropout its steps after the resume would differ from those of the fit it continues. Every rank writes
+    each checkpoint, so every rank takes part in gathering the states; a resume on another number of ranks
+    keeps the seeded ones.
     The states are set as training starts, after the restore and the sanity check, the nearest point to
     the next step.
     """
