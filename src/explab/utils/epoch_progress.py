@@ -19,5 +19,7 @@ def batches_trained_in_epoch(trainer: L.Trainer) -> int:
 
 def written_mid_epoch(trainer: L.Trainer) -> bool:
     """Whether a checkpoint written now resumes inside the current epoch: some of its batches are left
-    (a resume from one written at an epoch's end goes on with the next epoch)."""
-    return batches_trained_in_epoch(trainer) < trainer.num_training_batches
+    (a resume from one written at an epoch's end goes on with the next epoch). Batches of unknown number
+    (an iterable without a length) end where the loop found the last one."""
+    progress = trainer.fit_loop.epoch_loop.batch_progress
+    return not progress.is_last_batch and batches_trained_in_epoch(trainer) < trainer.num_training_batches
