@@ -516,7 +516,8 @@ def test_a_run_stopped_mid_epoch_and_resumed_logs_the_metrics_of_one_never_stopp
     ]
     fit += ["log_model=false", "log_plots=false", "trainer.enable_progress_bar=false"]
     never = [f"paths.mlruns_dir={tmp_path}/never/mlruns", f"paths.log_dir={tmp_path}/never/logs"]
-    assert run_cli("explab-train", *fit, *never, cwd=tmp_path).returncode == 0
+    uninterrupted = run_cli("explab-train", *fit, *never, cwd=tmp_path)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
 
     arm = ["+callbacks.signal._target_=tests.support.callbacks.SignalAtBatch", "+callbacks.signal.signum=SIGTERM"]
     arm += ["+callbacks.signal.epoch=1", f"+callbacks.signal.batch={batch}"]

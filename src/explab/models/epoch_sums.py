@@ -31,8 +31,6 @@ class EpochSums:
             dtype = torch.float32 if values.device.type == "mps" else torch.float64
             self.totals = torch.zeros(len(values), dtype=dtype, device=values.device)
             self.names = tuple(sums)
-        elif self.totals.device != values.device:  # restored from a checkpoint before the model moved
-            self.totals = self.totals.to(values.device)
         self.totals += values
         self.count += samples
 
@@ -51,6 +49,12 @@ class EpochSums:
         self.names = tuple(state["names"])
         self.totals = totals.clone() if holder else torch.zeros_like(totals)
         self.count = int(state["samples"]) if holder else 0
+
+    def to(self, device: torch.device) -> None:
+        """Keep the sums on ``device``: those restored from a checkpoint are loaded on the CPU before the
+        model moves to its device."""
+        if self.totals is not None:
+            self.totals = self.totals.to(device)
 
     def pop(self, strategy: Strategy) -> tuple[Tensor, Tensor, dict[str, Tensor]] | None:
         """The epoch's (mean loss, samples, task sums by name) over all ranks, then empty again; None if no

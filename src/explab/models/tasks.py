@@ -376,6 +376,7 @@ class TaskModule(L.LightningModule):
             apply_changed_settings(checkpoint, changed_settings(then, now), then)
 
     def on_train_start(self) -> None:
+        self.train_sums.to(self.device)
         # a checkpoint's schedule is restored (after configure_optimizers) with the length it was fitted to
         if (
             self.trainer.max_epochs is not None
