@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import Checkpoint
 
 from explab.callbacks.last_checkpoint import LastCheckpoint
 from explab.requeue import request_requeue
+from explab.utils.epoch_progress import written_mid_epoch
 from explab.utils.signals import Terminated, caught_unless_ignored
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
@@ -71,8 +72,7 @@ class CheckpointOnSignal(Checkpoint):
         # after an epoch's last batch come its validation, its epoch metrics, its scheduler step and its
         # checkpoints; a fit resumed from a checkpoint written before them goes straight on to the next epoch,
         # and that epoch would never be validated
-        progress = trainer.fit_loop.epoch_loop.batch_progress
-        if progress.is_last_batch or progress.current.ready >= trainer.num_training_batches:
+        if not written_mid_epoch(trainer):
             return
         # every rank has the same after_validation, so none of them skips the others' reduction alone
         if not (self.after_validation or self._received_on_any_rank(trainer)):

@@ -37,9 +37,9 @@ class EpochSums:
     def state(self, strategy: Strategy) -> dict[str, Any] | None:
         """The sums so far over all ranks, for a checkpoint written mid-epoch (every rank must call it, as
         every rank writes a checkpoint); None if no step ran."""
-        if self.totals is None:
+        totals = self._over_ranks(strategy)
+        if totals is None:
             return None
-        totals = strategy.reduce(torch.cat([self.totals, self.totals.new_tensor([self.count])]), reduce_op="sum")
         return {"names": list(self.names), "totals": totals[:-1].cpu(), "samples": int(totals[-1])}
 
     def restore(self, state: Mapping[str, Any], holder: bool) -> None:
@@ -59,9 +59,15 @@ class EpochSums:
     def pop(self, strategy: Strategy) -> tuple[Tensor, Tensor, dict[str, Tensor]] | None:
         """The epoch's (mean loss, samples, task sums by name) over all ranks, then empty again; None if no
         step ran."""
-        if self.totals is None:
+        totals = self._over_ranks(strategy)
+        if totals is None:
             return None
-        totals = strategy.reduce(torch.cat([self.totals, self.totals.new_tensor([self.count])]), reduce_op="sum")
         names, self.names, self.totals, self.count = self.names, (), None, 0
         samples = totals[-1]
         return totals[0] / samples, samples, dict(zip(names, totals[1:-1], strict=True))
+
+    def _over_ranks(self, strategy: Strategy) -> Tensor | None:
+        """The totals with the sample count after them, summed over all ranks; None if no step ran."""
+        if self.totals is None:
+            return None
+        return strategy.reduce(torch.cat([self.totals, self.totals.new_tensor([self.count])]), reduce_op="sum")
