@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import itertools
 import logging
 import os
@@ -9,6 +10,7 @@ import pickle
 import signal
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -533,6 +535,53 @@ def test_a_run_stopped_mid_epoch_and_resumed_logs_the_metrics_of_one_never_stopp
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert learning_curves(tmp_path / "stopped" / "mlruns") == learning_curves(tmp_path / "never" / "mlruns")
+
+
+def labels_trained_in_epoch(record: Path, epoch: int) -> Counter[int]:
+    """The targets of the batches ``RecordTrainingBatches`` wrote to ``record`` for ``epoch``, by every rank."""
+    labels: Counter[int] = Counter()
+    for line in record.read_text().splitlines():
+        trained_in, _, targets_and_sum = line.split(" ", 2)
+        if int(trained_in) == epoch:
+            labels.update(ast.literal_eval(targets_and_sum.rsplit(" ", 1)[0]))
+    return labels
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("resumed_with", ["trainer=ddp_cpu", "data.batch_size=32"])
+def test_a_run_stopped_mid_epoch_and_resumed_on_other_ranks_or_batches_trains_and_validates_the_rest_of_it(
+    tmp_path: Path, compose_cfg, resumed_with: str
+) -> None:
+    """Lightning counts an epoch's batches per rank, in the batch size it trained with. Stopped in batch 13 of
+    20 on one process and resumed on 2 ranks (10 batches each), the fit counted on past the epoch's end: it
+    never validated the epoch, and early stopping failed the run. Now the epoch goes on from the samples all
+    ranks trained, counted in the new ranks and batches."""
+    record = tmp_path / "batches.txt"
+    fit = ["trainer.max_epochs=2", "log_model=false", "log_plots=false", "test=false", *common(tmp_path)]
+    fit += [
+        "+callbacks.batches._target_=tests.support.callbacks.RecordTrainingBatches",
+        f"+callbacks.batches.path={record}",
+    ]
+    arm = ["+callbacks.signal._target_=tests.support.callbacks.SignalAtBatch", "+callbacks.signal.signum=SIGTERM"]
+    arm += ["+callbacks.signal.epoch=1", "+callbacks.signal.batch=12"]
+    stopped = run_cli("explab-train", *arm, *fit, cwd=tmp_path, env=root_env())
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
+    [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
+
+    resumed = run_cli(
+        "explab-train", f"resume={run.info.run_id}", *arm, "+callbacks.signal.armed=false", resumed_with, *fit,
+        cwd=tmp_path, env=root_env(),
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
+    assert run.info.status == "FINISHED"
+    assert len(history(tmp_path, run.info.run_id, "val/acc")) == 2, "each epoch validated once"
+    data = instantiate(compose_cfg().data)
+    data.setup("fit")
+    split = Counter(data.splits["train"].y.tolist())
+    trained = labels_trained_in_epoch(record, epoch=1)
+    # the training split is odd: on 2 ranks one sample is trained twice so that both take the same steps
+    assert trained >= split and trained.total() - split.total() < 2, trained - split
 
 
 @pytest.mark.slow

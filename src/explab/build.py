@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from explab.callbacks import LastCheckpoint, NonFiniteLossGuard, RecordInCheckpoint, ResumedTraining
 from explab.callbacks.checkpoint_on_signal import CheckpointOnSignal
 from explab.callbacks.random_state import RandomStateInCheckpoint
+from explab.callbacks.resumed_batch_count import ResumedBatchCount
 from explab.callbacks.system_metrics import SystemMetrics
 from explab.callbacks.time_to import TimeToThreshold
 from explab.checkpoint_io import AtomicCheckpointIO
@@ -170,6 +171,7 @@ def build_callbacks(
         callbacks.append(SystemMetrics(tracking.tracking_uri, run_id, cfg.system_metrics_seconds, resumed))
     callbacks.append(RecordInCheckpoint(recordable(cfg), run_id))
     callbacks.append(RandomStateInCheckpoint())
+    callbacks.append(ResumedBatchCount())
     if trial is not None:
         callbacks.extend(trial.callbacks())
     if resumed_run is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from explab.data import DigitsDataModule
 from explab.data.tensor_batches import TensorBatches
@@ -80,6 +80,26 @@ def test_a_pass_resumed_after_some_samples_yields_the_rest_of_that_epochs_permut
     rest = [b[0] for b in TensorBatches((x,), batch_size=8, shuffle=True, seed=3, epoch=4, skip_samples=40)]
     assert torch.equal(torch.cat(rest), torch.cat(whole[5:]))
     assert full.pass_epoch == 4 and full.epoch == 5
+
+
+@pytest.mark.parametrize(("before", "after"), [(1, 2), (2, 1), (2, 3)])
+def test_a_pass_resumed_on_another_number_of_ranks_trains_the_samples_it_had_left(before: int, after: int) -> None:
+    """Stopped after 3 batches on each of ``before`` ranks, resumed on ``after``: the rest of the epoch's
+    permutation, every sample the stopped ranks never reached, evenly over the new ranks."""
+    x, batch_size, batches = torch.arange(103), 8, 3
+
+    def pass_of(rank: int, world_size: int, skip_samples: int = 0) -> list[Tensor]:
+        return [b[0] for b in TensorBatches(
+            (x,), batch_size, shuffle=True, seed=3, rank=rank, world_size=world_size, epoch=4,
+            skip_samples=skip_samples,
+        )]  # fmt: skip
+
+    trained = [batch for rank in range(before) for batch in pass_of(rank, before)[:batches]]
+    rest = [pass_of(rank, after, skip_samples=batches * batch_size * before) for rank in range(after)]
+    assert len({len(shard) for shard in rest}) == 1, "every rank runs the same number of steps"
+    resumed = torch.cat([batch for shard in rest for batch in shard]).tolist()
+    left = set(range(103)) - set(torch.cat(trained).tolist())
+    assert left <= set(resumed) and len(left) + after > len(resumed), "the rest, padded only to even the shards"
 
 
 class _TrainedOn(L.LightningModule):

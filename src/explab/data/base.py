@@ -125,7 +125,7 @@ class TensorDataModule(L.LightningDataModule):
         self.splits: dict[str, Split] = {}
         self.fingerprint: str = ""
         self._training: TensorBatches | None = None
-        self._resumed_at = (0, 0)  # (epoch, skip_samples) of the first training pass
+        self._resumed_at = (0, 0)  # (epoch, samples trained over all ranks) of the first training pass
 
     def load_splits(self) -> LoadedData:
         """Read the data and cut it into splits.
@@ -199,26 +199,36 @@ class TensorDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         """Where training stands, for a checkpoint: the epoch of the next pass over the training split, and the
-        samples of it (of this rank's shard) already trained on; empty before the first pass.
+        samples of it already trained on, by all ranks together; empty before the first pass.
 
         The samples are counted from the batches Lightning has trained, not from those fetched (its loop
         fetches one ahead), wherever a checkpoint is written: after a batch or a validation, at an epoch's end.
+        Counted over all ranks, they mean the same to a fit resumed on another number of them.
         """
         training, trainer = self._training, self.trainer
         if training is None or training.pass_epoch is None or trainer is None:
             return {}
         if not written_mid_epoch(trainer):  # the pass is over: a resume starts the next one
-            return {"epoch": training.pass_epoch + 1, "skip_samples": 0}
-        return {"epoch": training.pass_epoch, "skip_samples": batches_trained_in_epoch(trainer) * training.batch_size}
+            return {"epoch": training.pass_epoch + 1, "samples_trained": 0}
+        trained = batches_trained_in_epoch(trainer) * training.batch_size * training.world_size
+        return {"epoch": training.pass_epoch, "samples_trained": trained}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Start the training batches where a checkpoint's ``state_dict`` says training stood (Lightning
         restores it before it asks for the batches)."""
         if "epoch" in state_dict:
-            self._resumed_at = (int(state_dict["epoch"]), int(state_dict.get("skip_samples", 0)))
+            # "skip_samples", the count of earlier checkpoints, was one rank's samples: the same ranks resume them
+            trained = state_dict.get("samples_trained", state_dict.get("skip_samples", 0) * self._rank_world()[1])
+            self._resumed_at = (int(state_dict["epoch"]), int(trained))
             # Lightning looks for a state on the batches themselves, finds none, and warns that a fit resumed
             # mid-epoch is unreliable; here that fit goes on where it stood
             warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before the epoch ended")
+
+    def batches_skipped_on_resume(self) -> int | None:
+        """The training batches per rank, in this fit's batch size, that the first pass leaves out as trained
+        before the checkpoint it resumed from (``TensorBatches.batches_skipped``); None unless the fit resumed
+        inside a pass."""
+        return self._batches("train", train=True).batches_skipped() if self._resumed_at[1] else None
 
     def val_dataloader(self) -> TensorBatches:
         return self._batches("val", train=False)

@@ -22,8 +22,9 @@ class TensorBatches:
     ranks equal the metric over the whole split.
 
     Each pass (``iter``) takes the permutation of ``epoch`` and then counts ``epoch`` on; ``pass_epoch`` is
-    the epoch of the pass begun last. ``skip_samples`` leaves out the start of the next pass only: the
-    samples of this rank's shard a resumed fit already trained on.
+    the epoch of the pass begun last. ``skip_samples`` leaves out the start of the next pass only: that many
+    samples of its permutation, counted over all ranks, which a resumed fit already trained on; the rest is
+    sharded over this fit's ranks, however many the interrupted fit had.
     """
 
     def __init__(
@@ -64,42 +65,54 @@ class TensorBatches:
     def num_samples(self) -> int:
         return len(self.tensors[0])
 
-    def _shard_size(self) -> int:
-        n, w = self.num_samples, self.world_size
+    def _shard_size(self, skip: int = 0) -> int:
+        n, w = self.num_samples - min(skip, self.num_samples), self.world_size
         if self.pad_shards:
             return math.ceil(n / w)
         return len(range(self.rank, n, w))
 
-    def __len__(self) -> int:
-        size = self._shard_size()
-        return size // self.batch_size if self.drop_last else math.ceil(size / self.batch_size)
+    def _batch_count(self, shard_size: int) -> int:
+        return shard_size // self.batch_size if self.drop_last else math.ceil(shard_size / self.batch_size)
 
-    def _indices(self) -> Tensor:
+    def __len__(self) -> int:
+        """The batches of a whole pass on this rank."""
+        return self._batch_count(self._shard_size())
+
+    def batches_skipped(self) -> int:
+        """The batches of a whole pass on this rank that the next pass leaves out for ``skip_samples``: where a
+        loop that counts a pass's batches against ``len`` stands when the next pass begins."""
+        return len(self) - self._batch_count(self._shard_size(self.skip_samples))
+
+    def _indices(self, skip: int) -> Tensor:
         n = self.num_samples
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed + self.epoch)
             order = torch.randperm(n, generator=generator)
         else:
             order = torch.arange(n)
+        # Rank r of w takes positions r, r + w, ... of the order, so the first k batches of every rank are its
+        # first k * w positions: cutting those off and sharding the rest gives each rank what it has left on
+        # the same number of ranks, and on another number the samples the interrupted fit never reached.
+        rest = order[min(skip, n) :]
         if self.world_size == 1:
-            return order
-        if self.pad_shards:
-            total = math.ceil(n / self.world_size) * self.world_size
-            if total > n:
-                order = torch.cat([order, order[: total - n]])
-        return order[self.rank :: self.world_size]
+            return rest
+        short = -len(rest) % self.world_size
+        if self.pad_shards and short:
+            rest = torch.cat([rest, order[:short]])
+        return rest[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
-        indices = self._indices()
+        skip, self.skip_samples = self.skip_samples, 0
+        indices = self._indices(skip)
         self.pass_epoch, self.epoch = self.epoch, self.epoch + 1
-        first, self.skip_samples = self.skip_samples, 0
         size = (self.batch_size_for_pass() if self.batch_size_for_pass else None) or self.batch_size
-        end = len(self) * self.batch_size if self.drop_last else len(indices)
+        end = len(indices) // self.batch_size * self.batch_size if self.drop_last else len(indices)
         if not self.shuffle and self.world_size == 1:
             # contiguous slices are views: no copy at all
-            for start in range(first, end, size):
+            first = self.num_samples - len(indices)
+            for start in range(first, first + end, size):
                 yield tuple(t[start : start + size] for t in self.tensors)
             return
-        for start in range(first, end, size):
+        for start in range(0, end, size):
             idx = indices[start : start + size]
             yield tuple(t[idx] for t in self.tensors)
