@@ -90,9 +90,9 @@ class TensorBatches:
             order = torch.randperm(n, generator=generator)
         else:
             order = torch.arange(n)
-        # Rank r of w takes positions r, r + w, ... of the order, so the first k batches of every rank are its
-        # first k * w positions: cutting those off and sharding the rest gives each rank what it has left on
-        # the same number of ranks, and on another number the samples the interrupted fit never reached.
+        # Rank r of w takes positions r, r + w, ... of the order, so the first k samples of every rank are the
+        # order's first k * w: cutting those off and sharding the rest gives each rank what it has left on the
+        # same number of ranks, and on another number the samples the interrupted fit never reached.
         rest = order[min(skip, n) :]
         if self.world_size == 1:
             return rest
