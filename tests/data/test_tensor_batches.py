@@ -102,6 +102,15 @@ def test_a_pass_resumed_on_another_number_of_ranks_trains_the_samples_it_had_lef
     assert left <= set(resumed) and len(left) + after > len(resumed), "the rest, padded only to even the shards"
 
 
+def test_a_checkpoint_that_counted_one_ranks_samples_resumes_after_them() -> None:
+    """Earlier checkpoints hold ``skip_samples``, the samples of the one rank that wrote them."""
+    epoch_1, resumed = DigitsDataModule(batch_size=64, seed=5), DigitsDataModule(batch_size=64, seed=5)
+    epoch_1.load_state_dict({"epoch": 1, "samples_trained": 0})
+    resumed.load_state_dict({"epoch": 1, "skip_samples": 2 * 64})
+    whole, rest = ([y for _, y in data.train_dataloader()] for data in (epoch_1, resumed))
+    assert len(rest) == len(whole) - 2 and all(torch.equal(a, b) for a, b in zip(rest, whole[2:], strict=True))
+
+
 class _TrainedOn(L.LightningModule):
     """A linear classifier on flattened digits that notes the targets of every training batch, by epoch."""
 
