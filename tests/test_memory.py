@@ -4,6 +4,7 @@ nothing of their model in memory for the trials after them."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import optuna
@@ -12,9 +13,11 @@ import torch
 from hydra.utils import instantiate
 from optuna.trial import TrialState
 
+from explab.errors import raised_while
 from explab.memory import OutOfMemory, memory_named, out_of_memory
 from explab.sweep.storage import open_storage
 from explab.sweep.telling import ERROR_ATTR
+from explab.train import train
 from tests.conftest import ROOT, run_cli, runs_in
 
 # a 2,000,000 x 2,000,000 layer: 14,901.2 GiB of float32 weights, which any host refuses at once
@@ -101,6 +104,35 @@ def test_a_sweep_trial_too_big_for_memory_fails_and_the_sweep_goes_on(tmp_path: 
         r.info.status for r in runs_in(tmp_path / "mlruns", "diabetes_mlp") if r.data.tags.get("optuna.trial_number")
     )
     assert statuses == ["FAILED", "FINISHED"], statuses
+
+
+def test_an_error_that_is_its_own_cause_is_looked_through_once() -> None:
+    """``raise error from error`` makes an error its own cause: looking through its chain for an allocation
+    went round it for ever."""
+    error = ValueError("a schedule stepped past its end")
+    error.__cause__ = error
+    assert list(itertools.islice(raised_while(error), 3)) == [error]
+    assert out_of_memory(error) is None
+
+
+def test_a_value_error_in_a_fit_fails_its_run_and_ends_the_command(tmp_path: Path) -> None:
+    """A ValueError raised inside the fit (a lab's callback, a one-cycle schedule stepped past its end) was
+    raised again from itself, and the command hung at full CPU while looking for an allocation behind it,
+    its run RUNNING."""
+    done = run_cli(
+        "explab-train", *FAIL_AT_EPOCH_1, "+callbacks.fail.error=ValueError", "trainer.max_epochs=2",
+        f"paths.mlruns_dir={tmp_path}/mlruns", cwd=tmp_path, env={"PYTHONPATH": str(ROOT)}, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1 and "ValueError: failing on purpose at epoch 1" in done.stderr, done.stderr[-3000:]
+    [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
+    assert run.info.status == "FAILED"
+
+
+def test_a_value_error_in_a_fit_is_raised_as_itself_not_from_itself(compose_cfg, store: Path) -> None:
+    cfg = compose_cfg(*FAIL_AT_EPOCH_1, "+callbacks.fail.error=ValueError", "trainer.enable_progress_bar=false")
+    with pytest.raises(ValueError, match="failing on purpose") as raised:
+        train(cfg)
+    assert raised.value.__cause__ is not raised.value
 
 
 FAIL_AT_EPOCH_1 = ("+callbacks.fail._target_=tests.support.callbacks.FailAtEpoch", "+callbacks.fail.epoch=1")

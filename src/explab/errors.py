@@ -43,9 +43,12 @@ def first_line(error: BaseException) -> str:
 
 def raised_while(error: BaseException) -> Iterator[BaseException]:
     """``error``, then the error it was raised from or while handling, and so on: what a library's own error
-    may hide (an OSError behind torch's zip writer, a SIGTERM behind Hydra's failing cleanup)."""
+    may hide (an OSError behind torch's zip writer, a SIGTERM behind Hydra's failing cleanup). Each error
+    once: a chain can loop back, when an error is raised again while one it caused is handled."""
     seen: BaseException | None = error
-    while seen is not None:
+    met: set[int] = set()
+    while seen is not None and id(seen) not in met:
+        met.add(id(seen))
         yield seen
         seen = seen.__cause__ or seen.__context__
 

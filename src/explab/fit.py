@@ -37,7 +37,10 @@ def fit_and_test(job: Job, trial: TrialJob, run: TrackedRun | None) -> dict[str,
     try:
         trainer.fit(job.model, datamodule=job.datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     except ValueError as error:
-        raise _explained(error, trainer) from error
+        explained = _explained(error, trainer)
+        if explained is error:
+            raise  # raised from itself, the error would be its own cause: a loop to whatever walks its chain
+        raise explained from error
     # the whole fit (sanity check, epochs, validation, checkpoints, logging): sweeps and benchmarks compare it
     # with the job's total time
     metrics = {**as_floats(trainer.callback_metrics), FIT_SECONDS: time.perf_counter() - start}

@@ -22,13 +22,16 @@ if TYPE_CHECKING:
 MODEL_KEYS_A_RESUME_MAY_CHANGE = ("model.channels_last", "model.compile", "model.init")
 # what picks a run's best checkpoint: the one its test, explab-eval and the logged model take
 BEST_CHECKPOINT_KEYS = ("callbacks.model_checkpoint.monitor", "callbacks.model_checkpoint.mode")
-# what a one-cycle schedule fitted to the run (scheduler.total_steps left null) takes its length from
+# what a one-cycle schedule fitted to the run (scheduler.total_steps left null) takes its length from: the
+# number of ranks too, as Lightning counts the steps of an epoch in one rank's share of the batches
 SCHEDULE_LENGTH_KEYS = (
     "trainer.max_epochs",
     "trainer.max_steps",
     "trainer.accumulate_grad_batches",
     "trainer.limit_train_batches",
     "data.batch_size",
+    "trainer.devices",
+    "trainer.num_nodes",
 )
 
 

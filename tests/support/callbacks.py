@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import gc
 import os
 import signal
@@ -14,14 +15,16 @@ from lightning.pytorch.callbacks import Checkpoint
 
 
 class FailAtEpoch(L.Callback):
-    """Raises when epoch ``epoch`` starts: a run that fails after some epochs were logged."""
+    """Raises the built-in exception ``error`` when epoch ``epoch`` starts: a run that fails after some epochs
+    were logged."""
 
-    def __init__(self, epoch: int) -> None:
+    def __init__(self, epoch: int, error: str = "RuntimeError") -> None:
         self.epoch = epoch
+        self.error: type[Exception] = getattr(builtins, error)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch == self.epoch:
-            raise RuntimeError(f"failing on purpose at epoch {self.epoch}")
+            raise self.error(f"failing on purpose at epoch {self.epoch}")
 
 
 class FailOnFitStart(L.Callback):
