@@ -44,7 +44,7 @@ def first_line(error: BaseException) -> str:
 def raised_while(error: BaseException) -> Iterator[BaseException]:
     """``error``, then the error it was raised from or while handling, and so on: what a library's own error
     may hide (an OSError behind torch's zip writer, a SIGTERM behind Hydra's failing cleanup). Each error
-    once: a chain can loop back, when an error is raised again while one it caused is handled."""
+    once: ``raise error from error`` makes a chain loop back to where it began."""
     seen: BaseException | None = error
     met: set[int] = set()
     while seen is not None and id(seen) not in met:
