@@ -235,7 +235,7 @@ def test_a_resume_or_a_fit_from_its_checkpoint_that_would_outrun_a_one_cycle_sch
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert "resuming with trainer.max_epochs=4 (was 2) would fail once it passes that end" in done.stderr
     assert f"reproduce={run_id} and those overrides" in done.stderr
-    # on another number of ranks an epoch has other steps: from 2 ranks to 1, "Tried to step 21 times"
+    # an epoch's steps are one rank's batches: resumed from 2 ranks on 1, it failed "Tried to step 21 times"
     done = run_cli("explab-train", f"resume={run_id}", "trainer=ddp_cpu", *paths(tmp_path), cwd=tmp_path)
     assert done.returncode == 1 and "resuming with trainer.devices=2 (was 1) would fail" in done.stderr, done.stderr
     run = client_for(tmp_path).get_run(run_id)

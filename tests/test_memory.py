@@ -1,6 +1,6 @@
 """A configuration too big for the machine's memory: named with the sizes to lower, its run FAILED with torch's
 traceback kept, and in a sweep one failed trial among the others. A sweep's failed and pruned trials leave
-nothing of their model in memory for the trials after them."""
+nothing of their model in memory for the trials after them. Any other error goes through as it was raised."""
 
 from __future__ import annotations
 
