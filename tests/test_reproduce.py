@@ -585,6 +585,38 @@ def test_a_run_stopped_mid_epoch_and_resumed_on_other_ranks_or_batches_trains_an
 
 
 @pytest.mark.slow
+def test_a_resume_whose_batch_limit_ends_the_epoch_before_where_it_stopped_is_refused_and_the_run_kept(
+    tmp_path: Path,
+) -> None:
+    """Stopped after 13 of 20 batches and resumed with half an epoch's batches (10), Lightning started its count
+    over without validating the epoch, and early stopping failed the run. The resume is refused before training,
+    the run left KILLED, and a limit past where it stopped trains the epoch to that limit and validates it."""
+    fit = ["trainer.max_epochs=2", "log_model=false", "log_plots=false", "test=false", *common(tmp_path)]
+    arm = ["+callbacks.signal._target_=tests.support.callbacks.SignalAtBatch", "+callbacks.signal.signum=SIGTERM"]
+    arm += ["+callbacks.signal.epoch=1", "+callbacks.signal.batch=12", *fit]
+    stopped = run_cli("explab-train", *arm, cwd=tmp_path, env=root_env())
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
+    [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
+    resume = [f"resume={run.info.run_id}", *arm, "+callbacks.signal.armed=false"]
+
+    refused = run_cli("explab-train", *resume, "+trainer.limit_train_batches=0.5", cwd=tmp_path, env=root_env())
+    assert refused.returncode == 1, refused.stderr[-3000:]
+    assert "stopped inside an epoch after 13 training batches per rank" in refused.stderr, refused.stderr[-3000:]
+    assert "trainer.limit_train_batches=0.5 ends an epoch after 10" in refused.stderr
+    assert "Give trainer.limit_train_batches=14 or more" in refused.stderr
+    [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
+    assert run.info.status == "KILLED", run.data.tags.get("explab.status_reason")
+    assert "limit_train_batches" in run.data.tags["explab.resume_failed"]
+
+    resumed = run_cli("explab-train", *resume, "+trainer.limit_train_batches=14", cwd=tmp_path, env=root_env())
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
+    assert run.info.status == "FINISHED"
+    # validated after the 20 steps of epoch 0, then after the 14 of each epoch under the new limit
+    assert [step for step, _ in history(tmp_path, run.info.run_id, "val/acc")] == [19, 33]
+
+
+@pytest.mark.slow
 def test_ctrl_c_during_training_ends_the_run_killed_and_says_so(tmp_path: Path) -> None:
     proc = start(tmp_path, "trainer.max_epochs=50", "data.batch_size=4")
     run_id = wait_for_points(tmp_path, "val/acc", 1)

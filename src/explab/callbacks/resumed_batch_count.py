@@ -8,6 +8,7 @@ import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 
 from explab.data.base import TensorDataModule
+from explab.errors import UsageError
 
 # the counters of Lightning's progress trackers (lightning.pytorch.loops.progress), current epoch and whole fit
 _COUNTERS = ("ready", "started", "processed", "completed")
@@ -33,10 +34,30 @@ class ResumedBatchCount(L.Callback):
         progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress")
         if trainer.state.fn != TrainerFn.FITTING or not isinstance(data, TensorDataModule) or not progress:
             return  # a test or a prediction from a checkpoint restores no training loop
-        skipped = data.batches_skipped_on_resume()
-        if skipped is None:
+        resumed = data.batches_skipped_on_resume()
+        if resumed is None:
             return
+        skipped, per_pass = resumed
+        epoch_batches = epoch_length(per_pass, trainer.limit_train_batches)
+        if skipped >= epoch_batches:
+            # Lightning would restart its count without validating the epoch; refused here, before training
+            # resumes, the run keeps the status it had (TrackedRun.end)
+            raise UsageError(
+                f"the checkpoint stopped inside an epoch after {skipped} training batches per rank (in this fit's "
+                f"batch size and ranks), and trainer.limit_train_batches={trainer.limit_train_batches} ends an epoch "
+                f"after {epoch_batches}: the epoch would end before where it stopped, never validated. Give "
+                f"trainer.limit_train_batches={skipped + 1} or more, or leave the override out to train the epoch "
+                "to its end"
+            )
         shift = skipped - progress["current"]["processed"]
         for counts in (progress["current"], progress["total"]):
             for counter in _COUNTERS:
                 counts[counter] += shift
+
+
+def epoch_length(batches_per_pass: int, limit: int | float) -> int:
+    """The batches per rank Lightning trains in an epoch of ``batches_per_pass`` under
+    ``trainer.limit_train_batches=limit``: a count caps them, a fraction takes that share (rounded down)."""
+    if isinstance(limit, int):
+        return min(batches_per_pass, limit)
+    return int(batches_per_pass * limit)

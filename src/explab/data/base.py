@@ -224,11 +224,14 @@ class TensorDataModule(L.LightningDataModule):
             # mid-epoch is unreliable; here that fit goes on where it stood
             warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before the epoch ended")
 
-    def batches_skipped_on_resume(self) -> int | None:
+    def batches_skipped_on_resume(self) -> tuple[int, int] | None:
         """The training batches per rank, in this fit's batch size, that the first pass leaves out as trained
-        before the checkpoint it resumed from (``TensorBatches.batches_skipped``); None unless the fit resumed
-        inside a pass."""
-        return self._batches("train", train=True).batches_skipped() if self._resumed_at[1] else None
+        before the checkpoint it resumed from (``TensorBatches.batches_skipped``), and the batches per rank of a
+        whole pass; None unless the fit resumed inside a pass."""
+        if not self._resumed_at[1]:
+            return None
+        batches = self._batches("train", train=True)
+        return batches.batches_skipped(), len(batches)
 
     def val_dataloader(self) -> TensorBatches:
         return self._batches("val", train=False)
