@@ -160,21 +160,37 @@ def test_a_run_its_time_limit_ended_resumes_only_with_a_longer_one(tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_fewer_epochs_than_a_checkpoint_completed_are_refused_before_the_fit(tmp_path: Path) -> None:
-    """Lightning refused them with a traceback once the fit had begun."""
-    run_id = trained_run(tmp_path)  # 2 epochs
+def test_fewer_epochs_or_steps_than_a_checkpoint_completed_are_refused_and_as_many_resume_to_the_test(
+    tmp_path: Path,
+) -> None:
+    """Fewer epochs: Lightning refused them with a traceback once the fit had begun. Fewer steps: it trained
+    nothing and the run said FINISHED with the lower limit. A resume with nothing left to train (a run stopped
+    while it tested) skips Lightning's training loop: the run finished with the reason of its earlier ending."""
+    run_id = trained_run(tmp_path)  # 2 epochs of 20 steps
     client = client_for(tmp_path)
     client.set_terminated(run_id, "KILLED")
+    client.set_tag(run_id, "explab.status_reason", "Terminated by SIGTERM")  # stopped as it tested
     done = run_cli("explab-train", f"resume={run_id}", "trainer.max_epochs=1", *paths(tmp_path), cwd=tmp_path)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert f"resume={run_id}: the run has trained 2 epochs, more than trainer.max_epochs=1: give " in done.stderr
     assert "trainer.max_epochs=2 or more, or leave it out to keep the run's own (2)" in done.stderr
+    done = run_cli("explab-train", f"resume={run_id}", "+trainer.max_steps=30", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "the run has trained 40 steps, more than trainer.max_steps=30: give trainer.max_steps=40" in done.stderr
+    assert "leave it out to keep the run's own (no limit)" in done.stderr
     assert client.get_run(run_id).info.status == "KILLED", "the run keeps its status"
     checkpoint = last_checkpoint(tmp_path, run_id)
     done = run_cli("explab-train", f"ckpt_path={checkpoint}", "trainer.max_epochs=1", *paths(tmp_path), cwd=tmp_path)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
-    assert "fitting on from it continues its epoch count, and it has trained 2 epochs" in done.stderr
+    assert "fitting on from it continues its epoch and step counts, and it has trained 2 epochs" in done.stderr
     assert len(runs_in(tmp_path / "mlruns", "digits_cnn")) == 1, "no run for a fit that cannot start"
+
+    done = run_cli("explab-train", f"resume={run_id}", "+trainer.max_steps=40", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and "explab.status_reason" not in run.data.tags, run.data.tags
+    assert run.data.tags["explab.resumed_after"] == "KILLED: Terminated by SIGTERM"
+    assert run.data.tags["explab.resumed_with"] == "trainer.max_steps=40 (was (none))"
 
 
 @pytest.mark.slow

@@ -86,11 +86,12 @@ def check_resumable(run: Run, config: DictConfig, checkpoint_path: Path) -> None
     _check_same_optimizer(run_id, then, now)
     _check_same_best_checkpoint_rule(run_id, then, now)
     _check_schedule_length(run_id, then, now, config)
-    _check_epochs_reach_the_checkpoint(
+    _check_limits_reach_the_checkpoint(
         f"resume={run_id}: the run has",
         checkpoint,
         config,
-        f"leave it out to keep the run's own ({then.get('trainer.max_epochs')})",
+        "leave it out to keep the run's own",
+        then,
     )
     if run.info.status == "FINISHED":
         _check_something_left_to_train(run_id, checkpoint, config)
@@ -105,8 +106,8 @@ def check_fit_from_checkpoint(cfg: DictConfig, path: Path) -> None:
     from explab.checkpoints import CHECKPOINT_KEY, load_checkpoint, weights_mismatch
 
     checkpoint = load_checkpoint(path)
-    _check_epochs_reach_the_checkpoint(
-        f"ckpt_path={path}: fitting on from it continues its epoch count, and it has",
+    _check_limits_reach_the_checkpoint(
+        f"ckpt_path={path}: fitting on from it continues its epoch and step counts, and it has",
         checkpoint,
         cfg,
         "train from the start without ckpt_path",
@@ -244,20 +245,29 @@ def one_cycle_length_changes(then: dict[str, Any], now: dict[str, Any], config: 
     return target.rsplit(".", 1)[-1], changes
 
 
-def _check_epochs_reach_the_checkpoint(
-    subject: str, checkpoint: dict[str, Any], config: DictConfig, other: str
+def _check_limits_reach_the_checkpoint(
+    subject: str, checkpoint: dict[str, Any], config: DictConfig, other: str, then: dict[str, Any] | None = None
 ) -> None:
-    """A ``trainer.max_epochs`` below the epochs a checkpoint has trained through is refused: Lightning stops
-    such a fit with a traceback once it has begun (a checkpoint saved within an epoch), or trains nothing and
-    tests (one saved at an epoch's end) while the run records fewer epochs than it trained."""
-    max_epochs = config.trainer.get("max_epochs")
+    """A ``trainer.max_epochs`` or ``trainer.max_steps`` below the epochs or optimizer steps a checkpoint has
+    trained through is refused. Lightning stops such a fit with a traceback once it has begun (fewer epochs,
+    from a checkpoint saved within an epoch), or trains nothing and tests (fewer epochs from one saved at an
+    epoch's end, fewer steps from any), while the run records a limit below what it trained. ``then``, the
+    flattened config of a run being resumed, names the run's own limit, which ``other`` advises to keep."""
     progress = (checkpoint.get("loops") or {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
     # processed: epochs whose every batch ran, whether the checkpoint was saved at an epoch's end or within the next
-    trained = int(progress.get("processed", int(checkpoint.get("epoch", -1)) + 1))
-    if max_epochs not in (None, -1) and trained > max_epochs:
+    epochs = int(progress.get("processed", int(checkpoint.get("epoch", -1)) + 1))
+    steps = int(checkpoint.get("global_step", 0))
+    for key, trained, noun in (("max_epochs", epochs, "epoch"), ("max_steps", steps, "step")):
+        limit = config.trainer.get(key)
+        if limit in (None, -1) or trained <= limit:
+            continue
+        leave_out = other
+        if then is not None:
+            own = then.get(f"trainer.{key}")
+            leave_out += f" ({'no limit' if own in (None, -1) else own})"
         raise UsageError(
-            f"{subject} trained {counted(trained, 'epoch')}, more than trainer.max_epochs={max_epochs}: give "
-            f"trainer.max_epochs={trained} or more, or {other}"
+            f"{subject} trained {counted(trained, noun)}, more than trainer.{key}={limit}: give "
+            f"trainer.{key}={trained} or more, or {leave_out}"
         )
 
 
