@@ -25,6 +25,9 @@ class ResumedBatchCount(L.Callback):
     batch size would otherwise count on from the old count: past the end, it never validated the epoch and
     early stopping failed the run; short of it, the epoch ended early. On the same ranks and batch size the
     two counts are the same, and nothing changes.
+
+    Raises ``UsageError`` when ``trainer.limit_train_batches`` ends the epoch at or before the batches it has
+    trained: Lightning would start its count over without validating the epoch.
     """
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
