@@ -612,7 +612,7 @@ def test_a_resume_whose_batch_limit_ends_the_epoch_before_where_it_stopped_is_re
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     [run] = runs_in(tmp_path / "mlruns", "digits_cnn")
     assert run.info.status == "FINISHED"
-    # validated after the 20 steps of epoch 0, then after the 14 of each epoch under the new limit
+    # validated after the 20 steps of epoch 0, then after the 14 of epoch 1 under the new limit
     assert [step for step, _ in history(tmp_path, run.info.run_id, "val/acc")] == [19, 33]
 
 
