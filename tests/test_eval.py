@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -48,6 +50,44 @@ def test_a_killed_run_is_pointed_to_its_last_checkpoint(compose_cfg, store: Path
     assert f"explab-train resume={run_id}, or test that state now with explab-eval ckpt_path={last}" in str(said.value)
     assert evaluate(compose_cfg(f"ckpt_path={last}", "trainer=cpu", config_name="eval"))["test/acc"] > 0.5
     assert len(client.get_metric_history(run_id, "test/acc")) == 2, "logged into the run the checkpoint belongs to"
+
+
+@pytest.mark.parametrize("owner", ["alive", "gone"])
+def test_a_running_run_is_named_still_training_while_its_process_lives(compose_cfg, store: Path, owner: str) -> None:
+    """A RUNNING run has logged no best checkpoint yet. While the process its tags name lives, it is still
+    training, not a run that ended (resume= would refuse it as live); once that process is gone, it was left
+    RUNNING. Either way eval names the last checkpoint it can test now, and logs nothing into the run."""
+    train(compose_cfg("trainer.max_epochs=1", "trainer.enable_progress_bar=false"))
+    run_id = _only_run_id(store)
+    client = MlflowClient(tracking_uri_for(store))
+    client.delete_tag(run_id, "explab.best_checkpoint")  # as a run in its fit has it
+    last = Path(client.get_run(run_id).data.params["paths.output_dir"]) / "checkpoints" / "last.ckpt"
+    process = subprocess.Popen(["sleep", "60"])
+    try:
+        if owner == "gone":
+            process.kill()
+            process.wait()
+        client.set_tag(run_id, "explab.pid", str(process.pid))  # the run's process is that one of this host
+        client.update_run(run_id, status="RUNNING")
+        with pytest.raises(CheckpointError) as said:
+            evaluate(compose_cfg(f"run_id={run_id}", "trainer=cpu", config_name="eval"))
+    finally:
+        process.kill()
+        process.wait()
+    if owner == "alive":
+        assert str(said.value) == (
+            f"run {run_id} is RUNNING in process {process.pid} on this host: stop it (kill {process.pid}) or let it "
+            f"end first. It logs its best checkpoint as it ends, for explab-eval run_id={run_id} to test then; "
+            f"test the state it last saved now with explab-eval ckpt_path={last}"
+        )
+    else:
+        assert str(said.value).startswith(
+            f"run {run_id} was left RUNNING before it logged its best checkpoint, as process {process.pid} on "
+            f"{socket.gethostname()} ended without closing the run (SIGKILL, OOM or a lost machine); its training "
+            f"stopped at {last}. Continue the run to its end with explab-train resume={run_id}"
+        ), said.value
+    assert client.get_run(run_id).info.status == "RUNNING", "eval leaves the run to its process"
+    assert len(client.get_metric_history(run_id, "test/acc")) == 1, "and logs nothing into it"
 
 
 @pytest.mark.slow

@@ -23,18 +23,36 @@ def _fetch_best_checkpoint(tracking_uri: str, run_id: str, folder: str) -> str:
 
     from explab.checkpoints import CheckpointError
     from explab.resume_checks import last_checkpoint_of, trained_without_checkpoints
+    from explab.tracking.orphans import still_running, why_gone
     from explab.tracking.run import no_download_bars
-    from explab.tracking.store import find_trained_run
+    from explab.tracking.store import find_trained_run, open_client
 
     run = find_trained_run(tracking_uri, run_id)
     artifact = run.data.tags.get("explab.best_checkpoint")
     last = last_checkpoint_of(run)
-    if not artifact and run.info.status != "FINISHED" and last.is_file():
-        # a run logs its best checkpoint as it ends: a killed one has only the state it was stopped in
+    status = run.info.status
+    gone = why_gone(run.data.tags) if status == "RUNNING" else None
+    if not artifact and status == "RUNNING" and gone is None:
+        # a run logs its best checkpoint as it ends, and this one has not ended: resume= would refuse it as live
+        saved = (
+            f"test the state it last saved now with explab-eval ckpt_path={last}"
+            if last.is_file()
+            else "it has saved no checkpoint yet"
+        )
         raise CheckpointError(
-            f"run {run_id} ended {run.info.status} before it logged its best checkpoint; its training stopped at "
-            f"{last}. Continue the run to its end with explab-train resume={run_id}, or test that state now with "
-            f"explab-eval ckpt_path={last}"
+            f"{still_running(open_client(tracking_uri), run_id)}. It logs its best checkpoint as it ends, for "
+            f"explab-eval run_id={run_id} to test then; {saved}"
+        )
+    if not artifact and status != "FINISHED" and last.is_file():
+        # a run logs its best checkpoint as it ends: a killed one has only the state it was stopped in
+        ended = (
+            f"was left RUNNING before it logged its best checkpoint, as {gone}"
+            if gone
+            else f"ended {status} before it logged its best checkpoint"
+        )
+        raise CheckpointError(
+            f"run {run_id} {ended}; its training stopped at {last}. Continue the run to its end with explab-train "
+            f"resume={run_id}, or test that state now with explab-eval ckpt_path={last}"
         )
     if not artifact:
         if trained_without_checkpoints(run):

@@ -15,6 +15,8 @@ from explab.tracking.store import shown_url
 from explab.utils.logging import get_logger
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
@@ -98,17 +100,28 @@ def close_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
         [experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.hostname = '{host}'", max_results=500
     )
     for run in runs:
-        pid, scope = run.data.tags.get(PID_TAG, ""), run.data.tags.get(PID_SCOPE_TAG)
-        if from_an_earlier_boot(host, scope):
-            reason = f"{host} restarted since process {pid} ran this run"
-        elif pid.isdigit() and pid_tells(host, scope) and not process_alive(int(pid)):
-            reason = f"process {pid} on {host} ended without closing the run (SIGKILL, OOM or a lost machine)"
-        else:  # alive, or in another PID namespace of this host (a container), where its pid says nothing here
+        reason = why_gone(run.data.tags)
+        if reason is None:
             continue
         end_killed(client, run.info.run_id, reason)
         closed.append(run.info.run_id)
-        log.warning("MLflow run %s was left RUNNING by process %s, which is gone: marked KILLED", run.info.run_id, pid)
+        log.warning(
+            "MLflow run %s was left RUNNING by process %s, which is gone: marked KILLED",
+            run.info.run_id,
+            run.data.tags.get(PID_TAG, ""),
+        )
     return closed
+
+
+def why_gone(tags: Mapping[str, str]) -> str | None:
+    """Why the process a RUNNING run's tags name is gone for sure, as a clause; None when it is alive, or
+    where nobody here can tell: another host, or another PID namespace of this one (a container)."""
+    host, pid, scope = tags.get("hostname"), tags.get(PID_TAG, ""), tags.get(PID_SCOPE_TAG)
+    if from_an_earlier_boot(host, scope):
+        return f"{host} restarted since process {pid} ran this run"
+    if pid.isdigit() and pid_tells(host, scope) and not process_alive(int(pid)):
+        return f"process {pid} on {host} ended without closing the run (SIGKILL, OOM or a lost machine)"
+    return None
 
 
 def still_running(client: MlflowClient, run_id: str) -> str:
