@@ -129,6 +129,7 @@ def test_a_reproduction_that_moved_names_the_metrics_that_differ(tmp_path: Path,
     client.log_batch(
         copy, [Metric(k, v, 0, 0) for k, v in {"test/acc": 0.98, "val/loss": 0.1, "perf/fit_seconds": 2.0}.items()]
     )
+    client.set_terminated(source)  # a source that finished: its last values are final ones
     with caplog.at_level(logging.WARNING, logger="explab.reproduce"):
         compare_with_source(TrackedRun(uri, copy), source)
     assert client.get_run(copy).data.tags["explab.reproduced_metrics"] == "differ: test/acc", "timings are not compared"
@@ -142,8 +143,47 @@ def test_a_reproduction_that_moved_names_the_metrics_that_differ(tmp_path: Path,
         compare_with_source(TrackedRun(uri, copy), source)
     assert (
         "test/acc 0.97 then, 0.98 now (it trained on other hardware: hardware.cpu_capability AVX2 then, AVX512 now)"
-        in (caplog.text)
+        in caplog.text
     )
+
+
+@pytest.mark.parametrize("ended", ["KILLED", "FAILED", "RUNNING"])
+def test_a_reproduction_of_a_run_that_did_not_finish_is_compared_where_it_stopped(
+    tmp_path: Path, caplog, ended: str
+) -> None:
+    """A source stopped after two epochs of four has no final values: set against the reproduction's final
+    ones every metric differed, however exactly it was reproduced. Each is compared at the source's last step."""
+    uri = tracking_uri_for(tmp_path / "mlruns")
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("digits_cnn")
+    source, same, moved, shorter = (client.create_run(experiment).info.run_id for _ in range(4))
+    accuracies = [0.5, 0.6, 0.7, 0.8]
+    client.log_batch(source, [Metric("val/acc", a, 0, step) for step, a in enumerate(accuracies[:2])])
+    client.log_batch(source, [Metric("perf/fit_seconds", 3.0, 0, 1)])
+    client.log_batch(same, [Metric("val/acc", a, 0, step) for step, a in enumerate(accuracies)])
+    client.log_batch(moved, [Metric("val/acc", a + (step == 1) * 0.01, 0, step) for step, a in enumerate(accuracies)])
+    client.log_batch(shorter, [Metric("val/acc", 0.5, 0, 0), Metric("val/acc", 0.7, 0, 2)])
+    if ended != "RUNNING":  # RUNNING: a source still training
+        client.set_terminated(source, ended)
+
+    with caplog.at_level(logging.INFO, logger="explab.reproduce"):
+        compare_with_source(TrackedRun(uri, same), source)
+    assert client.get_run(same).data.tags["explab.reproduced_metrics"] == "identical"
+    state = "is RUNNING" if ended == "RUNNING" else f"ended {ended}"
+    reached = f"at the last steps the source reached (up to step 1; it {state})"
+    assert f"reproduced run {source}: its 1 metrics {reached} are the source's, to the bit" in caplog.text
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="explab.reproduce"):
+        compare_with_source(TrackedRun(uri, moved), source)
+    assert client.get_run(moved).data.tags["explab.reproduced_metrics"] == "differ: val/acc"
+    assert f"1 of 1 metrics {reached} differ from the source's: val/acc 0.6 then, 0.61 now" in caplog.text
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="explab.reproduce"):
+        compare_with_source(TrackedRun(uri, shorter), source)
+    assert client.get_run(shorter).data.tags["explab.reproduced_metrics"] == "none recorded at the source's steps"
+    assert f"it {state}, and this run logged none of its metrics at the steps it reached" in caplog.text
 
 
 def test_a_reproduction_of_a_run_that_logged_no_metric_says_nothing_was_compared(tmp_path: Path, caplog) -> None:

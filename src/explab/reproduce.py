@@ -30,6 +30,7 @@ from explab.tracking.params import RESUMED_PARAMS_TAG, RESUMED_WITH_TAG
 from explab.utils.logging import get_logger
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
     from mlflow.entities import Run
 
     from explab.tracking import TrackedRun
@@ -331,29 +332,73 @@ UNCOMPARED_PREFIXES = ("perf/", "system/")  # timings and machine load differ be
 def compare_with_source(run: TrackedRun, source_run_id: str) -> None:
     """Say whether a reproduced run's final metrics, as MLflow holds them, are the source run's, in the log and
     in the tag ``explab.reproduced_metrics``. Exact equality: a deterministic run on the same machine and
-    libraries reproduces every bit; anything else shows by how much it moved."""
-    source, reproduced = run.client.get_run(source_run_id).data, run.client.get_run(run.run_id).data
-    then, metrics = source.metrics, reproduced.metrics
-    compared = sorted(k for k in metrics if k in then and not k.startswith(UNCOMPARED_PREFIXES))
-    differ = [k for k in compared if then[k] != metrics[k]]
+    libraries reproduces every bit; anything else shows by how much it moved.
+
+    A source that did not finish (stopped, failed, or still training) is compared where it stopped: its last
+    value of each metric against this run's value at the same step. Its last values are not final ones, and
+    set against this run's final values every one of them differed, however exactly the run was reproduced.
+    """
+    source = run.client.get_run(source_run_id)
+    then, now = source.data.metrics, run.client.get_run(run.run_id).data.metrics
+    compared = sorted(k for k in now if k in then and not k.startswith(UNCOMPARED_PREFIXES))
     if not compared:  # a source that failed before its first epoch ended: "all 0 are the source's" says nothing
         log.info("reproduced run %s: it recorded no final metrics to compare with", source_run_id)
         run.set_tags({REPRODUCED_TAG: "none recorded"})
         return
+    ended = source.info.status
+    where = ""
+    if ended != "FINISHED":
+        then, now, step = _at_the_steps_the_source_reached(run.client, source_run_id, run.run_id, compared)
+        compared = sorted(now)
+        state = "is RUNNING" if ended == "RUNNING" else f"ended {ended}"
+        where = f" at the last steps the source reached (up to step {step}; it {state})"
+        if not compared:
+            log.info(
+                "reproduced run %s: it %s, and this run logged none of its metrics at the steps it reached",
+                source_run_id,
+                state,
+            )
+            run.set_tags({REPRODUCED_TAG: "none recorded at the source's steps"})
+            return
+    differ = [k for k in compared if then[k] != now[k]]
     if not differ:
-        log.info("reproduced run %s: its %d final metrics are the source's, to the bit", source_run_id, len(compared))
+        log.info(
+            "reproduced run %s: its %d %s are the source's, to the bit",
+            source_run_id,
+            len(compared),
+            f"metrics{where}" if where else "final metrics",
+        )
         run.set_tags({REPRODUCED_TAG: "identical"})
         return
-    moved = hardware_differences(source.tags, reproduced.tags)
+    moved = hardware_differences(source.data.tags, run.client.get_run(run.run_id).data.tags)
     log.warning(
-        "reproduced run %s: %d of %d final metrics differ from the source's: %s%s",
+        "reproduced run %s: %d of %d %s differ from the source's: %s%s",
         source_run_id,
         len(differ),
         len(compared),
-        "; ".join(f"{k} {then[k]:.6g} then, {metrics[k]:.6g} now" for k in differ),
+        f"metrics{where}" if where else "final metrics",
+        "; ".join(f"{k} {then[k]:.6g} then, {now[k]:.6g} now" for k in differ),
         f" (it trained on other hardware: {'; '.join(moved)})" if moved else "",
     )
     run.set_tags({REPRODUCED_TAG: f"differ: {', '.join(differ)}"[:5000]})
+
+
+def _at_the_steps_the_source_reached(
+    client: MlflowClient, source_run_id: str, run_id: str, names: list[str]
+) -> tuple[dict[str, float], dict[str, float], int]:
+    """The source's last value of each of ``names`` and the run's value at that same step (the last it logged
+    there), for the names the run logged at that step; and the source's last step."""
+    then: dict[str, float] = {}
+    now: dict[str, float] = {}
+    reached = 0
+    for name in names:
+        last = max(client.get_metric_history(source_run_id, name), key=lambda m: (m.step, m.timestamp))
+        reached = max(reached, last.step)
+        there = [m for m in client.get_metric_history(run_id, name) if m.step == last.step]
+        if there:
+            then[name] = last.value
+            now[name] = max(there, key=lambda m: m.timestamp).value
+    return then, now, reached
 
 
 def check_hardware(source_tags: dict[str, str], now: dict[str, str]) -> None:
