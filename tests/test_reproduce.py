@@ -152,7 +152,8 @@ def test_a_reproduction_of_a_run_that_did_not_finish_is_compared_where_it_stoppe
     tmp_path: Path, caplog, ended: str
 ) -> None:
     """A source stopped after two epochs of four has no final values: set against the reproduction's final
-    ones every metric differed, however exactly it was reproduced. Each is compared at the source's last step."""
+    ones, every metric would differ however exactly it was reproduced. Each is compared at the source's last
+    step."""
     uri = tracking_uri_for(tmp_path / "mlruns")
     client = MlflowClient(uri)
     experiment = client.create_experiment("digits_cnn")

@@ -335,23 +335,23 @@ def compare_with_source(run: TrackedRun, source_run_id: str) -> None:
     libraries reproduces every bit; anything else shows by how much it moved.
 
     A source that did not finish (stopped, failed, or still training) is compared where it stopped: its last
-    value of each metric against this run's value at the same step. Its last values are not final ones, and
-    set against this run's final values every one of them differed, however exactly the run was reproduced.
+    value of each metric against this run's value at the same step. Its last values are not final ones: set
+    against this run's final values, every one would differ however exactly the run was reproduced.
     """
-    source = run.client.get_run(source_run_id)
-    then, now = source.data.metrics, run.client.get_run(run.run_id).data.metrics
+    source, reproduced = run.client.get_run(source_run_id), run.client.get_run(run.run_id)
+    then, now = source.data.metrics, reproduced.data.metrics
     compared = sorted(k for k in now if k in then and not k.startswith(UNCOMPARED_PREFIXES))
     if not compared:  # a source that failed before its first epoch ended: "all 0 are the source's" says nothing
         log.info("reproduced run %s: it recorded no final metrics to compare with", source_run_id)
         run.set_tags({REPRODUCED_TAG: "none recorded"})
         return
     ended = source.info.status
-    where = ""
+    what = "final metrics"
     if ended != "FINISHED":
         then, now, step = _at_the_steps_the_source_reached(run.client, source_run_id, run.run_id, compared)
         compared = sorted(now)
         state = "is RUNNING" if ended == "RUNNING" else f"ended {ended}"
-        where = f" at the last steps the source reached (up to step {step}; it {state})"
+        what = f"metrics at the last steps the source reached (up to step {step}; it {state})"
         if not compared:
             log.info(
                 "reproduced run %s: it %s, and this run logged none of its metrics at the steps it reached",
@@ -362,21 +362,16 @@ def compare_with_source(run: TrackedRun, source_run_id: str) -> None:
             return
     differ = [k for k in compared if then[k] != now[k]]
     if not differ:
-        log.info(
-            "reproduced run %s: its %d %s are the source's, to the bit",
-            source_run_id,
-            len(compared),
-            f"metrics{where}" if where else "final metrics",
-        )
+        log.info("reproduced run %s: its %d %s are the source's, to the bit", source_run_id, len(compared), what)
         run.set_tags({REPRODUCED_TAG: "identical"})
         return
-    moved = hardware_differences(source.data.tags, run.client.get_run(run.run_id).data.tags)
+    moved = hardware_differences(source.data.tags, reproduced.data.tags)
     log.warning(
         "reproduced run %s: %d of %d %s differ from the source's: %s%s",
         source_run_id,
         len(differ),
         len(compared),
-        f"metrics{where}" if where else "final metrics",
+        what,
         "; ".join(f"{k} {then[k]:.6g} then, {now[k]:.6g} now" for k in differ),
         f" (it trained on other hardware: {'; '.join(moved)})" if moved else "",
     )
