@@ -108,3 +108,19 @@ def test_momentum_and_dropout_are_searched_only_where_their_conditions_hold(tmp_
             assert "optimizer.momentum" not in run.data.params  # adam has no momentum
         dropout = trial.params.get("model.backbone.dropout", 0.2)  # 0.2: conf/model/digits_cnn.yaml
         assert float(run.data.params["model.backbone.dropout"]) == pytest.approx(dropout)
+
+
+def test_a_queued_point_that_rules_out_its_own_conditional_value_is_refused(tmp_path: Path) -> None:
+    done = sweep_plain_app(
+        tmp_path,
+        "hydra.sweeper.params={y: 'choice(0, 1)', x: {type: float, low: -4.0, high: 4.0, when: {y: 1}}}",
+        "hydra.sweeper.enqueue=[{y: 1, x: 2.0}, {y: 0, x: 3.0}]",
+        sweep_x=False,
+    )
+    assert done.returncode != 0
+    assert (
+        "hydra.sweeper.enqueue: {'y': 0, 'x': 3.0} sets x (searched only when y in [1]), which its own values rule "
+        "out, so the trial would run without it: leave it out of this point"
+    ) in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not load(tmp_path, "plain").trials, "refused before any trial ran"

@@ -326,13 +326,17 @@ def add_warm_start(
 
 
 def enqueue_once(
-    study: optuna.Study, points: Sequence[Mapping[str, Any]], space: Mapping[str, BaseDistribution]
+    study: optuna.Study,
+    points: Sequence[Mapping[str, Any]],
+    space: Mapping[str, BaseDistribution],
+    conditions: Mapping[str, Condition],
 ) -> None:
     """Queue ``points`` (known-good configurations; a parameter left out is sampled) to be the study's next
     trials, once per study.
 
     Raises:
-        UsageError: a point names a parameter the space does not search, or a value it cannot draw.
+        UsageError: a point names a parameter the space does not search, a value it cannot draw, or a
+            parameter whose condition (``when:``) the point's own values rule out.
     """
     for point in points:
         outside = [k for k, v in point.items() if k not in space or not possible(space[k], v)]
@@ -341,6 +345,20 @@ def enqueue_once(
                 f"hydra.sweeper.enqueue: {dict(point)} does not fall inside the search space at "
                 f"{', '.join(outside)} (the space: {', '.join(f'{k}: {v!r}' for k, v in space.items())}); "
                 "enqueue values the space can draw"
+            )
+        # Optuna drops a queued value that is never suggested, so the trial would run without it, unsaid
+        ruled_out = [
+            f"{name} (searched only when {conditions[name]})"
+            for name in point
+            if name in conditions
+            and all(parent in point for parent in conditions[name].requires)
+            and not conditions[name].holds(point)
+        ]
+        if ruled_out:
+            raise UsageError(
+                f"hydra.sweeper.enqueue: {dict(point)} sets {', '.join(ruled_out)}, which its own values rule "
+                "out, so the trial would run without it: leave it out of this point, or change the values its "
+                "condition names"
             )
     if study.user_attrs.get(ENQUEUED_ATTR):
         return

@@ -518,7 +518,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
                 study, sources, space, self.conditions, self.objectives, configured, fixed
             )
         if self.enqueue:
-            enqueue_once(study, self.enqueue, space)
+            enqueue_once(study, self.enqueue, space, self.conditions)
 
     def _run_trials(
         self, study: optuna.Study, space: SearchSpace, fixed: list[str], parent: TrackedRun | None, n_trials: int
