@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from explab.comparison import compare, interval, lower_is_better, within_range
+from explab.comparison import compare, decide, interval, lower_is_better, within_range
 
 
 @pytest.mark.parametrize(
@@ -51,6 +51,31 @@ def test_values_that_differ_only_by_rounding_are_tested_without_scipys_warning_o
         paired = compare({1: 0.95, 2: 0.96}, {1: 0.90, 2: 0.91})
         tied = compare({1: 0.1 + 0.2, 2: 0.3}, {3: 0.3, 4: 0.3})
         flat = interval([0.1 + 0.2, 0.3, 0.3])
-    assert (paired.p, paired.effect_size) == (0.0, -math.inf), "the same difference on every seed"
+    assert (paired.test, paired.p, paired.effect_size) == ("wilcoxon", 0.5, -math.inf), "the same difference"
     assert tied.p == 1.0
     assert (flat.std, flat.low, flat.high) == (0.0, flat.mean, flat.mean)
+
+
+@pytest.mark.parametrize(
+    ("seeds", "p", "verdict"),
+    [(2, 0.5, "indistinguishable"), (3, 0.25, "indistinguishable"), (6, 0.03125, "worse")],
+)
+def test_the_same_difference_on_every_seed_is_tested_by_ranks_not_called_certain(
+    seeds: int, p: float, verdict: str
+) -> None:
+    """One test image in 360 more or fewer on each seed is a tie common on small test sets; a t-test divides
+    by the differences' zero spread and called two seeds "worse" at p = 0."""
+    baseline = {seed: 0.9500 for seed in range(seeds)}
+    other = {seed: 0.9500 - 1 / 360 for seed in range(seeds)}
+    [found] = decide([compare(baseline, other)], alpha=0.05, higher_is_better=True)
+    assert (found.test, found.n_baseline) == ("wilcoxon", seeds)
+    assert (found.p, found.p_holm, found.verdict) == (pytest.approx(p), pytest.approx(p), verdict)
+
+
+@pytest.mark.parametrize(("runs", "p", "verdict"), [(2, 1 / 3, "indistinguishable"), (4, 2 / 70, "better")])
+def test_unpaired_sides_that_each_repeat_one_value_are_tested_by_ranks(runs: int, p: float, verdict: str) -> None:
+    baseline = {seed: 0.90 for seed in range(runs)}
+    other = {seed: 0.95 for seed in range(runs, 2 * runs)}  # no seed in common: unpaired
+    [found] = decide([compare(baseline, other)], alpha=0.05, higher_is_better=True)
+    assert (found.test, found.n_baseline, found.n_other) == ("mann-whitney", runs, runs)
+    assert (found.p, found.verdict) == (pytest.approx(p), verdict)

@@ -1,8 +1,8 @@
 """Is one configuration really better than another? Confidence intervals and tests over seed repeats.
 
-The tests are scipy's (``ttest_rel``, ``wilcoxon``, ``ttest_ind(equal_var=False)``, ``bootstrap``); this
-module only chooses between them, corrects their p-values for the number of comparisons (Holm) and turns
-them into a verdict a reader can act on.
+The tests are scipy's (``ttest_rel``, ``wilcoxon``, ``ttest_ind(equal_var=False)``, ``mannwhitneyu``,
+``bootstrap``); this module only chooses between them, corrects their p-values for the number of comparisons
+(Holm) and turns them into a verdict a reader can act on.
 """
 
 from __future__ import annotations
@@ -177,6 +177,12 @@ def compare(baseline: Mapping[str, float], other: Mapping[str, float], test: str
     Paired by seed (paired t-test, or Wilcoxon's signed-rank test with ``test="wilcoxon"``) over the seeds
     both ran when they share at least two; otherwise Welch's t-test over all values. Fewer than two values
     on a side gives p = NaN, which :func:`decide` calls "n too small".
+
+    Where the t statistic has no spread to divide by (every seed moved by the same amount; or, unpaired, each
+    side repeats one value), the rank test takes its place: Wilcoxon's signed-rank test, or Mann-Whitney's U
+    unpaired. Test sets of a few hundred examples make such ties common, and a t-test would answer p = 0 from
+    two seeds; the rank tests count only how the runs order, so two seeds that agree give p = 0.5 and six give
+    0.03.
     """
     from scipy import stats
 
@@ -188,15 +194,14 @@ def compare(baseline: Mapping[str, float], other: Mapping[str, float], test: str
         constant = _no_spread(differences)
         spread = 0.0 if constant else differences.std(ddof=1)
         effect = float(differences.mean() / spread) if spread > 0 else math.copysign(math.inf, differences.mean())
+        ranked = test == "wilcoxon" or constant
         if not differences.any():
             p = 1.0  # identical on every seed: nothing to test, and scipy would warn and answer NaN
-        elif test == "wilcoxon":
-            p = float(stats.wilcoxon(b, a).pvalue)  # ranks: a constant difference is no special case
-        elif constant:
-            p = 0.0  # the same difference on every seed: t is infinite, as scipy answers with a warning
+        elif ranked:
+            p = float(stats.wilcoxon(b, a).pvalue)
         else:
             p = float(stats.ttest_rel(b, a).pvalue)
-        name = "wilcoxon" if test == "wilcoxon" else "paired t"
+        name = "wilcoxon" if ranked else "paired t"
         return Comparison(name, len(shared), len(shared), float(differences.mean()), p, effect)
     a = np.array(list(baseline.values()), dtype=float)
     b = np.array(list(other.values()), dtype=float)
@@ -206,10 +211,13 @@ def compare(baseline: Mapping[str, float], other: Mapping[str, float], test: str
     pooled = 0.0 if _no_spread(a) and _no_spread(b) else math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
     effect = difference / pooled if pooled > 0 else math.nan
     if pooled > 0:
-        p = float(stats.ttest_ind(b, a, equal_var=False).pvalue)
-    else:  # each side one value: they agree or differ for certain
-        p = 1.0 if _no_spread(np.concatenate([a, b])) else 0.0
-    return Comparison("welch", len(a), len(b), difference, p, effect)
+        return Comparison(
+            "welch", len(a), len(b), difference, float(stats.ttest_ind(b, a, equal_var=False).pvalue), effect
+        )
+    if _no_spread(np.concatenate([a, b])):
+        return Comparison("welch", len(a), len(b), difference, 1.0, effect)  # one value on both sides
+    p = float(stats.mannwhitneyu(b, a, method="exact").pvalue)  # each side repeats one value
+    return Comparison("mann-whitney", len(a), len(b), difference, p, effect)
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

@@ -428,7 +428,8 @@ def report(cfg: DictConfig) -> str:
         markdown += (
             f"\n## Against the baseline ({name})\n\nPaired by seed where two or more seeds match "
             f"({'Wilcoxon signed-rank' if cfg.test == 'wilcoxon' else 'paired t-test'}), Welch's t-test otherwise; "
-            f"p-values Holm-corrected per metric; verdict at alpha {cfg.alpha}.\n\n"
+            "a rank test (Wilcoxon signed-rank, Mann-Whitney U) where the differences, or each side's values, "
+            f"do not vary; p-values Holm-corrected per metric; verdict at alpha {cfg.alpha}.\n\n"
         )
         markdown += comparisons_markdown(compared) if compared else "No other configuration to compare.\n"
         tags["explab.report.baseline"] = name
