@@ -363,6 +363,7 @@ def test_intervals_are_student_t_over_the_seeds(compose_cfg, seed_groups: str) -
         expected = [len(values), np.mean(values), np.std(values, ddof=1), low, high]
         assert _cells(markdown, f"optimizer.lr={lr}") == pytest.approx(expected, abs=1e-4), markdown
     assert "| optimizer.lr=0.5 | 1 | 0.9500 | n too small |" in markdown
+    assert "bootstrap" not in markdown, "t intervals keep their level over few seeds"
 
 
 def test_an_accuracys_interval_ends_at_1(compose_cfg, store: Path) -> None:
@@ -390,6 +391,12 @@ def test_bootstrap_intervals_lie_inside_the_values(compose_cfg, seed_groups: str
     )
     # a percentile bootstrap of four values cannot leave their range, unlike the t interval
     assert min(BASELINE.values()) <= low < high <= max(BASELINE.values()) and (low, high) != (t_low, t_high)
+    # so it holds the mean less often than its 95 % say, and the report says so
+    assert (
+        "These percentile bootstrap intervals of 3 or 4 seeds are narrower than their level says: of two seeds it "
+        "is their range, which holds the mean half the time, and it keeps its level only from about 10 seeds on. "
+        "Use ci=t, or ci=pooled"
+    ) in markdown
 
 
 def test_pooled_intervals_share_one_deviation_over_the_configurations(compose_cfg, seed_groups: str) -> None:

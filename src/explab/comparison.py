@@ -26,6 +26,9 @@ _SHARE_NAMES = "acc|accuracy|f1|precision|recall|auc|auroc"
 _HIGHER_IS_BETTER = re.compile(rf"({_SHARE_NAMES}|r2)(_best)?$")
 # two repeats are the fewest that give a spread, so the fewest a test or an interval can use
 MIN_REPEATS = 2
+# below this many values a percentile bootstrap of their mean holds it clearly less often than its level says
+# (of two values it is their range, which holds the mean half the time); Student t keeps its level at any n
+BOOTSTRAP_MIN_VALUES = 10
 # metrics whose name bounds their values: shares of the samples in [0, 1], squared or absolute errors and
 # durations never negative, R² at most 1 (a loss may be negative, a Gaussian likelihood's, so it is not here)
 _SHARES = re.compile(rf"({_SHARE_NAMES})(_best)?$")

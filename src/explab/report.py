@@ -290,6 +290,20 @@ def other_code_note(runs: Sequence[Any]) -> str:
     )
 
 
+def small_bootstrap_note(rows: Sequence[Mapping[str, Any]], ci: str) -> str:
+    """A note when ``ci=bootstrap`` gave intervals over fewer seeds than a percentile bootstrap needs to keep its
+    level; "" otherwise."""
+    few = sorted({row["n"] for row in rows if comparison.MIN_REPEATS <= row["n"] < comparison.BOOTSTRAP_MIN_VALUES})
+    if ci != "bootstrap" or not few:
+        return ""
+    return (
+        f"\nThese percentile bootstrap intervals of {' or '.join(map(str, few))} seeds are narrower than their "
+        "level says: of two seeds it is their range, which holds the mean half the time, and it keeps its level "
+        f"only from about {comparison.BOOTSTRAP_MIN_VALUES} seeds on. Use ci=t, or ci=pooled where the "
+        "configurations share their seed noise.\n"
+    )
+
+
 def _others(client: Any, experiment_ids: list[str]) -> str:
     """What the experiments' training runs did instead of finishing, counted by status (`` (its runs: 2 FAILED,
     1 KILLED)``); nothing when there are none."""
@@ -409,6 +423,7 @@ def report(cfg: DictConfig) -> str:
         f"# {title}: mean ± std over seeds, {cfg.confidence:.0%} confidence intervals ({method})\n\n"
         + to_markdown(rows, metrics, cfg.confidence)
     )
+    markdown += small_bootstrap_note(rows, cfg.ci)
     markdown += other_data_note(runs) + other_hardware_note(runs, metrics) + other_code_note(runs)
     repeats = repeated_seeds(groups)
     if repeats:
