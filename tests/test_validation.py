@@ -230,6 +230,38 @@ def test_auto_gives_each_callback_the_mode_its_own_metric_needs(compose_cfg) -> 
     assert modes == {EarlyStopping: "min", ModelCheckpoint: "max"}  # val/loss, and the root's val/acc
 
 
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        (
+            ["trainer.min_epochs=3", "trainer.max_epochs=2"],
+            "trainer.min_epochs=3 is not valid: .* trainer.max_epochs=2",
+        ),
+        (
+            ["+trainer.min_steps=50", "+trainer.max_steps=40"],
+            "trainer.min_steps=50 is not valid: .* trainer.max_steps=40",
+        ),
+    ],
+)
+def test_a_least_run_length_beyond_its_most_is_refused(compose_cfg, overrides: list[str], refused: str) -> None:
+    """Lightning stops at the maximum and says nothing of the minimum it could not train."""
+    with pytest.raises(ConfigError, match=refused):
+        check_values(compose_cfg(*overrides))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["trainer.min_epochs=2", "trainer.max_epochs=2"],
+        ["trainer.min_epochs=3", "trainer.max_epochs=-1", "scheduler=none"],  # no limit
+        ["trainer.min_epochs=3", "trainer.max_epochs=null"],
+        ["+trainer.min_steps=50", "+trainer.max_steps=-1"],
+    ],
+)
+def test_a_least_run_length_within_its_most_passes(compose_cfg, overrides: list[str]) -> None:
+    check_values(compose_cfg(*overrides))
+
+
 def test_held_out_fractions_that_leave_nothing_to_train_on_are_refused(compose_cfg) -> None:
     validate_config(compose_cfg("data.val_fraction=0.5", "data.test_fraction=0.49"))
     with pytest.raises(

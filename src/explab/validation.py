@@ -233,6 +233,7 @@ def check_values(cfg: DictConfig) -> None:
         if value is not _ABSENT and not rule.accepts(value):
             raise ConfigError(key, value, rule.allowed)
     check_held_out_fractions(cfg)
+    check_run_length_bounds(cfg)
     check_scheduler_length(cfg)
     check_validation_across_epochs(cfg)
 
@@ -375,6 +376,21 @@ def check_held_out_fractions(cfg: DictConfig) -> None:
             test,
             f"below {1 - val:g} beside data.val_fraction={val:g}, so that some data is left to train on",
         )
+
+
+def check_run_length_bounds(cfg: DictConfig) -> None:
+    """``trainer.min_epochs`` at most ``trainer.max_epochs``, and ``min_steps`` at most ``max_steps``: Lightning
+    takes both and stops at the maximum, so a run asked for at least 3 epochs of at most 2 trained 2, unsaid."""
+    for unit in ("epochs", "steps"):
+        least = OmegaConf.select(cfg, f"trainer.min_{unit}", default=None)
+        most = OmegaConf.select(cfg, f"trainer.max_{unit}", default=None)
+        if type(least) is int and type(most) is int and 1 <= most < least:
+            raise ConfigError(
+                f"trainer.min_{unit}",
+                least,
+                f"at most trainer.max_{unit}={most}, where the run stops: lower trainer.min_{unit}, or raise "
+                f"trainer.max_{unit}",
+            )
 
 
 def check_validation_across_epochs(cfg: DictConfig) -> None:
