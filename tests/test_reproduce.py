@@ -778,9 +778,11 @@ def test_a_file_that_is_no_checkpoint_is_refused_with_torchs_reason(tmp_path: Pa
     assert "weights_only" not in str(refused.value)
 
 
-def test_truncated_checkpoint_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kept", [500, -100])  # cut in its first entries, or within its tensors near the end
+def test_truncated_checkpoint_is_refused(tmp_path: Path, kept: int) -> None:
     path = tmp_path / "last.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(1000)}}, path)
-    path.write_bytes(path.read_bytes()[:500])
-    with pytest.raises(CheckpointError, match=r"last.ckpt is truncated \(500 bytes\)"):
+    path.write_bytes(path.read_bytes()[:kept])
+    size = path.stat().st_size
+    with pytest.raises(CheckpointError, match=rf"last.ckpt is truncated \({size} bytes\): it was cut off"):
         load_checkpoint(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import pickle
 import zipfile
 from pathlib import Path
@@ -46,7 +47,9 @@ def _checked(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} does not exist; give an existing .ckpt file or a run_id")
     try:
         checkpoint = _mapped(path)
-    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as err:
+    except PermissionError:
+        raise  # load_checkpoint names the account that may not read it
+    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
         raise unreadable_checkpoint_error(path, err) from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"checkpoint {path} has no state_dict: it is not a Lightning checkpoint")
@@ -76,12 +79,17 @@ def unreadable_by_this_account(path: Path, error: PermissionError) -> Checkpoint
 
 def unreadable_checkpoint_error(path: Path, error: BaseException) -> CheckpointError:
     """The error for a checkpoint ``torch.load`` could not read: truncated (an incomplete zip archive, or
-    empty), or refused because it holds arbitrary objects; named by its path either way."""
+    empty), or refused because it holds arbitrary objects; named by its path either way.
+
+    A file cut off within its tensors still ends in a zip directory of the entries before the cut, whose
+    offsets lead past the end: torch's reader then fails with ``OSError: [Errno 22] Invalid argument``.
+    """
     size = path.stat().st_size if path.is_file() else 0
     said = first_line(error)
-    if size == 0 or isinstance(error, EOFError) or "central directory" in said or "zip archive" in said:
+    past_the_end = isinstance(error, OSError) and error.errno == errno.EINVAL
+    if size == 0 or isinstance(error, EOFError) or past_the_end or "central directory" in said or "zip archive" in said:
         return CheckpointError(
-            f"checkpoint {path} is truncated ({size} bytes): it was cut off while being written. "
+            f"checkpoint {path} is truncated ({size} bytes): it was cut off while being written or copied. "
             f"Resume from another checkpoint in {path.parent}, or train again ({said})"
         )
     return CheckpointError(
