@@ -655,6 +655,32 @@ def test_predict_refuses_csv_it_cannot_read(tmp_path: Path, content: str, messag
         read_inputs(path, DIGITS_RECIPE)
 
 
+def test_predict_names_an_array_file_it_cannot_read(tmp_path: Path) -> None:
+    """A .npy cut short, or one of text, failed explab-predict with numpy's traceback."""
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros((5, 8, 8)))
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(UsageError, match=r"x.npy cannot be read as an array of numbers \(Failed to read all data"):
+        read_inputs(path, DIGITS_RECIPE)
+    np.save(path, np.array([["a"] * 64]))
+    with pytest.raises(UsageError, match=r"x.npy cannot be read as an array of numbers \(could not convert"):
+        read_inputs(path, DIGITS_RECIPE)
+
+
+@pytest.mark.parametrize("cut", [40, 120])  # within its header (PIL cannot tell the format), within its pixels
+def test_predict_names_an_image_it_cannot_read(tmp_path: Path, cut: int) -> None:
+    """An image cut short in a folder of images failed explab-predict with PIL's traceback."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32), dtype=np.uint8)
+    Image.fromarray(pixels).save(folder / "a.png")
+    (folder / "b.png").write_bytes((folder / "a.png").read_bytes()[:cut])
+    with pytest.raises(UsageError, match=rf"{folder / 'b.png'} cannot be read as an image \(.*\): save it again"):
+        read_inputs(folder, DIGITS_RECIPE)
+
+
 def test_predict_reads_a_single_row_csv_as_one_input(tmp_path: Path) -> None:
     path = tmp_path / "one.csv"
     path.write_text(",".join(["0.5"] * 64) + "\n")

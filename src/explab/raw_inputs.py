@@ -83,8 +83,6 @@ def read_text_column(path: Path) -> tuple[Any, list[str]]:
 
 def read_images(folder: Path, recipe: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
     """Each image converted and resized to the model's raw shape, its pixels on the data's own scale."""
-    from PIL import Image
-
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise UsageError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -94,11 +92,22 @@ def read_images(folder: Path, recipe: dict[str, Any]) -> tuple[np.ndarray, list[
     height, width = shape[:2]
     mode = "RGB" if len(shape) == 3 else "L"
     # an image file's pixels are 0..255; the model's raw pixels are on its data's scale (0..16 for digits)
-    arrays = [
-        np.asarray(Image.open(p).convert(mode).resize((width, height)), dtype=np.float64) / 255.0 * recipe["scale"]
-        for p in files
-    ]
-    return np.stack(arrays).reshape(len(files), *shape), [p.name for p in files]
+    arrays = [np.asarray(_image(p, folder).convert(mode).resize((width, height)), dtype=np.float64) for p in files]
+    return np.stack(arrays).reshape(len(files), *shape) / 255.0 * recipe["scale"], [p.name for p in files]
+
+
+def _image(path: Path, folder: Path) -> Any:
+    """The decoded image at ``path``, refused by name when PIL cannot read it (not an image, or cut short)."""
+    from PIL import Image
+
+    try:
+        image = Image.open(path)
+        image.load()  # PIL decodes lazily: a file cut short fails here, not at open
+    except OSError as error:  # PIL's UnidentifiedImageError and "image file is truncated" are OSErrors
+        raise UsageError(
+            f"{path} cannot be read as an image ({error}): save it again, or move it out of {folder}"
+        ) from None
+    return image
 
 
 def read_inputs(path: Path, recipe: dict[str, Any]) -> tuple[Any, list[str]]:
@@ -124,7 +133,7 @@ def read_inputs(path: Path, recipe: dict[str, Any]) -> tuple[Any, list[str]]:
     if not path.is_file():
         raise UsageError(f"input={path} does not exist; give a .npy array, a numeric .csv or a folder of images")
     if path.suffix == ".npy":
-        x = np.load(path, allow_pickle=False).astype(np.float64)
+        x = _npy(path)
     elif path.suffix == ".csv":
         # ndmin=2: a one-row file is one input, not a column of numbers; an empty file is refused below
         text = utf8_text(path)
@@ -142,6 +151,18 @@ def read_inputs(path: Path, recipe: dict[str, Any]) -> tuple[Any, list[str]]:
         )
     inputs = _as_model_inputs(path, x, shape)
     return inputs, [str(i) for i in range(len(inputs))]
+
+
+def _npy(path: Path) -> np.ndarray:
+    """The numbers of a ``.npy`` file as float64, refused by name when it is cut short, not a ``.npy`` file, or
+    holds objects or text (read without pickle, which would run what the file holds)."""
+    try:
+        return np.load(path, allow_pickle=False).astype(np.float64)
+    except (ValueError, OSError, EOFError) as error:
+        raise UsageError(
+            f"{path} cannot be read as an array of numbers ({error}): save the inputs again with numpy.save, "
+            "as numbers, or give a numeric .csv"
+        ) from None
 
 
 def _as_model_inputs(path: Path, x: np.ndarray, shape: list[int]) -> np.ndarray:
