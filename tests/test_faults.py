@@ -952,6 +952,29 @@ def test_a_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
     assert done.returncode == 1 and "is not a database" in done.stderr
 
 
+def test_a_store_cut_short_is_named_and_left_as_it_is(tmp_path: Path) -> None:
+    """A store copied partway failed every command with sqlite3's traceback of a malformed disk image."""
+    from explab.tracking.store import TrackingStoreError, open_client
+
+    client = open_client(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    client.create_run(client.create_experiment("digits_cnn", artifact_location=str(tmp_path / "artifacts")))
+    original = tmp_path / "mlruns" / "mlflow.db"
+    with sqlite3.connect(original) as connection:  # the write-ahead log into the file, as a copy would take it
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    database = tmp_path / "copy" / "mlflow.db"
+    database.parent.mkdir()
+    database.write_bytes(original.read_bytes()[: original.stat().st_size * 9 // 10])  # the copy stopped there
+    uri = f"sqlite:///{database}"
+    before = digest(database)
+    with pytest.raises(TrackingStoreError) as refused:
+        open_client(uri)
+    assert str(refused.value).startswith(
+        f"The MLflow store {uri} is damaged (database disk image is malformed): {database} was cut short"
+    )
+    assert "restore it from a backup, or record into another store with paths.mlruns_dir=FOLDER" in str(refused.value)
+    assert digest(database) == before
+
+
 @pytest.mark.slow
 def test_another_applications_database_is_left_untouched(tmp_path: Path) -> None:
     database = tmp_path / "optuna.db"

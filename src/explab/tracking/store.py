@@ -436,11 +436,13 @@ def _check_sqlite_file(tracking_uri: str, database: Path) -> None:
             tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.Error as error:
             reason = no_room_behind(error)
-            if reason is None:
-                raise
-            from explab.tracking.full_store import out_of_room
+            if reason is not None:
+                from explab.tracking.full_store import out_of_room
 
-            raise out_of_room(tracking_uri, reason, "it cannot even be opened until there is room") from error
+                raise out_of_room(tracking_uri, reason, "it cannot even be opened until there is room") from error
+            if isinstance(error, sqlite3.DatabaseError) and "malformed" in str(error):
+                raise damaged_store(tracking_uri, database, error) from error
+            raise
         finally:
             connection.close()
     if tables and not {"experiments", "runs"} <= tables:
@@ -449,6 +451,19 @@ def _check_sqlite_file(tracking_uri: str, database: Path) -> None:
             f"{', '.join(sorted(tables)[:6])}); explab leaves it untouched. Point MLFLOW_TRACKING_URI (or "
             "paths.mlruns_dir) at an MLflow store or a new file."
         )
+
+
+def damaged_store(tracking_uri: str, database: Path, error: sqlite3.Error) -> TrackingStoreError:
+    """The error for a SQLite store whose file SQLite cannot read: cut short (every truncation reads as
+    "database disk image is malformed", its header counting pages the file lacks) or otherwise corrupted. Its
+    runs cannot be read or added to, so nothing trains into it; the file is left as it is, for a backup's
+    restore or SQLite's own tools."""
+    return TrackingStoreError(
+        f"The MLflow store {tracking_uri} is damaged ({error}): {database} was cut short or corrupted (a copy "
+        "stopped partway, a full disk, or one SQLite file written from several machines over a network file "
+        "system). explab leaves it as it is and records nothing into it: restore it from a backup, or record "
+        "into another store with paths.mlruns_dir=FOLDER or MLFLOW_TRACKING_URI"
+    )
 
 
 def _tune_connections_to(database: Path) -> None:
