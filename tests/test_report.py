@@ -366,6 +366,36 @@ def test_intervals_are_student_t_over_the_seeds(compose_cfg, seed_groups: str) -
     assert "bootstrap" not in markdown, "t intervals keep their level over few seeds"
 
 
+def test_a_metric_some_seeds_did_not_log_says_how_many_did(compose_cfg, store: Path) -> None:
+    """The interval cell said "n too small" beside n = 3 for a metric one seed logged, and for one none did."""
+    uri = tracking_uri_for(store)
+    client = mlflow.tracking.MlflowClient(uri)
+    experiment = client.create_experiment("partly", artifact_location=str(store / "artifacts"))
+    logged = {
+        ("0.1", "1"): {"test/acc": 0.90, "val/acc": 0.91},
+        ("0.1", "2"): {"test/acc": 0.92},
+        ("0.1", "3"): {"test/acc": 0.94},
+        ("0.2", "1"): {"test/acc": 0.80},  # a recipe that does not validate
+        ("0.2", "2"): {"test/acc": 0.82},
+    }
+    for (lr, seed), metrics in logged.items():
+        run = client.create_run(experiment)
+        for key, param in {"seed": seed, "optimizer.lr": lr}.items():
+            client.log_param(run.info.run_id, key, param)
+        for key, value in metrics.items():
+            client.log_metric(run.info.run_id, key, value)
+        client.set_terminated(run.info.run_id, "FINISHED")
+    cfg = compose_cfg(
+        "experiment_name=partly", f"tracking_uri={uri}", "metrics=[test/acc,val/acc]", config_name="report"
+    )
+    markdown = report(cfg)
+    assert (
+        "| optimizer.lr=0.1 | 3 | 0.9200 ± 0.0200 | [0.8703, 0.9697] | 0.9100 | n too small (1 of 3 logged it) |"
+        in (markdown)
+    )
+    assert "| optimizer.lr=0.2 | 2 | 0.8100 ± 0.0141 | [0.6829, 0.9371] | n/a | not logged |" in markdown
+
+
 def test_an_accuracys_interval_ends_at_1(compose_cfg, store: Path) -> None:
     """Student t over 0.98, 0.99 and 1.0 reaches 1.0148; no mean accuracy lies there."""
     uri = tracking_uri_for(store)

@@ -71,6 +71,7 @@ def aggregate(
                 f"{metric} std": found.std,
                 f"{metric} ci_low": found.low,
                 f"{metric} ci_high": found.high,
+                f"{metric} n": found.n,  # the seeds that logged it: fewer than n where some did not
             }
         rows.append(row)
     return sorted(rows, key=lambda r: label_order(r["configuration"]))
@@ -150,9 +151,21 @@ def to_markdown(rows: list[dict[str, Any]], metrics: Sequence[str], confidence: 
             mean, std = row[f"{metric} mean"], row[f"{metric} std"]
             low, high = row[f"{metric} ci_low"], row[f"{metric} ci_high"]
             cells.append(_number(mean) + ("" if math.isnan(std) else f" ± {std:.4f}"))
-            cells.append("n too small" if math.isnan(low) else f"[{low:.4f}, {high:.4f}]")
+            cells.append(_interval_cell(low, high, row.get(f"{metric} n", row["n"]), row["n"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _interval_cell(low: float, high: float, logged: int, seeds: int) -> str:
+    """A metric's interval as the table shows it, saying how many of the configuration's seeds logged the
+    metric where not all did (a recipe that does not validate logs no ``val/`` metric; a run with
+    ``test=false`` no ``test/``)."""
+    if logged == 0:
+        return "not logged"
+    of = f"{logged} of {seeds} logged it" if logged < seeds else ""
+    if math.isnan(low):
+        return f"n too small ({of})" if of else "n too small"
+    return f"[{low:.4f}, {high:.4f}]" + (f" ({of})" if of else "")
 
 
 def comparisons_markdown(rows: list[dict[str, Any]]) -> str:
