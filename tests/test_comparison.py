@@ -79,3 +79,20 @@ def test_unpaired_sides_that_each_repeat_one_value_are_tested_by_ranks(runs: int
     [found] = decide([compare(baseline, other)], alpha=0.05, higher_is_better=True)
     assert (found.test, found.n_baseline, found.n_other) == ("mann-whitney", runs, runs)
     assert (found.p, found.verdict) == (pytest.approx(p), verdict)
+
+
+def test_a_side_that_never_logged_the_metric_is_not_logged_not_too_small() -> None:
+    found = decide(
+        [
+            compare({1: 0.9, 2: 0.91}, {}),
+            compare({1: 0.9, 2: 0.91}, {1: 0.93}),
+            compare({1: 0.9, 2: 0.91}, {3: 0.9, 4: 0.95}),
+        ],
+        alpha=0.05,
+        higher_is_better=True,
+    )
+    assert [(c.test, c.verdict) for c in found] == [
+        ("none", "not logged"),
+        ("welch", "n too small"),
+        ("welch", "indistinguishable"),
+    ]

@@ -179,7 +179,7 @@ def compare(baseline: Mapping[str, float], other: Mapping[str, float], test: str
 
     Paired by seed (paired t-test, or Wilcoxon's signed-rank test with ``test="wilcoxon"``) over the seeds
     both ran when they share at least two; otherwise Welch's t-test over all values. Fewer than two values
-    on a side gives p = NaN, which :func:`decide` calls "n too small".
+    on a side gives p = NaN, which :func:`decide` calls "n too small" (or "not logged", for none).
 
     Where the t statistic has no spread to divide by (every seed moved by the same amount; or, unpaired, each
     side repeats one value), the rank test takes its place: Wilcoxon's signed-rank test, or Mann-Whitney's U
@@ -209,8 +209,8 @@ def compare(baseline: Mapping[str, float], other: Mapping[str, float], test: str
     a = np.array(list(baseline.values()), dtype=float)
     b = np.array(list(other.values()), dtype=float)
     difference = float(b.mean() - a.mean()) if len(a) and len(b) else math.nan
-    if min(len(a), len(b)) < MIN_REPEATS:
-        return Comparison("welch", len(a), len(b), difference, math.nan, math.nan)
+    if min(len(a), len(b)) < MIN_REPEATS:  # no test runs; "none" where a side never logged the metric
+        return Comparison("welch" if len(a) and len(b) else "none", len(a), len(b), difference, math.nan, math.nan)
     pooled = 0.0 if _no_spread(a) and _no_spread(b) else math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
     effect = difference / pooled if pooled > 0 else math.nan
     if pooled > 0:
@@ -245,7 +245,9 @@ def decide(comparisons: Sequence[Comparison], alpha: float, higher_is_better: bo
     adjusted = holm([c.p for c in comparisons])
     decided = []
     for comparison, p_holm in zip(comparisons, adjusted, strict=True):
-        if math.isnan(p_holm):
+        if not min(comparison.n_baseline, comparison.n_other):
+            verdict = "not logged"
+        elif math.isnan(p_holm):
             verdict = "n too small"
         elif p_holm < alpha:
             verdict = "better" if (comparison.difference > 0) == higher_is_better else "worse"
