@@ -113,7 +113,7 @@ class RawInputModel(PythonModel):
         except UsageError as error:
             raise UsageError(f"the model's network cannot be rebuilt here: {error}") from None
         self.network = inference_module(build_model(cfg))  # type: ignore[arg-type]
-        self.network.load_state_dict(torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True))
+        self.network.load_state_dict(model_weights(context.artifacts["weights"]))
         self.network.eval()
         with open(context.artifacts["recipe"]) as handle:
             self.recipe = json.load(handle)
@@ -129,3 +129,31 @@ class RawInputModel(PythonModel):
         with torch.inference_mode():
             y = torch.cat([self.network(rows) for rows in x.split(ROWS_PER_PASS)]) if len(x) else self.network(x)
         return outputs(y.numpy(), self.recipe)
+
+
+class DamagedModelError(Exception):
+    """A logged model whose files cannot be read: cut short, or damaged."""
+
+
+def model_weights(path: str) -> dict[str, torch.Tensor]:
+    """The state dict a logged model keeps in ``path``, read with ``weights_only=True``.
+
+    Raises:
+        DamagedModelError: the file cannot be read (cut short, or damaged), with the reason and what to do;
+            ``explab.tracking.model.load_model`` names the model it belongs to.
+    """
+    import pickle
+
+    from explab.errors import first_line
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError:
+        raise
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
+        reason = first_line(error).split(". ")[0]  # torch's first sentence; the rest advises on checkpoints
+        raise DamagedModelError(
+            f"its weights cannot be read ({reason}): its copy in the store was cut short or damaged (a copy "
+            "stopped partway, a full disk). Restore the store's artifacts from a backup, or train the run again "
+            "with explab-train reproduce=RUN_ID log_model=true"
+        ) from None

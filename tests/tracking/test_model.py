@@ -22,6 +22,7 @@ from omegaconf import open_dict
 from sklearn.datasets import load_digits
 
 from explab.data.base import stratified_split
+from explab.errors import UsageError
 from explab.serving import ROWS_PER_PASS
 from explab.tracking.model import load_model, model_code
 from explab.train import train
@@ -42,7 +43,7 @@ def test_raw_digits_give_the_runs_test_accuracy(logged_run: str, store: Path) ->
     assert accuracy == pytest.approx(run.data.metrics["test/acc"], abs=1e-6)
 
 
-def test_explabs_loader_leaves_no_copy_of_the_model(
+def test_explabs_loader_leaves_no_copy_of_the_model_and_names_one_cut_short(
     logged_run: str, store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mlflow.set_tracking_uri(tracking_uri_for(store))
@@ -52,6 +53,18 @@ def test_explabs_loader_leaves_no_copy_of_the_model(
     model = load_model(f"runs:/{logged_run}/model")  # explab-predict's loader
     assert not list(downloads.iterdir()), "the model's downloaded files are removed once it is loaded"
     assert np.asarray(model.predict(load_digits().images[:3])).shape == (3, 10)
+    # its weights cut short in the store: named with the model, not torch's traceback from a deleted folder
+    [weights] = store.rglob("weights.pt")
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(UsageError) as refused:
+        load_model(f"runs:/{logged_run}/model")
+    assert str(refused.value) == (
+        f"The model runs:/{logged_run}/model: its weights cannot be read (PytorchStreamReader failed reading zip "
+        "archive: failed finding central directory): its copy in the store was cut short or damaged (a copy "
+        "stopped partway, a full disk). Restore the store's artifacts from a backup, or train the run again with "
+        "explab-train reproduce=RUN_ID log_model=true"
+    )
+    assert not list(downloads.iterdir()), "nor when it cannot be loaded"
 
 
 def test_a_large_input_passes_through_the_network_a_bounded_number_of_rows_at_a_time(

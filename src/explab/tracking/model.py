@@ -44,13 +44,19 @@ def load_model(model_uri: str) -> Any:
     """
     import mlflow.pyfunc
 
+    from explab.errors import UsageError
+    from explab.serving import DamagedModelError
+
     # a bar per file of a model of a few small files only fills the console
     with (
         room_to_download(f"The model {model_uri}"),
         tempfile.TemporaryDirectory(prefix="explab-model-") as folder,
         no_download_bars(),
     ):
-        return mlflow.pyfunc.load_model(model_uri, dst_path=folder)
+        try:
+            return mlflow.pyfunc.load_model(model_uri, dst_path=folder)
+        except DamagedModelError as error:
+            raise UsageError(f"The model {model_uri}: {error}") from None
 
 
 def inference_module(model: TaskModule) -> nn.Module:
