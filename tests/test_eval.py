@@ -52,6 +52,26 @@ def test_a_killed_run_is_pointed_to_its_last_checkpoint(compose_cfg, store: Path
     assert len(client.get_metric_history(run_id, "test/acc")) == 2, "logged into the run the checkpoint belongs to"
 
 
+def test_a_logged_checkpoint_cut_short_in_the_store_is_named_as_the_runs(compose_cfg, store: Path) -> None:
+    """It was named by the temporary folder it was downloaded to, with that folder's other checkpoints to
+    resume from, and torch's paragraph of advice."""
+    train(compose_cfg("trainer.max_epochs=1", "trainer.enable_progress_bar=false"))
+    run_id = _only_run_id(store)
+    run = MlflowClient(tracking_uri_for(store)).get_run(run_id)
+    logged = Path(run.info.artifact_uri.removeprefix("file://")) / run.data.tags["explab.best_checkpoint"]
+    logged.write_bytes(logged.read_bytes()[:-100])
+    last = Path(run.data.params["paths.output_dir"]) / "checkpoints" / "last.ckpt"
+    with pytest.raises(CheckpointError) as refused:
+        evaluate(compose_cfg(f"run_id={run_id}", "trainer=cpu", config_name="eval"))
+    assert str(refused.value) == (
+        f"the checkpoint run {run_id} logged ({logged.name}) cannot be read from its store (PytorchStreamReader "
+        "failed reading zip archive: failed finding central directory): its copy there was cut short or damaged. "
+        f"Restore the store's artifacts from a backup, test the state the run last saved with explab-eval "
+        f"ckpt_path={last}, or train the run again with explab-train reproduce={run_id}"
+    )
+    assert runs_in(store, "digits_cnn")[0].info.status == "FINISHED"
+
+
 @pytest.mark.parametrize("owner", ["alive", "gone"])
 def test_a_running_run_is_named_still_training_while_its_process_lives(compose_cfg, store: Path, owner: str) -> None:
     """A RUNNING run has logged no best checkpoint yet. While the process its tags name lives, it is still

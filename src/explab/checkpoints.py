@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from explab.errors import ExplabError, first_line
+from explab.errors import ExplabError, first_sentence
 
 if TYPE_CHECKING:
     import torch
@@ -85,7 +85,7 @@ def unreadable_checkpoint_error(path: Path, error: BaseException) -> CheckpointE
     offsets lead past the end: torch's reader then fails with ``OSError: [Errno 22] Invalid argument``.
     """
     size = path.stat().st_size if path.is_file() else 0
-    said = first_line(error)
+    said = first_sentence(error)
     past_the_end = isinstance(error, OSError) and error.errno == errno.EINVAL
     if size == 0 or isinstance(error, EOFError) or past_the_end or "central directory" in said or "zip archive" in said:
         return CheckpointError(

@@ -41,6 +41,12 @@ def first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
 
 
+def first_sentence(error: BaseException) -> str:
+    """:func:`first_line` up to its first full stop: torch's errors of an unreadable file go on, in the same
+    line, with paragraphs of advice on checkpoints that would only bury the reason."""
+    return first_line(error).split(". ")[0]
+
+
 def raised_while(error: BaseException) -> Iterator[BaseException]:
     """``error``, then the error it was raised from or while handling, and so on: what a library's own error
     may hide (an OSError behind torch's zip writer, a SIGTERM behind Hydra's failing cleanup). Each error

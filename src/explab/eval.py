@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 from typing import Any, cast
 
 import hydra
@@ -10,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from explab.cli import report_user_errors
 from explab.config import config_dir
-from explab.errors import UsageError
+from explab.errors import UsageError, first_sentence
 from explab.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -70,6 +71,25 @@ def _fetch_best_checkpoint(tracking_uri: str, run_id: str, folder: str) -> str:
         )
 
 
+def _load_logged_checkpoint(tracking_uri: str, run_id: str, path: str) -> dict[str, Any]:
+    """``load_checkpoint`` of the checkpoint ``run_id`` logged, as downloaded to ``path`` (a temporary folder):
+    one its store holds cut short or damaged is named as the run's, with the state its own folder may hold."""
+    from explab.checkpoints import CheckpointError, load_checkpoint
+    from explab.resume_checks import last_checkpoint_of
+    from explab.tracking.store import find_trained_run
+
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as error:
+        last = last_checkpoint_of(find_trained_run(tracking_uri, run_id, to_write=False))
+        instead = f"test the state the run last saved with explab-eval ckpt_path={last}, " if last.is_file() else ""
+        raise CheckpointError(
+            f"the checkpoint run {run_id} logged ({Path(path).name}) cannot be read from its store "
+            f"({first_sentence(error.__cause__ or error)}): its copy there was cut short or damaged. Restore the "
+            f"store's artifacts from a backup, {instead}or train the run again with explab-train reproduce={run_id}"
+        ) from None
+
+
 def with_overrides(recorded: dict[str, Any], overrides: Any) -> DictConfig:
     """The run's recorded config with ``config_overrides`` applied (``["data.data_dir=/new/place"]``).
 
@@ -108,8 +128,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise UsageError("explab-eval needs run_id=<MLflow run id> or ckpt_path=<path to a .ckpt file>")
     check_devices_here(cfg)
     with tempfile.TemporaryDirectory(prefix="explab-eval-") as folder:
-        path = cfg.ckpt_path or _fetch_best_checkpoint(cfg.tracking_uri, cfg.run_id, folder)
-        checkpoint = load_checkpoint(path)
+        if cfg.ckpt_path:
+            path = cfg.ckpt_path
+            checkpoint = load_checkpoint(path)
+        else:
+            path = _fetch_best_checkpoint(cfg.tracking_uri, cfg.run_id, folder)
+            checkpoint = _load_logged_checkpoint(cfg.tracking_uri, cfg.run_id, path)
     # imported once there is a checkpoint to test: Lightning takes seconds, and a wrong run id needs none of it
     import lightning as L
 

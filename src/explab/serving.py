@@ -144,16 +144,15 @@ def model_weights(path: str) -> dict[str, torch.Tensor]:
     """
     import pickle
 
-    from explab.errors import first_line
+    from explab.errors import first_sentence
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except PermissionError:
         raise
     except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
-        reason = first_line(error).split(". ")[0]  # torch's first sentence; the rest advises on checkpoints
         raise DamagedModelError(
-            f"its weights cannot be read ({reason}): its copy in the store was cut short or damaged (a copy "
-            "stopped partway, a full disk). Restore the store's artifacts from a backup, or train the run again "
-            "with explab-train reproduce=RUN_ID log_model=true"
+            f"its weights cannot be read ({first_sentence(error)}): its copy in the store was cut short or damaged "
+            "(a copy stopped partway, a full disk). Restore the store's artifacts from a backup, or train the run "
+            "again with explab-train reproduce=RUN_ID log_model=true"
         ) from None
