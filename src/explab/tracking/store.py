@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from explab.errors import ExplabError, UsageError, first_line, no_room_behind
+from explab.tracking.relocation import follow_moved_artifacts
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -72,6 +73,7 @@ def open_client(tracking_uri: str) -> MlflowClient:
     database.parent.mkdir(parents=True, exist_ok=True)
     _tune_connections_to(database)
     with _store_lock(database, fcntl.LOCK_EX):
+        follow_moved_artifacts(database)
         client = MlflowClient(tracking_uri)
         client.search_experiments(max_results=1)
     return client
