@@ -25,6 +25,7 @@ def _fetch_best_checkpoint(tracking_uri: str, run_id: str, folder: str) -> str:
     from explab.checkpoints import CheckpointError
     from explab.resume_checks import last_checkpoint_of, trained_without_checkpoints
     from explab.tracking.orphans import still_running, why_gone
+    from explab.tracking.relocation import missing_artifacts
     from explab.tracking.run import no_download_bars
     from explab.tracking.store import find_trained_run, open_client
 
@@ -65,6 +66,9 @@ def _fetch_best_checkpoint(tracking_uri: str, run_id: str, folder: str) -> str:
             f"explab-train {again} trains it again with one"
         )
     log.info("testing %s of run %s", artifact, run_id)
+    gone = missing_artifacts(run_id, run.info.artifact_uri)
+    if gone:  # MLflow's own answer is a traceback of "Failed to download artifacts from path"
+        raise CheckpointError(f"{gone}; they hold the checkpoint it logged, {artifact}")
     with no_download_bars():
         return mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path=artifact, dst_path=folder, tracking_uri=tracking_uri

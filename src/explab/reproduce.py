@@ -89,10 +89,15 @@ def _overrides_file(uri: str, run_id: str) -> tuple[str, ...]:
     from mlflow.exceptions import MlflowException
 
     from explab.tracking import TrackedRun
+    from explab.tracking.relocation import missing_artifacts
 
+    run = TrackedRun(uri, run_id)
     try:
-        text = TrackedRun(uri, run_id).load_text("config/overrides.yaml")
+        text = run.load_text("config/overrides.yaml")
     except MlflowException:
+        gone = missing_artifacts(run_id, run.client.get_run(run_id).info.artifact_uri)
+        if gone:
+            raise UsageError(f"{gone}; they hold its config/overrides.yaml, from which the job is composed") from None
         raise UsageError(
             f"run {run_id} has no config/overrides.yaml: it was not recorded by explab-train, so there is no job "
             "to compose again from it"

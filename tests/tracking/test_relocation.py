@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -57,3 +58,29 @@ def test_a_copy_whose_original_is_in_place_keeps_its_records(tmp_path: Path) -> 
     shutil.copytree(tmp_path / "project", tmp_path / "backup")
     client = open_client(f"sqlite:///{tmp_path}/backup/mlruns/mlflow.db")
     assert client.get_run(run_id).info.artifact_uri.startswith((tmp_path / "project").as_uri())
+
+
+def test_a_run_whose_artifacts_are_gone_is_named_by_eval_and_reproduce(compose_cfg, store: Path) -> None:
+    """A store copied without its artifacts/: eval ended in MLflow's "Failed to download artifacts" traceback,
+    and reproduce= said the run "was not recorded by explab-train"."""
+    from explab.checkpoints import CheckpointError
+    from explab.errors import UsageError
+    from explab.eval import evaluate
+    from explab.reproduce import recorded_overrides
+    from tests.conftest import tracking_uri_for
+
+    uri = tracking_uri_for(store)
+    run = TrackedRun.create(uri, "digits_cnn", artifact_location=str(store / "artifacts"))
+    run.client.log_text(run.run_id, "[]", "config/overrides.yaml")
+    run.client.set_tag(run.run_id, "explab.best_checkpoint", "checkpoints/epoch_000.ckpt")
+    run.client.set_terminated(run.run_id, "FINISHED")
+    shutil.rmtree(store / "artifacts")
+    gone = (
+        f"run {run.run_id}'s artifacts are not where its store records them: {store}/artifacts/{run.run_id}/artifacts "
+        "is gone (moved or removed apart from the store, or the store was copied without its artifacts/ folder)"
+    )
+    with pytest.raises(CheckpointError, match=re.escape(gone)) as refused:
+        evaluate(compose_cfg(f"run_id={run.run_id}", "trainer=cpu", config_name="eval"))
+    assert str(refused.value).endswith("they hold the checkpoint it logged, checkpoints/epoch_000.ckpt")
+    with pytest.raises(UsageError, match=re.escape(gone)):
+        recorded_overrides(uri, run.run_id)

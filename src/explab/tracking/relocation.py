@@ -85,3 +85,16 @@ def _local_path(uri: str) -> Path:
     from urllib.parse import unquote, urlparse
 
     return Path(unquote(urlparse(uri).path))
+
+
+def missing_artifacts(run_id: str, artifact_uri: str) -> str | None:
+    """Why run ``run_id`` holds no artifacts, when its ``file://`` folder is gone (moved or removed without
+    the store, or a store copied without its ``artifacts/``); None when the folder is there, or the
+    artifacts live elsewhere than this machine's files."""
+    if not artifact_uri.startswith("file://") or _local_path(artifact_uri).exists():
+        return None
+    return (
+        f"run {run_id}'s artifacts are not where its store records them: {_local_path(artifact_uri)} is gone "
+        "(moved or removed apart from the store, or the store was copied without its artifacts/ folder). Put "
+        "them back there, or move them beside the store, in its artifacts/ folder"
+    )
