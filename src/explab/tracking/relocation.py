@@ -1,4 +1,4 @@
-"""A SQLite store moved (or copied) with its artifacts: its records point to its own ``artifacts/`` again.
+"""A SQLite store moved with its artifacts: its records point to its own ``artifacts/`` again.
 
 MLflow records where each experiment, run and logged model keeps its artifacts as an absolute ``file://``
 URI; it has no relative ones. A store moved with its folder (a renamed project, ``rsync`` to a cluster's
@@ -9,6 +9,7 @@ into the old folder, re-created for them. Nor does MLflow offer a way to change 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from pathlib import Path
@@ -37,7 +38,9 @@ def follow_moved_artifacts(database: Path) -> None:
     if not (database.is_file() and artifacts.is_dir() and os.access(database, os.W_OK)):
         return
     here = artifacts.resolve().as_uri()
-    with sqlite3.connect(database) as connection:
+    # closing() closes the connection; the connection's own block commits the updates, or rolls them back;
+    # runs of other processes may hold the write lock for a moment: wait for it rather than fail the command
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as connection, connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "experiments" not in tables or "runs" not in tables:
             return  # not yet an MLflow store: MLflow makes it
