@@ -124,3 +124,41 @@ def test_runs_recorded_before_a_setting_existed_share_a_configuration_with_those
     tf32 = recorded(3, matmul_precision="high", **{"model.init": "default"})
     groups = {tuple(sorted(r.info.run_id for r in runs)) for runs in group_runs([before, after, tf32]).values()}
     assert groups == {tuple(sorted((before.info.run_id, after.info.run_id))), (tf32.info.run_id,)}
+
+
+def test_the_same_data_read_from_another_folder_is_the_same_configuration() -> None:
+    """Seeds trained on a laptop and on a cluster's scratch space (one data set, two folders) were reported
+    as two configurations, labelled by their data.data_dir."""
+    laptop = {"optimizer.lr": "0.003", "data.data_dir": "/home/ada/explab/data/mnist", "data.batch_size": "64"}
+    cluster = {**laptop, "data.data_dir": "/scratch/ada/explab/data/mnist"}
+    assert configuration_of(laptop, "43a28c7d") == configuration_of(cluster, "43a28c7d")
+    assert configuration_of(laptop, "43a28c7d") != configuration_of(cluster, "67da30cd"), "other files, other data"
+    assert ("data.fingerprint", "43a28c7d") in configuration_of(laptop, "43a28c7d")
+    # without a fingerprint the folder is all that tells the data apart; data without a folder keeps no tag
+    assert configuration_of(laptop) != configuration_of(cluster)
+    digits = {"optimizer.lr": "0.003", "data.batch_size": "64"}
+    assert configuration_of(digits, "43a28c7d") == configuration_of(digits)
+    assert configuration_of({**laptop, "data.data_dir": "s3://lab/mnist"}, "43a28c7d") == configuration_of(
+        laptop, "43a28c7d"
+    )
+
+
+def test_runs_are_grouped_by_the_fingerprint_they_record_not_their_data_folder(store) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from explab.configurations import group_runs
+    from tests.conftest import tracking_uri_for
+
+    client = MlflowClient(tracking_uri_for(store))
+    experiment = client.create_experiment("mnist_cnn")
+
+    def recorded(seed: int, folder: str, fingerprint: str):
+        run = client.create_run(experiment, tags={"data.fingerprint": fingerprint})
+        for key, value in {"optimizer.lr": "0.003", "seed": str(seed), "data.data_dir": folder}.items():
+            client.log_param(run.info.run_id, key, value)
+        return client.get_run(run.info.run_id)
+
+    runs = [recorded(1, "/home/ada/mnist", "43a28c7d"), recorded(2, "/scratch/ada/mnist", "43a28c7d")]
+    runs.append(recorded(3, "/scratch/ada/mnist", "67da30cd"))  # other files put in that folder
+    groups = sorted(sorted(int(r.data.params["seed"]) for r in members) for members in group_runs(runs).values())
+    assert groups == [[1, 2], [3]]

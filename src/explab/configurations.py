@@ -33,6 +33,8 @@ REPEAT_KEYS = (
 )
 # how often last.ckpt is written (a test's min_interval_seconds=0) trains nothing differently
 REPEAT_PREFIXES = ("optuna_trial.", "logger.", "time_to.", "callbacks.last_checkpoint.")
+# the tag a run records the fingerprint of its data in (``tracking.record``)
+FINGERPRINT_TAG = "data.fingerprint"
 # a label's numbers keep at least this many significant digits, more only where two values need them to differ
 LABEL_DIGITS = 4
 
@@ -44,9 +46,24 @@ def sets_apart(key: str) -> bool:
     return describes_training(key) and key not in REPEAT_KEYS and not key.startswith(REPEAT_PREFIXES)
 
 
-def configuration_of(params: dict[str, str]) -> Configuration:
-    """A run's configuration: its params that ``sets_apart``, sorted by key."""
-    return tuple(sorted((k, v) for k, v in params.items() if sets_apart(k)))
+def configuration_of(params: dict[str, str], fingerprint: str | None = None) -> Configuration:
+    """A run's configuration: its params that ``sets_apart``, sorted by key.
+
+    Given the fingerprint of the data the run read (its ``data.fingerprint`` tag), the folder or file it read
+    the data from (a ``data.`` param whose value is an absolute path or a URL) gives way to that fingerprint:
+    the same files read from another place (a laptop's project, a cluster's scratch space) train the same
+    configuration, and other files read from the same place do not.
+    """
+    kept = {k: v for k, v in params.items() if sets_apart(k)}
+    places = [k for k, v in kept.items() if k.startswith("data.") and _is_place(v)]
+    if fingerprint and places:
+        kept = {k: v for k, v in kept.items() if k not in places} | {FINGERPRINT_TAG: fingerprint}
+    return tuple(sorted(kept.items()))
+
+
+def _is_place(value: str) -> bool:
+    """Whether a recorded value names a place: an absolute path, or a URL (``s3://bucket/data``)."""
+    return value.startswith("/") or "://" in value
 
 
 def group_runs(runs: Sequence[Any]) -> dict[Configuration, list[Any]]:
@@ -54,7 +71,8 @@ def group_runs(runs: Sequence[Any]) -> dict[Configuration, list[Any]]:
     is grouped by what it trained (``trainer.max_epochs=20 (resumed from 10)``)."""
     groups: dict[Configuration, list[Any]] = defaultdict(list)
     for run in runs:
-        groups[configuration_of(trained_params(run.data.params, run.data.tags))].append(run)
+        params = trained_params(run.data.params, run.data.tags)
+        groups[configuration_of(params, run.data.tags.get(FINGERPRINT_TAG))].append(run)
     return dict(groups)
 
 

@@ -30,6 +30,7 @@ from explab import comparison
 from explab.cli import report_user_errors
 from explab.config import config_dir
 from explab.configurations import (
+    FINGERPRINT_TAG,
     Configuration,
     by_seed,
     group_runs,
@@ -253,7 +254,7 @@ def other_data_note(runs: Sequence[Any]) -> str:
     the same examples. "" when they share their data."""
     counts: dict[str, int] = defaultdict(int)
     for run in runs:
-        counts[run.data.tags.get("data.fingerprint", "not recorded")] += 1
+        counts[run.data.tags.get(FINGERPRINT_TAG, "not recorded")] += 1
     if len(counts) < 2:
         return ""
     said = ", ".join(f"{fingerprint} ({counted(n, 'run')})" for fingerprint, n in sorted(counts.items()))
