@@ -260,6 +260,42 @@ def test_a_run_continued_or_reproduced_with_other_threads_says_its_hardware_move
     assert tags["explab.resumed_hardware"] == "hardware.torch_threads 1 then, 2 now"
 
 
+def test_a_run_whose_project_moved_is_resumed_in_its_folder_where_it_is_now(
+    compose_cfg, store: Path, tmp_path: Path, caplog
+) -> None:
+    """Its params name the folder it trained in; after the project moved, resume= said it had no last
+    checkpoint there and offered only reproduce=."""
+    import shutil
+
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from explab.config import config_dir
+    from explab.train import train
+
+    # the job's folder is tmp_path/out: its paths.log_dir is tmp_path, as a project's is its logs/
+    common = ("trainer.enable_progress_bar=false", "test=false", "log_plots=false", f"paths.log_dir={tmp_path}")
+    train(compose_cfg("trainer.max_epochs=1", "callbacks.last_checkpoint.min_interval_seconds=0", *common))
+    [run] = runs_in(store, "digits_cnn")
+    recorded = Path(run.data.params["paths.output_dir"])
+    now = tmp_path / "moved" / recorded.relative_to(tmp_path)
+    now.parent.mkdir()
+    shutil.move(recorded, now)
+    resume = compose_cfg(f"resume={run.info.run_id}", "trainer.max_epochs=2", f"paths.log_dir={tmp_path}/moved")
+    GlobalHydra.instance().clear()
+    with (
+        initialize_config_dir(str(config_dir()), version_base="1.3"),
+        caplog.at_level(logging.WARNING, logger="explab.reproduce"),
+    ):
+        cfg = config_from_recorded_run(resume)
+        assert (cfg.paths.output_dir, cfg.ckpt_path) == (str(now), str(now / "checkpoints" / "last.ckpt"))
+        train(cfg)
+    assert f"recorded its folder as {recorded}, which holds no last.ckpt; it is at {now} now" in caplog.text
+    [resumed] = runs_in(store, "digits_cnn")
+    assert resumed.info.status == "FINISHED" and resumed.data.metrics["epoch"] == 1, "its second epoch, 0-based"
+    assert not recorded.exists(), "nothing is written where the folder was"
+
+
 @pytest.mark.slow
 def test_sigkilled_run_is_resumed_into_the_same_run(tmp_path: Path) -> None:
     epochs = 5

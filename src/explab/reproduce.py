@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import yaml
@@ -17,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from explab.config import hydra_overrides, override_key
 from explab.errors import UsageError, first_line
-from explab.resume_checks import check_resumable, last_checkpoint_of
+from explab.resume_checks import check_resumable, last_checkpoint_in, run_folder_here
 from explab.search_path import search_path_of
 from explab.tracking.environment import (
     checkout_state,
@@ -196,9 +197,19 @@ def config_from_recorded_run(cfg: DictConfig) -> DictConfig:
     with open_dict(rebuilt):
         rebuilt.paths.output_dir = cfg.paths.output_dir
         if mode == "resume":
-            checkpoint = last_checkpoint_of(run)
-            check_resumable(run, rebuilt, checkpoint)
-            rebuilt.paths.output_dir = run.data.params.get("paths.output_dir") or ""
+            recorded_folder = run.data.params.get("paths.output_dir") or ""
+            folder = run_folder_here(run, cfg.paths.log_dir)
+            checkpoint = last_checkpoint_in(folder)
+            check_resumable(run, rebuilt, checkpoint)  # the checkpoint found must name this run
+            if folder != Path(recorded_folder):
+                log.warning(
+                    "run %s recorded its folder as %s, which holds no last.ckpt; it is at %s now (its project "
+                    "moved, or is mounted elsewhere here), and the run goes on there",
+                    run_id,
+                    recorded_folder,
+                    folder,
+                )
+            rebuilt.paths.output_dir = str(folder)
             rebuilt.ckpt_path = str(checkpoint)
     _warn_about_drift(
         run, rebuilt, lambda: _composed_as_recorded([*search_path, *_replayed(recorded), f"{mode}={run_id}"])

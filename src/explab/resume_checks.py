@@ -50,6 +50,19 @@ def last_checkpoint_of(run: Run) -> Path:
     return last_checkpoint_in(run.data.params.get("paths.output_dir") or "")
 
 
+def run_folder_here(run: Run, log_dir: str | Path) -> Path:
+    """``run``'s output folder on this machine: the one it recorded, or else the same folder under this
+    command's ``paths.log_dir`` where that holds its ``last.ckpt`` (a renamed project, or a cluster that
+    mounts the project elsewhere: the folder sits where it sat under the ``paths.log_dir`` the run recorded).
+    The recorded folder when neither holds one."""
+    recorded = Path(run.data.params.get("paths.output_dir") or "")
+    then = run.data.params.get("paths.log_dir")
+    if last_checkpoint_in(recorded).is_file() or not then or not recorded.is_relative_to(then):
+        return recorded
+    here = Path(log_dir) / recorded.relative_to(then)
+    return here if last_checkpoint_in(here).is_file() else recorded
+
+
 def check_resumable(run: Run, config: DictConfig, checkpoint_path: Path) -> None:
     """Raise ``UsageError`` (or ``CheckpointError``) when resuming ``run`` with ``config`` would damage it."""
     run_id = run.info.run_id
