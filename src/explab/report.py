@@ -152,7 +152,7 @@ def to_markdown(rows: list[dict[str, Any]], metrics: Sequence[str], confidence: 
             mean, std = row[f"{metric} mean"], row[f"{metric} std"]
             low, high = row[f"{metric} ci_low"], row[f"{metric} ci_high"]
             cells.append(_number(mean) + ("" if math.isnan(std) else f" ± {std:.4f}"))
-            cells.append(_interval_cell(low, high, row.get(f"{metric} n", row["n"]), row["n"]))
+            cells.append(_interval_cell(low, high, row[f"{metric} n"], row["n"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
