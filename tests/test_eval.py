@@ -52,6 +52,22 @@ def test_a_killed_run_is_pointed_to_its_last_checkpoint(compose_cfg, store: Path
     assert len(client.get_metric_history(run_id, "test/acc")) == 2, "logged into the run the checkpoint belongs to"
 
 
+def test_a_killed_runs_last_checkpoint_is_named_where_it_is_now_when_its_project_moved(
+    compose_cfg, store: Path, tmp_path: Path
+) -> None:
+    # the job's folder is tmp_path/out: its paths.log_dir is tmp_path, as a project's is its logs/
+    train(compose_cfg("trainer.max_epochs=1", "trainer.enable_progress_bar=false", f"paths.log_dir={tmp_path}"))
+    run_id = _only_run_id(store)
+    client = MlflowClient(tracking_uri_for(store))
+    client.delete_tag(run_id, "explab.best_checkpoint")  # as a run killed in its fit leaves it
+    client.set_terminated(run_id, "KILLED")
+    (tmp_path / "moved").mkdir()
+    shutil.move(tmp_path / "out", tmp_path / "moved" / "out")
+    with pytest.raises(CheckpointError, match=f"run {run_id} ended KILLED before it logged its best") as said:
+        evaluate(compose_cfg(f"run_id={run_id}", "trainer=cpu", f"paths.log_dir={tmp_path}/moved", config_name="eval"))
+    assert f"explab-eval ckpt_path={tmp_path}/moved/out/checkpoints/last.ckpt" in str(said.value)
+
+
 def test_a_logged_checkpoint_cut_short_in_the_store_is_named_as_the_runs(compose_cfg, store: Path) -> None:
     """It was named by the temporary folder it was downloaded to, with that folder's other checkpoints to
     resume from, and torch's paragraph of advice."""

@@ -19,11 +19,11 @@ log = get_logger(__name__)
 _ABSENT = object()
 
 
-def _fetch_best_checkpoint(tracking_uri: str, run_id: str, folder: str) -> str:
+def _fetch_best_checkpoint(tracking_uri: str, run_id: str, folder: str, log_dir: str) -> str:
     import mlflow.artifacts
 
     from explab.checkpoints import CheckpointError
-    from explab.resume_checks import last_checkpoint_of, trained_without_checkpoints
+    from explab.resume_checks import last_checkpoint_in, run_folder_here, trained_without_checkpoints
     from explab.tracking.orphans import still_running, why_gone
     from explab.tracking.relocation import missing_artifacts
     from explab.tracking.run import no_download_bars
@@ -31,7 +31,7 @@ def _fetch_best_checkpoint(tracking_uri: str, run_id: str, folder: str) -> str:
 
     run = find_trained_run(tracking_uri, run_id)
     artifact = run.data.tags.get("explab.best_checkpoint")
-    last = last_checkpoint_of(run)
+    last = last_checkpoint_in(run_folder_here(run, log_dir))  # where it is now, should its project have moved
     status = run.info.status
     gone = why_gone(run.data.tags) if status == "RUNNING" else None
     if not artifact and status == "RUNNING" and gone is None:
@@ -75,17 +75,17 @@ def _fetch_best_checkpoint(tracking_uri: str, run_id: str, folder: str) -> str:
         )
 
 
-def _load_logged_checkpoint(tracking_uri: str, run_id: str, path: str) -> dict[str, Any]:
+def _load_logged_checkpoint(tracking_uri: str, run_id: str, path: str, log_dir: str) -> dict[str, Any]:
     """``load_checkpoint`` of the checkpoint ``run_id`` logged, as downloaded to ``path`` (a temporary folder):
     one its store holds cut short or damaged is named as the run's, with the state its own folder may hold."""
     from explab.checkpoints import CheckpointError, load_checkpoint
-    from explab.resume_checks import last_checkpoint_of
+    from explab.resume_checks import last_checkpoint_in, run_folder_here
     from explab.tracking.store import find_trained_run
 
     try:
         return load_checkpoint(path)
     except CheckpointError as error:
-        last = last_checkpoint_of(find_trained_run(tracking_uri, run_id, to_write=False))
+        last = last_checkpoint_in(run_folder_here(find_trained_run(tracking_uri, run_id, to_write=False), log_dir))
         instead = f"test the state the run last saved with explab-eval ckpt_path={last}, " if last.is_file() else ""
         raise CheckpointError(
             f"the checkpoint run {run_id} logged ({Path(path).name}) cannot be read from its store "
@@ -136,8 +136,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             path = cfg.ckpt_path
             checkpoint = load_checkpoint(path)
         else:
-            path = _fetch_best_checkpoint(cfg.tracking_uri, cfg.run_id, folder)
-            checkpoint = _load_logged_checkpoint(cfg.tracking_uri, cfg.run_id, path)
+            path = _fetch_best_checkpoint(cfg.tracking_uri, cfg.run_id, folder, cfg.paths.log_dir)
+            checkpoint = _load_logged_checkpoint(cfg.tracking_uri, cfg.run_id, path, cfg.paths.log_dir)
     # imported once there is a checkpoint to test: Lightning takes seconds, and a wrong run id needs none of it
     import lightning as L
 
