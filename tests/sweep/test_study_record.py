@@ -30,6 +30,21 @@ def test_differences_name_each_change_and_ignore_resource_settings() -> None:
     assert differences(then, then) == []
 
 
+def test_where_trials_write_is_no_part_of_the_definition() -> None:
+    """A sweep given paths.* on the command line was refused as "another sweep definition" once the project
+    moved, or the cluster's scratch path changed; its study recorded before then kept those overrides."""
+    fixed = ["trainer.max_epochs=5", "paths.log_dir=/home/ada/explab/logs", "paths.mlruns_dir=/home/ada/explab/mlruns"]
+    then = sweep_definition(SPACE, "maximize", "val/acc", fixed)
+    assert then["fixed"] == ["trainer.max_epochs=5"]
+    moved = sweep_definition(SPACE, "maximize", "val/acc", ["trainer.max_epochs=5", "paths.log_dir=/scratch/ada/logs"])
+    assert differences(then, moved) == []
+    assert differences({**then, "fixed": sorted(fixed)}, moved) == [], "as a study recorded them before"
+    assert differences(then, sweep_definition(SPACE, "maximize", "val/acc", ["trainer.max_epochs=6"])) == [
+        "fixed override trainer.max_epochs=5 dropped",
+        "fixed override trainer.max_epochs=6 added",
+    ]
+
+
 def test_a_changed_study_is_refused_or_accepted_and_then_recorded() -> None:
     study = optuna.create_study()
     first = sweep_definition(SPACE, "minimize", None, [])

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from explab.config import override_key
 from explab.errors import UsageError
+from explab.tracking.params import describes_training
 
 if TYPE_CHECKING:
     import optuna
@@ -24,8 +26,11 @@ RESOURCE_OVERRIDES = ("torch_threads=", "trainer.devices=", "data.num_workers=")
 
 def computing_overrides(fixed: Iterable[str]) -> list[str]:
     """``fixed``, sorted, without the overrides that change only where or how fast trials run
-    (``RESOURCE_OVERRIDES``)."""
-    return sorted(o for o in fixed if not o.lstrip("+~").startswith(RESOURCE_OVERRIDES))
+    (``RESOURCE_OVERRIDES``) or where they write (``paths.*``: a project moved, or a cluster's scratch space
+    given on the command line)."""
+    return sorted(
+        o for o in fixed if not o.lstrip("+~").startswith(RESOURCE_OVERRIDES) and describes_training(override_key(o))
+    )
 
 
 def sweep_definition(
@@ -64,7 +69,8 @@ def differences(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> list[str
     for key in ("direction", "metric", "custom_search_space"):
         if recorded.get(key) != now.get(key):
             found.append(f"{key}: {recorded.get(key)} then, {now.get(key)} now")
-    then_fixed, now_fixed = set(recorded["fixed"]), set(now["fixed"])
+    # a definition recorded before an override counted as a place kept it: compared as it would be recorded now
+    then_fixed, now_fixed = set(computing_overrides(recorded["fixed"])), set(now["fixed"])
     found += [f"fixed override {o} dropped" for o in sorted(then_fixed - now_fixed)]
     found += [f"fixed override {o} added" for o in sorted(now_fixed - then_fixed)]
     return found
