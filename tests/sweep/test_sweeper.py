@@ -392,7 +392,9 @@ def test_explab_sweep_records_parent_and_children_and_prunes(tmp_path: Path, com
         with pytest.raises(UsageError, match=rf"parent run of the sweep 'digits_cnn_optuna'.*\(the best: {run_id}\)"):
             config_from_recorded_run(compose_cfg(f"{mode}={parent.info.run_id}"))
     with pytest.raises(UsageError, match=rf"\(the best: {run_id}\)"):
-        _fetch_best_checkpoint(f"sqlite:///{tmp_path}/mlruns/mlflow.db", parent.info.run_id, str(tmp_path))
+        _fetch_best_checkpoint(
+            f"sqlite:///{tmp_path}/mlruns/mlflow.db", parent.info.run_id, str(tmp_path), str(tmp_path / "logs")
+        )
     # jobs that reopen the study from its storage (on SLURM nodes) read the rule from here
     study = optuna.load_study(
         study_name="digits_cnn_optuna", storage=open_storage(f"journal:///{tmp_path}/mlruns/optuna/digits_cnn.journal")
