@@ -508,6 +508,51 @@ def test_an_experiment_without_finished_runs_says_what_its_runs_did(compose_cfg,
         report(cfg)
 
 
+def test_seeds_that_did_not_finish_are_named_under_the_table(compose_cfg, store: Path) -> None:
+    """A configuration that diverged on some seeds showed the survivors' mean and their n, with no word of the
+    others, and one that diverged on every seed had no row at all: both looked better than they train."""
+    uri = tracking_uri_for(store)
+    client = mlflow.tracking.MlflowClient(uri)
+    experiment = client.create_experiment("unstable", artifact_location=str(store / "artifacts"))
+    recorded = [  # lr, seed, status, test/acc, tags
+        ("0.01", "1", "FINISHED", 0.90, {}),
+        ("0.01", "2", "FINISHED", 0.92, {}),
+        ("0.01", "3", "FAILED", None, {}),
+        ("0.01", "3", "FINISHED", 0.91, {}),  # diverged, then trained again to its end: it finished
+        ("0.3", "1", "FINISHED", 0.95, {}),
+        ("0.3", "2", "FINISHED", 0.96, {}),
+        ("0.3", "3", "FAILED", None, {}),
+        ("0.3", "10", "KILLED", None, {}),
+        ("0.3", "4", "KILLED", None, {"optuna.trial_state": "PRUNED"}),  # the search stopped it on purpose
+        ("0.3", "5", "RUNNING", None, {}),
+        ("3.0", "1", "FAILED", None, {}),
+        ("3.0", "2", "FAILED", None, {}),
+    ]
+    for lr, seed, status, accuracy, tags in recorded:
+        run = client.create_run(experiment, tags=tags).info.run_id
+        client.log_param(run, "optimizer.lr", lr)
+        client.log_param(run, "seed", seed)
+        if accuracy is not None:
+            client.log_metric(run, "test/acc", accuracy)
+        if status != "RUNNING":
+            client.set_terminated(run, status)
+    cfg = compose_cfg("experiment_name=unstable", f"tracking_uri={uri}", "metrics=[test/acc]", config_name="report")
+    markdown = report(cfg)
+    assert "| optimizer.lr=0.3 | 2 | 0.9550 ± 0.0071 |" in markdown, "the table stays the finished seeds'"
+    note = markdown.split("Seeds that did not finish are in no row", 1)[1]
+    assert "a seed still RUNNING joins its row once it finishes" in note
+    assert re.findall(r"^- .*$", note, re.MULTILINE) == [
+        "- optimizer.lr=0.3: 3 of 5 seeds did not finish: 1 FAILED (seed 3), 1 KILLED (seed 10), 1 RUNNING (seed 5)",
+        "- optimizer.lr=3.0: none of its 2 seeds finished: FAILED (seeds 1, 2)",
+    ]
+    [run] = client.search_runs([experiment], "tags.`explab.report` = 'true'")
+    table = Path(client.download_artifacts(run.info.run_id, "report/report.csv"))
+    assert {r["configuration"]: r["not finished"] for r in csv.DictReader(table.open())} == {
+        "optimizer.lr=0.01": "0",
+        "optimizer.lr=0.3": "3",
+    }
+
+
 def _seed_runs(store: Path, experiment_name: str, key: str, seeds_by_value: dict[str, tuple[float, ...]]) -> str:
     """FINISHED runs of ``experiment_name``: for each value of ``key``, one run per seed 1, 2, ... with its
     ``test/acc``; returns the store's URI."""

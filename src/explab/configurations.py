@@ -205,6 +205,21 @@ def by_seed(runs: Sequence[Any], metric: str) -> dict[str, float]:
     return {seed: statistics.fmean(found) for seed, found in values.items()}
 
 
+def unfinished_seeds(
+    groups: Mapping[Configuration, Sequence[Any]], unfinished: Sequence[Any]
+) -> dict[Configuration, dict[str, str]]:
+    """Per configuration, seed -> status of each seed that has runs which did not finish (FAILED, KILLED,
+    still RUNNING) and none in ``groups``, the finished runs: a seed that diverged and then finished in a
+    rerun trained to its end. The latest run of a seed gives its status."""
+    finished = {config: {seed_of(r) for r in members} for config, members in groups.items()}
+    left: dict[Configuration, dict[str, str]] = defaultdict(dict)
+    for config, members in group_runs(unfinished).items():
+        for run in sorted(members, key=lambda r: r.info.start_time or 0):
+            if seed_of(run) not in finished.get(config, set()):
+                left[config][seed_of(run)] = run.info.status
+    return dict(left)
+
+
 def repeated_seeds(groups: Mapping[Configuration, Sequence[Any]]) -> int:
     """How many runs repeat a seed their configuration already ran (``by_seed`` counts each seed once)."""
     return sum(len(members) - len({seed_of(r) for r in members}) for members in groups.values())

@@ -39,6 +39,7 @@ from explab.configurations import (
     labels,
     repeated_seeds,
     seed_of,
+    unfinished_seeds,
 )
 from explab.errors import UsageError, counted, first_line
 from explab.tracking.environment import CHECKOUT_TAG, code_mix, hardware_mix, recorded_checkouts
@@ -50,10 +51,14 @@ log = get_logger(__name__)
 
 
 def aggregate(
-    groups: Mapping[Configuration, Sequence[Any]], metrics: Sequence[str], ci: str = "t", confidence: float = 0.95
+    groups: Mapping[Configuration, Sequence[Any]],
+    metrics: Sequence[str],
+    ci: str = "t",
+    confidence: float = 0.95,
+    unfinished: Mapping[Configuration, Mapping[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per configuration (``group_runs``): what sets it apart, n, seeds, and mean, std and interval of
-    each metric."""
+    """One row per configuration (``group_runs``): what sets it apart, n, seeds, how many seeds did not finish
+    (``unfinished_seeds``), and mean, std and interval of each metric."""
     named = labels(list(groups))
     found_by_metric = {
         metric: comparison.intervals_of(
@@ -65,6 +70,7 @@ def aggregate(
     for i, (config, members) in enumerate(groups.items()):
         seeds = {seed_of(r) for r in members}
         row: dict[str, Any] = {"configuration": named[config], "n": len(seeds), "seeds": " ".join(sorted(seeds))}
+        row["not finished"] = len((unfinished or {}).get(config, {}))
         for metric in metrics:
             found = found_by_metric[metric][i]
             row |= {
@@ -318,6 +324,65 @@ def small_bootstrap_note(rows: Sequence[Mapping[str, Any]], ci: str) -> str:
     )
 
 
+def training_runs(found: Sequence[Any], cfg: DictConfig) -> list[Any]:
+    """The runs of ``found`` that trained (not a sweep's parent, not a report), of the commit ``commit=`` names."""
+    runs = [r for r in found if "explab.sweep" not in r.data.tags and "explab.report" not in r.data.tags]
+    if cfg.get("commit"):  # of explab's checkout or a lab's: tags MLflow's filter cannot join with "or"
+        prefix = commit_prefix(cfg.commit)
+        runs = [r for r in runs if _trained_from_commit(r.data.tags, prefix)]
+    return runs
+
+
+UNFINISHED_SHOWN = 12  # configurations the note names one by one; a failed sweep's many more are counted
+
+
+def unfinished_note(
+    groups: Mapping[Configuration, Sequence[Any]], unfinished: Mapping[Configuration, Mapping[str, str]]
+) -> str:
+    """A note naming each configuration whose seeds did not all finish, and those of which none did; "" when
+    every seed finished. The table's means stand on the seeds that finished: a configuration that loses seeds
+    to divergence looks as good as its survivors there."""
+    if not unfinished:
+        return ""
+    in_rows = labels(list(groups))
+    everyone = labels([*groups, *(c for c in unfinished if c not in groups)])
+    lines = []
+    for config, seeds in unfinished.items():
+        by_status: dict[str, list[str]] = defaultdict(list)
+        for seed, status in seeds.items():
+            by_status[status].append(seed)
+        how = ", ".join(
+            f"{f'{len(s)} ' if len(by_status) > 1 else ''}{status} "
+            f"({'seed' if len(s) == 1 else 'seeds'} {', '.join(sorted(s, key=_seed_order))})"
+            for status, s in sorted(by_status.items())
+        )
+        finished = {seed_of(r) for r in groups.get(config, ())}
+        which = (
+            f"{len(seeds)} of {len(seeds) + len(finished)} seeds did not finish"
+            if finished
+            else f"none of its {counted(len(seeds), 'seed')} finished"
+        )
+        lines.append((in_rows.get(config) or everyone[config], f"{which}: {how}"))
+    lines.sort(key=lambda line: label_order(line[0]))
+    shown = [f"- {name}: {said}" for name, said in lines[:UNFINISHED_SHOWN]]
+    if len(lines) > UNFINISHED_SHOWN:
+        shown.append(f"- and {counted(len(lines) - UNFINISHED_SHOWN, 'configuration')} more")
+    running = any("RUNNING" in seeds.values() for seeds in unfinished.values())
+    return (
+        "\nSeeds that did not finish are in no row: a configuration that loses seeds (to divergence, say) is less "
+        "reliable than the seeds that finished show. Each run says why in its tag explab.status_reason"
+        + ("; a seed still RUNNING joins its row once it finishes" if running else "")
+        + ".\n\n"
+        + "\n".join(shown)
+        + "\n"
+    )
+
+
+def _seed_order(seed: str) -> tuple[bool, int, str]:
+    """Seeds as numbers where they are (2 before 10), others after them as text."""
+    return (not seed.isdigit(), int(seed) if seed.isdigit() else 0, seed)
+
+
 def _others(client: Any, experiment_ids: list[str]) -> str:
     """What the experiments' training runs did instead of finishing, counted by status (`` (its runs: 2 FAILED,
     1 KILLED)``); nothing when there are none."""
@@ -408,19 +473,15 @@ def report(cfg: DictConfig) -> str:
             raise deleted_experiment(cfg.tracking_uri, experiment.name, experiment.experiment_id)
     ids = [experiment.experiment_id for experiment in experiments if experiment is not None]
     title = " vs ".join(names)
-    wanted = "attributes.status = 'FINISHED'"
     if cfg.get("sweep") and len(ids) > 1:
         raise UsageError(f"sweep={cfg.sweep} is one experiment's sweep: give that experiment alone")
     sweep = sweep_parent(client, ids[0], str(cfg.sweep)) if cfg.get("sweep") else None
+    scope = ""
     if sweep:  # one sweep's trials: its configurations, each over the seeds of its replicates
-        wanted += f" and tags.`mlflow.parentRunId` = '{sweep}'"
+        scope += f" and tags.`mlflow.parentRunId` = '{sweep}'"
     if cfg.get("filter"):
-        wanted += f" and {cfg.filter}"
-    found = runs_matching(client, ids, wanted, cfg.get("filter"))
-    runs = [r for r in found if "explab.sweep" not in r.data.tags and "explab.report" not in r.data.tags]
-    if cfg.get("commit"):  # of explab's checkout or a lab's: tags MLflow's filter cannot join with "or"
-        prefix = commit_prefix(cfg.commit)
-        runs = [r for r in runs if _trained_from_commit(r.data.tags, prefix)]
+        scope += f" and {cfg.filter}"
+    runs = training_runs(runs_matching(client, ids, f"attributes.status = 'FINISHED'{scope}", cfg.get("filter")), cfg)
     if not runs:
         of_sweep = f" in sweep {cfg.sweep}" if sweep else ""
         of_commit = f" of commit {cfg.commit}" if cfg.get("commit") else ""
@@ -431,13 +492,19 @@ def report(cfg: DictConfig) -> str:
     asked = headline_metrics(runs) if cfg.metrics is None else names_given(cfg.metrics)
     metrics = metrics_to_report(asked, runs, title)
     groups = group_runs(runs)
-    rows = aggregate(groups, metrics, cfg.ci, cfg.confidence)
+    stopped = [  # a pruner's stop is the search's choice, not the configuration's failure
+        r
+        for r in training_runs(every_run(client, ids, f"attributes.status != 'FINISHED'{scope}"), cfg)
+        if r.data.params and r.data.tags.get("optuna.trial_state") != "PRUNED"
+    ]
+    unfinished = unfinished_seeds(groups, stopped)
+    rows = aggregate(groups, metrics, cfg.ci, cfg.confidence, unfinished)
     method = {"t": "Student t", "bootstrap": "percentile bootstrap", "pooled": "Student t, pooled deviation"}[cfg.ci]
     markdown = (
         f"# {title}: mean ± std over seeds, {cfg.confidence:.0%} confidence intervals ({method})\n\n"
         + to_markdown(rows, metrics, cfg.confidence)
     )
-    markdown += small_bootstrap_note(rows, cfg.ci)
+    markdown += small_bootstrap_note(rows, cfg.ci) + unfinished_note(groups, unfinished)
     markdown += other_data_note(runs) + other_hardware_note(runs, metrics) + other_code_note(runs)
     repeats = repeated_seeds(groups)
     if repeats:
