@@ -57,8 +57,8 @@ def aggregate(
     confidence: float = 0.95,
     unfinished: Mapping[Configuration, Mapping[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per configuration (``group_runs``): what sets it apart, n, seeds, how many seeds did not finish
-    (``unfinished_seeds``), and mean, std and interval of each metric."""
+    """One row per configuration (``group_runs``): what sets it apart, n, seeds, and mean, std and interval of
+    each metric; given ``unfinished`` (``unfinished_seeds``), how many seeds did not finish."""
     named = labels(list(groups))
     found_by_metric = {
         metric: comparison.intervals_of(
@@ -70,7 +70,8 @@ def aggregate(
     for i, (config, members) in enumerate(groups.items()):
         seeds = {seed_of(r) for r in members}
         row: dict[str, Any] = {"configuration": named[config], "n": len(seeds), "seeds": " ".join(sorted(seeds))}
-        row["not finished"] = len((unfinished or {}).get(config, {}))
+        if unfinished is not None:
+            row["not finished"] = len(unfinished.get(config, {}))
         for metric in metrics:
             found = found_by_metric[metric][i]
             row |= {
@@ -324,13 +325,23 @@ def small_bootstrap_note(rows: Sequence[Mapping[str, Any]], ci: str) -> str:
     )
 
 
-def training_runs(found: Sequence[Any], cfg: DictConfig) -> list[Any]:
-    """The runs of ``found`` that trained (not a sweep's parent, not a report), of the commit ``commit=`` names."""
+def training_runs(found: Sequence[Any], commit: Any = None) -> list[Any]:
+    """The runs of ``found`` that trained (not a sweep's parent, not a report), of ``commit`` when given."""
     runs = [r for r in found if "explab.sweep" not in r.data.tags and "explab.report" not in r.data.tags]
-    if cfg.get("commit"):  # of explab's checkout or a lab's: tags MLflow's filter cannot join with "or"
-        prefix = commit_prefix(cfg.commit)
+    if commit:  # of explab's checkout or a lab's: tags MLflow's filter cannot join with "or"
+        prefix = commit_prefix(commit)
         runs = [r for r in runs if _trained_from_commit(r.data.tags, prefix)]
     return runs
+
+
+def unfinished_runs(client: Any, experiment_ids: list[str], scope: str = "", commit: Any = None) -> list[Any]:
+    """The training runs that did not finish (FAILED, KILLED, RUNNING) and recorded their params, ``scope``
+    (`` and ...`` clauses of an MLflow filter) and ``commit`` selecting as they select the finished ones. A
+    pruned trial is not one: the search stopped it, which says nothing against its configuration."""
+    found = every_run(client, experiment_ids, f"attributes.status != 'FINISHED'{scope}")
+    return [
+        r for r in training_runs(found, commit) if r.data.params and r.data.tags.get("optuna.trial_state") != "PRUNED"
+    ]
 
 
 UNFINISHED_SHOWN = 12  # configurations the note names one by one; a failed sweep's many more are counted
@@ -481,7 +492,8 @@ def report(cfg: DictConfig) -> str:
         scope += f" and tags.`mlflow.parentRunId` = '{sweep}'"
     if cfg.get("filter"):
         scope += f" and {cfg.filter}"
-    runs = training_runs(runs_matching(client, ids, f"attributes.status = 'FINISHED'{scope}", cfg.get("filter")), cfg)
+    finished = runs_matching(client, ids, f"attributes.status = 'FINISHED'{scope}", cfg.get("filter"))
+    runs = training_runs(finished, cfg.get("commit"))
     if not runs:
         of_sweep = f" in sweep {cfg.sweep}" if sweep else ""
         of_commit = f" of commit {cfg.commit}" if cfg.get("commit") else ""
@@ -492,12 +504,7 @@ def report(cfg: DictConfig) -> str:
     asked = headline_metrics(runs) if cfg.metrics is None else names_given(cfg.metrics)
     metrics = metrics_to_report(asked, runs, title)
     groups = group_runs(runs)
-    stopped = [  # a pruner's stop is the search's choice, not the configuration's failure
-        r
-        for r in training_runs(every_run(client, ids, f"attributes.status != 'FINISHED'{scope}"), cfg)
-        if r.data.params and r.data.tags.get("optuna.trial_state") != "PRUNED"
-    ]
-    unfinished = unfinished_seeds(groups, stopped)
+    unfinished = unfinished_seeds(groups, unfinished_runs(client, ids, scope, cfg.get("commit")))
     rows = aggregate(groups, metrics, cfg.ci, cfg.confidence, unfinished)
     method = {"t": "Student t", "bootstrap": "percentile bootstrap", "pooled": "Student t, pooled deviation"}[cfg.ci]
     markdown = (

@@ -63,6 +63,10 @@ def test_compare_runs_notebook(swept: Path) -> None:
     assert f"{len(finished)} finished training runs in 'digits_cnn'" in outputs_text(notebook)
     images = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 3, "intervals, learning curves and parallel coordinates are drawn"
+    summaries = [
+        o["data"]["text/html"] for c in notebook.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})
+    ]
+    assert any("<th>not finished</th>" in table for table in summaries), "the summary counts the seeds it leaves out"
     [axes] = [line for line in outputs_text(notebook).splitlines() if line.startswith("parallel axes:")]
     # the params the sweep searched are axes; the seed and the trial number, which only repeat, are not
     assert "optimizer.lr" in axes and "test/acc" in axes and "seed" not in axes and "optuna_trial" not in axes, axes
