@@ -44,6 +44,8 @@ def test_no_devices_or_nodes_at_all_is_refused_before_the_run(compose_cfg, key: 
         ("val_check_interval", "-1"),
         ("limit_val_batches", "1.5"),
         ("limit_train_batches", "-2"),
+        ("limit_train_batches", "0"),  # a FINISHED run that trained nothing and tested its initial weights
+        ("limit_train_batches", "0.0"),
         ("gradient_clip_algorithm", "max"),
         ("max_time", "1h"),  # Lightning refused it as it built its trainer, with a traceback
         ("max_time", "00:01:00"),

@@ -153,6 +153,14 @@ RULES: dict[str, Rule] = {
         _fraction_or_count(above_zero=True),
         True,
     ),
+    # 0 turns validation or testing off; 0 training batches would record a FINISHED run of an untrained model
+    "trainer.limit_train_batches": Rule(
+        "float",
+        "null, a fraction of the batches above 0 up to 1.0, or a number of batches >= 1 (0 trains nothing, and "
+        "the run would test and record its untrained model; to test a checkpoint, use explab-eval)",
+        _fraction_or_count(above_zero=True),
+        True,
+    ),
     **{
         f"trainer.limit_{split}_batches": Rule(
             "float",
@@ -160,7 +168,7 @@ RULES: dict[str, Rule] = {
             _fraction_or_count(above_zero=False),
             True,
         )
-        for split in ("train", "val", "test", "predict")
+        for split in ("val", "test", "predict")
     },
     "trainer.max_time": Rule(
         "any",
