@@ -27,6 +27,18 @@ class FailAtEpoch(L.Callback):
             raise self.error(f"failing on purpose at epoch {self.epoch}")
 
 
+class FailForSeed(L.Callback):
+    """Raises as the fit starts when the run's ``seed`` is ``fails_on``: a configuration that fails on one seed
+    of its replicates, as one diverges on an unlucky initialisation."""
+
+    def __init__(self, seed: int, fails_on: int) -> None:
+        self.seed, self.fails_on = seed, fails_on
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.seed == self.fails_on:
+            raise RuntimeError(f"failing on purpose with seed {self.seed}")
+
+
 class FailOnFitStart(L.Callback):
     """Raises as the fit starts, after the checkpoint is restored and before any training step."""
 

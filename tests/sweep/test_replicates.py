@@ -11,13 +11,13 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
-from optuna.trial import create_trial
+from optuna.trial import TrialState, create_trial
 
 from explab.comparison import intervals_of
 from explab.sweep import REPLICATE_ATTR, is_replicate
 from explab.sweep.replicates import SEED_ATTR, replicated_configurations, winner
 from explab.sweep.study_record import RECORD_ATTR
-from tests.conftest import run_cli, runs_in
+from tests.conftest import root_env, run_cli, runs_in
 from tests.sweep.test_sweeper import explab_sweep, load
 
 REPLICATED = (
@@ -62,6 +62,71 @@ def test_an_accuracys_interval_over_seeds_ends_at_1() -> None:
         )
     found = {c.params["lr"]: c.interval for c in replicated_configurations(study)}
     assert found[1e-3].high == 1.0 and found[3e-3].high == 1.0 and 0 < found[3e-3].low < found[1e-3].low
+
+
+def test_a_configuration_that_failed_on_a_seed_ranks_after_those_that_completed_every_seed() -> None:
+    """Its interval stands on the seeds that trained to their end: ranked by it alone, a configuration that
+    diverged on one seed of three could win on its two survivors."""
+    study = optuna.create_study(direction="maximize")
+    space = {"lr": FloatDistribution(1e-4, 1e-1)}
+    for lr, values, failed in ((1e-3, [0.90, 0.91, 0.92], []), (3e-2, [0.96, 0.97], [44])):
+        study.add_trial(create_trial(params={"lr": lr}, distributions=space, value=values[0]))
+        number = study.trials[-1].number
+        for seed, value in zip((43, 44), values[1:], strict=False):
+            attrs = {REPLICATE_ATTR: number, SEED_ATTR: seed}
+            study.add_trial(create_trial(params={"lr": lr}, distributions=space, value=value, user_attrs=attrs))
+        for seed in failed:
+            attrs = {REPLICATE_ATTR: number, SEED_ATTR: seed}
+            study.add_trial(
+                create_trial(params={"lr": lr}, distributions=space, state=TrialState.FAIL, user_attrs=attrs)
+            )
+    # a seed that failed once and then completed is whole again
+    study.add_trial(
+        create_trial(
+            params={"lr": 1e-3},
+            distributions=space,
+            state=TrialState.FAIL,
+            user_attrs={REPLICATE_ATTR: 0, SEED_ATTR: 43},
+        )
+    )
+    configurations = {c.params["lr"]: c for c in replicated_configurations(study)}
+    assert configurations[3e-2].failed_seeds == (44,) and configurations[1e-3].failed_seeds == ()
+    assert configurations[3e-2].interval.low > configurations[1e-3].interval.low, "the survivors look better"
+    assert winner(list(configurations.values()), maximize=True).params == {"lr": 1e-3}
+
+
+@pytest.mark.slow
+def test_a_replicate_that_fails_is_not_trained_again_and_its_seed_is_named(tmp_path: Path) -> None:
+    """The sweep trained a failed replicate again and again in one command, and stopped with "1 trial failed in
+    a row ... Fix the search space or the code" once it had failed max_failures times (n_trials by default):
+    a seed that diverges diverges again, so the same command run again could never finish."""
+    done = run_cli(
+        "explab-train",
+        "-m",
+        "hparams_search=digits_optuna",
+        f"paths.mlruns_dir={tmp_path}/mlruns",
+        f"paths.log_dir={tmp_path}/logs",
+        "hydra/sweeper/pruner=none",
+        "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.replicates=3",
+        "hydra.sweeper.replicate_top=1",
+        "trainer.max_epochs=1",
+        "+callbacks.fail._target_=tests.support.callbacks.FailForSeed",
+        "+callbacks.fail.seed=${seed}",
+        "+callbacks.fail.fails_on=44",
+        cwd=tmp_path,
+        env=root_env(),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = load(tmp_path, "digits_cnn_optuna", "mlruns/optuna/digits_cnn.journal")
+    replicates = sorted((t.user_attrs[SEED_ATTR], t.state.name) for t in study.trials if is_replicate(t))
+    assert replicates == [(43, "COMPLETE"), (44, "FAIL")], "seed 44 failed once and was not trained again"
+    assert "trial 0 over 2 seeds: mean " in done.stdout and "failed on seed 44 (ranked after" in done.stdout
+    [parent] = [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if r.data.tags.get("explab.sweep") == "parent"]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    table = client.download_artifacts(parent.info.run_id, "sweep/replicates.csv", str(tmp_path / "download"))
+    with open(table) as rows:
+        assert [row["failed seeds"] for row in csv.DictReader(rows)] == ["44"]
 
 
 def test_replicates_below_one_are_refused_before_any_trial(tmp_path: Path) -> None:

@@ -42,6 +42,23 @@ def test_the_summary_of_a_one_trial_study_draws_its_plots_without_warnings(tmp_p
     assert run.client.list_artifacts(run.run_id, "sweep/plots"), "the plots were drawn"
 
 
+def test_plots_of_a_numeric_choice_say_nothing_of_matplotlibs_categories(tmp_path: Path, caplog) -> None:
+    """A searched batch size, choice(32, 64), is categorical: Optuna plots its values as text, and matplotlib
+    said so at INFO, twice per plot, into every such sweep's console."""
+    study = optuna.create_study(direction="maximize")
+    distributions = {"batch_size": optuna.distributions.CategoricalDistribution([32, 64])}
+    for value, size in ((0.9, 32), (0.8, 64), (0.85, 32)):
+        study.add_trial(
+            optuna.trial.create_trial(params={"batch_size": size}, distributions=distributions, value=value)
+        )
+    run = TrackedRun.create(tracking_uri_for(tmp_path), "sweep", str(tmp_path / "artifacts"))
+    with caplog.at_level(logging.INFO):
+        summarise_study(study, run)
+    run.end(None)
+    assert run.client.list_artifacts(run.run_id, "sweep/plots"), "the plots are drawn"
+    assert not [r for r in caplog.records if r.name.startswith("matplotlib")], caplog.text
+
+
 def test_a_timing_objective_over_trials_on_different_hardware_is_warned_and_tagged(tmp_path: Path, caplog) -> None:
     """Detached workers on a mixed partition: a front of fit seconds then ranks machines, not configurations."""
     study = optuna.create_study(directions=["maximize", "minimize"])

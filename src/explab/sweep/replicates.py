@@ -11,7 +11,7 @@ pooled over the configurations' seeds (``explab.comparison.intervals_of``).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,8 +47,15 @@ def replicate_seeds(base: int, replicates: int) -> list[int]:
     return [base + i for i in range(1, replicates)]
 
 
-def missing(study: optuna.Study, top: Sequence[FrozenTrial], seeds: Sequence[int]) -> list[tuple[FrozenTrial, int]]:
-    """(trial, seed) of each replicate not yet COMPLETE, RUNNING or queued; a failed one is tried again."""
+def missing(
+    study: optuna.Study,
+    top: Sequence[FrozenTrial],
+    seeds: Sequence[int],
+    failed_here: Collection[tuple[int, int]] = (),
+) -> list[tuple[FrozenTrial, int]]:
+    """(trial, seed) of each replicate not yet COMPLETE, RUNNING or queued. A failed one is tried again, but not
+    where it is in ``failed_here``, the (trial, seed) pairs that failed in this command: a seed that diverged
+    diverges again, and trained over and over it would only fail the sweep's count of failures in a row."""
     from optuna.trial import TrialState
 
     taken = {
@@ -56,25 +63,33 @@ def missing(study: optuna.Study, top: Sequence[FrozenTrial], seeds: Sequence[int
         for t in study.get_trials(deepcopy=False)
         if is_replicate(t) and t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
     }
-    return [(trial, seed) for trial in top for seed in seeds if (trial.number, seed) not in taken]
+    return [
+        (trial, seed)
+        for trial in top
+        for seed in seeds
+        if (trial.number, seed) not in taken and (trial.number, seed) not in failed_here
+    ]
 
 
 @dataclass(frozen=True)
 class ReplicatedConfiguration:
-    """A top configuration: its search trial, its values over every seed, and their interval."""
+    """A top configuration: its search trial, its values over every seed, their interval, and the seeds of its
+    replicates that failed (a diverged loss) and never completed."""
 
     trial: int
     params: dict[str, Any]
     values: list[float]
     interval: Interval
+    failed_seeds: tuple[int, ...] = ()
 
 
 def replicated(study: optuna.Study, top: Sequence[FrozenTrial]) -> list[ReplicatedConfiguration]:
-    """Each configuration of ``top`` with the values of its trial and of its COMPLETE replicates, and their
-    interval on the deviation pooled over the configurations (``intervals_of``)."""
+    """Each configuration of ``top`` with the values of its trial and of its COMPLETE replicates, their
+    interval on the deviation pooled over the configurations (``intervals_of``), and its failed seeds."""
     from optuna.trial import TrialState
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
     values = []
     for trial in top:
         assert trial.value is not None  # top holds COMPLETE trials
@@ -88,19 +103,33 @@ def replicated(study: optuna.Study, top: Sequence[FrozenTrial]) -> list[Replicat
     metric = (study.user_attrs.get(RECORD_ATTR) or {}).get("metric")
     found = intervals_of(values, "pooled", metric=metric if isinstance(metric, str) else None)
     return [
-        ReplicatedConfiguration(trial.number, dict(trial.params), v, i)
+        ReplicatedConfiguration(trial.number, dict(trial.params), v, i, _failed_seeds(trial, complete, failed))
         for trial, v, i in zip(top, values, found, strict=True)
     ]
 
 
+def _failed_seeds(
+    trial: FrozenTrial, complete: Sequence[FrozenTrial], failed: Sequence[FrozenTrial]
+) -> tuple[int, ...]:
+    """The seeds on which replicates of ``trial`` failed and none completed."""
+
+    def seeds(trials: Sequence[FrozenTrial]) -> set[int | None]:
+        return {t.user_attrs.get(SEED_ATTR) for t in trials if t.user_attrs.get(REPLICATE_ATTR) == trial.number}
+
+    return tuple(sorted(seed for seed in seeds(failed) - seeds(complete) if seed is not None))
+
+
 def winner(configurations: Sequence[ReplicatedConfiguration], maximize: bool) -> ReplicatedConfiguration:
-    """The configuration with the highest interval lower bound (lowest upper bound when minimising); one
-    with a single value (its replicates failed) has no interval and ranks last."""
+    """The configuration with the highest interval lower bound (lowest upper bound when minimising).
+
+    One that failed on a seed ranks after every one that completed all its seeds: its interval stands on the
+    seeds that trained to their end, and says nothing of those that diverged. One with a single value has no
+    interval and ranks last among its kind."""
     sign = 1.0 if maximize else -1.0
 
-    def bound(c: ReplicatedConfiguration) -> tuple[float, float]:
+    def bound(c: ReplicatedConfiguration) -> tuple[bool, float, float]:
         edge = sign * (c.interval.low if maximize else c.interval.high)
-        return (-math.inf if math.isnan(edge) else edge, sign * c.interval.mean)
+        return (not c.failed_seeds, -math.inf if math.isnan(edge) else edge, sign * c.interval.mean)
 
     return max(configurations, key=bound)
 

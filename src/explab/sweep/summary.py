@@ -4,6 +4,7 @@ front and its hypervolume), all trials, Optuna's plots."""
 from __future__ import annotations
 
 import csv
+import logging
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from explab.sweep.continuation import RUN_ATTR
 from explab.sweep.pareto import hypervolume_history, pareto_front, reference_point
 from explab.sweep.replicates import ReplicatedConfiguration, replicated_configurations, study_winner
 from explab.tracking.staging import room_to_stage
-from explab.utils.logging import get_logger
+from explab.utils.logging import get_logger, logger_at_least
 
 if TYPE_CHECKING:
     import optuna
@@ -57,28 +58,38 @@ def _save_plots(
     import matplotlib
 
     matplotlib.use("Agg")
+    saved = []
+    # a numeric choice() is a categorical parameter, which Optuna plots as text: matplotlib says so at INFO,
+    # twice per plot, and Hydra's logging printed it into every sweep that searched a batch size
+    with logger_at_least("matplotlib.category", logging.WARNING):
+        for name, plot in _plots(study, names, reference).items():
+            path = _save_plot(name, plot, folder)
+            if path is not None:
+                saved.append(path)
+    return saved
+
+
+def _save_plot(name: str, plot: Any, folder: Path) -> Path | None:
+    """Draw one of ``_plots`` into ``folder/NAME.png``; None where Optuna cannot draw it for this study."""
     import matplotlib.pyplot as plt
     from optuna.exceptions import ExperimentalWarning
 
-    saved = []
-    for name, plot in _plots(study, names, reference).items():
-        try:
-            with warnings.catch_warnings():  # Optuna marks its multi-objective plots experimental, on every call
-                warnings.simplefilter("ignore", ExperimentalWarning)
-                # and matplotlib warns through them about axes of one trial ("identical low and high xlims"), as
-                # the importances do about too few trials to tell parameters apart (the plot shows them equal)
-                warnings.filterwarnings("ignore", category=UserWarning, module=r"optuna\.(visualization|importance)")
-                axes = plot()
-        except Exception as err:  # e.g. importances need >1 complete trial with varying params
-            log.info("plot %s skipped: %s", name, err)
-            continue
-        figure = axes.flat[0].figure if hasattr(axes, "flat") else axes.figure
-        figure.set_size_inches(9, 6)
-        path = folder / f"{name}.png"
-        figure.savefig(path, dpi=90, bbox_inches="tight")
-        plt.close(figure)
-        saved.append(path)
-    return saved
+    try:
+        with warnings.catch_warnings():  # Optuna marks its multi-objective plots experimental, on every call
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            # and matplotlib warns through them about axes of one trial ("identical low and high xlims"), as
+            # the importances do about too few trials to tell parameters apart (the plot shows them equal)
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"optuna\.(visualization|importance)")
+            axes = plot()
+    except Exception as err:  # e.g. importances need >1 complete trial with varying params
+        log.info("plot %s skipped: %s", name, err)
+        return None
+    figure = axes.flat[0].figure if hasattr(axes, "flat") else axes.figure
+    figure.set_size_inches(9, 6)
+    path = folder / f"{name}.png"
+    figure.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    return path
 
 
 def best_trained_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
@@ -152,6 +163,7 @@ def describe_progress(study: optuna.Study) -> str:
     return (
         f"{line}; winner over seeds: {trial_named(study.trials[chosen.trial])}, mean {chosen.interval.mean:.6g} "
         f"over {len(chosen.values)} seeds, 95% interval [{chosen.interval.low:.6g}, {chosen.interval.high:.6g}]"
+        f"{failed_seeds_said(chosen.failed_seeds)}"
     )
 
 
@@ -181,7 +193,10 @@ def sweep_results(study: optuna.Study, names: Sequence[str]) -> dict[str, Any]:
             "params": chosen.params,
             **_interval_fields(chosen),
         }
-        results["replicated"] = [{"trial": c.trial, "values": c.values, **_interval_fields(c)} for c in configurations]
+        results["replicated"] = [
+            {"trial": c.trial, "values": c.values, **_interval_fields(c), "failed_seeds": list(c.failed_seeds)}
+            for c in configurations
+        ]
     return results
 
 
@@ -219,12 +234,13 @@ def write_results(study: optuna.Study, names: Sequence[str], folder: Path, turne
         log.warning("no trial completed")
     for c in results.get("replicated", []):
         log.info(
-            "    trial %d over %d seeds: mean %.6g, 95%% interval [%.6g, %.6g]",
+            "    trial %d over %d seeds: mean %.6g, 95%% interval [%.6g, %.6g]%s",
             c["trial"],
             c["n"],
             c["mean"],
             c["ci_low"],
             c["ci_high"],
+            failed_seeds_said(c["failed_seeds"]),
         )
     if "winner" in results:
         winner = results["winner"]
@@ -247,6 +263,15 @@ def write_results(study: optuna.Study, names: Sequence[str], folder: Path, turne
         )
 
 
+def failed_seeds_said(seeds: Sequence[int]) -> str:
+    """``; failed on seed 3`` for a configuration whose replicates failed on seeds that never completed (it
+    ranks after those that completed every seed); "" for none."""
+    if not seeds:
+        return ""
+    said = f"{'seed' if len(seeds) == 1 else 'seeds'} {', '.join(map(str, seeds))}"
+    return f"; failed on {said} (ranked after the configurations that completed every seed)"
+
+
 def _interval_fields(configuration: ReplicatedConfiguration) -> dict[str, float]:
     i = configuration.interval
     return {"n": i.n, "mean": i.mean, "std": i.std, "ci_low": i.low, "ci_high": i.high}
@@ -262,11 +287,12 @@ def _log_replicates(study: optuna.Study, run: TrackedRun, folder: Path) -> None:
     params = sorted({key for c in configurations for key in c.params})
     with (folder / "replicates.csv").open("w", newline="") as out:
         writer = csv.writer(out)
-        writer.writerow(["trial", "winner", "n", "mean", "std", "ci_low", "ci_high", "values", *params])
+        writer.writerow(["trial", "winner", "n", "mean", "std", "ci_low", "ci_high", "values", "failed seeds", *params])
         for c in configurations:
             fields = _interval_fields(c)
             writer.writerow(
                 [c.trial, c is chosen, *fields.values(), " ".join(f"{v:.6g}" for v in c.values)]
+                + [" ".join(map(str, c.failed_seeds))]
                 + [c.params.get(p, "") for p in params]
             )
     run.log_file(folder / "replicates.csv", "sweep")

@@ -526,6 +526,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
         """Ask, launch and tell until the study is full, a grid is exhausted or every proposal repeats."""
         returns: list[Any] = []
         failures_in_a_row = repeats_in_a_row = failures = 0
+        failed_replicates: set[tuple[int, int]] = set()  # (trial, seed): not trained again by this command
         max_failures = self.max_failures or n_trials
         state: TrialState | None
         while True:
@@ -537,7 +538,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
             if adopted is not None:
                 state, result = adopted
             elif study_full(study, n_trials):
-                replicate = self._next_replicate(study, fixed, n_trials)
+                replicate = self._next_replicate(study, fixed, n_trials, failed_replicates)
                 if replicate is None and unmarked_running(study):
                     # a worker killed between asking and marking left it: once a beat has passed it is claimed
                     time.sleep(min(1.0, self.heartbeat_seconds))
@@ -545,6 +546,12 @@ class ExplabOptunaSweeperImpl(Sweeper):
                 if replicate is None:
                     break
                 state, result = self._run_replicate(study, fixed, parent, *replicate)
+                if state == TrialState.FAIL:
+                    # a seed a configuration diverged on measures that configuration (the winner ranks it so),
+                    # not the search: their number is bounded by top x seeds, and none stops the sweep
+                    failed_replicates.add((replicate[0].number, replicate[1]))
+                    returns.append(without_frames(result) if isinstance(result, BaseException) else result)
+                    continue
             else:
                 state, result = self._ask_and_run(study, space, fixed, parent, n_trials)
                 if state is None:  # the study filled, or a repeat was told its value
@@ -567,25 +574,29 @@ class ExplabOptunaSweeperImpl(Sweeper):
             failures += state == TrialState.FAIL
             if failures_in_a_row >= max_failures:
                 raise SweepAborted(
-                    f"{counted(failures_in_a_row, 'trial')} failed in a row; the last error was: {result}. "
+                    f"{counted(failures_in_a_row, 'trial')} failed in a row; "
+                    f"the last error was: {str(result).rstrip('.')}. "
                     "Fix the search space or the code, then run the same command to resume."
                 )
             if self.max_failure_rate is not None and failures / len(returns) > float(self.max_failure_rate):
                 raise SweepAborted(
                     f"{failures} of the {len(returns)} trials run here failed, more than "
-                    f"max_failure_rate={self.max_failure_rate}; the last error was: {result}. "
+                    f"max_failure_rate={self.max_failure_rate}; the last error was: {str(result).rstrip('.')}. "
                     "Fix the cause, then run the same command to resume."
                 )
         return returns
 
-    def _next_replicate(self, study: optuna.Study, fixed: list[str], n_trials: int) -> tuple[FrozenTrial, int] | None:
-        """The next (top trial, seed) to train again once the search is over; None when there is none, or
-        while other workers still run search trials (the top is not known yet: the last of them does it)."""
+    def _next_replicate(
+        self, study: optuna.Study, fixed: list[str], n_trials: int, failed_here: set[tuple[int, int]]
+    ) -> tuple[FrozenTrial, int] | None:
+        """The next (top trial, seed) to train again once the search is over, but none ``failed_here``; None
+        when there is none, or while other workers still run search trials (the top is not known yet: the
+        last of them does it)."""
         if self.replicates <= 1 or (progress(study)[0] < n_trials and not grid_exhausted(study)):
             return None
         base_seed = int(self._job_config(fixed).get(self.seed_key) or 0)
         top = top_configurations(study, self.replicate_top)
-        todo = missing(study, top, replicate_seeds(base_seed, self.replicates))
+        todo = missing(study, top, replicate_seeds(base_seed, self.replicates), failed_here)
         return todo[0] if todo else None
 
     def _run_replicate(
