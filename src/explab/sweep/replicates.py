@@ -11,8 +11,9 @@ pooled over the configurations' seeds (``explab.comparison.intervals_of``).
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from explab.comparison import Interval, intervals_of
@@ -48,27 +49,29 @@ def replicate_seeds(base: int, replicates: int) -> list[int]:
 
 
 def missing(
-    study: optuna.Study,
-    top: Sequence[FrozenTrial],
-    seeds: Sequence[int],
-    failed_here: Collection[tuple[int, int]] = (),
+    study: optuna.Study, top: Sequence[FrozenTrial], seeds: Sequence[int], failed_since: datetime | None = None
 ) -> list[tuple[FrozenTrial, int]]:
-    """(trial, seed) of each replicate not yet COMPLETE, RUNNING or queued. A failed one is tried again, but not
-    where it is in ``failed_here``, the (trial, seed) pairs that failed in this command: a seed that diverged
-    diverges again, and trained over and over it would only fail the sweep's count of failures in a row."""
+    """(trial, seed) of each replicate not yet COMPLETE, RUNNING or queued. A failed one is tried again, but
+    not one that failed in a trial started at or after ``failed_since`` (when this worker started): a seed
+    that diverged diverges again, and trained over and over it would only fill the sweep's count of failures
+    in a row. The next command tries it once more."""
     from optuna.trial import TrialState
 
     taken = {
         (t.user_attrs[REPLICATE_ATTR], t.user_attrs.get(SEED_ATTR))
         for t in study.get_trials(deepcopy=False)
-        if is_replicate(t) and t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+        if is_replicate(t)
+        and (
+            t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+            or (
+                t.state == TrialState.FAIL
+                and failed_since is not None
+                and t.datetime_start is not None
+                and t.datetime_start >= failed_since
+            )
+        )
     }
-    return [
-        (trial, seed)
-        for trial in top
-        for seed in seeds
-        if (trial.number, seed) not in taken and (trial.number, seed) not in failed_here
-    ]
+    return [(trial, seed) for trial in top for seed in seeds if (trial.number, seed) not in taken]
 
 
 @dataclass(frozen=True)

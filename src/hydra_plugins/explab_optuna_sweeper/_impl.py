@@ -28,6 +28,7 @@ import uuid
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -526,7 +527,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
         """Ask, launch and tell until the study is full, a grid is exhausted or every proposal repeats."""
         returns: list[Any] = []
         failures_in_a_row = repeats_in_a_row = failures = 0
-        failed_replicates: set[tuple[int, int]] = set()  # (trial, seed): not trained again by this command
+        started = datetime.now()  # Optuna's clock: a replicate that failed from here on is not trained again
         max_failures = self.max_failures or n_trials
         state: TrialState | None
         while True:
@@ -538,7 +539,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
             if adopted is not None:
                 state, result = adopted
             elif study_full(study, n_trials):
-                replicate = self._next_replicate(study, fixed, n_trials, failed_replicates)
+                replicate = self._next_replicate(study, fixed, n_trials, started)
                 if replicate is None and unmarked_running(study):
                     # a worker killed between asking and marking left it: once a beat has passed it is claimed
                     time.sleep(min(1.0, self.heartbeat_seconds))
@@ -549,7 +550,6 @@ class ExplabOptunaSweeperImpl(Sweeper):
                 if state == TrialState.FAIL:
                     # a seed a configuration diverged on measures that configuration (the winner ranks it so),
                     # not the search: their number is bounded by top x seeds, and none stops the sweep
-                    failed_replicates.add((replicate[0].number, replicate[1]))
                     returns.append(without_frames(result) if isinstance(result, BaseException) else result)
                     continue
             else:
@@ -587,16 +587,17 @@ class ExplabOptunaSweeperImpl(Sweeper):
         return returns
 
     def _next_replicate(
-        self, study: optuna.Study, fixed: list[str], n_trials: int, failed_here: set[tuple[int, int]]
+        self, study: optuna.Study, fixed: list[str], n_trials: int, started: datetime
     ) -> tuple[FrozenTrial, int] | None:
-        """The next (top trial, seed) to train again once the search is over, but none ``failed_here``; None
+        """The next (top trial, seed) to train again once the search is over, but none that failed since this
+        worker ``started``; None
         when there is none, or while other workers still run search trials (the top is not known yet: the
         last of them does it)."""
         if self.replicates <= 1 or (progress(study)[0] < n_trials and not grid_exhausted(study)):
             return None
         base_seed = int(self._job_config(fixed).get(self.seed_key) or 0)
         top = top_configurations(study, self.replicate_top)
-        todo = missing(study, top, replicate_seeds(base_seed, self.replicates), failed_here)
+        todo = missing(study, top, replicate_seeds(base_seed, self.replicates), started)
         return todo[0] if todo else None
 
     def _run_replicate(
