@@ -553,6 +553,20 @@ def test_seeds_that_did_not_finish_are_named_under_the_table(compose_cfg, store:
     }
 
 
+@pytest.mark.parametrize("ci", ["t", "bootstrap", "pooled"])
+def test_an_interval_of_seeds_that_tie_says_so(compose_cfg, store: Path, ci: str) -> None:
+    """Three seeds at one accuracy gave [0.9500, 0.9500] and nothing more: read as a mean known exactly."""
+    uri = _seed_runs(store, "groups", "optimizer.lr", {"0.1": (0.95, 0.95, 0.95), "0.2": (0.90, 0.92, 0.94)})
+    markdown, _ = _report(compose_cfg, uri, "metrics=[test/acc]", f"ci={ci}")
+    tied = next(line for line in markdown.splitlines() if line.startswith("| optimizer.lr=0.1 |"))
+    if ci == "pooled":  # the spread of the other configuration's seeds gives it its width
+        assert "tie" not in tied and "seeds gave one value" not in markdown, markdown
+        return
+    assert tied.endswith("| [0.9500, 0.9500] (the seeds tie) |"), tied
+    assert "An interval of no width says that its seeds gave one value" in markdown
+    assert "ci=pooled takes the spread from the seeds of every configuration" in markdown
+
+
 def _seed_runs(store: Path, experiment_name: str, key: str, seeds_by_value: dict[str, tuple[float, ...]]) -> str:
     """FINISHED runs of ``experiment_name``: for each value of ``key``, one run per seed 1, 2, ... with its
     ``test/acc``; returns the store's URI."""

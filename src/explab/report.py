@@ -173,7 +173,26 @@ def _interval_cell(low: float, high: float, logged: int, seeds: int) -> str:
     of = f"{logged} of {seeds} logged it" if logged < seeds else ""
     if math.isnan(low):
         return f"n too small ({of})" if of else "n too small"
-    return f"[{low:.4f}, {high:.4f}]" + (f" ({of})" if of else "")
+    said = "; ".join(part for part in (of, "the seeds tie" if low == high else "") if part)
+    return f"[{low:.4f}, {high:.4f}]" + (f" ({said})" if said else "")
+
+
+def tied_seeds_note(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], ci: str) -> str:
+    """A note when an interval has no width because its seeds tied; "" otherwise. Seeds of a coarse metric tie
+    often (an accuracy on a few hundred examples moves in steps of a fraction of a percent), and an interval
+    of no width would read as a mean known exactly."""
+    tied = any(
+        row[f"{metric} n"] >= comparison.MIN_REPEATS and row[f"{metric} ci_low"] == row[f"{metric} ci_high"]
+        for row in rows
+        for metric in metrics
+    )
+    if not tied:
+        return ""
+    instead = "" if ci == "pooled" else " ci=pooled takes the spread from the seeds of every configuration."
+    return (
+        "\nAn interval of no width says that its seeds gave one value, not that the mean is known exactly: a "
+        f"metric measured on a few hundred examples moves in steps, and seeds often land on the same one.{instead}\n"
+    )
 
 
 def comparisons_markdown(rows: list[dict[str, Any]]) -> str:
@@ -511,7 +530,8 @@ def report(cfg: DictConfig) -> str:
         f"# {title}: mean ± std over seeds, {cfg.confidence:.0%} confidence intervals ({method})\n\n"
         + to_markdown(rows, metrics, cfg.confidence)
     )
-    markdown += small_bootstrap_note(rows, cfg.ci) + unfinished_note(groups, unfinished)
+    markdown += small_bootstrap_note(rows, cfg.ci) + tied_seeds_note(rows, metrics, cfg.ci)
+    markdown += unfinished_note(groups, unfinished)
     markdown += other_data_note(runs) + other_hardware_note(runs, metrics) + other_code_note(runs)
     repeats = repeated_seeds(groups)
     if repeats:
