@@ -19,7 +19,8 @@ from explab.reproduce import config_from_recorded_run
 from explab.sweep.pruner import PRUNER_ATTR
 from explab.sweep.storage import open_storage
 from explab.sweep.summary import best_trained_trial
-from tests.conftest import BIN, as_from_a_terminal, run_cli, runs_in, tracking_uri_for
+from explab.sweep.telling import ERROR_ATTR
+from tests.conftest import BIN, as_from_a_terminal, root_env, run_cli, runs_in, tracking_uri_for
 from tests.support.formats import write_mnist
 
 APP = Path(__file__).parents[1] / "support" / "apps" / "quadratic.py"
@@ -218,6 +219,49 @@ def explab_sweep(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]
         *args,
         cwd=tmp_path,
     )
+
+
+@pytest.mark.slow
+def test_a_custom_search_space_that_rules_a_draw_out_or_raises_ends_that_trial_alone(tmp_path: Path) -> None:
+    """It raised out of the sweep: a traceback stopped every other trial, and the trial was left RUNNING."""
+    done = run_cli(
+        "explab-train", "-m", "hparams_search=digits_optuna", f"paths.mlruns_dir={tmp_path}/mlruns",
+        f"paths.log_dir={tmp_path}/logs", "hydra.sweeper.n_trials=4", "trainer.max_epochs=1",
+        "hydra.sweeper.custom_search_space=tests.support.search_spaces.fails_in_trial_1",
+        cwd=tmp_path, env=root_env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = load(tmp_path, "digits_cnn_optuna", "mlruns/optuna/digits_cnn.journal")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]
+    assert study.trials[1].user_attrs[ERROR_ATTR] == (
+        "custom_search_space tests.support.search_spaces.fails_in_trial_1 raised ValueError: a bug in the search space"
+    )
+    assert "ValueError: a bug in the search space" in done.stdout + done.stderr, "its traceback is in the log"
+
+    pruned = run_cli(
+        "explab-train", "-m", "hparams_search=digits_optuna", f"paths.mlruns_dir={tmp_path}/mlruns",
+        f"paths.log_dir={tmp_path}/logs", "hydra.sweeper.n_trials=4", "trainer.max_epochs=1",
+        "hydra.sweeper.custom_search_space=tests.support.search_spaces.rules_out_odd_trials",
+        "hydra.sweeper.study_name=odd", cwd=tmp_path, env=root_env(),
+    )  # fmt: skip
+    assert pruned.returncode == 0, pruned.stderr[-3000:]
+    odd = load(tmp_path, "odd", "mlruns/optuna/digits_cnn.journal")
+    assert [t.state.name for t in odd.trials] == ["COMPLETE", "PRUNED", "COMPLETE", "PRUNED"]
+    assert all("model.backbone.dropout" in t.params for t in odd.trials)
+    trained = [
+        r.data.params for r in runs_in(tmp_path / "mlruns", "digits_cnn") if "optuna_trial.number" in r.data.params
+    ]
+    numbers = sorted(p["optuna_trial.number"] for p in trained if p["optuna_trial.study_name"] == "odd")
+    assert numbers == ["0", "2"], "a draw ruled out trains nothing"
+
+    nothing = run_cli(
+        "explab-train", "-m", "hparams_search=digits_optuna", f"paths.mlruns_dir={tmp_path}/mlruns",
+        f"paths.log_dir={tmp_path}/logs", "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.custom_search_space=tests.support.search_spaces.rules_out_every_draw",
+        "hydra.sweeper.study_name=none", cwd=tmp_path, env=root_env(),
+    )  # fmt: skip
+    assert nothing.returncode == 1
+    assert "Error: no trial of study 'none' completed (2 pruned, 0 failed), so it has no best trial" in nothing.stderr
 
 
 def test_wrong_metric_fails_before_any_trial(tmp_path: Path) -> None:

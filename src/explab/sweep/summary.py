@@ -17,6 +17,7 @@ from explab.sweep import REPEATS_ATTR, WARM_START_ATTR, is_repeat, is_replicate,
 from explab.sweep.continuation import RUN_ATTR
 from explab.sweep.pareto import hypervolume_history, pareto_front, reference_point
 from explab.sweep.replicates import ReplicatedConfiguration, replicated_configurations, study_winner
+from explab.sweep.telling import ERROR_ATTR
 from explab.tracking.staging import room_to_stage
 from explab.utils.logging import get_logger, logger_at_least
 
@@ -109,6 +110,24 @@ def best_trained_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     # the earliest of equal values, as Optuna's own best_trial
     best = min(complete, key=lambda t: (sign * t.values[0], t.number))
     return study.trials[best.user_attrs[REPEATS_ATTR]] if is_repeat(best) else best
+
+
+def none_completed(study: optuna.Study) -> str | None:
+    """Why a study that ran to its end has no best trial, and what to do; None where a trial completed. Its
+    pruned trials count as finished, so a study of pruned and failed trials is full without a result."""
+    from optuna.trial import TrialState
+
+    counts = trial_counts(study)
+    if counts["complete"]:
+        return None
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    last = failed[-1].user_attrs.get(ERROR_ATTR) if failed else None
+    return (
+        f"no trial of study '{study.study_name}' completed ({counts['pruned']} pruned, {counts['fail']} failed"
+        f"{f'; the last failure: {last}' if last else ''}), so it has no best trial. Fix what stopped them, then "
+        "go on with a larger hydra.sweeper.n_trials (pruned trials count as finished) or start another study "
+        "with hydra.sweeper.study_name=NAME"
+    )
 
 
 def trial_counts(study: optuna.Study) -> dict[str, int]:

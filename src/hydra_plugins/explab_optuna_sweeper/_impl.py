@@ -81,7 +81,7 @@ from explab.sweep.space import (
 )
 from explab.sweep.storage import open_storage, remember_study, storage_file
 from explab.sweep.study_record import check_definition, sweep_definition
-from explab.sweep.summary import describe_progress, write_results
+from explab.sweep.summary import describe_progress, none_completed, write_results
 from explab.sweep.telling import completed_duplicate, hold_trial, tell, tell_job_error, tell_once, tell_repeat
 from explab.sweep.warm_start import add_warm_start, check_sources, configured_values, enqueue_once
 from explab.sweep.workers import (
@@ -272,6 +272,8 @@ class ExplabOptunaSweeperImpl(Sweeper):
         write_results(study, self.objectives.names(), Path(str(self.config.hydra.sweep.dir)), turned_off)
         if self.replicates > 1 and self.mlflow_cfg and self.mlflow_cfg.get("experiment_name"):
             self._suggest_the_report(study)
+        if (why := none_completed(study)) is not None:
+            raise SweepAborted(why)
 
     def _suggest_the_report(self, study: optuna.Study) -> None:
         """The ``explab-report`` command that tables the replicated configurations over their seeds, with the
@@ -632,6 +634,9 @@ class ExplabOptunaSweeperImpl(Sweeper):
                 tell_once(study, trial, None, TrialState.FAIL)
                 log.info("trial %d not run: another worker filled the study first", trial.number)
                 return None, "full"
+            rejected = self._define_by_run(study, trial)
+            if rejected is not None:
+                return rejected
             duplicate = completed_duplicate(study, trial) if self.skip_repeats else None
             if duplicate is not None:
                 tell_repeat(study, trial, duplicate)
@@ -704,7 +709,8 @@ class ExplabOptunaSweeperImpl(Sweeper):
 
     def _ask(self, study: optuna.Study, space: SearchSpace) -> Trial:
         """A new trial, sampled with a seed of its own number when a seed is set, and marked as this worker's;
-        ``custom_search_space`` then suggests more parameters from the values drawn (define-by-run).
+        ``custom_search_space`` suggests more parameters from the values drawn as the trial runs
+        (``_define_by_run``).
 
         The number is handed out atomically by the storage before anything is sampled, so workers that ask
         in the same instant still draw different values, and a resumed study does not replay its first
@@ -731,7 +737,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
         times: the trial itself kills them, and continuing it again would cost the next worker too."""
         cut_offs = int(trial.user_attrs.get(CUT_OFFS_ATTR, 0))
         if cut_offs <= MAX_CUT_OFFS:
-            return self._run_trial(study, trial, fixed, parent)
+            return self._define_by_run(study, trial) or self._run_trial(study, trial, fixed, parent)
         reason = (
             f"its workers were killed {cut_offs} times in this trial without a word (SIGKILL: the kernel's "
             "out-of-memory killer when the trial runs the host out of memory, a crashing library, or kill -9), "
@@ -741,16 +747,38 @@ class ExplabOptunaSweeperImpl(Sweeper):
         return tell(study, trial, TrialState.FAIL, None, reason), reason
 
     def _sample(self, study: optuna.Study, trial: Trial, space: SearchSpace) -> None:
-        """Draw ``trial``'s parameters, define-by-run; Optuna returns a parameter already drawn as it was."""
+        """Draw ``trial``'s parameters of the search space (``params``, each under its condition); Optuna returns
+        a parameter already drawn as it was."""
         if self.sampler_cfg.get("seed") is not None and not self._is_grid:
             study.sampler = self._sampler(trial.number)
         for name in self.order:
             condition = self.conditions.get(name)
             if condition is None or condition.holds(trial.params):
                 suggest(trial, name, space[name])
-        if self.custom_search_space:
-            assert self.config is not None
+
+    def _define_by_run(self, study: optuna.Study, trial: Trial) -> tuple[TrialState, Any] | None:
+        """Have ``custom_search_space`` suggest more parameters from those drawn; None when it did.
+
+        A draw it rejects ends the trial before anything trains: raising ``optuna.TrialPruned`` (a
+        combination the space rules out, as in an Optuna objective) makes it PRUNED, and any other error (a bug
+        in that function, which may raise for some values only) FAIL, with its traceback in the log. Raised
+        out of the sweep, it left the trial RUNNING and stopped the other trials with it.
+        """
+        if not self.custom_search_space:
+            return None
+        assert self.config is not None
+        try:
             named_function(self.custom_search_space)(self.config, trial)
+        except optuna.TrialPruned as pruned:
+            log.info("trial %d pruned by custom_search_space %s: %s", trial.number, self.custom_search_space, pruned)
+            return tell(study, trial, TrialState.PRUNED, None, pruned), pruned
+        except Exception as error:
+            log.error(
+                "custom_search_space %s raised in trial %d", self.custom_search_space, trial.number, exc_info=True
+            )
+            said = f"custom_search_space {self.custom_search_space} raised {type(error).__name__}: {error}"
+            return tell(study, trial, TrialState.FAIL, None, said), said
+        return None
 
     def _trial_overrides(self, study: optuna.Study, trial_number: int, parent: TrackedRun | None) -> list[str]:
         """``optuna_trial.*``: how the job finds its trial (to report for pruning), its parent run, and the
