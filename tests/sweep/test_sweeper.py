@@ -264,6 +264,18 @@ def test_a_custom_search_space_that_rules_a_draw_out_or_raises_ends_that_trial_a
     assert "Error: no trial of study 'none' completed (2 pruned, 0 failed), so it has no best trial" in nothing.stderr
 
 
+def test_a_custom_search_space_that_cannot_be_loaded_is_refused_before_any_trial(tmp_path: Path) -> None:
+    """It was looked up as each trial was drawn: a typo failed every trial in turn."""
+    done = explab_sweep(tmp_path, "hydra.sweeper.custom_search_space=tests.support.search_spaces.fails_in_trial_2")
+    assert done.returncode == 1
+    assert (
+        "Error: hydra.sweeper.custom_search_space=tests.support.search_spaces.fails_in_trial_2 cannot be loaded ("
+        in (done.stderr)
+    )
+    assert "Error getting callable" not in done.stderr, "said once"
+    assert runs_in(tmp_path / "mlruns", "digits_cnn") == []
+
+
 def test_wrong_metric_fails_before_any_trial(tmp_path: Path) -> None:
     done = explab_sweep(tmp_path, "optimized_metric=val/accuracy")
     assert done.returncode != 0

@@ -98,6 +98,7 @@ from explab.tracking.full_store import quiet_mlflow_about_room
 from explab.tracking.run import stop_described
 from explab.tracking.store import check_recordable
 from explab.utils.exits import exit_as_error
+from explab.utils.logging import logger_at_least
 from explab.utils.signals import held, stop_behind, stop_signals_raise_terminated
 
 log = logging.getLogger(__name__)
@@ -334,6 +335,16 @@ class ExplabOptunaSweeperImpl(Sweeper):
             raise UsageError(f"hydra.sweeper.n_jobs must be an integer >= 1 (the worker processes), got {self.n_jobs}")
         if self.heartbeat_seconds <= 0:
             raise UsageError(f"hydra.sweeper.heartbeat_seconds must be > 0, got {self.heartbeat_seconds}")
+        if self.custom_search_space:  # found as each trial is drawn, a typo would fail every trial in turn
+            try:
+                with logger_at_least("hydra.utils", logging.CRITICAL):  # it logs the error this one says
+                    named_function(self.custom_search_space)
+            except Exception as error:
+                raise UsageError(
+                    f"hydra.sweeper.custom_search_space={self.custom_search_space} cannot be loaded "
+                    f"({' '.join(str(error).split())}): give module.function, the module on the Python path (an "
+                    "installed package, or its folder in PYTHONPATH)"
+                ) from None
 
     def _share_study(self) -> None:
         """Workers of one command find one study: a journal in the sweep folder and a name, unless set."""
