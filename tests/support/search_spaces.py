@@ -16,8 +16,11 @@ def rules_out_odd_trials(cfg: Any, trial: optuna.Trial) -> None:
         raise optuna.TrialPruned("this combination cannot be built")
 
 
-def rules_out_every_draw(cfg: Any, trial: optuna.Trial) -> None:
-    raise optuna.TrialPruned("nothing can be built")
+def fails_or_rules_out(cfg: Any, trial: optuna.Trial) -> None:
+    """Fails even trials and rules odd ones out: failures never in a row, and no trial completes."""
+    if trial.number % 2:
+        raise optuna.TrialPruned("nothing can be built")
+    raise ValueError("a bug in the search space")
 
 
 def fails_in_trial_1(cfg: Any, trial: optuna.Trial) -> None:

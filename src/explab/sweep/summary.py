@@ -113,18 +113,20 @@ def best_trained_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
 
 
 def none_completed(study: optuna.Study) -> str | None:
-    """Why a study that ran to its end has no best trial, and what to do; None where a trial completed. Its
-    pruned trials count as finished, so a study of pruned and failed trials is full without a result."""
+    """Why a study that ran to its end has no best trial because its trials failed, and what to do; None
+    where a trial completed, or where every trial was pruned (the search's own verdict, which the summary
+    states). Its pruned trials count as finished, so a study of pruned and failed trials is full without a
+    result, though fewer than ``max_failures`` failed in a row."""
     from optuna.trial import TrialState
 
     counts = trial_counts(study)
-    if counts["complete"]:
+    if counts["complete"] or not counts["fail"]:
         return None
     failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    last = failed[-1].user_attrs.get(ERROR_ATTR) if failed else None
+    last = failed[-1].user_attrs.get(ERROR_ATTR)
     return (
         f"no trial of study '{study.study_name}' completed ({counts['pruned']} pruned, {counts['fail']} failed"
-        f"{f'; the last failure: {last}' if last else ''}), so it has no best trial. Fix what stopped them, then "
+        f"{f'; the last failure: {last}' if last else ''}), so it has no best trial. Fix what failed them, then "
         "go on with a larger hydra.sweeper.n_trials (pruned trials count as finished) or start another study "
         "with hydra.sweeper.study_name=NAME"
     )
@@ -250,7 +252,10 @@ def write_results(study: optuna.Study, names: Sequence[str], folder: Path, turne
             results["best_params"],
         )
     else:
-        log.warning("no trial completed")
+        counts = trial_counts(study)
+        log.warning(
+            "no trial completed (%d pruned, %d failed): the study has no best trial", counts["pruned"], counts["fail"]
+        )
     for c in results.get("replicated", []):
         log.info(
             "    trial %d over %d seeds: mean %.6g, 95%% interval [%.6g, %.6g]%s",
