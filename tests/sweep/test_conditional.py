@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from optuna.distributions import CategoricalDistribution, IntDistribution
 
-from explab.sweep.space import SearchSpaceError, parse_conditions, parse_search_space
+from explab.sweep.space import SearchSpaceError, parse_conditions, parse_search_space, settle_pinned_conditions
 from tests.conftest import runs_in
 from tests.sweep.test_sweeper import explab_sweep, load, sweep_plain_app
 
@@ -49,6 +49,42 @@ def test_a_condition_that_cannot_hold_is_refused(when: dict | str, message: str)
     }
     with pytest.raises(SearchSpaceError, match=message):
         space_of(params)
+
+
+CONDITIONAL = {
+    "optimizer": "choice(adam, sgd)",
+    "momentum": {"type": "float", "low": 0.0, "high": 0.99, "when": {"optimizer": "sgd"}},
+    "nesterov": {"sweep": "choice(true, false)", "when": {"momentum": [0.5]}},
+    "depth": "range(1, 4)",
+    "dropout": {"sweep": "interval(0.0, 0.5)", "when": {"depth": [2, 3]}},
+}
+
+
+@pytest.mark.parametrize(
+    ("pinned", "searched", "unconditional"),
+    [
+        (["optimizer=sgd"], {"momentum", "nesterov", "depth", "dropout"}, {"momentum"}),
+        # a parameter never drawn, and one whose condition names it, are not searched
+        (["optimizer=adam"], {"depth", "dropout"}, set()),
+        (["depth=2"], {"optimizer", "momentum", "nesterov", "dropout"}, {"dropout"}),
+        (["depth=1"], {"optimizer", "momentum", "nesterov"}, set()),
+    ],
+)
+def test_a_condition_on_a_parameter_the_sweep_fixes_is_settled_once(
+    pinned: list[str], searched: set[str], unconditional: set[str]
+) -> None:
+    """``-m hparams_search=digits_conditional optimizer=sgd`` was refused: "its condition names 'optimizer',
+    which is not a searched parameter"."""
+    space, fixed = parse_search_space(CONDITIONAL, pinned)
+    params, space, said = settle_pinned_conditions(CONDITIONAL, space, fixed)
+    conditions = parse_conditions(params, space)
+    assert set(space) == searched
+    assert {key for key in ("momentum", "nesterov", "dropout") if key in searched} - set(conditions) == unconditional
+    dropped = set(CONDITIONAL) - searched - {pinned[0].split("=")[0]}
+    assert sorted(said) == sorted(
+        [next(s for s in said if s.startswith(f"{key} is searched in every trial")) for key in unconditional]
+        + [next(s for s in said if s.startswith(f"{key} is not searched")) for key in dropped]
+    )
 
 
 def test_conditions_that_wait_on_each_other_are_refused() -> None:
@@ -108,6 +144,23 @@ def test_momentum_and_dropout_are_searched_only_where_their_conditions_hold(tmp_
             assert "optimizer.momentum" not in run.data.params  # adam has no momentum
         dropout = trial.params.get("model.backbone.dropout", 0.2)  # 0.2: conf/model/digits_cnn.yaml
         assert float(run.data.params["model.backbone.dropout"]) == pytest.approx(dropout)
+
+
+@pytest.mark.slow
+def test_a_sweep_that_fixes_the_optimizer_searches_its_momentum_in_every_trial(tmp_path: Path) -> None:
+    done = explab_sweep(
+        tmp_path,
+        "hparams_search=digits_conditional",
+        "optimizer=sgd",
+        "hydra.sweeper.n_trials=2",
+        "trainer.max_epochs=1",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "optimizer.momentum is searched in every trial: its condition on optimizer holds for optimizer=sgd" in (
+        done.stdout + done.stderr
+    )
+    study = load(tmp_path, "digits_cnn_conditional", "mlruns/optuna/digits_cnn.journal")
+    assert all("optimizer.momentum" in t.params and "optimizer" not in t.params for t in study.trials)
 
 
 def test_a_queued_point_that_rules_out_its_own_conditional_value_is_refused(tmp_path: Path) -> None:

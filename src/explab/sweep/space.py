@@ -9,7 +9,7 @@ its value from the config. Trials are sampled define-by-run, so the sampler sees
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -162,6 +162,54 @@ def parse_conditions(
         conditions[str(key)] = Condition(requires)
     sampling_order(space, conditions)  # refuses a cycle before any trial
     return conditions
+
+
+def settle_pinned_conditions(
+    yaml_params: Mapping[str, Any] | None, space: Mapping[str, BaseDistribution], fixed: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, BaseDistribution], list[str]]:
+    """The YAML ``params`` and ``space`` with each condition on a parameter that a fixed override pins
+    (``optimizer=sgd`` on the command line, over a search of ``choice(adam, sgd)``) settled once: a requirement
+    the pinned value meets is dropped, and a parameter whose condition it rules out is not searched, nor one
+    whose condition names such a parameter (as in a trial, where it is never drawn). Returns the params, the
+    space and a sentence for each parameter settled. Other conditions are left for ``parse_conditions``.
+    """
+    pinned = pinned_values(fixed)
+    params, space = dict(yaml_params or {}), dict(space)
+    settled: list[str] = []
+    dropped: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for key, spec in list(params.items()):
+            when = spec.get("when") if isinstance(spec, Mapping) else None
+            if key not in space or not isinstance(when, Mapping):
+                continue
+            kept = dict(when)
+            for name, values in when.items():
+                listed = tuple(values) if isinstance(values, (list, tuple)) else (values,)
+                if name in space or (name not in pinned and name not in dropped):
+                    continue
+                if name in pinned and str(pinned[name]) in map(str, listed):
+                    del kept[name]
+                    settled.append(f"{key} is searched in every trial: its condition on {name} holds for {name}="
+                                   f"{pinned[name]}, which the sweep fixes")  # fmt: skip
+                    continue
+                why = f"{name}={pinned[name]}, which the sweep fixes" if name in pinned else f"{name}, not searched"
+                settled.append(f"{key} is not searched: its condition asks for {name} in {list(listed)}, not {why}")
+                del space[key], params[key]
+                dropped.add(key)
+                changed = True
+                break
+            else:
+                params[key] = {**spec, "when": kept or None}
+    return params, space, settled
+
+
+def pinned_values(fixed: Sequence[str]) -> dict[str, Any]:
+    """The value each fixed override gives its key (``optimizer=sgd``: optimizer, "sgd")."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return {o.key_or_group: o.value() for o in OverridesParser.create().parse_overrides(list(fixed))}
 
 
 def sampling_order(space: Mapping[str, BaseDistribution], conditions: Mapping[str, Condition]) -> list[str]:

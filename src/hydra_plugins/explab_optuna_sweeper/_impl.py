@@ -77,6 +77,7 @@ from explab.sweep.space import (
     parse_conditions,
     parse_search_space,
     sampling_order,
+    settle_pinned_conditions,
     suggest,
 )
 from explab.sweep.storage import open_storage, remember_study, storage_file
@@ -432,12 +433,15 @@ class ExplabOptunaSweeperImpl(Sweeper):
     def _search_space(self, arguments: list[str]) -> tuple[dict[str, BaseDistribution], list[str]]:
         """The distributions to sample, and the overrides every trial gets as they are."""
         space, fixed = parse_search_space(self.params, arguments)
+        params, space, settled = settle_pinned_conditions(self.params, space, fixed)
+        for sentence in settled:
+            log.info(sentence)
         if not space:
             raise UsageError(
                 "nothing to search: give hydra.sweeper.params or sweep overrides such as "
                 "'optimizer.lr=tag(log, interval(1e-4, 1e-1))'"
             )
-        self.conditions = parse_conditions(self.params, space)
+        self.conditions = parse_conditions(params, space)
         if self.conditions and self._is_grid:
             raise UsageError(
                 f"a grid has one fixed set of parameters; {', '.join(sorted(self.conditions))} "
