@@ -68,6 +68,8 @@ CONDITIONAL = {
         (["optimizer=adam"], {"depth", "dropout"}, set()),
         (["depth=2"], {"optimizer", "momentum", "nesterov", "dropout"}, {"dropout"}),
         (["depth=1"], {"optimizer", "momentum", "nesterov"}, set()),
+        # a conditional parameter fixed too is not searched, whatever its condition
+        (["optimizer=adam", "momentum=0.5"], {"nesterov", "depth", "dropout"}, {"nesterov"}),
     ],
 )
 def test_a_condition_on_a_parameter_the_sweep_fixes_is_settled_once(
@@ -80,7 +82,7 @@ def test_a_condition_on_a_parameter_the_sweep_fixes_is_settled_once(
     conditions = parse_conditions(params, space)
     assert set(space) == searched
     assert {key for key in ("momentum", "nesterov", "dropout") if key in searched} - set(conditions) == unconditional
-    dropped = set(CONDITIONAL) - searched - {pinned[0].split("=")[0]}
+    dropped = set(CONDITIONAL) - searched - {fixed.split("=")[0] for fixed in pinned}
     assert sorted(said) == sorted(
         [next(s for s in said if s.startswith(f"{key} is searched in every trial")) for key in unconditional]
         + [next(s for s in said if s.startswith(f"{key} is not searched")) for key in dropped]

@@ -136,7 +136,8 @@ def parse_conditions(
     """
     conditions: dict[str, Condition] = {}
     for key, spec in (yaml_params or {}).items():
-        if not isinstance(spec, Mapping) or spec.get("when") is None:
+        # a key the command line fixes (optimizer.momentum=0.9) is not searched, under any condition
+        if not isinstance(spec, Mapping) or spec.get("when") is None or key not in space:
             continue
         when = spec["when"]
         if not isinstance(when, Mapping) or not when:
