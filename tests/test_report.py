@@ -613,6 +613,22 @@ def test_a_baseline_may_be_a_drawn_number_as_the_table_shows_it(compose_cfg, sto
         report_of("baseline={optimizer.lr:0.002}")
 
 
+def test_a_baseline_that_matches_nothing_is_answered_with_one_that_matches(compose_cfg, store: Path) -> None:
+    """The example params were cut from the labels at each ", ": a list value gave 'baseline={channels:[32}'."""
+    uri = _seed_runs(store, "lists", "model.backbone.channels", {"[16, 32]": (0.95, 0.96), "[32, 64]": (0.90, 0.91)})
+
+    def report_of(baseline: str) -> str:
+        return report(compose_cfg("experiment_name=lists", f"tracking_uri={uri}", baseline, config_name="report"))
+
+    with pytest.raises(UsageError, match="matches no FINISHED training run") as refused:
+        report_of("baseline={optimizer.lr:0.5}")
+    offered = re.search(r"params such as '(baseline=\{.*\})'", str(refused.value))
+    assert offered, str(refused.value)
+    channels = re.fullmatch(r"baseline=\{model.backbone.channels:(\[16, 32\]|\[32, 64\])\}", offered.group(1))
+    assert channels, offered.group(1)
+    assert f"## Against the baseline (model.backbone.channels={channels.group(1)})" in report_of(offered.group(1))
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -99,8 +99,10 @@ def find_baseline(spec: Any, groups: Mapping[Configuration, Sequence[Any]]) -> C
     if not found:
         names = sorted({r.info.run_name for members in groups.values() for r in members})
         params = {k for config in groups for k, _ in config}
-        parts = [part.split("=", 1) for label in named.values() for part in label.split(", ") if "=" in part]
-        key, value = next(((k, v) for k, v in parts if k in params or f"{k}._target_" in params), ("seed", "1"))
+        parts = [part for label in named.values() for part in label_parts(label)]
+        offered = [(k, v) for k, v in parts if k in params or f"{k}._target_" in params]
+        # a plain value shows the form best; a list ([32, 64]) does too, where nothing else varies
+        key, value = next((p for p in offered if re.fullmatch(r"[\w.+-]+", p[1])), next(iter(offered), ("seed", "1")))
         raise UsageError(
             f"baseline={spec} matches no FINISHED training run; give a run name ({', '.join(names[:8])}"
             f"{', ...' if len(names) > 8 else ''}), a run id, or params such as 'baseline={{{key}:{value}}}'"
@@ -111,6 +113,19 @@ def find_baseline(spec: Any, groups: Mapping[Configuration, Sequence[Any]]) -> C
             "name one run, or give more params so that one configuration is left"
         )
     return found[0]
+
+
+def label_parts(label: str) -> list[tuple[str, str]]:
+    """A label's (key, value) parts: ``model.backbone.channels=[32, 64], optimizer=SGD`` is two, the comma
+    inside the list is not a separator."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(label):
+        depth += (char in "[{(") - (char in "]})")
+        if depth == 0 and label.startswith(", ", i):
+            parts.append(label[start:i])
+            start = i + 2
+    parts.append(label[start:])
+    return [(key, value) for key, _, value in (part.partition("=") for part in parts if "=" in part)]
 
 
 def compare_with_baseline(
