@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from explab.checkpoints import CheckpointError
-from explab.errors import ExplabError
+from explab.errors import ExplabError, UsageError
 from explab.eval import evaluate
 from explab.train import train
 from tests.conftest import run_cli, runs_in, tracking_uri_for
@@ -164,6 +165,48 @@ def test_config_overrides_are_checked_like_a_training_config(compose_cfg, store:
         evaluate(compose_cfg(f"run_id={run_id}", f"config_overrides={overrides}", config_name="eval"))
     history = MlflowClient(tracking_uri_for(store)).get_metric_history(run_id, "test/acc")
     assert len(history) == 1, "nothing is logged into the run"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+trainer.limit_test_batches=2", r"trainer.limit_test_batches=2 tests part of it"),
+        ("+trainer.limit_test_batches=0", r"trainer.limit_test_batches=0 tests none of it"),
+        ("trainer=fast_dev_run", r"trainer.fast_dev_run=True tests only its first batches"),
+    ],
+)
+def test_a_trainer_that_tests_part_of_the_test_set_is_refused(compose_cfg, store: Path, override, message) -> None:
+    """Two batches were tested and logged into the run as its test/acc; none failed with an IndexError."""
+    train(compose_cfg("trainer.max_epochs=1", "trainer.enable_progress_bar=false"))
+    run_id = _only_run_id(store)
+    with pytest.raises(
+        UsageError, match=rf"logs its test metrics into the run, where they stand for the whole .*{message}"
+    ):
+        evaluate(compose_cfg(f"run_id={run_id}", override, config_name="eval"))
+    assert len(MlflowClient(tracking_uri_for(store)).get_metric_history(run_id, "test/acc")) == 1
+
+
+@pytest.mark.parametrize(
+    ("command", "override", "message"),
+    [
+        ("explab-eval", "+data.eval_batch_size=64", r"explab-eval does not read \+data.eval_batch_size=64: it tests "
+         r"with the run's recorded config; give changes to it as 'config_overrides=\[\"data.eval_batch_size=64\"\]'"),
+        ("explab-eval", "data.eval_batch_size=64", r"explab-eval tests with the run's recorded config, which this "
+         r"command line does not compose: give the change as 'config_overrides=\[\"data.eval_batch_size=64\"\]'"),
+        ("explab-report", "+data.x=1", r"explab-report does not read \+data.x=1: explab-report --help lists its"),
+        ("explab-predict", "model.x=1", r"explab-predict has no setting 'model': explab-predict --help lists its"),
+    ],
+)  # fmt: skip
+def test_a_setting_the_command_does_not_read_is_refused(tmp_path: Path, command, override, message) -> None:
+    """Hydra's advice for a key the command lacks is to add it with +, which the command then ignored:
+    explab-eval +data.eval_batch_size=64 tested in the run's own batches."""
+    given = {
+        "explab-eval": "run_id=0123",
+        "explab-report": "experiment=digits_cnn",
+        "explab-predict": "model_uri=runs:/0123/model input=x.npy",
+    }
+    done = run_cli(command, *given[command].split(), override, f"paths.mlruns_dir={tmp_path}/mlruns", cwd=tmp_path)
+    assert done.returncode == 1 and re.search(message, done.stderr), done.stderr[-2000:]
 
 
 def test_data_moved_since_training_is_named_and_found_again_with_an_override(compose_cfg, tmp_path: Path) -> None:

@@ -59,6 +59,33 @@ def exit_with_message(error: ExplabError) -> NoReturn:
     raise ReportedError(1) from None
 
 
+def unread_additions(cfg: DictConfig, config_name: str) -> list[str]:
+    """The overrides that added a top-level section the command's root config does not have (``+data.x=1`` to
+    explab-eval): the command reads none of it, and Hydra's advice for such a key is to add it with ``+``."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    root = OmegaConf.load(config_dir() / f"{config_name}.yaml")
+    assert isinstance(root, DictConfig)  # a root config is a mapping
+    own = {str(key) for key in root if key != "defaults"}
+    for entry in root.get("defaults", []):  # "paths: default", "optional local: default", "_self_"
+        names = [entry] if isinstance(entry, str) else list(entry)
+        own.update(str(name).split()[-1].split("@")[0] for name in names)
+    added = {str(key) for key in cfg} - own
+    return [o for o in HydraConfig.get().overrides.task if override_key(o).split(".")[0] in added]
+
+
+def refuse_unread_additions(cfg: DictConfig, config_name: str) -> None:
+    """A ``UsageError`` naming the ``unread_additions`` of a command that reads only its own settings."""
+    from explab.errors import UsageError
+
+    unread = unread_additions(cfg, config_name)
+    if unread:
+        raise UsageError(
+            f"explab-{config_name} does not read {' '.join(unread)}: explab-{config_name} --help lists its settings"
+        )
+
+
 def _in_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -155,6 +182,14 @@ def _override_advice(config_name: str, overrides: list[str]) -> str | None:
     parent = key.rpartition(".")[0]
     node = OmegaConf.select(good, parent) if parent else good
     if not hasattr(node, "keys"):
+        top = key.split(".")[0]
+        if config_name == "eval" and top not in good:  # a setting of the run's own config, not of this command's
+            return (
+                f"explab-eval tests with the run's recorded config, which this command line does not compose: give "
+                f"the change as 'config_overrides=[\"{override.lstrip('+~')}\"]' (+{key}=... would not be read)."
+            )
+        if config_name != "train" and top not in good:  # Hydra's "+key" would add a setting nothing reads
+            return f"explab-{config_name} has no setting '{top}': explab-{config_name} --help lists its settings."
         return f"'{override}': '{parent}' is not a config group or mapping."
     valid = sorted(str(k) for k in node)
     return (

@@ -9,7 +9,7 @@ from typing import Any, cast
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from explab.cli import report_user_errors
+from explab.cli import report_user_errors, unread_additions
 from explab.config import config_dir
 from explab.errors import UsageError, first_sentence
 from explab.utils.logging import get_logger
@@ -130,6 +130,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     if not cfg.get("run_id") and not cfg.get("ckpt_path"):
         raise UsageError("explab-eval needs run_id=<MLflow run id> or ckpt_path=<path to a .ckpt file>")
+    check_the_whole_test_set(cfg.trainer)
     check_devices_here(cfg)
     with tempfile.TemporaryDirectory(prefix="explab-eval-") as folder:
         if cfg.ckpt_path:
@@ -177,6 +178,23 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def check_the_whole_test_set(trainer: Any) -> None:
+    """Refuse a trainer that tests part of the test set (``trainer=fast_dev_run``, ``trainer=limit_batches``,
+    ``+trainer.limit_test_batches``): explab-eval logs what it measures into the run as its ``test/`` metrics,
+    where a few batches would stand for the whole set (and none would fail after loading everything)."""
+    limit, fast = trainer.get("limit_test_batches"), trainer.get("fast_dev_run")
+    if fast:
+        part = f"trainer.fast_dev_run={fast} tests only its first batches"
+    elif limit is not None and not (isinstance(limit, float) and limit == 1.0):
+        part = f"trainer.limit_test_batches={limit} tests {'none' if limit == 0 else 'part'} of it"
+    else:
+        return
+    raise UsageError(
+        f"explab-eval logs its test metrics into the run, where they stand for the whole test set: {part}. Test "
+        "the whole set (leave out the trainer option that limits it)"
+    )
+
+
 def _smaller_test(datamodule: object) -> str:
     """What to lower when the test does not fit: its batches, the one size explab-eval's user can change
     without changing what is tested."""
@@ -189,6 +207,13 @@ def _smaller_test(datamodule: object) -> str:
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")
 @report_user_errors
 def _hydra_main(cfg: DictConfig) -> dict[str, float]:
+    unread = unread_additions(cfg, "eval")
+    if unread:  # a setting of the run's config, which this command line does not compose
+        items = ", ".join(f'"{o.lstrip("+")}"' for o in unread)
+        raise UsageError(
+            f"explab-eval does not read {' '.join(unread)}: it tests with the run's recorded config; give changes "
+            f"to it as 'config_overrides=[{items}]'"
+        )
     return evaluate(cfg)
 
 

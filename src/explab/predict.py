@@ -14,7 +14,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from explab.cli import report_user_errors
+from explab.cli import refuse_unread_additions, report_user_errors
 from explab.config import config_dir
 from explab.errors import UsageError, first_line
 from explab.raw_inputs import read_inputs
@@ -139,6 +139,7 @@ def predict(cfg: DictConfig) -> Path:
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="predict")
 @report_user_errors
 def _hydra_main(cfg: DictConfig) -> None:
+    refuse_unread_additions(cfg, "predict")
     predict(cfg)
 
 

@@ -27,7 +27,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from explab import comparison
-from explab.cli import report_user_errors
+from explab.cli import refuse_unread_additions, report_user_errors
 from explab.config import config_dir
 from explab.configurations import (
     FINGERPRINT_TAG,
@@ -595,6 +595,7 @@ def report(cfg: DictConfig) -> str:
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="report")
 @report_user_errors
 def _hydra_main(cfg: DictConfig) -> str:
+    refuse_unread_additions(cfg, "report")
     return report(cfg)
 
 
