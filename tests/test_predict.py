@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +109,20 @@ def test_an_input_that_is_not_there_is_named_before_the_model_is_fetched(compose
     cfg = compose_cfg("model_uri=runs:/0123456789abcdef/model", f"input={tmp_path}/gone.csv", config_name="predict")
     with pytest.raises(UsageError, match=r"input=.*/gone.csv does not exist; give a .npy array, a numeric .csv"):
         predict(cfg)
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("out", r"output=.*/out is a folder; give a file in it, e.g. output=.*/out/predictions.csv"),
+        ("p.json", r"output=p.json: explab-predict writes a CSV table .* give a .csv file, e.g. output=p.csv"),
+    ],
+)
+def test_an_output_that_cannot_take_a_csv_is_refused_before_the_model_runs(tmp_path: Path, output, message) -> None:
+    """A folder failed with IsADirectoryError once the model had run; p.json received CSV."""
+    np.save(tmp_path / "x.npy", np.zeros((2, 8, 8), dtype=np.float32))
+    (tmp_path / "out").mkdir()
+    given = str(tmp_path / output) if output == "out" else output
+    # no such model: the output is checked before anything is fetched
+    done = run_cli("explab-predict", "model_uri=runs:/0123/model", "input=x.npy", f"output={given}", cwd=tmp_path)
+    assert done.returncode == 1 and re.search(message, done.stderr), done.stderr[-2000:]

@@ -97,6 +97,19 @@ def model_uri_advice(model_uri: str) -> str:
     return f"Registered model '{name}' has versions {', '.join(map(str, versions)) or 'none'} and {choices}"
 
 
+def check_output(output: Path) -> None:
+    """Refuse an ``output=`` the predictions cannot go to as a CSV file, before the model is fetched and run:
+    a folder (written at the end, it failed with IsADirectoryError), or a file whose name says another format
+    (``p.json`` received CSV)."""
+    if output.is_dir():
+        raise UsageError(f"output={output} is a folder; give a file in it, e.g. output={output / 'predictions.csv'}")
+    if output.suffix.lower() not in ("", ".csv"):
+        raise UsageError(
+            f"output={output}: explab-predict writes a CSV table (input, prediction and, for a classifier, each "
+            f"class's probability); give a .csv file, e.g. output={output.with_suffix('.csv')}"
+        )
+
+
 def predict(cfg: DictConfig) -> Path:
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -109,6 +122,7 @@ def predict(cfg: DictConfig) -> Path:
             f"input={cfg.input} does not exist; give a .npy array, a numeric .csv, a folder of images, or a .txt "
             "file of texts for a text model"
         )
+    check_output(Path(cfg.output))
     mlflow.set_tracking_uri(cfg.tracking_uri)
     model_uri = model_uri_of(cfg.model_uri)
     try:
