@@ -158,9 +158,9 @@ def test_a_sweep_that_fixes_the_optimizer_searches_its_momentum_in_every_trial(t
         "trainer.max_epochs=1",
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "optimizer.momentum is searched in every trial: its condition on optimizer holds for optimizer=sgd" in (
-        done.stdout + done.stderr
-    )
+    said = done.stdout + done.stderr
+    assert "optimizer is not searched: the command line fixes it (optimizer=sgd)" in said
+    assert "optimizer.momentum is searched in every trial: its condition on optimizer holds for optimizer=sgd" in said
     study = load(tmp_path, "digits_cnn_conditional", "mlruns/optuna/digits_cnn.journal")
     assert all("optimizer.momentum" in t.params and "optimizer" not in t.params for t in study.trials)
 

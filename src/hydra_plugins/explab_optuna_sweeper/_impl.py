@@ -44,6 +44,7 @@ from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from explab.config import overrides_of
 from explab.errors import ExplabError, UsageError, counted, no_room_behind, without_frames
 from explab.sweep import REPLICATE_ATTR, is_replicate, named_function
 from explab.sweep.checks import check_space_composes, metric_needed, unpruned_objective, what_goes_unrecorded
@@ -433,6 +434,9 @@ class ExplabOptunaSweeperImpl(Sweeper):
     def _search_space(self, arguments: list[str]) -> tuple[dict[str, BaseDistribution], list[str]]:
         """The distributions to sample, and the overrides every trial gets as they are."""
         space, fixed = parse_search_space(self.params, arguments)
+        # a plain value on the command line takes a searched key out of the search, as in Hydra's own sweeper
+        for key in parse_search_space(self.params, [])[0].keys() - space.keys():
+            log.info("%s is not searched: the command line fixes it (%s)", key, overrides_of(fixed, [key])[0])
         params, space, settled = settle_pinned_conditions(self.params, space, fixed)
         for sentence in settled:
             log.info(sentence)
