@@ -205,7 +205,8 @@ def test_a_setting_the_command_does_not_read_is_refused(tmp_path: Path, command,
         "explab-report": "experiment=digits_cnn",
         "explab-predict": "model_uri=runs:/0123/model input=x.npy",
     }
-    done = run_cli(command, *given[command].split(), override, f"paths.mlruns_dir={tmp_path}/mlruns", cwd=tmp_path)
+    where = [f"paths.mlruns_dir={tmp_path}/mlruns", f"paths.log_dir={tmp_path}/logs"]
+    done = run_cli(command, *given[command].split(), override, *where, cwd=tmp_path)
     assert done.returncode == 1 and re.search(message, done.stderr), done.stderr[-2000:]
 
 

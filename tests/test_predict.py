@@ -124,5 +124,8 @@ def test_an_output_that_cannot_take_a_csv_is_refused_before_the_model_runs(tmp_p
     (tmp_path / "out").mkdir()
     given = str(tmp_path / output) if output == "out" else output
     # no such model: the output is checked before anything is fetched
-    done = run_cli("explab-predict", "model_uri=runs:/0123/model", "input=x.npy", f"output={given}", cwd=tmp_path)
+    where = [f"paths.mlruns_dir={tmp_path}/mlruns", f"paths.log_dir={tmp_path}/logs"]
+    done = run_cli(
+        "explab-predict", "model_uri=runs:/0123/model", "input=x.npy", f"output={given}", *where, cwd=tmp_path
+    )
     assert done.returncode == 1 and re.search(message, done.stderr), done.stderr[-2000:]
