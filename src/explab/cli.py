@@ -75,15 +75,17 @@ def unread_additions(cfg: DictConfig, config_name: str) -> list[str]:
     return [o for o in HydraConfig.get().overrides.task if override_key(o).split(".")[0] in added]
 
 
-def refuse_unread_additions(cfg: DictConfig, config_name: str) -> None:
-    """A ``UsageError`` naming the ``unread_additions`` of a command that reads only its own settings."""
+def refuse_unread_additions(
+    cfg: DictConfig, config_name: str, instead: Callable[[list[str]], str] | None = None
+) -> None:
+    """A ``UsageError`` naming the ``unread_additions`` of a command that reads only its own settings, and what
+    to do: ``instead(unread)``, or where its settings are listed."""
     from explab.errors import UsageError
 
     unread = unread_additions(cfg, config_name)
     if unread:
-        raise UsageError(
-            f"explab-{config_name} does not read {' '.join(unread)}: explab-{config_name} --help lists its settings"
-        )
+        said = instead(unread) if instead else f"explab-{config_name} --help lists its settings"
+        raise UsageError(f"explab-{config_name} does not read {' '.join(unread)}: {said}")
 
 
 def _in_multirun() -> bool:

@@ -9,7 +9,7 @@ from typing import Any, cast
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from explab.cli import report_user_errors, unread_additions
+from explab.cli import refuse_unread_additions, report_user_errors
 from explab.config import config_dir
 from explab.errors import UsageError, first_sentence
 from explab.utils.logging import get_logger
@@ -204,16 +204,16 @@ def _smaller_test(datamodule: object) -> str:
     return f"Test in smaller batches{tested_in}: add 'config_overrides=[\"data.eval_batch_size={smaller}\"]'"
 
 
+def _as_config_overrides(unread: list[str]) -> str:
+    """What to give instead of settings of the run's config on eval's own command line, which composes none."""
+    items = ", ".join(f'"{o.lstrip("+")}"' for o in unread)
+    return f"it tests with the run's recorded config; give changes to it as 'config_overrides=[{items}]'"
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")
 @report_user_errors
 def _hydra_main(cfg: DictConfig) -> dict[str, float]:
-    unread = unread_additions(cfg, "eval")
-    if unread:  # a setting of the run's config, which this command line does not compose
-        items = ", ".join(f'"{o.lstrip("+")}"' for o in unread)
-        raise UsageError(
-            f"explab-eval does not read {' '.join(unread)}: it tests with the run's recorded config; give changes "
-            f"to it as 'config_overrides=[{items}]'"
-        )
+    refuse_unread_additions(cfg, "eval", _as_config_overrides)
     return evaluate(cfg)
 
 

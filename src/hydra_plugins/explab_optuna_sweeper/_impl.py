@@ -552,6 +552,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
         max_failures = self.max_failures or n_trials
         state: TrialState | None
         while True:
+            replicate: tuple[FrozenTrial, int] | None = None
             adopted = hold_trial(
                 study,
                 lambda: self._claim(study, space),
@@ -568,11 +569,6 @@ class ExplabOptunaSweeperImpl(Sweeper):
                 if replicate is None:
                     break
                 state, result = self._run_replicate(study, fixed, parent, *replicate)
-                if state == TrialState.FAIL:
-                    # a seed a configuration diverged on measures that configuration (the winner ranks it so),
-                    # not the search: their number is bounded by top x seeds, and none stops the sweep
-                    returns.append(without_frames(result) if isinstance(result, BaseException) else result)
-                    continue
             else:
                 state, result = self._ask_and_run(study, space, fixed, parent, n_trials)
                 if state is None:  # the study filled, or a repeat was told its value
@@ -591,6 +587,10 @@ class ExplabOptunaSweeperImpl(Sweeper):
             # what a failed or pruned trial raised is kept without its frames, which hold the trial's model
             # and data: kept with them, a long sweep's pruned trials filled the host's memory
             returns.append(without_frames(result) if isinstance(result, BaseException) else result)
+            if replicate is not None and state == TrialState.FAIL:
+                # a seed a configuration diverged on measures that configuration (the winner ranks it so), not
+                # the search: their number is bounded by top x seeds, and none counts towards stopping the sweep
+                continue
             failures_in_a_row = failures_in_a_row + 1 if state == TrialState.FAIL else 0
             failures += state == TrialState.FAIL
             if failures_in_a_row >= max_failures:
@@ -611,9 +611,8 @@ class ExplabOptunaSweeperImpl(Sweeper):
         self, study: optuna.Study, fixed: list[str], n_trials: int, started: datetime
     ) -> tuple[FrozenTrial, int] | None:
         """The next (top trial, seed) to train again once the search is over, but none that failed since this
-        worker ``started``; None
-        when there is none, or while other workers still run search trials (the top is not known yet: the
-        last of them does it)."""
+        worker ``started``; None when there is none, or while other workers still run search trials (the top
+        is not known yet: the last of them does it)."""
         if self.replicates <= 1 or (progress(study)[0] < n_trials and not grid_exhausted(study)):
             return None
         base_seed = int(self._job_config(fixed).get(self.seed_key) or 0)
