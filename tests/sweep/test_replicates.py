@@ -102,12 +102,8 @@ def test_a_replicate_that_fails_is_not_trained_again_and_its_seed_is_named(tmp_p
     a seed that diverges diverges again, so the same command run again could never finish."""
     attempts = {1: [(43, "COMPLETE"), (44, "FAIL")], 2: [(43, "COMPLETE"), (44, "FAIL"), (44, "FAIL")]}
     for command, expected in attempts.items():  # the command run again tries the failed seed once more
-        done = run_cli(
-            "explab-train",
-            "-m",
-            "hparams_search=digits_optuna",
-            f"paths.mlruns_dir={tmp_path}/mlruns",
-            f"paths.log_dir={tmp_path}/logs",
+        done = explab_sweep(
+            tmp_path,
             "hydra/sweeper/pruner=none",
             "hydra.sweeper.n_trials=1",
             "hydra.sweeper.replicates=3",
@@ -116,7 +112,6 @@ def test_a_replicate_that_fails_is_not_trained_again_and_its_seed_is_named(tmp_p
             "+callbacks.fail._target_=tests.support.callbacks.FailForSeed",
             "+callbacks.fail.seed=${seed}",
             "+callbacks.fail.fails_on=44",
-            cwd=tmp_path,
             env=root_env(),
         )
         assert done.returncode == 0, done.stderr[-3000:]

@@ -209,7 +209,8 @@ def test_a_repeated_point_is_told_its_value_without_running_again(tmp_path: Path
         assert (trial.params, trial.value) == (original.params, original.value)
 
 
-def explab_sweep(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def explab_sweep(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The digits search in ``tmp_path``; ``env=root_env()`` where the jobs load the suite's helpers."""
     return run_cli(
         "explab-train",
         "-m",
@@ -218,17 +219,16 @@ def explab_sweep(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]
         f"paths.log_dir={tmp_path}/logs",
         *args,
         cwd=tmp_path,
+        env=env,
     )
 
 
 @pytest.mark.slow
 def test_a_custom_search_space_that_rules_a_draw_out_or_raises_ends_that_trial_alone(tmp_path: Path) -> None:
     """It raised out of the sweep: a traceback stopped every other trial, and the trial was left RUNNING."""
-    done = run_cli(
-        "explab-train", "-m", "hparams_search=digits_optuna", f"paths.mlruns_dir={tmp_path}/mlruns",
-        f"paths.log_dir={tmp_path}/logs", "hydra.sweeper.n_trials=4", "trainer.max_epochs=1",
-        "hydra.sweeper.custom_search_space=tests.support.search_spaces.fails_in_trial_1",
-        cwd=tmp_path, env=root_env(),
+    done = explab_sweep(
+        tmp_path, "hydra.sweeper.n_trials=4", "trainer.max_epochs=1",
+        "hydra.sweeper.custom_search_space=tests.support.search_spaces.fails_in_trial_1", env=root_env(),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     study = load(tmp_path, "digits_cnn_optuna", "mlruns/optuna/digits_cnn.journal")
@@ -238,11 +238,10 @@ def test_a_custom_search_space_that_rules_a_draw_out_or_raises_ends_that_trial_a
     )
     assert "ValueError: a bug in the search space" in done.stdout + done.stderr, "its traceback is in the log"
 
-    pruned = run_cli(
-        "explab-train", "-m", "hparams_search=digits_optuna", f"paths.mlruns_dir={tmp_path}/mlruns",
-        f"paths.log_dir={tmp_path}/logs", "hydra.sweeper.n_trials=4", "trainer.max_epochs=1",
+    pruned = explab_sweep(
+        tmp_path, "hydra.sweeper.n_trials=4", "trainer.max_epochs=1",
         "hydra.sweeper.custom_search_space=tests.support.search_spaces.rules_out_odd_trials",
-        "hydra.sweeper.study_name=odd", cwd=tmp_path, env=root_env(),
+        "hydra.sweeper.study_name=odd", env=root_env(),
     )  # fmt: skip
     assert pruned.returncode == 0, pruned.stderr[-3000:]
     odd = load(tmp_path, "odd", "mlruns/optuna/digits_cnn.journal")
@@ -254,11 +253,10 @@ def test_a_custom_search_space_that_rules_a_draw_out_or_raises_ends_that_trial_a
     numbers = sorted(p["optuna_trial.number"] for p in trained if p["optuna_trial.study_name"] == "odd")
     assert numbers == ["0", "2"], "a draw ruled out trains nothing"
 
-    nothing = run_cli(
-        "explab-train", "-m", "hparams_search=digits_optuna", f"paths.mlruns_dir={tmp_path}/mlruns",
-        f"paths.log_dir={tmp_path}/logs", "hydra.sweeper.n_trials=2",
+    nothing = explab_sweep(
+        tmp_path, "hydra.sweeper.n_trials=2",
         "hydra.sweeper.custom_search_space=tests.support.search_spaces.fails_or_rules_out",
-        "hydra.sweeper.study_name=none", cwd=tmp_path, env=root_env(),
+        "hydra.sweeper.study_name=none", env=root_env(),
     )  # fmt: skip
     # pruned trials reset the count of failures in a row: the study fills with no result, which is an error
     assert nothing.returncode == 1
