@@ -230,6 +230,20 @@ def test_a_cosine_ends_where_a_step_limit_ends_the_run(compose_cfg, store, steps
     assert rates == pytest.approx([0.003 * (1 + math.cos(math.pi * epoch / 3)) / 2 for epoch in range(3)])
 
 
+@pytest.mark.parametrize("steps", [5, 30])
+def test_a_step_limit_inside_an_epoch_validates_the_steps_it_trained_last(compose_cfg, store, steps: int) -> None:
+    """Lightning validates at an epoch's end, and ``+trainer.max_steps`` ended the fit inside one without it:
+    at 5 steps (an epoch here is 20 batches) nothing validated and the default early stopping failed the run
+    ("conditioned on metric `val/acc` which is not available"); at 30 the 10 steps after the first epoch's
+    end were never validated, and the test took that epoch's checkpoint."""
+    metrics = train(compose_cfg(f"+trainer.max_steps={steps}", "trainer.enable_progress_bar=false"))
+    run = only_run(store)
+    assert run.info.status == "FINISHED" and "test/acc" in metrics
+    history = MlflowClient(tracking_uri_for(store)).get_metric_history(run.info.run_id, "val/acc")
+    # Lightning logs a validation at its last training batch, counted from 0
+    assert [m.step for m in history][-1] == steps - 1, "the last validation is of the weights the fit ends on"
+
+
 def test_diverging_run_is_failed_with_a_clear_error(compose_cfg, store: Path) -> None:
     cfg = compose_cfg("optimizer=sgd", "optimizer.lr=1e12", "trainer.max_epochs=2", "trainer.enable_progress_bar=false")
     with pytest.raises(NonFiniteLossError, match="Lower the learning rate"):

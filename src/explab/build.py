@@ -17,6 +17,7 @@ from explab.callbacks import LastCheckpoint, NonFiniteLossGuard, RecordInCheckpo
 from explab.callbacks.checkpoint_on_signal import CheckpointOnSignal
 from explab.callbacks.random_state import RandomStateInCheckpoint
 from explab.callbacks.resumed_batch_count import ResumedBatchCount
+from explab.callbacks.steps_end import ValidateWhereStepsEnd
 from explab.callbacks.system_metrics import SystemMetrics
 from explab.callbacks.time_to import TimeToThreshold
 from explab.checkpoint_io import AtomicCheckpointIO
@@ -160,6 +161,8 @@ def build_callbacks(
             continue
         callbacks.append(callback)
     callbacks.append(NonFiniteLossGuard())
+    if validating and cfg.trainer.get("max_steps", -1) not in (None, -1):
+        callbacks.append(ValidateWhereStepsEnd())
     last = next((c for c in callbacks if isinstance(c, LastCheckpoint)), None)
     if last is not None:
         callbacks.append(CheckpointOnSignal(last, requeue_on_usr1=is_slurm_task()))
