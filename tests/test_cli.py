@@ -296,3 +296,18 @@ def test_a_job_folder_on_a_full_disk_is_refused_before_hydra_writes_its_config(
         done.stderr,
     ), done.stderr[-2000:]
     assert not (tmp_path / "mlruns").exists(), "nothing ran"
+
+
+def test_relative_folders_are_the_launch_folders_when_a_job_works_in_its_own(tmp_path: Path) -> None:
+    """With ``hydra.job.chdir=true`` a job works in its output folder, and ``paths.mlruns_dir=store`` was read
+    from there: each run kept a store of its own inside its job folder, which explab-report, run from where the
+    command was typed, never found."""
+    relative = ["paths.log_dir=logs", "paths.mlruns_dir=store", "hydra.job.chdir=true"]
+    done = run_cli("explab-train", "trainer.max_epochs=1", "+trainer.limit_train_batches=2", *relative, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run,) = runs_in(tmp_path / "store", "digits_cnn")
+    assert run.data.params["paths.mlruns_dir"] == str(tmp_path / "store"), "recorded as the folder it was"
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("mlflow.db")] == [Path("store/mlflow.db")]
+    report = run_cli("explab-report", "experiment_name=digits_cnn", *relative, cwd=tmp_path)
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "test/acc" in report.stdout, report.stdout[-2000:]

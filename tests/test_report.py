@@ -629,6 +629,18 @@ def test_a_baseline_that_matches_nothing_is_answered_with_one_that_matches(compo
     assert f"## Against the baseline (model.backbone.channels={channels.group(1)})" in report_of(offered.group(1))
 
 
+def test_runs_without_a_metric_to_report_are_answered_with_what_they_logged(compose_cfg, store: Path) -> None:
+    """A smoke test's runs log no test/ metric: the refusal read "no run of 'smoke' logged ; give metrics=...",
+    naming nothing."""
+    client = mlflow.tracking.MlflowClient(tracking_uri_for(store))
+    run = client.create_run(client.create_experiment("smoke", artifact_location=str(store / "artifacts")))
+    client.log_metric(run.info.run_id, "perf/fit_seconds", 1.5)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    cfg = compose_cfg("experiment_name=smoke", f"tracking_uri={tracking_uri_for(store)}", config_name="report")
+    with pytest.raises(UsageError, match=r"logged a test/ metric or a best validation value \(trainer=fast_dev_run"):
+        report(cfg)
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

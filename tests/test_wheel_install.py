@@ -127,6 +127,23 @@ def test_a_wheel_install_trains_in_its_folder_and_names_a_ui_command_that_serves
         server.wait(timeout=60)
 
 
+def test_a_wheel_install_keeps_its_store_in_the_launch_folder_when_jobs_work_in_their_own(
+    installed: Path, tmp_path: Path
+) -> None:
+    """A wheel install's project is the folder the command starts in; under ``hydra.job.chdir=true`` that was
+    read as the job's own output folder, so each run made a store inside its job folder."""
+    trained = subprocess.run(
+        [str(installed / "explab-train"), "trainer=fast_dev_run", "hydra.job.chdir=true"],
+        cwd=tmp_path,
+        env=_env(installed),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("mlflow.db")] == [Path("mlruns/mlflow.db")]
+
+
 @pytest.mark.parametrize(
     ("arguments", "store", "message"),
     [

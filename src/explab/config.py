@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _CHECKOUT_ROOT = _PACKAGE_DIR.parents[1]
@@ -39,9 +39,39 @@ def checkout_root() -> Path | None:
 
 
 def project_root() -> Path:
-    """The folder that holds ``conf/``, ``mlruns/`` and ``data/``; the working directory for a wheel install."""
+    """The folder that holds ``conf/``, ``mlruns/`` and ``data/``; for a wheel install, the folder the command
+    started in."""
     conf = config_dir()
-    return conf.parent if conf.parent != _PACKAGE_DIR else Path.cwd()
+    return conf.parent if conf.parent != _PACKAGE_DIR else launch_folder()
+
+
+def launch_folder() -> Path:
+    """The folder the command started in: Hydra's ``runtime.cwd`` in a Hydra job, whose working folder is its
+    output folder under ``hydra.job.chdir=true``; the working folder elsewhere."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.cwd) if HydraConfig.initialized() else Path.cwd()
+
+
+PATH_KEYS = ("root_dir", "data_dir", "log_dir", "mlruns_dir")  # paths.output_dir is Hydra's, always absolute
+
+
+def paths_from_launch_folder(cfg: DictConfig) -> None:
+    """Make each folder of ``cfg.paths`` absolute, a relative one (``paths.mlruns_dir=store``) read from the
+    folder the command started in, as the shell that typed it reads it.
+
+    Under ``hydra.job.chdir=true`` a job works in its own output folder: a relative store read from there gave
+    each run a store of its own, and failed every trial of a sweep, whose study journal is not there. Absolute,
+    the run also records the folders it used, and a later command from another folder finds them.
+    """
+    paths = cfg.get("paths")
+    if paths is None:
+        return
+    launch = launch_folder()
+    given = {key: paths.get(key) for key in PATH_KEYS if isinstance(paths.get(key), str)}
+    for key, value in given.items():  # all read before any is set: data_dir follows root_dir
+        folder = Path(value).expanduser()
+        paths[key] = str(folder if folder.is_absolute() else launch / folder)
 
 
 def tracking_uri(mlruns_dir: str) -> str:

@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from explab.cli import refuse_unread_additions, report_user_errors
-from explab.config import config_dir
+from explab.config import config_dir, paths_from_launch_folder
 from explab.errors import UsageError, first_sentence
 from explab.utils.logging import get_logger
 
@@ -213,6 +213,7 @@ def _as_config_overrides(unread: list[str]) -> str:
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")
 @report_user_errors
 def _hydra_main(cfg: DictConfig) -> dict[str, float]:
+    paths_from_launch_folder(cfg)
     refuse_unread_additions(cfg, "eval", _as_config_overrides)
     return evaluate(cfg)
 

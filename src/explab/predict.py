@@ -15,7 +15,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from explab.cli import refuse_unread_additions, report_user_errors
-from explab.config import config_dir
+from explab.config import config_dir, paths_from_launch_folder
 from explab.errors import UsageError, first_line
 from explab.raw_inputs import read_inputs
 from explab.utils.logging import get_logger
@@ -153,6 +153,7 @@ def predict(cfg: DictConfig) -> Path:
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="predict")
 @report_user_errors
 def _hydra_main(cfg: DictConfig) -> None:
+    paths_from_launch_folder(cfg)
     refuse_unread_additions(cfg, "predict")
     predict(cfg)
 

@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from explab import comparison
 from explab.cli import refuse_unread_additions, report_user_errors
-from explab.config import config_dir
+from explab.config import config_dir, paths_from_launch_folder
 from explab.configurations import (
     FINGERPRINT_TAG,
     Configuration,
@@ -444,9 +444,11 @@ def metrics_to_report(asked: list[str], runs: Sequence[Any], experiment_name: st
     kept = [metric for metric in asked if metric in logged]
     offered = ", ".join(sorted(name for name in logged if not name.startswith("system/")))
     if not kept:
+        # metrics=null asks for none by name when the runs logged no test/ metric nor best value: a smoke test's
+        # runs (Lightning's fast_dev_run logs neither)
+        what = ", ".join(asked) or "a test/ metric or a best validation value (trainer=fast_dev_run logs neither)"
         raise UsageError(
-            f"no run of '{experiment_name}' logged {', '.join(asked)}; give metrics=[...] from what they logged: "
-            f"{offered}"
+            f"no run of '{experiment_name}' logged {what}; give metrics=[...] from what they logged: {offered}"
         )
     for metric in asked:
         if metric not in logged:
@@ -595,6 +597,7 @@ def report(cfg: DictConfig) -> str:
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="report")
 @report_user_errors
 def _hydra_main(cfg: DictConfig) -> str:
+    paths_from_launch_folder(cfg)
     refuse_unread_additions(cfg, "report")
     return report(cfg)
 

@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from explab.cli import report_user_errors
-from explab.config import config_dir
+from explab.config import config_dir, paths_from_launch_folder
 from explab.errors import UsageError
 
 
@@ -38,6 +38,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from explab.utils.torch_settings import torch_settings_scoped_to_job
     from explab.validation import validate_config
 
+    paths_from_launch_folder(cfg)  # again: a resume's or reproduction's config is composed anew from its record
     validate_config(cfg)
     check_machine(cfg)
     check_output_folder_free(cfg)
@@ -85,6 +86,7 @@ def _continued_by(cfg: DictConfig) -> Callable[[str], str]:
 def _hydra_main(cfg: DictConfig) -> dict[str, float]:
     from explab.validation import check_values
 
+    paths_from_launch_folder(cfg)
     _check_a_search_is_a_multirun()
     if cfg.get("resume") is None and cfg.get("reproduce") is None:
         # a mistyped value is answered now, not after the seconds torch and Lightning take to import; a

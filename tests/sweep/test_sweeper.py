@@ -224,6 +224,22 @@ def explab_sweep(tmp_path: Path, *args: str, env: dict[str, str] | None = None) 
 
 
 @pytest.mark.slow
+def test_a_sweep_whose_jobs_work_in_their_own_folders_finds_its_study_from_the_launch_folder(tmp_path: Path) -> None:
+    """With ``hydra.job.chdir=true`` and ``paths.mlruns_dir=store``, each trial looked for the study's journal
+    (and its store) inside its job folder: every trial failed with "No such file or directory:
+    'store/optuna/digits_cnn.journal'"."""
+    done = run_cli(
+        "explab-train", "-m", "hparams_search=digits_optuna", "hydra.sweeper.n_trials=2", "trainer.max_epochs=1",
+        "paths.log_dir=logs", "paths.mlruns_dir=store", "hydra.job.chdir=true", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = load(tmp_path, "digits_cnn_optuna", "store/optuna/digits_cnn.journal")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    children = [r for r in runs_in(tmp_path / "store", "digits_cnn") if "optuna_trial.number" in r.data.params]
+    assert len(children) == 2, "the trials' runs are in the store the command named"
+
+
+@pytest.mark.slow
 def test_a_custom_search_space_that_rules_a_draw_out_or_raises_ends_that_trial_alone(tmp_path: Path) -> None:
     """It raised out of the sweep: a traceback stopped every other trial, and the trial was left RUNNING."""
     done = explab_sweep(

@@ -42,6 +42,17 @@ def storage_file(url: str) -> Path | None:
     return None
 
 
+def absolute_storage(url: str | None) -> str | None:
+    """``url`` with a relative journal or SQLite file made absolute, read from the working folder: the sweep's
+    jobs open the study from theirs, which ``hydra.job.chdir=true`` makes their own output folders, and
+    workers submitted elsewhere (SLURM) may start in another."""
+    path = storage_file(url) if url else None
+    if url is None or path is None or path.is_absolute():
+        return url
+    scheme = "sqlite:///" if url.startswith("sqlite:///") else JOURNAL_PREFIX
+    return f"{scheme}{path.resolve()}"
+
+
 @functools.cache
 def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
     """One storage object per URL and process; a journal or SQLite file is created with its folder."""

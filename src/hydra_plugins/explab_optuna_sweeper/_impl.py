@@ -81,7 +81,7 @@ from explab.sweep.space import (
     settle_pinned_conditions,
     suggest,
 )
-from explab.sweep.storage import open_storage, remember_study, storage_file
+from explab.sweep.storage import absolute_storage, open_storage, remember_study, storage_file
 from explab.sweep.study_record import check_definition, sweep_definition
 from explab.sweep.summary import describe_progress, none_completed, write_results
 from explab.sweep.telling import completed_duplicate, hold_trial, tell, tell_job_error, tell_once, tell_repeat
@@ -205,6 +205,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
         self.shell_uri = os.environ.get("MLFLOW_TRACKING_URI")  # before a trial's MLflow sets it in this process
         quiet_mlflow_about_room()  # a full store is said once, by _stop_says_how_to_go_on
         self._check_settings()
+        self.storage_url = absolute_storage(self.storage_url)
         space, fixed = self._search_space(arguments)
         if is_pool_worker():  # the pool's process checked, opened the study and owns the parent run
             study, n_trials = self._open_study(space, fixed)
