@@ -17,6 +17,7 @@ from explab.data import (
     CIFAR10DataModule,
     DataError,
     DiabetesDataModule,
+    DigitsDataModule,
     IDXDataModule,
     IMDBDataModule,
     MovieSnippetsDataModule,
@@ -46,6 +47,36 @@ def test_idx_split_is_fixed_by_the_seed(tmp_path: Path) -> None:
         dm.setup()
     assert torch.equal(a.splits["val"].y, b.splits["val"].y)
     assert not torch.equal(a.splits["val"].x, c.splits["val"].x)
+
+
+def test_a_validation_fraction_that_rounds_to_no_sample_is_refused(tmp_path: Path) -> None:
+    """``val_size=0.001`` of 100 images held out none: the fit never validated, and the default early stopping
+    failed the run ("conditioned on metric `val/acc` which is not available")."""
+    write_mnist(tmp_path, n_train=100, n_test=10)
+    dm = IDXDataModule(str(tmp_path), val_size=0.001, seed=0)
+    with pytest.raises(DataError, match=r"data.val_size=0.001 holds out none of the 100 training samples: .* 0.01 at"):
+        dm.setup()
+
+
+@pytest.mark.parametrize(
+    ("fractions", "message"),
+    [
+        (
+            {"test_fraction": 0.001},
+            r"data.test_fraction=0.001 holds out 2 of the 1797 samples, fewer than their 10 classes: .* "
+            r"Give data.test_fraction=0.0056 at least$",
+        ),
+        ({"val_fraction": 0.001}, r"Give data.val_fraction=0.0056 at least, or 0 to train on every sample$"),
+        ({"val_fraction": 0.499, "test_fraction": 0.5}, r"leave fewer training samples than the 10 classes"),
+    ],
+)
+def test_a_stratified_split_too_small_for_every_class_names_the_fraction(fractions: dict, message: str) -> None:
+    """scikit-learn's refusal named its own ``test_size`` for either split: "The test_size = 2 should be
+    greater or equal to the number of classes = 10"."""
+    with pytest.raises(DataError, match=message):
+        DigitsDataModule(**fractions).setup()
+    suggested = {"val_fraction": 0.0056, "test_fraction": 0.0056}
+    DigitsDataModule(**suggested).setup()  # what the message offers is enough
 
 
 def test_idx_missing_files_say_where_they_go(tmp_path: Path) -> None:

@@ -68,6 +68,8 @@ def stratified_split(
     val_fraction, test_fraction = fractions
     indices = np.arange(len(labels))
     strat = labels if stratify else None
+    if stratify:
+        _check_each_split_holds_every_class(labels, val_fraction, test_fraction)
     rest, test = train_test_split(indices, test_size=test_fraction, random_state=seed, stratify=strat)
     if val_fraction <= 0:
         return rest, np.array([], dtype=int), test
@@ -78,11 +80,51 @@ def stratified_split(
     return train, val, test
 
 
+def _check_each_split_holds_every_class(labels: np.ndarray, val_fraction: float, test_fraction: float) -> None:
+    """Raise ``DataError`` where a fraction leaves a stratified split fewer samples than there are classes:
+    scikit-learn's refusal speaks of its own ``test_size`` whichever split it was ("The test_size = 2 should
+    be greater or equal to the number of classes = 10")."""
+    from explab.data.errors import DataError
+
+    n, classes = len(labels), len(np.unique(labels))
+    least = _rounded_up(classes / n)
+    n_test = math.ceil(test_fraction * n)  # as scikit-learn counts: the held-out side rounded up
+    n_rest = n - n_test
+    n_val = math.ceil(val_fraction / (1 - test_fraction) * n_rest) if val_fraction > 0 else classes
+    for key, value, count, fix in (
+        ("test_fraction", test_fraction, n_test, ""),
+        ("val_fraction", val_fraction, n_val, ", or 0 to train on every sample"),
+    ):
+        if count < classes:
+            raise DataError(
+                f"data.{key}={value} holds out {count} of the {n} samples, fewer than their {classes} classes: a "
+                f"stratified split needs one of each. Give data.{key}={least} at least{fix}"
+            )
+    if n_rest - (n_val if val_fraction > 0 else 0) < classes:
+        raise DataError(
+            f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction} leave fewer training samples "
+            f"than the {classes} classes out of {n}: lower them"
+        )
+
+
+def _rounded_up(value: float, digits: int = 2) -> float:
+    """``value`` rounded up to ``digits`` significant digits: a fraction offered as enough is enough."""
+    scale = 10 ** (digits - 1 - math.floor(math.log10(value)))
+    return math.ceil(value * scale) / scale
+
+
 def holdout(n: int, val_size: int | float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train / validation indices from a seeded permutation; ``val_size`` is a count or a fraction."""
+    from explab.data.errors import DataError
+
     count = round(val_size * n) if isinstance(val_size, float) and val_size < 1 else int(val_size)
     if not 0 <= count < n:
-        raise ValueError(f"val_size={val_size} leaves no training data out of {n} samples")
+        raise DataError(f"data.val_size={val_size} leaves no training data out of {n} samples: lower it")
+    if count == 0 and val_size > 0:  # an empty validation set would fail the callbacks that follow val/ metrics
+        raise DataError(
+            f"data.val_size={val_size} holds out none of the {n} training samples: give a count (data.val_size=500) "
+            f"or a fraction of {_rounded_up(1 / n)} at least, or 0 to train on every sample"
+        )
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[count:]), np.sort(order[:count])
 
