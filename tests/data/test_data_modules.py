@@ -204,6 +204,17 @@ def test_snippets_binarised_by_sign_and_zeros_dropped(tmp_path: Path) -> None:
     assert sorted(dm.splits["test"].y.unique().tolist()) == [0, 1]
 
 
+def test_a_min_freq_that_keeps_no_word_is_refused_with_the_most_frequent_words_count(tmp_path: Path) -> None:
+    """``data.min_freq=100000`` kept no word: every review read as unknown words, and the run trained to the
+    majority class (test/acc 0.496 on the snippets) and finished as if it had learnt."""
+    path = write_snippets(tmp_path / "snippets.csv.gz", count=120)
+    dm = MovieSnippetsDataModule(str(path), min_freq=100_000, seed=0)
+    with pytest.raises(
+        DataError, match=r"data.min_freq=100000 keeps no word .* most frequent, '.+', appears \d+ times"
+    ):
+        dm.setup()
+
+
 def test_snippets_corrupt_file(tmp_path: Path) -> None:
     path = tmp_path / "snippets.csv.gz"
     path.write_bytes(b"\x1f\x8b garbage")

@@ -46,6 +46,8 @@ class Vocabulary:
         counts = Counter(token for tokens in texts for token in tokens)
         kept = [t for t, n in counts.most_common(max(0, max_size - 2)) if n >= min_freq]
         self.index = {token: i + 2 for i, token in enumerate(kept)}
+        # (token, count) of the texts' most frequent token, to say what a min_freq that keeps none should be
+        self.most_frequent: tuple[str, int] | None = counts.most_common(1)[0] if counts else None
 
     def __len__(self) -> int:
         return len(self.index) + 2
@@ -93,6 +95,7 @@ class TextDataModule(TensorDataModule):
         self._example_texts = [str(t) for t in raw["train"][0][:2]]
         tokens = {name: [tokenize(t) for t in texts] for name, (texts, _) in raw.items()}
         self.vocabulary = Vocabulary(tokens["train"], self.vocab_size, self.min_freq)
+        _check_some_word_is_kept(self.vocabulary, self.min_freq)
         splits, arrays = {}, []
         for name, (_, labels) in raw.items():
             ids = self.vocabulary.encode(tokens[name], self.max_len)
@@ -114,6 +117,21 @@ class TextDataModule(TensorDataModule):
         self.ensure_loaded()
         assert self.vocabulary is not None
         return {"vocabulary.json": self.vocabulary.to_dict(self.max_len)}
+
+
+def _check_some_word_is_kept(vocabulary: Vocabulary, min_freq: int) -> None:
+    """Raise ``DataError`` for a vocabulary of padding and unknown words alone: every text would read as the
+    same run of unknown words, and the run would train to the majority class and finish as if it had learnt."""
+    if vocabulary.index:
+        return
+    if vocabulary.most_frequent is None:
+        raise DataError("the training texts hold no word: check the data's text column or files")
+    token, count = vocabulary.most_frequent
+    raise DataError(
+        f"data.min_freq={min_freq} keeps no word of the training texts (the most frequent, '{token}', appears "
+        f"{count} times), so every text would read as unknown words: lower data.min_freq ({count} keeps that "
+        "word alone)"
+    )
 
 
 def _review_folders(split: Path) -> list[tuple[int, Path]]:
