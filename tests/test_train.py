@@ -244,6 +244,36 @@ def test_a_step_limit_inside_an_epoch_validates_the_steps_it_trained_last(compos
     assert [m.step for m in history][-1] == steps - 1, "the last validation is of the weights the fit ends on"
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["model.num_classes=5"],
+            r"labels run from 0 to 9, and model.num_classes=5 gives the model outputs for 0 to 4: give "
+            r"model.num_classes=10$",
+        ),
+        (
+            ["model=cnn"],
+            r"samples are \[1, 8, 8\], and the model is built for model.backbone.input_shape=\[1, 28, 28\]: give "
+            r"model.backbone.input_shape=\[1, 8, 8\]",
+        ),
+        (
+            ["model=mlp_classifier", "model.backbone.in_features=32"],
+            r"samples have 64 features, and the model is built for model.backbone.in_features=32: give "
+            r"model.backbone.in_features=64$",
+        ),
+    ],
+)
+def test_a_model_built_for_other_data_is_refused_naming_the_setting(
+    compose_cfg, store, overrides: list[str], message: str
+) -> None:
+    """The first batch failed deep in torch: "IndexError: Target 9 is out of bounds" for too few classes,
+    "mat1 and mat2 shapes cannot be multiplied (256x3136 and 256x128)" for a CNN built for other images."""
+    with pytest.raises(UsageError, match=message):
+        train(compose_cfg(*overrides, "trainer.max_epochs=1", "trainer.enable_progress_bar=false"))
+    assert only_run(store).info.status == "FAILED"
+
+
 def test_diverging_run_is_failed_with_a_clear_error(compose_cfg, store: Path) -> None:
     cfg = compose_cfg("optimizer=sgd", "optimizer.lr=1e12", "trainer.max_epochs=2", "trainer.enable_progress_bar=false")
     with pytest.raises(NonFiniteLossError, match="Lower the learning rate"):

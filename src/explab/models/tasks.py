@@ -237,6 +237,7 @@ class TaskModule(L.LightningModule):
 
     # --- Lightning hooks ------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
+        self._check_inputs_fit_the_backbone()
         if self.channels_last:
             # before the strategy wraps the model: DDP lays its gradient buckets out after the parameters'
             # strides, and a later change of layout costs a copy per bucket (and a warning) every step
@@ -244,6 +245,35 @@ class TaskModule(L.LightningModule):
         if self.compile_backbone and not self._compiled and stage == "fit":
             self.backbone = cast(nn.Module, torch.compile(self.backbone))
             self._compiled = True
+
+    def _loaded_splits(self) -> list[Any]:
+        """The non-empty splits of the trainer's data module, once loaded (explab's ``TensorDataModule``); none
+        for another data module."""
+        splits = getattr(getattr(self._trainer, "datamodule", None), "splits", None) or {}
+        return [split for split in splits.values() if len(split)]
+
+    def _check_inputs_fit_the_backbone(self) -> None:
+        """Refuse data whose samples the backbone was not built for, naming the setting: the first batch failed
+        in the backbone's first dense layer ("mat1 and mat2 shapes cannot be multiplied (256x3136 and
+        256x128)") for a CNN built for other images, and likewise an MLP for another number of features."""
+        from explab.errors import UsageError
+
+        splits = self._loaded_splits()
+        if not splits:
+            return
+        sample = tuple(splits[0].x.shape[1:])
+        shape = getattr(self.backbone, "input_shape", None)
+        if shape is not None and tuple(shape) != sample:
+            raise UsageError(
+                f"the data's samples are {list(sample)}, and the model is built for model.backbone.input_shape="
+                f"{list(shape)}: give model.backbone.input_shape={list(sample)}, or a model for this data"
+            )
+        features = getattr(self.backbone, "in_features", None)
+        if features is not None and math.prod(sample) != features:
+            raise UsageError(
+                f"the data's samples have {math.prod(sample)} features, and the model is built for "
+                f"model.backbone.in_features={features}: give model.backbone.in_features={math.prod(sample)}"
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         if self.channels_last and x.dim() == 4:
@@ -431,6 +461,26 @@ class ClassificationTask(TaskModule):
 
     def make_test_plot_state(self) -> Metric:
         return MulticlassConfusionMatrix(self.num_classes, validate_args=False)
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        self._check_every_label_has_an_output()
+
+    def _check_every_label_has_an_output(self) -> None:
+        """Refuse data with a label outside 0 .. ``num_classes`` - 1, once it is loaded: cross-entropy failed on
+        the first batch that held one ("IndexError: Target 9 is out of bounds"), naming no setting."""
+        labels = [split.y for split in self._loaded_splits() if not split.y.is_floating_point()]
+        if not labels:
+            return
+        lowest, highest = min(int(y.min()) for y in labels), max(int(y.max()) for y in labels)
+        if lowest < 0 or highest >= self.num_classes:
+            from explab.errors import UsageError
+
+            fix = f"give model.num_classes={highest + 1}" if lowest >= 0 else "number the classes from 0"
+            raise UsageError(
+                f"the data's labels run from {lowest} to {highest}, and model.num_classes={self.num_classes} gives "
+                f"the model outputs for 0 to {self.num_classes - 1}: {fix}"
+            )
 
     def test_figures(self) -> dict[str, Any]:
         from explab.tracking.plots import confusion_matrix_figure

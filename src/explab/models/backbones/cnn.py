@@ -45,6 +45,7 @@ class ConvNet(nn.Module):
         super().__init__()
         if len(input_shape) != 3:
             raise ValueError(f"input_shape must be (channels, height, width), got {list(input_shape)}")
+        self.input_shape = tuple(input_shape)  # what the task module checks the data's samples against
         depth = len(channels) if depth is None else depth
         if depth < 1 or not channels:
             raise ValueError(f"ConvNet needs depth >= 1 and at least one channel count, got depth={depth}")

@@ -30,6 +30,7 @@ class MLP(nn.Module):
         super().__init__()
         if depth < 0 or width < 1:
             raise ValueError(f"MLP needs depth >= 0 and width >= 1, got depth={depth}, width={width}")
+        self.in_features = in_features  # what the task module checks the data's samples against, flattened
         layers: list[nn.Module] = [nn.Flatten()]
         features = in_features
         for _ in range(depth):
