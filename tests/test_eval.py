@@ -36,6 +36,23 @@ def test_eval_logs_into_the_same_run(compose_cfg, store: Path) -> None:
     assert runs_in(store, "digits_cnn")[0].info.status == "FINISHED"
 
 
+@pytest.mark.parametrize("another_split", ["data.test_fraction=0.3", "data.seed=3"])
+def test_a_test_of_another_split_is_not_logged_into_the_run(compose_cfg, store: Path, caplog, another_split) -> None:
+    """``config_overrides`` that cut another test split (its fraction, or its seed) measured another set, and
+    explab-eval logged that into the run as its ``test/acc``, where it stood for the run's own test. A change
+    that leaves the set as it was (the batches it is tested in) is still logged."""
+    train(compose_cfg("trainer.max_epochs=1", "trainer.enable_progress_bar=false"))
+    run_id = _only_run_id(store)
+
+    def tests_logged(change: str) -> int:
+        evaluate(compose_cfg(f"run_id={run_id}", f"config_overrides=['{change}']", config_name="eval"))
+        return len(MlflowClient(tracking_uri_for(store)).get_metric_history(run_id, "test/acc"))
+
+    assert tests_logged(another_split) == 1, "only the training run's own test"
+    assert f"the metrics are not logged to MLflow run {run_id}: its test set is not the one tested now" in caplog.text
+    assert tests_logged("data.eval_batch_size=7") == 2
+
+
 def test_a_killed_run_is_pointed_to_its_last_checkpoint(compose_cfg, store: Path) -> None:
     """A run logs its best checkpoint as it ends; one killed before has only last.ckpt, which eval can test."""
     train(compose_cfg("trainer.max_epochs=1", "trainer.enable_progress_bar=false"))

@@ -76,24 +76,26 @@ def _env(bin_dir: Path) -> dict[str, str]:
     return {**env, "PATH": os.pathsep.join([str(bin_dir), str(BIN), env["PATH"]])}
 
 
+def _train(
+    installed: Path, *arguments: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """The new environment's ``explab-train`` run in ``cwd``, with ``env`` added to its environment."""
+    return subprocess.run(
+        [str(installed / "explab-train"), *arguments],
+        cwd=cwd,
+        env={**_env(installed), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def test_a_wheel_install_trains_in_its_folder_and_names_a_ui_command_that_serves_the_run(
     installed: Path, tmp_path: Path
 ) -> None:
     lab = tmp_path / "lab"
     lab.mkdir()
-    trained = subprocess.run(
-        [
-            str(installed / "explab-train"),
-            "trainer.max_epochs=1",
-            "trainer.enable_progress_bar=false",
-            "log_model=false",
-        ],
-        cwd=lab,
-        env=_env(installed),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    trained = _train(installed, "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "log_model=false", cwd=lab)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert (lab / "mlruns" / "mlflow.db").is_file(), "the store is the working folder's, from the packaged configs"
     found = re.search(
@@ -132,14 +134,7 @@ def test_a_wheel_install_keeps_its_store_in_the_launch_folder_when_jobs_work_in_
 ) -> None:
     """A wheel install's project is the folder the command starts in; under ``hydra.job.chdir=true`` that was
     read as the job's own output folder, so each run made a store inside its job folder."""
-    trained = subprocess.run(
-        [str(installed / "explab-train"), "trainer=fast_dev_run", "hydra.job.chdir=true"],
-        cwd=tmp_path,
-        env=_env(installed),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    trained = _train(installed, "trainer=fast_dev_run", "hydra.job.chdir=true", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert [p.relative_to(tmp_path) for p in tmp_path.rglob("mlflow.db")] == [Path("mlruns/mlflow.db")]
 
@@ -170,14 +165,7 @@ def test_a_wheel_install_keeps_its_store_in_the_launch_folder_when_jobs_work_in_
 def test_a_setting_that_needs_an_extra_names_the_extra_to_install(
     installed: Path, tmp_path: Path, arguments: list[str], store: str | None, message: str
 ) -> None:
-    done = subprocess.run(
-        [str(installed / "explab-train"), *arguments],
-        cwd=tmp_path,
-        env={**_env(installed), **({"MLFLOW_TRACKING_URI": store} if store else {})},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _train(installed, *arguments, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": store} if store else {})
     assert done.returncode == 1 and message in done.stderr, done.stderr[-3000:]
     assert "Traceback" not in done.stderr and "s3cret" not in done.stdout + done.stderr
     assert not (tmp_path / "mlruns").exists(), "refused before a study or a run was made"

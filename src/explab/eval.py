@@ -172,10 +172,35 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             log.warning("the metrics are not logged to MLflow run %s: %s", run_id, error)
             return metrics
         run = TrackedRun(cfg.tracking_uri, run_id)
+        other_set = another_test_set(run.client.get_run(run_id).data.tags, datamodule)
+        if other_set:
+            log.warning("the metrics are not logged to MLflow run %s: %s", run_id, other_set)
+            return metrics
         run.log_metrics(metrics, step=int(checkpoint.get("global_step", 0)))
         run.set_tags({"explab.eval.checkpoint": str(cfg.ckpt_path or "best")})
         log.info("logged %s to MLflow run %s", ", ".join(sorted(metrics)), run_id)
     return metrics
+
+
+def another_test_set(tags: dict[str, str], datamodule: Any) -> str | None:
+    """Why the set just tested is not the one the run recorded (its ``data.test_fingerprint``, or for a run
+    recorded before that tag its raw data's ``data.fingerprint``); None when it is, or the run recorded
+    neither. Logged into the run, a test of another set would stand for the run's own result: the data
+    changed, or ``config_overrides`` cut another split (``seed``, ``data.test_fraction``) or scaled it."""
+    from explab.configurations import FINGERPRINT_TAG
+    from explab.tracking.record import TEST_FINGERPRINT_TAG
+
+    for tag, now in ((TEST_FINGERPRINT_TAG, datamodule.test_fingerprint()), (FINGERPRINT_TAG, datamodule.fingerprint)):
+        then = tags.get(tag)
+        if then:
+            if then == now:
+                return None
+            return (
+                f"its test set is not the one tested now ({tag} {then} then, {now} now: the data changed, or "
+                "config_overrides cut or scaled another split), and its test/ metrics stand for its own. Train "
+                "or reproduce a run on this data to record these"
+            )
+    return None
 
 
 def check_the_whole_test_set(trainer: Any) -> None:

@@ -320,6 +320,12 @@ class TensorDataModule(L.LightningDataModule):
         """A few raw training texts, for the logged model's input example; None for non-text data."""
         return None
 
+    def test_fingerprint(self) -> str:
+        """``fingerprint_arrays`` of the test split as the model sees it (empty without one): two tests measure
+        the same set only if this agrees, whatever the split's seed, fractions or scaling."""
+        test = self.splits.get("test")
+        return fingerprint_arrays(test.x.cpu().numpy(), test.y.cpu().numpy()) if test is not None and len(test) else ""
+
     def summary(self) -> dict[str, int]:
         """Split sizes (``n_train``, ...), tagged on the run as ``data.n_train``, ..."""
         return {f"n_{name}": len(split) for name, split in self.splits.items()}

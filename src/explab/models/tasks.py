@@ -31,6 +31,7 @@ from torchmetrics.classification import (
 )
 
 from explab.checkpoints import CHECKPOINT_KEY, COMPILED, EPOCH_SUMS_KEY, plain_weights
+from explab.errors import UsageError
 from explab.models.epoch_sums import EpochSums
 from explab.models.gradient_clipping import clip_gradients, has_sparse_gradients
 from explab.models.init import initialise
@@ -256,8 +257,6 @@ class TaskModule(L.LightningModule):
         """Refuse data whose samples the backbone was not built for, naming the setting: the first batch failed
         in the backbone's first dense layer ("mat1 and mat2 shapes cannot be multiplied (256x3136 and
         256x128)") for a CNN built for other images, and likewise an MLP for another number of features."""
-        from explab.errors import UsageError
-
         splits = self._loaded_splits()
         if not splits:
             return
@@ -474,8 +473,6 @@ class ClassificationTask(TaskModule):
             return
         lowest, highest = min(int(y.min()) for y in labels), max(int(y.max()) for y in labels)
         if lowest < 0 or highest >= self.num_classes:
-            from explab.errors import UsageError
-
             fix = f"give model.num_classes={highest + 1}" if lowest >= 0 else "number the classes from 0"
             raise UsageError(
                 f"the data's labels run from {lowest} to {highest}, and model.num_classes={self.num_classes} gives "

@@ -45,6 +45,8 @@ def run_tags(cfg: DictConfig, extra: dict[str, Any] | None = None) -> dict[str, 
 
 
 CHOICE_TAG = "explab.choice."
+# the test split the run was tested on: explab-eval logs into the run only a test of the same set
+TEST_FINGERPRINT_TAG = "data.test_fingerprint"
 
 
 def config_group_choices() -> dict[str, str]:
@@ -127,6 +129,7 @@ def record_start(run: TrackedRun | None, job: Job) -> None:
         {
             **_hardware_tags(run, cfg, hardware),
             "data.fingerprint": datamodule.fingerprint,
+            TEST_FINGERPRINT_TAG: datamodule.test_fingerprint(),
             **{f"data.{k}": v for k, v in datamodule.summary().items()},
             "trainer.precision_effective": trainer.precision,
             "trainer.world_size": trainer.world_size,
