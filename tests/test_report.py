@@ -629,6 +629,28 @@ def test_a_baseline_that_matches_nothing_is_answered_with_one_that_matches(compo
     assert f"## Against the baseline (model.backbone.channels={channels.group(1)})" in report_of(offered.group(1))
 
 
+@pytest.mark.parametrize("same_sets", [False, True])
+def test_runs_of_one_seed_tested_on_different_test_sets_are_named(compose_cfg, store: Path, same_sets: bool) -> None:
+    """Two test fractions of digits test one seed on two different sets of images, and the report compared
+    their test/acc, paired by seed, as if on the same examples."""
+    client = mlflow.tracking.MlflowClient(tracking_uri_for(store))
+    experiment = client.create_experiment("splits", artifact_location=str(store / "artifacts"))
+    for fraction in ("0.15", "0.3"):
+        for seed in (1, 2):
+            run = client.create_run(experiment)
+            client.log_param(run.info.run_id, "data.test_fraction", fraction)
+            client.log_param(run.info.run_id, "seed", seed)
+            client.set_tag(run.info.run_id, "data.fingerprint", "raw")
+            tested = f"seed{seed}" if same_sets else f"seed{seed}-{fraction}"
+            client.set_tag(run.info.run_id, "data.test_fingerprint", tested)
+            client.log_metric(run.info.run_id, "test/acc", 0.9 + seed / 100)
+            client.set_terminated(run.info.run_id, "FINISHED")
+    cfg = compose_cfg("experiment_name=splits", f"tracking_uri={tracking_uri_for(store)}", config_name="report")
+    markdown = report(cfg)
+    said = "Runs of one seed were tested on different test sets (seeds 1, 2: their data.test_fingerprint differs"
+    assert (said in markdown) is not same_sets, markdown
+
+
 def test_runs_without_a_metric_to_report_are_answered_with_what_they_logged(compose_cfg, store: Path) -> None:
     """A smoke test's runs log no test/ metric: the refusal read "no run of 'smoke' logged ; give metrics=...",
     naming nothing."""

@@ -35,6 +35,8 @@ REPEAT_KEYS = (
 REPEAT_PREFIXES = ("optuna_trial.", "logger.", "time_to.", "callbacks.last_checkpoint.")
 # the tag a run records the fingerprint of its data in (``tracking.record``)
 FINGERPRINT_TAG = "data.fingerprint"
+# and of its test split as the model saw it: explab-eval logs into a run only a test of that set
+TEST_FINGERPRINT_TAG = "data.test_fingerprint"
 # a label's numbers keep at least this many significant digits, more only where two values need them to differ
 LABEL_DIGITS = 4
 

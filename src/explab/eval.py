@@ -187,8 +187,7 @@ def another_test_set(tags: dict[str, str], datamodule: Any) -> str | None:
     recorded before that tag its raw data's ``data.fingerprint``); None when it is, or the run recorded
     neither. Logged into the run, a test of another set would stand for the run's own result: the data
     changed, or ``config_overrides`` cut another split (``seed``, ``data.test_fraction``) or scaled it."""
-    from explab.configurations import FINGERPRINT_TAG
-    from explab.tracking.record import TEST_FINGERPRINT_TAG
+    from explab.configurations import FINGERPRINT_TAG, TEST_FINGERPRINT_TAG
 
     for tag, now in ((TEST_FINGERPRINT_TAG, datamodule.test_fingerprint()), (FINGERPRINT_TAG, datamodule.fingerprint)):
         then = tags.get(tag)

@@ -31,6 +31,7 @@ from explab.cli import refuse_unread_additions, report_user_errors
 from explab.config import config_dir, paths_from_launch_folder
 from explab.configurations import (
     FINGERPRINT_TAG,
+    TEST_FINGERPRINT_TAG,
     Configuration,
     by_seed,
     group_runs,
@@ -306,6 +307,33 @@ def other_data_note(runs: Sequence[Any]) -> str:
     )
 
 
+def other_test_set_note(runs: Sequence[Any], metrics: Sequence[str]) -> str:
+    """A note when runs of one seed on the same data were tested on different test sets (their
+    ``data.test_fingerprint`` tags; runs recorded before them are left out): a configuration that cuts the
+    split otherwise (``data.test_fraction``) is tested on other examples, and its ``test/`` numbers, and a
+    test paired by seed, compare the sets as much as the configurations. Only runs of one seed are compared,
+    since a seed may cut its own split (digits is split by seed). "" otherwise, and where the data differs
+    (``other_data_note`` says so)."""
+    if not any(metric.startswith("test/") for metric in metrics):
+        return ""
+    if len({run.data.tags.get(FINGERPRINT_TAG) for run in runs}) > 1:
+        return ""
+    sets: dict[str, set[str]] = defaultdict(set)
+    for run in runs:
+        if run.data.tags.get(TEST_FINGERPRINT_TAG):
+            sets[seed_of(run)].add(run.data.tags[TEST_FINGERPRINT_TAG])
+    seeds = sorted((seed for seed, tested in sets.items() if len(tested) > 1), key=_seed_order)
+    if not seeds:
+        return ""
+    said = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}"
+    log.warning("runs of one seed were tested on different test sets (%s)", said)
+    return (
+        f"\nRuns of one seed were tested on different test sets ({said}: their data.test_fingerprint differs, as "
+        "a setting that cuts the split, such as data.test_fraction, makes it): their test/ numbers, and a test "
+        "paired by seed, compare the test sets as much as the configurations.\n"
+    )
+
+
 def other_hardware_note(runs: Sequence[Any], metrics: Sequence[str]) -> str:
     """A note when the runs trained on different hardware (``hardware.*`` tags; runs recorded before them are
     left out): a timing (``perf/``) then compares machines as much as configurations, and the same seed gives
@@ -549,7 +577,8 @@ def report(cfg: DictConfig) -> str:
     )
     markdown += small_bootstrap_note(rows, cfg.ci) + tied_seeds_note(rows, metrics, cfg.ci)
     markdown += unfinished_note(groups, unfinished)
-    markdown += other_data_note(runs) + other_hardware_note(runs, metrics) + other_code_note(runs)
+    markdown += other_data_note(runs) + other_test_set_note(runs, metrics)
+    markdown += other_hardware_note(runs, metrics) + other_code_note(runs)
     repeats = repeated_seeds(groups)
     if repeats:
         who = f"{repeats} runs repeat a seed of their" if repeats > 1 else "1 run repeats a seed of its"

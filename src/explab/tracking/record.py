@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from explab.callbacks.system_metrics import SystemMetrics
 from explab.config import is_hydra_group, project_root, swept_values
+from explab.configurations import TEST_FINGERPRINT_TAG
 from explab.search_path import search_path_tags
 from explab.tracking import environment
 from explab.tracking.datasets import log_dataset_inputs
@@ -45,8 +46,6 @@ def run_tags(cfg: DictConfig, extra: dict[str, Any] | None = None) -> dict[str, 
 
 
 CHOICE_TAG = "explab.choice."
-# the test split the run was tested on: explab-eval logs into the run only a test of the same set
-TEST_FINGERPRINT_TAG = "data.test_fingerprint"
 
 
 def config_group_choices() -> dict[str, str]:
