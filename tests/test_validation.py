@@ -115,6 +115,29 @@ def test_validation_across_epochs_lightning_takes_passes(compose_cfg, overrides)
     validate_config(compose_cfg("trainer.check_val_every_n_epoch=null", *overrides))
 
 
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        # cross-entropy failed on the first batch with a label past the fifth output: "Target 7 is out of bounds"
+        (["model.backbone.num_outputs=5"], r"model.backbone.num_outputs must be model.num_classes=10, one score"),
+        (["model=mlp_classifier", "model.backbone.out_features=3"], r"model.backbone.out_features must be model.nu"),
+        # the loss failed to fit the targets to the outputs: "shape '[32, 2]' is invalid for input of size 32"
+        (
+            ["experiment=diabetes_mlp", "model.backbone.out_features=2"],
+            r"model.backbone.out_features must be 1: a regression predicts one value per sample",
+        ),
+    ],
+)
+def test_a_backbone_with_other_outputs_than_its_task_has_is_refused(compose_cfg, overrides, refused) -> None:
+    with pytest.raises(ConfigError, match=refused):
+        check_values(compose_cfg(*overrides))
+
+
+@pytest.mark.parametrize("overrides", [[], ["model.num_classes=12"], ["experiment=diabetes_mlp"], ["model=lenet"]])
+def test_a_backbone_whose_outputs_follow_its_task_passes(compose_cfg, overrides) -> None:
+    check_values(compose_cfg(*overrides))
+
+
 @pytest.mark.parametrize("precision", ["auto", "32-true", "bf16-mixed", "16-mixed", "64-true", "32", 16])
 def test_precisions_lightning_takes_pass(compose_cfg, precision) -> None:
     validate_config(compose_cfg(f"trainer.precision={precision}"))

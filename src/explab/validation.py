@@ -241,6 +241,7 @@ def check_values(cfg: DictConfig) -> None:
         if value is not _ABSENT and not rule.accepts(value):
             raise ConfigError(key, value, rule.allowed)
     check_held_out_fractions(cfg)
+    check_model_outputs(cfg)
     check_run_length_bounds(cfg)
     check_scheduler_length(cfg)
     check_validation_across_epochs(cfg)
@@ -372,6 +373,9 @@ def check_time_to(cfg: DictConfig) -> None:
             )
 
 
+OUTPUT_KEYS = ("num_outputs", "out_features")  # what explab's backbones name their number of outputs
+
+
 def check_held_out_fractions(cfg: DictConfig) -> None:
     """``data.val_fraction`` and ``data.test_fraction`` together hold out less than all the data, or nothing
     would be left to train on (the data module refuses it too, but only once it is built)."""
@@ -383,6 +387,26 @@ def check_held_out_fractions(cfg: DictConfig) -> None:
             "data.test_fraction",
             test,
             f"below {1 - val:g} beside data.val_fraction={val:g}, so that some data is left to train on",
+        )
+
+
+def check_model_outputs(cfg: DictConfig) -> None:
+    """The backbone's outputs (``model.backbone.num_outputs``, or an MLP's ``out_features``): one score per class
+    of a classification (``model.num_classes``), one value of a regression. The recipes tie them by
+    interpolation; one given alone failed on the first batch inside torch ("IndexError: Target 7 is out of
+    bounds", "shape '[32, 2]' is invalid for input of size 32")."""
+    task = str(OmegaConf.select(cfg, "model._target_", default="") or "").rpartition(".")[2]
+    found = [(leaf, OmegaConf.select(cfg, f"model.backbone.{leaf}", default=None)) for leaf in OUTPUT_KEYS]
+    given = [(leaf, outputs) for leaf, outputs in found if type(outputs) is int]
+    if not given:
+        return
+    leaf, outputs = given[0]
+    classes = OmegaConf.select(cfg, "model.num_classes", default=None)
+    if task == "RegressionTask" and outputs != 1:
+        raise ConfigError(f"model.backbone.{leaf}", outputs, "1: a regression predicts one value per sample")
+    if task == "ClassificationTask" and type(classes) is int and outputs != classes:
+        raise ConfigError(
+            f"model.backbone.{leaf}", outputs, f"model.num_classes={classes}, one score per class (or change both)"
         )
 
 
