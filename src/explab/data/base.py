@@ -90,17 +90,18 @@ def _check_each_split_holds_every_class(labels: np.ndarray, val_fraction: float,
     least = _rounded_up(classes / n)
     n_test = math.ceil(test_fraction * n)  # as scikit-learn counts: the held-out side rounded up
     n_rest = n - n_test
-    n_val = math.ceil(val_fraction / (1 - test_fraction) * n_rest) if val_fraction > 0 else classes
-    for key, value, count, fix in (
-        ("test_fraction", test_fraction, n_test, ""),
-        ("val_fraction", val_fraction, n_val, ", or 0 to train on every sample"),
-    ):
+    held_out = [("test_fraction", test_fraction, n_test, "")]
+    n_val = 0  # no validation split: nothing to hold out of the rest
+    if val_fraction > 0:
+        n_val = math.ceil(val_fraction / (1 - test_fraction) * n_rest)
+        held_out.append(("val_fraction", val_fraction, n_val, ", or 0 to train on every sample"))
+    for key, value, count, fix in held_out:
         if count < classes:
             raise DataError(
                 f"data.{key}={value} holds out {count} of the {n} samples, fewer than their {classes} classes: a "
                 f"stratified split needs one of each. Give data.{key}={least} at least{fix}"
             )
-    if n_rest - (n_val if val_fraction > 0 else 0) < classes:
+    if n_rest - n_val < classes:
         raise DataError(
             f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction} leave fewer training samples "
             f"than the {classes} classes out of {n}: lower them"
