@@ -42,6 +42,18 @@ def test_predict_cli_reads_arrays_and_image_folders(logged_run: str, store: Path
     image_predictions = [line.split(",")[1] for line in rows[1][1:]]
     assert array_predictions == image_predictions, "an image's pixels are put on the data's own scale"
     assert sum(p == str(t) for p, t in zip(array_predictions, digits.target[:6], strict=True)) >= 3
+    # pixels of 0..255 for digits of 0..16 gave answers that meant nothing
+    np.save(tmp_path / "x255.npy", digits.images[:6] * 255 / 16)
+    done = run_cli(
+        "explab-predict",
+        f"model_uri={logged_run}",
+        f"input={tmp_path / 'x255.npy'}",
+        f"output={tmp_path / 'from_255.csv'}",
+        *common,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1 and "x255.npy: its values run from 0 to 255" in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "from_255.csv").exists()
 
 
 @pytest.mark.slow
