@@ -28,7 +28,7 @@ from explab.checkpoints import CheckpointError, load_checkpoint, recorded_config
 from explab.data import DigitsDataModule
 from explab.errors import UsageError
 from explab.predict import model_uri_of
-from explab.raw_inputs import check_training_scale, read_inputs
+from explab.raw_inputs import read_inputs
 from explab.sweep.storage import open_storage
 from explab.tracking import TrackedRun
 from explab.tracking.orphans import close_orphaned_runs
@@ -719,34 +719,6 @@ def test_predict_reads_a_tables_features_by_their_names(tmp_path: Path) -> None:
     table[list(reversed(recipe["columns"]))].to_csv(tmp_path / "reversed.csv", index=False)
     x, _ = read_inputs(tmp_path / "reversed.csv", {**recipe, "columns": None})
     np.testing.assert_array_equal(x[:, 0], table["s6"])
-
-
-def test_features_scaled_before_they_come_are_named_with_the_training_data_they_miss() -> None:
-    """scikit-learn's load_diabetes() scales its features; a model trained on the raw ones answered them with
-    nonsense (-232 for targets of 75 to 206), and explab-predict said nothing."""
-    from sklearn.datasets import load_diabetes
-
-    from explab.data.tabular import DiabetesDataModule
-
-    recipe = DiabetesDataModule().input_recipe()
-    raw = load_diabetes(scaled=False).data
-    assert check_training_scale(Path("raw.csv"), raw, recipe) is None
-    assert check_training_scale(Path("one.csv"), raw[:1], recipe) is None
-    warning = check_training_scale(Path("scaled.csv"), load_diabetes().data[:20], recipe)
-    assert warning is not None and warning.startswith("scaled.csv: most inputs lie 4 standard deviations")
-    assert re.search(r"in bmi \(median -?0\.\d+; training mean 26\.\d+, sd 4\.\d+\)", warning), warning
-    assert "age" not in warning, "a column within 4 deviations is not named"
-
-
-def test_pixels_off_the_models_scale_are_refused_or_warned_of() -> None:
-    from sklearn.datasets import load_digits
-
-    images = load_digits().images  # raw pixels of 0..16
-    assert check_training_scale(Path("x.npy"), images, DIGITS_RECIPE) is None
-    with pytest.raises(UsageError, match=r"x.npy: its values run from 0 to 255, but this model takes raw pixels "):
-        check_training_scale(Path("x.npy"), images * 255 / 16, DIGITS_RECIPE)
-    warning = check_training_scale(Path("x.npy"), images / 16, DIGITS_RECIPE)
-    assert warning is not None and "every value lies in 0..1" in warning and "divided by 16" in warning
 
 
 def test_predict_reads_one_input_of_the_models_own_shape(tmp_path: Path) -> None:

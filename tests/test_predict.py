@@ -52,7 +52,7 @@ def test_predict_cli_reads_arrays_and_image_folders(logged_run: str, store: Path
         *common,
         cwd=tmp_path,
     )
-    assert done.returncode == 1 and "x255.npy: its values run from 0 to 255" in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 1 and "the inputs' values run from 0 to 255" in done.stderr, done.stderr[-2000:]
     assert not (tmp_path / "from_255.csv").exists()
 
 

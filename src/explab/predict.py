@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from explab.cli import refuse_unread_additions, report_user_errors
 from explab.config import config_dir, paths_from_launch_folder
 from explab.errors import UsageError, first_line
-from explab.raw_inputs import check_training_scale, read_inputs
+from explab.raw_inputs import read_inputs
 from explab.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -132,10 +132,7 @@ def predict(cfg: DictConfig) -> Path:
             f"model_uri={model_uri} cannot be loaded from {shown_url(cfg.tracking_uri)}: {first_line(error)}. "
             f"{model_uri_advice(model_uri)}"
         ) from None
-    recipe = input_recipe(model)
-    x, names = read_inputs(Path(cfg.input), recipe)
-    if (warning := check_training_scale(Path(cfg.input), x, recipe)) is not None:
-        log.warning(warning)
+    x, names = read_inputs(Path(cfg.input), input_recipe(model))
     outputs = np.asarray(model.predict(as_signature_takes(x, model)))
     output = Path(cfg.output)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -17,10 +17,6 @@ import numpy as np
 from explab.errors import UsageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm"}
-# Chebyshev's inequality: whatever a feature's distribution, at most 1/k^2 of it lies k standard deviations or
-# more from its mean (a sixteenth for 4). A column whose inputs mostly lie that far was not drawn the way the
-# training data was: most often it was scaled or standardised before it came, and the model does that itself.
-FAR_IN_STDS = 4.0
 
 
 def utf8_text(path: Path) -> str:
@@ -216,49 +212,3 @@ def _is_number(cell: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def check_training_scale(path: Path, x: np.ndarray, recipe: dict[str, Any]) -> str | None:
-    """Whether raw numeric inputs are on the scale the model was trained on, as its recipe's ``scale``,
-    ``mean`` and ``std`` tell (a text or tensor recipe says nothing, and passes).
-
-    Image pixels outside ``0..scale`` (pixels of 0..255 for digits of 0..16) are refused: no raw image of the
-    training data holds them, and the model's answers would mean nothing. Returns a warning for what may
-    still be right but most likely is not: images whose every pixel lies in 0..1 (already divided by their
-    scale), and table columns whose inputs mostly lie ``FAR_IN_STDS`` standard deviations or more from the
-    training mean (features already standardised); None when nothing looks off.
-    """
-    shape = list(recipe.get("raw_shape", []))
-    if recipe.get("kind") != "numeric" or not shape:
-        return None
-    scale = float(recipe["scale"])
-    if len(shape) > 1:  # images: pixels of 0..scale
-        low, high = float(x.min()), float(x.max())
-        if low < 0 or high > scale:
-            raise UsageError(
-                f"{path}: its values run from {low:g} to {high:g}, but this model takes raw pixels of 0..{scale:g} "
-                f"and scales them itself; give them on that scale (pixels of 0..255 times {scale / 255:g}), or "
-                "give a folder of image files, which explab-predict puts on it"
-            )
-        if high <= 1 < scale:
-            return (
-                f"{path}: every value lies in 0..1, but this model takes raw pixels of 0..{scale:g} and scales "
-                f"them itself: if these were divided by {scale:g} already, multiply them back, or the model sees "
-                "nearly black images"
-            )
-        return None
-    z = (x.reshape(len(x), -1) / scale - np.asarray(recipe["mean"])) / np.asarray(recipe["std"])
-    names = recipe.get("columns") or [f"column {k + 1}" for k in range(z.shape[1])]
-    far = [k for k in range(z.shape[1]) if np.median(np.abs(z[:, k])) >= FAR_IN_STDS]
-    if not far:
-        return None
-    described = ", ".join(
-        f"{names[k]} (median {np.median(x.reshape(len(x), -1)[:, k]):.4g}; training mean "
-        f"{recipe['mean'][k] * scale:.4g}, sd {recipe['std'][k] * scale:.4g})"
-        for k in far
-    )
-    return (
-        f"{path}: most inputs lie {FAR_IN_STDS:g} standard deviations or more from the training data in "
-        f"{described}. This model takes each feature in its own unit, as the training data held it, and "
-        "standardises it itself: features scaled or standardised before they come give meaningless predictions"
-    )

@@ -22,16 +22,29 @@ JSON record logged with the model:
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import numpy as np
 import torch
 from mlflow.pyfunc import PythonModel
 
+from explab.errors import UsageError
+
 TEXT_COLUMN = "text"
+# Chebyshev's inequality: whatever a feature's distribution, at most 1/k^2 of it lies k standard deviations or
+# more from its mean (a sixteenth for 4). A column whose inputs mostly lie that far was not drawn the way the
+# training data was: scaled or standardised before it came (the model does that itself), or another feature's
+FAR_IN_STDS = 4.0
+# pixels this far (a fraction of the scale) past 0..scale are still raw: round-off of a recipe run backwards
+# (the logged input example), or of resampling an image
+PIXEL_SLACK = 0.01
 # rows per forward pass: the network's activations grow with the rows it takes at once, so a large folder of
 # images in one pass could take more memory than the host has
 ROWS_PER_PASS = 1024
+
+# a served model logs where its server does, whatever rank a launcher left in the environment
+log = logging.getLogger(__name__)
 
 
 def network_input(raw: Any, recipe: dict[str, Any]) -> np.ndarray:
@@ -101,7 +114,6 @@ class RawInputModel(PythonModel):
         from omegaconf import OmegaConf
 
         from explab.build import NETWORK_KEYS, build_model
-        from explab.errors import UsageError
         from explab.targets import check_targets
         from explab.tracking.model import inference_module
 
@@ -124,11 +136,69 @@ class RawInputModel(PythonModel):
 
     def predict(self, context, model_input, params=None):
         """Outputs for every row of ``model_input``, computed ``ROWS_PER_PASS`` rows at a time so that memory
-        stays that of one pass however many rows come (a folder of images, a large request)."""
+        stays that of one pass however many rows come (a folder of images, a large request).
+
+        Raw numeric inputs off the training data's scale are refused or warned of (``check_training_scale``)."""
+        numeric = self.recipe.get("kind") == "numeric" and len(model_input)
+        if numeric and (warning := check_training_scale(np.asarray(model_input, np.float64), self.recipe)) is not None:
+            log.warning(warning)
         x = torch.as_tensor(network_input(model_input, self.recipe))
         with torch.inference_mode():
             y = torch.cat([self.network(rows) for rows in x.split(ROWS_PER_PASS)]) if len(x) else self.network(x)
         return outputs(y.numpy(), self.recipe)
+
+
+def check_training_scale(x: np.ndarray, recipe: dict[str, Any]) -> str | None:
+    """Whether raw numeric inputs ``x`` are on the scale the model was trained on, as the numeric recipe's
+    ``scale``, ``mean`` and ``std`` tell.
+
+    Raises:
+        InputScaleError: image pixels outside ``0..scale`` (pixels of 0..255 for digits of 0..16): no raw image
+            of the training data holds them, and the model's answers would mean nothing.
+
+    Returns:
+        A warning for what may still be right but most likely is not: images whose every pixel lies in 0..1
+        (divided by their scale already), and table columns whose inputs mostly lie ``FAR_IN_STDS`` standard
+        deviations or more from the training mean (standardised already, or given in another column's
+        place); None when nothing looks off.
+    """
+    scale = float(recipe["scale"])
+    if len(recipe["raw_shape"]) > 1:  # images
+        low, high = float(x.min()), float(x.max())
+        if low < -PIXEL_SLACK * scale or high > (1 + PIXEL_SLACK) * scale:
+            raise InputScaleError(
+                f"the inputs' values run from {low:g} to {high:g}, but this model takes raw pixels of 0..{scale:g} "
+                f"and scales them itself; give them on that scale (pixels of 0..255 times {scale / 255:g}), or "
+                "give explab-predict a folder of image files, which it puts on that scale"
+            )
+        if high <= 1 < scale:
+            return (
+                f"every value of the inputs lies in 0..1, but this model takes raw pixels of 0..{scale:g} and "
+                f"scales them itself: if they were divided by {scale:g} already, multiply them back, or the model "
+                "sees nearly black images"
+            )
+        return None
+    rows = x.reshape(len(x), -1)
+    z = (rows / scale - np.asarray(recipe["mean"])) / np.asarray(recipe["std"])
+    names = recipe.get("columns") or [f"column {k + 1}" for k in range(z.shape[1])]
+    far = [k for k in range(z.shape[1]) if np.median(np.abs(z[:, k])) >= FAR_IN_STDS]
+    if not far:
+        return None
+    described = ", ".join(
+        f"{names[k]} (median {np.median(rows[:, k]):.4g}; training mean {recipe['mean'][k] * scale:.4g}, "
+        f"sd {recipe['std'][k] * scale:.4g})"
+        for k in far
+    )
+    return (
+        f"most inputs lie {FAR_IN_STDS:g} standard deviations or more from the training data in {described}. "
+        f"This model takes the features {', '.join(names)} in that order, each in its own unit as the training "
+        "data held it, and standardises them itself: features scaled or standardised already, or in another "
+        "order, give meaningless predictions"
+    )
+
+
+class InputScaleError(UsageError):
+    """Raw inputs that cannot be on the scale the model was trained on (pixels beyond its raw scale)."""
 
 
 class DamagedModelError(Exception):

@@ -3,6 +3,8 @@ data module trained on, from raw values read straight from the files; and the re
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from explab.data.base import TensorDataModule, stratified_split
 from explab.data.cifar import CIFAR10DataModule, read_batch
 from explab.data.idx import IDXDataModule, read_idx
 from explab.data.tabular import DiabetesDataModule
-from explab.serving import network_input, outputs, raw_example
+from explab.serving import InputScaleError, RawInputModel, check_training_scale, network_input, outputs, raw_example
 from tests.support.formats import write_cifar, write_mnist
 
 
@@ -53,6 +55,37 @@ def test_raw_inputs_become_the_training_tensors(source, tmp_path: Path) -> None:
     expected = module.splits["test"].x.numpy()
     assert np.allclose(network_input(raw, recipe), expected, atol=1e-5)
     assert np.allclose(network_input(raw_example(torch.from_numpy(expected), recipe), recipe), expected, atol=1e-5)
+    assert check_training_scale(raw, recipe) is None, "raw inputs are on the training data's scale"
+    assert check_training_scale(raw_example(torch.from_numpy(expected), recipe), recipe) is None
+
+
+def test_features_scaled_already_are_named_with_the_training_data_they_miss(caplog) -> None:
+    """scikit-learn's load_diabetes() scales its features; a model trained on the raw ones answered them with
+    nonsense (-232 for targets of 75 to 206), as it did a table whose columns came in another order, without a
+    word (MLflow hands a DataFrame's columns to a tensor signature by position)."""
+    module = DiabetesDataModule()
+    recipe = module.input_recipe()
+    raw = load_diabetes(scaled=False).data
+    assert check_training_scale(raw[:1], recipe) is None
+    warning = check_training_scale(load_diabetes().data[:20], recipe)
+    assert warning is not None and warning.startswith("most inputs lie 4 standard deviations or more from the")
+    assert re.search(r"in bmi \(median -?0\.\d+; training mean 26\.\d+, sd 4\.\d+\)", warning), warning
+    assert "age (" not in warning, "a column within 4 deviations is not named"
+    served = RawInputModel()
+    served.recipe, served.network = recipe, torch.nn.Linear(10, 1)
+    with caplog.at_level(logging.WARNING, logger="explab.serving"):
+        served.predict(None, raw[:20, ::-1].copy())  # the features in reverse order
+    assert "in sex (median " in caplog.text and "takes the features age, sex, bmi, bp" in caplog.text
+
+
+def test_pixels_off_the_models_scale_are_refused_or_warned_of() -> None:
+    from sklearn.datasets import load_digits
+
+    images, recipe = load_digits().images, DigitsDataModule().input_recipe()  # raw pixels of 0..16
+    with pytest.raises(InputScaleError, match=r"the inputs' values run from 0 to 255, but this model takes raw pix"):
+        check_training_scale(images * 255 / 16, recipe)
+    warning = check_training_scale(images / 16, recipe)
+    assert warning is not None and "every value of the inputs lies in 0..1" in warning and "divided by 16" in warning
 
 
 def test_a_regression_answer_comes_back_in_the_targets_unit() -> None:
