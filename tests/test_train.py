@@ -274,6 +274,22 @@ def test_a_model_built_for_other_data_is_refused_naming_the_setting(
     assert only_run(store).info.status == "FAILED"
 
 
+def test_a_batch_size_that_leaves_batch_norm_one_sample_names_the_sizes_next_to_it(compose_cfg, store) -> None:
+    """308 diabetes training samples in batches of 307 end each epoch on a batch of one, and a batch norm layer
+    failed there with torch's "Expected more than 1 value per channel when training"."""
+    cfg = compose_cfg(
+        "experiment=diabetes_mlp",
+        "model.backbone.batch_norm=true",
+        "data.batch_size=307",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+    )
+    with pytest.raises(UsageError, match=r"308 training samples in batches of data.batch_size=307 leave 1 for the la"):
+        train(cfg)
+    run = only_run(store, "diabetes_mlp")
+    assert run.info.status == "FAILED" and "Give data.batch_size=306 or 308" in run.data.tags["explab.status_reason"]
+
+
 def test_diverging_run_is_failed_with_a_clear_error(compose_cfg, store: Path) -> None:
     cfg = compose_cfg("optimizer=sgd", "optimizer.lr=1e12", "trainer.max_epochs=2", "trainer.enable_progress_bar=false")
     with pytest.raises(NonFiniteLossError, match="Lower the learning rate"):

@@ -62,18 +62,47 @@ def fit_and_test(job: Job, trial: TrialJob, run: TrackedRun | None) -> dict[str,
 
 
 def _explained(error: ValueError, trainer: L.Trainer) -> ValueError:
-    """A validation interval longer than an epoch as a ``UsageError`` that names the fix; ``error`` otherwise.
+    """A ``ValueError`` from inside ``fit`` that a setting caused, as a ``UsageError`` that names the fix;
+    ``error`` otherwise."""
+    return _interval_longer_than_an_epoch(trainer) or _one_sample_for_batch_norm(error, trainer) or error
 
-    Lightning finds it only once it has counted the training batches, inside ``fit`` and so after the run
-    opened; its count is still on the fit loop, in this device's batches.
-    """
+
+def _interval_longer_than_an_epoch(trainer: L.Trainer) -> UsageError | None:
+    """A validation interval longer than an epoch: Lightning finds it only once it has counted the training
+    batches, inside ``fit`` and so after the run opened; its count is still on the fit loop, in this device's
+    batches."""
     interval, batches = trainer.val_check_interval, trainer.fit_loop.max_batches
     if not (isinstance(interval, int) and trainer.check_val_every_n_epoch is not None and batches < interval):
-        return error
+        return None
     return UsageError(
         f"trainer.val_check_interval={interval} validates every {interval} training batches, and an epoch here has "
         f"{batches:g} per device. Give at most {batches:g}, a fraction of an epoch (0.25: four times an epoch), "
         f"or set trainer.check_val_every_n_epoch=null to count the {interval} batches across epochs"
+    )
+
+
+def _one_sample_for_batch_norm(error: ValueError, trainer: L.Trainer) -> UsageError | None:
+    """A training batch of one sample in a batch norm layer ("Expected more than 1 value per channel when
+    training"), which a batch size that leaves one sample over for an epoch's last batch gives; the batch sizes
+    next to it that leave more are named where the data module is explab's."""
+    from explab.data.tensor_batches import TensorBatches
+
+    if not str(error).startswith("Expected more than 1 value per channel when training"):
+        return None
+    what = "a training batch of 1 sample reached a batch norm layer, which needs 2 or more to train"
+    loader = trainer.train_dataloader
+    if not (isinstance(loader, TensorBatches) and loader.last_batch_size() == 1):
+        return UsageError(f"{what}: give a batch size that leaves no epoch a last batch of 1 sample")
+    samples, size = loader.num_samples, loader.batch_size
+    shard = len(loader) * size - size + 1  # this device's samples of a pass: the last batch holds one
+    fits = [b for b in (*range(size - 1, 1, -1), *range(size + 1, 2 * size + 2)) if shard % b != 1]
+    closest = sorted(fits, key=lambda b: abs(b - size))[:2]
+    return UsageError(
+        f"{what}: {samples} training samples"
+        + (f", {shard} per device," if shard != samples else "")
+        + f" in batches of data.batch_size={size} leave 1 for the last batch of each epoch. Give data.batch_size="
+        + " or ".join(map(str, sorted(closest)))
+        + ", or a model without batch norm"
     )
 
 

@@ -30,6 +30,16 @@ def test_train_shards_have_equal_length_and_reshuffle_each_epoch() -> None:
     assert not torch.equal(first[0], again), "a new permutation every epoch"
 
 
+@pytest.mark.parametrize(
+    ("samples", "size", "world", "drop_last"),
+    [(103, 8, 2, False), (103, 8, 1, False), (97, 8, 2, False), (96, 8, 1, False), (5, 8, 1, False), (103, 8, 1, True)],
+)
+def test_the_last_batch_size_is_that_of_the_last_batch_a_pass_yields(samples, size, world, drop_last) -> None:
+    x = torch.arange(samples)
+    batches = TensorBatches((x,), batch_size=size, shuffle=True, world_size=world, drop_last=drop_last)
+    assert batches.last_batch_size() == len(list(batches)[-1][0])
+
+
 def test_same_seed_same_batches() -> None:
     x = torch.randn(50, 3)
     a = [b[0] for b in TensorBatches((x,), batch_size=7, shuffle=True, seed=1)]

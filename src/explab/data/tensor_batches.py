@@ -78,6 +78,13 @@ class TensorBatches:
         """The batches of a whole pass on this rank."""
         return self._batch_count(self._shard_size())
 
+    def last_batch_size(self) -> int:
+        """The samples of the last batch of a whole pass on this rank (0 for an empty pass)."""
+        shard = self._shard_size()
+        if self.drop_last:
+            return self.batch_size if shard >= self.batch_size else 0
+        return shard % self.batch_size or min(shard, self.batch_size)
+
     def batches_skipped(self) -> int:
         """The batches of a whole pass on this rank that the next pass leaves out for ``skip_samples``: where a
         loop that counts a pass's batches against ``len`` stands when the next pass begins."""
