@@ -335,3 +335,29 @@ def test_a_scheduler_length_the_trainer_does_not_bound_is_refused(compose_cfg, o
 )
 def test_a_scheduler_length_the_trainer_or_the_config_gives_passes(compose_cfg, overrides) -> None:
     validate_config(compose_cfg(*overrides))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        # torch refused each only as the fit built the optimizer or scheduler, after the run existed
+        (["+optimizer.betas=[0.9,1.5]"], r"optimizer torch.optim.Adam refuses its settings \(.*optimizer.betas=\[0"),
+        (["+optimizer.betaz=0.9"], r"Adam.__init__\(\) got an unexpected keyword argument 'betaz'\. Change it"),
+        (["optimizer=sgd", "optimizer.nesterov=true", "optimizer.momentum=0"], r"Nesterov momentum requires a mom"),
+        (["scheduler=onecycle", "+scheduler.anneal_strategy=linr"], r"anneal_strategy must be one of 'cos' or"),
+        (["scheduler=plateau", "scheduler.factor=2"], r"reduce_lr_on_plateau refuses its settings .*Factor should"),
+        # not refused by torch: the learning rate rose from 0.003 to 1 over the run
+        (["scheduler=cosine", "scheduler.eta_min=1"], r"scheduler.eta_min must be at most optimizer.lr=0.003"),
+    ],
+)
+def test_an_optimizer_or_scheduler_that_refuses_its_settings_is_named_before_any_run(
+    compose_cfg, overrides, refused
+) -> None:
+    with pytest.raises(ValueError, match=refused):
+        validate_config(compose_cfg(*overrides))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "rmsprop", "lazy_adam"])
+@pytest.mark.parametrize("scheduler", ["none", "step", "cosine", "onecycle", "plateau"])
+def test_every_optimizer_with_every_scheduler_passes(compose_cfg, optimizer, scheduler) -> None:
+    validate_config(compose_cfg(f"optimizer={optimizer}", f"scheduler={scheduler}"))

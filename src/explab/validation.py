@@ -16,7 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from explab.comparison import metric_range
-from explab.errors import ConfigError, UsageError
+from explab.errors import ConfigError, UsageError, first_line
 from explab.models.init import SCHEMES as INIT_SCHEMES
 from explab.models.schedules import configured_schedule
 from explab.monitor_mode import AUTO, MODES, after_validation, followers, mode_by_name
@@ -219,6 +219,7 @@ def validate_config(cfg: DictConfig) -> None:
     check_monitor_modes(cfg)
     check_time_to(cfg)
     check_sparse_gradients(cfg)
+    check_optimizer_and_scheduler(cfg)
 
 
 def check_values(cfg: DictConfig) -> None:
@@ -343,6 +344,46 @@ def check_sparse_gradients(cfg: DictConfig) -> None:
             target,
             "an optimiser that takes the sparse gradients of model.backbone.sparse=true: optimizer=lazy_adam "
             "(or torch.optim.SparseAdam, SGD, Adagrad); or set model.backbone.sparse=false",
+        )
+
+
+def check_optimizer_and_scheduler(cfg: DictConfig) -> None:
+    """The optimizer and the scheduler take their settings: each is built once, as the task module builds them
+    in the fit, for one stand-in parameter. torch refused a setting only there, after the run existed and with a
+    traceback: ``+optimizer.betas=[0.9,1.5]`` ("Invalid beta parameter at index 1: 1.5"), a keyword the class
+    does not take, a one-cycle's ``anneal_strategy=linr``. A cosine that would anneal the learning rate up, to
+    an ``eta_min`` above it, is refused as well."""
+    import torch
+    from hydra.utils import instantiate
+
+    from explab.models.tasks import factory_fills
+
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([parameter], lr=0.1)  # what a scheduler steps without an optimizer of the config's
+    for key in ("optimizer", "scheduler"):
+        node = cfg.get(key)
+        if not isinstance(node, DictConfig):
+            continue
+        try:
+            made = instantiate(node)
+            if key == "optimizer":
+                optimizer = made(params=[parameter])
+            elif callable(made):  # a length the trainer fills in is any length here
+                made(optimizer, **{name: 10 for name in factory_fills(made)})
+        except (TypeError, ValueError) as error:
+            settings = {str(name): value for name, value in node.items()}
+            given = ", ".join(f"{key}.{name}={value}" for name, value in settings.items() if name[0] != "_")
+            raise UsageError(
+                f"{key} {node.get('_target_')} refuses its settings ({given}): {first_line(error)}. Change it on "
+                "the command line or in the experiment's YAML"
+            ) from None
+    eta_min, lr = OmegaConf.select(cfg, "scheduler.eta_min"), OmegaConf.select(cfg, "optimizer.lr")
+    if isinstance(eta_min, (int, float)) and isinstance(lr, (int, float)) and eta_min > lr:
+        raise ConfigError(
+            "scheduler.eta_min",
+            eta_min,
+            f"at most optimizer.lr={lr}: a cosine anneals the learning rate from optimizer.lr down to eta_min, "
+            f"and this one would raise it to {eta_min}",
         )
 
 
