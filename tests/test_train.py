@@ -274,6 +274,27 @@ def test_a_model_built_for_other_data_is_refused_naming_the_setting(
     assert only_run(store).info.status == "FAILED"
 
 
+@pytest.mark.parametrize("experiment", ["rotten_tomatoes_sentiment", "rotten_tomatoes_fasttext"])
+def test_a_text_model_whose_embedding_is_smaller_than_the_vocabulary_is_refused(
+    compose_cfg, store, tmp_path, experiment
+) -> None:
+    """TextRNN's first batch failed with "IndexError: index out of range in self"; BagOfNgrams trained on, its
+    token ids past model.backbone.vocab_size landing on the rows of hashed bigrams."""
+    from tests.support.formats import write_snippets
+
+    cfg = compose_cfg(
+        f"experiment={experiment}",
+        f"data.path={write_snippets(tmp_path / 'snippets.csv.gz')}",
+        "data.min_freq=1",
+        "model.backbone.vocab_size=10",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+    )
+    with pytest.raises(UsageError, match=r"token ids run to \d+, and the model's embedding is built for model.backb"):
+        train(cfg)
+    assert only_run(store, experiment).info.status == "FAILED"
+
+
 def test_a_batch_size_that_leaves_batch_norm_one_sample_names_the_sizes_next_to_it(compose_cfg, store) -> None:
     """308 diabetes training samples in batches of 307 end each epoch on a batch of one, and a batch norm layer
     failed there with torch's "Expected more than 1 value per channel when training"."""

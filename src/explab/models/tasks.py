@@ -273,6 +273,17 @@ class TaskModule(L.LightningModule):
                 f"the data's samples have {math.prod(sample)} features, and the model is built for "
                 f"model.backbone.in_features={features}: give model.backbone.in_features={math.prod(sample)}"
             )
+        # a token id past the embedding failed TextRNN's first batch ("IndexError: index out of range in self"),
+        # and BagOfNgrams, whose rows past its vocabulary hold hashed bigrams, trained on the collisions
+        vocabulary = getattr(self.backbone, "vocab_size", None)
+        tokens = [split.x for split in splits if not split.x.is_floating_point()]
+        highest = max((int(x.max()) for x in tokens if x.numel()), default=-1)
+        if vocabulary is not None and highest >= vocabulary:
+            raise UsageError(
+                f"the data's token ids run to {highest}, and the model's embedding is built for "
+                f"model.backbone.vocab_size={vocabulary}: give model.backbone.vocab_size={highest + 1} or more "
+                "(the same as data.vocab_size, as the shipped models take it)"
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         if self.channels_last and x.dim() == 4:

@@ -39,6 +39,7 @@ class TextRNN(nn.Module):
             raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
         if depth < 1:
             raise ValueError(f"TextRNN needs depth >= 1, got {depth}")
+        self.vocab_size = vocab_size  # what the task module checks the data's token ids against
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.rnn = rnn(
             embed_dim,
