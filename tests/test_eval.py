@@ -172,8 +172,15 @@ def test_a_compiled_runs_checkpoints_evaluate_and_resume_without_compiling(tmp_p
         ),
         ('["data.eval_batch_size=0"]', r"data.eval_batch_size=0 is not valid: .* must be null or an integer >= 1"),
         ('["data.eval_batch_size"]', r"item 'data.eval_batch_size' is not key=value; quote each item"),
+        # Hydra's "Cannot instantiate config of type str", and torch's traceback of a size mismatch
+        ('["model=lenet"]', r"item 'model=lenet' names the whole section model .* a config group option cannot"),
+        (
+            '["model.backbone.channels=[8,16]"]',
+            r"weights do not fit the network built here \(shapes differ: backbone.features.0.bias \[32\] in the "
+            r"checkpoint, \[8\] in the model, .*\): a config_overrides item changed the network",
+        ),
     ],
-    ids=["typo", "out-of-range", "no-value"],
+    ids=["typo", "out-of-range", "no-value", "group", "network-size"],
 )
 def test_config_overrides_are_checked_like_a_training_config(compose_cfg, store: Path, overrides, message) -> None:
     train(compose_cfg("trainer.max_epochs=1", "trainer.enable_progress_bar=false"))

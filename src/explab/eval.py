@@ -112,7 +112,17 @@ def with_overrides(recorded: dict[str, Any], overrides: Any) -> DictConfig:
                 f"config_overrides item '{item}' is not key=value; quote each item on the command line: "
                 "'config_overrides=[\"data.data_dir=/new/place\"]'"
             )
-        if key.startswith("+") or OmegaConf.select(config, key, default=_ABSENT) is not _ABSENT:
+        section = key.lstrip("+")
+        current = OmegaConf.select(config, section, default=_ABSENT)
+        if isinstance(current, DictConfig):
+            # a dotlist value replaces the whole section: Hydra's "Cannot instantiate config of type str" followed
+            inside = next((str(k) for k in current if not str(k).startswith("_")), "KEY")
+            raise UsageError(
+                f"config_overrides item '{item}' names the whole section {section} of the run's recorded config, "
+                "which is not composed again: a config group option cannot be chosen here. Give the keys inside "
+                f"it to change, e.g. {section}.{inside}=..."
+            )
+        if key.startswith("+") or current is not _ABSENT:
             continue
         raise UsageError(
             f"config_overrides: the run's config has no {key}.{did_you_mean(config, key)} "
@@ -121,6 +131,24 @@ def with_overrides(recorded: dict[str, Any], overrides: Any) -> DictConfig:
     merged = cast(DictConfig, OmegaConf.merge(config, OmegaConf.from_dotlist([i.lstrip("+") for i in items])))
     validate_config(merged)
     return merged
+
+
+def check_weights_fit(config: DictConfig, weights: dict[str, Any], overrides: Any) -> None:
+    """Refuse, before any data is read, a checkpoint whose weights do not fit the network the recorded config
+    builds, naming the tensors that differ and the likely cause: torch's traceback of a size mismatch said
+    neither (a ``config_overrides`` item of the network's size, or model code changed since the run)."""
+    from explab.build import meta_model
+    from explab.checkpoints import weights_mismatch
+
+    model = meta_model(config)  # None: one that needs real tensors to be built, which load_state_dict checks
+    mismatch = weights_mismatch(model, weights) if model is not None else ""
+    if mismatch:
+        cause = (
+            "a config_overrides item changed the network: give only settings that keep it (data, trainer)"
+            if overrides
+            else "the model's code has changed since the run trained: check out the commit it recorded (git.commit)"
+        )
+        raise UsageError(f"the checkpoint's weights do not fit the network built here ({mismatch}): {cause}")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -153,6 +181,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     record = recorded_config(checkpoint, path)
     config = with_overrides(record["config"], cfg.config_overrides)
+    check_weights_fit(config, checkpoint["state_dict"], cfg.config_overrides)
     run_id = cfg.get("run_id") or record.get("mlflow_run_id")
 
     datamodule = build_datamodule(config)
