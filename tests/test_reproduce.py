@@ -146,6 +146,18 @@ def test_a_reproduction_that_moved_names_the_metrics_that_differ(tmp_path: Path,
         in caplog.text
     )
 
+    # reproduce=ID seed=7 is expected to move: said, not warned of, with the settings that differ
+    client.log_param(source, "seed", "42")
+    client.log_param(copy, "seed", "7")
+    for run_id in (source, copy):
+        client.log_param(run_id, "paths.output_dir", f"/logs/{run_id}")  # where a run keeps its files: no setting
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="explab.reproduce"):
+        compare_with_source(TrackedRun(uri, copy), source)
+    assert [r.levelname for r in caplog.records] == ["INFO"]
+    assert "test/acc 0.97 then, 0.98 now (it trained with other settings: seed 42 then, 7 now) (it" in caplog.text
+    assert client.get_run(copy).data.tags["explab.reproduced_metrics"] == "differ: test/acc; other settings: seed"
+
 
 @pytest.mark.parametrize("ended", ["KILLED", "FAILED", "RUNNING"])
 def test_a_reproduction_of_a_run_that_did_not_finish_is_compared_where_it_stopped(

@@ -382,16 +382,32 @@ def compare_with_source(run: TrackedRun, source_run_id: str) -> None:
         run.set_tags({REPRODUCED_TAG: "identical"})
         return
     moved = hardware_differences(source.data.tags, reproduced.data.tags)
-    log.warning(
-        "reproduced run %s: %d of %d %s differ from the source's: %s%s",
+    settings = _other_settings(source.data.params, reproduced.data.params)
+    # a reproduction given other settings (reproduce=ID seed=7) is expected to move: said, not warned of
+    (log.info if settings else log.warning)(
+        "reproduced run %s: %d of %d %s differ from the source's: %s%s%s",
         source_run_id,
         len(differ),
         len(compared),
         what,
         "; ".join(f"{k} {then[k]:.6g} then, {now[k]:.6g} now" for k in differ),
+        f" (it trained with other settings: {'; '.join(settings)})" if settings else "",
         f" (it trained on other hardware: {'; '.join(moved)})" if moved else "",
     )
-    run.set_tags({REPRODUCED_TAG: f"differ: {', '.join(differ)}"[:5000]})
+    other = f"; other settings: {', '.join(s.split(' ')[0] for s in settings)}" if settings else ""
+    run.set_tags({REPRODUCED_TAG: f"differ: {', '.join(differ)}{other}"[:5000]})
+
+
+def _other_settings(then: dict[str, str], now: dict[str, str]) -> list[str]:
+    """``key then, now`` for each training setting that differs between the source's params and the
+    reproduction's: this command's own (``seed=7``), or a default of conf/ that moved since the source."""
+    from explab.tracking.params import describes_training
+
+    return [
+        f"{key} {then.get(key, '(none)')} then, {now.get(key, '(none)')} now"
+        for key in sorted(then.keys() | now.keys())
+        if describes_training(key) and then.get(key) != now.get(key)
+    ]
 
 
 def _at_the_steps_the_source_reached(
