@@ -10,7 +10,7 @@ from typing import cast
 import torch
 from omegaconf import DictConfig, read_write
 
-from explab.utils.cores import cores_each
+from explab.utils.cores import cores_each, usable_cores
 from explab.utils.environment import variables_restored
 from explab.utils.logging import get_logger
 
@@ -31,12 +31,23 @@ def processes_per_node(trainer_cfg: DictConfig) -> int:
 def configure_threads(cfg: DictConfig) -> None:
     """``torch_threads`` if set; else split the cores this process may use between the CPU processes of this
     node."""
-    threads = cfg.get("torch_threads")
+    threads, procs = cfg.get("torch_threads"), processes_per_node(cfg.trainer)
     if not threads:
-        procs = processes_per_node(cfg.trainer)
         if procs == 1:
             return
         threads = cores_each(procs)
+    elif int(threads) * procs > usable_cores():
+        # more threads than cores: each waits for a core at every parallel operation, and steps slow down
+        log.warning(
+            "torch_threads=%s in each of %d training process(es) runs %d threads on the %d cores this process may "
+            "use (its CPU affinity: a SLURM allocation, taskset, a container): the threads beyond them wait on "
+            "each other. Give torch_threads=%d, or leave it null to share the cores out",
+            threads,
+            procs,
+            int(threads) * procs,
+            usable_cores(),
+            cores_each(procs),
+        )
     torch.set_num_threads(int(threads))
 
 
