@@ -22,6 +22,18 @@ def test_convnet_refuses_a_depth_that_shrinks_the_image_away() -> None:
         ConvNet([1, 8, 8], 10, channels=[8] * 5, pool=True, padding=0)
 
 
+def test_a_convnets_batch_norm_starts_from_the_statistics_torch_gives_it() -> None:
+    """The pass that sizes the dense layers ran in training mode, and every batch norm started from running
+    statistics with that pass's zeros folded in (variances of 0.9, one batch tracked)."""
+    net = ConvNet([1, 8, 8], 10, channels=[4, 8], batch_norm=True)
+    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == 2 and net.training and all(m.training for m in net.modules())
+    for norm in norms:
+        assert torch.equal(norm.running_mean, torch.zeros_like(norm.running_mean))
+        assert torch.equal(norm.running_var, torch.ones_like(norm.running_var))
+        assert int(norm.num_batches_tracked) == 0
+
+
 def test_mlp_depth() -> None:
     net = MLP(64, 10, depth=3, width=16)
     assert sum(isinstance(m, torch.nn.Linear) for m in net.modules()) == 4

@@ -65,6 +65,9 @@ class ConvNet(nn.Module):
             in_channels = out_channels
         self.features = nn.Sequential(*blocks)
 
+        # in eval mode: a batch norm in training mode would fold the dry pass's zeros into its running statistics
+        # (and count it in num_batches_tracked), so every model with batch norm would start from those
+        self.features.eval()
         with torch.no_grad():
             try:
                 flat = self.features(torch.zeros(1, *input_shape)).numel()
@@ -73,6 +76,7 @@ class ConvNet(nn.Module):
                     f"ConvNet with depth={depth}, channels={channels}, pool={pools} shrinks an input of shape "
                     f"{list(input_shape)} to nothing; use fewer pooling blocks or more padding"
                 ) from err
+        self.features.train()
 
         dense: list[nn.Module] = [nn.Flatten()]
         features = flat
