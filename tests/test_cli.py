@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 
@@ -311,3 +312,15 @@ def test_relative_folders_are_the_launch_folders_when_a_job_works_in_its_own(tmp
     report = run_cli("explab-report", "experiment_name=digits_cnn", *relative, cwd=tmp_path)
     assert report.returncode == 0, report.stderr[-2000:]
     assert "test/acc" in report.stdout, report.stdout[-2000:]
+    # a relative checkpoint or input was not found from the job's folder, and predictions were written there
+    from sklearn.datasets import load_digits
+
+    (checkpoint,) = (p.relative_to(tmp_path) for p in (tmp_path / "logs").rglob("epoch_000.ckpt"))
+    tested = run_cli("explab-eval", f"ckpt_path={checkpoint}", *relative, cwd=tmp_path)
+    assert tested.returncode == 0, tested.stderr[-2000:]
+    np.save(tmp_path / "digits.npy", load_digits().images[:3])
+    predicted = run_cli(
+        "explab-predict", f"model_uri={run.info.run_id}", "input=digits.npy", "output=out.csv", *relative, cwd=tmp_path
+    )
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    assert len((tmp_path / "out.csv").read_text().splitlines()) == 4, "written where the command was typed"

@@ -56,22 +56,24 @@ def launch_folder() -> Path:
 PATH_KEYS = ("root_dir", "data_dir", "log_dir", "mlruns_dir")  # paths.output_dir is Hydra's, always absolute
 
 
-def paths_from_launch_folder(cfg: DictConfig) -> None:
-    """Make each folder of ``cfg.paths`` absolute, a relative one (``paths.mlruns_dir=store``) read from the
+def paths_from_launch_folder(cfg: DictConfig, files: tuple[str, ...] = ()) -> None:
+    """Make each folder of ``cfg.paths``, and each of the command's own ``files`` keys that is set
+    (``ckpt_path``, ``input``, ``output``), absolute: a relative one (``paths.mlruns_dir=store``) read from the
     folder the command started in, as the shell that typed it reads it.
 
     Under ``hydra.job.chdir=true`` a job works in its own output folder: a relative store read from there gave
-    each run a store of its own, and failed every trial of a sweep, whose study journal is not there. Absolute,
-    the run also records the folders it used, and a later command from another folder finds them.
+    each run a store of its own, and failed every trial of a sweep, whose study journal is not there; a relative
+    checkpoint or input was not found, and predictions were written inside the job's folder. Absolute, the run
+    also records the folders it used, and a later command from another folder finds them.
     """
-    paths = cfg.get("paths")
-    if paths is None:
-        return
     launch = launch_folder()
-    given = {key: paths.get(key) for key in PATH_KEYS if isinstance(paths.get(key), str)}
-    for key, value in given.items():  # all read before any is set: data_dir follows root_dir
-        folder = Path(value).expanduser()
-        paths[key] = str(folder if folder.is_absolute() else launch / folder)
+    for node, keys in ((cfg.get("paths"), PATH_KEYS), (cfg, files)):
+        if node is None:
+            continue
+        given = {key: node.get(key) for key in keys if isinstance(node.get(key), str) and node.get(key)}
+        for key, value in given.items():  # all read before any is set: data_dir follows root_dir
+            path = Path(value).expanduser()
+            node[key] = str(path if path.is_absolute() else launch / path)
 
 
 def tracking_uri(mlruns_dir: str) -> str:

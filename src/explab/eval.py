@@ -266,7 +266,7 @@ def _as_config_overrides(unread: list[str]) -> str:
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")
 @report_user_errors
 def _hydra_main(cfg: DictConfig) -> dict[str, float]:
-    paths_from_launch_folder(cfg)
+    paths_from_launch_folder(cfg, files=("ckpt_path",))
     refuse_unread_additions(cfg, "eval", _as_config_overrides)
     return evaluate(cfg)
 

@@ -153,7 +153,7 @@ def predict(cfg: DictConfig) -> Path:
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="predict")
 @report_user_errors
 def _hydra_main(cfg: DictConfig) -> None:
-    paths_from_launch_folder(cfg)
+    paths_from_launch_folder(cfg, files=("input", "output"))
     refuse_unread_additions(cfg, "predict")
     predict(cfg)
 

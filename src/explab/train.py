@@ -86,7 +86,7 @@ def _continued_by(cfg: DictConfig) -> Callable[[str], str]:
 def _hydra_main(cfg: DictConfig) -> dict[str, float]:
     from explab.validation import check_values
 
-    paths_from_launch_folder(cfg)
+    paths_from_launch_folder(cfg, files=("ckpt_path",))
     _check_a_search_is_a_multirun()
     if cfg.get("resume") is None and cfg.get("reproduce") is None:
         # a mistyped value is answered now, not after the seconds torch and Lightning take to import; a
