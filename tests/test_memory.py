@@ -11,6 +11,7 @@ import optuna
 import pytest
 import torch
 from hydra.utils import instantiate
+from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from explab.errors import raised_while
@@ -18,7 +19,7 @@ from explab.memory import OutOfMemory, memory_named, out_of_memory
 from explab.sweep.storage import open_storage
 from explab.sweep.telling import ERROR_ATTR
 from explab.train import train
-from tests.conftest import ROOT, run_cli, runs_in
+from tests.conftest import ROOT, run_cli, runs_in, tracking_uri_for
 
 # a 2,000,000 x 2,000,000 layer: 14,901.2 GiB of float32 weights, which any host refuses at once
 TOO_WIDE = "model.backbone.width=2000000"
@@ -51,22 +52,31 @@ def test_other_errors_are_not_taken_for_memory() -> None:
 def test_a_test_explab_eval_cannot_fit_names_the_batches_to_lower_and_logs_nothing(compose_cfg, store: Path) -> None:
     """On a smaller or shared GPU a run's test may not fit where its training did; explab-eval's user cannot
     resize the model, only the test's batches. (A CPU host refuses no batch of these small data sets, so the
-    allocation that fails here is a model widened through ``config_overrides``.)"""
+    test that cannot fit is one of a lab's backbone that averages over more test-time copies than it trained
+    with: its weights are the checkpoint's, and its test asks for a tensor no host holds.)"""
     from explab.eval import evaluate
     from explab.train import train
 
-    train(compose_cfg("experiment=diabetes_mlp", "trainer.max_epochs=1", "test=false"))
+    augmented = "{_target_: tests.support.models.TestTimeAugmented, num_outputs: 1, inputs: 10, copies: 1}"
+    train(
+        compose_cfg(
+            "experiment=diabetes_mlp", "~model.backbone", f"+model.backbone={augmented}", "trainer.max_epochs=1"
+        )
+    )
     [run] = runs_in(store, "diabetes_mlp")
-    too_wide = compose_cfg(f"run_id={run.info.run_id}", f"config_overrides=['{TOO_WIDE}']", config_name="eval")
+    tested = [key for key in run.data.metrics if key.startswith("test/")]
+    copies = "config_overrides=['model.backbone.copies=1099511627776']"
     with pytest.raises(OutOfMemory) as named:
-        evaluate(too_wide)
+        evaluate(compose_cfg(f"run_id={run.info.run_id}", copies, config_name="eval"))
     said = str(named.value)
-    assert said.startswith("out of memory: this machine refused torch the 14,901.2 GiB of one tensor. "), said
+    assert said.startswith("out of memory: this machine refused torch the "), said
     assert said.endswith(
         """Test in smaller batches (it tests in batches of 512): add 'config_overrides=["data.eval_batch_size=128"]'"""
     ), said
     [after] = runs_in(store, "diabetes_mlp")
-    assert not [key for key in after.data.metrics if key.startswith("test/")], "no test was logged"
+    assert [key for key in after.data.metrics if key.startswith("test/")] == tested, "no test was logged"
+    history = MlflowClient(tracking_uri_for(store)).get_metric_history(run.info.run_id, "test/mse")
+    assert len(history) == 1, "the run's own test only"
 
 
 @pytest.mark.slow

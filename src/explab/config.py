@@ -57,9 +57,9 @@ PATH_KEYS = ("root_dir", "data_dir", "log_dir", "mlruns_dir")  # paths.output_di
 
 
 def paths_from_launch_folder(cfg: DictConfig, files: tuple[str, ...] = ()) -> None:
-    """Make each folder of ``cfg.paths``, and each of the command's own ``files`` keys that is set
-    (``ckpt_path``, ``input``, ``output``), absolute: a relative one (``paths.mlruns_dir=store``) read from the
-    folder the command started in, as the shell that typed it reads it.
+    """Make each folder of ``cfg.paths``, and where the job works in another folder each of the command's own
+    ``files`` keys that is set (``ckpt_path``, ``input``, ``output``), absolute: a relative one
+    (``paths.mlruns_dir=store``) read from the folder the command started in, as the shell that typed it reads it.
 
     Under ``hydra.job.chdir=true`` a job works in its own output folder: a relative store read from there gave
     each run a store of its own, and failed every trial of a sweep, whose study journal is not there; a relative
@@ -67,7 +67,9 @@ def paths_from_launch_folder(cfg: DictConfig, files: tuple[str, ...] = ()) -> No
     also records the folders it used, and a later command from another folder finds them.
     """
     launch = launch_folder()
-    for node, keys in ((cfg.get("paths"), PATH_KEYS), (cfg, files)):
+    # the command's own files only where the job works elsewhere: messages then name them as they were typed
+    elsewhere = launch.resolve() != Path.cwd().resolve()
+    for node, keys in ((cfg.get("paths"), PATH_KEYS), (cfg, files if elsewhere else ())):
         if node is None:
             continue
         given = {key: node.get(key) for key in keys if isinstance(node.get(key), str) and node.get(key)}
