@@ -179,14 +179,16 @@ def check_training_scale(x: np.ndarray, recipe: dict[str, Any]) -> str | None:
             )
         return None
     rows = x.reshape(len(x), -1)
-    z = (rows / scale - np.asarray(recipe["mean"])) / np.asarray(recipe["std"])
+    # one mean and deviation per column, or one for them all
+    mean, std = (np.broadcast_to(np.asarray(recipe[key], np.float64), rows.shape[1:]) for key in ("mean", "std"))
+    z = (rows / scale - mean) / std
     names = recipe.get("columns") or [f"column {k + 1}" for k in range(z.shape[1])]
     far = [k for k in range(z.shape[1]) if np.median(np.abs(z[:, k])) >= FAR_IN_STDS]
     if not far:
         return None
     described = ", ".join(
-        f"{names[k]} (median {np.median(rows[:, k]):.4g}; training mean {recipe['mean'][k] * scale:.4g}, "
-        f"sd {recipe['std'][k] * scale:.4g})"
+        f"{names[k]} (median {np.median(rows[:, k]):.4g}; training mean {mean[k] * scale:.4g}, "
+        f"sd {std[k] * scale:.4g})"
         for k in far
     )
     return (
