@@ -988,8 +988,20 @@ def test_another_applications_database_is_left_untouched(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_a_study_storage_that_does_not_answer_is_named_without_its_password(tmp_path: Path) -> None:
-    storage = "postgresql://lab:s3cret@127.0.0.1:9/studies"  # port 9: nothing listens there
+@pytest.mark.parametrize(
+    ("storage", "said"),
+    [
+        # port 9: nothing listens there
+        (
+            "postgresql://lab:s3cret@127.0.0.1:9/studies",
+            "the study's storage postgresql://lab:***@127.0.0.1:9/studies cannot be opened",
+        ),
+        # SQLAlchemy's traceback, "Could not parse SQLAlchemy URL from given URL string"
+        ("mystudy", "the study's storage 'mystudy' is neither a journal file nor a database URL: give a file ending"),
+    ],
+    ids=["server-down", "no-scheme"],
+)
+def test_a_study_storage_that_does_not_answer_is_named_without_its_password(tmp_path: Path, storage, said) -> None:
     start = time.monotonic()
     done = run_cli(
         "explab-train",
@@ -1001,7 +1013,7 @@ def test_a_study_storage_that_does_not_answer_is_named_without_its_password(tmp_
     )
     assert time.monotonic() - start < 60
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert "Error: the study's storage postgresql://lab:***@127.0.0.1:9/studies cannot be opened" in done.stderr
+    assert f"Error: {said}" in done.stderr
     assert "s3cret" not in done.stdout + done.stderr
     assert runs_in(tmp_path / "mlruns", "digits_cnn") == [], "no parent run for a study that could not open"
 

@@ -187,8 +187,7 @@ def check_training_scale(x: np.ndarray, recipe: dict[str, Any]) -> str | None:
     if not far:
         return None
     described = ", ".join(
-        f"{names[k]} (median {np.median(rows[:, k]):.4g}; training mean {mean[k] * scale:.4g}, "
-        f"sd {std[k] * scale:.4g})"
+        f"{names[k]} (median {np.median(rows[:, k]):.4g}; training mean {mean[k] * scale:.4g}, sd {std[k] * scale:.4g})"
         for k in far
     )
     return (

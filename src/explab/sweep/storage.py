@@ -67,6 +67,11 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
         from explab.sweep.journal import WholeRecordsJournal
 
         return optuna.storages.JournalStorage(WholeRecordsJournal(str(path)))
+    if "://" not in url:  # SQLAlchemy's "Could not parse SQLAlchemy URL" named neither what it takes nor the fix
+        raise StudyStorageError(
+            f"the study's storage '{url}' is neither a journal file nor a database URL: give a file ending .journal "
+            f"(journal:///{url}.journal), an SQLite file (sqlite:///{url}.db) or a server's URL (postgresql://...)"
+        )
     return _rdb_storage(url)
 
 
