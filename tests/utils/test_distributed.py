@@ -96,6 +96,26 @@ def test_ddp_cpu_trains_a_regression_and_draws_its_test_pairs_from_all_ranks(tmp
 
 
 @pytest.mark.slow
+def test_a_test_split_smaller_than_the_processes_is_refused_before_training(tmp_path: Path) -> None:
+    """Two test samples for three processes left one rank none: once the fit was over, Lightning failed it
+    ("TensorBatches within local rank has zero length") and gloo the others ("Connection closed by peer")."""
+    done = run_cli(
+        "explab-train",
+        "experiment=diabetes_mlp",
+        "data.test_fraction=0.004",
+        "trainer=ddp_cpu",
+        "trainer.devices=3",
+        *common(tmp_path),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    said = "the test split holds 2 sample(s), and each of the 3 processes that evaluate it needs one of its own"
+    assert f"Error: {said}: give a larger test split (data.test_fraction), or evaluate on 2" in done.stderr
+    [run] = runs_in(tmp_path / "mlruns", "diabetes_mlp")
+    assert run.info.status == "FAILED" and not [k for k in run.data.metrics if k.startswith("train/")]
+
+
+@pytest.mark.slow
 def test_ddp_cpu_inside_an_optuna_sweep(tmp_path: Path) -> None:
     done = run_cli(
         "explab-train",

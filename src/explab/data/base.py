@@ -13,7 +13,7 @@ import lightning as L
 import numpy as np
 from torch import Tensor
 
-from explab.data.errors import readable_by_this_account
+from explab.data.errors import DataError, readable_by_this_account
 from explab.data.tensor_batches import TensorBatches
 from explab.utils.epoch_progress import batches_trained_in_epoch, written_mid_epoch
 
@@ -84,7 +84,6 @@ def _check_each_split_holds_every_class(labels: np.ndarray, val_fraction: float,
     """Raise ``DataError`` where a fraction leaves a stratified split fewer samples than there are classes:
     scikit-learn's refusal speaks of its own ``test_size`` whichever split it was ("The test_size = 2 should
     be greater or equal to the number of classes = 10")."""
-    from explab.data.errors import DataError
 
     n, classes = len(labels), len(np.unique(labels))
     least = _rounded_up(classes / n)
@@ -116,7 +115,6 @@ def _rounded_up(value: float, digits: int = 2) -> float:
 
 def holdout(n: int, val_size: int | float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train / validation indices from a seeded permutation; ``val_size`` is a count or a fraction."""
-    from explab.data.errors import DataError
 
     count = round(val_size * n) if isinstance(val_size, float) and val_size < 1 else int(val_size)
     if not 0 <= count < n:
@@ -202,6 +200,23 @@ class TensorDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.ensure_loaded()
+        self._check_every_rank_evaluates_a_sample()
+
+    def _check_every_rank_evaluates_a_sample(self) -> None:
+        """Raise ``DataError`` for a validation or test split smaller than the processes that evaluate it, each
+        on samples of its own: Lightning failed the rank left with none ("TensorBatches within local rank has
+        zero length"), and the others with gloo's "Connection closed by peer", once the fit was over."""
+        world = self._rank_world()[1]
+        for name in ("val", "test"):
+            held = len(self.splits[name]) if name in self.splits else 0
+            if 0 < held < world:
+                keys = [f"data.{key}" for key in (f"{name}_fraction", f"{name}_size") if hasattr(self, key)]
+                raise DataError(
+                    f"the {name} split holds {held} sample(s), and each of the {world} processes that evaluate it "
+                    f"needs one of its own: give a larger {name} split"
+                    + (f" ({' or '.join(keys)})" if keys else "")
+                    + f", or evaluate on {held} device(s) at most (trainer.devices)"
+                )
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer
