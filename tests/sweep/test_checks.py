@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from explab.config import config_dir
 from explab.errors import UsageError
-from explab.sweep.checks import check_objective, check_space_composes
+from explab.sweep.checks import check_objective, check_space_composes, selected_on_test
 from explab.sweep.space import parse_conditions, parse_search_space
 from explab.sweep.trial import TrialJob
 
@@ -87,3 +87,10 @@ def test_a_trial_without_its_objective_fails_saying_what_would_log_it(objective:
     with pytest.raises(UsageError, match=rf"optimises '{objective}', which this job did not return") as refused:
         job.check_objective({"train/loss": 0.1})
     assert str(refused.value).endswith(f"(it returned train/loss); {hint}")
+
+
+def test_a_search_by_a_test_metric_is_said_to_spend_the_test_set() -> None:
+    assert selected_on_test(("val/acc_best",)) is None
+    assert selected_on_test(("val/loss", "model/parameters")) is None
+    said = selected_on_test(("val/acc_best", "test/f1"))
+    assert said is not None and said.startswith("the search chooses its hyperparameters by test/f1, a test-set metric")

@@ -315,9 +315,12 @@ def test_the_pruner_follows_the_metric_the_study_optimises(tmp_path: Path, metri
     if metric == "val/loss":  # each trial's last report is the loss it ended with
         assert study.direction == optuna.study.StudyDirection.MINIMIZE
         assert [t.intermediate_values[1] for t in complete] == pytest.approx([t.value for t in complete])
+        assert "a test-set metric" not in done.stdout + done.stderr
     else:  # known only after the fit: nothing to report, and the sweep says the pruner prunes nothing
         assert [t.intermediate_values for t in complete] == [{}, {}]
         assert "test/acc is known only once the fit is over: no trial will be pruned" in done.stdout + done.stderr
+        # chosen by the test set, the winner's test/acc is no longer an estimate on unseen data
+        assert "the search chooses its hyperparameters by test/acc, a test-set metric" in done.stdout + done.stderr
 
 
 @pytest.mark.slow

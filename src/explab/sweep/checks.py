@@ -140,6 +140,22 @@ def unpruned_objective(metrics: tuple[str, ...], pruner: Any) -> str | None:
     )
 
 
+def selected_on_test(metrics: tuple[str, ...]) -> str | None:
+    """Why a search whose objective is a ``test/`` metric cannot be reported honestly: it chooses its
+    hyperparameters by the test set, so the winner's test value overstates how the winner does on data it was
+    not chosen on (the more trials, the more), and no untouched set is left to measure that. None for an
+    objective the test set does not decide."""
+    chosen_by = [metric for metric in metrics if metric.startswith("test/")]
+    if not chosen_by:
+        return None
+    return (
+        f"the search chooses its hyperparameters by {', '.join(chosen_by)}, a test-set metric: the best trial's "
+        "test values then overstate how it does on data it was not chosen on (the more trials, the more), and "
+        "no untouched test set is left to say. Optimise a validation metric (val/acc_best, val/loss) and read "
+        "the winner's test/ metrics"
+    )
+
+
 def _lowest(distribution: BaseDistribution) -> float:
     from optuna.distributions import FloatDistribution, IntDistribution
 

@@ -47,7 +47,13 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from explab.config import overrides_of
 from explab.errors import ExplabError, UsageError, counted, no_room_behind, without_frames
 from explab.sweep import REPLICATE_ATTR, is_replicate, named_function
-from explab.sweep.checks import check_space_composes, metric_needed, unpruned_objective, what_goes_unrecorded
+from explab.sweep.checks import (
+    check_space_composes,
+    metric_needed,
+    selected_on_test,
+    unpruned_objective,
+    what_goes_unrecorded,
+)
 from explab.sweep.continuation import fail_run_of_trial
 from explab.sweep.heartbeat import (
     CUT_OFFS_ATTR,
@@ -479,9 +485,12 @@ class ExplabOptunaSweeperImpl(Sweeper):
             if self.objectives.metric_setting is None:
                 raise UsageError(metric_needed(job_config.get("optimized_metric")))
             named_function(self.check)(job_config, self.objectives.metric_setting)
-            unpruned = unpruned_objective(self.objectives.metrics, self.pruner_cfg)
-            if unpruned:
-                log.warning(unpruned)
+            for said in (
+                selected_on_test(self.objectives.metrics),
+                unpruned_objective(self.objectives.metrics, self.pruner_cfg),
+            ):
+                if said:
+                    log.warning(said)
         check_space_composes(
             lambda overrides: loader.load_sweep_config(config, overrides), space, self.conditions, fixed
         )
