@@ -133,7 +133,15 @@ def predict(cfg: DictConfig) -> Path:
             f"{model_uri_advice(model_uri)}"
         ) from None
     x, names = read_inputs(Path(cfg.input), input_recipe(model))
-    outputs = np.asarray(model.predict(as_signature_takes(x, model)))
+    try:
+        outputs = np.asarray(model.predict(as_signature_takes(x, model)))
+    except MlflowException as error:
+        # MLflow quotes every input it refused before its reason ("Shape of input (5, 14) does not match ...")
+        reason = (str(error).rsplit("Error: ", 1)[-1].strip().splitlines() or ["no reason given"])[0].rstrip(".")
+        raise UsageError(
+            f"input={cfg.input}: the model refuses these inputs: {reason}. It takes "
+            f"{model.metadata.get_input_schema()}"
+        ) from None
     output = Path(cfg.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", newline="") as handle:

@@ -45,6 +45,15 @@ def test_lab_package_trains_into_mlflow_with_its_own_data_backbone_and_configs(t
     assert run.data.params["optimizer._target_"] == "torch.optim.AdamW", "explab's own groups still apply"
     assert len(run.data.tags["data.fingerprint"]) == 16
     assert run.data.metrics["test/acc"] >= 0.85
+    # the logged model takes the measurements as a table holds them, by name: without the lab's input recipe it
+    # took the standardised tensors, and raw measurements were answered as if they were those
+    wine = load_wine(as_frame=True).frame
+    wine[list(reversed(wine.columns))].to_csv(tmp_path / "wine.csv", index=False)
+    predict = [f"model_uri={run.info.run_id}", f"input={tmp_path}/wine.csv", f"output={tmp_path}/out.csv"]
+    done = run_cli("explab-predict", *predict, f"paths.mlruns_dir={tmp_path}/mlruns", cwd=tmp_path)
+    assert done.returncode == 0 and "standard deviations" not in done.stderr, done.stderr[-3000:]
+    predicted = [int(line.split(",")[1]) for line in (tmp_path / "out.csv").read_text().splitlines()[1:]]
+    assert np.mean(np.array(predicted) == wine["target"].to_numpy()) >= 0.85
 
 
 @pytest.mark.slow
@@ -240,9 +249,9 @@ def test_a_labs_model_logged_without_its_code_names_the_package_and_where_to_put
 
 @pytest.mark.slow
 def test_a_labs_model_logged_with_a_float32_signature_predicts_from_explabs_float64_inputs(tmp_path: Path) -> None:
-    """explab logged a model whose data module has no input recipe with a float32 signature before it logged
-    float64 ones; explab-predict reads numbers as float64, which MLflow refused ("dtype of input float64 does
-    not match expected dtype float32"). Its predictions are the same as with the float64 signature."""
+    """explab logged a lab's model with a float32 signature before it logged float64 ones; explab-predict reads
+    numbers as float64, which MLflow refused ("dtype of input float64 does not match expected dtype float32").
+    Its predictions are the same as with the float64 signature."""
     assert explab_train_in_lab(tmp_path, "trainer.max_epochs=1").returncode == 0
     [run] = runs_in(tmp_path / "mlruns", "wine_resmlp")
     np.save(tmp_path / "wine.npy", load_wine().data[:5])
@@ -262,6 +271,19 @@ def test_a_labs_model_logged_with_a_float32_signature_predicts_from_explabs_floa
     (model / "MLmodel").write_text(described.replace(declared, declared.replace("float64", "float32")))
     assert predict("float32.csv").read_text() == as_logged
     assert len(as_logged.splitlines()) == 1 + 5
+
+    # a lab's data module without an input recipe logs a model that takes its tensors as they are, of a shape
+    # only its signature knows: a table with one column more was answered with MLflow's error quoting every input
+    (model / "artifacts" / "recipe.json").write_text('{"kind": "tensor", "dtype": "float32"}')
+    load_wine(as_frame=True).frame.head(5).to_csv(tmp_path / "with_target.csv", index=False)
+    args = [f"model_uri={run.info.run_id}", f"input={tmp_path}/with_target.csv", f"paths.mlruns_dir={tmp_path}/mlruns"]
+    args += [f"paths.log_dir={tmp_path}/logs", f"output={tmp_path}/out.csv"]
+    refused = run_cli("explab-predict", *args, cwd=LAB, env={"PYTHONPATH": str(LAB)})
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"Error: input={tmp_path}/with_target.csv: the model refuses these inputs: Shape of input (5, 14) does not "
+        "match expected shape (-1, 13). It takes [Tensor('float32', (-1, 13))]"
+    ), refused.stderr[-3000:]
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ class ResidualMLP(nn.Module):
 
     def __init__(self, in_features: int, num_outputs: int, width: int = 64, depth: int = 2, dropout: float = 0.1):
         super().__init__()
+        self.in_features = in_features  # what explab's task module checks the data's samples against
         self.stem = nn.Linear(in_features, width)
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.GELU(), nn.Dropout(dropout))
