@@ -244,6 +244,23 @@ def test_a_step_limit_inside_an_epoch_validates_the_steps_it_trained_last(compos
     assert [m.step for m in history][-1] == steps - 1, "the last validation is of the weights the fit ends on"
 
 
+@pytest.mark.parametrize(("epochs", "validated"), [(3, [39, 59]), (4, [39, 79])])
+def test_the_last_epoch_validates_where_check_val_every_n_epoch_would_skip_it(
+    compose_cfg, store, epochs: int, validated: list[int]
+) -> None:
+    """``trainer.check_val_every_n_epoch=2`` with 3 epochs trained the third unvalidated: the best checkpoint
+    could not be its weights, and the test read the second epoch's."""
+    train(
+        compose_cfg(
+            f"trainer.max_epochs={epochs}", "trainer.check_val_every_n_epoch=2", "trainer.enable_progress_bar=false"
+        )
+    )
+    run = only_run(store)
+    history = MlflowClient(tracking_uri_for(store)).get_metric_history(run.info.run_id, "val/acc")
+    # an epoch here is 20 batches; Lightning logs a validation at its epoch's last batch, counted from 0
+    assert [m.step for m in history] == validated
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from explab.callbacks import LastCheckpoint, NonFiniteLossGuard, RecordInCheckpoint, ResumedTraining
 from explab.callbacks.checkpoint_on_signal import CheckpointOnSignal
+from explab.callbacks.last_epoch import ValidateTheLastEpoch
 from explab.callbacks.random_state import RandomStateInCheckpoint
 from explab.callbacks.resumed_batch_count import ResumedBatchCount
 from explab.callbacks.steps_end import ValidateWhereStepsEnd
@@ -163,6 +164,8 @@ def build_callbacks(
     callbacks.append(NonFiniteLossGuard())
     if validating and cfg.trainer.get("max_steps", -1) not in (None, -1):
         callbacks.append(ValidateWhereStepsEnd())
+    if validating and (cfg.trainer.get("check_val_every_n_epoch") or 1) > 1:
+        callbacks.append(ValidateTheLastEpoch())
     last = next((c for c in callbacks if isinstance(c, LastCheckpoint)), None)
     if last is not None:
         callbacks.append(CheckpointOnSignal(last, requeue_on_usr1=is_slurm_task()))

@@ -139,8 +139,7 @@ def predict(cfg: DictConfig) -> Path:
         # MLflow quotes every input it refused before its reason ("Shape of input (5, 14) does not match ...")
         reason = (str(error).rsplit("Error: ", 1)[-1].strip().splitlines() or ["no reason given"])[0].rstrip(".")
         raise UsageError(
-            f"input={cfg.input}: the model refuses these inputs: {reason}. It takes "
-            f"{model.metadata.get_input_schema()}"
+            f"input={cfg.input}: the model refuses these inputs: {reason}. It takes {model.metadata.get_input_schema()}"
         ) from None
     output = Path(cfg.output)
     output.parent.mkdir(parents=True, exist_ok=True)
