@@ -361,3 +361,21 @@ def test_an_optimizer_or_scheduler_that_refuses_its_settings_is_named_before_any
 @pytest.mark.parametrize("scheduler", ["none", "step", "cosine", "onecycle", "plateau"])
 def test_every_optimizer_with_every_scheduler_passes(compose_cfg, optimizer, scheduler) -> None:
     validate_config(compose_cfg(f"optimizer={optimizer}", f"scheduler={scheduler}"))
+
+
+@pytest.mark.parametrize(
+    ("override", "refused"),
+    [
+        # a dense layer of no units: the model answered its bias alone, and the run finished at chance (0.10)
+        ("model.backbone.hidden=[0]", r"model.backbone: ConvNet needs hidden of integers >= 1, got \[0\]"),
+        # passed the check on the meta device, then failed once the run existed, as a shrunken image
+        ("model.backbone.kernel_size=0", r"model.backbone: ConvNet needs kernel_size >= 1, got 0"),
+        ("model.backbone.channels=[0,16]", r"ConvNet needs channels of integers >= 1, got \[0, 16\]"),
+        ("model.backbone.padding=-1", r"ConvNet needs padding >= 0 \(or 'same'\), got -1"),
+    ],
+)
+def test_a_convnet_of_no_units_or_no_kernel_is_refused_before_any_run(compose_cfg, override, refused) -> None:
+    from explab.errors import UsageError
+
+    with pytest.raises(UsageError, match=refused):
+        validate_config(compose_cfg(override))

@@ -49,6 +49,15 @@ class ConvNet(nn.Module):
         depth = len(channels) if depth is None else depth
         if depth < 1 or not channels:
             raise ValueError(f"ConvNet needs depth >= 1 and at least one channel count, got depth={depth}")
+        # a width of 0 trained a model that outputs its bias alone, and finished as if it had learnt; a kernel of
+        # 0 was said to shrink the image to nothing
+        for name, values in (("channels", channels), ("hidden", hidden)):
+            if any(not isinstance(v, int) or v < 1 for v in values):
+                raise ValueError(f"ConvNet needs {name} of integers >= 1, got {list(values)}")
+        if not isinstance(kernel_size, int) or kernel_size < 1:
+            raise ValueError(f"ConvNet needs kernel_size >= 1, got {kernel_size}")
+        if isinstance(padding, int) and padding < 0:
+            raise ValueError(f"ConvNet needs padding >= 0 (or 'same'), got {padding}")
         pools = [pool] * len(channels) if isinstance(pool, bool) else list(pool)
         channels = _resize(channels, depth, lambda last: last)
         pools = _resize(pools, depth, False)
