@@ -84,7 +84,6 @@ def _check_each_split_holds_every_class(labels: np.ndarray, val_fraction: float,
     """Raise ``DataError`` where a fraction leaves a stratified split fewer samples than there are classes:
     scikit-learn's refusal speaks of its own ``test_size`` whichever split it was ("The test_size = 2 should
     be greater or equal to the number of classes = 10")."""
-
     n, classes = len(labels), len(np.unique(labels))
     least = _rounded_up(classes / n)
     n_test = math.ceil(test_fraction * n)  # as scikit-learn counts: the held-out side rounded up
@@ -115,7 +114,6 @@ def _rounded_up(value: float, digits: int = 2) -> float:
 
 def holdout(n: int, val_size: int | float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train / validation indices from a seeded permutation; ``val_size`` is a count or a fraction."""
-
     count = round(val_size * n) if isinstance(val_size, float) and val_size < 1 else int(val_size)
     if not 0 <= count < n:
         raise DataError(f"data.val_size={val_size} leaves no training data out of {n} samples: lower it")
