@@ -391,23 +391,25 @@ def compare_with_source(run: TrackedRun, source_run_id: str) -> None:
         len(compared),
         what,
         "; ".join(f"{k} {then[k]:.6g} then, {now[k]:.6g} now" for k in differ),
-        f" (it trained with other settings: {'; '.join(settings)})" if settings else "",
+        f" (it trained with other settings: {'; '.join(f'{k} {a} then, {b} now' for k, (a, b) in settings.items())})"
+        if settings
+        else "",
         f" (it trained on other hardware: {'; '.join(moved)})" if moved else "",
     )
-    other = f"; other settings: {', '.join(s.split(' ')[0] for s in settings)}" if settings else ""
+    other = f"; other settings: {', '.join(settings)}" if settings else ""
     run.set_tags({REPRODUCED_TAG: f"differ: {', '.join(differ)}{other}"[:5000]})
 
 
-def _other_settings(then: dict[str, str], now: dict[str, str]) -> list[str]:
-    """``key then, now`` for each training setting that differs between the source's params and the
-    reproduction's: this command's own (``seed=7``), or a default of conf/ that moved since the source."""
+def _other_settings(then: dict[str, str], now: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Each training setting that differs between the source's params and the reproduction's, key -> (then,
+    now): this command's own (``seed=7``), or a default of conf/ that moved since the source."""
     from explab.tracking.params import describes_training
 
-    return [
-        f"{key} {then.get(key, '(none)')} then, {now.get(key, '(none)')} now"
+    return {
+        key: (then.get(key, "(none)"), now.get(key, "(none)"))
         for key in sorted(then.keys() | now.keys())
         if describes_training(key) and then.get(key) != now.get(key)
-    ]
+    }
 
 
 def _at_the_steps_the_source_reached(
