@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from explab.config import config_dir
 from explab.errors import UsageError
-from explab.sweep.checks import check_objective, check_space_composes, selected_on_test
+from explab.sweep.checks import check_objective, check_space_composes, selected_by_seed, selected_on_test
 from explab.sweep.space import parse_conditions, parse_search_space
 from explab.sweep.trial import TrialJob
 
@@ -94,3 +94,11 @@ def test_a_search_by_a_test_metric_is_said_to_spend_the_test_set() -> None:
     assert selected_on_test(("val/loss", "model/parameters")) is None
     said = selected_on_test(("val/acc_best", "test/f1"))
     assert said is not None and said.startswith("the search chooses its hyperparameters by test/f1, a test-set metric")
+
+
+def test_a_search_that_draws_the_seed_is_said_to_choose_luck() -> None:
+    assert selected_by_seed(["optimizer.lr", "model.backbone.depth"], "seed", grid=False) is None
+    assert selected_by_seed(["seed"], "seed", grid=True) is None, "a grid runs every seed: seeds in parallel"
+    assert selected_by_seed(["seed"], "data.seed", grid=False) is None, "the key hydra.sweeper.seed_key names"
+    said = selected_by_seed(["optimizer.lr", "data.seed"], "data.seed", grid=False)
+    assert said is not None and said.startswith("the search draws data.seed as a hyperparameter")

@@ -295,6 +295,17 @@ def test_a_custom_search_space_that_cannot_be_loaded_is_refused_before_any_trial
     assert runs_in(tmp_path / "mlruns", "digits_cnn") == []
 
 
+@pytest.mark.slow
+def test_a_search_that_draws_the_seed_is_warned_before_its_first_trial(tmp_path: Path) -> None:
+    """TPE given ``seed=choice(...)`` ran it as a hyperparameter without a word, and named the luckiest seed the
+    best configuration."""
+    done = explab_sweep(tmp_path, "seed=choice(1,2,3)", "hydra.sweeper.n_trials=1", "trainer.max_epochs=1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = done.stdout + done.stderr
+    assert "the search draws seed as a hyperparameter: the best trial is then partly the luckiest seed" in said
+    assert said.index("luckiest seed") < said.index("Launching 1 jobs"), "said before the first trial"
+
+
 def test_wrong_metric_fails_before_any_trial(tmp_path: Path) -> None:
     done = explab_sweep(tmp_path, "optimized_metric=val/accuracy")
     assert done.returncode != 0
@@ -599,6 +610,7 @@ def test_seeds_run_in_parallel_as_a_grid_once_the_sweep_names_its_metric(tmp_pat
     assert done.returncode == 0, done.stderr[-3000:]
     # a grid is a plain multirun run two at a time: not warned that it keeps no study, as a search is
     assert "hparams_search=optuna sets both" not in done.stdout, done.stdout[-3000:]
+    assert "luckiest seed" not in done.stdout + done.stderr, "every seed runs: none is chosen"
     trials = [r for r in runs_in(tmp_path / "mlruns", "digits_cnn") if "optuna.trial_number" in r.data.tags]
     assert sorted(r.data.params["seed"] for r in trials) == ["1", "2"], "each grid point once"
     assert len(group_runs(trials)) == 1, "one configuration over two seeds, as a plain multirun's"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -153,6 +153,21 @@ def selected_on_test(metrics: tuple[str, ...]) -> str | None:
         "test values then overstate how it does on data it was not chosen on (the more trials, the more), and "
         "no untouched test set is left to say. Optimise a validation metric (val/acc_best, val/loss) and read "
         "the winner's test/ metrics"
+    )
+
+
+def selected_by_seed(searched: Iterable[str], seed_key: str, grid: bool) -> str | None:
+    """Why a search that draws the seed chooses luck: a seed is not a setting that carries over to other data or
+    another run, so the best trial is partly the seed that happened to do best, and its value overstates what
+    its configuration does over seeds. None where the seed is not searched, or where a grid runs every seed
+    (seeds run in parallel, as a plain multirun would run them)."""
+    if grid or seed_key not in searched:
+        return None
+    return (
+        f"the search draws {seed_key} as a hyperparameter: the best trial is then partly the luckiest seed, and "
+        "its value overstates what its configuration does on another. Keep one seed and train the best "
+        "configurations over seeds with hydra.sweeper.replicates=3, or run every seed as a grid "
+        "(hydra/sweeper/sampler=grid)"
     )
 
 

@@ -50,6 +50,7 @@ from explab.sweep import REPLICATE_ATTR, is_replicate, named_function
 from explab.sweep.checks import (
     check_space_composes,
     metric_needed,
+    selected_by_seed,
     selected_on_test,
     unpruned_objective,
     what_goes_unrecorded,
@@ -488,6 +489,7 @@ class ExplabOptunaSweeperImpl(Sweeper):
             for said in (
                 selected_on_test(self.objectives.metrics),
                 unpruned_objective(self.objectives.metrics, self.pruner_cfg),
+                selected_by_seed(space, self.seed_key, grid=self._is_grid),
             ):
                 if said:
                     log.warning(said)
