@@ -85,6 +85,30 @@ def test_the_compare_table_shows_what_a_resumed_run_trained(compose_cfg, store: 
 
 
 @pytest.mark.slow
+def test_the_compare_notebook_ranks_a_regression_by_its_error_and_draws_its_curve(compose_cfg, store: Path) -> None:
+    """Given METRIC = "val/mse_best" alone, the notebook ranked the largest error first (HIGHER_IS_BETTER stayed
+    True) and drew the best runs' val/acc, which a regression never logs: an empty panel."""
+    from explab.train import train
+
+    for lr in (0.01, 0.0001):  # two configurations an epoch apart in error
+        train(compose_cfg("experiment=diabetes_mlp", f"optimizer.lr={lr}", "trainer.max_epochs=2", "log_plots=false"))
+    runs = runs_in(store, "diabetes_mlp")
+    best = min(runs, key=lambda r: r.data.metrics["val/mse_best"])
+    notebook = execute(
+        "compare_runs.ipynb",
+        f'TRACKING_URI = "{tracking_uri_for(store)}"\nEXPERIMENT = "diabetes_mlp"\nMETRIC = "val/mse_best"',
+        store.parent,
+    )
+    tables = [
+        o["data"]["text/html"] for c in notebook.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})
+    ]
+    assert tables[0].index(best.info.run_id) < tables[0].index(
+        ({r.info.run_id for r in runs} - {best.info.run_id}).pop()
+    )
+    assert "learning curves of the 2 best runs by val/mse_best: val/loss and val/mse" in outputs_text(notebook)
+
+
+@pytest.mark.slow
 def test_sweep_analysis_notebook(swept: Path) -> None:
     storage = f"journal:///{swept}/mlruns/optuna/digits_cnn.journal"
     notebook = execute("sweep_analysis.ipynb", f'STORAGE = "{storage}"\nSTUDY = "digits_cnn_optuna"', swept)
