@@ -37,6 +37,32 @@ def test_no_devices_or_nodes_at_all_is_refused_before_the_run(compose_cfg, key: 
 
 
 @pytest.mark.parametrize(
+    ("key", "value", "lightning_took_it"),
+    [
+        # Lightning turns min_delta's sign by the mode: a worse value counted as an improvement, never stopping
+        ("callbacks.early_stopping.min_delta", "-0.1", True),
+        # no best kept: the run tested and logged its last epoch as its best, and explab-eval found no checkpoint
+        ("callbacks.model_checkpoint.save_top_k", "0", True),
+        ("callbacks.model_checkpoint.save_top_k", "-2", False),  # refused by Lightning once the run existed
+    ],
+)
+def test_callback_settings_that_keep_no_best_or_never_stop_are_refused(
+    compose_cfg, key: str, value: str, lightning_took_it: bool
+) -> None:
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    cfg = compose_cfg(f"{key}={value}")
+    with pytest.raises(ConfigError, match=rf"{re.escape(key)}={value} is not valid: {re.escape(key)} must be"):
+        validate_config(cfg)
+    callback = EarlyStopping if "early_stopping" in key else ModelCheckpoint
+    leaf = key.rsplit(".", 1)[-1]
+    if lightning_took_it:  # the check is explab's: Lightning builds the callback without a word
+        callback(monitor="val/acc", mode="max", **{leaf: float(value) if "." in value else int(value)})
+    for fine in ("0.0", "0.01") if "min_delta" in key else ("-1", "1", "3"):
+        validate_config(compose_cfg(f"{key}={fine}"))
+
+
+@pytest.mark.parametrize(
     ("key", "value"),
     [
         ("val_check_interval", "1.5"),  # Lightning refused it once the run existed, with a traceback

@@ -199,6 +199,17 @@ RULES: dict[str, Rule] = {
     "scheduler.pct_start": Rule("float", "a number between 0 and 1", lambda v: 0 < v < 1),
     "callbacks.early_stopping.patience": Rule("int", "an integer >= 0", lambda v: v >= 0),
     "callbacks.early_stopping.mode": _MODE_RULE,
+    # Lightning turns min_delta's sign by the mode: a negative one counts a worse value as an improvement, and the
+    # run never stops early
+    "callbacks.early_stopping.min_delta": Rule(
+        "float", "a number >= 0 (the least change that counts as an improvement)", lambda v: v >= 0
+    ),
+    # 0 keeps no best checkpoint: the run would test, log and hand explab-eval its last epoch as if it were the best
+    "callbacks.model_checkpoint.save_top_k": Rule(
+        "int",
+        "-1 (every epoch's) or an integer >= 1 (the best k); to keep no checkpoint, give checkpoint=none",
+        lambda v: v == -1 or v >= 1,
+    ),
     "callbacks.model_checkpoint.mode": _MODE_RULE,
     "scheduler.patience": Rule("int", "an integer >= 0", lambda v: v >= 0),
     "callbacks.last_checkpoint.min_interval_seconds": Rule("float", "a number of seconds >= 0", lambda v: v >= 0),
