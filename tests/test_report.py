@@ -508,6 +508,34 @@ def test_an_experiment_without_finished_runs_says_what_its_runs_did(compose_cfg,
         report(cfg)
 
 
+def test_a_filter_that_matches_no_run_names_the_values_its_params_hold(compose_cfg, seed_groups: str) -> None:
+    """MLflow compares params as the text they were logged as: ``params.optimizer.lr = "0.10"`` matches no run
+    of 0.1. The refusal counted the experiment's unfinished runs ("its runs: ..."), or nothing, as if no run
+    had finished, where every run had and the filter had left them out."""
+    finished = sum(len(values) for values in GROUPS.values())
+    with pytest.raises(UsageError) as refused:
+        report(compose_cfg("experiment_name=groups", f"tracking_uri={seed_groups}",
+                           'filter="params.optimizer.lr = \\"0.10\\" and params.`model.name` = \\"cnn\\""',
+                           config_name="report"))  # fmt: skip
+    assert str(refused.value).endswith(
+        f"to report (this leaves out the experiment's {finished} FINISHED training runs; params.optimizer.lr is "
+        '"0.1", "0.2", "0.3", "0.4", "0.5" there; params.model.name is "cnn" there)'
+    ), str(refused.value)
+    client = mlflow.tracking.MlflowClient(seed_groups)
+    diverged = client.create_run(client.get_experiment_by_name("groups").experiment_id)
+    client.log_param(diverged.info.run_id, "optimizer.lr", "0.10")
+    client.set_terminated(diverged.info.run_id, "FAILED")
+    with pytest.raises(
+        UsageError, match=r'"0.10"" to report \(this leaves out .*; of the runs it selects, 1 FAILED; each'
+    ):
+        report(compose_cfg("experiment_name=groups", f"tracking_uri={seed_groups}",
+                           'filter="params.optimizer.lr = \\"0.10\\""', config_name="report"))  # fmt: skip
+    with pytest.raises(UsageError, match=r"of commit abcd1 to report \(this leaves out the experiment's \d+ FIN"):
+        report(
+            compose_cfg("experiment_name=groups", f"tracking_uri={seed_groups}", "commit=abcd1", config_name="report")
+        )
+
+
 def test_seeds_that_did_not_finish_are_named_under_the_table(compose_cfg, store: Path) -> None:
     """A configuration that diverged on some seeds showed the survivors' mean and their n, with no word of the
     others, and one that diverged on every seed had no row at all: both looked better than they train."""

@@ -456,13 +456,35 @@ def _seed_order(seed: str) -> tuple[bool, int, str]:
     return (not seed.isdigit(), int(seed) if seed.isdigit() else 0, seed)
 
 
-def _others(client: Any, experiment_ids: list[str]) -> str:
-    """What the experiments' training runs did instead of finishing, counted by status (`` (its runs: 2 FAILED,
-    1 KILLED)``); nothing when there are none."""
-    found = every_run(client, experiment_ids, "attributes.status != 'FINISHED'")
-    statuses = Counter(r.info.status for r in found if "explab.sweep" not in r.data.tags)
-    counted = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
-    return f" (its runs: {counted}; each says why in its tag explab.status_reason)" if counted else ""
+def _unfinished_counts(client: Any, experiment_ids: list[str], scope: str = "", commit: Any = None) -> str:
+    """What the training runs ``scope`` and ``commit`` select did instead of finishing, counted by status
+    (``2 FAILED, 1 KILLED``); "" when there are none."""
+    found = every_run(client, experiment_ids, f"attributes.status != 'FINISHED'{scope}")
+    statuses = Counter(r.info.status for r in training_runs(found, commit))
+    return ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+
+
+WHY_NOT_FINISHED = "each says why in its tag explab.status_reason"
+
+
+# a params. key of an MLflow filter: a plain name, or one in backticks
+_FILTERED_PARAM = re.compile(r"params\.(`[^`]+`|[\w./-]+)")
+VALUES_SHOWN = 8
+
+
+def _left_out(client: Any, experiment_ids: list[str], given_filter: str | None) -> list[str]:
+    """How many FINISHED training runs a sweep, commit or filter that matched none left out, and the values
+    each param the filter names holds among them: MLflow compares params as the text they were logged as, so
+    ``params.optimizer.lr = "0.010"`` matches no run of 0.01. Nothing when the experiment has none to leave."""
+    finished = training_runs(every_run(client, experiment_ids, "attributes.status = 'FINISHED'"))
+    if not finished:
+        return []
+    said = [f"this leaves out the experiment's {counted(len(finished), 'FINISHED training run')}"]
+    for key in dict.fromkeys(m.strip("`") for m in _FILTERED_PARAM.findall(given_filter or "")):
+        values = sorted({r.data.params[key] for r in finished if key in r.data.params}, key=_seed_order)
+        shown = ", ".join(f'"{v}"' for v in values[:VALUES_SHOWN]) + (", ..." if len(values) > VALUES_SHOWN else "")
+        said.append(f"params.{key} is {shown} there" if values else f"none logs params.{key}")
+    return said
 
 
 def metrics_to_report(asked: list[str], runs: Sequence[Any], experiment_name: str) -> list[str]:
@@ -562,9 +584,13 @@ def report(cfg: DictConfig) -> str:
         of_sweep = f" in sweep {cfg.sweep}" if sweep else ""
         of_commit = f" of commit {cfg.commit}" if cfg.get("commit") else ""
         matching = of_commit + (f' matching "{cfg.filter}"' if cfg.get("filter") else "")
-        raise UsageError(
-            f"experiment '{title}' has no FINISHED training runs{of_sweep}{matching} to report{_others(client, ids)}"
-        )
+        narrowed = bool(scope or cfg.get("commit"))
+        left_out = _left_out(client, ids, cfg.get("filter")) if narrowed else []
+        others = _unfinished_counts(client, ids, scope, cfg.get("commit"))
+        if others:
+            left_out.append(f"{'of the runs it selects, ' if left_out else 'its runs: '}{others}; {WHY_NOT_FINISHED}")
+        said = f" ({'; '.join(left_out)})" if left_out else ""
+        raise UsageError(f"experiment '{title}' has no FINISHED training runs{of_sweep}{matching} to report{said}")
     asked = headline_metrics(runs) if cfg.metrics is None else names_given(cfg.metrics)
     metrics = metrics_to_report(asked, runs, title)
     groups = group_runs(runs)
