@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from explab.callbacks import LastCheckpoint, NonFiniteLossGuard, RecordInCheckpoint, ResumedTraining
+from explab.callbacks.accumulation import AccumulationPastTheEpoch
 from explab.callbacks.checkpoint_on_signal import CheckpointOnSignal
 from explab.callbacks.last_epoch import ValidateTheLastEpoch
 from explab.callbacks.random_state import RandomStateInCheckpoint
@@ -166,6 +167,8 @@ def build_callbacks(
         callbacks.append(ValidateWhereStepsEnd())
     if validating and (cfg.trainer.get("check_val_every_n_epoch") or 1) > 1:
         callbacks.append(ValidateTheLastEpoch())
+    if (cfg.trainer.get("accumulate_grad_batches") or 1) > 1:
+        callbacks.append(AccumulationPastTheEpoch())
     last = next((c for c in callbacks if isinstance(c, LastCheckpoint)), None)
     if last is not None:
         callbacks.append(CheckpointOnSignal(last, requeue_on_usr1=is_slurm_task()))
