@@ -193,3 +193,24 @@ def test_a_trainer_presets_settings_reach_the_trainer(option: str, compose_cfg) 
         if key != "defaults":
             composed = OmegaConf.to_container(cfg.trainer)[key]  # type: ignore[index]
             assert composed == value, f"trainer/{option}.yaml sets {key}: {value}, the trainer gets {composed}"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "without_end"),
+    [
+        (["callbacks=none"], True),  # trained until Ctrl-C ended it KILLED, untested, without a word
+        (["data.val_fraction=0"], True),  # early stopping is left out of a fit that does not validate
+        ([], False),  # early stopping ends it
+        (["callbacks=none", "+trainer.max_steps=30"], False),
+        (["callbacks=none", "+trainer.max_time={hours:1}"], False),
+    ],
+)
+def test_a_fit_that_nothing_ends_is_warned_of(compose_cfg, caplog, overrides: list[str], without_end: bool) -> None:
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="explab")
+    cfg = compose_cfg("scheduler=none", "trainer.max_epochs=-1", *overrides)
+    settle_modes(cfg)  # as build_job does first
+    build_callbacks(cfg, run_id=None, has_logger=False)
+    assert ("the run has no end: trainer.max_epochs=-1 with no trainer.max_steps" in caplog.text) == without_end
+    assert ("early stopping needs validation" in caplog.text) == ("data.val_fraction=0" in overrides)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 import lightning as L
 from hydra.utils import get_class, instantiate
 from lightning.fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
@@ -169,6 +169,13 @@ def build_callbacks(
         callbacks.append(ValidateTheLastEpoch())
     if (cfg.trainer.get("accumulate_grad_batches") or 1) > 1:
         callbacks.append(AccumulationPastTheEpoch())
+    if not any(isinstance(c, EarlyStopping) for c in callbacks) and _without_end(cfg.trainer):
+        log.warning(
+            "the run has no end: trainer.max_epochs=-1 with no trainer.max_steps, trainer.max_time or early "
+            "stopping that runs%s. It trains until it is stopped, and a stop (Ctrl-C) ends it KILLED and untested: "
+            "give trainer.max_epochs, +trainer.max_time or callbacks.early_stopping",
+            "" if validating else " (early stopping needs validation, and this fit has none)",
+        )
     last = next((c for c in callbacks if isinstance(c, LastCheckpoint)), None)
     if last is not None:
         callbacks.append(CheckpointOnSignal(last, requeue_on_usr1=is_slurm_task()))
@@ -208,6 +215,14 @@ def has_validation_split(cfg: DictConfig) -> bool:
     ``data.val_fraction=0``): then nothing selects on validation, and the last checkpoint is the one tested."""
     data = cfg.get("data") or {}
     return data.get("val_size", None) != 0 and data.get("val_fraction", None) != 0
+
+
+def _without_end(trainer: DictConfig) -> bool:
+    """Whether nothing in the trainer's settings ends the fit: Lightning reads ``max_epochs=-1`` as no limit
+    (and ``null`` as 1000 epochs where ``max_steps`` sets none)."""
+    return (
+        trainer.get("max_epochs") == -1 and trainer.get("max_steps", -1) in (None, -1) and not trainer.get("max_time")
+    )
 
 
 def validates(cfg: DictConfig) -> bool:
