@@ -405,3 +405,26 @@ def test_a_convnet_of_no_units_or_no_kernel_is_refused_before_any_run(compose_cf
 
     with pytest.raises(UsageError, match=refused):
         validate_config(compose_cfg(override))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        # (x - mean) / 0: infinite inputs, and a run failed with "training loss became nan ... lower the learning
+        # rate", a cause it did not have
+        (["data.std=0"], "data.std=0 is not valid: data.std must be a number > 0, or one per channel"),
+        (["experiment=cifar10_cnn", "data.std=[0.2,0,0.2]"], "data.std=[0.2, 0, 0.2] is not valid"),
+        (["data.mean=nan"], "data.mean=nan is not valid: data.mean must be a number, or one per channel"),
+        # torch's "random_ expects 'from' to be less than 'to'" at the first augmented batch
+        (["experiment=cifar10_cnn", "data.crop_padding=-1"], "data.crop_padding=-1 is not valid: data.crop_padding"),
+        (["experiment=cifar10_cnn", "data.std=[0.2,0.2,0.2]", "data.mean=[0,0.5,1]", "data.crop_padding=0"], None),
+        (["experiment=mnist_cnn", "data.std=1", "data.mean=-0.5"], None),
+    ],
+)
+def test_normalisation_and_crop_settings_torch_would_fail_on_are_refused(compose_cfg, overrides, refused) -> None:
+    cfg = compose_cfg(*overrides)
+    if refused is None:
+        check_values(cfg)
+        return
+    with pytest.raises(ConfigError, match=re.escape(refused)):
+        check_values(cfg)

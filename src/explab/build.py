@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import lightning as L
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from lightning.fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ProgressBar
@@ -74,7 +75,23 @@ def build_job(cfg: DictConfig, run: TrackedRun | None, trial: TrialJob) -> Job:
 
 
 def build_datamodule(cfg: DictConfig) -> TensorDataModule:
-    return instantiate(cfg.data, _convert_="partial")
+    try:
+        return instantiate(cfg.data, _convert_="partial")
+    except InstantiationException as error:
+        raise refused_settings(error, "data") from error
+
+
+def refused_settings(error: InstantiationException, section: str) -> Exception:
+    """A constructor's ``ValueError`` refusing the values it was given (``depth=0`` for a ConvNet, two ``std``
+    values for three channels) as a ``UsageError`` naming the config key, since the config is what to fix;
+    ``error`` itself for anything else."""
+    if not isinstance(error.__cause__, ValueError):
+        return error
+    key = re.search(r"full_key: (\S+)", str(error))
+    return UsageError(
+        f"{key.group(1) if key else section}: {error.__cause__}. Change it on the command line or in the "
+        "experiment's YAML"
+    )
 
 
 # the nodes of a config that ``build_model`` instantiates: what the network, and so the logged model, is built from
@@ -113,7 +130,6 @@ def task_metric_names(cfg: DictConfig) -> set[str]:
     """Every metric the task module of ``cfg`` logs (``TaskModule.metric_names``), for checks made before a
     run exists; from the module on the meta device (``meta_model``) where it can be built there."""
     import torch
-    from hydra.errors import InstantiationException
 
     model = meta_model(cfg)
     if model is not None:
@@ -127,14 +143,7 @@ def task_metric_names(cfg: DictConfig) -> set[str]:
     try:
         return build_model(cfg).metric_names()
     except InstantiationException as error:
-        if not isinstance(error.__cause__, ValueError):
-            raise
-        # a constructor refusing the values it was given (depth=0 for a ConvNet): the config's to fix
-        key = re.search(r"full_key: (\S+)", str(error))
-        raise UsageError(
-            f"{key.group(1) if key else 'model'}: {error.__cause__}. Change it on the command line or in the "
-            "experiment's YAML"
-        ) from error
+        raise refused_settings(error, "model") from error
 
 
 def build_callbacks(

@@ -60,6 +60,19 @@ def _fraction(allowed: str = "a number from 0 up to (not including) 1") -> Rule:
     return Rule("float", allowed, lambda v: 0 <= v < 1)
 
 
+def _per_channel(above_zero: bool) -> Callable[[Any], bool]:
+    """A normalisation statistic: one number for every channel, or one per channel (CIFAR's three)."""
+
+    def accepts(value: Any) -> bool:
+        values = list(value) if isinstance(value, list | tuple) or OmegaConf.is_list(value) else [value]
+        return bool(values) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not above_zero)
+            for v in values
+        )
+
+    return accepts
+
+
 def _devices(value: Any) -> bool:
     """Lightning's ``devices``: a count >= 1, -1 or "auto" (all there are), or device indices (``[0, 2]``,
     ``"0,2"``); 0 devices is no device at all."""
@@ -185,6 +198,10 @@ RULES: dict[str, Rule] = {
     "data.val_size": Rule("float", "a count or a fraction >= 0", lambda v: v >= 0),
     # text: two entries of the vocabulary are padding and unknown words, so 3 is the smallest that holds a word
     "data.vocab_size": Rule("int", "an integer >= 3 (two entries are padding and unknown words)", lambda v: v >= 3),
+    # inputs are (x - mean) / std: a std of 0 makes them infinite, and the first loss NaN
+    "data.std": Rule("any", "a number > 0, or one per channel", _per_channel(above_zero=True)),
+    "data.mean": Rule("any", "a number, or one per channel", _per_channel(above_zero=False)),
+    "data.crop_padding": Rule("int", "an integer >= 0 (pixels of padding before a random crop)", lambda v: v >= 0),
     "data.min_freq": _positive_int(),
     "data.max_len": _positive_int(),
     "model.num_classes": Rule("int", "an integer >= 2", lambda v: v >= 2),

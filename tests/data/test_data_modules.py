@@ -22,7 +22,7 @@ from explab.data import (
     IMDBDataModule,
     MovieSnippetsDataModule,
 )
-from explab.data.cifar import random_crop_flip
+from explab.data.cifar import random_crop_flip, read_batch
 from explab.data.text import UNK, tokenize
 from tests.conftest import run_cli
 from tests.support.formats import cifar_batch, write_aclimdb, write_cifar, write_idx, write_mnist, write_snippets
@@ -128,6 +128,22 @@ def test_cifar_reads_python_batches(tmp_path: Path) -> None:
     assert [len(dm.splits[s]) for s in ("train", "val", "test")] == [90, 10, 30]
     assert dm.splits["train"].x.shape[1:] == (3, 32, 32)
     assert abs(float(dm.splits["train"].x.mean())) < 3
+
+
+def test_cifar_normalises_by_one_statistic_for_every_channel_or_one_per_channel(compose_cfg, tmp_path: Path) -> None:
+    """``data.std=0.25`` failed as the data module was built ("shape '[1, 3, 1, 1]' is invalid for input of size
+    1"), and two values for three channels failed with Hydra's instantiation error."""
+    from explab.errors import UsageError
+    from explab.machine_checks import check_machine
+
+    write_cifar(tmp_path, per_batch=20, n_test=30)
+    one = CIFAR10DataModule(str(tmp_path), mean=0.5, std=0.25)
+    one.setup()
+    pixels = torch.from_numpy(read_batch(tmp_path / "test_batch")[0]).float() / 255
+    assert torch.allclose(one.splits["test"].x, (pixels - 0.5) / 0.25)
+    cfg = compose_cfg("experiment=cifar10_cnn", f"data.data_dir={tmp_path}", "data.std=[0.2,0.2]")
+    with pytest.raises(UsageError, match=r"^data: std gives 2 values, and CIFAR-10 images have 3 channels"):
+        check_machine(cfg)  # before any run exists
 
 
 class _Exploit:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,20 @@ def random_crop_flip(
     return x
 
 
+def per_channel(name: str, value: float | Sequence[float]) -> torch.Tensor:
+    """A normalisation statistic as a ``[1, 3, 1, 1]`` tensor: one value for every channel, or one per channel;
+    another count is a ``ValueError`` naming it."""
+    values = torch.as_tensor(value, dtype=torch.float32).flatten()
+    if values.numel() == 1:
+        values = values.expand(3)
+    if values.numel() != 3:
+        raise ValueError(
+            f"{name} gives {values.numel()} values, and CIFAR-10 images have 3 channels (red, green, blue): "
+            "give one per channel, or one for all"
+        )
+    return values.reshape(1, 3, 1, 1).clone()
+
+
 class CIFAR10DataModule(TensorDataModule):
     """CIFAR-10 with a seeded validation hold-out, per-channel normalisation and optional batch augmentation."""
 
@@ -91,8 +106,8 @@ class CIFAR10DataModule(TensorDataModule):
         self,
         data_dir: str,
         val_size: int | float = 0.1,
-        mean: tuple[float, float, float] = (0.4914, 0.4822, 0.4465),
-        std: tuple[float, float, float] = (0.2470, 0.2435, 0.2616),
+        mean: float | tuple[float, float, float] = (0.4914, 0.4822, 0.4465),
+        std: float | tuple[float, float, float] = (0.2470, 0.2435, 0.2616),
         augment: bool = False,
         crop_padding: int = 4,
         batch_size: int = 64,
@@ -102,8 +117,8 @@ class CIFAR10DataModule(TensorDataModule):
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed)
         self.data_dir = Path(data_dir)
         self.val_size = val_size
-        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(std).view(1, 3, 1, 1)
+        self.mean = per_channel("mean", mean)
+        self.std = per_channel("std", std)
         self.augment = augment
         self.crop_padding = crop_padding
 
