@@ -428,3 +428,14 @@ def test_normalisation_and_crop_settings_torch_would_fail_on_are_refused(compose
         return
     with pytest.raises(ConfigError, match=re.escape(refused)):
         check_values(cfg)
+
+
+@pytest.mark.parametrize(("val_size", "valid"), [(1.5, False), (-1, False), (2.5e3, True), (5000, True), (0.1, True)])
+def test_a_validation_size_is_a_fraction_below_one_or_a_whole_count(compose_cfg, val_size, valid: bool) -> None:
+    """``data.val_size=1.5`` held out one sample (``int(1.5)``), a validation set whose accuracy is 0 or 1."""
+    cfg = compose_cfg("experiment=mnist_cnn", f"data.val_size={val_size}")
+    if valid:
+        check_values(cfg)
+        return
+    with pytest.raises(ConfigError, match=r"data.val_size must be a fraction of the training samples from 0 to below"):
+        check_values(cfg)

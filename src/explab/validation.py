@@ -195,7 +195,12 @@ RULES: dict[str, Rule] = {
     "data.eval_batch_size": _positive_int("null or an integer >= 1", nullable=True),
     "data.val_fraction": _fraction(),
     "data.test_fraction": Rule("float", "a number between 0 and 1", lambda v: 0 < v < 1),
-    "data.val_size": Rule("float", "a count or a fraction >= 0", lambda v: v >= 0),
+    # below 1 a fraction, from 1 a count: 1.5 held out one sample, read as int(1.5)
+    "data.val_size": Rule(
+        "float",
+        "a fraction of the training samples from 0 to below 1 (0.1), or a whole count of them (5000)",
+        lambda v: v >= 0 and (v < 1 or float(v).is_integer()),
+    ),
     # text: two entries of the vocabulary are padding and unknown words, so 3 is the smallest that holds a word
     "data.vocab_size": Rule("int", "an integer >= 3 (two entries are padding and unknown words)", lambda v: v >= 3),
     # inputs are (x - mean) / std: a std of 0 makes them infinite, and the first loss NaN
