@@ -439,3 +439,21 @@ def test_a_validation_size_is_a_fraction_below_one_or_a_whole_count(compose_cfg,
         return
     with pytest.raises(ConfigError, match=r"data.val_size must be a fraction of the training samples from 0 to below"):
         check_values(cfg)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        # every token of every training text blanked: the model learnt from nothing and tested at chance
+        (["experiment=rotten_tomatoes_fasttext", "model.backbone.token_dropout=1.0"],
+         r"model.backbone.token_dropout=1.0 is not valid: model.backbone.token_dropout must be a number from 0"),
+        # torch's "input_size must be greater than zero", which named no key of explab's
+        (["experiment=rotten_tomatoes_sentiment", "model.backbone.embed_dim=0"],
+         r"^model.backbone: TextRNN needs depth >= 1 and embed_dim >= 1, got 1 and 0"),
+    ],
+)  # fmt: skip
+def test_a_text_model_that_would_learn_from_no_token_is_refused_before_any_run(compose_cfg, overrides, refused) -> None:
+    from explab.errors import UsageError
+
+    with pytest.raises((ConfigError, UsageError), match=refused):
+        validate_config(compose_cfg(*overrides))

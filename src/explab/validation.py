@@ -214,6 +214,8 @@ RULES: dict[str, Rule] = {
     "model.backbone.depth": Rule("int", "an integer >= 0", lambda v: v >= 0),
     "model.backbone.width": _positive_int(),
     "model.backbone.dropout": _fraction(),
+    # 1 blanks every token of every training text: the model learns from none and tests at chance
+    "model.backbone.token_dropout": _fraction(),
     "scheduler.T_max": _positive_int("null (the run's max_epochs) or an integer >= 1", nullable=True),
     "scheduler.step_size": _positive_int(),
     "scheduler.gamma": Rule("float", "a number > 0", lambda v: v > 0),

@@ -37,8 +37,8 @@ class TextRNN(nn.Module):
         rnn = {"lstm": nn.LSTM, "gru": nn.GRU}.get(cell)
         if rnn is None:
             raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
-        if depth < 1:
-            raise ValueError(f"TextRNN needs depth >= 1, got {depth}")
+        if depth < 1 or embed_dim < 1:
+            raise ValueError(f"TextRNN needs depth >= 1 and embed_dim >= 1, got {depth} and {embed_dim}")
         self.vocab_size = vocab_size  # what the task module checks the data's token ids against
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.rnn = rnn(
