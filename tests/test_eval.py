@@ -49,8 +49,19 @@ def test_a_test_of_another_split_is_not_logged_into_the_run(compose_cfg, store: 
         return len(MlflowClient(tracking_uri_for(store)).get_metric_history(run_id, "test/acc"))
 
     assert tests_logged(another_split) == 1, "only the training run's own test"
-    assert f"the metrics are not logged to MLflow run {run_id}: its test set is not the one tested now" in caplog.text
+    # the same data cut otherwise: the samples tested may have been trained on, which the numbers hide
+    assert (
+        f"the metrics are not logged to MLflow run {run_id}: its test split is cut otherwise from the same data"
+    ) in caplog.text
+    assert "part of what was tested now may be samples the model trained on, and these numbers overstate it" in (
+        caplog.text
+    )
     assert tests_logged("data.eval_batch_size=7") == 2
+    # other data altogether (the files were replaced): not a split of what the model trained on
+    MlflowClient(tracking_uri_for(store)).set_tag(run_id, "data.fingerprint", "0" * 16)
+    assert tests_logged(another_split) == 2
+    assert "its test set is not the one tested now (data.test_fingerprint " in caplog.text
+    assert "then, " in caplog.text and "now: the data changed, or config_overrides cut" in caplog.text
 
 
 def test_a_killed_run_is_pointed_to_its_last_checkpoint(compose_cfg, store: Path) -> None:

@@ -223,6 +223,14 @@ def another_test_set(tags: dict[str, str], datamodule: Any) -> str | None:
         if then:
             if then == now:
                 return None
+            if tag == TEST_FINGERPRINT_TAG and tags.get(FINGERPRINT_TAG) == datamodule.fingerprint:
+                # the same samples split otherwise: some of those tested now were in the run's training split
+                return (
+                    f"its test split is cut otherwise from the same data ({tag} {then} then, {now} now: "
+                    "config_overrides changed the split's fraction or seed), so part of what was tested now may "
+                    "be samples the model trained on, and these numbers overstate it. Test without overriding "
+                    "the split, or train a run on this split"
+                )
             return (
                 f"its test set is not the one tested now ({tag} {then} then, {now} now: the data changed, or "
                 "config_overrides cut or scaled another split), and its test/ metrics stand for its own. Train "
