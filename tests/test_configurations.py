@@ -54,6 +54,17 @@ def test_labels_name_a_subtree_another_configuration_lacks_by_its_entries_not_ev
     assert labels([deep, other, (("a", "{}"),)])[deep] == "a.b.c=1"
 
 
+def test_a_class_and_the_subtree_folded_into_it_are_named_once() -> None:
+    cosine = (("scheduler._target_", "torch.optim.lr_scheduler.CosineAnnealingLR"), ("scheduler.T_max", "None"))
+    step = (("scheduler._target_", "torch.optim.lr_scheduler.StepLR"), ("scheduler.step_size", "5"))
+    # read "scheduler=CosineAnnealingLR, scheduler=CosineAnnealingLR" beside a run without a scheduler
+    assert labels([cosine, (("scheduler", "None"),), step]) == {
+        cosine: "scheduler=CosineAnnealingLR",
+        (("scheduler", "None"),): "scheduler=None",
+        step: "scheduler=StepLR",
+    }
+
+
 def test_a_classs_own_settings_the_same_wherever_they_occur_stay_out_of_its_label() -> None:
     adam = (("optimizer._target_", "torch.optim.Adam"), ("optimizer.lr", "0.1"))
     sgd = (
@@ -66,6 +77,61 @@ def test_a_classs_own_settings_the_same_wherever_they_occur_stay_out_of_its_labe
     # the class alone no longer tells two apart: what does is shown
     slow_sgd = (*sgd[:1], ("optimizer.lr", "0.01"), *sgd[2:])
     assert labels([adam, sgd, slow_sgd])[slow_sgd] == "optimizer=SGD, optimizer.lr=0.01"
+
+
+def test_configurations_each_tried_one_change_away_read_as_that_change() -> None:
+    """An experiment a researcher tried one thing at a time in: one run without its callbacks' subtree, one on
+    another scheduler, one on another optimizer beside the common recipe. Every label listed every setting any
+    configuration changed, thirty of them in a digits experiment, and a class folded with its subtree twice
+    (``scheduler=CosineAnnealingLR, scheduler=CosineAnnealingLR``)."""
+    common: dict[str, str] = {
+        "callbacks.early_stopping.patience": "10",
+        "callbacks.early_stopping.monitor": "val/acc",
+        "callbacks.lr_monitor.logging_interval": "epoch",
+        "callbacks.model_checkpoint.save_top_k": "1",
+        "optimizer._target_": "torch.optim.Adam",
+        "optimizer.lr": "0.003",
+        "scheduler._target_": "torch.optim.lr_scheduler.CosineAnnealingLR",
+        "scheduler.T_max": "None",
+        "trainer.max_epochs": "2",
+        "data.batch_size": "64",
+    }
+
+    def changed(**settings: str | None) -> Configuration:
+        found = {**common, **{k.replace("__", "."): v for k, v in settings.items()}}
+        return tuple(sorted((k, v) for k, v in found.items() if v is not None))
+
+    no_callbacks = tuple(
+        (k, v) for k, v in changed() if not k.startswith(("callbacks.early_stopping", "callbacks.lr_monitor"))
+    )
+    plateau = changed(scheduler___target_="explab.models.plateau.reduce_lr_on_plateau", scheduler__T_max=None,
+                      scheduler__factor="0.1", scheduler__patience="5")  # fmt: skip
+    configurations = [
+        changed(),
+        changed(trainer__max_epochs="1"),
+        changed(optimizer__lr="0.01", trainer__max_epochs="1"),
+        changed(data__batch_size="8"),
+        changed(callbacks__early_stopping__patience="0"),
+        changed(callbacks__model_checkpoint__save_top_k="-1"),
+        changed(optimizer___target_="torch.optim.SGD", optimizer__momentum="0.9"),
+        no_callbacks,
+        plateau,
+    ]
+    named = labels(configurations)
+    assert [named[c] for c in configurations] == [
+        "common settings",
+        "trainer.max_epochs=1",
+        "optimizer.lr=0.01, trainer.max_epochs=1",
+        "data.batch_size=8",
+        "callbacks.early_stopping.patience=0",
+        "callbacks.model_checkpoint.save_top_k=-1",
+        "optimizer=SGD",  # SGD's own momentum comes with it
+        "callbacks=model_checkpoint",  # the subtree it keeps less of, by the entries it keeps
+        "scheduler=reduce_lr_on_plateau",  # its settings, and the cosine's it lacks, come with the class
+    ]
+    # a grid of few settings still reads as every setting of each point
+    grid = [changed(optimizer__lr=lr, trainer__max_epochs=e) for lr in ("0.01", "0.1") for e in ("1", "2")]
+    assert labels(grid)[grid[0]] == "optimizer.lr=0.01, trainer.max_epochs=1"
 
 
 def test_labels_sort_by_their_numbers_as_numbers() -> None:

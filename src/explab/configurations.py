@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,6 +39,9 @@ FINGERPRINT_TAG = "data.fingerprint"
 TEST_FINGERPRINT_TAG = "data.test_fingerprint"
 # a label's numbers keep at least this many significant digits, more only where two values need them to differ
 LABEL_DIGITS = 4
+# a label of more parts than this reads as what its configuration changes from the common settings instead
+MAX_LABEL_PARTS = 6
+COMMON = "common settings"
 
 Configuration = tuple[tuple[str, str], ...]
 
@@ -116,7 +119,52 @@ def _labels_within(configurations: Sequence[Configuration]) -> dict[Configuratio
         named = [_label(s, keys, settings, fold) for s in settings]
         if len(set(named)) == len(named):
             break
+    if max(label.count(", ") + 1 for label in named) > MAX_LABEL_PARTS:
+        named = _departures(settings, varying, comes_along) or named
     return dict(zip(configurations, named, strict=True))
+
+
+def _departures(settings: list[dict[str, str]], varying: list[str], comes_along: set[str]) -> list[str] | None:
+    """Each configuration as what it changes from the settings most configurations share (``trainer.max_epochs=1``
+    beside twenty runs of 2), the one that changes nothing as ``COMMON``: an experiment a researcher has tried
+    one thing at a time in would otherwise label every row with every setting any row changed. A subtree it
+    keeps less of reads as the entries it keeps (``callbacks=model_checkpoint``). None where two configurations
+    would read the same."""
+    absent = object()
+    common = {k: Counter(s.get(k, absent) for s in settings).most_common(1)[0][0] for k in varying}
+    named = []
+    for setting in settings:
+        changed = [k for k in varying if setting.get(k, absent) != common[k]]
+        replaced = [k for k in changed if k in setting]
+        # a class other than the common one brings its own settings and drops the common class's: its name says both
+        classes = [k.removesuffix("._target_") for k in replaced if k.endswith("._target_")] + replaced
+        parts = {
+            k: _part(k, setting[k])
+            for k in replaced
+            if not (k in comes_along and any(k.startswith(f"{tree}.") for tree in classes if tree != k))
+        }
+        for key in changed:
+            # a key it lacks is said by the setting that took its place (scheduler=None for scheduler.T_max)
+            if key in setting or any(key.startswith(f"{tree}.") for tree in classes):
+                continue
+            tree = _kept_subtree(key, setting)
+            if tree is None:
+                parts[key] = f"no {key}"
+                continue
+            entries = sorted({k.removeprefix(f"{tree}.").split(".")[0] for k in setting if k.startswith(f"{tree}.")})
+            parts[tree] = f"{tree}={'+'.join(entries)}"
+        named.append(", ".join(dict.fromkeys(parts[k] for k in sorted(parts))) or COMMON)
+    return named if len(set(named)) == len(named) else None
+
+
+def _kept_subtree(key: str, setting: dict[str, str]) -> str | None:
+    """The innermost subtree above ``key`` that ``setting`` still holds something of, or None."""
+    segments = key.split(".")
+    for depth in range(len(segments) - 1, 0, -1):
+        tree = ".".join(segments[:depth])
+        if any(k.startswith(f"{tree}.") for k in setting):
+            return tree
+    return None
 
 
 def label_order(label: str) -> list[tuple[str, int, float, str]]:
@@ -173,7 +221,8 @@ def _label(setting: dict[str, str], varying: list[str], settings: list[dict[str,
             target = setting.get(f"{tree}._target_")
             entries = sorted({k.removeprefix(f"{tree}.").split(".")[0] for k in setting if k.startswith(f"{tree}.")})
             parts[tree] = _part(f"{tree}._target_", target) if target else f"{tree}={'+'.join(entries)}"
-    return ", ".join(parts.values()) or "all"
+    # a group's class and the subtree folded into it can read alike (scheduler=CosineAnnealingLR): said once
+    return ", ".join(dict.fromkeys(parts.values())) or "all"
 
 
 def _part(key: str, value: str | None) -> str:
