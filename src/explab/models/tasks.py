@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -39,6 +40,9 @@ from explab.models.restored_optimizer import apply_changed_settings, changed_set
 from explab.models.schedules import filled_from_trainer
 from explab.monitor_mode import after_validation
 from explab.utils.epoch_progress import written_mid_epoch
+from explab.utils.logging import get_logger
+
+log = get_logger(__name__)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -47,6 +51,33 @@ SchedulerFactory = Callable[..., Any]
 def factory_fills(factory: SchedulerFactory) -> list[str]:
     """What :func:`build_scheduler` fills in from the trainer for the scheduler partial ``factory``."""
     return filled_from_trainer(getattr(factory, "func", factory), getattr(factory, "keywords", {}) or {})
+
+
+def takes_total_steps(factory: SchedulerFactory) -> bool:
+    """Whether the scheduler partial ``factory`` is sized in optimizer steps (OneCycleLR's ``total_steps``)."""
+    return "total_steps" in inspect.signature(getattr(factory, "func", factory)).parameters
+
+
+def check_given_length(total_steps: int, steps: float) -> None:
+    """A ``scheduler.total_steps`` given for a run of ``steps`` optimizer steps: fewer fail the run where the
+    schedule runs out (torch's "Tried to step ... times"), so they are refused as the fit starts; more leave
+    the cycle unfinished, its learning rate never annealed, so they are warned of."""
+    if math.isinf(steps) or total_steps == steps:
+        return
+    if total_steps < steps:
+        raise UsageError(
+            f"scheduler.total_steps={total_steps} is shorter than the run's {int(steps)} optimizer steps: the "
+            f"schedule would run out at step {total_steps + 1} and fail the run. Leave it null (the run's length) "
+            f"or give {int(steps)}"
+        )
+    log.warning(
+        "scheduler.total_steps=%d is longer than the run's %d optimizer steps: the run ends at step %d of the "
+        "schedule's %d, before its learning rate anneals. Leave it null to fit the schedule to the run",
+        total_steps,
+        int(steps),
+        int(steps),
+        total_steps,
+    )
 
 
 def build_scheduler(factory: SchedulerFactory, optimizer: torch.optim.Optimizer, trainer: L.Trainer) -> dict:
@@ -59,11 +90,15 @@ def build_scheduler(factory: SchedulerFactory, optimizer: torch.optim.Optimizer,
     filled = factory_fills(factory)
     extra: dict[str, Any] = {}
     interval = "epoch"
-    if "total_steps" in filled:
-        if math.isinf(trainer.estimated_stepping_batches):
-            raise ValueError("the scheduler's total_steps cannot be filled in: the trainer has no step limit")
-        extra["total_steps"] = int(trainer.estimated_stepping_batches)
+    if takes_total_steps(factory):  # its length counts optimizer steps, given or fitted: it steps with them
         interval = "step"
+        steps = trainer.estimated_stepping_batches
+        if "total_steps" in filled:
+            if math.isinf(steps):
+                raise ValueError("the scheduler's total_steps cannot be filled in: the trainer has no step limit")
+            extra["total_steps"] = int(steps)
+        else:
+            check_given_length(int(getattr(factory, "keywords", {})["total_steps"]), steps)
     if "T_max" in filled:
         if trainer.max_epochs is None or trainer.max_epochs < 1:
             raise ValueError("the scheduler's T_max cannot be filled in: the trainer has no epoch limit")
