@@ -47,6 +47,29 @@ def test_a_one_cycle_of_given_length_steps_with_the_optimizer_and_fits_the_run(c
 
 
 @pytest.mark.parametrize(
+    ("scheduler", "said"),
+    [
+        ((torch.optim.lr_scheduler.CosineAnnealingLR, {"T_max": 100}), "the run ends at epoch 4 of the cosine's 100"),
+        ((torch.optim.lr_scheduler.CosineAnnealingLR, {"T_max": 2}), "reaches its floor at epoch 2 and climbs back"),
+        ((torch.optim.lr_scheduler.StepLR, {"step_size": 4}), "step_size=4 for a run of 4 epochs: the learning rate"),
+        ((torch.optim.lr_scheduler.CosineAnnealingLR, {"T_max": 4}), None),
+        ((torch.optim.lr_scheduler.CosineAnnealingLR, {"T_max": None}), None),
+        ((torch.optim.lr_scheduler.StepLR, {"step_size": 3}), None),
+    ],
+)
+def test_a_schedule_in_epochs_given_another_length_than_the_run_is_warned_of(caplog, scheduler, said) -> None:
+    """``scheduler.step_size=5`` in a run of 2 epochs never stepped, and a cosine's ``T_max`` given longer than
+    the run never annealed (shorter, it climbed back), without a word."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    trainer = SimpleNamespace(estimated_stepping_batches=40, max_epochs=4, max_steps=-1, num_training_batches=10)
+    build_scheduler(partial(scheduler[0], **scheduler[1]), optimizer, trainer)
+    if said is None:
+        assert "scheduler." not in caplog.text, caplog.text
+    else:
+        assert said in caplog.text, caplog.text
+
+
+@pytest.mark.parametrize(
     ("monitor", "mode", "frequency"), [("val/acc", "max", 3), ("val/loss", "min", 3), ("train/loss", "min", 1)]
 )
 def test_a_plateau_scheduler_is_handed_to_lightning_with_the_metric_it_follows(

@@ -80,6 +80,30 @@ def check_given_length(total_steps: int, steps: float) -> None:
     )
 
 
+def warn_of_epochs_past_the_run(given: Mapping[str, Any], epochs: int) -> None:
+    """Warn of a schedule in epochs that the run's ``epochs`` leave unused: a cosine's ``T_max`` given longer
+    than the run never anneals, one shorter climbs back after reaching its floor (torch's cosine is periodic),
+    and a step schedule whose ``step_size`` is the run's length or more never steps."""
+    t_max, step_size = given.get("T_max"), given.get("step_size")
+    if isinstance(t_max, int) and t_max != epochs:
+        log.warning(
+            "scheduler.T_max=%d for a run of %d epochs: %s. Leave it null to fit the cosine to the run",
+            t_max,
+            epochs,
+            f"the run ends at epoch {epochs} of the cosine's {t_max}, before the learning rate anneals"
+            if t_max > epochs
+            else f"the learning rate reaches its floor at epoch {t_max} and climbs back over the epochs after",
+        )
+    if isinstance(step_size, int) and step_size >= epochs:
+        log.warning(
+            "scheduler.step_size=%d for a run of %d epochs: the learning rate never steps. Give a step_size "
+            "below %d, or no scheduler",
+            step_size,
+            epochs,
+            epochs,
+        )
+
+
 def build_scheduler(factory: SchedulerFactory, optimizer: torch.optim.Optimizer, trainer: L.Trainer) -> dict:
     """Fill what a scheduler needs from the trainer (total steps, epochs) and pick its update interval (and,
     for one following a validation metric, its frequency: the epochs that validate).
@@ -103,6 +127,10 @@ def build_scheduler(factory: SchedulerFactory, optimizer: torch.optim.Optimizer,
         if trainer.max_epochs is None or trainer.max_epochs < 1:
             raise ValueError("the scheduler's T_max cannot be filled in: the trainer has no epoch limit")
         extra["T_max"] = epochs_in_fit(trainer)
+    elif {"T_max", "step_size"} & set(given := getattr(factory, "keywords", {}) or {}) and (
+        trainer.max_epochs or 0
+    ) >= 1:
+        warn_of_epochs_past_the_run(given, epochs_in_fit(trainer))
     made = factory(optimizer, **extra)
     if not isinstance(made, dict):
         return {"scheduler": made, "interval": interval}
