@@ -151,8 +151,7 @@ def _departures(settings: list[dict[str, str]], varying: list[str], comes_along:
             if tree is None:
                 parts[key] = f"no {key}"
                 continue
-            entries = sorted({k.removeprefix(f"{tree}.").split(".")[0] for k in setting if k.startswith(f"{tree}.")})
-            parts[tree] = f"{tree}={'+'.join(entries)}"
+            parts[tree] = f"{tree}={_entries(tree, setting)}"
         named.append(", ".join(dict.fromkeys(parts[k] for k in sorted(parts))) or COMMON)
     return named if len(set(named)) == len(named) else None
 
@@ -219,10 +218,14 @@ def _label(setting: dict[str, str], varying: list[str], settings: list[dict[str,
             parts[key] = _part(key, setting.get(key))
         elif tree not in parts:
             target = setting.get(f"{tree}._target_")
-            entries = sorted({k.removeprefix(f"{tree}.").split(".")[0] for k in setting if k.startswith(f"{tree}.")})
-            parts[tree] = _part(f"{tree}._target_", target) if target else f"{tree}={'+'.join(entries)}"
+            parts[tree] = _part(f"{tree}._target_", target) if target else f"{tree}={_entries(tree, setting)}"
     # a group's class and the subtree folded into it can read alike (scheduler=CosineAnnealingLR): said once
     return ", ".join(dict.fromkeys(parts.values())) or "all"
+
+
+def _entries(tree: str, setting: dict[str, str]) -> str:
+    """The entries ``setting`` holds directly under ``tree``, joined by ``+`` (``early_stopping+lr_monitor``)."""
+    return "+".join(sorted({k.removeprefix(f"{tree}.").split(".")[0] for k in setting if k.startswith(f"{tree}.")}))
 
 
 def _part(key: str, value: str | None) -> str:
