@@ -447,12 +447,18 @@ def test_a_validation_size_is_a_fraction_below_one_or_a_whole_count(compose_cfg,
         # every token of every training text blanked: the model learnt from nothing and tested at chance
         (["experiment=rotten_tomatoes_fasttext", "model.backbone.token_dropout=1.0"],
          r"model.backbone.token_dropout=1.0 is not valid: model.backbone.token_dropout must be a number from 0"),
+        # every target uniform over the classes: the run finished at chance; 1.5 failed its first loss in torch
+        (["+model.loss.label_smoothing=1.0"],
+         r"model.loss.label_smoothing=1.0 is not valid: model.loss.label_smoothing must be a number from 0"),
+        (["+model.loss.label_smoothing=1.5"], r"model.loss.label_smoothing=1.5 is not valid"),
         # torch's "input_size must be greater than zero", which named no key of explab's
         (["experiment=rotten_tomatoes_sentiment", "model.backbone.embed_dim=0"],
          r"^model.backbone: TextRNN needs depth >= 1 and embed_dim >= 1, got 1 and 0"),
     ],
 )  # fmt: skip
-def test_a_text_model_that_would_learn_from_no_token_is_refused_before_any_run(compose_cfg, overrides, refused) -> None:
+def test_a_model_that_would_learn_from_no_token_or_no_label_is_refused_before_any_run(
+    compose_cfg, overrides, refused
+) -> None:
     from explab.errors import UsageError
 
     with pytest.raises((ConfigError, UsageError), match=refused):

@@ -216,6 +216,8 @@ RULES: dict[str, Rule] = {
     "model.backbone.dropout": _fraction(),
     # 1 blanks every token of every training text: the model learns from none and tests at chance
     "model.backbone.token_dropout": _fraction(),
+    # 1 makes every target uniform over the classes: nothing is learnt (above 1 torch fails the first loss)
+    "model.loss.label_smoothing": _fraction(),
     "scheduler.T_max": _positive_int("null (the run's max_epochs) or an integer >= 1", nullable=True),
     "scheduler.step_size": _positive_int(),
     "scheduler.gamma": Rule("float", "a number > 0", lambda v: v > 0),
