@@ -231,6 +231,24 @@ def test_a_min_freq_that_keeps_no_word_is_refused_with_the_most_frequent_words_c
         dm.setup()
 
 
+def test_a_vocabulary_that_knows_few_of_the_words_is_warned_of(tmp_path: Path, caplog) -> None:
+    """``data.vocab_size=3`` kept one word, 5 % of the Rotten Tomatoes words as they occur: every review read
+    as that word among unknown ones, and the run finished at chance (test/acc 0.50) without a word."""
+    import logging
+
+    from explab.data.text import Vocabulary
+
+    assert Vocabulary([["a", "a", "b"], ["c"]], max_size=3, min_freq=1).coverage == 0.5, "a: 2 of 4 tokens"
+    assert Vocabulary([], max_size=3, min_freq=1).coverage == 1.0
+    caplog.set_level(logging.WARNING, logger="explab")
+    path = write_snippets(tmp_path / "snippets.csv.gz", count=120)
+    MovieSnippetsDataModule(str(path), min_freq=1, seed=0).setup()
+    assert "the vocabulary of" not in caplog.text
+    MovieSnippetsDataModule(str(path), vocab_size=3, min_freq=1, seed=0).setup()
+    assert "the vocabulary of 1 word (data.vocab_size=3, data.min_freq=1) knows " in caplog.text
+    assert "of the words in the training texts, counted as they occur; the rest all read as one unknown" in caplog.text
+
+
 def test_snippets_corrupt_file(tmp_path: Path) -> None:
     path = tmp_path / "snippets.csv.gz"
     path.write_bytes(b"\x1f\x8b garbage")

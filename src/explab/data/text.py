@@ -29,6 +29,10 @@ from explab.data.base import (
 )
 from explab.data.errors import DataError
 from explab.data.files import readable
+from explab.errors import counted
+from explab.utils.logging import get_logger
+
+log = get_logger(__name__)
 
 PAD, UNK = 0, 1
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[!?]")
@@ -37,6 +41,10 @@ _MARKUP = re.compile(r"<[^>]+>")
 
 def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(_MARKUP.sub(" ", text.lower()))
+
+
+# a vocabulary that knows fewer of the training texts' words than this reads most of each text as unknown
+LEAST_COVERAGE = 0.5
 
 
 class Vocabulary:
@@ -48,6 +56,8 @@ class Vocabulary:
         self.index = {token: i + 2 for i, token in enumerate(kept)}
         # (token, count) of the texts' most frequent token, to say what a min_freq that keeps none should be
         self.most_frequent: tuple[str, int] | None = counts.most_common(1)[0] if counts else None
+        # the share of the training texts' tokens the vocabulary knows; the rest all read as the unknown id
+        self.coverage = sum(counts[t] for t in kept) / total if (total := counts.total()) else 1.0
 
     def __len__(self) -> int:
         return len(self.index) + 2
@@ -96,6 +106,16 @@ class TextDataModule(TensorDataModule):
         tokens = {name: [tokenize(t) for t in texts] for name, (texts, _) in raw.items()}
         self.vocabulary = Vocabulary(tokens["train"], self.vocab_size, self.min_freq)
         _check_some_word_is_kept(self.vocabulary, self.min_freq)
+        if self.vocabulary.coverage < LEAST_COVERAGE:
+            log.warning(
+                "the vocabulary of %s (data.vocab_size=%d, data.min_freq=%d) knows %.0f%% of the words in the "
+                "training texts, counted as they occur; the rest all read as one unknown word. Raise "
+                "data.vocab_size or lower data.min_freq",
+                counted(len(self.vocabulary.index), "word"),
+                self.vocab_size,
+                self.min_freq,
+                100 * self.vocabulary.coverage,
+            )
         splits, arrays = {}, []
         for name, (_, labels) in raw.items():
             ids = self.vocabulary.encode(tokens[name], self.max_len)
