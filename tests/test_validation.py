@@ -463,3 +463,24 @@ def test_a_model_that_would_learn_from_no_token_or_no_label_is_refused_before_an
 
     with pytest.raises((ConfigError, UsageError), match=refused):
         validate_config(compose_cfg(*overrides))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "why"),
+    [
+        (["logger=none"], "logger=none keeps no MLflow run"),
+        (["log_model=false"], "log_model=false logs no model"),
+        (["log_model=true"], None),
+    ],
+)
+def test_a_registered_name_for_a_run_that_logs_no_model_is_refused(compose_cfg, overrides, why) -> None:
+    """``registered_model_name=digits`` with ``logger=none`` or ``log_model=false`` trained, logged no model and
+    registered nothing, without a word."""
+    from explab.errors import UsageError
+
+    cfg = compose_cfg("registered_model_name=digits", *overrides)
+    if why is None:
+        validate_config(cfg)
+        return
+    with pytest.raises(UsageError, match=rf"^registered_model_name=digits registers the model a run logs, and {why}"):
+        validate_config(cfg)

@@ -255,6 +255,7 @@ def validate_config(cfg: DictConfig) -> None:
     check_monitors(cfg)
     check_monitor_modes(cfg)
     check_time_to(cfg)
+    check_registration(cfg)
     check_sparse_gradients(cfg)
     check_optimizer_and_scheduler(cfg)
 
@@ -421,6 +422,24 @@ def check_optimizer_and_scheduler(cfg: DictConfig) -> None:
             eta_min,
             f"at most optimizer.lr={lr}: a cosine anneals the learning rate from optimizer.lr down to eta_min, "
             f"and this one would raise it to {eta_min}",
+        )
+
+
+def check_registration(cfg: DictConfig) -> None:
+    """``registered_model_name`` registers the model a run logs: a run that logs none (``log_model=false``, or
+    ``logger=none``, which keeps no MLflow run) would register nothing, and say nothing of it."""
+    from explab.tracking.logger_node import mlflow_logger_node
+
+    name = cfg.get("registered_model_name")
+    if not name:
+        return
+    why = "logger=none keeps no MLflow run" if mlflow_logger_node(cfg) is None else None
+    if why is None and not cfg.get("log_model"):
+        why = "log_model=false logs no model"
+    if why:
+        raise UsageError(
+            f"registered_model_name={name} registers the model a run logs, and {why}: give log_model=true with "
+            "logger=mlflow (the default), or leave registered_model_name out"
         )
 
 

@@ -160,3 +160,18 @@ def test_the_model_carries_a_labs_own_package_and_nothing_its_environment_has(
     with open_dict(cfg):
         cfg.model.backbone = {"_target_": "tinylab.net.Net", "in_features": 64, "out_features": 10}
     assert model_code(cfg) == [str(package)]
+
+
+def test_a_run_registers_its_logged_model_under_the_name_given(compose_cfg, store: Path) -> None:
+    """``registered_model_name=digits``: the run's model becomes version 1 of ``digits``, loadable by that name."""
+    from explab.train import train
+
+    train(compose_cfg("log_model=true", "registered_model_name=digits", "trainer.max_epochs=1",
+                      "trainer.enable_progress_bar=false", "log_plots=false"))  # fmt: skip
+    [run] = runs_in(store, "digits_cnn")
+    client = mlflow.tracking.MlflowClient(tracking_uri_for(store))
+    [version] = client.search_model_versions("name='digits'")
+    assert (str(version.version), version.run_id) == ("1", run.info.run_id)
+    mlflow.set_tracking_uri(tracking_uri_for(store))
+    model = mlflow.pyfunc.load_model("models:/digits/1")
+    assert len(model.predict(load_digits().images[:3])) == 3
