@@ -261,6 +261,19 @@ def test_the_last_epoch_validates_where_check_val_every_n_epoch_would_skip_it(
     assert [m.step for m in history] == validated
 
 
+@pytest.mark.parametrize(("interval", "validated"), [(30, [29, 39]), (20, [19, 39])])
+def test_the_fits_end_validates_between_checks_counted_across_epochs(
+    compose_cfg, store, interval: int, validated: list[int]
+) -> None:
+    """``check_val_every_n_epoch=null`` validates every ``val_check_interval`` batches across epochs: a fit of 40
+    batches checked every 30 left its last 10 unvalidated, and the test read the checkpoint of batch 30."""
+    train(compose_cfg("trainer.max_epochs=2", "trainer.check_val_every_n_epoch=null",
+                      f"+trainer.val_check_interval={interval}", "trainer.enable_progress_bar=false"))  # fmt: skip
+    run = only_run(store)
+    history = MlflowClient(tracking_uri_for(store)).get_metric_history(run.info.run_id, "val/acc")
+    assert [m.step for m in history] == validated, "at each check, and at the last batch once, not twice"
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -174,7 +174,8 @@ def build_callbacks(
     callbacks.append(NonFiniteLossGuard())
     if validating and cfg.trainer.get("max_steps", -1) not in (None, -1):
         callbacks.append(ValidateWhereStepsEnd())
-    if validating and (cfg.trainer.get("check_val_every_n_epoch") or 1) > 1:
+    every_n_epochs = cfg.trainer.get("check_val_every_n_epoch", 1)
+    if validating and (every_n_epochs is None or every_n_epochs > 1):
         callbacks.append(ValidateTheLastEpoch())
     if (cfg.trainer.get("accumulate_grad_batches") or 1) > 1:
         callbacks.append(AccumulationPastTheEpoch())
