@@ -78,15 +78,18 @@ def build_datamodule(cfg: DictConfig) -> TensorDataModule:
     try:
         return instantiate(cfg.data, _convert_="partial")
     except InstantiationException as error:
-        raise refused_settings(error, "data") from error
+        refused = refused_settings(error, "data")
+        if refused is None:
+            raise
+        raise refused from error
 
 
-def refused_settings(error: InstantiationException, section: str) -> Exception:
+def refused_settings(error: InstantiationException, section: str) -> UsageError | None:
     """A constructor's ``ValueError`` refusing the values it was given (``depth=0`` for a ConvNet, two ``std``
     values for three channels) as a ``UsageError`` naming the config key, since the config is what to fix;
-    ``error`` itself for anything else."""
+    None for any other failure, which is raised as it is."""
     if not isinstance(error.__cause__, ValueError):
-        return error
+        return None
     key = re.search(r"full_key: (\S+)", str(error))
     return UsageError(
         f"{key.group(1) if key else section}: {error.__cause__}. Change it on the command line or in the "
@@ -143,7 +146,10 @@ def task_metric_names(cfg: DictConfig) -> set[str]:
     try:
         return build_model(cfg).metric_names()
     except InstantiationException as error:
-        raise refused_settings(error, "model") from error
+        refused = refused_settings(error, "model")
+        if refused is None:
+            raise
+        raise refused from error
 
 
 def build_callbacks(
