@@ -214,3 +214,16 @@ def test_a_fit_that_nothing_ends_is_warned_of(compose_cfg, caplog, overrides: li
     build_callbacks(cfg, run_id=None, has_logger=False)
     assert ("the run has no end: trainer.max_epochs=-1 with no trainer.max_steps" in caplog.text) == without_end
     assert ("early stopping needs validation" in caplog.text) == ("data.val_fraction=0" in overrides)
+
+
+def test_a_data_module_that_fails_otherwise_than_refusing_a_setting_is_raised_as_it_is() -> None:
+    """Only a constructor's ValueError is the config's to fix; a TypeError (a string for a statistic) keeps
+    Hydra's error, whose cause is the TypeError, not the error itself."""
+    from hydra.errors import InstantiationException
+
+    from explab.build import build_datamodule
+
+    cfg = OmegaConf.create({"data": {"_target_": "explab.data.CIFAR10DataModule", "data_dir": "x", "std": "abc"}})
+    with pytest.raises(InstantiationException) as raised:
+        build_datamodule(cfg)
+    assert isinstance(raised.value.__cause__, TypeError)
