@@ -227,3 +227,19 @@ def test_a_data_module_that_fails_otherwise_than_refusing_a_setting_is_raised_as
     with pytest.raises(InstantiationException) as raised:
         build_datamodule(cfg)
     assert isinstance(raised.value.__cause__, TypeError)
+
+
+@pytest.mark.parametrize(("overrides", "warned"), [([], True), (["data.val_fraction=0"], False)])
+def test_a_best_checkpoint_chosen_by_a_training_metric_is_warned_of_where_validation_runs(
+    compose_cfg, caplog, overrides: list[str], warned: bool
+) -> None:
+    """``monitor=train/loss`` beside a validation split chose the checkpoint the model fitted its training data
+    best with, without a word; a fit without validation has nothing else to follow."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="explab")
+    cfg = compose_cfg("monitor=train/loss", *overrides)
+    settle_modes(cfg)
+    build_callbacks(cfg, run_id=None, has_logger=False)
+    said = "monitor=train/loss chooses the best checkpoint, and when to stop early, by the training data"
+    assert (said in caplog.text) == warned, caplog.text

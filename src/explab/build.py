@@ -185,6 +185,13 @@ def build_callbacks(
         callbacks.append(ValidateTheLastEpoch())
     if (cfg.trainer.get("accumulate_grad_batches") or 1) > 1:
         callbacks.append(AccumulationPastTheEpoch())
+    if validating and str(cfg.get("monitor") or "").startswith("train/"):
+        log.warning(
+            "monitor=%s chooses the best checkpoint, and when to stop early, by the training data, which the "
+            "model fits better the longer it trains: the test then reads late weights however they generalise. "
+            "Follow a val/ metric (val/loss, val/acc), which this fit computes",
+            cfg.monitor,
+        )
     if not any(isinstance(c, EarlyStopping) for c in callbacks) and _without_end(cfg.trainer):
         log.warning(
             "the run has no end: trainer.max_epochs=-1 with no trainer.max_steps, trainer.max_time or early "
