@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -75,26 +77,25 @@ def build_job(cfg: DictConfig, run: TrackedRun | None, trial: TrialJob) -> Job:
 
 
 def build_datamodule(cfg: DictConfig) -> TensorDataModule:
-    try:
+    with settings_refused_by_key("data"):
         return instantiate(cfg.data, _convert_="partial")
+
+
+@contextmanager
+def settings_refused_by_key(section: str) -> Iterator[None]:
+    """Raises a constructor's ``ValueError`` refusing the values it was given (``depth=0`` for a ConvNet, two
+    ``std`` values for three channels) as a ``UsageError`` naming the config key, since the config is what to
+    fix; any other failure is raised as it is. ``section`` names the key where Hydra's error does not."""
+    try:
+        yield
     except InstantiationException as error:
-        refused = refused_settings(error, "data")
-        if refused is None:
+        if not isinstance(error.__cause__, ValueError):
             raise
-        raise refused from error
-
-
-def refused_settings(error: InstantiationException, section: str) -> UsageError | None:
-    """A constructor's ``ValueError`` refusing the values it was given (``depth=0`` for a ConvNet, two ``std``
-    values for three channels) as a ``UsageError`` naming the config key, since the config is what to fix;
-    None for any other failure, which is raised as it is."""
-    if not isinstance(error.__cause__, ValueError):
-        return None
-    key = re.search(r"full_key: (\S+)", str(error))
-    return UsageError(
-        f"{key.group(1) if key else section}: {error.__cause__}. Change it on the command line or in the "
-        "experiment's YAML"
-    )
+        key = re.search(r"full_key: (\S+)", str(error))
+        raise UsageError(
+            f"{key.group(1) if key else section}: {error.__cause__}. Change it on the command line or in the "
+            "experiment's YAML"
+        ) from error
 
 
 # the nodes of a config that ``build_model`` instantiates: what the network, and so the logged model, is built from
@@ -143,13 +144,8 @@ def task_metric_names(cfg: DictConfig) -> set[str]:
             pass
     # a module whose constructor computes with its tensors (``.item()``, a loaded file) needs real ones; a
     # config that cannot be built fails here again, with its own error
-    try:
+    with settings_refused_by_key("model"):
         return build_model(cfg).metric_names()
-    except InstantiationException as error:
-        refused = refused_settings(error, "model")
-        if refused is None:
-            raise
-        raise refused from error
 
 
 def build_callbacks(
