@@ -536,6 +536,26 @@ def test_a_filter_that_matches_no_run_names_the_values_its_params_hold(compose_c
         )
 
 
+def test_the_values_a_filter_left_out_are_listed_in_numeric_order(compose_cfg, store: Path) -> None:
+    """The values a filtered param holds are read as numbers where they are: ``1e-05`` before ``0.001``, and
+    ``2`` before ``10``, where their text would put them the other way round."""
+    uri = tracking_uri_for(store)
+    client = mlflow.tracking.MlflowClient(uri)
+    experiment = client.create_experiment("lrs", artifact_location=str(store / "artifacts"))
+    for lr, depth in (("0.001", "10"), ("1e-05", "2"), ("0.01", "3")):
+        run = client.create_run(experiment).info.run_id
+        client.log_param(run, "optimizer.lr", lr)
+        client.log_param(run, "model.depth", depth)
+        client.set_terminated(run, "FINISHED")
+    with pytest.raises(UsageError) as refused:
+        report(compose_cfg("experiment_name=lrs", f"tracking_uri={uri}", "metrics=[test/acc]",
+                           'filter="params.optimizer.lr = \\"1e-5\\" and params.`model.depth` = \\"20\\""',
+                           config_name="report"))  # fmt: skip
+    assert 'params.optimizer.lr is "1e-05", "0.001", "0.01" there; params.model.depth is "2", "3", "10" there' in str(
+        refused.value
+    ), str(refused.value)
+
+
 def test_seeds_that_did_not_finish_are_named_under_the_table(compose_cfg, store: Path) -> None:
     """A configuration that diverged on some seeds showed the survivors' mean and their n, with no word of the
     others, and one that diverged on every seed had no row at all: both looked better than they train."""

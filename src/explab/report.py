@@ -400,10 +400,16 @@ def unfinished_runs(client: Any, experiment_ids: list[str], scope: str = "", com
     """The training runs that did not finish (FAILED, KILLED, RUNNING) and recorded their params, ``scope``
     (`` and ...`` clauses of an MLflow filter) and ``commit`` selecting as they select the finished ones. A
     pruned trial is not one: the search stopped it, which says nothing against its configuration."""
-    found = every_run(client, experiment_ids, f"attributes.status != 'FINISHED'{scope}")
     return [
-        r for r in training_runs(found, commit) if r.data.params and r.data.tags.get("optuna.trial_state") != "PRUNED"
+        r
+        for r in _not_finished(client, experiment_ids, scope, commit)
+        if r.data.params and r.data.tags.get("optuna.trial_state") != "PRUNED"
     ]
+
+
+def _not_finished(client: Any, experiment_ids: list[str], scope: str, commit: Any) -> list[Any]:
+    """Every training run ``scope`` and ``commit`` select whose status is not FINISHED."""
+    return training_runs(every_run(client, experiment_ids, f"attributes.status != 'FINISHED'{scope}"), commit)
 
 
 UNFINISHED_SHOWN = 12  # configurations the note names one by one; a failed sweep's many more are counted
@@ -459,8 +465,7 @@ def _seed_order(seed: str) -> tuple[bool, int, str]:
 def _unfinished_counts(client: Any, experiment_ids: list[str], scope: str = "", commit: Any = None) -> str:
     """What the training runs ``scope`` and ``commit`` select did instead of finishing, counted by status
     (``2 FAILED, 1 KILLED``); "" when there are none."""
-    found = every_run(client, experiment_ids, f"attributes.status != 'FINISHED'{scope}")
-    statuses = Counter(r.info.status for r in training_runs(found, commit))
+    statuses = Counter(r.info.status for r in _not_finished(client, experiment_ids, scope, commit))
     return ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
 
 
@@ -481,7 +486,9 @@ def _left_out(client: Any, experiment_ids: list[str], given_filter: str | None) 
         return []
     said = [f"this leaves out the experiment's {counted(len(finished), 'FINISHED training run')}"]
     for key in dict.fromkeys(m.strip("`") for m in _FILTERED_PARAM.findall(given_filter or "")):
-        values = sorted({r.data.params[key] for r in finished if key in r.data.params}, key=_seed_order)
+        values = sorted(
+            {r.data.params[key] for r in finished if key in r.data.params}, key=lambda v: label_order(f"{key}={v}")
+        )
         shown = ", ".join(f'"{v}"' for v in values[:VALUES_SHOWN]) + (", ..." if len(values) > VALUES_SHOWN else "")
         said.append(f"params.{key} is {shown} there" if values else f"none logs params.{key}")
     return said
