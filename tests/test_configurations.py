@@ -19,6 +19,21 @@ def test_labels_name_the_chosen_class_and_leave_out_settings_a_configuration_lac
     assert labels([without, extra]) == {without: "y=None", extra: "y=2"}
 
 
+def test_a_setting_added_on_its_own_is_named_where_other_settings_would_tell_the_runs_apart() -> None:
+    """``trainer=overfit_batches`` adds ``trainer.overfit_batches=2``: its run read as
+    ``trainer.accelerator=cpu, trainer.max_epochs=30``, a full run of more epochs, not one that trained on two
+    batches. Only a setting that comes with a class (SGD's momentum beside Adam) is left for the class to say."""
+    full = (("trainer.accelerator", "auto"), ("trainer.max_epochs", "3"))
+    overfit = (("trainer.accelerator", "cpu"), ("trainer.max_epochs", "30"), ("trainer.overfit_batches", "2"))
+    assert labels([full, overfit]) == {
+        full: "trainer.accelerator=auto, trainer.max_epochs=3",
+        overfit: "trainer.accelerator=cpu, trainer.max_epochs=30, trainer.overfit_batches=2",
+    }
+    adam = (("optimizer._target_", "torch.optim.Adam"), ("trainer.max_epochs", "3"))
+    sgd = (("optimizer._target_", "torch.optim.SGD"), ("optimizer.momentum", "0.9"), ("trainer.max_epochs", "30"))
+    assert labels([adam, sgd])[sgd] == "optimizer=SGD, trainer.max_epochs=30"
+
+
 def test_labels_round_a_drawn_number_only_as_far_as_keeps_configurations_apart() -> None:
     drawn = [(("optimizer.lr", lr), ("model.depth", "2")) for lr in ("0.0012022983166419944", "0.00228811366847")]
     assert sorted(labels(drawn).values()) == ["optimizer.lr=0.001202", "optimizer.lr=0.002288"]

@@ -110,7 +110,11 @@ def _labels_within(configurations: Sequence[Configuration]) -> dict[Configuratio
     varying = sorted({k for s in settings for k in s if len({t.get(k) for t in settings}) > 1})
     # a class's own defaults (SGD's momentum, nesterov) vary only by being absent from the other classes
     comes_along = {
-        k for k in varying if any(k not in s for s in settings) and len({s[k] for s in settings if k in s}) == 1
+        k
+        for k in varying
+        if any(k not in s for s in settings)
+        and len({s[k] for s in settings if k in s}) == 1
+        and _goes_with_a_choice(k, varying)
     }
     essential = [k for k in varying if k not in comes_along]
     tries = [(essential, True)] if all(any(k in s for k in essential) for s in settings) else []
@@ -122,6 +126,19 @@ def _labels_within(configurations: Sequence[Configuration]) -> dict[Configuratio
     if max(label.count(", ") + 1 for label in named) > MAX_LABEL_PARTS:
         named = _departures(settings, varying, comes_along) or named
     return dict(zip(configurations, named, strict=True))
+
+
+def _goes_with_a_choice(key: str, varying: list[str]) -> bool:
+    """Whether ``key`` goes with a choice that varies: it lies in a subtree whose class or whole value varies
+    (``optimizer.momentum`` where the optimizer's class does, ``callbacks.early_stopping.patience`` beside
+    ``callbacks={}``), or it is such a subtree's whole value (``callbacks={}``). A setting added on its own
+    (``+trainer.overfit_batches=2``) is a choice of its own, however constant: a run that trained on two
+    batches read as ``trainer.max_epochs=30`` alone."""
+    if any(k.startswith(f"{key}.") for k in varying):
+        return True
+    segments = key.split(".")
+    trees = (".".join(segments[:depth]) for depth in range(1, len(segments)))
+    return any(tree in varying or (f"{tree}._target_" in varying and f"{tree}._target_" != key) for tree in trees)
 
 
 def _departures(settings: list[dict[str, str]], varying: list[str], comes_along: set[str]) -> list[str] | None:
