@@ -7,6 +7,7 @@ input for the output, and refuses what it cannot read with the fix."""
 from __future__ import annotations
 
 import io
+import logging
 import math
 import warnings
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from explab.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm"}
 
@@ -36,10 +39,33 @@ def utf8_text(path: Path) -> str:
 
 def read_texts(path: Path) -> tuple[Any, list[str]]:
     """One text per line, as the text column the model takes."""
-    texts = [line.strip() for line in utf8_text(path).splitlines() if line.strip()]
+    texts = _with_text([line.strip() for line in utf8_text(path).splitlines()], path, "line")
     if not texts:
         raise UsageError(f"{path} holds no text: give one review per line")
     return _text_inputs(texts)
+
+
+def _with_text(texts: list[str], path: Path, position: str, detail: str = "") -> list[str]:
+    """The ``texts`` that hold any. Those that hold none before the last text are warned of by ``position``
+    (``line``, ``row``) and number from 1: they get no row, so the output's rows are no longer one per input
+    line; blank lines at the end shift nothing."""
+    kept = [text for text in texts if text]
+    last = max((i for i, text in enumerate(texts) if text), default=-1)
+    skipped = [str(i + 1) for i, text in enumerate(texts[:last]) if not text]
+    if skipped:
+        several = len(skipped) > 1
+        log.warning(
+            "%s: %s %s%s %s no text%s and %s no prediction: the output's rows are the %d inputs with text, in order",
+            path,
+            position + ("s" if several else ""),
+            ", ".join(skipped[:10]),
+            ", ..." if len(skipped) > 10 else "",
+            "hold" if several else "holds",
+            detail,
+            "get" if several else "gets",
+            len(kept),
+        )
+    return kept
 
 
 def read_text_files(folder: Path) -> tuple[Any, list[str]]:
@@ -50,6 +76,15 @@ def read_text_files(folder: Path) -> tuple[Any, list[str]]:
     if not any(texts):
         raise UsageError(f"{folder} holds no .txt file with text: give a folder of .txt files, one text each")
     kept = [(p.name, text) for p, text in zip(files, texts, strict=True) if text]
+    empty = [p.name for p, text in zip(files, texts, strict=True) if not text]
+    if empty:
+        log.warning(
+            "%s: %s no text and %s no prediction: %s",
+            folder,
+            "1 file holds" if len(empty) == 1 else f"{len(empty)} files hold",
+            "gets" if len(empty) == 1 else "get",
+            ", ".join(empty[:10]) + (", ..." if len(empty) > 10 else ""),
+        )
     frame, _ = _text_inputs([text for _, text in kept])
     return frame, [name for name, _ in kept]
 
@@ -75,7 +110,12 @@ def read_text_column(path: Path) -> tuple[Any, list[str]]:
             f"{path} has no column named {TEXT_COLUMN} (its header: {', '.join(map(str, table.columns)) or 'none'}); "
             f"head the column of texts {TEXT_COLUMN!r}, or give a .txt file with one text per line"
         )
-    texts = [t.strip() for t in table[TEXT_COLUMN] if t.strip()]
+    texts = _with_text(
+        [t.strip() for t in table[TEXT_COLUMN]],
+        path,
+        "row",
+        f" in its {TEXT_COLUMN} column (counting below the header)",
+    )
     if not texts:
         raise UsageError(f"{path} holds no text in its {TEXT_COLUMN} column")
     return _text_inputs(texts)
