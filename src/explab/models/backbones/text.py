@@ -14,9 +14,11 @@ class AttentionPooling(nn.Module):
         self.score = nn.Linear(features, 1)
 
     def forward(self, states: Tensor, mask: Tensor) -> Tensor:
-        scores = self.score(states).squeeze(-1).masked_fill(~mask, torch.finfo(states.dtype).min)
-        weights = scores.softmax(dim=-1).unsqueeze(-1)
-        return (weights * states).sum(dim=1)
+        # in float32: under autocast the score layer answers in bfloat16 beside float32 states (a CPU's recurrent
+        # layers stay float32), and float32's floor as the padding's score does not fit in bfloat16
+        scores = self.score(states).squeeze(-1).float()
+        weights = scores.masked_fill(~mask, torch.finfo(scores.dtype).min).softmax(dim=-1).unsqueeze(-1)
+        return (weights.to(states.dtype) * states).sum(dim=1)
 
 
 class TextRNN(nn.Module):
