@@ -23,11 +23,15 @@ class TimeToThreshold(L.Callback):
     resume: the seconds trained before it travel in the checkpoint, with the thresholds already reached.
 
     Args:
-        thresholds: metric name -> the thresholds to time, e.g. ``{"val/acc": [0.95, 0.99]}``.
+        thresholds: metric name -> the thresholds to time, e.g. ``{"val/acc": [0.95, 0.99]}``, or one threshold
+            (``{"val/acc": 0.95}``), as the config check takes it.
     """
 
-    def __init__(self, thresholds: Mapping[str, Sequence[float]]) -> None:
-        self.thresholds = {metric: sorted(float(t) for t in values) for metric, values in thresholds.items()}
+    def __init__(self, thresholds: Mapping[str, Sequence[float] | float]) -> None:
+        self.thresholds = {
+            metric: sorted(float(t) for t in (values if isinstance(values, Sequence) else [values]))
+            for metric, values in thresholds.items()
+        }
         self.reached: set[str] = set()
         self.trained_before = 0.0
         self._start = math.nan
