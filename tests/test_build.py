@@ -94,6 +94,17 @@ def test_group_option_instantiates(group: str, option: str, compose_cfg) -> None
         assert (option == "none") == (loggers == [])
 
 
+@pytest.mark.parametrize("max_time", ["{minutes:5}", "00:00:05:00"])
+def test_a_time_limit_reaches_lightnings_timer_in_either_form_the_config_takes(compose_cfg, max_time: str) -> None:
+    """``+trainer.max_time={hours: 12}`` passed the config check and then failed the run: Lightning reads a
+    mapping as a timedelta's arguments only from a dict, and Hydra handed it a DictConfig."""
+    from lightning.pytorch.callbacks import Timer
+
+    trainer = build_trainer(compose_cfg(f"+trainer.max_time={max_time}"), callbacks=[], loggers=[])
+    [timer] = [c for c in trainer.callbacks if isinstance(c, Timer)]
+    assert timer.time_remaining() == 300
+
+
 def test_every_object_node_has_a_target() -> None:
     """A group file either describes an object (``_target_``), or holds named objects, or is empty/global."""
     import yaml

@@ -257,6 +257,8 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Lo
     precision = training_precision(cfg.trainer)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
+        # plain dicts and lists: Lightning reads max_time={hours: 12} as a timedelta's arguments only from a dict
+        _convert_="partial",
         callbacks=callbacks,
         logger=loggers or False,
         plugins=[AtomicCheckpointIO(), *cluster_plugins(callbacks)],
