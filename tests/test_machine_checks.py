@@ -34,6 +34,35 @@ def test_a_trainer_that_takes_what_there_is_is_not_checked(compose_cfg) -> None:
     check_devices_here(compose_cfg("trainer=cpu"))
 
 
+NO_GPU = not (torch.cuda.is_available() or torch.backends.mps.is_available())
+
+
+ON_THE_CPU_HERE = pytest.mark.skipif(not NO_GPU, reason="auto takes this machine's GPUs")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "said"),
+    [
+        (
+            ("trainer=cpu", "trainer.devices=[0]"),
+            r"\[0\] .* trainer.accelerator=cpu counts CPU processes: give trainer.devices=1 to train in 1 process on",
+        ),
+        pytest.param(
+            ("trainer.devices=[0,1]",),
+            r"\[0, 1\] .* torch sees no GPU here: give trainer.devices=2 to train in 2 processes",
+            marks=ON_THE_CPU_HERE,
+        ),
+        pytest.param(("trainer.devices='0,2'",), r"0,2 names GPUs .* trainer.devices=2", marks=ON_THE_CPU_HERE),
+    ],
+)
+def test_device_indices_for_a_trainer_on_the_cpu_are_refused_with_the_count(compose_cfg, overrides, said) -> None:
+    """A command copied from a GPU server (``trainer.devices=[0,1]``) failed the run on a CPU as Lightning built
+    the trainer: "devices selected with CPUAccelerator should be an int > 0", after the run existed."""
+    with pytest.raises(UsageError, match=said):
+        check_devices_here(compose_cfg(*overrides))
+    check_devices_here(compose_cfg("trainer=cpu", "trainer.devices=2"))
+
+
 def test_a_sweep_checks_the_gpus_of_the_machine_its_jobs_run_on(compose_cfg) -> None:
     """Jobs of the basic launcher train here; a SLURM sweep is sent from a login node without GPUs."""
     gpu_job = ("hparams_search=digits_optuna", "trainer=gpu", f"trainer.devices={TOO_MANY}")

@@ -93,6 +93,9 @@ def check_devices_here(cfg: DictConfig) -> None:
     FAILED for a config it could never have run).
     """
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto")).lower()
+    devices = OmegaConf.select(cfg, "trainer.devices", default=1)
+    if accelerator in ("auto", "cpu") and _device_indices(devices):
+        _refuse_indices_of_no_gpu(accelerator, devices)
     if accelerator not in ("gpu", "cuda"):
         return  # auto takes what there is; cpu and mps are Lightning's to check
     import torch
@@ -100,7 +103,6 @@ def check_devices_here(cfg: DictConfig) -> None:
     if accelerator == "gpu" and torch.backends.mps.is_available():
         return
     present = torch.cuda.device_count()
-    devices = OmegaConf.select(cfg, "trainer.devices", default=1)
     wanted = _gpus_wanted(devices)
     # torchrun shows each process the one GPU it uses, and Lightning accepts more devices than it sees there
     torchrun = torch.distributed.is_available() and torch.distributed.is_torchelastic_launched()
@@ -119,6 +121,31 @@ def check_devices_here(cfg: DictConfig) -> None:
     raise UsageError(
         f"trainer.accelerator={accelerator} with trainer.devices={devices} needs {counted(wanted, 'GPU')}, and "
         f"{why}. Use trainer=default, which takes the GPUs there are and else the CPU, or {fix}"
+    )
+
+
+def _device_indices(devices: Any) -> list[str]:
+    """The device indices ``devices`` names (``[0, 1]``, ``"0,1"``); none for a count, ``-1`` or ``auto``."""
+    if isinstance(devices, str) and "," in devices:
+        return [index.strip() for index in devices.split(",") if index.strip()]
+    if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
+        return [str(index) for index in devices]
+    return []
+
+
+def _refuse_indices_of_no_gpu(accelerator: str, devices: Any) -> None:
+    """Device indices name GPUs: Lightning takes only a count of CPU processes, and fails the run as it builds
+    the trainer ("devices selected with CPUAccelerator should be an int > 0") where the trainer runs on the CPU,
+    as a command copied from a GPU server does on a laptop."""
+    import torch
+
+    if accelerator == "auto" and (torch.cuda.is_available() or torch.backends.mps.is_available()):
+        return
+    count = len(_device_indices(devices))
+    where = "trainer.accelerator=cpu counts CPU processes" if accelerator == "cpu" else "torch sees no GPU here"
+    raise UsageError(
+        f"trainer.devices={devices} names GPUs by their index, and {where}: give trainer.devices={count} to train "
+        f"in {count} process{'' if count == 1 else 'es'} on the CPU, or run it on a machine with GPUs"
     )
 
 
