@@ -60,6 +60,40 @@ def test_bfloat16_asked_for_on_a_cpu_that_would_emulate_it_is_warned_about(compo
     assert warned == (not {"avx512_bf16", "amx_bf16"} & cpu_flags()), caplog.text
 
 
+def test_float16_weights_asked_for_on_a_cpu_are_said_to_be_float16(compose_cfg, caplog) -> None:
+    """``16-true`` is float16 itself, not bfloat16: the warning named the other format."""
+    with caplog.at_level(logging.WARNING, logger="explab.precision"):
+        build_trainer(
+            compose_cfg("trainer=cpu", "trainer.precision=16-true", "optimizer=sgd"), callbacks=[], loggers=[]
+        )
+    assert "bfloat16" not in caplog.text
+    assert ("float16 is emulated here" in caplog.text) == ("amx_fp16" not in cpu_flags()), caplog.text
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        (("optimizer=adam",), "+optimizer.eps=1e-4"),
+        (("optimizer=rmsprop",), "+optimizer.eps=1e-4"),
+        (("optimizer=adam", "+optimizer.eps=1e-4"), None),
+        (("optimizer=sgd",), None),  # no eps
+    ],
+)
+def test_an_eps_float16_rounds_to_zero_is_refused_for_float16_weights(compose_cfg, overrides, refused) -> None:
+    """With the weights in float16 Adam's eps of 1e-8 is 0, and the loss became NaN within an epoch: a run
+    blamed on its learning rate. bfloat16 holds 1e-8, and mixed precision keeps float32 weights."""
+    from explab.errors import UsageError
+
+    cfg = compose_cfg("trainer.precision=16-true", *overrides)
+    if refused is None:
+        validate_config(cfg)
+        return
+    with pytest.raises(UsageError, match=rf"16-true keeps the weights .* eps=1e-08 is 0: .* give \{refused}"):
+        validate_config(cfg)
+    for other in ("bf16-true", "16-mixed", "bf16-mixed"):
+        validate_config(compose_cfg(f"trainer.precision={other}", *overrides))
+
+
 def test_a_run_multiplies_in_its_matmul_precision_records_it_and_leaves_the_process_as_it_was(
     compose_cfg, store: Path, tmp_path: Path, caplog
 ) -> None:

@@ -66,14 +66,25 @@ def training_precision(trainer: Mapping[str, Any]) -> str:
         chosen = auto_precision(device, native)
         log.info("precision=auto: %s (%s, bfloat16 %s)", chosen, device, "native" if native else "not native")
         return chosen
-    # fp16 autocast does not exist on CPUs: Lightning runs 16-mixed there as bf16-mixed
-    if asked.startswith(("bf16", "16")) and device == "cpu" and not native_bf16(device):
+    # fp16 autocast does not exist on CPUs: Lightning runs 16-mixed there as bf16-mixed; 16-true is float16 itself
+    if device == "cpu" and asked == "16-true" and not _native_fp16_cpu():
+        log.warning(
+            "trainer.precision=16-true on a CPU without AMX-FP16: float16 is emulated here and trains several "
+            "times slower than 32-true. precision=auto picks what this machine runs natively",
+        )
+    elif asked.startswith(("bf16", "16")) and asked != "16-true" and device == "cpu" and not native_bf16(device):
         log.warning(
             "trainer.precision=%s on a CPU without AVX512-BF16 or AMX: bfloat16 is emulated here and trains "
             "several times slower than 32-true. precision=auto picks what this machine runs natively",
             asked,
         )
     return asked
+
+
+def _native_fp16_cpu() -> bool:
+    import torch
+
+    return bool(getattr(torch.cpu, "_is_amx_fp16_supported", lambda: False)())
 
 
 @contextmanager

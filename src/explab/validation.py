@@ -415,6 +415,7 @@ def check_optimizer_and_scheduler(cfg: DictConfig) -> None:
                 f"{key} {node.get('_target_')} refuses its settings ({given}): {first_line(error)}. Change it on "
                 "the command line or in the experiment's YAML"
             ) from None
+    _check_eps_in_half_precision(cfg, optimizer)
     eta_min, lr = OmegaConf.select(cfg, "scheduler.eta_min"), OmegaConf.select(cfg, "optimizer.lr")
     if isinstance(eta_min, (int, float)) and isinstance(lr, (int, float)) and eta_min > lr:
         raise ConfigError(
@@ -423,6 +424,25 @@ def check_optimizer_and_scheduler(cfg: DictConfig) -> None:
             f"at most optimizer.lr={lr}: a cosine anneals the learning rate from optimizer.lr down to eta_min, "
             f"and this one would raise it to {eta_min}",
         )
+
+
+def _check_eps_in_half_precision(cfg: DictConfig, optimizer: Any) -> None:
+    """``trainer.precision=16-true`` keeps the weights, and so the optimizer's state, in float16, where Adam's
+    and RMSprop's eps of 1e-8 is 0: the update divides by the root of a second moment that float16 rounds to
+    0 for any small gradient, and the loss became NaN within the first epoch, blamed on the learning rate."""
+    import torch
+
+    eps = optimizer.defaults.get("eps")
+    if str(OmegaConf.select(cfg, "trainer.precision", default="")) != "16-true" or not isinstance(eps, float):
+        return
+    if float(torch.tensor(eps, dtype=torch.float16)) != 0:
+        return
+    given = "optimizer.eps" if "eps" in cfg.optimizer else "+optimizer.eps"
+    raise UsageError(
+        f"trainer.precision=16-true keeps the weights and the optimizer's state in float16, where its eps={eps:g} "
+        "is 0: the update would divide by second moments that float16 rounds to 0, and the loss would become "
+        f"NaN. Train in precision=16-mixed or precision=bf16-mixed (float32 weights), or give {given}=1e-4"
+    )
 
 
 def check_registration(cfg: DictConfig) -> None:
