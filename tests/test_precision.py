@@ -60,6 +60,15 @@ def test_bfloat16_asked_for_on_a_cpu_that_would_emulate_it_is_warned_about(compo
     assert warned == (not {"avx512_bf16", "amx_bf16"} & cpu_flags()), caplog.text
 
 
+def test_only_float16_autocast_is_said_to_need_a_gpu(compose_cfg, caplog) -> None:
+    """``bf16``, Lightning's old name for bf16-mixed, was said to run as bf16-mixed "(fp16 autocast needs a GPU)"."""
+    with caplog.at_level(logging.WARNING, logger="explab.build"):
+        build_trainer(compose_cfg("trainer=cpu", "trainer.precision=bf16"), callbacks=[], loggers=[])
+        assert "fp16 autocast" not in caplog.text
+        build_trainer(compose_cfg("trainer=cpu", "trainer.precision=16"), callbacks=[], loggers=[])
+    assert "trainer.precision=16 runs as bf16-mixed on this CPUAccelerator (fp16 autocast needs a GPU)" in caplog.text
+
+
 def test_float16_weights_asked_for_on_a_cpu_are_said_to_be_float16(compose_cfg, caplog) -> None:
     """``16-true`` is float16 itself, not bfloat16: the warning named the other format."""
     with caplog.at_level(logging.WARNING, logger="explab.precision"):

@@ -280,12 +280,12 @@ def cluster_plugins(callbacks: list[L.Callback]) -> list[ClusterEnvironment]:
 
 
 def _warn_if_precision_changed(asked: str, trainer: L.Trainer) -> None:
-    if trainer.precision != asked:
+    """Warns where the trainer computes in other than what was asked: float16 autocast becomes bfloat16 on a
+    CPU. A short name Lightning reads as its current one (``bf16`` for ``bf16-mixed``) Lightning warns of."""
+    if trainer.precision == "bf16-mixed" and asked in ("16", "16-mixed"):
         log.warning(
-            "trainer.precision=%s runs as %s on this %s (fp16 autocast needs a GPU); ask for "
-            "trainer.precision=%s to make this explicit",
+            "trainer.precision=%s runs as bf16-mixed on this %s (fp16 autocast needs a GPU); ask for "
+            "trainer.precision=bf16-mixed to make this explicit",
             asked,
-            trainer.precision,
             type(trainer.accelerator).__name__,
-            trainer.precision,
         )
