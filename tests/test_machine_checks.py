@@ -3,13 +3,21 @@ started, and the checkpoint a fit starts from."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 
 from explab.build import build_model
 from explab.checkpoints import CheckpointError
 from explab.errors import UsageError
-from explab.machine_checks import _gpus_wanted, check_devices_here, check_slurm_tasks, check_start_checkpoint
+from explab.machine_checks import (
+    _gpus_wanted,
+    check_devices_here,
+    check_precision_library,
+    check_slurm_tasks,
+    check_start_checkpoint,
+)
 from explab.sweep.checks import check_job_config
 
 TOO_MANY = torch.cuda.device_count() + 1  # more GPUs than this machine shows, whatever it is
@@ -61,6 +69,14 @@ def test_device_indices_for_a_trainer_on_the_cpu_are_refused_with_the_count(comp
     with pytest.raises(UsageError, match=said):
         check_devices_here(compose_cfg(*overrides))
     check_devices_here(compose_cfg("trainer=cpu", "trainer.devices=2"))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformer_engine") is not None, reason="it is installed here")
+def test_a_precision_whose_library_is_not_installed_is_refused(compose_cfg) -> None:
+    """Lightning found Transformer Engine missing only as it built the trainer, and failed the run it was in."""
+    with pytest.raises(UsageError, match=r"transformer-engine trains through .* not installed"):
+        check_precision_library(compose_cfg("trainer.precision=transformer-engine"))
+    check_precision_library(compose_cfg("trainer.precision=bf16-mixed"))
 
 
 def test_a_sweep_checks_the_gpus_of_the_machine_its_jobs_run_on(compose_cfg) -> None:

@@ -15,7 +15,7 @@ from explab.errors import UsageError, counted
 
 
 def check_machine(cfg: DictConfig) -> None:
-    """The GPUs, SLURM's tasks, the start checkpoint and the data files, in that order.
+    """The GPUs, the precision's library, SLURM's tasks, the start checkpoint and the data files, in that order.
 
     Called where the job trains, and by a sweep only for jobs it runs on its own machine: a sweep sent from a
     login node runs its jobs on nodes with their own GPUs and mounts.
@@ -23,6 +23,7 @@ def check_machine(cfg: DictConfig) -> None:
     from explab.build import build_datamodule
 
     check_devices_here(cfg)
+    check_precision_library(cfg)
     check_slurm_tasks(cfg)
     check_start_checkpoint(cfg)
     build_datamodule(cfg).check_source()
@@ -122,6 +123,20 @@ def check_devices_here(cfg: DictConfig) -> None:
         f"trainer.accelerator={accelerator} with trainer.devices={devices} needs {counted(wanted, 'GPU')}, and "
         f"{why}. Use trainer=default, which takes the GPUs there are and else the CPU, or {fix}"
     )
+
+
+def check_precision_library(cfg: DictConfig) -> None:
+    """``trainer.precision=transformer-engine`` needs NVIDIA's Transformer Engine installed here; Lightning
+    found it missing only as it built the trainer, after the run existed."""
+    import importlib.util
+
+    precision = str(OmegaConf.select(cfg, "trainer.precision", default=""))
+    if precision.startswith("transformer-engine") and importlib.util.find_spec("transformer_engine") is None:
+        raise UsageError(
+            f"trainer.precision={precision} trains through NVIDIA's Transformer Engine, which is not installed "
+            "in this environment: install transformer_engine (it needs a CUDA GPU), or train in "
+            "precision=bf16-mixed"
+        )
 
 
 def _device_indices(devices: Any) -> list[str]:
