@@ -64,6 +64,26 @@ def test_a_test_of_another_split_is_not_logged_into_the_run(compose_cfg, store: 
     assert "then, " in caplog.text and "now: the data changed, or config_overrides cut" in caplog.text
 
 
+def test_another_checkpoint_of_a_tested_run_is_not_logged_as_its_test(compose_cfg, store: Path, caplog) -> None:
+    """``explab-eval ckpt_path=.../last.ckpt`` of a finished run logged the last epoch's test into it at the same
+    step as the fit's own: the run's ``test/acc`` became the last checkpoint's (0.9815 became 0.9889), and
+    testing checkpoints until one scored best would have chosen it by the test set. Its own is still logged."""
+    train(compose_cfg("trainer.max_epochs=3", "trainer.enable_progress_bar=false"))
+    run_id = _only_run_id(store)
+    client = MlflowClient(tracking_uri_for(store))
+    checkpoints = Path(client.get_run(run_id).data.params["paths.output_dir"]) / "checkpoints"
+    own = client.get_run(run_id).data.tags["explab.best_checkpoint"].rsplit("/", 1)[-1]
+    assert own != "last.ckpt"
+    evaluate(compose_cfg(f"ckpt_path={checkpoints / 'last.ckpt'}", config_name="eval"))
+    assert len(client.get_metric_history(run_id, "test/acc")) == 1, "only the fit's own test"
+    assert (
+        f"not logged to MLflow run {run_id}: its test/ metrics are those of {own}, the checkpoint its fit tested, "
+        f"and this tested last.ckpt. explab-eval run_id={run_id} tests its own"
+    ) in caplog.text
+    evaluate(compose_cfg(f"ckpt_path={checkpoints / own}", config_name="eval"))
+    assert len(client.get_metric_history(run_id, "test/acc")) == 2
+
+
 def test_a_killed_run_is_pointed_to_its_last_checkpoint(compose_cfg, store: Path) -> None:
     """A run logs its best checkpoint as it ends; one killed before has only last.ckpt, which eval can test."""
     train(compose_cfg("trainer.max_epochs=1", "trainer.enable_progress_bar=false"))

@@ -201,14 +201,33 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             log.warning("the metrics are not logged to MLflow run %s: %s", run_id, error)
             return metrics
         run = TrackedRun(cfg.tracking_uri, run_id)
-        other_set = another_test_set(run.client.get_run(run_id).data.tags, datamodule)
-        if other_set:
-            log.warning("the metrics are not logged to MLflow run %s: %s", run_id, other_set)
+        tags = run.client.get_run(run_id).data.tags
+        other = another_checkpoint(tags, cfg.ckpt_path, run_id) or another_test_set(tags, datamodule)
+        if other:
+            log.warning("the metrics are not logged to MLflow run %s: %s", run_id, other)
             return metrics
         run.log_metrics(metrics, step=int(checkpoint.get("global_step", 0)))
         run.set_tags({"explab.eval.checkpoint": str(cfg.ckpt_path or "best")})
         log.info("logged %s to MLflow run %s", ", ".join(sorted(metrics)), run_id)
     return metrics
+
+
+def another_checkpoint(tags: dict[str, str], ckpt_path: Any, run_id: str) -> str | None:
+    """Why ``ckpt_path`` is not the checkpoint the run's own test stood for (its ``explab.best_checkpoint``,
+    which validation chose); None when it is, when no path was given (the best is tested), or when the run
+    tested none (killed in its fit: its last state is all there is to test). Logged into the run, the test of
+    its last checkpoint replaced the best's as the run's ``test/acc`` in the UI and in explab-report, and
+    keeping whichever checkpoint tests best would choose it by the test set."""
+    tested = tags.get("explab.best_checkpoint")
+    if not ckpt_path or not tested:
+        return None
+    given, own = Path(str(ckpt_path)).name, tested.rsplit("/", 1)[-1]
+    if given == own:
+        return None
+    return (
+        f"its test/ metrics are those of {own}, the checkpoint its fit tested, and this tested {given}. "
+        f"explab-eval run_id={run_id} tests its own"
+    )
 
 
 def another_test_set(tags: dict[str, str], datamodule: Any) -> str | None:
