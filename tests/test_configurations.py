@@ -179,6 +179,10 @@ def test_how_often_a_run_saves_and_logs_does_not_set_it_apart() -> None:
     rarely = {**trained, "callbacks.last_checkpoint.min_interval_seconds": "10.0", "trainer.log_every_n_steps": "50"}
     assert configuration_of(often) == configuration_of(rarely) == tuple(sorted(trained.items()))
     assert configuration_of({**trained, "callbacks.model_checkpoint.monitor": "val/loss"}) != configuration_of(trained)
+    # nor the batches it validates and tests in: a run of data.eval_batch_size=null got a row of its own
+    wide, narrow = {**trained, "data.eval_batch_size": "512"}, {**trained, "data.eval_batch_size": "None"}
+    assert configuration_of(wide) == configuration_of(narrow) == configuration_of(trained)
+    assert configuration_of({**trained, "data.batch_size": "32"}) != configuration_of(trained)
 
 
 def test_runs_recorded_before_a_setting_existed_share_a_configuration_with_those_that_record_its_value(

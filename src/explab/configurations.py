@@ -30,6 +30,8 @@ REPEAT_KEYS = (
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
     "trainer.log_every_n_steps",
+    # the batches a run validates and tests in: the model in eval mode gives every sample the same answer
+    "data.eval_batch_size",
 )
 # how often last.ckpt is written (a test's min_interval_seconds=0) trains nothing differently
 REPEAT_PREFIXES = ("optuna_trial.", "logger.", "time_to.", "callbacks.last_checkpoint.")
