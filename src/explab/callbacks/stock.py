@@ -10,12 +10,17 @@ saved under in a checkpoint are unchanged and Lightning's own checkpoints resume
 
 from __future__ import annotations
 
+import math
 from functools import cached_property
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping as _EarlyStopping
 from lightning.pytorch.callbacks import ModelCheckpoint as _ModelCheckpoint
+
+from explab.utils.logging import get_logger
+
+log = get_logger(__name__)
 
 
 class StateKeyOnce(L.Callback):
@@ -40,9 +45,38 @@ class EarlyStopping(StateKeyOnce, _EarlyStopping):
     """Lightning's EarlyStopping, its ``state_key`` formatted once, keeping its configured ``patience`` when a
     checkpoint's state is loaded."""
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Warns where the fit validates other than once an epoch: ``patience`` counts validations, so with four
+        an epoch (``val_check_interval=0.25``) a patience of 5 stops a run after 1.25 epochs without improvement,
+        and with one every 2 epochs after 10, where the config reads as 5 epochs."""
+        epochs = epochs_per_validation(trainer)
+        if epochs is None or epochs == 1 or not self.patience or not trainer.is_global_zero:
+            return
+        log.warning(
+            "callbacks.early_stopping.patience=%d counts validations, not epochs, and this fit validates every %s "
+            "epochs: it stops a run after %s epochs without improvement. For %d epochs give "
+            "callbacks.early_stopping.patience=%d",
+            self.patience,
+            f"{epochs:.3g}",
+            f"{self.patience * epochs:.3g}",
+            self.patience,
+            max(1, round(self.patience / epochs)),
+        )
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Lightning's restores the checkpoint's patience too: a resume with a raised patience, the way to train
         # an early-stopped run further, would stop again at the old one while its record says the new one
         patience = self.patience
         super().load_state_dict(state_dict)
         self.patience = patience
+
+
+def epochs_per_validation(trainer: L.Trainer) -> float | None:
+    """The epochs between two validations of the fit (0.25 for four an epoch, 2 for one every other epoch);
+    None where validation is timed in seconds or an epoch has no set length."""
+    batches, between = trainer.num_training_batches, trainer.val_check_batch
+    if between is None or math.isinf(batches) or math.isinf(between) or not batches:
+        return None
+    if trainer.check_val_every_n_epoch is None:  # counted in batches across epochs
+        return between / batches
+    return trainer.check_val_every_n_epoch / max(1, batches // between)
