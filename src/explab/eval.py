@@ -214,7 +214,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 def another_checkpoint(tags: dict[str, str], ckpt_path: Any, run_id: str) -> str | None:
     """Why ``ckpt_path`` is not the checkpoint the run's own test stood for (its ``explab.best_checkpoint``,
-    which validation chose); None when it is, when no path was given (the best is tested), or when the run
+    the one its fit tested); None when it is, when no path was given (the best is tested), or when the run
     tested none (killed in its fit: its last state is all there is to test). Logged into the run, the test of
     its last checkpoint replaced the best's as the run's ``test/acc`` in the UI and in explab-report, and
     keeping whichever checkpoint tests best would choose it by the test set."""

@@ -82,6 +82,7 @@ def training_precision(trainer: Mapping[str, Any]) -> str:
 
 
 def _native_fp16_cpu() -> bool:
+    """Whether this CPU computes float16 natively (AMX-FP16), as torch's private probe reports it."""
     import torch
 
     return bool(getattr(torch.cpu, "_is_amx_fp16_supported", lambda: False)())
