@@ -82,6 +82,13 @@ def test_another_checkpoint_of_a_tested_run_is_not_logged_as_its_test(compose_cf
     ) in caplog.text
     evaluate(compose_cfg(f"ckpt_path={checkpoints / own}", config_name="eval"))
     assert len(client.get_metric_history(run_id, "test/acc")) == 2
+    # nor is a checkpoint another run saved, given with this run's id
+    train(compose_cfg("trainer.max_epochs=3", "trainer.enable_progress_bar=false", "seed=7"))
+    [other] = [r.info.run_id for r in runs_in(store, "digits_cnn") if r.info.run_id != run_id]
+    elsewhere = Path(client.get_run(other).data.params["paths.output_dir"]) / "checkpoints" / "last.ckpt"
+    evaluate(compose_cfg(f"run_id={run_id}", f"ckpt_path={elsewhere}", config_name="eval"))
+    assert len(client.get_metric_history(run_id, "test/acc")) == 2
+    assert f"last.ckpt was saved by MLflow run {other}, and its test stands for that run" in caplog.text
 
 
 def test_a_killed_run_is_pointed_to_its_last_checkpoint(compose_cfg, store: Path) -> None:

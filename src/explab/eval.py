@@ -202,7 +202,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             return metrics
         run = TrackedRun(cfg.tracking_uri, run_id)
         tags = run.client.get_run(run_id).data.tags
-        other = another_checkpoint(tags, cfg.ckpt_path, run_id) or another_test_set(tags, datamodule)
+        saved_by = record.get("mlflow_run_id")
+        other = another_checkpoint(tags, cfg.ckpt_path, run_id, saved_by) or another_test_set(tags, datamodule)
         if other:
             log.warning("the metrics are not logged to MLflow run %s: %s", run_id, other)
             return metrics
@@ -212,12 +213,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def another_checkpoint(tags: dict[str, str], ckpt_path: Any, run_id: str) -> str | None:
-    """Why ``ckpt_path`` is not the checkpoint the run's own test stood for (its ``explab.best_checkpoint``,
-    the one its fit tested); None when it is, when no path was given (the best is tested), or when the run
-    tested none (killed in its fit: its last state is all there is to test). Logged into the run, the test of
-    its last checkpoint replaced the best's as the run's ``test/acc`` in the UI and in explab-report, and
-    keeping whichever checkpoint tests best would choose it by the test set."""
+def another_checkpoint(tags: dict[str, str], ckpt_path: Any, run_id: str, saved_by: str | None = None) -> str | None:
+    """Why ``ckpt_path`` is not the checkpoint the run's own test stood for: one another run saved
+    (``saved_by``, as the checkpoint records it), or one other than its ``explab.best_checkpoint``, the one its
+    fit tested. None when it is, when no path was given (the best is tested), or when the run tested none
+    (killed in its fit: its last state is all there is to test). Logged into the run, the test of its last
+    checkpoint replaced the best's as the run's ``test/acc`` in the UI and in explab-report, and keeping
+    whichever checkpoint tests best would choose it by the test set."""
+    if ckpt_path and saved_by and saved_by != run_id:
+        return f"{Path(str(ckpt_path)).name} was saved by MLflow run {saved_by}, and its test stands for that run"
     tested = tags.get("explab.best_checkpoint")
     if not ckpt_path or not tested:
         return None
