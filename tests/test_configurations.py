@@ -247,3 +247,14 @@ def test_runs_are_grouped_by_the_fingerprint_they_record_not_their_data_folder(s
     runs.append(recorded(3, "/scratch/ada/mnist", "67da30cd"))  # other files put in that folder
     groups = sorted(sorted(int(r.data.params["seed"]) for r in members) for members in group_runs(runs).values())
     assert groups == [[1, 2], [3]]
+
+
+def test_the_datas_fingerprint_is_named_only_where_nothing_else_tells_configurations_apart() -> None:
+    """The fingerprint changes with a setting that reshapes the data (``data.max_len``): a text search labelled
+    each row ``data.fingerprint=6ae28f80f06748fe, data.max_len=64, ...``, a hash beside the setting it follows."""
+    short = (("data.fingerprint", "6b6398095c2ff6c2"), ("data.max_len", "16"), ("optimizer.lr", "0.01"))
+    long = (("data.fingerprint", "6ae28f80f06748fe"), ("data.max_len", "64"), ("optimizer.lr", "0.01"))
+    assert labels([short, long]) == {short: "data.max_len=16", long: "data.max_len=64"}
+    # the same settings on other files: the fingerprint is all that sets them apart
+    other_files = (("data.fingerprint", "0123456789abcdef"), *long[1:])
+    assert labels([long, other_files])[other_files] == "data.fingerprint=0123456789abcdef"

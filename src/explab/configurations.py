@@ -119,7 +119,10 @@ def _labels_within(configurations: Sequence[Configuration]) -> dict[Configuratio
         and _goes_with_a_choice(k, varying)
     }
     essential = [k for k in varying if k not in comes_along]
-    tries = [(essential, True)] if all(any(k in s for k in essential) for s in settings) else []
+    # the data's fingerprint changes with any setting that reshapes the data (data.max_len): said only where
+    # nothing else tells the configurations apart, as for the same settings on other files
+    told = [k for k in essential if k != FINGERPRINT_TAG]
+    tries = [(keys, True) for keys in (told, essential) if all(any(k in s for k in keys) for s in settings)]
     # the last: two subtrees told apart only below their entries, every setting as it is
     for keys, fold in [*tries, (varying, True), (varying, False)]:
         named = [_label(s, keys, settings, fold) for s in settings]
