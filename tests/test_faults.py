@@ -141,9 +141,15 @@ def test_a_finished_run_resumes_only_to_train_further(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_a_run_its_time_limit_ended_resumes_only_with_a_longer_one(tmp_path: Path) -> None:
     """Lightning's Timer counts on from the time the checkpoint holds: the resume stopped again at once, tested
-    the run again, and said FINISHED as if it had trained."""
-    timed = ["+trainer.max_time=00:00:00:01", "trainer.max_epochs=1000", "callbacks.early_stopping=null"]
-    run_id = trained_run(tmp_path, *timed)
+    the run again, and said FINISHED as if it had trained. Given a longer limit, the resume failed in its first
+    epoch's end where early stopping was on: the time limit had stopped the fit mid-epoch after validating it,
+    and early stopping looked for a validation the resumed process had not run (a patience of 1000 keeps it
+    on without ending the run first)."""
+    timed = ["+trainer.max_time=00:00:00:01", "trainer.max_epochs=1000", "callbacks.early_stopping.patience=1000"]
+    # last.ckpt as the default writes it, at the fit's end: after the validation the time limit's stop ran
+    done = run_cli("explab-train", *timed, "log_model=false", "log_plots=false", *paths(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_id = runs_in(tmp_path / "mlruns", "digits_cnn")[0].info.run_id
     client = client_for(tmp_path)
     epochs = len(client.get_metric_history(run_id, "val/acc"))
     assert 0 < epochs < 1000, "the time limit ended it"

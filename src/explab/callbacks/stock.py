@@ -63,6 +63,14 @@ class EarlyStopping(StateKeyOnce, _EarlyStopping):
             max(1, round(self.patience / epochs)),
         )
 
+    def _run_early_stopping_check(self, trainer: L.Trainer) -> None:
+        # a fit its time limit stopped mid-epoch validated there and saved its state after; resumed, it ends that
+        # epoch without validating in this process, and Lightning's check failed the run on the missing metric.
+        # Nothing new to follow then: skipped, as Lightning's ModelCheckpoint decides on the same flag
+        if self.monitor not in trainer.callback_metrics and not trainer.fit_loop.epoch_loop.val_loop._has_run:
+            return
+        super()._run_early_stopping_check(trainer)
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Lightning's restores the checkpoint's patience too: a resume with a raised patience, the way to train
         # an early-stopped run further, would stop again at the old one while its record says the new one
