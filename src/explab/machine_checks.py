@@ -212,12 +212,11 @@ def check_slurm_tasks(cfg: DictConfig) -> None:
 def _gpus_wanted(devices: Any) -> int:
     """How many GPUs Lightning's ``devices`` needs visible: a count, the highest index of a list (also as
     "0,2"), and at least one for -1 or "auto"."""
-    if isinstance(devices, str) and "," in devices:
-        devices = [int(index) for index in devices.split(",") if index.strip()]
-    elif isinstance(devices, str) and devices.strip().isdigit():
+    indices = _device_indices(devices)
+    if indices:
+        return max(int(index) + 1 for index in indices)
+    if isinstance(devices, str) and devices.strip().isdigit():
         devices = int(devices)
     if isinstance(devices, int) and not isinstance(devices, bool) and devices > 0:
         return devices
-    if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
-        return max((int(index) + 1 for index in devices), default=1)
     return 1

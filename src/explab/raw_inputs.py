@@ -7,7 +7,6 @@ input for the output, and refuses what it cannot read with the fix."""
 from __future__ import annotations
 
 import io
-import logging
 import math
 import warnings
 from pathlib import Path
@@ -16,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from explab.errors import UsageError
+from explab.utils.logging import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm"}
 
