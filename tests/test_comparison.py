@@ -58,21 +58,23 @@ def test_values_that_differ_only_by_rounding_are_tested_without_scipys_warning_o
 
 @pytest.mark.parametrize(
     ("seeds", "p", "verdict"),
-    [(2, 0.5, "indistinguishable"), (3, 0.25, "indistinguishable"), (6, 0.03125, "worse")],
+    [(2, 0.5, "n too small"), (5, 0.0625, "n too small"), (6, 0.03125, "worse")],
 )
 def test_the_same_difference_on_every_seed_is_tested_by_ranks_not_called_certain(
     seeds: int, p: float, verdict: str
 ) -> None:
     """One test image in 360 more or fewer on each seed is a tie common on small test sets; a t-test divides
-    by the differences' zero spread and called two seeds "worse" at p = 0."""
+    by the differences' zero spread and called two seeds "worse" at p = 0. Below six seeds the rank test can
+    give no p under 0.05, and its verdict says the seeds are too few rather than that the runs agree."""
     baseline = {seed: 0.9500 for seed in range(seeds)}
     other = {seed: 0.9500 - 1 / 360 for seed in range(seeds)}
     [found] = decide([compare(baseline, other)], alpha=0.05, higher_is_better=True)
     assert (found.test, found.n_baseline) == ("wilcoxon", seeds)
     assert (found.p, found.p_holm, found.verdict) == (pytest.approx(p), pytest.approx(p), verdict)
+    assert found.smallest_p == pytest.approx(p), "every seed moved the same way: the most the test can see"
 
 
-@pytest.mark.parametrize(("runs", "p", "verdict"), [(2, 1 / 3, "indistinguishable"), (4, 2 / 70, "better")])
+@pytest.mark.parametrize(("runs", "p", "verdict"), [(2, 1 / 3, "n too small"), (4, 2 / 70, "better")])
 def test_unpaired_sides_that_each_repeat_one_value_are_tested_by_ranks(runs: int, p: float, verdict: str) -> None:
     baseline = {seed: 0.90 for seed in range(runs)}
     other = {seed: 0.95 for seed in range(runs, 2 * runs)}  # no seed in common: unpaired
@@ -96,3 +98,19 @@ def test_a_side_that_never_logged_the_metric_is_not_logged_not_too_small() -> No
         ("welch", "n too small"),
         ("welch", "indistinguishable"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("seeds", "verdict"),
+    [(4, "n too small"), (8, "indistinguishable")],
+)
+def test_a_rank_test_that_could_not_reach_alpha_says_the_seeds_are_too_few(seeds: int, verdict: str) -> None:
+    """Wilcoxon's signed-rank test over four pairs gives no p below 0.125, whatever the runs show: calling
+    them "indistinguishable" read as runs that agree. Over eight it can, and a p above alpha means what it says."""
+    baseline = {seed: 0.90 for seed in range(seeds)}
+    other = {seed: 0.90 + (0.01 * (seed + 1) if seed % 4 else -0.035 - 0.001 * seed) for seed in range(seeds)}
+    [ranked] = decide([compare(baseline, other, test="wilcoxon")], alpha=0.05, higher_is_better=True)
+    assert ranked.smallest_p == pytest.approx(2 / 2**seeds)
+    assert ranked.p > 0.05 and ranked.verdict == verdict
+    [paired_t] = decide([compare(baseline, other, test="t")], alpha=0.05, higher_is_better=True)
+    assert paired_t.smallest_p == 0.0 and paired_t.verdict != "n too small"

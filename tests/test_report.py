@@ -478,10 +478,19 @@ def test_configurations_against_a_baseline_match_scipy(compose_cfg, seed_groups:
             assert float(row["p"]) == pytest.approx(p) and float(row["p (Holm)"]) == pytest.approx(p_holm), row
         assert rows[f"{metric} optimizer.lr=0.4"]["test"] == "welch"
         assert rows[f"{metric} optimizer.lr=0.5"]["verdict"] == "n too small"
-        assert rows[f"{metric} optimizer.lr=0.3"]["verdict"] == "indistinguishable"
         if test == "t":
-            # four seeds: Wilcoxon's smallest two-sided p is 0.125, so only the t-test can tell them apart
+            assert rows[f"{metric} optimizer.lr=0.3"]["verdict"] == "indistinguishable"
             assert rows[f"{metric} optimizer.lr=0.2"]["verdict"] == better
+        else:
+            # four seeds: Wilcoxon's smallest two-sided p is 0.125, so it can call neither better nor worse, and
+            # "indistinguishable" would read as runs that agree
+            for lr in ("0.2", "0.3"):
+                row = rows[f"{metric} optimizer.lr={lr}"]
+                assert (row["verdict"], float(row["smallest p"])) == ("n too small", pytest.approx(0.125)), row
+    if test == "wilcoxon":
+        assert "wilcoxon over 4 vs 4 runs: no p below 0.1250), so it cannot call a configuration better" in markdown
+    else:
+        assert "rank test" not in markdown.split("## Against the baseline")[1].split("\n\n", 2)[2]
     differences = np.subtract(list(CLEARLY_BETTER.values()), base)
     row = rows["test/acc optimizer.lr=0.2"]
     assert float(row["effect size (d)"]) == pytest.approx(differences.mean() / differences.std(ddof=1))

@@ -53,6 +53,9 @@ class Comparison:
 
     ``difference`` is the other's mean minus the baseline's (over the paired seeds when paired);
     ``effect_size`` is Cohen's d (d_z of the differences when paired, the pooled-deviation d for Welch);
+    ``smallest_p`` is the smallest p the test could give at these n (and these ties), whatever the runs showed:
+    0 for a t-test, and for a rank test over a few runs more than a usual alpha (Wilcoxon's signed-rank over
+    three pairs gives no p below 0.25);
     ``p_holm`` and ``verdict`` are filled in by :func:`decide`, which sees the whole family.
     """
 
@@ -62,6 +65,7 @@ class Comparison:
     difference: float
     p: float
     effect_size: float
+    smallest_p: float = 0.0
     p_holm: float = math.nan
     verdict: str = ""
 
@@ -179,7 +183,8 @@ def compare(baseline: Mapping[str, float], other: Mapping[str, float], test: str
 
     Paired by seed (paired t-test, or Wilcoxon's signed-rank test with ``test="wilcoxon"``) over the seeds
     both ran when they share at least two; otherwise Welch's t-test over all values. Fewer than two values
-    on a side gives p = NaN, which :func:`decide` calls "n too small" (or "not logged", for none).
+    on a side gives p = NaN, which :func:`decide` calls "n too small" (or "not logged", for none), as it
+    does a rank test whose ``smallest_p`` is ``alpha`` or more.
 
     Where the t statistic has no spread to divide by (every seed moved by the same amount; or, unpaired, each
     side repeats one value), the rank test takes its place: Wilcoxon's signed-rank test, or Mann-Whitney's U
@@ -198,14 +203,17 @@ def compare(baseline: Mapping[str, float], other: Mapping[str, float], test: str
         spread = 0.0 if constant else differences.std(ddof=1)
         effect = float(differences.mean() / spread) if spread > 0 else math.copysign(math.inf, differences.mean())
         ranked = test == "wilcoxon" or constant
+        smallest = 0.0
         if not differences.any():
             p = 1.0  # identical on every seed: nothing to test, and scipy would warn and answer NaN
         elif ranked:
             p = float(stats.wilcoxon(b, a).pvalue)
+            # every seed moving the same way is the most a signed-rank test can see: its p is the floor
+            smallest = float(stats.wilcoxon(np.abs(differences)).pvalue)
         else:
             p = float(stats.ttest_rel(b, a).pvalue)
         name = "wilcoxon" if ranked else "paired t"
-        return Comparison(name, len(shared), len(shared), float(differences.mean()), p, effect)
+        return Comparison(name, len(shared), len(shared), float(differences.mean()), p, effect, smallest)
     a = np.array(list(baseline.values()), dtype=float)
     b = np.array(list(other.values()), dtype=float)
     difference = float(b.mean() - a.mean()) if len(a) and len(b) else math.nan
@@ -219,8 +227,9 @@ def compare(baseline: Mapping[str, float], other: Mapping[str, float], test: str
         )
     if _no_spread(np.concatenate([a, b])):
         return Comparison("welch", len(a), len(b), difference, 1.0, effect)  # one value on both sides
-    p = float(stats.mannwhitneyu(b, a, method="exact").pvalue)  # each side repeats one value
-    return Comparison("mann-whitney", len(a), len(b), difference, p, effect)
+    # each side repeats one value: the two sides do not overlap, the most a rank test can see, so p is its floor
+    p = float(stats.mannwhitneyu(b, a, method="exact").pvalue)
+    return Comparison("mann-whitney", len(a), len(b), difference, p, effect, p)
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -239,7 +248,12 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
 
 def decide(comparisons: Sequence[Comparison], alpha: float, higher_is_better: bool) -> list[Comparison]:
-    """Holm-corrected p-values and a verdict for each comparison of one family (one metric)."""
+    """Holm-corrected p-values and a verdict for each comparison of one family (one metric).
+
+    "n too small" where a side has fewer than two values, and where the test could not have given a p below
+    ``alpha`` whatever the runs showed (a rank test over a few seeds): "indistinguishable" would read as runs
+    that agree, where more seeds are what could tell them apart.
+    """
     from dataclasses import replace
 
     adjusted = holm([c.p for c in comparisons])
@@ -247,7 +261,7 @@ def decide(comparisons: Sequence[Comparison], alpha: float, higher_is_better: bo
     for comparison, p_holm in zip(comparisons, adjusted, strict=True):
         if not min(comparison.n_baseline, comparison.n_other):
             verdict = "not logged"
-        elif math.isnan(p_holm):
+        elif math.isnan(p_holm) or (p_holm >= alpha and comparison.smallest_p >= alpha):
             verdict = "n too small"
         elif p_holm < alpha:
             verdict = "better" if (comparison.difference > 0) == higher_is_better else "worse"

@@ -156,6 +156,7 @@ def compare_with_baseline(
                     "p (Holm)": result.p_holm,
                     "effect size (d)": result.effect_size,
                     "verdict": result.verdict,
+                    "smallest p": result.smallest_p,
                 }
             )
     return rows
@@ -228,6 +229,26 @@ def comparisons_markdown(rows: list[dict[str, Any]]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def too_few_for_ranks_note(rows: Sequence[Mapping[str, Any]], alpha: float) -> str:
+    """A note where a rank test's verdict is "n too small" with two or more runs a side: over so few runs it
+    gives no p below ``alpha`` whatever they show, which a verdict of "indistinguishable" would have hidden;
+    "" otherwise."""
+    floors = sorted(
+        {
+            (row["test"], row["n"], row["smallest p"])
+            for row in rows
+            if row["verdict"] == "n too small" and row["smallest p"] >= alpha
+        }
+    )
+    if not floors:
+        return ""
+    said = "; ".join(f"{test} over {n} runs: no p below {p:.4f}" for test, n, p in floors)
+    return (
+        f'\n"n too small" beside a rank test: over so few runs it cannot give a p below alpha {alpha:g} '
+        f"whatever they show ({said}), so it cannot call a configuration better or worse. More seeds can.\n"
+    )
 
 
 def to_csv(rows: list[dict[str, Any]], path: Path) -> None:
@@ -634,6 +655,7 @@ def report(cfg: DictConfig) -> str:
             f"do not vary; p-values Holm-corrected per metric; verdict at alpha {cfg.alpha}.\n\n"
         )
         markdown += comparisons_markdown(compared) if compared else "No other configuration to compare.\n"
+        markdown += too_few_for_ranks_note(compared, cfg.alpha)
         tags["explab.report.baseline"] = name
         if compared:
             tables["comparisons.csv"] = compared
