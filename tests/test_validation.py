@@ -341,6 +341,9 @@ def test_a_text_setting_that_leaves_no_word_is_refused(compose_cfg, value: str, 
         (["scheduler=onecycle", "trainer.max_epochs=-1", "+trainer.max_time=00:00:00:05"], "scheduler.total_steps"),
         (["scheduler=cosine", "trainer.max_epochs=-1", "+trainer.max_steps=30"], "scheduler.T_max"),
         (["scheduler=cosine", "trainer.max_epochs=null", "+trainer.max_steps=30"], "scheduler.T_max"),
+        # with a time limit and no epoch limit Lightning trains no set number of epochs, not its default 1000
+        (["scheduler=onecycle", "trainer.max_epochs=null", "+trainer.max_time=00:00:00:05"], "scheduler.total_steps"),
+        (["scheduler=cosine", "trainer.max_epochs=null", "+trainer.max_time={minutes: 5}"], "scheduler.T_max"),
     ],
 )
 def test_a_scheduler_length_the_trainer_does_not_bound_is_refused(compose_cfg, overrides, key: str) -> None:
@@ -354,6 +357,8 @@ def test_a_scheduler_length_the_trainer_does_not_bound_is_refused(compose_cfg, o
     [
         ["scheduler=onecycle", "trainer.max_epochs=-1", "+trainer.max_steps=30"],
         ["scheduler=onecycle", "trainer.max_epochs=null"],
+        ["scheduler=onecycle", "trainer.max_epochs=null", "+trainer.max_steps=30", "+trainer.max_time=00:00:05:00"],
+        ["scheduler=cosine", "trainer.max_epochs=4", "+trainer.max_time=00:00:05:00"],
         ["scheduler=cosine", "trainer.max_epochs=-1", "scheduler.T_max=3"],
         ["scheduler=onecycle", "trainer.max_epochs=-1", "scheduler.total_steps=100"],
         ["scheduler=cosine", "trainer.max_epochs=4"],

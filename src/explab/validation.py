@@ -582,15 +582,20 @@ def check_scheduler_length(cfg: DictConfig) -> None:
     max_epochs = OmegaConf.select(cfg, "trainer.max_epochs", default=None)
     max_steps = OmegaConf.select(cfg, "trainer.max_steps", default=-1)
     steps_bounded = type(max_steps) is int and max_steps >= 1
-    # Lightning trains 1000 epochs when neither limit is given, and with no epoch limit when only max_steps is
-    epochs_bounded = (type(max_epochs) is int and max_epochs >= 1) or (max_epochs is None and not steps_bounded)
+    timed = OmegaConf.select(cfg, "trainer.max_time", default=None) is not None
+    # Lightning trains 1000 epochs when no limit is given, and with no epoch limit when only max_steps or
+    # max_time is (a time limit is no length to plan a schedule over)
+    epochs_bounded = (type(max_epochs) is int and max_epochs >= 1) or (
+        max_epochs is None and not steps_bounded and not timed
+    )
     epochs = "null" if max_epochs is None else max_epochs
     if "total_steps" in filled and not (epochs_bounded or steps_bounded):
+        limited = "; trainer.max_time stops it at no set step" if timed else ""
         raise ConfigError(
             "scheduler.total_steps",
             None,
             f"an integer >= 1 in a run of unbounded length (trainer.max_epochs={epochs} and no "
-            "trainer.max_steps): give it, or bound the run with trainer.max_epochs or +trainer.max_steps",
+            f"trainer.max_steps{limited}): give it, or bound the run with trainer.max_epochs or +trainer.max_steps",
         )
     if "T_max" in filled and not epochs_bounded:
         raise ConfigError(
