@@ -469,18 +469,19 @@ def test_runs_that_compile_their_model_one_after_another_in_a_process_each_compi
     compose_cfg, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A sweep's trials run in one process: torch.compile kept each trial's code, and past ``recompile_limit``
-    (8) compiled versions of the backbone's forward the trials trained uncompiled. A digits run compiles it
-    four times (training and validation, each again for a split's smaller last batch): with the limit at 5,
-    the runs after the first are past it unless each run's code was dropped when it ended."""
+    (8) compiled versions of the backbone's forward the trials trained uncompiled. Two full batches of
+    training and one of validation compile it twice (training, and validation without gradients): with the
+    limit at 3, the second run is past it unless the first run's code was dropped when it ended."""
     import torch._dynamo
 
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 5)
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 3)
     for hidden in (32, 64):
         with caplog.at_level(logging.WARNING):
             train(
                 compose_cfg(
                     "model.compile=true", f"model.backbone.hidden=[{hidden}]", "trainer.max_epochs=1", "test=false",
-                    "trainer.enable_progress_bar=false",
+                    "trainer.enable_progress_bar=false", "+trainer.limit_train_batches=2",
+                    "+trainer.limit_val_batches=1",
                 )
             )  # fmt: skip
     assert "recompile_limit" not in caplog.text, caplog.text[-3000:]
