@@ -89,6 +89,25 @@ def test_a_plateau_scheduler_is_handed_to_lightning_with_the_metric_it_follows(
     assert (made["scheduler"].mode, made["scheduler"].patience) == (mode, 2)
 
 
+@pytest.mark.parametrize(("validating_every", "warned"), [(1, False), (2, True)])
+def test_a_plateau_schedulers_patience_in_validations_is_said_in_epochs(
+    caplog, validating_every: int, warned: bool
+) -> None:
+    """Stepped after the epochs that validate, a patience of 5 waited 10 epochs of a fit validating every other
+    one, where the config reads as 5."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    build_scheduler(
+        partial(reduce_lr_on_plateau, monitor="val/acc", mode="auto", patience=5),
+        optimizer,
+        SimpleNamespace(check_val_every_n_epoch=validating_every),
+    )
+    said = (
+        "scheduler.patience=5 counts the epochs that validate, and this fit validates every 2 epochs: the learning "
+        "rate drops after 10 epochs without improvement. For 5 epochs give scheduler.patience=2"
+    )
+    assert (said in caplog.text) == warned, caplog.text
+
+
 @pytest.mark.parametrize(
     ("scheduler", "trainer"),
     [
