@@ -43,3 +43,14 @@ def test_texts_that_get_no_prediction_are_named_where_they_shift_the_rows(caplog
     with caplog.at_level(logging.WARNING, logger="explab.raw_inputs"):
         read_texts(lines)
     assert "no prediction" not in caplog.text
+
+
+def test_each_text_is_named_by_the_whole_of_it(tmp_path: Path) -> None:
+    """Texts were named by their first 60 characters: two reviews that open alike read as one in the output,
+    and neither joined back to the file it came from."""
+    opening = "This is a film that takes its time, and it earns every minute of "
+    reviews = [opening + "it.", opening + 'your patience, then wastes them, "sadly".']
+    lines = tmp_path / "reviews.txt"
+    lines.write_text("\n".join(reviews) + "\n")
+    _, names = read_texts(lines)
+    assert names == reviews

@@ -90,12 +90,13 @@ def read_text_files(folder: Path) -> tuple[Any, list[str]]:
 
 
 def _text_inputs(texts: list[str]) -> tuple[Any, list[str]]:
-    """``texts`` as the text column the model takes, and each one's start as its name in the output."""
+    """``texts`` as the text column the model takes, and each text whole as its name in the output: a review
+    cut to its start could read as another that starts alike, and would not join back to the inputs."""
     import pandas as pd
 
     from explab.serving import TEXT_COLUMN
 
-    return pd.DataFrame({TEXT_COLUMN: texts}), [t[:60] for t in texts]
+    return pd.DataFrame({TEXT_COLUMN: texts}), list(texts)
 
 
 def read_text_column(path: Path) -> tuple[Any, list[str]]:
