@@ -26,6 +26,25 @@ def test_bad_key_names_it_and_suggests_the_right_one(tmp_path: Path) -> None:
     assert not (tmp_path / "mlruns" / "mlflow.db").exists(), "no run for a config that does not compose"
 
 
+def test_adding_a_key_the_config_has_is_answered_with_the_override_that_changes_it(tmp_path: Path) -> None:
+    """``+trainer.log_every_n_steps=0`` was answered "Did you mean: trainer.log_every_n_steps ... To add a new
+    key on purpose, write +trainer.log_every_n_steps=...", the command just given."""
+    done = run_cli("explab-train", "+trainer.log_every_n_steps=10", *common(tmp_path), cwd=tmp_path)
+    assert done.returncode != 0
+    said = (
+        "trainer.log_every_n_steps is in the config already: change it without the +, 'trainer.log_every_n_steps=10'."
+    )
+    assert done.stderr.rstrip().endswith(said), done.stderr[-800:]
+    assert "To add a new key on purpose" not in done.stderr
+    # a group: Hydra answered with the defaults list's syntax, "use 'override optimizer: sgd'"
+    done = run_cli("explab-train", "+optimizer=sgd", *common(tmp_path), cwd=tmp_path)
+    assert done.returncode != 0
+    assert done.stderr.rstrip().endswith(
+        "optimizer is chosen already (adam): choose another without the +, 'optimizer=sgd'."
+    )
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()
+
+
 @pytest.mark.parametrize(
     ("module", "config_name"),
     [("explab.train", "train"), ("explab.eval", "eval"), ("explab.report", "report"), ("explab.predict", "predict")],

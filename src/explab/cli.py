@@ -172,6 +172,10 @@ def _override_advice(config_name: str, overrides: list[str]) -> str | None:
             f"explab-{config_name} has no config group '{key}': it composes {', '.join(groups)} "
             f"(explab-{config_name} --help lists its settings)."
         )
+    if options and override.startswith("+") and not override.startswith("++") and key in groups:
+        # Hydra's answer ("use 'override optimizer: sgd'") is the defaults list's syntax, not a command line's
+        chosen_now = good.hydra.runtime.choices.get(key)
+        return f"{key} is chosen already ({chosen_now}): choose another without the +, '{override[1:]}'."
     if options:  # a config group: Hydra's own message already lists its options; name the nearest
         chosen = override.partition("=")[2]
         named = Path(chosen).stem if chosen.endswith((".yaml", ".yml")) else chosen
@@ -181,6 +185,9 @@ def _override_advice(config_name: str, overrides: list[str]) -> str | None:
         if chosen in options or not close:
             return None
         return f"Did you mean: {', '.join(f'{key}={option}' for option in close)}?"
+    if override.startswith("+") and not override.startswith("++") and _holds(good, key):
+        # Hydra refuses adding a key the config has; the advice below ("write +key=...") would repeat it
+        return f"{key} is in the config already: change it without the +, '{override[1:]}'."
     parent = key.rpartition(".")[0]
     node = OmegaConf.select(good, parent) if parent else good
     if not hasattr(node, "keys"):
@@ -198,6 +205,15 @@ def _override_advice(config_name: str, overrides: list[str]) -> str | None:
         f"Bad override '{override}'.{did_you_mean(good, key)}\n"
         f"Valid keys under '{parent or '<root>'}': {', '.join(valid)}\nTo add a new key on purpose, write +{key}=..."
     )
+
+
+def _holds(config: DictConfig, key: str) -> bool:
+    """Whether ``config`` has the dotted ``key`` (set to anything, null included)."""
+    from omegaconf import OmegaConf
+
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(config, parent, default=None) if parent else config
+    return isinstance(node, DictConfig) and leaf in node
 
 
 def did_you_mean(config: DictConfig, key: str) -> str:
