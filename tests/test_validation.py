@@ -489,3 +489,24 @@ def test_a_registered_name_for_a_run_that_logs_no_model_is_refused(compose_cfg, 
         return
     with pytest.raises(UsageError, match=rf"^registered_model_name=digits registers the model a run logs, and {why}"):
         validate_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("+trainer.foo=1", r"trainer.foo must be an argument of lightning.pytorch.Trainer, which takes no foo: remove"),
+        ("+trainer.max_epoch=3", r"takes no max_epoch \(did you mean trainer.max_epochs, "),
+        ("+trainer.callbacks=[]", r"trainer.callbacks must be left unset: explab gives the trainer its callbacks"),
+        ("+trainer.logger=false", r"trainer.logger must be left unset: .* \(logger=mlflow or logger=none\)"),
+    ],
+)
+def test_a_trainer_setting_lightning_does_not_take_is_refused_before_the_run(compose_cfg, override, said) -> None:
+    """Lightning's Trainer refused an unknown keyword only as the run built it, failing the run it had created;
+    a callbacks or logger setting was overridden by explab's own without a word."""
+    with pytest.raises(ConfigError, match=said):
+        validate_config(compose_cfg(override))
+
+
+@pytest.mark.parametrize("override", ["+trainer.max_steps=30", "+trainer.benchmark=true", "trainer=ddp_cpu"])
+def test_the_trainer_settings_lightning_takes_pass(compose_cfg, override) -> None:
+    validate_config(compose_cfg(override))

@@ -257,7 +257,50 @@ def validate_config(cfg: DictConfig) -> None:
     check_time_to(cfg)
     check_registration(cfg)
     check_sparse_gradients(cfg)
+    check_trainer_settings(cfg)
     check_optimizer_and_scheduler(cfg)
+
+
+# what build_trainer gives the trainer itself, from the config's own groups: a trainer.* setting of these
+# would be overridden without a word
+TRAINER_ARGUMENTS_EXPLAB_GIVES = {
+    "callbacks": "from the callbacks group (callbacks=..., +callbacks.NAME._target_=...)",
+    "logger": "from the logger group (logger=mlflow or logger=none)",
+    "plugins": "(its atomic checkpoint writer, and SLURM's environment in a SLURM job)",
+}
+
+
+def check_trainer_settings(cfg: DictConfig) -> None:
+    """Each ``trainer.*`` setting is an argument of the trainer class: ``+trainer.foo=1`` failed the run it had
+    created, with Hydra's "Trainer.__init__() got an unexpected keyword argument 'foo'"; and the arguments
+    explab gives the trainer itself are refused with where they are set."""
+    import difflib
+    import inspect
+
+    from hydra.utils import get_class
+
+    node = cfg.get("trainer")
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    if not target:
+        return
+    parameters = inspect.signature(get_class(str(target))).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    for name in (str(k) for k in node if not str(k).startswith("_")):
+        if name in TRAINER_ARGUMENTS_EXPLAB_GIVES:
+            raise ConfigError(
+                f"trainer.{name}",
+                node.get(name),
+                f"left unset: explab gives the trainer its {name} itself {TRAINER_ARGUMENTS_EXPLAB_GIVES[name]}",
+            )
+        if name not in parameters:
+            close = difflib.get_close_matches(name, list(parameters), n=3)
+            near = f" (did you mean {', '.join(f'trainer.{c}' for c in close)}?)" if close else ""
+            raise ConfigError(
+                f"trainer.{name}",
+                node.get(name),
+                f"an argument of {target}, which takes no {name}{near}: remove it, or give one it takes",
+            )
 
 
 def check_values(cfg: DictConfig) -> None:
