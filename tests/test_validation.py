@@ -498,6 +498,10 @@ def test_a_registered_name_for_a_run_that_logs_no_model_is_refused(compose_cfg, 
         ("+trainer.max_epoch=3", r"takes no max_epoch \(did you mean trainer.max_epochs, "),
         ("+trainer.callbacks=[]", r"trainer.callbacks must be left unset: explab gives the trainer its callbacks"),
         ("+trainer.logger=false", r"trainer.logger must be left unset: .* \(logger=mlflow or logger=none\)"),
+        (
+            "+trainer.strategy=dpp",
+            r"trainer.strategy='dpp' is not valid: .* auto or a strategy Lightning has registered \(ddp",
+        ),
     ],
 )
 def test_a_trainer_setting_lightning_does_not_take_is_refused_before_the_run(compose_cfg, override, said) -> None:
@@ -507,6 +511,8 @@ def test_a_trainer_setting_lightning_does_not_take_is_refused_before_the_run(com
         validate_config(compose_cfg(override))
 
 
-@pytest.mark.parametrize("override", ["+trainer.max_steps=30", "+trainer.benchmark=true", "trainer=ddp_cpu"])
+@pytest.mark.parametrize(
+    "override", ["+trainer.max_steps=30", "+trainer.benchmark=true", "trainer=ddp_cpu", "+trainer.strategy=DDP_spawn"]
+)
 def test_the_trainer_settings_lightning_takes_pass(compose_cfg, override) -> None:
     validate_config(compose_cfg(override))

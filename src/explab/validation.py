@@ -270,6 +270,27 @@ TRAINER_ARGUMENTS_EXPLAB_GIVES = {
 }
 
 
+def _check_strategy_name(strategy: Any) -> None:
+    """A strategy named by a string is one Lightning has registered (``ddp``, ``fsdp``, ...): another failed the
+    run as Lightning built the trainer ("You selected an invalid strategy name")."""
+    import difflib
+
+    if not isinstance(strategy, str) or strategy.lower() == "auto":
+        return
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    known = StrategyRegistry.available_strategies()
+    if strategy.lower() in known:
+        return
+    close = difflib.get_close_matches(strategy.lower(), known, n=3)
+    raise ConfigError(
+        "trainer.strategy",
+        strategy,
+        f"auto or a strategy Lightning has registered ({', '.join(close or ['ddp', 'ddp_spawn', 'fsdp', 'deepspeed'])}"
+        ", ...), or a strategy's config with its _target_",
+    )
+
+
 def check_trainer_settings(cfg: DictConfig) -> None:
     """Each ``trainer.*`` setting is an argument of the trainer class: ``+trainer.foo=1`` failed the run it had
     created, with Hydra's "Trainer.__init__() got an unexpected keyword argument 'foo'"; and the arguments
@@ -283,6 +304,7 @@ def check_trainer_settings(cfg: DictConfig) -> None:
     target = node.get("_target_") if isinstance(node, DictConfig) else None
     if not target:
         return
+    _check_strategy_name(node.get("strategy"))
     parameters = inspect.signature(get_class(str(target))).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return
