@@ -46,6 +46,27 @@ def test_adding_a_key_the_config_has_is_answered_with_the_override_that_changes_
 
 
 @pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        (
+            "scheduler=null",
+            "Error: scheduler=null: scheduler is a config group and takes an option's name; scheduler=none leaves it",
+        ),
+        (
+            "optimizer=null",
+            "optimizer is a config group and takes an option's name; give one of its options: adam, adamw,",
+        ),
+    ],
+)
+def test_a_config_group_given_null_is_answered_with_its_options(tmp_path: Path, override: str, said: str) -> None:
+    """Hydra answered ``scheduler=null`` with a traceback ("Config group override must be a string or a list")."""
+    done = run_cli("explab-train", override, *common(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert said in done.stderr, done.stderr[-800:]
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(
     ("module", "config_name"),
     [("explab.train", "train"), ("explab.eval", "eval"), ("explab.report", "report"), ("explab.predict", "predict")],
 )

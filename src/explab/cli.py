@@ -344,6 +344,28 @@ def _say_what_is_missing(config_name: str, arguments: list[str]) -> None:
     raise SystemExit(1)
 
 
+def _say_a_group_takes_an_option(arguments: list[str]) -> None:
+    """Exit with one message when the command line gives a config group of explab's ``null``
+    (``scheduler=null``): Hydra answered with a traceback of its own ("Config group override must be a string
+    or a list. Got NoneType"). A group leaves its part out with its ``none`` option, where it has one."""
+    for argument in arguments:
+        key, _, value = argument.partition("=")
+        group = config_dir() / key.lstrip("+")
+        if value != "null" or "." in key or key.lstrip("+").startswith("hydra") or not group.is_dir():
+            continue
+        options = sorted(p.stem for p in group.glob("*.yaml"))
+        instead = (
+            f"{key.lstrip('+')}=none leaves it out"
+            if "none" in options
+            else f"give one of its options: {', '.join(options)}"
+        )
+        print(
+            f"Error: {argument}: {key.lstrip('+')} is a config group and takes an option's name; {instead}",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
+
+
 # launcher options that only an optional extra's plugin provides: Hydra, lacking it, answered "In
 # 'hydra/launcher/slurm': Could not load 'hydra/launcher/submitit_slurm'", which names neither the package
 # nor the extra
@@ -392,6 +414,7 @@ def run_hydra_app(app: Callable[[], object], config_name: str) -> None:
     finish_at_exit()
     sys.argv = [sys.argv[0], *_hydra_cfg_resolvable(_options_first(sys.argv[1:]))]
     _say_what_is_missing(config_name, sys.argv[1:])
+    _say_a_group_takes_an_option(sys.argv[1:])
     _say_what_the_launcher_lacks(sys.argv[1:])
     try:
         app()
