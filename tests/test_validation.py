@@ -9,7 +9,7 @@ from typing import get_args
 import pytest
 from omegaconf import OmegaConf
 
-from explab.errors import ConfigError
+from explab.errors import ConfigError, UsageError
 from explab.monitor_mode import settle_modes
 from explab.validation import LIGHTNING_PRECISIONS, check_values, missing_values, validate_config
 
@@ -516,3 +516,12 @@ def test_a_trainer_setting_lightning_does_not_take_is_refused_before_the_run(com
 )
 def test_the_trainer_settings_lightning_takes_pass(compose_cfg, override) -> None:
     validate_config(compose_cfg(override))
+
+
+def test_an_optimizer_removed_with_its_settings_left_is_refused_with_the_group_to_choose(compose_cfg) -> None:
+    """``~optimizer`` left the experiment's ``optimizer.lr``, and was refused as "optimizer None refuses its
+    settings (optimizer.lr=0.003): 'DictConfig' object is not callable"."""
+    with pytest.raises(
+        UsageError, match=r"^optimizer names no class to build \(no optimizer._target_\), only lr: choose"
+    ):
+        validate_config(compose_cfg("~optimizer"))

@@ -467,6 +467,11 @@ def check_optimizer_and_scheduler(cfg: DictConfig) -> None:
         node = cfg.get(key)
         if not isinstance(node, DictConfig):
             continue
+        if "_target_" not in node:  # ~optimizer, with an experiment's optimizer.lr left behind
+            raise UsageError(
+                f"{key} names no class to build (no {key}._target_), only {', '.join(map(str, node))}: choose "
+                f"one with {key}=... (explab-train --help lists the options)"
+            )
         try:
             made = instantiate(node)
             if key == "optimizer":
