@@ -248,7 +248,7 @@ def validate_config(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for the first value explab can tell is wrong before a run exists: the values
     ``check_values`` reads from the config alone, then that each ``_target_`` can be imported, then the metrics
     callbacks follow and which way each is better, ``time_to`` and sparse gradients, which ask Lightning and the
-    task.
+    task, and last the settings the trainer, the optimizer and the scheduler are built with.
     """
     check_values(cfg)
     check_targets(cfg)
