@@ -50,17 +50,10 @@ class EarlyStopping(StateKeyOnce, _EarlyStopping):
         an epoch (``val_check_interval=0.25``) a patience of 5 stops a run after 1.25 epochs without improvement,
         and with one every 2 epochs after 10, where the config reads as 5 epochs."""
         epochs = epochs_per_validation(trainer)
-        if epochs is None or epochs == 1 or not self.patience or not trainer.is_global_zero:
+        if epochs is None or not trainer.is_global_zero:
             return
-        log.warning(
-            "callbacks.early_stopping.patience=%d counts validations, not epochs, and this fit validates every %s "
-            "epochs: it stops a run after %s epochs without improvement. For %d epochs give "
-            "callbacks.early_stopping.patience=%d",
-            self.patience,
-            f"{epochs:.3g}",
-            f"{self.patience * epochs:.3g}",
-            self.patience,
-            max(1, round(self.patience / epochs)),
+        warn_of_patience_in_validations(
+            "callbacks.early_stopping.patience", self.patience, epochs, "validations, not epochs", "it stops a run"
         )
 
     def _run_early_stopping_check(self, trainer: L.Trainer) -> None:
@@ -77,6 +70,27 @@ class EarlyStopping(StateKeyOnce, _EarlyStopping):
         patience = self.patience
         super().load_state_dict(state_dict)
         self.patience = patience
+
+
+def warn_of_patience_in_validations(setting: str, patience: int, epochs: float, counted: str, effect: str) -> None:
+    """Warns where a ``patience`` counted in validations (early stopping's, a plateau scheduler's) is not that
+    many epochs, the fit validating every ``epochs`` epochs: with one every 2 epochs a patience of 5 waits 10,
+    where the config reads as 5. ``counted`` says what the patience counts, ``effect`` what it then does."""
+    if epochs == 1 or not patience:
+        return
+    log.warning(
+        "%s=%d counts %s, and this fit validates every %s epochs: %s after %s epochs without improvement. "
+        "For %d epochs give %s=%d",
+        setting,
+        patience,
+        counted,
+        f"{epochs:.3g}",
+        effect,
+        f"{patience * epochs:.3g}",
+        patience,
+        setting,
+        max(1, round(patience / epochs)),
+    )
 
 
 def epochs_per_validation(trainer: L.Trainer) -> float | None:

@@ -31,6 +31,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from explab.callbacks.stock import warn_of_patience_in_validations
 from explab.checkpoints import CHECKPOINT_KEY, COMPILED, EPOCH_SUMS_KEY, plain_weights
 from explab.errors import UsageError
 from explab.models.epoch_sums import EpochSums
@@ -139,27 +140,16 @@ def build_scheduler(factory: SchedulerFactory, optimizer: torch.optim.Optimizer,
     # (trainer.check_val_every_n_epoch=2: after epochs 2, 4, ...), where Lightning would fail the fit in epoch 1
     validating_every = trainer.check_val_every_n_epoch
     if after_validation(made.get("monitor", "")) and validating_every:
-        _warn_of_patience_in_validations(made["scheduler"], validating_every)
+        # a plateau scheduler steps after the epochs that validate, so its patience counts them
+        warn_of_patience_in_validations(
+            "scheduler.patience",
+            getattr(made["scheduler"], "patience", 0),
+            validating_every,
+            "the epochs that validate",
+            "the learning rate drops",
+        )
         return {"interval": interval, "frequency": validating_every, **made}
     return {"interval": interval, **made}
-
-
-def _warn_of_patience_in_validations(scheduler: Any, validating_every: int) -> None:
-    """A plateau scheduler stepped after the epochs that validate counts its ``patience`` in them: with
-    ``trainer.check_val_every_n_epoch=2`` a patience of 5 waits 10 epochs, which the config does not say (the
-    same holds for early stopping's, ``callbacks.stock.EarlyStopping``)."""
-    patience = getattr(scheduler, "patience", 0)
-    if validating_every == 1 or not patience:
-        return
-    log.warning(
-        "scheduler.patience=%d counts the epochs that validate, and this fit validates every %d epochs: the "
-        "learning rate drops after %d epochs without improvement. For %d epochs give scheduler.patience=%d",
-        patience,
-        validating_every,
-        patience * validating_every,
-        patience,
-        max(1, round(patience / validating_every)),
-    )
 
 
 def epochs_in_fit(trainer: L.Trainer) -> int:
