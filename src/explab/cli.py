@@ -350,19 +350,15 @@ def _say_a_group_takes_an_option(arguments: list[str]) -> None:
     or a list. Got NoneType"). A group leaves its part out with its ``none`` option, where it has one."""
     for argument in arguments:
         key, _, value = argument.partition("=")
-        group = config_dir() / key.lstrip("+")
-        if value != "null" or "." in key or key.lstrip("+").startswith("hydra") or not group.is_dir():
+        name = key.lstrip("+")
+        group = config_dir() / name
+        if value != "null" or "." in name or name.startswith("hydra") or not group.is_dir():
             continue
         options = sorted(p.stem for p in group.glob("*.yaml"))
         instead = (
-            f"{key.lstrip('+')}=none leaves it out"
-            if "none" in options
-            else f"give one of its options: {', '.join(options)}"
+            f"{name}=none leaves it out" if "none" in options else f"give one of its options: {', '.join(options)}"
         )
-        print(
-            f"Error: {argument}: {key.lstrip('+')} is a config group and takes an option's name; {instead}",
-            file=sys.stderr,
-        )
+        print(f"Error: {argument}: {name} is a config group and takes an option's name; {instead}", file=sys.stderr)
         raise SystemExit(1)
 
 
